@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` (the workflow on the embedded default world) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Rules call `python -m geocontrast...`: put the virtualenv first on PATH for them.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: setup run test dry-run lint clean
+
+setup: $(STAMP)
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,332 @@
+"""The splits contract: train/val/test and nested label budgets, written once for every strategy (DESIGN.md §3).
+
+Splits are made at observation level (all photos of one observation share a split, so the same plant never sits
+in train and test) in one of three modes: ``random`` (stratified by species), ``spatial`` (whole equal-area
+blocks) or ``date`` (earliest observations to train). Label budgets are nested subsets of the labelled train
+images, stratified by species: ``labelled_1`` ⊂ ``labelled_10`` ⊂ ``labelled_100``.
+
+Shuffles use a keyed hash of each observation's (or image's) id instead of a global permutation: the same seed
+gives the same order, and one row's place does not move when unrelated rows are added or removed.
+
+CLI (called by the workflow's splits rule)::
+
+    python -m geocontrast.data.splits --manifest manifest.parquet --out splits.parquet --summary splits.json \\
+        --mode random --fractions 0.7 0.1 0.2 --label-fractions 0.01 0.1 1.0 --seed 0 --block-km 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyproj import Transformer
+
+from geocontrast.data.manifest import read_manifest
+
+SPLITS = ("train", "val", "test")
+MODES = ("random", "spatial", "date")
+# When largest-remainder rounding ties, and for species with very few observations: train, then test, then val.
+TIE_PRIORITY = np.array([0, 2, 1])  # indexed like SPLITS
+TRAIN, VAL, TEST = range(3)
+# EPSG:6933 (WGS 84 / NSIDC EASE-Grid 2.0 Global) is equal-area and global, so the block grid is fixed
+# and does not depend on which rows are present.
+_TO_EQUAL_AREA = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
+_BLOCK_OFFSET = 2**30
+
+
+def labelled_column(fraction: float) -> str:
+    """Column name of a label budget: 0.1 -> 'labelled_10', 0.01 -> 'labelled_1', 0.005 -> 'labelled_0.5'."""
+    return f"labelled_{round(fraction * 100, 6):g}"
+
+
+def spatial_blocks(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
+    """Id (int64) of the block_km × block_km equal-area block holding each point; -1 where lat or lon is missing."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    has_coords = ~(np.isnan(lat) | np.isnan(lon))
+    x, y = _TO_EQUAL_AREA.transform(lon[has_coords], lat[has_coords])
+    block_m = block_km * 1000.0
+    column = np.floor(np.asarray(x) / block_m).astype(np.int64) + _BLOCK_OFFSET
+    row = np.floor(np.asarray(y) / block_m).astype(np.int64) + _BLOCK_OFFSET
+    blocks = np.full(lat.shape, -1, dtype=np.int64)
+    blocks[has_coords] = (column << 31) | row
+    return blocks
+
+
+def make_splits(
+    manifest: pd.DataFrame,
+    mode: str = "random",
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    label_fractions: Sequence[float] = (0.01, 0.1, 1.0),
+    seed: int = 0,
+    block_km: float = 50.0,
+    min_labelled_per_species: int = 1,
+) -> pd.DataFrame:
+    """Assign every manifest row to train/val/test and choose the nested labelled subsets of train.
+
+    Args:
+        manifest: validated manifest (image_id, observation_id, species; lat/lon for spatial; observed_on for date).
+            A null observation_id makes the image its own observation.
+        mode: 'random' stratifies by species: each species' observations are shuffled and divided by
+            ``fractions`` with largest-remainder rounding (ties go to train, then test, then val).
+            'spatial' assigns whole ``block_km`` blocks, shuffled, greedily to the split furthest below its
+            share of images; observations without coordinates go to train.
+            'date' orders observations by their earliest observed_on: the earliest images fill train, then
+            val, then test; observations without a date go to train.
+        fractions: shares of (train, val, test), each >= 0, summing to 1.
+        label_fractions: label budgets in (0, 1]; each gives a boolean column ``labelled_{pct:g}``.
+        seed: fixes every shuffle.
+        block_km: side of the spatial blocks in km (spatial mode only).
+        min_labelled_per_species: each train species keeps at least this many labelled images (or all it has).
+
+    Observations whose photos all lack a species go to train and are never labelled. An observation with any
+    labelled photo is split as one unit, stratified by its first labelled photo's species.
+
+    Returns:
+        A frame in manifest row order: image_id, split, and one boolean column per label fraction.
+    """
+    _check_arguments(manifest, mode, fractions, label_fractions, block_km, min_labelled_per_species)
+    fractions = np.asarray(fractions, dtype=np.float64)
+    observations = _observation_table(manifest, seed)
+    if mode == "random":
+        observation_split = _random_split(observations, fractions)
+    elif mode == "spatial":
+        blocks = spatial_blocks(manifest["lat"], manifest["lon"], block_km)
+        observation_block = observations.first(pd.Series(blocks, dtype="Int64").where(blocks >= 0)).fillna(-1)
+        observation_split = _spatial_split(observations, observation_block.to_numpy(np.int64), fractions, seed)
+    else:
+        observation_date = observations.earliest(manifest["observed_on"])
+        observation_split = _date_split(observations, observation_date.to_numpy(), fractions)
+
+    split = observation_split[observations.row_observation]
+    labelled_train = (split == TRAIN) & manifest["species"].notna().to_numpy()
+    splits = pd.DataFrame({"image_id": manifest["image_id"].to_numpy(), "split": np.asarray(SPLITS)[split]})
+    budgets = _label_budgets(manifest, labelled_train, label_fractions, seed, min_labelled_per_species)
+    for fraction in label_fractions:
+        splits[labelled_column(fraction)] = budgets[fraction]
+    return splits
+
+
+def summarise_splits(splits: pd.DataFrame, manifest: pd.DataFrame) -> dict:
+    """Images, observations and species per split, and labelled images and species per label budget."""
+    species = manifest["species"].to_numpy()
+    observation_id = manifest["observation_id"]
+    summary: dict = {"splits": {}, "label_budgets": {}}
+    for name in SPLITS:
+        rows = (splits["split"] == name).to_numpy()
+        summary["splits"][name] = {
+            "n_images": int(rows.sum()),
+            # An image without observation_id is its own observation.
+            "n_observations": int(observation_id[rows].nunique() + observation_id[rows].isna().sum()),
+            "n_species": int(pd.Series(species[rows]).nunique()),
+        }
+    for column in (c for c in splits.columns if c.startswith("labelled_")):
+        rows = splits[column].to_numpy()
+        summary["label_budgets"][column] = {
+            "n_images": int(rows.sum()),
+            "n_species": int(pd.Series(species[rows]).nunique()),
+        }
+    return summary
+
+
+def _check_arguments(manifest, mode, fractions, label_fractions, block_km, min_labelled_per_species) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(
+            f"fractions must be three shares (train, val, test), each >= 0, summing to 1; got {tuple(fractions)}"
+        )
+    if not label_fractions or not all(0 < f <= 1 for f in label_fractions):
+        raise ValueError(f"label_fractions must each be in (0, 1]; got {tuple(label_fractions)}")
+    if len({labelled_column(f) for f in label_fractions}) != len(label_fractions):
+        raise ValueError(f"label_fractions must be distinct; got {tuple(label_fractions)}")
+    if mode == "spatial" and not block_km > 0:
+        raise ValueError(f"block_km must be positive, got {block_km}")
+    if min_labelled_per_species < 0:
+        raise ValueError(f"min_labelled_per_species must be >= 0, got {min_labelled_per_species}")
+    by_mode = {"spatial": ["lat", "lon"], "date": ["observed_on"]}
+    needed = ["image_id", "observation_id", "species", *by_mode.get(mode, [])]
+    missing = [c for c in needed if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest is missing columns needed for {mode} splits: {', '.join(missing)}")
+
+
+@dataclass(frozen=True)
+class _Observations:
+    """Observation-level view of the manifest, which every split mode divides."""
+
+    row_observation: np.ndarray  # (n_rows,) observation index of each manifest row
+    species: np.ndarray  # (n_observations,) species of the first labelled photo; None when no photo is labelled
+    n_images: np.ndarray  # (n_observations,)
+    key: np.ndarray  # (n_observations,) seeded shuffle key
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return pd.notna(self.species)
+
+    def first(self, values: pd.Series) -> pd.Series:
+        """Per observation, the first non-missing value among its rows."""
+        return _per_observation(values, self.row_observation).first()
+
+    def earliest(self, values: pd.Series) -> pd.Series:
+        return _per_observation(values, self.row_observation).min()
+
+
+def _per_observation(values: pd.Series, row_observation: np.ndarray):
+    return pd.Series(values.to_numpy()).groupby(row_observation)
+
+
+def _observation_table(manifest: pd.DataFrame, seed: int) -> _Observations:
+    observation_id = manifest["observation_id"]
+    row_observation, _ = pd.factorize(observation_id)
+    no_id = row_observation < 0
+    row_observation[no_id] = row_observation.max(initial=-1) + 1 + np.arange(no_id.sum())
+    # An image without observation_id is its own observation, shuffled by its image_id.
+    names = observation_id.astype(object).where(~no_id, manifest["image_id"].astype(object))
+    species = _per_observation(manifest["species"], row_observation).first()
+    return _Observations(
+        row_observation=row_observation,
+        species=species.astype(object).where(species.notna(), None).to_numpy(),
+        n_images=np.bincount(row_observation),
+        key=_seeded_keys(_per_observation(names, row_observation).first(), seed, "split"),
+    )
+
+
+def _random_split(observations: _Observations, fractions: np.ndarray) -> np.ndarray:
+    """Each species' observations, in seeded order, cut into train/val/test by largest-remainder counts."""
+    split = np.full(observations.species.shape, TRAIN)
+    labelled = np.flatnonzero(observations.labelled)
+    species, _ = pd.factorize(observations.species[labelled])
+    order = np.lexsort((observations.key[labelled], species))
+    n_per_species = np.bincount(species)
+    rank = np.arange(order.size) - (np.cumsum(n_per_species) - n_per_species)[species[order]]
+    counts = _largest_remainder(n_per_species, fractions)[species[order]]  # (n_labelled, 3)
+    split[labelled[order]] = np.where(
+        rank < counts[:, TRAIN], TRAIN, np.where(rank < counts[:, TRAIN] + counts[:, VAL], VAL, TEST)
+    )
+    return split
+
+
+def _largest_remainder(totals: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """(n_species, 3) whole counts summing to each total, as close to total · fraction as rounding allows."""
+    quotas = totals[:, None] * fractions[None, :]
+    counts = np.floor(quotas + 1e-9).astype(np.int64)
+    remainders = np.round(quotas - counts, 9)  # rounded so float noise cannot break a tie
+    preference = np.lexsort((np.broadcast_to(TIE_PRIORITY, quotas.shape), -remainders), axis=-1)
+    place = np.argsort(preference, axis=-1)  # 0 for the split that gets the first leftover seat
+    return counts + (place < (totals - counts.sum(axis=1))[:, None])
+
+
+def _spatial_split(
+    observations: _Observations, observation_block: np.ndarray, fractions: np.ndarray, seed: int
+) -> np.ndarray:
+    """Whole blocks, in seeded order, each to the split furthest below its share of the labelled images."""
+    split = np.full(observation_block.shape, TRAIN)
+    placed = observations.labelled & (observation_block >= 0)
+    blocks, block_of_observation = np.unique(observation_block[placed], return_inverse=True)
+    block_images = np.bincount(block_of_observation, weights=observations.n_images[placed], minlength=blocks.size)
+    target = fractions * block_images.sum()
+    filled = np.zeros(3)
+    block_split = np.empty(blocks.size, dtype=np.int64)
+    for block in np.argsort(_seeded_keys(pd.Series(blocks.astype(str)), seed, "block"), kind="stable"):
+        block_split[block] = np.argmax(target - filled)
+        filled[block_split[block]] += block_images[block]
+    split[placed] = block_split[block_of_observation]
+    return split
+
+
+def _date_split(observations: _Observations, observation_date: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Labelled observations by date: the earliest images fill train, then val, then test."""
+    split = np.full(observation_date.shape, TRAIN)
+    dated = np.flatnonzero(observations.labelled & ~np.isnat(observation_date))
+    order = dated[np.lexsort((observations.key[dated], observation_date[dated].astype(np.int64)))]
+    images = observations.n_images[order]
+    # Place each observation by the middle of its images on the cumulative time line.
+    middle = (np.cumsum(images) - images / 2) / images.sum() if order.size else np.empty(0)
+    split[order] = np.searchsorted(np.cumsum(fractions)[:2], middle, side="right")
+    return split
+
+
+def _label_budgets(manifest, labelled_train, label_fractions, seed, min_labelled_per_species) -> dict:
+    """Nested labelled subsets of the labelled train images: per species, prefixes of one seeded permutation."""
+    rows = np.flatnonzero(labelled_train)
+    species, _ = pd.factorize(manifest["species"].to_numpy()[rows])
+    order = np.lexsort((_seeded_keys(manifest["image_id"].iloc[rows], seed, "label"), species))
+    n_per_species = np.bincount(species)
+    rank = np.empty(rows.size, dtype=np.int64)
+    rank[order] = np.arange(order.size) - (np.cumsum(n_per_species) - n_per_species)[species[order]]
+
+    budgets = {}
+    for fraction in label_fractions:
+        # Prefix lengths grow with the fraction (half-up rounding, floor, cap), so the subsets nest.
+        wanted = np.maximum(np.floor(fraction * n_per_species + 0.5 + 1e-9), min_labelled_per_species)
+        prefix = np.minimum(wanted, n_per_species)
+        budget = np.zeros(len(manifest), dtype=bool)
+        budget[rows] = rank < prefix[species]
+        budgets[fraction] = budget
+    return budgets
+
+
+def _seeded_keys(names: pd.Series, seed: int, purpose: str) -> np.ndarray:
+    """A pseudo-random uint64 per name, fixed by (seed, purpose); sorting by it shuffles."""
+    hash_key = hashlib.blake2b(f"{purpose}:{seed}".encode(), digest_size=8).hexdigest()
+    return pd.util.hash_array(names.astype(object).to_numpy(), hash_key=hash_key, categorize=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.data.splits", description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="splits table (.parquet)")
+    parser.add_argument("--summary", type=Path, required=True, help="counts per split and label budget (.json)")
+    parser.add_argument("--mode", choices=MODES, default="random")
+    parser.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--label-fractions", type=float, nargs="+", default=(0.01, 0.1, 1.0))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--block-km", type=float, default=50.0, help="side of spatial blocks in km (spatial mode)")
+    parser.add_argument("--min-labelled-per-species", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    manifest = read_manifest(args.manifest)
+    try:
+        splits = make_splits(
+            manifest,
+            args.mode,
+            args.fractions,
+            args.label_fractions,
+            args.seed,
+            args.block_km,
+            args.min_labelled_per_species,
+        )
+    except ValueError as error:
+        print(f"{args.manifest}: {error}", file=sys.stderr)
+        return 1
+    summary = {
+        "mode": args.mode,
+        "fractions": list(args.fractions),
+        "label_fractions": list(args.label_fractions),
+        "seed": args.seed,
+        "block_km": args.block_km if args.mode == "spatial" else None,
+        **summarise_splits(splits, manifest),
+    }
+    for path in (args.out, args.summary):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f"{args.out.name}.tmp-{os.getpid()}")
+    try:
+        splits.to_parquet(tmp, index=False)
+        os.replace(tmp, args.out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

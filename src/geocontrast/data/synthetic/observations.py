@@ -1,0 +1,108 @@
+"""The observation process, imitating iNaturalist: who goes where, when, and which plant they photograph.
+
+Observers live near population centres and have a long tail of activity. Each visit is either near home or a
+trip to a park or a random place; a visit produces a few observations a few hundred metres apart. The species
+seen at a place and date is drawn with probability proportional to abundance x suitability x flowering season.
+Some observations have 2-3 photos, a few lack coordinates, some are obscured to a 0.2 degree cell, and a few
+were never identified to species.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .landscape import Landscape
+from .region import Region
+
+OBSCURED_CELL_DEGREES = 0.2
+OBSCURED_UNCERTAINTY_M = 28_000.0  # about the diagonal of a 0.2 degree cell at these latitudes
+
+
+def _observers(region: Region, n_observers: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Home locations (n, 2) scattered around weighted hotspots and Zipf-like activity weights (n,)."""
+    hotspot = rng.choice(len(region.hotspots), size=n_observers, p=region.hotspot_weights)
+    homes = region.scatter_around(region.hotspots[hotspot], 25.0, rng)
+    activity = 1.0 / (rng.permutation(n_observers) + 1.0)
+    return homes, activity / activity.sum()
+
+
+def _season_weight(day_of_year: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarray:
+    """(n, S) Gaussian flowering-season weight on the circular calendar."""
+    gap = np.abs(day_of_year[:, None] - taxonomy["flowering_peak_doy"].to_numpy()[None])
+    gap = np.minimum(gap, 365 - gap)
+    return np.exp(-0.5 * (gap / taxonomy["flowering_width_days"].to_numpy()[None]) ** 2)
+
+
+def simulate_observations(region: Region, landscape: Landscape, taxonomy: pd.DataFrame,
+                          suitability: np.ndarray, params: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per observation: observer, true and reported coordinates, date, species index, photo count.
+
+    Draws observations until their photos reach params["n_images"], then trims the last observation's photos.
+    """
+    photo_probs = np.asarray(params["photos_per_observation"], dtype=float)
+    n_obs = params["n_images"]  # enough even if every observation has one photo
+    homes, activity = _observers(region, params["n_observers"], rng)
+    parks = region.sample_uniform(params["n_parks"], rng)
+
+    # Visits: 1 + geometric observations each, near home or on a trip (a park or anywhere).
+    per_visit = rng.geometric(0.4, size=n_obs)
+    visit_of_obs = np.repeat(np.arange(n_obs), per_visit)[:n_obs]
+    n_visits = visit_of_obs[-1] + 1
+    observer = rng.choice(params["n_observers"], size=n_visits, p=activity)
+    at_home = rng.random(n_visits) < params["home_fraction"]
+    to_park = rng.random(n_visits) < 0.5
+    sites = np.where(at_home[:, None], homes[observer], np.where(
+        to_park[:, None], parks[rng.integers(len(parks), size=n_visits)], region.sample_uniform(n_visits, rng)))
+    sites = region.scatter_around(sites, np.where(at_home, 12.0, 3.0), rng)
+    location = region.scatter_around(sites[visit_of_obs], 0.4, rng)
+
+    # Dates: one per visit, in the configured years, more visits in spring.
+    first_year, last_year = params["years"]
+    year = rng.integers(first_year, last_year + 1, size=n_visits)
+    day_of_year = np.clip(rng.normal(130, 70, size=n_visits), 1, 364).round().astype(int)
+    obs_doy = day_of_year[visit_of_obs]
+
+    # Which plant: abundance x suitability x flowering season at that place and day.
+    local = landscape.sample(suitability, location[:, 0], location[:, 1]).T  # (n_obs, S)
+    weight = taxonomy["abundance"].to_numpy()[None] * local * _season_weight(obs_doy.astype(float), taxonomy)
+    out_of_season = weight.sum(axis=1) <= 1e-12
+    weight[out_of_season] = (taxonomy["abundance"].to_numpy()[None] * (local[out_of_season] + 1e-6))
+    cumulative = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
+    species_index = np.minimum((cumulative < rng.random(n_obs)[:, None]).sum(axis=1), len(taxonomy) - 1)
+
+    n_photos = rng.choice(len(photo_probs), size=n_obs, p=photo_probs / photo_probs.sum()) + 1
+    cumulative_photos = np.cumsum(n_photos)
+    keep = int(np.searchsorted(cumulative_photos, params["n_images"])) + 1
+    n_photos = n_photos[:keep]
+    n_photos[-1] -= cumulative_photos[keep - 1] - params["n_images"]
+
+    observations = pd.DataFrame({
+        "observation_id": [f"o{i:07d}" for i in range(keep)],
+        "observer_id": [f"u{u:05d}" for u in observer[visit_of_obs[:keep]]],
+        "true_lon": location[:keep, 0], "true_lat": location[:keep, 1],
+        "observed_on": pd.to_datetime(year[visit_of_obs[:keep]].astype(str), format="%Y")
+        + pd.to_timedelta(obs_doy[:keep] - 1, unit="D"),
+        "species_index": species_index[:keep],
+        "n_photos": n_photos,
+    })
+    return _report_coordinates(observations, params, rng)
+
+
+def _report_coordinates(observations: pd.DataFrame, params: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """Reported lat/lon and uncertainty: most GPS-precise, some obscured to a 0.2 degree cell, a few missing."""
+    n = len(observations)
+    draw = rng.random(n)
+    missing = draw < params["missing_coords_fraction"]
+    obscured = ~missing & (draw < params["missing_coords_fraction"] + params["obscured_fraction"])
+    lon = observations["true_lon"].to_numpy().copy()
+    lat = observations["true_lat"].to_numpy().copy()
+    # Obscured: a uniform point in the 0.2 degree cell that holds the true location, as iNaturalist does.
+    cell = OBSCURED_CELL_DEGREES
+    lon[obscured] = np.floor(lon[obscured] / cell) * cell + rng.uniform(0, cell, obscured.sum())
+    lat[obscured] = np.floor(lat[obscured] / cell) * cell + rng.uniform(0, cell, obscured.sum())
+    uncertainty = np.exp(rng.normal(np.log(30.0), 1.0, n))  # GPS accuracy, metres
+    uncertainty[rng.random(n) < 0.1] = np.nan               # often not recorded
+    uncertainty[obscured] = OBSCURED_UNCERTAINTY_M
+    lon[missing] = lat[missing] = uncertainty[missing] = np.nan
+    return observations.assign(lon=lon, lat=lat, coord_uncertainty_m=uncertainty, obscured=obscured,
+                               identified=rng.random(n) >= params["unidentified_fraction"])

@@ -1,0 +1,85 @@
+# Data stage: source -> validated manifest -> image cache per resolution -> splits.
+
+
+rule synthetic_world:
+    output:
+        source=f"{RESULTS}/source/photos.parquet",
+        images=directory(f"{RESULTS}/images"),
+        truth=f"{RESULTS}/world/truth.npz",
+        taxonomy=f"{RESULTS}/world/taxonomy.parquet",
+        stats=f"{RESULTS}/world/stats.json",
+    log:
+        f"{LOGS}/synthetic_world.log",
+    benchmark:
+        f"{BENCHMARKS}/synthetic_world.tsv"
+    params:
+        world=world_json(),
+        world_dir=f"{RESULTS}/world",
+    conda:
+        "../../envs/data.yaml"
+    threads: 8
+    shell:
+        "python -m geocontrast.data.synthetic --world-json {params.world:q} --source {output.source}"
+        " --image-root {output.images} --world-dir {params.world_dir} --workers {threads} 2> {log}"
+
+
+rule manifest:
+    input:
+        source=f"{RESULTS}/source/photos.parquet",
+        images=f"{RESULTS}/images",
+    output:
+        manifest=f"{RESULTS}/manifest.parquet",
+        summary=f"{RESULTS}/manifest_summary.json",
+    log:
+        f"{LOGS}/manifest.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.data.manifest --source {input.source} --image-root {input.images}"
+        " --out {output.manifest} --summary {output.summary} 2> {log}"
+
+
+rule image_cache:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        images=f"{RESULTS}/images",
+    output:
+        cache=f"{RESULTS}/cache/{{res}}px.npy",
+        report=f"{RESULTS}/cache/{{res}}px.json",
+    log:
+        f"{LOGS}/image_cache_{{res}}px.log",
+    benchmark:
+        f"{BENCHMARKS}/image_cache_{{res}}px.tsv"
+    params:
+        skip_corrupt="--skip-corrupt" if config["image_cache"]["skip_corrupt"] else "",
+    conda:
+        "../../envs/data.yaml"
+    threads: 8
+    shell:
+        "python -m geocontrast.data.cache --manifest {input.manifest} --image-root {input.images}"
+        " --resolution {wildcards.res} --out {output.cache} --report {output.report}"
+        " --workers {threads} {params.skip_corrupt} 2> {log}"
+
+
+rule splits:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+    output:
+        splits=f"{RESULTS}/splits.parquet",
+        summary=f"{RESULTS}/splits_summary.json",
+    log:
+        f"{LOGS}/splits.log",
+    params:
+        mode=config["splits"]["mode"],
+        fractions=joined(config["splits"]["fractions"]),
+        label_fractions=joined(config["splits"]["label_fractions"]),
+        seed=config["splits"]["seed"],
+        block_km=config["splits"]["block_km"],
+        min_labelled=config["splits"]["min_labelled_per_species"],
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.data.splits --manifest {input.manifest} --out {output.splits}"
+        " --summary {output.summary} --mode {params.mode} --fractions {params.fractions}"
+        " --label-fractions {params.label_fractions} --seed {params.seed}"
+        " --block-km {params.block_km} --min-labelled-per-species {params.min_labelled} 2> {log}"
