@@ -58,3 +58,23 @@ def write_image():
         return path
 
     return write
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+
+
+def load_config(path: Path = TINY_CONFIG) -> dict:
+    """A config file with the schema's defaults filled in, as the workflow sees it."""
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(path.read_text())
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+@pytest.fixture
+def tiny_world_params() -> dict:
+    """The `world` section of the tests' tiny config (300 photos at 32 px)."""
+    return load_config()["world"]
