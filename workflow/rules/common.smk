@@ -1,5 +1,6 @@
 # Config lookups and input functions shared by the rules.
 import json
+import os
 
 DATASET = config["dataset"]["name"]
 RESULTS = f"results/{DATASET}"

@@ -14,7 +14,7 @@ rule synthetic_world:
         f"{BENCHMARKS}/synthetic_world.tsv"
     params:
         world=world_json(),
-        world_dir=f"{RESULTS}/world",
+        world_dir=lambda wildcards, output: os.path.dirname(output.truth),
     conda:
         "../../envs/data.yaml"
     threads: 8
