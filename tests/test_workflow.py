@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
+from geocontrast.geo.negatives import load_negative_table
+from geocontrast.geo.neighbours import load_neighbour_table
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> subprocess.CompletedProcess:
@@ -32,7 +35,8 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def test_dry_run_of_the_default_config_plans_the_data_stage(tmp_path):
     result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "config.yaml")
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result) == {"synthetic_world": 1, "manifest": 1, "image_cache": 2, "splits": 1, "all": 1}
+    assert planned_jobs(result) == {"synthetic_world": 1, "manifest": 1, "image_cache": 2, "splits": 1,
+                                    "neighbour_table": 1, "negative_table": 1, "all": 1}
 
 
 def test_invalid_config_is_refused_naming_the_key(tmp_path):
@@ -53,6 +57,11 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     assert cache.shape == (len(manifest), 32, 32, 3)
     assert cache.reshape(len(cache), -1).std(axis=1).min() > 0  # every row holds a decoded photo
     assert (tmp_path / "results" / "logs" / "tiny" / "synthetic_world.log").exists()
+    neighbours = load_neighbour_table(results / "neighbours" / "r5_k64.npz")
+    assert len(neighbours.indptr) == len(manifest) + 1
+    assert not np.any(np.diff(neighbours.indptr)[~manifest["has_coords"].to_numpy()])  # no coords, no positives
+    negatives = load_negative_table(results / "negatives" / "far_m64.npz")
+    assert negatives.candidates.shape == (len(manifest), 64)
 
     again = snakemake(tmp_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -63,4 +72,9 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     changed.write_text(yaml.safe_dump(config))
     rerun = snakemake(tmp_path, "-n", configfile=changed)
     assert planned_jobs(rerun) == {"splits": 1, "all": 1}
+
+    config["neighbours"] = {"radius_km": 2.5}
+    changed.write_text(yaml.safe_dump(config))
+    rerun = snakemake(tmp_path, "-n", configfile=changed)
+    assert planned_jobs(rerun) == {"splits": 1, "neighbour_table": 1, "all": 1}
 

@@ -10,6 +10,10 @@ BENCHMARKS = f"results/benchmarks/{DATASET}"
 
 wildcard_constraints:
     res=r"\d+",
+    k=r"\d+",
+    m=r"\d+",
+    radius_km=r"\d+(\.\d+)?",
+    rule=r"far|band|random",
 
 
 def all_outputs():
@@ -18,7 +22,20 @@ def all_outputs():
         f"{RESULTS}/manifest.parquet",
         f"{RESULTS}/splits.parquet",
         *expand(f"{RESULTS}/cache/{{res}}px.npy", res=config["image_cache"]["resolutions"]),
+        neighbour_table_path(),
+        negative_table_path(),
     ]
+
+
+def neighbour_table_path():
+    """The positives table named by its radius and K, as DESIGN.md's contract has it."""
+    neighbours = config["neighbours"]
+    return f"{RESULTS}/neighbours/r{neighbours['radius_km']:g}_k{neighbours['k']}.npz"
+
+
+def negative_table_path():
+    negatives = config["negatives"]
+    return f"{RESULTS}/negatives/{negatives['rule']}_m{negatives['m']}.npz"
 
 
 def world_json():

@@ -1,0 +1,60 @@
+"""Helpers shared by the neighbour and negative tables: counter-based random streams and id encoding.
+
+Each anchor draws from its own splitmix64 stream keyed by (seed, anchor row), so a table depends only on the seed
+and the data, never on how many threads built it or in which order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+
+
+@njit(cache=True, inline="always")
+def mix64(z):
+    """splitmix64 finaliser: a bijective scramble of a uint64."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def stream_key(seed_key, row):
+    """Key of the random stream of one anchor row."""
+    return mix64(seed_key ^ mix64(np.uint64(row) * _GOLDEN + _GOLDEN))
+
+
+@njit(cache=True, inline="always")
+def uniform_index(key, counter, n):
+    """The counter-th draw of stream ``key``: an integer uniform in [0, n)."""
+    z = mix64(key + np.uint64(counter) * _GOLDEN)
+    return min(np.int64((z >> np.uint64(11)) * _TO_UNIT * n), n - 1)
+
+
+def seed_key(seed: int) -> np.uint64:
+    """uint64 key for a user seed (any int; negative seeds wrap)."""
+    return np.uint64(mix64(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)))
+
+
+def encode_ids(ids, n: int, missing_unique: bool) -> np.ndarray:
+    """int64 codes of an id column; equal ids share a code.
+
+    Missing ids get a fresh code per row when ``missing_unique`` (an image without observation_id is its own
+    observation), else -1 (an unknown observer matches nobody). ``ids=None`` means all missing.
+    """
+    if ids is None:
+        return np.arange(n, dtype=np.int64) if missing_unique else np.full(n, -1, dtype=np.int64)
+    codes, _ = pd.factorize(pd.Series(ids).reset_index(drop=True))
+    codes = codes.astype(np.int64)
+    if len(codes) != n:
+        raise ValueError(f"id column has {len(codes)} rows, coordinates have {n}")
+    missing = codes < 0
+    if missing_unique and missing.any():
+        codes[missing] = codes.max(initial=-1) + 1 + np.arange(int(missing.sum()))
+    return codes

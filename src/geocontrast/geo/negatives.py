@@ -1,0 +1,245 @@
+"""Negative tables: M candidate negatives per anchor under a geographic rule, plus the false-negative radius.
+
+Rules: ``far`` draws uniformly among points beyond ``r_neg_km``, ``band`` among points between ``band_km[0]`` and
+``band_km[1]``, ``random`` among all other points. Far negatives are the common case and most points qualify, so
+candidates are drawn by rejection from all points instead of enumerating regions. Candidates are drawn
+independently (with replacement): rows stay uniform even when a region holds fewer than M points.
+
+Pretraining also masks geo-near items of a batch as false negatives: :func:`geo_near_mask` does that on the
+batch's unit vectors with the table's ``false_negative_radius_km``.
+
+CLI (called by the workflow's negative rule)::
+
+    python -m geocontrast.geo.negatives --manifest manifest.parquet --out negatives.npz --summary summary.json \\
+        --m 16 --rule far --r-neg-km 50 [--band-km 10 50] --seed 0 [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from geocontrast.geo._common import encode_ids, seed_key, stream_key, uniform_index
+from geocontrast.geo.coords import km_to_chord, unit_vectors
+
+RULES = ("far", "band", "random")
+_RULE_CODE = {"far": 0, "band": 1, "random": 2}
+# Draws per candidate before deciding the anchor's region is (practically) empty: a region holding 1 % of the
+# points is missed with probability 0.99**1000 ~ 4e-5.
+MAX_TRIES = 1000
+
+
+@dataclass
+class NegativeTable:
+    """``candidates`` (N, M) int32 manifest rows; ``fallback[i]`` when row i fell back to random candidates.
+
+    ``false_negative_radius_km``: in-batch items closer than this to an anchor are masked as false negatives.
+    """
+
+    candidates: np.ndarray
+    fallback: np.ndarray
+    false_negative_radius_km: float
+    params: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Counts a person checks: rows, candidates per row, rule, fallbacks."""
+        return {
+            "n_rows": int(self.candidates.shape[0]),
+            "m": int(self.candidates.shape[1]),
+            "n_fallback": int(self.fallback.sum()),
+            "n_missing": int((self.candidates < 0).any(axis=1).sum()),
+            "false_negative_radius_km": self.false_negative_radius_km,
+            **self.params,
+        }
+
+
+def negative_table(
+    lat,
+    lon,
+    m: int,
+    rule: str,
+    seed: int,
+    r_neg_km: float = 50.0,
+    band_km: tuple[float, float] | None = None,
+    observation_id=None,
+    false_negative_radius_km: float | None = None,
+) -> NegativeTable:
+    """Draw ``m`` negative candidates per row under ``rule`` ("far", "band" or "random").
+
+    Never a photo of the anchor's own observation (rows without observation_id are their own observation).
+    ``far`` and ``band`` candidates always have coordinates; rows without coordinates have no geography and get
+    ``random`` candidates (not flagged). An anchor whose rule finds no candidate within :data:`MAX_TRIES` draws
+    (its region is empty or nearly so) gets random candidates for the remaining slots and ``fallback`` True.
+    -1 appears only when no other observation exists (e.g. N == 1).
+
+    ``false_negative_radius_km`` defaults to the radius inside which the rule would not pick a negative:
+    ``r_neg_km`` for far, ``band_km[0]`` for band, 0 (mask nothing) for random.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    if rule == "band":
+        if band_km is None or not 0 <= band_km[0] < band_km[1]:
+            raise ValueError(f"rule 'band' needs band_km=(r1, r2) with 0 <= r1 < r2, got {band_km}")
+        lo_km, hi_km = float(band_km[0]), float(band_km[1])
+    else:
+        lo_km, hi_km = float(r_neg_km), np.inf
+    if false_negative_radius_km is None:
+        false_negative_radius_km = {"far": float(r_neg_km), "band": lo_km, "random": 0.0}[rule]
+
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    n = lat.size
+    has_coords = np.isfinite(lat) & np.isfinite(lon)
+    obs = encode_ids(observation_id, n, missing_unique=True)
+    # Rows sorted by observation, once over all rows and once over rows with coordinates: a uniform draw that
+    # skips the anchor's own observation is then one index shift, no rejection needed.
+    by_obs_all = np.argsort(obs, kind="stable")
+    coord_rows = np.flatnonzero(has_coords)
+    by_obs_coord = coord_rows[np.argsort(obs[coord_rows], kind="stable")]
+    n_obs = int(obs.max(initial=-1)) + 1
+    groups = np.arange(n_obs + 1)
+    start_all = np.searchsorted(obs[by_obs_all], groups)
+    start_coord = np.searchsorted(obs[by_obs_coord], groups)
+
+    u = unit_vectors(np.where(has_coords, lat, 0.0), np.where(has_coords, lon, 0.0))
+    lo_chord2 = float(km_to_chord(lo_km)) ** 2
+    hi_chord2 = float(km_to_chord(hi_km)) ** 2 if np.isfinite(hi_km) else np.inf
+    candidates = np.empty((n, m), dtype=np.int32)
+    fallback = np.zeros(n, dtype=bool)
+    _draw(u, has_coords, obs, by_obs_all.astype(np.int64), start_all, by_obs_coord.astype(np.int64), start_coord,
+          _RULE_CODE[rule], lo_chord2, hi_chord2, seed_key(seed), MAX_TRIES, candidates, fallback)
+    params = {"rule": rule, "seed": int(seed), "r_neg_km": float(r_neg_km),
+              "band_km": [lo_km, hi_km] if rule == "band" else None}
+    return NegativeTable(candidates, fallback, float(false_negative_radius_km), params)
+
+
+def geo_near_mask(unit_a, unit_b, radius_km: float):
+    """Boolean (len(a), len(b)) matrix: True where a and b are within ``radius_km`` (great circle, inclusive).
+
+    Works on numpy arrays and on torch tensors (same operators); the difference form keeps precision for radii
+    of metres, where ``2 - 2 a·b`` would cancel.
+    """
+    chord2 = float(km_to_chord(radius_km)) ** 2
+    diff = unit_a[:, None, :] - unit_b[None, :, :]
+    return (diff * diff).sum(-1) <= chord2
+
+
+def save_negative_table(table: NegativeTable, path) -> None:
+    """Write the table, its fallback flags, false-negative radius and parameters to an .npz file."""
+    np.savez(
+        path,
+        candidates=table.candidates,
+        fallback=table.fallback,
+        false_negative_radius_km=np.float64(table.false_negative_radius_km),
+        params=np.array(json.dumps(table.params)),
+    )
+
+
+def load_negative_table(path) -> NegativeTable:
+    """Read a table written by :func:`save_negative_table`."""
+    with np.load(path, allow_pickle=False) as data:
+        return NegativeTable(
+            candidates=data["candidates"],
+            fallback=data["fallback"],
+            false_negative_radius_km=float(data["false_negative_radius_km"]),
+            params=json.loads(str(data["params"])),
+        )
+
+
+@njit(cache=True, inline="always")
+def _draw_other(order, start, group, stream, counter):
+    """A uniform row of ``order`` outside ``group``'s run [start[group], start[group+1]), or -1 if none."""
+    g0, g1 = start[group], start[group + 1]
+    n_other = order.size - (g1 - g0)
+    if n_other <= 0:
+        return -1
+    j = uniform_index(stream, counter, n_other)
+    return order[j if j < g0 else j + (g1 - g0)]
+
+
+@njit(cache=True, parallel=True)
+def _draw(u, has_coords, obs, by_obs_all, start_all, by_obs_coord, start_coord, rule, lo_chord2, hi_chord2,
+          key_seed, max_tries, candidates, fallback):
+    n, m = candidates.shape
+    for i in prange(n):
+        stream = stream_key(key_seed, i)
+        counter = 0
+        slot = 0
+        if rule != 2 and has_coords[i]:
+            while slot < m:
+                tries = 0
+                while tries < max_tries:
+                    q = _draw_other(by_obs_coord, start_coord, obs[i], stream, counter)
+                    counter += 1
+                    tries += 1
+                    if q < 0:
+                        tries = max_tries
+                        break
+                    d2 = (u[q, 0] - u[i, 0]) ** 2 + (u[q, 1] - u[i, 1]) ** 2 + (u[q, 2] - u[i, 2]) ** 2
+                    # far: strictly beyond r_neg; band: within [r1, r2].
+                    if (d2 > lo_chord2) if rule == 0 else (lo_chord2 <= d2 <= hi_chord2):
+                        candidates[i, slot] = q
+                        slot += 1
+                        break
+                if tries >= max_tries:
+                    fallback[i] = True
+                    break
+        while slot < m:
+            candidates[i, slot] = _draw_other(by_obs_all, start_all, obs[i], stream, counter)
+            counter += 1
+            slot += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from geocontrast.data.manifest import read_manifest
+
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.geo.negatives", description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="negative table (.npz)")
+    parser.add_argument("--summary", type=Path, required=True, help="summary counts (.json)")
+    parser.add_argument("--m", type=int, required=True, help="candidates per anchor")
+    parser.add_argument("--rule", choices=RULES, required=True)
+    parser.add_argument("--r-neg-km", type=float, default=50.0)
+    parser.add_argument("--band-km", type=float, nargs=2, default=None, metavar=("R1", "R2"))
+    parser.add_argument("--false-negative-radius-km", type=float, default=None)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    manifest = read_manifest(args.manifest)
+    coords = manifest["has_coords"].to_numpy()
+    try:
+        table = negative_table(
+            np.where(coords, manifest["lat"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
+            np.where(coords, manifest["lon"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
+            m=args.m,
+            rule=args.rule,
+            seed=args.seed,
+            r_neg_km=args.r_neg_km,
+            band_km=tuple(args.band_km) if args.band_km else None,
+            observation_id=manifest["observation_id"],
+            false_negative_radius_km=args.false_negative_radius_km,
+        )
+    except ValueError as error:
+        print(f"{args.manifest}: {error}", file=sys.stderr)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    save_negative_table(table, args.out)
+    args.summary.write_text(json.dumps(table.summary(), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,450 @@
+"""Neighbour tables: up to K geographic positives per anchor, sampled uniformly from a great-circle ball.
+
+The K nearest points are not a uniform sample of the ball (on iNaturalist they are mostly one observer at one
+spot), and full radius lists grow ~N² on clustered data, so the ball is sampled without being enumerated
+(DESIGN.md §6): unit vectors are bucketed into cubic cells of side >= chord(r) and sorted by cell; all anchors of a
+cell share the pool of points in the 3×3×3 block around it, which contains every ball. For each anchor a partial
+Fisher–Yates shuffle of the pool draws candidates without replacement and keeps those inside the ball and
+eligible, so the kept ones are a uniform sample of the eligible ball. When too many draws are rejected (the ball
+is small next to its pool) the rest of the pool is enumerated once and sampled exactly. Cost grows with N·K plus
+the pools, not with the number of pairs.
+
+CLI (called by the workflow's neighbour rule)::
+
+    python -m geocontrast.geo.neighbours --manifest manifest.parquet --out r5_k64.npz --summary summary.json \\
+        --radius-km 5 --k 64 --seed 0 [--exclude-same-observer] [--min-km 0] [--fallback self|nearest] \\
+        [--memory-budget-gb 2] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit, prange
+from scipy.spatial import cKDTree
+
+from geocontrast.geo._common import encode_ids, seed_key, stream_key, uniform_index
+from geocontrast.geo.coords import EARTH_RADIUS_KM, chord_to_km, km_to_chord, unit_vectors
+
+FALLBACKS = ("self", "nearest")
+# Cells never smaller than this, so the int64 cell key (nc³ with nc ~ 2/side) cannot overflow; larger cells
+# only make pools bigger, never wrong.
+_MIN_CELL_SIDE = 2.0**-19
+# Rejected draws allowed per anchor before enumerating the rest of its pool: 4K + 32 keeps rejection sampling
+# for balls filling >~20 % of their pool (uniform density fills ~35 %), and enumerates for sparser ones.
+_REJECTION_FACTOR = 4
+_REJECTION_SLACK = 32
+# Work units handed to threads; enough that one dense cluster does not leave a core idle.
+_N_CHUNKS = 256
+# Bytes per point besides the output: unit vectors and their sorted copy, keys, order, ids, counts.
+_BYTES_PER_POINT = 128
+# Bytes per pool slot in each thread's buffers: vector, two ids, row, permutation, enumeration list.
+_BYTES_PER_POOL_SLOT = 56
+
+
+@dataclass
+class NeighbourTable:
+    """CSR table of positives: row i's neighbours are ``indices[indptr[i]:indptr[i+1]]`` (manifest rows).
+
+    ``fallback[i]`` is True for anchors with coordinates but no eligible neighbour within the radius (with
+    fallback "nearest" their row holds the nearest eligible point beyond it). ``params`` records how the table
+    was built.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    dist_km: np.ndarray
+    fallback: np.ndarray
+    has_coords: np.ndarray
+    params: dict = field(default_factory=dict)
+
+    def counts(self) -> np.ndarray:
+        """Number of neighbours per row."""
+        return np.diff(self.indptr)
+
+    def summary(self) -> dict:
+        """Counts a person checks: anchors, rows without coordinates, fallbacks, neighbour-count percentiles."""
+        counts = self.counts()[self.has_coords]
+        percentiles = np.percentile(counts, [0, 5, 50, 95, 100]) if counts.size else np.zeros(5)
+        return {
+            "n_rows": int(self.indptr.size - 1),
+            "n_anchors": int(self.has_coords.sum()),
+            "n_without_coords": int((~self.has_coords).sum()),
+            "n_fallback": int(self.fallback.sum()),
+            "n_pairs": int(self.indices.size),
+            **{f"neighbours_p{p}": float(v) for p, v in zip((0, 5, 50, 95, 100), percentiles)},
+            "radius_km": self.params.get("radius_km"),
+            "k": self.params.get("k"),
+        }
+
+
+def neighbour_table(
+    lat,
+    lon,
+    radius_km: float,
+    k: int,
+    seed: int,
+    observation_id=None,
+    observer_id=None,
+    exclude_same_observer: bool = False,
+    min_km: float = 0.0,
+    fallback: str = "self",
+    memory_budget_gb: float = 2.0,
+) -> NeighbourTable:
+    """Sample up to ``k`` positives per anchor uniformly from its ball of great-circle radius ``radius_km``.
+
+    Eligible neighbours of an anchor: rows with coordinates within ``radius_km`` (inclusive) and at least
+    ``min_km`` away, never the anchor's own observation (which includes the anchor itself; rows without
+    observation_id are their own observation), and never its observer when ``exclude_same_observer`` (a
+    missing observer_id matches nobody). A ball with <= k eligible points is taken whole. Rows with NaN
+    coordinates are neither anchors nor neighbours: empty rows, not flagged. Anchors with no eligible
+    neighbour get ``fallback`` True and, with ``fallback="nearest"``, the single nearest eligible point.
+
+    The sample depends only on the data and ``seed`` (not on numba's thread count). Raises ValueError, naming
+    ``neighbours.memory_budget_gb``, when the estimated peak memory exceeds ``memory_budget_gb``.
+    """
+    if not radius_km > 0:
+        raise ValueError(f"radius_km must be > 0, got {radius_km}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    n = lat.size
+    has_coords = np.isfinite(lat) & np.isfinite(lon)
+    rows = np.flatnonzero(has_coords)
+    n_valid = rows.size
+    params = {
+        "radius_km": float(radius_km),
+        "k": int(k),
+        "seed": int(seed),
+        "exclude_same_observer": bool(exclude_same_observer),
+        "min_km": float(min_km),
+        "fallback": fallback,
+    }
+
+    output_bytes = n_valid * k * 8  # int32 index + float32 distance per slot
+    _check_budget(output_bytes + n * _BYTES_PER_POINT, memory_budget_gb)
+
+    obs = encode_ids(observation_id, n, missing_unique=True)[rows]
+    observer = encode_ids(observer_id, n, missing_unique=False)[rows]
+    u = unit_vectors(lat[rows], lon[rows])
+    chord = float(km_to_chord(radius_km))
+    side = max(chord, _MIN_CELL_SIDE)
+    n_side = int(2.0 / side) + 2
+    cell = np.floor((u + 1.0) / side).astype(np.int64)
+    keys = (cell[:, 0] * n_side + cell[:, 1]) * n_side + cell[:, 2]
+    del cell
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    cell_keys = keys[first]
+    cell_start = np.r_[first, n_valid].astype(np.int64)
+    del keys
+
+    pool_size = _pool_sizes(cell_keys, cell_start, n_side)
+    chunks = _chunk_bounds(pool_size, np.diff(cell_start), k)
+    max_pool = int(pool_size.max(initial=0))
+    _check_budget(
+        output_bytes + n * _BYTES_PER_POINT + numba.get_num_threads() * max_pool * _BYTES_PER_POOL_SLOT,
+        memory_budget_gb,
+    )
+
+    slots = np.empty(n_valid * k, dtype=np.int32)  # positions among rows, row-major with stride k
+    dist_km = np.empty(n_valid * k, dtype=np.float32)
+    counts = np.zeros(n_valid, dtype=np.int64)
+    _sample(
+        np.ascontiguousarray(u[order]),
+        obs[order],
+        observer[order],
+        order.astype(np.int64),
+        cell_keys,
+        cell_start,
+        n_side,
+        chunks,
+        pool_size,
+        chord * chord,
+        float(km_to_chord(min_km)) ** 2 if min_km > 0 else -1.0,
+        k,
+        seed_key(seed),
+        bool(exclude_same_observer),
+        slots,
+        dist_km,
+        counts,
+    )
+    flagged = counts == 0
+    if fallback == "nearest" and flagged.any():
+        _nearest_eligible(u, obs, observer, np.flatnonzero(flagged), exclude_same_observer, min_km, k, slots,
+                          dist_km, counts)
+
+    # In place, so the peak stays at the stride-k buffers; copy only when that frees a lot.
+    nnz = _compact(slots, dist_km, counts, k, rows.astype(np.int32))
+    indices, dist_km = slots[:nnz], dist_km[:nnz]
+    if nnz < slots.size // 2:
+        indices, dist_km = indices.copy(), dist_km.copy()
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indptr[1:][rows] = counts
+    np.cumsum(indptr, out=indptr)
+    fallback_flag = np.zeros(n, dtype=bool)
+    fallback_flag[rows[flagged]] = True
+    return NeighbourTable(indptr, indices, dist_km, fallback_flag, has_coords, params)
+
+
+def save_neighbour_table(table: NeighbourTable, path) -> None:
+    """Write the table and its parameters to an .npz file."""
+    np.savez(
+        path,
+        indptr=table.indptr,
+        indices=table.indices,
+        dist_km=table.dist_km,
+        fallback=table.fallback,
+        has_coords=table.has_coords,
+        params=np.array(json.dumps(table.params)),
+    )
+
+
+def load_neighbour_table(path) -> NeighbourTable:
+    """Read a table written by :func:`save_neighbour_table`."""
+    with np.load(path, allow_pickle=False) as data:
+        return NeighbourTable(
+            indptr=data["indptr"],
+            indices=data["indices"],
+            dist_km=data["dist_km"],
+            fallback=data["fallback"],
+            has_coords=data["has_coords"],
+            params=json.loads(str(data["params"])),
+        )
+
+
+def _check_budget(estimate_bytes: float, budget_gb: float) -> None:
+    estimate_gb = estimate_bytes / 2**30
+    if estimate_gb > budget_gb:
+        raise ValueError(
+            f"neighbour table needs about {estimate_gb:.2f} GB, over neighbours.memory_budget_gb={budget_gb}; "
+            "raise neighbours.memory_budget_gb or lower k"
+        )
+
+
+def _chunk_bounds(pool_size: np.ndarray, n_anchors: np.ndarray, k: int) -> np.ndarray:
+    """Split the cells into runs of about equal work (pool gathering plus draws), as thread work units."""
+    work = np.cumsum(pool_size + n_anchors * (k + _REJECTION_SLACK), dtype=np.float64)
+    if work.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    cuts = np.searchsorted(work, np.linspace(0, work[-1], _N_CHUNKS + 1)[1:-1], side="right")
+    return np.unique(np.r_[0, cuts, work.size]).astype(np.int64)
+
+
+@njit(cache=True, inline="always")
+def _chord2_to_km(d2):
+    """Great-circle km for a squared chord, in float64 before the float32 store."""
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(min(0.5 * np.sqrt(d2), 1.0))
+
+
+@njit(cache=True, inline="always")
+def _find_cell(cell_keys, key):
+    """Index of ``key`` in the sorted ``cell_keys``, or -1."""
+    j = np.searchsorted(cell_keys, key)
+    if j < cell_keys.size and cell_keys[j] == key:
+        return j
+    return -1
+
+
+@njit(cache=True, parallel=True)
+def _pool_sizes(cell_keys, cell_start, n_side):
+    """Points in the 3×3×3 block of cells around each cell."""
+    n_cells = cell_keys.size
+    sizes = np.zeros(n_cells, dtype=np.int64)
+    for c in prange(n_cells):
+        key = cell_keys[c]
+        total = 0
+        for dx in range(-1, 2):
+            for dy in range(-1, 2):
+                for dz in range(-1, 2):
+                    j = _find_cell(cell_keys, key + (dx * n_side + dy) * n_side + dz)
+                    if j >= 0:
+                        total += cell_start[j + 1] - cell_start[j]
+        sizes[c] = total
+    return sizes
+
+
+@njit(cache=True, parallel=True)
+def _sample(su, sobs, sobserver, srow, cell_keys, cell_start, n_side, chunks, pool_size, chord2, min_chord2, k,
+            key_seed, exclude_observer, slots, dist_km, counts):
+    """Fill ``slots[r*k : r*k+counts[r]]`` with sampled neighbour positions for every anchor position r.
+
+    Inputs are sorted by cell (``srow`` maps a sorted point back to its position among rows with coordinates).
+    Each cell resets its pool permutation, so results do not depend on which thread handles which chunk.
+    """
+    reject_limit = _REJECTION_FACTOR * k + _REJECTION_SLACK
+    for ch in prange(chunks.size - 1):
+        c0, c1 = chunks[ch], chunks[ch + 1]
+        cap = 0
+        for c in range(c0, c1):
+            cap = max(cap, pool_size[c])
+        px = np.empty(cap)
+        py = np.empty(cap)
+        pz = np.empty(cap)
+        pobs = np.empty(cap, dtype=np.int64)
+        pobserver = np.empty(cap, dtype=np.int64)
+        prow = np.empty(cap, dtype=np.int32)
+        perm = np.empty(cap, dtype=np.int32)
+        found = np.empty(cap, dtype=np.int32)
+        for c in range(c0, c1):
+            # Gather the pool once for all anchors of this cell.
+            size = 0
+            key = cell_keys[c]
+            for dx in range(-1, 2):
+                for dy in range(-1, 2):
+                    for dz in range(-1, 2):
+                        j = _find_cell(cell_keys, key + (dx * n_side + dy) * n_side + dz)
+                        if j < 0:
+                            continue
+                        for s in range(cell_start[j], cell_start[j + 1]):
+                            px[size] = su[s, 0]
+                            py[size] = su[s, 1]
+                            pz[size] = su[s, 2]
+                            pobs[size] = sobs[s]
+                            pobserver[size] = sobserver[s]
+                            prow[size] = srow[s]
+                            size += 1
+            for t in range(size):
+                perm[t] = t
+            for a in range(cell_start[c], cell_start[c + 1]):
+                ax, ay, az = su[a, 0], su[a, 1], su[a, 2]
+                aobs, aobserver = sobs[a], sobserver[a]
+                row = srow[a]
+                base = row * k
+                stream = stream_key(key_seed, row)
+                got = 0
+                t = 0
+                # Partial Fisher–Yates: perm[:t] are the pool slots drawn so far, each at most once.
+                while got < k and t < size and t - got <= reject_limit:
+                    j = t + uniform_index(stream, t, size - t)
+                    q = perm[j]
+                    perm[j] = perm[t]
+                    perm[t] = q
+                    t += 1
+                    d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
+                    if (d2 <= chord2 and d2 >= min_chord2 and pobs[q] != aobs
+                            and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)):
+                        slots[base + got] = prow[q]
+                        dist_km[base + got] = _chord2_to_km(d2)
+                        got += 1
+                if got < k and t < size:
+                    # Rejection keeps failing: enumerate the undrawn rest of the pool, then sample from it.
+                    n_found = 0
+                    for i in range(t, size):
+                        q = perm[i]
+                        d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
+                        if (d2 <= chord2 and d2 >= min_chord2 and pobs[q] != aobs
+                                and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)):
+                            found[n_found] = q
+                            n_found += 1
+                    draws = 0
+                    while got < k and n_found > 0:
+                        j = uniform_index(stream, size + draws, n_found)
+                        draws += 1
+                        q = found[j]
+                        found[j] = found[n_found - 1]
+                        n_found -= 1
+                        d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
+                        slots[base + got] = prow[q]
+                        dist_km[base + got] = _chord2_to_km(d2)
+                        got += 1
+                counts[row] = got
+
+
+def _nearest_eligible(u, obs, observer, anchors, exclude_same_observer, min_km, k, slots, dist_km, counts):
+    """Give each anchor in ``anchors`` its single nearest eligible point (all lie beyond the radius)."""
+    tree = cKDTree(u)
+    min_chord = float(km_to_chord(min_km)) if min_km > 0 else -1.0
+    pending = anchors
+    n_query = 8
+    while pending.size:
+        n_query = min(n_query, u.shape[0])
+        d, j = tree.query(u[pending], k=n_query)
+        d = d.reshape(pending.size, n_query)
+        j = j.reshape(pending.size, n_query)
+        ok = (obs[j] != obs[pending, None]) & (d >= min_chord)
+        if exclude_same_observer:
+            ok &= (observer[pending, None] < 0) | (observer[j] != observer[pending, None])
+        hit = ok.any(axis=1)
+        first = ok.argmax(axis=1)
+        resolved = pending[hit]
+        slots[resolved * k] = j[hit, first[hit]]
+        dist_km[resolved * k] = chord_to_km(d[hit, first[hit]])
+        counts[resolved] = 1
+        if n_query == u.shape[0]:
+            break  # the rest have no eligible point anywhere
+        pending = pending[~hit]
+        n_query *= 8
+
+
+@njit(cache=True)
+def _compact(slots, dist_km, counts, k, rows):
+    """Move the stride-k rows to CSR order in place (each row moves forward, so nothing is overwritten),
+    turning positions among rows with coordinates into manifest rows."""
+    pos = 0
+    for r in range(counts.size):
+        base = r * k
+        for i in range(counts[r]):
+            slots[pos + i] = rows[slots[base + i]]
+            dist_km[pos + i] = dist_km[base + i]
+        pos += counts[r]
+    return pos
+
+
+def main(argv: list[str] | None = None) -> int:
+    from geocontrast.data.manifest import read_manifest
+
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.geo.neighbours", description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="neighbour table (.npz)")
+    parser.add_argument("--summary", type=Path, required=True, help="summary counts (.json)")
+    parser.add_argument("--radius-km", type=float, required=True)
+    parser.add_argument("--k", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--exclude-same-observer", action="store_true")
+    parser.add_argument("--min-km", type=float, default=0.0)
+    parser.add_argument("--fallback", choices=FALLBACKS, default="self")
+    parser.add_argument("--memory-budget-gb", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    manifest = read_manifest(args.manifest)
+    coords = manifest["has_coords"].to_numpy()
+    try:
+        table = neighbour_table(
+            np.where(coords, manifest["lat"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
+            np.where(coords, manifest["lon"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
+            radius_km=args.radius_km,
+            k=args.k,
+            seed=args.seed,
+            observation_id=manifest["observation_id"],
+            observer_id=manifest["observer_id"],
+            exclude_same_observer=args.exclude_same_observer,
+            min_km=args.min_km,
+            fallback=args.fallback,
+            memory_budget_gb=args.memory_budget_gb,
+        )
+    except ValueError as error:
+        print(f"{args.manifest}: {error}", file=sys.stderr)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    save_neighbour_table(table, args.out)
+    args.summary.write_text(json.dumps(table.summary(), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
