@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from geocontrast.data.manifest import validate_manifest, write_manifest
 from geocontrast.geo.coords import great_circle_km, unit_vectors

@@ -6,6 +6,10 @@ and the data, never on how many threads built it or in which order.
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from numba import njit
@@ -58,3 +62,33 @@ def encode_ids(ids, n: int, missing_unique: bool) -> np.ndarray:
     if missing_unique and missing.any():
         codes[missing] = codes.max(initial=-1) + 1 + np.arange(int(missing.sum()))
     return codes
+
+
+def table_parser(prog: str, description: str, table: str) -> argparse.ArgumentParser:
+    """The arguments every geo table CLI shares: manifest in, table and summary out, seed, threads."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help=f"{table} (.npz)")
+    parser.add_argument("--summary", type=Path, required=True, help="summary counts (.json)")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    return parser
+
+
+def manifest_coordinates(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The validated manifest and its lat, lon as float64 arrays, NaN where the row has no usable coordinates."""
+    from geocontrast.data.manifest import read_manifest
+
+    manifest = read_manifest(path)
+    usable = manifest["has_coords"].to_numpy()
+    lat = np.where(usable, manifest["lat"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan)
+    lon = np.where(usable, manifest["lon"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan)
+    return manifest, lat, lon
+
+
+def write_table(save, table, out: Path, summary: Path) -> None:
+    """Save a table with its save function, and its summary as JSON beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    save(table, out)
+    summary.write_text(json.dumps(table.summary(), indent=2) + "\n")

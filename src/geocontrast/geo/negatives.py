@@ -16,17 +16,17 @@ CLI (called by the workflow's negative rule)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from geocontrast.geo._common import encode_ids, seed_key, stream_key, uniform_index
+from geocontrast.geo._common import (
+    encode_ids, manifest_coordinates, seed_key, stream_key, table_parser, uniform_index, write_table,
+)
 from geocontrast.geo.coords import km_to_chord, unit_vectors
 
 RULES = ("far", "band", "random")
@@ -200,44 +200,27 @@ def _draw(u, has_coords, obs, by_obs_all, start_all, by_obs_coord, start_coord, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geocontrast.data.manifest import read_manifest
-
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.geo.negatives", description=__doc__.split("\n")[0])
-    parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
-    parser.add_argument("--out", type=Path, required=True, help="negative table (.npz)")
-    parser.add_argument("--summary", type=Path, required=True, help="summary counts (.json)")
+    parser = table_parser("python -m geocontrast.geo.negatives", __doc__.split("\n")[0], "negative table")
     parser.add_argument("--m", type=int, required=True, help="candidates per anchor")
     parser.add_argument("--rule", choices=RULES, required=True)
     parser.add_argument("--r-neg-km", type=float, default=50.0)
     parser.add_argument("--band-km", type=float, nargs=2, default=None, metavar=("R1", "R2"))
     parser.add_argument("--false-negative-radius-km", type=float, default=None)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     args = parser.parse_args(argv)
 
     if args.threads:
         numba.set_num_threads(args.threads)
-    manifest = read_manifest(args.manifest)
-    coords = manifest["has_coords"].to_numpy()
+    manifest, lat, lon = manifest_coordinates(args.manifest)
     try:
         table = negative_table(
-            np.where(coords, manifest["lat"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
-            np.where(coords, manifest["lon"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
-            m=args.m,
-            rule=args.rule,
-            seed=args.seed,
-            r_neg_km=args.r_neg_km,
-            band_km=tuple(args.band_km) if args.band_km else None,
-            observation_id=manifest["observation_id"],
+            lat, lon, m=args.m, rule=args.rule, seed=args.seed, r_neg_km=args.r_neg_km,
+            band_km=tuple(args.band_km) if args.band_km else None, observation_id=manifest["observation_id"],
             false_negative_radius_km=args.false_negative_radius_km,
         )
     except ValueError as error:
         print(f"{args.manifest}: {error}", file=sys.stderr)
         return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.summary.parent.mkdir(parents=True, exist_ok=True)
-    save_negative_table(table, args.out)
-    args.summary.write_text(json.dumps(table.summary(), indent=2) + "\n")
+    write_table(save_negative_table, table, args.out, args.summary)
     return 0
 
 

@@ -18,18 +18,18 @@ CLI (called by the workflow's neighbour rule)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange
 from scipy.spatial import cKDTree
 
-from geocontrast.geo._common import encode_ids, seed_key, stream_key, uniform_index
+from geocontrast.geo._common import (
+    encode_ids, manifest_coordinates, seed_key, stream_key, table_parser, uniform_index, write_table,
+)
 from geocontrast.geo.coords import EARTH_RADIUS_KM, chord_to_km, km_to_chord, unit_vectors
 
 FALLBACKS = ("self", "nearest")
@@ -402,47 +402,29 @@ def _compact(slots, dist_km, counts, k, rows):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geocontrast.data.manifest import read_manifest
-
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.geo.neighbours", description=__doc__.split("\n")[0])
-    parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
-    parser.add_argument("--out", type=Path, required=True, help="neighbour table (.npz)")
-    parser.add_argument("--summary", type=Path, required=True, help="summary counts (.json)")
+    parser = table_parser("python -m geocontrast.geo.neighbours", __doc__.split("\n")[0], "neighbour table")
     parser.add_argument("--radius-km", type=float, required=True)
     parser.add_argument("--k", type=int, required=True)
-    parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--exclude-same-observer", action="store_true")
     parser.add_argument("--min-km", type=float, default=0.0)
     parser.add_argument("--fallback", choices=FALLBACKS, default="self")
     parser.add_argument("--memory-budget-gb", type=float, default=2.0)
-    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     args = parser.parse_args(argv)
 
     if args.threads:
         numba.set_num_threads(args.threads)
-    manifest = read_manifest(args.manifest)
-    coords = manifest["has_coords"].to_numpy()
+    manifest, lat, lon = manifest_coordinates(args.manifest)
     try:
         table = neighbour_table(
-            np.where(coords, manifest["lat"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
-            np.where(coords, manifest["lon"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
-            radius_km=args.radius_km,
-            k=args.k,
-            seed=args.seed,
-            observation_id=manifest["observation_id"],
-            observer_id=manifest["observer_id"],
-            exclude_same_observer=args.exclude_same_observer,
-            min_km=args.min_km,
-            fallback=args.fallback,
+            lat, lon, radius_km=args.radius_km, k=args.k, seed=args.seed,
+            observation_id=manifest["observation_id"], observer_id=manifest["observer_id"],
+            exclude_same_observer=args.exclude_same_observer, min_km=args.min_km, fallback=args.fallback,
             memory_budget_gb=args.memory_budget_gb,
         )
     except ValueError as error:
         print(f"{args.manifest}: {error}", file=sys.stderr)
         return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.summary.parent.mkdir(parents=True, exist_ok=True)
-    save_neighbour_table(table, args.out)
-    args.summary.write_text(json.dumps(table.summary(), indent=2) + "\n")
+    write_table(save_neighbour_table, table, args.out, args.summary)
     return 0
 
 
