@@ -13,7 +13,7 @@ CLI (called by the workflow's neighbour rule)::
 
     python -m geocontrast.geo.neighbours --manifest manifest.parquet --out r5_k64.npz --summary summary.json \\
         --radius-km 5 --k 64 --seed 0 [--exclude-same-observer] [--min-km 0] [--fallback self|nearest] \\
-        [--memory-budget-gb 2] [--threads T]
+        [--memory-budget-gb 4] [--threads T]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def neighbour_table(
     exclude_same_observer: bool = False,
     min_km: float = 0.0,
     fallback: str = "self",
-    memory_budget_gb: float = 2.0,
+    memory_budget_gb: float = 4.0,
 ) -> NeighbourTable:
     """Sample up to ``k`` positives per anchor uniformly from its ball of great-circle radius ``radius_km``.
 
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude-same-observer", action="store_true")
     parser.add_argument("--min-km", type=float, default=0.0)
     parser.add_argument("--fallback", choices=FALLBACKS, default="self")
-    parser.add_argument("--memory-budget-gb", type=float, default=2.0)
+    parser.add_argument("--memory-budget-gb", type=float, default=4.0)
     args = parser.parse_args(argv)
 
     if args.threads:
