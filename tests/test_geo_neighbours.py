@@ -1,6 +1,7 @@
 """Neighbour tables: exact balls, uniform sampling, exclusions, fallbacks, determinism, memory budget."""
 
 import json
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -198,3 +199,16 @@ def test_cli_writes_table_and_summary_from_manifest(tmp_path, make_manifest):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["n_anchors"], summary["n_without_coords"], summary["n_fallback"]) == (4, 1, 1)
     assert np.diff(load_neighbour_table(tmp_path / "r5_k4.npz").indptr).tolist() == [2, 2, 2, 0, 0]
+
+
+def test_interrupted_save_leaves_no_table_behind(tmp_path):
+    from geocontrast.geo._common import write_table
+
+    def interrupted_save(table, path):
+        Path(path).write_bytes(b"half a table")
+        raise KeyboardInterrupt
+
+    out = tmp_path / "r5_k8.npz"
+    with pytest.raises(KeyboardInterrupt):
+        write_table(interrupted_save, None, out, tmp_path / "r5_k8.json")
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +88,14 @@ def manifest_coordinates(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarr
 
 
 def write_table(save, table, out: Path, summary: Path) -> None:
-    """Save a table with its save function, and its summary as JSON beside it."""
+    """Save a table with its save function (into a temporary file renamed on success, so an interrupted job
+    leaves no half-written table), and its summary as JSON beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     summary.parent.mkdir(parents=True, exist_ok=True)
-    save(table, out)
+    partial = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
+    try:
+        save(table, partial)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     summary.write_text(json.dumps(table.summary(), indent=2) + "\n")
