@@ -63,6 +63,15 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     negatives = load_negative_table(results / "negatives" / "far_m64.npz")
     assert negatives.candidates.shape == (len(manifest), 64)
 
+    short = tmp_path / "short_pretrain.yaml"
+    short.write_text(yaml.safe_dump({**yaml.safe_load(TINY_CONFIG.read_text()),
+                                     "pretrain": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 16}}))
+    encoder = "results/tiny/pretrain/context_pos_neg/seed0/encoder.pt"
+    pretrained = snakemake(tmp_path, encoder, configfile=short)
+    assert pretrained.returncode == 0, pretrained.stderr
+    metrics = (tmp_path / encoder).with_name("metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1 and (tmp_path / encoder).with_name("last.pt").exists()
+
     again = snakemake(tmp_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

@@ -14,6 +14,8 @@ wildcard_constraints:
     m=r"\d+",
     radius_km=r"\d+(\.\d+)?",
     rule=r"far|band|random",
+    strategy=r"[a-z_]+",
+    seed=r"\d+",
 
 
 def all_outputs():
@@ -45,3 +47,36 @@ def world_json():
 
 def joined(values):
     return " ".join(str(v) for v in values)
+
+
+GEO_POSITIVE_STRATEGIES = {"context_pos", "context_pos_neg"}
+GEO_NEGATIVE_STRATEGIES = {"context_pos_neg"}
+
+
+def pretrain_outputs():
+    pretrain = config["pretrain"]
+    return expand(f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/encoder.pt",
+                  strategy=pretrain["strategies"], seed=pretrain["seeds"])
+
+
+def pretrain_inputs(wildcards):
+    """A strategy depends on the geo tables only if it uses them, so changing the radius re-trains only those."""
+    inputs = {
+        "cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "splits": f"{RESULTS}/splits.parquet",
+    }
+    if wildcards.strategy in GEO_POSITIVE_STRATEGIES:
+        inputs["neighbours"] = neighbour_table_path()
+    if wildcards.strategy in GEO_NEGATIVE_STRATEGIES:
+        inputs["negatives"] = negative_table_path()
+    return inputs
+
+
+def pretrain_table_args(wildcards, input):
+    return " ".join(f"--{name} {input[name]}" for name in ("neighbours", "negatives") if name in input.keys())
+
+
+def pretrain_params_json(seed):
+    training = {key: value for key, value in config["pretrain"].items() if key not in ("strategies", "seeds")}
+    return json.dumps({**training, "seed": int(seed)}, sort_keys=True)

@@ -1,0 +1,6 @@
+"""Encoders and heads shared by every strategy."""
+
+from geocontrast.models.encoders import ENCODERS, build_encoder
+from geocontrast.models.heads import ClassifierHead, ProjectionHead
+
+__all__ = ["ENCODERS", "build_encoder", "ProjectionHead", "ClassifierHead"]

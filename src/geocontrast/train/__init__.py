@@ -1,0 +1,1 @@
+"""Training: batch augmentation, the loop, checkpoints."""

@@ -1,0 +1,52 @@
+"""CLI of the pretraining loop (called by the workflow's pretrain rule)::
+
+    python -m geocontrast.train --strategy context_pos_neg --cache cache/32px.npy --manifest manifest.parquet \\
+        --splits splits.parquet --out-dir pretrain/context_pos_neg/seed0 --params-json '{"epochs": 10}' \\
+        [--neighbours neighbours.npz] [--negatives negatives.npz] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from geocontrast.strategies import STRATEGIES
+
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--strategy", required=True, help=f"one of: {', '.join(STRATEGIES)}")
+    parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
+    parser.add_argument("--manifest", required=True, type=Path)
+    parser.add_argument("--splits", required=True, type=Path)
+    parser.add_argument("--out-dir", required=True, type=Path, help="gets encoder.pt, last.pt, metrics.jsonl")
+    parser.add_argument("--params-json", default="{}", help="training params as a JSON object")
+    parser.add_argument("--neighbours", type=Path, help="neighbour table (.npz), for context strategies")
+    parser.add_argument("--negatives", type=Path, help="negative table (.npz), for context_pos_neg")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    args = parser.parse_args(argv)
+
+    if args.strategy not in STRATEGIES:
+        parser.error(f"unknown strategy {args.strategy!r}; registered: {', '.join(STRATEGIES)}")
+    missing = [f"--{table}" for table in STRATEGIES[args.strategy].requires if getattr(args, table) is None]
+    if missing:
+        parser.error(f"strategy {args.strategy!r} needs {' and '.join(missing)}")
+    try:
+        params = json.loads(args.params_json)
+    except json.JSONDecodeError as error:
+        parser.error(f"--params-json is not valid JSON: {error}")
+    if not isinstance(params, dict):
+        parser.error("--params-json must be a JSON object")
+
+    from geocontrast.train.loop import train
+
+    encoder = train(args.strategy, args.cache, args.manifest, args.splits, args.out_dir, params,
+                    neighbours_path=args.neighbours, negatives_path=args.negatives, threads=args.threads)
+    print(encoder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""SimCLR-style augmentation of whole batches as tensor ops on the images' device (no per-image PIL).
+
+The views follow SimCLR (Chen et al. 2020): random resized crop + horizontal flip, colour jitter (p 0.8),
+random grayscale (p 0.2), Gaussian blur. Every step is one batched operation with per-sample parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MEAN = (0.485, 0.456, 0.406)  # ImageNet per-channel mean
+STD = (0.229, 0.224, 0.225)  # ImageNet per-channel std
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grayscale weights (as torchvision)
+
+
+def _to_float(images: torch.Tensor) -> torch.Tensor:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (B, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+    return images.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], standardised with ImageNet mean/std, channels_last.
+
+    Used for evaluation (no augmentation) and as the last step of ``BatchAugment``.
+    """
+    return _standardise(_to_float(images))
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+
+
+class BatchAugment(nn.Module):
+    """Per-sample random SimCLR augmentation of a uint8 batch, done as batched tensor ops (Chen et al. 2020).
+
+    Args:
+        resolution: side of the square output views, in pixels.
+        strength: colour-jitter strength s (brightness, contrast, saturation 0.4·s, hue 0.1·s); the blur is
+            applied with probability 0.5·s (capped at 1). 0 turns every augmentation off: the output is then
+            the bilinearly resized, normalised image.
+        min_scale: smallest crop area, as a fraction of the image, of the random resized crop (SimCLR: 0.08,
+            lightly's default for small images: 0.2).
+
+    forward(images, generator=None): images uint8 (B, H, W, 3) on any device -> float32 (B, 3, R, R),
+    normalised as ``normalise``. All randomness comes from ``generator`` (a torch.Generator on the images'
+    device) when given, so runs are reproducible.
+
+    Example:
+        >>> augment = BatchAugment(resolution=32)
+        >>> view_a, view_b = augment(batch), augment(batch)
+    """
+
+    def __init__(self, resolution: int, strength: float = 1.0, min_scale: float = 0.2) -> None:
+        super().__init__()
+        if not isinstance(resolution, int) or resolution < 1:
+            raise ValueError(f"resolution must be a positive int (output side in pixels), got {resolution!r}")
+        if not 0.0 <= strength <= 2.5:
+            raise ValueError(f"strength must be in [0, 2.5] (1 = SimCLR's jitter, 0 = no augmentation), "
+                             f"got {strength}")
+        if not 0.0 < min_scale <= 1.0:
+            raise ValueError(f"min_scale must be in (0, 1] (smallest crop area fraction), got {min_scale}")
+        self.resolution = resolution
+        self.strength = float(strength)
+        self.min_scale = float(min_scale)
+
+    def _uniform(self, n: int, low: float, high: float, device: torch.device,
+                 generator: torch.Generator | None) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, device=device, generator=generator)  # (n,)
+
+    def _crop_flip(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        batch, device = x.shape[0], x.device
+        area = self._uniform(batch, self.min_scale, 1.0, device, generator)  # (B,)
+        log_ratio = self._uniform(batch, math.log(3 / 4), math.log(4 / 3), device, generator)  # (B,)
+        ratio = torch.exp(log_ratio)
+        width = torch.sqrt(area * ratio).clamp(max=1.0)  # (B,) crop width as a fraction of the image
+        height = torch.sqrt(area / ratio).clamp(max=1.0)  # (B,)
+        centre_x = (1 - width) * (2 * torch.rand(batch, device=device, generator=generator) - 1)  # in [-1, 1]
+        centre_y = (1 - height) * (2 * torch.rand(batch, device=device, generator=generator) - 1)
+        flip = torch.where(torch.rand(batch, device=device, generator=generator) < 0.5, -1.0, 1.0)  # (B,)
+        theta = torch.zeros(batch, 2, 3, device=device)  # (B, 2, 3) output -> input coordinates
+        theta[:, 0, 0] = width * flip
+        theta[:, 0, 2] = centre_x
+        theta[:, 1, 1] = height
+        theta[:, 1, 2] = centre_y
+        grid = F.affine_grid(theta, [batch, 3, self.resolution, self.resolution], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def _colour_jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        batch, device, s = x.shape[0], x.device, self.strength
+        apply = (torch.rand(batch, device=device, generator=generator) < 0.8).float()  # (B,)
+
+        def factor(spread: float) -> torch.Tensor:  # (B, 1, 1, 1); 1 where jitter is not applied
+            value = self._uniform(batch, max(0.0, 1 - spread), 1 + spread, device, generator)
+            return (1 + apply * (value - 1)).view(batch, 1, 1, 1)
+
+        brightness, contrast, saturation = factor(0.4 * s), factor(0.4 * s), factor(0.4 * s)
+        hue = (apply * self._uniform(batch, -0.1 * s, 0.1 * s, device, generator)).view(batch, 1, 1)  # turns
+        x = (x * brightness).clamp(0, 1)
+        mean = _gray(x).mean(dim=(2, 3), keepdim=True)  # (B, 1, 1, 1)
+        x = ((x - mean) * contrast + mean).clamp(0, 1)
+        gray = _gray(x)
+        x = ((x - gray) * saturation + gray).clamp(0, 1)
+        # Hue: rotate the chroma plane (I, Q) of YIQ by 2π·hue.
+        rgb_to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                                  device=device)
+        yiq_to_rgb = torch.linalg.inv(rgb_to_yiq)
+        angle = 2 * math.pi * hue  # (B, 1, 1)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rotation = torch.zeros(batch, 3, 3, device=device)  # (B, 3, 3)
+        rotation[:, 0, 0] = 1
+        rotation[:, 1:2, 1:2], rotation[:, 1:2, 2:3] = cos, -sin
+        rotation[:, 2:3, 1:2], rotation[:, 2:3, 2:3] = sin, cos
+        transform = yiq_to_rgb @ rotation @ rgb_to_yiq  # (B, 3, 3)
+        x = torch.einsum("bij,bjhw->bihw", transform, x)
+        return x.clamp(0, 1)
+
+    def _grayscale(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        gray = (torch.rand(x.shape[0], device=x.device, generator=generator) < 0.2).view(-1, 1, 1, 1)
+        return torch.where(gray, _gray(x).expand_as(x), x)
+
+    def _blur(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        device = x.device
+        apply = torch.rand(batch, device=device, generator=generator) < min(1.0, 0.5 * self.strength)  # (B,)
+        # SimCLR: kernel ~10 % of the image side, sigma in [0.1, 2.0] (for 224 px; scaled to the resolution).
+        radius = max(1, self.resolution // 20)
+        sigma = self._uniform(batch, 0.1, 2.0, device, generator) * self.resolution / 224  # (B,) in pixels
+        sigma = sigma.clamp(min=0.1)
+        offsets = torch.arange(-radius, radius + 1, device=device, dtype=x.dtype)  # (K,)
+        kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)  # (B, K)
+        kernel = kernel / kernel.sum(dim=1, keepdim=True)
+        identity = (offsets == 0).to(x.dtype).expand_as(kernel)
+        kernel = torch.where(apply.view(-1, 1), kernel, identity)  # (B, K)
+        kernel = kernel.repeat_interleave(channels, dim=0)  # (B*C, K)
+        flat = x.reshape(1, batch * channels, height, width)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
+                        kernel.view(-1, 1, 1, 2 * radius + 1), groups=batch * channels)
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+                        kernel.view(-1, 1, 2 * radius + 1, 1), groups=batch * channels)
+        return flat.view(batch, channels, height, width)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = _to_float(images)  # (B, 3, H, W) in [0, 1]
+        if self.strength == 0.0:
+            if x.shape[-2:] != (self.resolution, self.resolution):
+                x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                                  align_corners=False)
+            return _standardise(x)
+        x = self._crop_flip(x, generator)  # (B, 3, R, R)
+        x = self._colour_jitter(x, generator)
+        x = self._grayscale(x, generator)
+        if self.resolution >= 3:
+            x = self._blur(x, generator)
+        return _standardise(x)

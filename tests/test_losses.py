@@ -1,0 +1,103 @@
+import math
+
+import pytest
+import torch
+
+from geocontrast.losses import NTXentLoss
+
+
+def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, extra_false_negatives=None):
+    """NT-Xent written out term by term."""
+    batch = z_a.shape[0]
+    views = [torch.nn.functional.normalize(v, dim=0) for v in list(z_a) + list(z_b)]
+    extra = [] if extra is None else [torch.nn.functional.normalize(e, dim=0) for e in extra]
+    total = 0.0
+    for i in range(2 * batch):
+        item, positive = i % batch, (i + batch) % (2 * batch)
+        numerator = math.exp(float(views[i] @ views[positive]) / temperature)
+        denominator = 0.0
+        for j in range(2 * batch):
+            other = j % batch
+            if j == i:
+                continue
+            if j != positive and other != item and false_negatives is not None and false_negatives[item, other]:
+                continue
+            denominator += math.exp(float(views[i] @ views[j]) / temperature)
+        for e, negative in enumerate(extra):
+            if extra_false_negatives is not None and extra_false_negatives[item, e]:
+                continue
+            denominator += math.exp(float(views[i] @ negative) / temperature)
+        total += -math.log(numerator / denominator)
+    return total / (2 * batch)
+
+
+def random_inputs(seed=0, batch=4, dim=5, n_extra=3):
+    g = torch.Generator().manual_seed(seed)
+    z_a, z_b = torch.randn(batch, dim, generator=g), torch.randn(batch, dim, generator=g)
+    extra = torch.randn(n_extra, dim, generator=g)
+    false_negatives = torch.rand(batch, batch, generator=g) < 0.4
+    extra_false_negatives = torch.rand(batch, n_extra, generator=g) < 0.4
+    return z_a, z_b, extra, false_negatives, extra_false_negatives
+
+
+def test_matches_reference_without_extras():
+    z_a, z_b, *_ = random_inputs()
+    loss = NTXentLoss(temperature=0.5)(z_a, z_b)
+    assert loss.item() == pytest.approx(reference_ntxent(z_a, z_b, 0.5), rel=1e-5)
+
+
+def test_matches_reference_with_extra_negatives():
+    z_a, z_b, extra, *_ = random_inputs(1)
+    loss = NTXentLoss(temperature=0.3)(z_a, z_b, extra_negatives=extra)
+    assert loss.item() == pytest.approx(reference_ntxent(z_a, z_b, 0.3, extra), rel=1e-5)
+
+
+def test_matches_reference_with_masks():
+    z_a, z_b, extra, false_negatives, extra_false_negatives = random_inputs(2)
+    false_negatives[0, 0] = True  # the diagonal must be ignored
+    loss = NTXentLoss(temperature=0.3)(z_a, z_b, extra, false_negatives, extra_false_negatives)
+    expected = reference_ntxent(z_a, z_b, 0.3, extra, false_negatives, extra_false_negatives)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_masked_extra_negative_drops_out():
+    z_a, z_b, extra, *_ = random_inputs(3, batch=2, n_extra=2)
+    extra_false_negatives = torch.tensor([[True, False], [True, False]])  # extra 0 masked for every item
+    loss = NTXentLoss(temperature=0.2)
+    before = loss(z_a, z_b, extra, extra_false_negatives=extra_false_negatives)
+    changed = extra.clone()
+    changed[0] = torch.randn(extra.shape[1])
+    after = loss(z_a, z_b, changed, extra_false_negatives=extra_false_negatives)
+    assert after.item() == pytest.approx(before.item(), rel=1e-6)
+    assert after.item() == pytest.approx(loss(z_a, z_b, extra[1:]).item(), rel=1e-6)
+
+
+def test_geo_near_items_drop_out_of_each_others_denominators():
+    # B = 2 and the pair marked geo-near: each view's denominator keeps only its positive, so the loss is
+    # exactly zero whatever the other item's embedding is.
+    z_a, z_b, *_ = random_inputs(4, batch=2)
+    false_negatives = torch.tensor([[False, True], [True, False]])
+    loss = NTXentLoss(temperature=0.2)
+    assert loss(z_a, z_b, false_negatives=false_negatives).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(z_a, z_b).item() > 0.01
+
+
+def test_perfect_positives_and_orthogonal_negatives_give_low_loss():
+    z = torch.eye(4)
+    loss = NTXentLoss(temperature=0.1)(z, z.clone())
+    # each anchor: positive exp(10), 6 negatives exp(0) -> log(1 + 6 e^-10)
+    assert loss.item() == pytest.approx(math.log(1 + 6 * math.exp(-10)), rel=1e-4)
+    assert loss.item() < 1e-3
+
+
+def test_computes_in_float32_under_autocast():
+    z_a, z_b, *_ = random_inputs(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = NTXentLoss(0.5)(z_a.bfloat16(), z_b.bfloat16())
+    assert loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-9, -1.0])
+def test_refuses_near_zero_temperature(temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        NTXentLoss(temperature)

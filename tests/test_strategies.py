@@ -1,0 +1,194 @@
+"""Strategies: which rows form a batch and how the second view, negatives and false-negative masks are drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import load_config
+
+from geocontrast.data.cache import build_image_cache
+from geocontrast.data.manifest import MANIFEST_COLUMNS, read_manifest, validate_manifest, write_manifest
+from geocontrast.data.splits import make_splits
+from geocontrast.data.synthetic import generate_world, render_photos
+from geocontrast.geo.coords import great_circle_km
+from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
+from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
+from geocontrast.strategies import STRATEGIES, build_strategy, training_data
+
+RADIUS_KM = 3.0  # small enough that the tiny world has anchors with and without neighbours
+R_NEG_KM = 50.0
+
+
+def build_tiny_inputs(root: Path) -> dict[str, Path]:
+    """Manifest, 32 px cache, splits and geo tables of the tests' tiny world (300 photos), built under root."""
+    params = load_config()["world"]
+    world = generate_world(params)
+    images = root / "images"
+    render_photos(world, params, images, workers=1, progress=False)
+    manifest = validate_manifest(world.photos[list(MANIFEST_COLUMNS)], image_root=images)
+    paths = {name: root / file for name, file in (
+        ("manifest", "manifest.parquet"), ("cache", "32px.npy"), ("splits", "splits.parquet"),
+        ("neighbours", "neighbours.npz"), ("negatives", "negatives.npz"))}
+    write_manifest(manifest, paths["manifest"])
+    manifest = read_manifest(paths["manifest"])
+    build_image_cache([images / p for p in manifest["path"]], 32, paths["cache"], progress=False)
+    make_splits(manifest, seed=0).to_parquet(paths["splits"], index=False)
+    lat, lon = manifest["lat"].to_numpy(np.float64, na_value=np.nan), manifest["lon"].to_numpy(np.float64,
+                                                                                               na_value=np.nan)
+    save_neighbour_table(neighbour_table(lat, lon, radius_km=RADIUS_KM, k=16, seed=0,
+                                         observation_id=manifest["observation_id"]), paths["neighbours"])
+    save_negative_table(negative_table(lat, lon, m=8, rule="far", seed=0, r_neg_km=R_NEG_KM,
+                                       observation_id=manifest["observation_id"]), paths["negatives"])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs(tmp_path_factory) -> dict[str, Path]:
+    return build_tiny_inputs(tmp_path_factory.mktemp("tiny_world"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_inputs):
+    manifest = read_manifest(tiny_inputs["manifest"])
+    return manifest, training_data(manifest, pd.read_parquet(tiny_inputs["splits"]),
+                                   neighbours=load_neighbour_table(tiny_inputs["neighbours"]),
+                                   negatives=load_negative_table(tiny_inputs["negatives"]))
+
+
+def coordinates(manifest):
+    return manifest["lat"].to_numpy(np.float64, na_value=np.nan), manifest["lon"].to_numpy(np.float64,
+                                                                                           na_value=np.nan)
+
+
+def test_registry_holds_the_design_strategies():
+    assert {"supervised", "supervised_full", "augmented", "context_pos", "context_pos_neg"} <= set(STRATEGIES)
+
+
+def test_unknown_strategy_error_lists_the_registered_ones(tiny_data):
+    with pytest.raises(ValueError, match="context_pos_neg"):
+        build_strategy("simclr", tiny_data[1], {})
+
+
+def test_geo_strategy_without_its_table_is_refused(tiny_data):
+    _, data = tiny_data
+    without_negatives = training_data(*_frames(tiny_data), neighbours=data.neighbours)
+    with pytest.raises(ValueError, match="negatives"):
+        build_strategy("context_pos_neg", without_negatives, {})
+
+
+def _frames(tiny_data):
+    manifest, data = tiny_data
+    return manifest, data.splits
+
+
+def test_anchors_are_the_train_rows(tiny_data):
+    _, data = tiny_data
+    strategy = build_strategy("augmented", data, {})
+    assert np.array_equal(strategy.anchor_rows(), np.flatnonzero(data.split == "train"))
+
+
+def test_augmented_pairs_are_the_same_row(tiny_data):
+    _, data = tiny_data
+    strategy = build_strategy("augmented", data, {})
+    anchors = strategy.anchor_rows()[:32]
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    assert np.array_equal(batch.views["anchor"], anchors)
+    assert np.array_equal(batch.views["positive"], anchors)
+
+
+def test_context_positives_lie_within_radius_or_are_the_anchor_on_fallback(tiny_data):
+    manifest, data = tiny_data
+    strategy = build_strategy("context_pos", data, {})
+    anchors = strategy.anchor_rows()
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    positive = batch.views["positive"]
+    table = data.neighbours
+    counts = table.counts()[anchors]
+    no_neighbour = table.fallback[anchors] | (counts == 0)
+    moved = positive != anchors
+    lat, lon = coordinates(manifest)
+    d = great_circle_km(lat[anchors[moved]], lon[anchors[moved]], lat[positive[moved]], lon[positive[moved]])
+    assert moved.sum() > 10 and no_neighbour.sum() > 10  # both cases occur in this world
+    assert (d <= RADIUS_KM * (1 + 1e-9)).all()
+    assert np.array_equal(positive[no_neighbour], anchors[no_neighbour])
+    observation = manifest["observation_id"].to_numpy()
+    assert not (observation[positive[moved]] == observation[anchors[moved]]).any()
+    assert (data.split[positive] == "train").all()  # val/test pixels never reach pretraining
+
+
+def test_context_positive_is_drawn_from_the_whole_neighbour_row(tiny_data):
+    _, data = tiny_data
+    strategy = build_strategy("context_pos", data, {})
+    table = data.neighbours
+    anchors = strategy.anchor_rows()
+    eligible = {a: {r for r in table.indices[table.indptr[a]:table.indptr[a + 1]] if data.split[r] == "train"}
+                for a in anchors if not table.fallback[a]}
+    anchor = max(eligible, key=lambda a: len(eligible[a]))
+    assert len(eligible[anchor]) >= 3
+    rng = np.random.default_rng(1)
+    drawn = {int(strategy.sample(np.array([anchor]), rng).views["positive"][0]) for _ in range(60 * len(eligible[anchor]))}
+    assert drawn == eligible[anchor]
+
+
+def test_context_negatives_lie_beyond_r_neg(tiny_data):
+    manifest, data = tiny_data
+    strategy = build_strategy("context_pos_neg", data, {})
+    anchors = strategy.anchor_rows()
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    negative = batch.views["negative"]
+    lat, lon = coordinates(manifest)
+    located = np.isfinite(lat[anchors])
+    d = great_circle_km(lat[anchors[located]], lon[anchors[located]], lat[negative[located]], lon[negative[located]])
+    assert (d > R_NEG_KM).all()
+    assert (negative != anchors).all()
+    assert set(negative) <= set(data.negatives.candidates[anchors].ravel())
+
+
+def test_false_negative_masks_are_exactly_the_geo_near_pairs(tiny_data):
+    manifest, data = tiny_data
+    strategy = build_strategy("context_pos_neg", data, {})
+    anchors = strategy.anchor_rows()
+    assert not np.isfinite(manifest["lat"].to_numpy(np.float64, na_value=np.nan)[anchors]).all()
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    lat, lon = coordinates(manifest)
+    negative = batch.views["negative"]
+    with np.errstate(invalid="ignore"):
+        near = great_circle_km(lat[anchors][:, None], lon[anchors][:, None], lat[anchors][None], lon[anchors][None])
+        expected = near <= R_NEG_KM  # NaN (no coordinates) compares False: never masked
+        np.fill_diagonal(expected, False)
+        near_extra = great_circle_km(lat[anchors][:, None], lon[anchors][:, None], lat[negative][None],
+                                     lon[negative][None])
+        expected_extra = (near_extra <= R_NEG_KM) | (negative[None, :] == anchors[:, None])
+    assert 0 < expected.sum() < expected.size - len(anchors)
+    assert np.array_equal(batch.false_negatives, expected)
+    assert np.array_equal(batch.extra_false_negatives, expected_extra)
+
+
+@pytest.mark.parametrize(("name", "params", "column"), [
+    ("supervised", {}, "labelled_10"),
+    ("supervised", {"label_fraction": 1}, "labelled_1"),
+    ("supervised_full", {}, "labelled_100"),
+])
+def test_supervised_batches_hold_only_labelled_rows_of_the_fraction(tiny_data, name, params, column):
+    manifest, data = tiny_data
+    strategy = build_strategy(name, data, params)
+    labelled = np.flatnonzero(data.splits[column].to_numpy(bool) & (data.split == "train"))
+    assert np.array_equal(strategy.anchor_rows(), labelled)
+    batch = strategy.sample(strategy.anchor_rows(), np.random.default_rng(0))
+    assert set(batch.views) == {"anchor"}
+    species = manifest["species"].to_numpy(object)[batch.views["anchor"]]
+    assert [strategy.classes[t] for t in batch.targets] == list(species)
+
+
+def test_pair_draws_pick_only_allowed_rows_and_fall_back_to_the_default():
+    from geocontrast.strategies.base import draw_one_per_row
+
+    values = np.arange(40)
+    allowed = np.zeros(40, dtype=bool)
+    allowed[[7, 25]] = True  # group 0 (rows 0-19) allows only 7; group 1 (20-39) only 25; group 2 (30-39) none
+    rows, found = draw_one_per_row(values, np.array([0, 20, 30]), np.array([20, 20, 10]),
+                                   np.random.default_rng(0), allowed, default=np.array([-5, -6, -7]), rounds=1)
+    assert rows.tolist() == [7, 25, -7] and found.tolist() == [True, True, False]

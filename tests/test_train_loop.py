@@ -1,0 +1,172 @@
+"""The training loop: it learns, it resumes a killed run exactly, and it writes the metrics and encoder contracts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_strategies import build_tiny_inputs
+
+from geocontrast.data.manifest import read_manifest, write_manifest
+from geocontrast.models import build_encoder
+from geocontrast.strategies import STRATEGIES
+from geocontrast.train import __main__ as cli
+from geocontrast.train import loop
+from geocontrast.train.loop import METRIC_KEYS, train
+
+FAST = {"encoder": "cnn5", "resolution": 32, "batch_size": 32, "amp": "fp32", "device": "cpu", "progress": False,
+        "monitor_size": 64, "knn_k": 5}
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs(tmp_path_factory) -> dict[str, Path]:
+    return build_tiny_inputs(tmp_path_factory.mktemp("tiny_world_train"))
+
+
+def run(inputs: dict[str, Path], out_dir: Path, strategy: str = "context_pos_neg", **params) -> Path:
+    return train(strategy, inputs["cache"], inputs["manifest"], inputs["splits"], out_dir, {**FAST, **params},
+                 neighbours_path=inputs["neighbours"], negatives_path=inputs["negatives"], threads=1)
+
+
+def metrics(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def encoder_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["encoder"]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tiny_inputs, tmp_path_factory) -> Path:
+    out_dir = tmp_path_factory.mktemp("uninterrupted")
+    run(tiny_inputs, out_dir, epochs=2, steps_per_epoch=3)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def sixteen_images(tiny_inputs, tmp_path_factory) -> dict[str, Path]:
+    """A world of 16 train images (+ 8 val): every epoch's single batch is the same 16 images.
+
+    With augment_strength 0 the views are the plain images, so the labelled batch can be memorised.
+    """
+    root = tmp_path_factory.mktemp("sixteen")
+    manifest = read_manifest(tiny_inputs["manifest"]).iloc[:24].reset_index(drop=True)
+    write_manifest(manifest, root / "manifest.parquet")
+    np.save(root / "32px.npy", np.load(tiny_inputs["cache"])[:24])
+    splits = pd.DataFrame({"image_id": manifest["image_id"], "split": ["train"] * 16 + ["val"] * 8})
+    for column in ("labelled_1", "labelled_10", "labelled_100"):
+        splits[column] = (splits["split"] == "train") & manifest["species"].notna()
+    splits.to_parquet(root / "splits.parquet", index=False)
+    return {"manifest": root / "manifest.parquet", "cache": root / "32px.npy", "splits": root / "splits.parquet",
+            "neighbours": None, "negatives": None}
+
+
+def test_overfitting_a_fixed_batch_decreases_the_loss(sixteen_images, tmp_path):
+    run(sixteen_images, tmp_path, strategy="supervised_full", epochs=10, batch_size=16, lr=3e-3,
+        augment_strength=0.0, warmup_fraction=0.05)
+    losses = [line["loss"] for line in metrics(tmp_path)]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_trains_and_writes_a_loadable_encoder(tiny_inputs, tmp_path, strategy):
+    path = run(tiny_inputs, tmp_path, strategy=strategy, epochs=1, steps_per_epoch=2)
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    assert saved["strategy"] == strategy and saved["params"]["encoder"] == "cnn5"
+    encoder = build_encoder("cnn5", small_input=True)
+    encoder.load_state_dict(saved["encoder"])  # strict: every key present, no extras
+    assert math.isfinite(metrics(tmp_path)[0]["loss"])
+
+
+def test_metrics_lines_hold_the_contract_keys(two_epochs):
+    lines = metrics(two_epochs)
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert [line["step"] for line in lines] == [3, 6]
+    for line in lines:
+        assert set(METRIC_KEYS) <= set(line)
+        for key in ("loss", "images_per_s", "seconds", "peak_memory_mb", "embedding_std", "mean_pairwise_cosine",
+                    "knn_top1"):
+            assert math.isfinite(line[key]), key
+        assert 0.0 <= line["knn_top1"] <= 1.0 and -1.0 <= line["mean_pairwise_cosine"] <= 1.0
+        assert line["memory_kind"] == "cpu_rss" and line["amp"] == "fp32"
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from inside the loop at a chosen checkpoint."""
+
+
+def kill_at_save(monkeypatch, n: int, before_writing: bool) -> None:
+    """Make the loop die at its n-th checkpoint write, before it or just after it."""
+    real = loop.save_last
+    calls = []
+
+    def save_last(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n and before_writing:
+            raise Killed
+        path = real(*args, **kwargs)
+        if len(calls) == n:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(loop, "save_last", save_last)
+
+
+@pytest.mark.parametrize(("n", "before_writing"), [(1, False), (2, True)],
+                         ids=["killed-after-epoch-1-checkpoint", "killed-between-epoch-2-metrics-and-checkpoint"])
+def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_inputs, two_epochs, tmp_path, monkeypatch, n,
+                                                         before_writing):
+    kill_at_save(monkeypatch, n, before_writing)
+    with pytest.raises(Killed):
+        run(tiny_inputs, tmp_path, epochs=2, steps_per_epoch=3)
+    assert (tmp_path / "last.pt").exists() and not (tmp_path / "encoder.pt").exists()
+    monkeypatch.undo()
+    run(tiny_inputs, tmp_path, epochs=2, steps_per_epoch=3)
+    resumed, uninterrupted = encoder_state(tmp_path / "encoder.pt"), encoder_state(two_epochs / "encoder.pt")
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+    assert [line["epoch"] for line in metrics(tmp_path)] == [1, 2]
+    assert [line["loss"] for line in metrics(tmp_path)] == [line["loss"] for line in metrics(two_epochs)]
+
+
+def test_finished_run_is_not_trained_again(tiny_inputs, two_epochs, tmp_path):
+    run(tiny_inputs, tmp_path, epochs=1, steps_per_epoch=2)
+    before = encoder_state(tmp_path / "encoder.pt")
+    run(tiny_inputs, tmp_path, epochs=1, steps_per_epoch=2)
+    after = encoder_state(tmp_path / "encoder.pt")
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert len(metrics(tmp_path)) == 1
+
+
+def test_unknown_param_is_refused(tiny_inputs, tmp_path):
+    with pytest.raises(ValueError, match="batchsize"):
+        run(tiny_inputs, tmp_path, batchsize=8)
+
+
+def test_cli_refuses_an_unknown_strategy_listing_the_registered_ones(tiny_inputs, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--strategy", "simclr", "--cache", str(tiny_inputs["cache"]), "--manifest",
+                  str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir", str(tmp_path)])
+    assert "context_pos_neg" in capsys.readouterr().err
+
+
+def test_cli_names_the_missing_table_of_a_geo_strategy(tiny_inputs, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--strategy", "context_pos_neg", "--cache", str(tiny_inputs["cache"]), "--manifest",
+                  str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir", str(tmp_path),
+                  "--neighbours", str(tiny_inputs["neighbours"])])
+    assert "--negatives" in capsys.readouterr().err
+
+
+def test_cli_trains_from_params_json(tiny_inputs, tmp_path):
+    params = json.dumps({**FAST, "epochs": 1, "steps_per_epoch": 1})
+    assert cli.main(["--strategy", "augmented", "--cache", str(tiny_inputs["cache"]), "--manifest",
+                     str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir",
+                     str(tmp_path), "--params-json", params, "--threads", "1"]) == 0
+    assert (tmp_path / "encoder.pt").exists() and len(metrics(tmp_path)) == 1

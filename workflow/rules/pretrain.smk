@@ -1,0 +1,27 @@
+# Pretraining stage: one job per (strategy, seed). last.pt beside the outputs is not an output, so a killed job
+# keeps it and resumes from it when Snakemake runs the job again.
+
+
+rule pretrain:
+    input:
+        unpack(pretrain_inputs),
+    output:
+        encoder=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/encoder.pt",
+        metrics=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/metrics.jsonl",
+    log:
+        f"{LOGS}/pretrain_{{strategy}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/pretrain_{{strategy}}_seed{{seed}}.tsv"
+    params:
+        training=lambda wildcards: pretrain_params_json(wildcards.seed),
+        tables=pretrain_table_args,
+        out_dir=lambda wildcards, output: os.path.dirname(output.encoder),
+    conda:
+        "../../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    shell:
+        "python -m geocontrast.train --strategy {wildcards.strategy} --cache {input.cache}"
+        " --manifest {input.manifest} --splits {input.splits} --out-dir {params.out_dir}"
+        " --params-json {params.training:q} {params.tables} --threads {threads} 2> {log}"
