@@ -51,8 +51,11 @@ def simulate_observations(region: Region, landscape: Landscape, taxonomy: pd.Dat
     observer = rng.choice(params["n_observers"], size=n_visits, p=activity)
     at_home = rng.random(n_visits) < params["home_fraction"]
     to_park = rng.random(n_visits) < 0.5
-    sites = np.where(at_home[:, None], homes[observer], np.where(
-        to_park[:, None], parks[rng.integers(len(parks), size=n_visits)], region.sample_uniform(n_visits, rng)))
+    sites = homes[observer]
+    park_trip = ~at_home & to_park
+    sites[park_trip] = parks[rng.integers(len(parks), size=park_trip.sum())]
+    anywhere = ~at_home & ~to_park  # only these trips need a fresh uniform draw over the region
+    sites[anywhere] = region.sample_uniform(int(anywhere.sum()), rng)
     sites = region.scatter_around(sites, np.where(at_home, 12.0, 3.0), rng)
     location = region.scatter_around(sites[visit_of_obs], 0.4, rng)
 
