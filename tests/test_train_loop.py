@@ -170,3 +170,12 @@ def test_cli_trains_from_params_json(tiny_inputs, tmp_path):
                      str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir",
                      str(tmp_path), "--params-json", params, "--threads", "1"]) == 0
     assert (tmp_path / "encoder.pt").exists() and len(metrics(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu sse avx512f", False), ("fpu avx512f avx512_bf16", True),
+                                             ("fpu amx_tile amx_bf16", True)])
+def test_auto_amp_uses_bf16_only_on_native_bf16_cpus(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert loop.cpu_supports_bf16(cpuinfo) is expected
+    assert loop.cpu_supports_bf16(tmp_path / "absent") is False

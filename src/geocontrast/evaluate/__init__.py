@@ -1,0 +1,33 @@
+"""Evaluation: embeddings, linear probe, fine-tune, kNN, metrics, taxonomy ranks, the geographic prior, results.
+
+Files (``R = results/<dataset>``):
+
+- ``R/embeddings/<strategy>/seed<seed>.npy``: (N, D) float16 frozen-encoder features of every manifest row, in
+  manifest order (``random_init`` is the untrained encoder of the same architecture).
+- ``R/geoprior/probs.npy``: (N, C) float32 presence probabilities P(y | location) of every manifest row, class
+  order = sorted species names of the manifest; rows without coordinates hold 1.0 (a uniform prior).
+  ``R/geoprior/prior.json``: ``classes`` and the location model's own val/test accuracy.
+- ``R/eval/<strategy>/seed<seed>/<protocol>_l<pct>.json``: one evaluation (see :data:`RESULT_COLUMNS`); protocol
+  is ``finetune``, ``linear`` or ``knn``; the most-common-species baseline is strategy ``most_common``, protocol
+  ``baseline``.
+- ``R/results.csv``: one row per evaluation JSON, columns :data:`RESULT_COLUMNS`;
+  ``R/results_summary.csv``: mean, std and n_seeds per (strategy, protocol, label_fraction)
+  (:func:`geocontrast.evaluate.results.summarise`).
+"""
+
+RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
+TOP_K = (1, 2, 3, 4, 5)
+METRIC_COLUMNS = (
+    *(f"top{k}" for k in TOP_K),
+    "macro_top1", "macro_top5",
+    *(f"prior_top{k}" for k in TOP_K),
+    "prior_gain_top1", "prior_gain_top5",
+    *(f"acc_{rank}" for rank in RANKS),
+)
+"""Fractions in [0, 1] on the test split. top<k>: micro top-k accuracy; macro_top<k>: averaged over the species
+present in the test split; prior_top<k>: top-k after multiplying by the geographic prior; prior_gain_top<k> =
+prior_top<k> - top<k>; acc_<rank>: top-1 accuracy after mapping prediction and label to that rank."""
+RUN_COLUMNS = ("dataset", "strategy", "seed", "protocol", "encoder", "resolution", "epochs", "split_mode",
+               "label_fraction", "n_labelled", "n_test", "n_classes")
+"""What every result row records about its run; label_fraction is in percent (10 = the 10 % subset)."""
+RESULT_COLUMNS = (*RUN_COLUMNS, *METRIC_COLUMNS)
