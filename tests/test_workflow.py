@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO, TINY_CONFIG
 from geocontrast.data.cache import load_image_cache
@@ -32,11 +34,17 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if name != "total"}
 
 
-def test_dry_run_of_the_default_config_plans_the_data_stage(tmp_path):
+def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
     result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "config.yaml")
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result) == {"synthetic_world": 1, "manifest": 1, "image_cache": 2, "splits": 1,
-                                    "neighbour_table": 1, "negative_table": 1, "all": 1}
+    strategies, seeds = 4 + 1, 3  # four pretrained strategies and the random-init baseline
+    assert planned_jobs(result) == {
+        "synthetic_world": 1, "manifest": 1, "image_cache": 2, "splits": 1, "neighbour_table": 1,
+        "negative_table": 1, "pretrain": 4 * seeds, "embed": strategies * seeds, "geo_prior": 1,
+        "evaluate_frozen": 2 * strategies * seeds, "finetune": strategies * seeds, "most_common_baseline": 1,
+        "results_table": 1, "report_accuracy": 1, "report_ranks": 1, "report_geo_prior": 1,
+        "report_training_curves": 1, "report_table": 1, "report_example_pairs": 1, "report_map": 3,
+        "report_nearest_neighbours": strategies, "report_embedding": strategies, "all": 1}
 
 
 def test_invalid_config_is_refused_naming_the_key(tmp_path):
@@ -63,27 +71,38 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     negatives = load_negative_table(results / "negatives" / "far_m64.npz")
     assert negatives.candidates.shape == (len(manifest), 64)
 
-    short = tmp_path / "short_pretrain.yaml"
-    short.write_text(yaml.safe_dump({**yaml.safe_load(TINY_CONFIG.read_text()),
-                                     "pretrain": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 16}}))
-    encoder = "results/tiny/pretrain/context_pos_neg/seed0/encoder.pt"
-    pretrained = snakemake(tmp_path, encoder, configfile=short)
-    assert pretrained.returncode == 0, pretrained.stderr
-    metrics = (tmp_path / encoder).with_name("metrics.jsonl").read_text().splitlines()
-    assert len(metrics) == 1 and (tmp_path / encoder).with_name("last.pt").exists()
+    encoder = results / "pretrain" / "context_pos_neg" / "seed0" / "encoder.pt"
+    metrics = encoder.with_name("metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1 and encoder.with_name("last.pt").exists()
+    table = pd.read_csv(results / "results.csv")
+    evaluated = {"supervised", "context_pos_neg", "random_init"}
+    assert set(table["strategy"]) == evaluated | {"most_common"}
+    assert len(table) == len(evaluated) * 2 * 3 + 1  # strategies x seeds x protocols, plus the baseline
+    assert table[["top1", "top5", "prior_top1", "acc_genus"]].notna().all().all()
+    assert ((table["top1"] <= table["top5"]) & (table["acc_species"] <= table["acc_genus"] + 1e-12)).all()
+    summary = (results / "results_summary.txt").read_text()
+    assert summary in first.stdout + first.stderr  # the run ends by printing the table
+    report = results / "report"
+    for figure in ("accuracy", "ranks", "geo_prior", "training_curves", "example_pairs", "map_ranges",
+                   "embedding/context_pos_neg_seed0", "nearest_neighbours/random_init_seed0"):
+        assert Image.open(report / f"{figure}.png").size[0] > 300, figure
+    html = snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
+    assert html.returncode == 0, html.stderr
+    assert "example_pairs.png" in (tmp_path / "report.html").read_text(errors="replace")
 
     again = snakemake(tmp_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     changed = tmp_path / "changed.yaml"
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["splits"] = {"seed": 1}
+    config["report"] = {"error_bar": "sem"}
     changed.write_text(yaml.safe_dump(config))
-    rerun = snakemake(tmp_path, "-n", configfile=changed)
-    assert planned_jobs(rerun) == {"splits": 1, "all": 1}
+    replot = planned_jobs(snakemake(tmp_path, "-n", configfile=changed))
+    assert "report_accuracy" in replot and all(job.startswith("report_") or job == "all" for job in replot), replot
 
+    config = yaml.safe_load(TINY_CONFIG.read_text())
     config["neighbours"] = {"radius_km": 2.5}
     changed.write_text(yaml.safe_dump(config))
-    rerun = snakemake(tmp_path, "-n", configfile=changed)
-    assert planned_jobs(rerun) == {"splits": 1, "neighbour_table": 1, "all": 1}
-
+    rerun = planned_jobs(snakemake(tmp_path, "-n", configfile=changed))
+    assert rerun["neighbour_table"] == 1 and "splits" not in rerun
+    assert rerun["pretrain"] == 2 and rerun["embed"] == 2  # only the geo strategy's seeds, not supervised's

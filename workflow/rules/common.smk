@@ -16,6 +16,7 @@ wildcard_constraints:
     rule=r"far|band|random",
     strategy=r"[a-z_]+",
     seed=r"\d+",
+    pct=r"\d+(\.\d+)?",
 
 
 def all_outputs():
@@ -26,6 +27,9 @@ def all_outputs():
         *expand(f"{RESULTS}/cache/{{res}}px.npy", res=config["image_cache"]["resolutions"]),
         neighbour_table_path(),
         negative_table_path(),
+        *pretrain_outputs(),
+        f"{RESULTS}/results.csv",
+        *report_outputs(),
     ]
 
 
@@ -54,9 +58,10 @@ GEO_NEGATIVE_STRATEGIES = {"context_pos_neg"}
 
 
 def pretrain_outputs():
+    """Encoder and training curves of every (strategy, seed): the report plots the curves."""
     pretrain = config["pretrain"]
-    return expand(f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/encoder.pt",
-                  strategy=pretrain["strategies"], seed=pretrain["seeds"])
+    return expand(f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/{{name}}",
+                  strategy=pretrain["strategies"], seed=pretrain["seeds"], name=["encoder.pt", "metrics.jsonl"])
 
 
 def pretrain_inputs(wildcards):
@@ -77,6 +82,138 @@ def pretrain_table_args(wildcards, input):
     return " ".join(f"--{name} {input[name]}" for name in ("neighbours", "negatives") if name in input.keys())
 
 
-def pretrain_params_json(seed):
+def pretrain_params_json(wildcards):
     training = {key: value for key, value in config["pretrain"].items() if key not in ("strategies", "seeds")}
-    return json.dumps({**training, "seed": int(seed)}, sort_keys=True)
+    return json.dumps({**training, "seed": int(wildcards.seed)}, sort_keys=True)
+
+
+RANDOM_INIT = "random_init"  # baseline: the pretraining encoder with random weights, evaluated like the others
+
+
+def label_percents():
+    """Label budgets as the strings of their output names (10 -> "10", 0.5 -> "0.5")."""
+    return [f"{pct:g}" for pct in config["evaluate"]["label_fractions"]]
+
+
+def evaluated_strategies():
+    return [*config["pretrain"]["strategies"], *([RANDOM_INIT] if config["evaluate"]["random_init"] else [])]
+
+
+def evaluation_outputs():
+    """Every evaluation JSON that results.csv collects."""
+    protocols = config["evaluate"]["protocols"]
+    return [
+        *expand(f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
+                strategy=evaluated_strategies(), seed=config["pretrain"]["seeds"], protocol=protocols,
+                pct=label_percents()),
+        *expand(f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
+                seed=config["splits"]["seed"], pct=label_percents()),
+    ]
+
+
+def encoder_path(wildcards):
+    return f"{RESULTS}/pretrain/{wildcards.strategy}/seed{wildcards.seed}/encoder.pt"
+
+
+def embed_inputs(wildcards):
+    inputs = {"cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy"}
+    if wildcards.strategy != RANDOM_INIT:
+        inputs["encoder"] = encoder_path(wildcards)
+    return inputs
+
+
+def embed_source(wildcards):
+    """The CLI's encoder arguments: a pretrained encoder.pt, or the random-init baseline's name and seed."""
+    if wildcards.strategy == RANDOM_INIT:
+        return f"--random-init {config['pretrain']['encoder']} --seed {wildcards.seed}"
+    return f"--encoder {encoder_path(wildcards)}"
+
+
+def evaluation_inputs(wildcards):
+    return {
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "splits": f"{RESULTS}/splits.parquet",
+        "prior": f"{RESULTS}/geoprior/l{wildcards.pct}/probs.npy",
+    }
+
+
+def run_facts(wildcards, strategy=None):
+    """What a results row records about its run (geocontrast.evaluate.RUN_COLUMNS), as a JSON argument."""
+    strategy = strategy or wildcards.strategy
+    pretrained = strategy not in (RANDOM_INIT, "most_common")
+    return json.dumps({
+        "dataset": DATASET, "strategy": strategy, "seed": int(wildcards.seed),
+        "encoder": config["pretrain"]["encoder"] if strategy != "most_common" else None,
+        "resolution": config["pretrain"]["resolution"],
+        "epochs": config["pretrain"]["epochs"] if pretrained else 0,
+        "split_mode": config["splits"]["mode"],
+    }, sort_keys=True)
+
+
+def most_common_run_facts(wildcards):
+    return run_facts(wildcards, strategy="most_common")
+
+
+def protocol_params(wildcards, protocol=None):
+    return json.dumps(config["evaluate"][protocol or wildcards.protocol], sort_keys=True)
+
+
+def finetune_params(wildcards):
+    return protocol_params(wildcards, protocol="finetune")
+
+
+def output_folder(wildcards, output):
+    """The folder of a job's first output, for CLIs that write several files into one folder."""
+    return os.path.dirname(output[0])
+
+
+REPORT = f"{RESULTS}/report"
+
+
+def report_outputs():
+    """What `rule all` builds of the report. The label-budget curve needs two or more evaluated label fractions;
+    with one it is not scheduled. Retrieval grids and embedding maps are drawn for the first seed."""
+    figures = ["accuracy", "ranks", "geo_prior", "training_curves", "example_pairs",
+               "map_splits", "map_radius", "map_ranges"]
+    if len(set(config["evaluate"]["label_fractions"])) > 1:
+        figures.append("label_budget")
+    first_seed = config["pretrain"]["seeds"][0]
+    return [
+        *(f"{REPORT}/{figure}.png" for figure in figures),
+        f"{REPORT}/results_table.md",
+        *expand(f"{REPORT}/{{kind}}/{{strategy}}_seed{first_seed}.png", kind=["nearest_neighbours", "embedding"],
+                strategy=evaluated_strategies()),
+    ]
+
+
+def report_params(*keys):
+    """The named keys of the report section as one JSON argument of the figure CLI."""
+    return json.dumps({key: config["report"][key] for key in keys}, sort_keys=True)
+
+
+def display_cache():
+    """The largest cached resolution: figures show photos, not training inputs."""
+    return f"{RESULTS}/cache/{max(config['image_cache']['resolutions'])}px.npy"
+
+
+def world_truth():
+    """The synthetic world's true ranges, which only that source has."""
+    return f"{RESULTS}/world/truth.npz" if config["dataset"]["source"] == "synthetic" else None
+
+
+def map_inputs(wildcards):
+    inputs = {"manifest": f"{RESULTS}/manifest.parquet"}
+    if wildcards.kind == "splits":
+        inputs["splits"] = f"{RESULTS}/splits.parquet"
+    elif wildcards.kind == "radius":
+        inputs["neighbours"] = neighbour_table_path()
+    else:
+        prior = f"{RESULTS}/geoprior/l{config['report']['label_fraction']:g}"
+        inputs.update({"prior_probs": f"{prior}/probs.npy", "prior_json": f"{prior}/prior.json"})
+    if world_truth():
+        inputs["truth"] = world_truth()
+    return inputs
+
+
+def map_arguments(wildcards, input):
+    return " ".join(f"--{name.replace('_', '-')} {path}" for name, path in input.items())

@@ -13,9 +13,9 @@ rule pretrain:
     benchmark:
         f"{BENCHMARKS}/pretrain_{{strategy}}_seed{{seed}}.tsv"
     params:
-        training=lambda wildcards: pretrain_params_json(wildcards.seed),
+        training=pretrain_params_json,
         tables=pretrain_table_args,
-        out_dir=lambda wildcards, output: os.path.dirname(output.encoder),
+        out_dir=output_folder,
     conda:
         "../../envs/train.yaml"
     threads: 8

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from geocontrast.atomic import atomic_path
 from geocontrast.data.manifest import read_manifest
 
 CHUNK_SIZE = 64
@@ -69,17 +69,13 @@ def build_image_cache(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_path = Path(out_path)
-    tmp_path = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
     start = time.perf_counter()
-    try:
+    with atomic_path(out_path) as partial:
         # Only the header and size are written here: the rows start as zeros, and failed images' rows stay so.
-        np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(paths), resolution, resolution, 3))
-        corrupt = _decode_into(tmp_path, list(paths), resolution, workers, progress)
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), resolution, resolution, 3))
+        corrupt = _decode_into(partial, list(paths), resolution, workers, progress)
         if corrupt and not skip_corrupt:
             raise CorruptImageError(_corrupt_message(corrupt, len(paths)))
-        os.replace(tmp_path, out_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     return {
         "n_images": len(paths),

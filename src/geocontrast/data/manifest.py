@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geocontrast.atomic import atomic_path
+
 MANIFEST_COLUMNS = (
     "image_id",
     "path",
@@ -112,12 +114,8 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
         else pa.array(manifest[name], type=field.type, from_pandas=True)
         for name, field in zip(_PARQUET_SCHEMA.names, _PARQUET_SCHEMA)
     }
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(pa.table(columns, schema=_PARQUET_SCHEMA), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as partial:
+        pq.write_table(pa.table(columns, schema=_PARQUET_SCHEMA), partial)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

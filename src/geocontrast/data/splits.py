@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 from pyproj import Transformer
 
+from geocontrast.atomic import atomic_path
 from geocontrast.data.manifest import read_manifest
 
 SPLITS = ("train", "val", "test")
@@ -318,12 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for path in (args.out, args.summary):
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f"{args.out.name}.tmp-{os.getpid()}")
-    try:
-        splits.to_parquet(tmp, index=False)
-        os.replace(tmp, args.out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(args.out) as partial:
+        splits.to_parquet(partial, index=False)
     args.summary.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import pandas as pd
 
-from geocontrast.evaluate import METRIC_COLUMNS
+from geocontrast.atomic import atomic_path
+from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
 
 GROUP_COLUMNS = ("strategy", "protocol", "label_fraction")
 
@@ -21,3 +27,54 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
     summary.insert(0, "n_seeds", grouped["seed"].nunique())
     return summary.reset_index()
+
+
+def collect(records: list[dict]) -> pd.DataFrame:
+    """One row per evaluation record with :data:`geocontrast.evaluate.RESULT_COLUMNS` (missing facts are NaN),
+    sorted by strategy, protocol, label fraction and seed."""
+    frame = pd.DataFrame.from_records(records).reindex(columns=list(RESULT_COLUMNS))
+    return frame.sort_values(["strategy", "protocol", "label_fraction", "seed"], kind="stable", ignore_index=True)
+
+
+def format_summary(summary: pd.DataFrame, metrics=("top1", "top5", "macro_top1", "prior_top1")) -> str:
+    """A fixed-width text table of mean ± std (in %) per row of :func:`summarise`, for terminals and logs."""
+    lines = []
+    for _, row in summary.iterrows():
+        cells = [f"{row['strategy']:<16}", f"{row['protocol']:<9}", f"{row['label_fraction']:>5g}%",
+                 f"n={int(row['n_seeds'])}"]
+        for metric in metrics:
+            mean, std = 100 * row.get(f"{metric}_mean", float("nan")), 100 * row.get(f"{metric}_std", float("nan"))
+            cells.append(f"{metric} {mean:5.1f} ± {std:4.1f}")
+        lines.append("  ".join(cells))
+    header = "strategy          protocol   labels  seeds  mean ± std over seeds, % of test images"
+    return "\n".join([header, *lines]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.results", description=__doc__)
+    parser.add_argument("evaluations", nargs="+", type=Path, help="evaluation JSON files")
+    parser.add_argument("--out", required=True, type=Path, help="results.csv")
+    parser.add_argument("--summary", required=True, type=Path, help="results_summary.csv")
+    parser.add_argument("--text", type=Path, help="also write the summary as a text table here")
+    args = parser.parse_args(argv)
+    records = []
+    for path in args.evaluations:
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            parser.error(f"{path}: not valid JSON ({error})")
+    results = collect(records)
+    summary = summarise(results)
+    for frame, path in ((results, args.out), (summary, args.summary)):
+        with atomic_path(path) as partial:
+            frame.to_csv(partial, index=False)
+    text = format_summary(summary)
+    if args.text:
+        with atomic_path(args.text) as partial:
+            partial.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

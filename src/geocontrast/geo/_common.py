@@ -7,13 +7,13 @@ and the data, never on how many threads built it or in which order.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from numba import njit
+
+from geocontrast.atomic import atomic_path, write_json
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -90,12 +90,6 @@ def manifest_coordinates(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarr
 def write_table(save, table, out: Path, summary: Path) -> None:
     """Save a table with its save function (into a temporary file renamed on success, so an interrupted job
     leaves no half-written table), and its summary as JSON beside it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
-    try:
+    with atomic_path(out) as partial:
         save(table, partial)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    summary.write_text(json.dumps(table.summary(), indent=2) + "\n")
+    write_json(table.summary(), summary)

@@ -6,11 +6,12 @@ previous file intact.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from geocontrast.atomic import atomic_path
 
 LAST = "last.pt"
 ENCODER = "encoder.pt"
@@ -18,13 +19,8 @@ ENCODER = "encoder.pt"
 
 def atomic_save(obj, path: Path) -> None:
     """torch.save to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as partial:
+        torch.save(obj, partial)
 
 
 def rng_states() -> dict:

@@ -213,7 +213,7 @@ def train(
                    disable=not params["progress"], leave=False)
         for index in range(steps_per_epoch):
             batch = strategy.sample(order[index * batch_size:(index + 1) * batch_size], rng)
-            views = {name: _augment(augment, _gather(cache, rows, device), generator)
+            views = {name: _augment(augment, gather_rows(cache, rows, device), generator)
                      for name, rows in batch.views.items()}
             sizes = [view.shape[0] for view in views.values()]
             x = torch.cat(list(views.values())).contiguous(memory_format=memory_format)
@@ -251,10 +251,31 @@ def train(
     return save_encoder(out_dir, encoder, strategy_name, params)
 
 
-def _gather(cache: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+def gather_rows(cache: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
     """(B, H, W, 3) uint8 rows of the memmap, on ``device``."""
     images = torch.from_numpy(np.ascontiguousarray(np.take(cache, rows, axis=0)))
     return images.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def encode_rows(encoder: nn.Module, cache: np.ndarray, rows: np.ndarray, resolution: int, device: torch.device,
+                amp_dtype: torch.dtype | None = None, memory_format=torch.channels_last,
+                batch_size: int = 256) -> torch.Tensor:
+    """(n, D) float32 features of cache ``rows`` (normalised, resized to ``resolution``, no augmentation).
+
+    The caller chooses train/eval mode; this only runs forward passes.
+    """
+    chunks = []
+    for start in range(0, len(rows), batch_size):
+        images = normalise(gather_rows(cache, rows[start:start + batch_size], device))
+        if images.shape[-1] != resolution:
+            images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True,
+                                   align_corners=False)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            chunks.append(encoder(images.contiguous(memory_format=memory_format)).float())
+    if not chunks:
+        return torch.zeros(0, getattr(encoder, "feature_dim", 0), device=device)
+    return torch.cat(chunks)
 
 
 def _augment(augment, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -304,19 +325,9 @@ class _Monitor:
         self.queries = np.sort(rng.permutation(queries)[:size])
         self.codes = torch.as_tensor(codes)
 
-    @torch.no_grad()
     def features(self, encoder: nn.Module, rows: np.ndarray) -> torch.Tensor:
-        chunks = []
-        for start in range(0, rows.size, 256):
-            images = normalise(_gather(self.cache, rows[start:start + 256], self.device))
-            if images.shape[-1] != self.resolution:
-                images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
-                                       antialias=True, align_corners=False)
-            images = images.contiguous(memory_format=self.memory_format)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                chunks.append(encoder(images).float())
-        return F.normalize(torch.cat(chunks), dim=1)  # (n, D)
+        return F.normalize(encode_rows(encoder, self.cache, rows, self.resolution, self.device, self.amp_dtype,
+                                       self.memory_format), dim=1)
 
     @torch.no_grad()
     def __call__(self, encoder: nn.Module) -> dict:

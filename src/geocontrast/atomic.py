@@ -1,0 +1,35 @@
+"""Atomic file output: write to a temporary name beside the target, rename on success.
+
+A killed or failing job then never leaves a half-written file under the final name, where Snakemake or a
+resuming run would take it for complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder (created if needed); rename it to ``path`` if the block succeeds.
+
+    The temporary name keeps the suffix, so writers that infer the format from it (numpy, matplotlib) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_json(obj, path) -> None:
+    """``obj`` as indented JSON at ``path``, atomically."""
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps(obj, indent=2) + "\n")

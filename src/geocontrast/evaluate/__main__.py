@@ -1,0 +1,122 @@
+"""CLI of one evaluation (called by the workflow's evaluate rules)::
+
+    python -m geocontrast.evaluate --protocol linear --manifest manifest.parquet --splits splits.parquet \\
+        --label-fraction 10 --embeddings embeddings/augmented/seed0.npy [--prior geoprior/probs.npy] \\
+        --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' [--params-json '{...}'] --out linear_l10.json
+
+Protocols and what they read: ``linear`` and ``knn`` the embeddings; ``finetune`` the image cache plus
+``--encoder encoder.pt`` or ``--random-init <encoder name>``; ``baseline`` (most common species) neither.
+``--run-json`` carries what the row records about its run (:data:`geocontrast.evaluate.RUN_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROTOCOLS = ("finetune", "linear", "knn", "baseline")
+
+
+def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
+    """Run one protocol and return its result record (run facts, metrics, selection, params)."""
+    import pandas as pd
+    import torch
+
+    from geocontrast.data.cache import load_image_cache
+    from geocontrast.data.manifest import read_manifest
+    from geocontrast.evaluate import protocols
+    from geocontrast.evaluate.embed import load_or_init_encoder
+    from geocontrast.evaluate.metrics import most_common_scores
+    from geocontrast.train.loop import resolve_amp, resolve_device
+
+    manifest = read_manifest(args.manifest)
+    rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
+    train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
+    selection: dict = {}
+    if args.protocol == "baseline":
+        test_probs = most_common_scores(train_y, rows.n_classes, rows.test.size)
+    elif args.protocol in ("linear", "knn"):
+        features = np.load(args.embeddings, mmap_mode="r")
+        if features.shape[0] != len(manifest):
+            raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
+        train_x, val_x, test_x = (np.asarray(features[r], dtype=np.float32) for r in (rows.train, rows.val,
+                                                                                        rows.test))
+        if args.protocol == "linear":
+            test_probs, selection = protocols.linear_probe(train_x, train_y, val_x, val_y, test_x, rows.n_classes,
+                                                           params, seed=int(run["seed"]))
+        else:
+            test_probs = protocols.knn_probabilities(train_x, train_y, test_x, rows.n_classes, params)
+    else:
+        resolution = int(run["resolution"])
+        encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]),
+                                          small_input=resolution < 96)
+        device = resolve_device(params.pop("device", "auto"))
+        test_probs, selection = protocols.finetune(encoder, load_image_cache(args.cache), rows, resolution, params,
+                                                   seed=int(run["seed"]), device=device,
+                                                   amp_dtype=resolve_amp("auto", device))
+        torch.cuda.empty_cache()
+    prior = None if args.prior is None else np.load(args.prior, mmap_mode="r")
+    if prior is not None and prior.shape != (len(manifest), rows.n_classes):
+        raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
+    return {
+        **run, "protocol": args.protocol, "label_fraction": args.label_fraction, "n_labelled": int(rows.train.size),
+        "n_test": int(rows.test.size), "n_classes": rows.n_classes,
+        **protocols.score(test_probs, rows, prior), "selection": selection, "params": params,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    parser.add_argument("--manifest", required=True, type=Path)
+    parser.add_argument("--splits", required=True, type=Path)
+    parser.add_argument("--label-fraction", type=float, default=10, help="percent: the labelled_<pct> subset")
+    parser.add_argument("--embeddings", type=Path, help="(N, D) features (.npy), for linear and knn")
+    parser.add_argument("--cache", type=Path, help="uint8 image cache (.npy), for finetune")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--encoder", type=Path, help="encoder.pt to fine-tune")
+    source.add_argument("--random-init", help="encoder name to fine-tune from random weights")
+    parser.add_argument("--prior", type=Path, help="(N, C) geographic prior (.npy); omitted: prior columns NaN")
+    parser.add_argument("--run-json", required=True, help="the run's facts as a JSON object")
+    parser.add_argument("--params-json", default="{}", help="protocol params as a JSON object")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    needs = {"linear": ["embeddings"], "knn": ["embeddings"], "finetune": ["cache"], "baseline": []}[args.protocol]
+    missing = [f"--{name}" for name in needs if getattr(args, name) is None]
+    if args.protocol == "finetune" and args.encoder is None and args.random_init is None:
+        missing.append("--encoder or --random-init")
+    if missing:
+        parser.error(f"protocol {args.protocol} needs {' and '.join(missing)}")
+    run, params = (_json_object(parser, text, name) for text, name in ((args.run_json, "--run-json"),
+                                                                       (args.params_json, "--params-json")))
+    if "seed" not in run:
+        parser.error("--run-json must hold the seed")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from geocontrast.atomic import write_json
+
+    write_json(evaluate(args, run, params), args.out)
+    print(args.out)
+    return 0
+
+
+def _json_object(parser: argparse.ArgumentParser, text: str, name: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        parser.error(f"{name} is not valid JSON: {error}")
+    if not isinstance(value, dict):
+        parser.error(f"{name} must be a JSON object")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Accuracy metrics on class scores: top-k (micro and per-class macro), taxonomic ranks, the majority baseline.
+
+``scores`` are (N, C) arrays (probabilities or logits; only their order per row matters), ``labels`` (N,) int
+class indices in [0, C). Ties are broken towards the lower class index, so results never depend on sort
+stability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from geocontrast.evaluate import RANKS, TOP_K
+
+
+def ranked_classes(scores: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) class indices of the k highest scores per row, best first (ties: lower index first)."""
+    scores = np.asarray(scores)
+    k = min(int(k), scores.shape[1])
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def hits_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the label is among the k highest-scored classes."""
+    return (ranked_classes(scores, k) == np.asarray(labels)[:, None]).any(axis=1)
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, ks=TOP_K) -> dict[int, float]:
+    """Micro top-k accuracy (share of rows) for each k in ``ks``."""
+    _check(scores, labels)
+    return {int(k): float(hits_at_k(scores, labels, k).mean()) for k in ks}
+
+
+def macro_top_k_accuracy(scores: np.ndarray, labels: np.ndarray, ks=TOP_K) -> dict[int, float]:
+    """Top-k accuracy averaged over the classes present in ``labels`` (each species weighs the same)."""
+    _check(scores, labels)
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    result = {}
+    for k in ks:
+        hits = hits_at_k(scores, labels, k)
+        result[int(k)] = float(np.mean([hits[labels == c].mean() for c in present]))
+    return result
+
+
+def most_common_scores(train_labels: np.ndarray, n_classes: int, n_rows: int) -> np.ndarray:
+    """(n_rows, C) scores of the most-common-species baseline: every row ranks classes by their train frequency.
+
+    Its top-1 is the majority class of ``train_labels``; top-k takes the k most frequent.
+    """
+    counts = np.bincount(np.asarray(train_labels), minlength=n_classes).astype(np.float64)
+    return np.tile(counts / max(1.0, counts.sum()), (n_rows, 1))
+
+
+def ancestor_codes(species_names: list[str], taxonomy: pd.DataFrame) -> dict[str, np.ndarray]:
+    """For each rank of :data:`RANKS`, a (C,) int array mapping a species class index to its ancestor's index.
+
+    ``taxonomy``: one row per image (the manifest) or per species, with a ``species`` column and one column
+    per rank. A species with two different ancestors at one rank is refused (the taxonomy must be a tree).
+    """
+    known = taxonomy.dropna(subset=["species"]).drop_duplicates(subset=["species", *RANKS[1:]])
+    clashes = known["species"][known["species"].duplicated()]
+    if len(clashes):
+        raise ValueError(f"species with two lineages in the taxonomy: {sorted(set(clashes))[:5]}")
+    lineage = known.set_index("species").reindex(species_names)
+    missing = lineage.index[lineage[list(RANKS[1:])].isna().any(axis=1)]
+    if len(missing):
+        raise ValueError(f"species without a full lineage ({', '.join(RANKS[1:])}): {list(missing)[:5]}")
+    codes = {"species": np.arange(len(species_names))}
+    for rank in RANKS[1:]:
+        codes[rank] = pd.factorize(lineage[rank], sort=True)[0].astype(np.int64)
+    return codes
+
+
+def rank_accuracy(predicted: np.ndarray, labels: np.ndarray, ancestors: dict[str, np.ndarray]) -> dict[str, float]:
+    """Top-1 accuracy at each rank: prediction and label both mapped to their ancestor at that rank."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    return {rank: float((codes[predicted] == codes[labels]).mean()) for rank, codes in ancestors.items()}
+
+
+def confused_pairs(predicted: np.ndarray, labels: np.ndarray, names: list[str], top: int = 10) -> list[dict]:
+    """The ``top`` most frequent (true, predicted) confusions, as dicts with species names and counts."""
+    wrong = np.asarray(predicted) != np.asarray(labels)
+    pairs = pd.DataFrame({"true": np.asarray(labels)[wrong], "predicted": np.asarray(predicted)[wrong]})
+    counts = pairs.value_counts().head(top)
+    return [{"true": names[t], "predicted": names[p], "count": int(n)} for (t, p), n in counts.items()]
+
+
+def _check(scores: np.ndarray, labels: np.ndarray) -> None:
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+        raise ValueError(f"scores must be (N, C) and labels (N,), got {scores.shape} and {labels.shape}")
+    if labels.size == 0:
+        raise ValueError("no labelled rows to score")
+    if labels.min() < 0 or labels.max() >= scores.shape[1]:
+        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got [{labels.min()}, {labels.max()}]")

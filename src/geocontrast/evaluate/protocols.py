@@ -1,0 +1,199 @@
+"""The evaluation protocols: linear probe and kNN on frozen features, end-to-end fine-tuning, and their scoring.
+
+Every protocol sees labelled train rows, labelled val rows (its only source for model selection) and test
+inputs *without* test labels: no function here takes test labels except :func:`score`, which runs after
+selection is over.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geocontrast.evaluate import TOP_K
+from geocontrast.evaluate.geoprior import combine
+from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_top_k_accuracy, rank_accuracy,
+                                          top_k_accuracy)
+from geocontrast.strategies.base import training_data
+from geocontrast.train.augment import BatchAugment
+from geocontrast.train.loop import encode_rows, gather_rows
+
+LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
+KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
+FINETUNE_DEFAULTS = {"max_epochs": 40, "patience": 8, "batch_size": 32, "lr": 0.001, "weight_decay": 1e-4,
+                     "augment_strength": 0.5}
+
+
+@dataclass
+class EvalRows:
+    """Manifest rows of each role (labelled rows only) and the class index of every manifest row (-1: none)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    codes: np.ndarray
+    names: list[str]
+    ancestors: dict[str, np.ndarray]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.names)
+
+
+def eval_rows(manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: float) -> EvalRows:
+    """The labelled train subset of the budget, and the val and test rows that carry a species."""
+    data = training_data(manifest, splits)
+    codes, names = data.species_codes()
+    train = data.labelled_rows(label_fraction_pct)
+    rows = EvalRows(train=train[codes[train] >= 0], val=_with_species(data.rows_of("val"), codes),
+                    test=_with_species(data.rows_of("test"), codes), codes=codes, names=names,
+                    ancestors=ancestor_codes(names, manifest))
+    for role in ("train", "val", "test"):
+        if getattr(rows, role).size == 0:
+            raise ValueError(f"no labelled {role} rows at label fraction {label_fraction_pct} %")
+    return rows
+
+
+def _with_species(rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    return rows[codes[rows] >= 0]
+
+
+def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params: dict, seed: int):
+    """Softmax regression on frozen features; the weight decay is chosen by val top-1 from a grid.
+
+    Features are standardised with the labelled train mean and std. Returns (test probabilities (n, C),
+    selection record). Ties in val top-1 go to the larger weight decay (the simpler model).
+    """
+    params = {**LINEAR_DEFAULTS, **params}
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32)
+                              for x in (train_x, val_x, test_x))
+    train_labels = torch.as_tensor(train_y)
+    by_decay, best = {}, None
+    for weight_decay in sorted(params["weight_decays"], reverse=True):
+        model = _fit_softmax(train_t, train_labels, n_classes, float(weight_decay), params, seed)
+        with torch.no_grad():
+            val_top1 = top_k_accuracy(model(val_t).numpy(), val_y, ks=(1,))[1]
+        by_decay[str(weight_decay)] = val_top1
+        if best is None or val_top1 > best[0]:
+            best = (val_top1, weight_decay, model)
+    val_top1, weight_decay, model = best
+    with torch.no_grad():
+        probs = model(test_t).softmax(dim=1).numpy()
+    return probs, {"weight_decay": weight_decay, "val_top1": val_top1, "val_top1_by_weight_decay": by_decay}
+
+
+def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, params: dict,
+                 seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    model = nn.Linear(x.shape[1], n_classes)
+    with torch.no_grad():  # seeded initialisation, independent of the global RNG
+        model.weight.copy_(torch.randn(model.weight.shape, generator=generator) * 0.01)
+        model.bias.zero_()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=weight_decay)
+    batch_size = int(params["batch_size"])
+    for _ in range(int(params["epochs"])):
+        order = torch.randperm(x.shape[0], generator=generator)
+        for start in range(0, x.shape[0], batch_size):
+            index = order[start:start + batch_size]
+            loss = F.cross_entropy(model(x[index]), y[index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.eval()
+
+
+def knn_probabilities(train_x, train_y, test_x, n_classes: int, params: dict) -> np.ndarray:
+    """Cosine kNN: the k most similar labelled train rows vote with weight exp(similarity / temperature).
+
+    Returns (n, C) vote shares (rows sum to 1).
+    """
+    params = {**KNN_DEFAULTS, **params}
+    bank = F.normalize(torch.as_tensor(train_x, dtype=torch.float32), dim=1)
+    queries = F.normalize(torch.as_tensor(test_x, dtype=torch.float32), dim=1)
+    k = min(int(params["k"]), bank.shape[0])
+    similarity, index = (queries @ bank.T).topk(k, dim=1)  # (n, k)
+    votes = torch.zeros(queries.shape[0], n_classes)
+    votes.scatter_add_(1, torch.as_tensor(train_y)[index], (similarity / float(params["temperature"])).exp())
+    return (votes / votes.sum(dim=1, keepdim=True)).numpy()
+
+
+def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: int, params: dict, seed: int,
+             device: torch.device, amp_dtype: torch.dtype | None = None):
+    """Train encoder + linear head end to end on the labelled train rows, early-stopped on val top-1.
+
+    After each epoch the val top-1 is measured; training stops after ``patience`` epochs without improvement
+    (or at ``max_epochs``) and the weights of the best val epoch are restored. Returns (test probabilities
+    (n, C), selection record with the best epoch and the val curve).
+    """
+    params = {**FINETUNE_DEFAULTS, **params}
+    torch.manual_seed(seed)
+    model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    augment = BatchAugment(resolution, strength=float(params["augment_strength"])).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]),
+                                  weight_decay=float(params["weight_decay"]))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    train_labels = torch.as_tensor(rows.codes[rows.train], device=device)
+    val_labels = rows.codes[rows.val]
+    batch_size = min(int(params["batch_size"]), rows.train.size)
+    curve, best = [], (-1.0, 0, None)
+    for epoch in range(int(params["max_epochs"])):
+        model.train()
+        order = np.random.default_rng([seed, epoch]).permutation(rows.train.size)
+        for start in range(0, order.size - batch_size + 1, batch_size):  # drop the ragged batch: BN needs > 1
+            index = order[start:start + batch_size]
+            images = augment(gather_rows(cache, rows.train[index], device), generator=generator)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss = F.cross_entropy(model(images.contiguous(memory_format=torch.channels_last)).float(),
+                                       train_labels[index])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        val_top1 = top_k_accuracy(_predict(model, cache, rows.val, resolution, device, amp_dtype), val_labels,
+                                  ks=(1,))[1]
+        curve.append(val_top1)
+        if val_top1 > best[0]:
+            best = (val_top1, epoch + 1, copy.deepcopy(model.state_dict()))
+        elif epoch + 1 - best[1] >= int(params["patience"]):
+            break
+    val_top1, best_epoch, state = best
+    model.load_state_dict(state)
+    probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
+    return probs, {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve}
+
+
+def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np.ndarray:
+    model.eval()
+    logits = encode_rows(model, cache, rows, resolution, device, amp_dtype)
+    return logits.softmax(dim=1).cpu().numpy()
+
+
+def score(test_probs: np.ndarray, rows: EvalRows, location_probs: np.ndarray | None = None) -> dict:
+    """Test metrics (:data:`geocontrast.evaluate.METRIC_COLUMNS`) plus the most frequent confusions.
+
+    ``location_probs``: (N, C) geographic prior of every manifest row; without it the prior columns are NaN.
+    """
+    labels = rows.codes[rows.test]
+    micro = top_k_accuracy(test_probs, labels)
+    macro = macro_top_k_accuracy(test_probs, labels, ks=(1, 5))
+    predicted = test_probs.argmax(axis=1)
+    result = {f"top{k}": micro[k] for k in TOP_K}
+    result.update({f"macro_top{k}": macro[k] for k in (1, 5)})
+    if location_probs is None:
+        result.update({f"prior_top{k}": float("nan") for k in TOP_K})
+    else:
+        with_prior = top_k_accuracy(combine(test_probs, location_probs[rows.test]), labels)
+        result.update({f"prior_top{k}": with_prior[k] for k in TOP_K})
+    for k in (1, 5):
+        result[f"prior_gain_top{k}"] = result[f"prior_top{k}"] - result[f"top{k}"]
+    result.update({f"acc_{rank}": value
+                   for rank, value in rank_accuracy(predicted, labels, rows.ancestors).items()})
+    result["confused_pairs"] = confused_pairs(predicted, labels, rows.names)
+    return result

@@ -1,0 +1,391 @@
+"""Figure 8: maps in an equal-area projection, so that point densities and range sizes compare fairly.
+
+Every map uses a Lambert azimuthal equal-area projection of the WGS84 ellipsoid centred on the data
+(:class:`EqualAreaProjection`), with axes in km.
+
+- :func:`observations_figure` (8a): observations coloured by split, the region outline when known; rows without
+  coordinates are counted in the title.
+- :func:`neighbour_radius_figure` (8b): an overview of a few seeded anchors, then one zoomed panel per anchor
+  with its geodesic radius-r circle, its sampled context positives (the neighbour table's row) and the other
+  observations nearby, which shows that positives are a uniform sample of the ball, not its nearest points.
+- :func:`range_figure` (8c): per species, the geo prior's predicted range beside the world's true suitability
+  (synthetic world only; without a truth that panel is omitted). The prediction is a :class:`RangeGrid` (the
+  prior evaluated on a lat/lon grid: :func:`prior_grid` from a callable, or :func:`load_range_grid` from a file)
+  or, when no grid exists, a :class:`RangePoints` of the prior at the observed locations (:func:`prior_points`
+  from ``geoprior/probs.npy``).
+
+Range-grid file (``--prior-grid``, written by :func:`save_range_grid`): an .npz with ``lat`` (n_lat,) and ``lon``
+(n_lon,) ascending cell-centre degrees, ``values`` (S, n_lat, n_lon) float32 P(species | location), ``species``
+(S,) str, and optionally ``mask`` (n_lat, n_lon) bool, True where cells are drawn.
+
+CLI (three figures; each writes ``--out`` as PNG at 300 dpi and an SVG beside it)::
+
+    python -m geocontrast.report.maps splits --manifest manifest.parquet --splits splits.parquet \\
+        --out map_splits.png [--truth world/truth.npz]
+
+    python -m geocontrast.report.maps radius --manifest manifest.parquet --neighbours neighbours/r5_k64.npz \\
+        --out map_radius.png [--truth world/truth.npz] [--n-anchors 3] [--seed 0]
+
+    python -m geocontrast.report.maps ranges --manifest manifest.parquet \\
+        (--prior-grid grid.npz | --prior-probs geoprior/probs.npy --prior-json geoprior/prior.json) \\
+        --out map_ranges.png [--truth world/truth.npz] [--species NAME ...] [--n-species 3]
+
+``--truth`` (the synthetic world's ``truth.npz``) adds the region outline to every map and the true-range
+column to ``ranges``; leave it out for real data. ``ranges`` shows ``--species`` (default: the ``--n-species``
+most observed species that the prior, and the truth when given, know).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from pyproj import CRS, Geod, Transformer
+
+from geocontrast.atomic import atomic_path
+from geocontrast.geo.coords import unit_vectors
+from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
+from geocontrast.report.style import save_figure
+
+SPLIT_COLOURS = {"train": "#0072B2", "val": "#E69F00", "test": "#CC79A7"}  # Okabe-Ito
+ANCHOR_COLOURS = ("#D55E00", "#009E73", "#56B4E9", "#E69F00", "#CC79A7", "#0072B2")
+BACKGROUND_COLOUR = "#BBBBBB"
+PRIOR_UNIT = "P(species | location)"
+TRUTH_UNIT = "true suitability (unitless, 0–1)"
+_GEOD = Geod(ellps="WGS84")
+_OUTLINE_STEP_DEG = 0.05  # outline edges are straight in lon/lat; densified so they stay true when projected
+
+
+class EqualAreaProjection:
+    """Lambert azimuthal equal-area projection of the WGS84 ellipsoid centred on (lat0, lon0), in km.
+
+    ``projection(lat, lon) -> (x, y)``: degrees (any broadcastable shapes) to km east / north of the centre in
+    the projected plane; NaN in, NaN out.
+    """
+
+    def __init__(self, lat0: float, lon0: float):
+        self.lat0, self.lon0 = float(lat0), float(lon0)
+        self.crs = CRS.from_proj4(f"+proj=laea +lat_0={self.lat0} +lon_0={self.lon0} +datum=WGS84 +units=km "
+                                  "+no_defs")
+        self._transformer = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
+
+    @classmethod
+    def centred_on(cls, lat, lon) -> EqualAreaProjection:
+        """Centred on the mean direction of the finite points (correct across the antimeridian)."""
+        vectors = unit_vectors(lat, lon).reshape(-1, 3)
+        vectors = vectors[np.isfinite(vectors).all(axis=1)]  # (n, 3)
+        mean = vectors.mean(axis=0) if len(vectors) else np.zeros(3)
+        if np.linalg.norm(mean) < 1e-9:
+            raise ValueError("no finite coordinates (or points spread evenly over the globe) to centre a map on")
+        return cls(np.degrees(np.arcsin(mean[2] / np.linalg.norm(mean))), np.degrees(np.arctan2(mean[1], mean[0])))
+
+    def __call__(self, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._transformer.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        return np.asarray(x), np.asarray(y)
+
+    def describe(self) -> str:
+        return f"Lambert azimuthal equal-area centred on {self.lat0:.1f}°, {self.lon0:.1f}° (WGS84)"
+
+
+def geodesic_circle(lat: float, lon: float, radius_km: float, n_points: int = 181) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) of ``n_points`` on the WGS84 geodesic circle of ``radius_km`` around a point (closed ring)."""
+    azimuths = np.linspace(0.0, 360.0, n_points)
+    lon_c, lat_c, _ = _GEOD.fwd(np.full(n_points, lon), np.full(n_points, lat), azimuths,
+                                np.full(n_points, radius_km * 1000.0))
+    return np.asarray(lat_c), np.asarray(lon_c)
+
+
+def densify_outline(outline: np.ndarray, step_deg: float = _OUTLINE_STEP_DEG) -> np.ndarray:
+    """Closed (V', 2) lon/lat ring through the vertices of an (V, 2) lon/lat polygon, ~``step_deg`` apart."""
+    ring = np.vstack([outline, outline[:1]])
+    pieces = []
+    for start, end in pairwise(ring):
+        n = max(1, int(np.ceil(np.abs(end - start).max() / step_deg)))
+        pieces.append(start + (end - start) * np.linspace(0.0, 1.0, n, endpoint=False)[:, None])
+    return np.vstack([*pieces, ring[-1:]])
+
+
+@dataclass(frozen=True)
+class RangeGrid:
+    """Per-species values on a regular lat/lon grid.
+
+    ``lat`` (n_lat,), ``lon`` (n_lon,): ascending cell-centre degrees; ``values`` (S, n_lat, n_lon);
+    ``species`` (S,) names; ``mask`` (n_lat, n_lon) bool, True where cells are drawn (None: all);
+    ``name``: what the values are (panel title), ``unit``: the colour-bar label.
+    """
+
+    lat: np.ndarray
+    lon: np.ndarray
+    values: np.ndarray
+    species: np.ndarray
+    name: str = "geo prior"
+    unit: str = PRIOR_UNIT
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RangePoints:
+    """Per-species values at points: ``lat``, ``lon`` (n,) degrees, ``values`` (S, n), ``species`` (S,) names."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    values: np.ndarray
+    species: np.ndarray
+    name: str = "geo prior at observed locations"
+    unit: str = PRIOR_UNIT
+
+
+def prior_grid(prior: Callable[[np.ndarray, np.ndarray], np.ndarray], classes, lat, lon,
+               mask: np.ndarray | None = None) -> RangeGrid:
+    """Evaluate ``prior(lat (n,), lon (n,)) -> (n, C)`` P(species | location) on the grid of cell centres
+    ``lat`` (n_lat,) x ``lon`` (n_lon,); ``classes``: the C species names in the prior's column order.
+
+    With the geo prior of :mod:`geocontrast.evaluate.geoprior`:
+    ``prior_grid(lambda la, lo: location_probabilities(model, la, lo), classes, truth.lat, truth.lon)``.
+    """
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    lon_mesh, lat_mesh = np.meshgrid(lon, lat)  # (n_lat, n_lon)
+    probs = np.asarray(prior(lat_mesh.ravel(), lon_mesh.ravel()), dtype=np.float32)  # (n_lat * n_lon, C)
+    values = probs.T.reshape(len(classes), lat.size, lon.size)
+    return RangeGrid(lat, lon, values, np.asarray(classes, dtype=str), mask=mask)
+
+
+def prior_points(probs: np.ndarray, classes, lat, lon) -> RangePoints:
+    """The prior's (N, C) per-row probabilities at the rows' coordinates; rows without coordinates are left out."""
+    lat, lon, probs = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64), np.asarray(probs)
+    if probs.shape != (lat.size, len(classes)):
+        raise ValueError(f"prior probabilities have shape {probs.shape}, expected ({lat.size} rows, "
+                         f"{len(classes)} classes)")
+    usable = np.isfinite(lat) & np.isfinite(lon)
+    return RangePoints(lat[usable], lon[usable], probs[usable].T, np.asarray(classes, dtype=str))
+
+
+def save_range_grid(grid: RangeGrid, path) -> None:
+    """Write ``grid`` as the range-grid .npz described in the module docstring (atomically)."""
+    arrays = {"lat": grid.lat, "lon": grid.lon, "values": grid.values.astype(np.float32),
+              "species": grid.species.astype(str)}
+    if grid.mask is not None:
+        arrays["mask"] = grid.mask
+    with atomic_path(path) as partial:
+        np.savez_compressed(partial, **arrays)
+
+
+def load_range_grid(path) -> RangeGrid:
+    """Read a range grid written by :func:`save_range_grid`."""
+    with np.load(path, allow_pickle=False) as data:
+        return RangeGrid(data["lat"], data["lon"], data["values"], data["species"],
+                         mask=data["mask"] if "mask" in data.files else None)
+
+
+def load_truth(path) -> tuple[RangeGrid, np.ndarray]:
+    """The synthetic world's true suitability (land cells only) and its (V, 2) lon/lat outline, from truth.npz."""
+    with np.load(path, allow_pickle=False) as truth:
+        grid = RangeGrid(truth["lat"], truth["lon"], truth["suitability"], truth["species"],
+                         name="true suitability", unit=TRUTH_UNIT, mask=truth["land"])
+        return grid, truth["outline"]
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """(n + 1,) edges of cells with the given ascending (n,) centres (half a step beyond the ends)."""
+    middle = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+
+
+def _map_axes(ax: plt.Axes, projection: EqualAreaProjection, outline: np.ndarray | None) -> None:
+    """Equal aspect, km labels, and the region outline when there is one."""
+    if outline is not None:
+        ring = densify_outline(outline)
+        ax.plot(*projection(ring[:, 1], ring[:, 0]), color="black", linewidth=0.6, zorder=3)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x (km)")
+    ax.set_ylabel("y (km)")
+
+
+def observations_figure(manifest: pd.DataFrame, split: np.ndarray, projection: EqualAreaProjection | None = None,
+                        outline: np.ndarray | None = None) -> plt.Figure:
+    """Figure 8a: one point per observed photo, coloured by ``split`` ((N,) str, manifest order).
+
+    ``projection`` defaults to one centred on the data; ``outline``: (V, 2) lon/lat polygon of the region.
+    """
+    lat, lon = coordinates(manifest)
+    projection = projection or EqualAreaProjection.centred_on(lat, lon)
+    x, y = projection(lat, lon)
+    usable = np.isfinite(x) & np.isfinite(y)
+    figure, ax = plt.subplots(figsize=(5.0, 5.2))
+    for name, colour in SPLIT_COLOURS.items():
+        at = usable & (split == name)
+        ax.scatter(x[at], y[at], s=2, color=colour, linewidths=0, label=f"{name} ({at.sum()})", rasterized=True)
+    _map_axes(ax, projection, outline)
+    ax.legend(title="split (photos)", markerscale=4, frameon=False, loc="best")
+    ax.set_title(f"{usable.sum()} photos by split; {(~usable).sum()} without coordinates (not shown)")
+    figure.text(0.5, 0.01, projection.describe(), ha="center", fontsize=7)
+    return figure
+
+
+def neighbour_radius_figure(manifest: pd.DataFrame, neighbours, n_anchors: int = 3, seed: int = 0,
+                            projection: EqualAreaProjection | None = None, outline: np.ndarray | None = None
+                            ) -> plt.Figure:
+    """Figure 8b: an overview of ``n_anchors`` seeded anchors, then a zoom on each with its geodesic circle of
+    the table's radius, its context positives (``neighbours``: a NeighbourTable) and the other observations.
+    """
+    radius_km = float(neighbours.params["radius_km"])
+    anchors = seeded_anchors(neighbours, n_anchors, seed)
+    if anchors.size == 0:
+        raise ValueError("no row has a context positive within the radius")
+    lat, lon = coordinates(manifest)
+    projection = projection or EqualAreaProjection.centred_on(lat, lon)
+    x, y = projection(lat, lon)
+    usable = np.isfinite(x) & np.isfinite(y)
+    figure, axes = plt.subplots(1, anchors.size + 1, figsize=(3.2 * (anchors.size + 1), 3.6), squeeze=False)
+    overview, zooms = axes[0, 0], axes[0, 1:]
+    overview.scatter(x[usable], y[usable], s=1, color=BACKGROUND_COLOUR, linewidths=0, rasterized=True)
+    _map_axes(overview, projection, outline)
+    overview.set_title("anchors")
+    half_width = 2.0 * radius_km  # the zoom shows the ball and as much again around it
+    for number, (anchor, ax, colour) in enumerate(zip(anchors, zooms, ANCHOR_COLOURS), start=1):
+        positives = neighbours.indices[neighbours.indptr[anchor]:neighbours.indptr[anchor + 1]]
+        overview.scatter(x[anchor], y[anchor], marker="*", s=80, color=colour, edgecolors="black", linewidths=0.4,
+                         zorder=4)
+        overview.annotate(str(number), (x[anchor], y[anchor]), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        nearby = usable & (np.abs(x - x[anchor]) <= half_width) & (np.abs(y - y[anchor]) <= half_width)
+        ax.scatter(x[nearby], y[nearby], s=5, color=BACKGROUND_COLOUR, linewidths=0, label="other observations")
+        ax.scatter(x[positives], y[positives], s=9, color=colour, linewidths=0, label="context positives")
+        ax.scatter(x[anchor], y[anchor], marker="*", s=120, color=colour, edgecolors="black", linewidths=0.5,
+                   label="anchor", zorder=4)
+        ax.plot(*projection(*geodesic_circle(lat[anchor], lon[anchor], radius_km)), color=colour, linewidth=1.0,
+                label=f"{radius_km:g} km geodesic circle")
+        ax.set_xlim(x[anchor] - half_width, x[anchor] + half_width)
+        ax.set_ylim(y[anchor] - half_width, y[anchor] + half_width)
+        _map_axes(ax, projection, outline)
+        ax.set_aspect("equal", adjustable="box")  # keep the window fixed: the circle must look round
+        ax.set_title(f"anchor {number}: {positives.size} positive{'' if positives.size == 1 else 's'} "
+                     f"within {radius_km:g} km")
+    figure.suptitle(f"Context positives: up to {neighbours.params['k']} drawn uniformly within {radius_km:g} km "
+                    f"of each anchor. {projection.describe()}", fontsize=9)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the panels
+    figure.legend(*zooms[0].get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False)
+    return figure
+
+
+def default_range_species(manifest: pd.DataFrame, available: list[np.ndarray], n: int) -> list[str]:
+    """The ``n`` most observed manifest species present in every array of ``available`` (ties by name)."""
+    counts = manifest["species"].dropna().value_counts()
+    known = set.intersection(*(set(names.tolist()) for names in available))
+    ordered = sorted((name for name in counts.index if name in known), key=lambda name: (-counts[name], name))
+    return ordered[:n]
+
+
+def _draw_range(ax: plt.Axes, values: RangeGrid | RangePoints, species: str,
+                projection: EqualAreaProjection) -> plt.cm.ScalarMappable:
+    """One species' layer of a grid (projected cells) or of points (coloured dots), colour scale from 0 to its max."""
+    index = int(np.flatnonzero(values.species == species)[0])
+    layer = np.asarray(values.values[index], dtype=np.float64)
+    vmax = max(float(np.nanmax(layer)), 1e-12)
+    if isinstance(values, RangePoints):
+        x, y = projection(values.lat, values.lon)
+        order = np.argsort(layer)  # high values on top
+        return ax.scatter(x[order], y[order], c=layer[order], s=3, cmap="viridis", vmin=0.0, vmax=vmax,
+                          linewidths=0, rasterized=True)
+    lon_edges, lat_edges = np.meshgrid(_cell_edges(values.lon), np.clip(_cell_edges(values.lat), -90, 90))
+    x, y = projection(lat_edges, lon_edges)  # (n_lat + 1, n_lon + 1) cell corners
+    hidden = ~np.isfinite(layer) if values.mask is None else ~values.mask | ~np.isfinite(layer)
+    return ax.pcolormesh(x, y, np.ma.masked_array(layer, hidden), cmap="viridis", vmin=0.0, vmax=vmax,
+                         shading="flat", rasterized=True)
+
+
+def range_figure(manifest: pd.DataFrame, predicted: RangeGrid | RangePoints, species: list[str],
+                 truth: RangeGrid | None = None, projection: EqualAreaProjection | None = None,
+                 outline: np.ndarray | None = None) -> plt.Figure:
+    """Figure 8c: one row per name in ``species``: the predicted range, and the true suitability when ``truth``
+    is given (the column is omitted otherwise); black dots mark the species' observations in the manifest.
+    """
+    sources = [predicted] if truth is None else [predicted, truth]
+    for source in sources:
+        missing = sorted(set(species) - set(source.species.tolist()))
+        if missing:
+            raise ValueError(f"{source.name} has no species {missing}")
+    if not species:
+        raise ValueError("no species to map")
+    lat, lon = coordinates(manifest)
+    projection = projection or EqualAreaProjection.centred_on(lat, lon)
+    x, y = projection(lat, lon)
+    names = manifest["species"].to_numpy(object)
+    figure, axes = plt.subplots(len(species), len(sources), squeeze=False,
+                                figsize=(4.2 * len(sources), 3.6 * len(species)))
+    for row, name in zip(axes, species):
+        observed = (names == name) & np.isfinite(x)
+        for ax, source in zip(row, sources):
+            mappable = _draw_range(ax, source, name, projection)
+            ax.scatter(x[observed], y[observed], s=5, facecolors="none", edgecolors="black", linewidths=0.3,
+                       zorder=4)  # hollow, so that the values under them stay visible
+            _map_axes(ax, projection, outline)
+            ax.set_title(f"{name}: {source.name}")
+            figure.colorbar(mappable, ax=ax, shrink=0.8, label=source.unit)
+    figure.suptitle(f"Predicted and true ranges (black circles: observations of the species). "
+                    f"{projection.describe()}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    from geocontrast.data.manifest import read_manifest
+    from geocontrast.geo.neighbours import load_neighbour_table
+
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.report.maps", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="figure", required=True)
+    splits = commands.add_parser("splits", help="8a: observations by split")
+    splits.add_argument("--splits", type=Path, required=True, help="splits (.parquet), manifest order")
+    radius = commands.add_parser("radius", help="8b: neighbour radius around a few anchors")
+    radius.add_argument("--neighbours", type=Path, required=True, help="neighbour table (.npz)")
+    radius.add_argument("--n-anchors", type=int, default=3)
+    radius.add_argument("--seed", type=int, default=0, help="draws the anchors")
+    ranges = commands.add_parser("ranges", help="8c: predicted (and true) species ranges")
+    prior = ranges.add_mutually_exclusive_group(required=True)
+    prior.add_argument("--prior-grid", type=Path, help="range grid (.npz) of the geo prior")
+    prior.add_argument("--prior-probs", type=Path, help="geo prior per manifest row (probs.npy); needs --prior-json")
+    ranges.add_argument("--prior-json", type=Path, help="prior.json beside probs.npy (its 'classes')")
+    ranges.add_argument("--species", nargs="+", default=None, help="species to map (default: most observed)")
+    ranges.add_argument("--n-species", type=int, default=3)
+    for command in (splits, radius, ranges):
+        command.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
+        command.add_argument("--truth", type=Path, default=None, help="synthetic world's truth.npz (outline, ranges)")
+        command.add_argument("--out", type=Path, required=True, help="figure (.png; an .svg is written beside)")
+    args = parser.parse_args(argv)
+    if args.figure == "ranges" and args.prior_probs is not None and args.prior_json is None:
+        parser.error("--prior-probs needs --prior-json (the class order)")
+
+    manifest = read_manifest(args.manifest)
+    truth, outline = load_truth(args.truth) if args.truth else (None, None)
+    try:
+        if args.figure == "splits":
+            figure = observations_figure(manifest, split_of_rows(manifest, pd.read_parquet(args.splits)),
+                                         outline=outline)
+        elif args.figure == "radius":
+            figure = neighbour_radius_figure(manifest, load_neighbour_table(args.neighbours), args.n_anchors,
+                                             args.seed, outline=outline)
+        else:
+            if args.prior_grid is not None:
+                predicted = load_range_grid(args.prior_grid)
+            else:
+                classes = json.loads(args.prior_json.read_text())["classes"]
+                predicted = prior_points(np.load(args.prior_probs), classes, *coordinates(manifest))
+            available = [predicted.species] if truth is None else [predicted.species, truth.species]
+            species = args.species or default_range_species(manifest, available, args.n_species)
+            figure = range_figure(manifest, predicted, species, truth, outline=outline)
+    except ValueError as error:
+        print(f"maps {args.figure}: {error}", file=sys.stderr)
+        return 1
+    save_figure(figure, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""One look for every figure, and how figures are written (PNG at print resolution plus SVG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window (also on headless cluster nodes)
+import matplotlib.pyplot as plt  # noqa: E402
+
+from geocontrast.atomic import atomic_path
+
+DPI = 300
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.bbox": "tight",
+    "svg.fonttype": "none",  # keep text as text in SVG, editable in a vector editor
+}
+plt.rcParams.update(STYLE)  # every report module imports this one
+STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the same colour in every figure
+    "most_common": "#999999",
+    "random_init": "#000000",
+    "supervised": "#E69F00",
+    "supervised_full": "#F0E442",
+    "augmented": "#56B4E9",
+    "context_pos": "#009E73",
+    "context_pos_neg": "#0072B2",
+    "triplet": "#D55E00",
+    "autoencoder": "#CC79A7",
+    "byol": "#882255",
+    "simsiam": "#44AA99",
+    "oracle": "#332288",
+}
+
+
+def strategy_colour(strategy: str) -> str:
+    return STRATEGY_COLOURS.get(strategy, "#777777")
+
+
+def save_figure(figure: plt.Figure, png_path: Path) -> list[Path]:
+    """Write ``png_path`` (DPI dots per inch) and the same figure as SVG beside it; returns both paths.
+
+    Each file is written to a temporary name and renamed, so a killed job never leaves a half figure.
+    """
+    png_path = Path(png_path)
+    written = []
+    for path in (png_path, png_path.with_suffix(".svg")):
+        with atomic_path(path) as partial:
+            figure.savefig(partial, dpi=DPI, format=path.suffix.lstrip("."))
+        written.append(path)
+    plt.close(figure)
+    return written

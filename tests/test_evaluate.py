@@ -1,0 +1,201 @@
+"""Evaluation: metrics against hand computations, the protocols' val-only model selection, the CLIs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_strategies import build_tiny_inputs
+
+from geocontrast.data.manifest import read_manifest, write_manifest
+from geocontrast.evaluate import RESULT_COLUMNS
+from geocontrast.evaluate import __main__ as cli
+from geocontrast.evaluate import embed as embed_cli
+from geocontrast.evaluate import results as results_cli
+from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_top_k_accuracy, most_common_scores,
+                                          rank_accuracy, top_k_accuracy)
+from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, score
+from geocontrast.evaluate.results import collect, summarise
+
+SCORES = np.array([[0.5, 0.3, 0.2],   # label 0: top-1 hit
+                   [0.1, 0.2, 0.7],   # label 1: second -> top-2 hit
+                   [0.6, 0.3, 0.1],   # label 2: third -> top-3 hit
+                   [0.2, 0.2, 0.6]])  # label 1: tie with class 0 at rank 2, lower index wins -> top-3 hit
+LABELS = np.array([0, 1, 2, 1])
+
+
+def test_top_k_accuracy_matches_a_hand_count():
+    assert top_k_accuracy(SCORES, LABELS, ks=(1, 2, 3)) == {1: 0.25, 2: 0.5, 3: 1.0}
+
+
+def test_macro_accuracy_weighs_every_class_equally():
+    # top-1 hits per class: class 0 1/1, class 1 0/2, class 2 0/1 -> mean of (1, 0, 0)
+    assert macro_top_k_accuracy(SCORES, LABELS, ks=(1, 2)) == {1: pytest.approx(1 / 3), 2: pytest.approx(1 / 2)}
+
+
+def test_metrics_refuse_labels_outside_the_classes():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        top_k_accuracy(SCORES, np.array([0, 1, 2, 3]))
+
+
+def test_most_common_baseline_scores_the_majority_share():
+    train = np.array([2, 2, 2, 0, 1, 1])
+    test = np.array([2, 1, 0, 2, 2])
+    scores = most_common_scores(train, n_classes=3, n_rows=test.size)
+    assert top_k_accuracy(scores, test, ks=(1, 2)) == {1: 3 / 5, 2: 4 / 5}  # class 2, then class 1
+
+
+def test_rank_accuracy_maps_predictions_and_labels_to_their_ancestors():
+    taxonomy = pd.DataFrame({
+        "species": ["a x", "a y", "b z"], "genus": ["a", "a", "b"], "family": ["F", "F", "F"],
+        "order": ["O", "O", "O"], "class": ["C", "C", "C"], "phylum": ["P", "P", "P"], "kingdom": ["K", "K", "K"]})
+    ancestors = ancestor_codes(["a x", "a y", "b z"], taxonomy)
+    assert ancestors["genus"].tolist() == [0, 0, 1]
+    accuracy = rank_accuracy(np.array([1, 2, 0]), np.array([0, 2, 2]), ancestors)
+    assert accuracy["species"] == pytest.approx(1 / 3)
+    assert accuracy["genus"] == pytest.approx(2 / 3)  # a y for a x is right at genus level
+    assert accuracy["family"] == 1.0
+
+
+def test_a_species_with_two_lineages_is_refused():
+    taxonomy = pd.DataFrame({"species": ["s", "s"], "genus": ["g1", "g2"], **{
+        rank: ["r", "r"] for rank in ("family", "order", "class", "phylum", "kingdom")}})
+    with pytest.raises(ValueError, match="two lineages"):
+        ancestor_codes(["s"], taxonomy)
+
+
+def test_confused_pairs_count_the_wrong_predictions():
+    pairs = confused_pairs(np.array([1, 1, 0, 2]), np.array([0, 0, 0, 1]), ["a", "b", "c"])
+    assert pairs == [{"true": "a", "predicted": "b", "count": 2}, {"true": "b", "predicted": "c", "count": 1}]
+
+
+def test_knn_votes_with_exponential_similarity_weights():
+    train_x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    train_y = np.array([0, 1, 1])
+    probs = knn_probabilities(train_x, train_y, np.array([[2.0, 0.0]]), n_classes=3, params={"k": 2,
+                                                                                          "temperature": 1.0})
+    w0, w2 = np.exp(1.0), np.exp(1 / np.sqrt(2))  # cosine similarities 1 and 1/sqrt(2)
+    np.testing.assert_allclose(probs, [[w0 / (w0 + w2), w2 / (w0 + w2), 0.0]], rtol=1e-6)
+
+
+def separable_features(seed: int = 0, n_per_class: int = 20, n_classes: int = 3):
+    centres = np.random.default_rng(100).normal(size=(n_classes, 8)) * 3  # the same classes in every split
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    return centres[labels] + rng.normal(size=(labels.size, 8)), labels
+
+
+def test_linear_probe_selects_on_val_and_ignores_the_test_inputs():
+    train_x, train_y = separable_features(0)
+    val_x, val_y = separable_features(1)
+    test_x, test_y = separable_features(2)
+    params = {"weight_decays": [0.0, 0.1], "epochs": 30}
+    probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params, seed=0)
+    assert top_k_accuracy(probs, test_y, ks=(1,))[1] > 0.9
+    _, with_noise = linear_probe(train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape),
+                                 3, params, seed=0)
+    assert with_noise == selection
+    assert set(selection["val_top1_by_weight_decay"]) == {"0.0", "0.1"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_inputs(tmp_path_factory.mktemp("tiny_eval"))
+
+
+def run_cli(tiny, out, protocol, **extra) -> dict:
+    argv = ["--protocol", protocol, "--manifest", str(extra.pop("manifest", tiny["manifest"])),
+            "--splits", str(tiny["splits"]), "--run-json", json.dumps({"seed": 0, "strategy": "s", "resolution": 32}),
+            "--out", str(out)]
+    for key, value in extra.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    assert cli.main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def test_embeddings_cover_every_manifest_row(tiny, tmp_path):
+    out = tmp_path / "emb.npy"
+    assert embed_cli.main(["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5",
+                           "--resolution", "32"]) == 0
+    features = np.load(out)
+    assert features.shape == (len(read_manifest(tiny["manifest"])), 256) and features.dtype == np.float16
+    assert np.isfinite(features).all() and features.std(axis=0).max() > 0
+
+
+def relabel_test_rows(tiny, tmp_path):
+    """A copy of the manifest whose test rows carry other (wrong) species: val and train untouched."""
+    manifest = read_manifest(tiny["manifest"])
+    test = (pd.read_parquet(tiny["splits"])["split"] == "test").to_numpy() & manifest["species"].notna().to_numpy()
+    ranks = ["taxon_id", "species", "genus", "family", "order", "class", "phylum", "kingdom"]
+    shifted = manifest.loc[test, ranks].sample(frac=1.0, random_state=1).to_numpy()
+    manifest.loc[test, ranks] = shifted
+    path = tmp_path / "relabelled.parquet"
+    write_manifest(manifest, path)
+    return path
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune"])
+def test_model_selection_never_reads_test_labels(tiny, tmp_path, protocol):
+    extra = {"embeddings": tmp_path / "emb.npy"} if protocol == "linear" else {
+        "cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps({"max_epochs": 3, "patience": 2})}
+    if protocol == "linear":
+        embed_cli.main(["--cache", str(tiny["cache"]), "--out", str(extra["embeddings"]), "--random-init", "cnn5",
+                        "--resolution", "32"])
+    honest = run_cli(tiny, tmp_path / "a.json", protocol, **extra)
+    relabelled = run_cli(tiny, tmp_path / "b.json", protocol, manifest=relabel_test_rows(tiny, tmp_path), **extra)
+    assert relabelled["selection"] == honest["selection"]  # same choice, whatever the test labels say
+    assert relabelled["confused_pairs"] != honest["confused_pairs"]  # ... while the test scores did change
+
+
+def test_result_record_holds_every_result_column(tiny, tmp_path):
+    record = run_cli(tiny, tmp_path / "baseline.json", "baseline")
+    missing = set(RESULT_COLUMNS) - set(record) - {"dataset", "encoder", "epochs", "split_mode"}
+    assert not missing
+    assert np.isnan(record["prior_top1"])  # no prior given
+    labelled = read_manifest(tiny["manifest"])["species"].notna()
+    assert record["n_classes"] == read_manifest(tiny["manifest"])["species"][labelled].nunique()
+
+
+def test_score_combines_the_prior_and_reports_the_gain(tiny):
+    manifest = read_manifest(tiny["manifest"])
+    rows = eval_rows(manifest, pd.read_parquet(tiny["splits"]), 10)
+    uniform = np.full((rows.test.size, rows.n_classes), 1.0 / rows.n_classes)
+    oracle_prior = np.full((len(manifest), rows.n_classes), 1e-3)
+    oracle_prior[rows.test, rows.codes[rows.test]] = 1.0  # a prior that knows the test species
+    result = score(uniform, rows, oracle_prior)
+    assert result["prior_top1"] == 1.0 and result["prior_gain_top1"] == pytest.approx(1.0 - result["top1"])
+    assert score(uniform, rows, np.ones_like(oracle_prior))["prior_gain_top5"] == 0.0
+
+
+def test_cli_names_what_a_protocol_is_missing(tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--protocol", "finetune", "--manifest", str(tiny["manifest"]), "--splits", str(tiny["splits"]),
+                  "--cache", str(tiny["cache"]), "--run-json", '{"seed": 0}', "--out", str(tmp_path / "x.json")])
+    assert "--encoder or --random-init" in capsys.readouterr().err
+
+
+def test_results_collects_and_summarises_over_seeds(tmp_path):
+    records = [{"strategy": "a", "protocol": "linear", "label_fraction": 10, "seed": seed, "top1": top1}
+               for seed, top1 in ((0, 0.2), (1, 0.4), (2, 0.6))]
+    results = collect(records)
+    assert list(results.columns) == list(RESULT_COLUMNS)
+    summary = summarise(results)
+    assert summary.loc[0, "n_seeds"] == 3
+    assert summary.loc[0, "top1_mean"] == pytest.approx(0.4) and summary.loc[0, "top1_std"] == pytest.approx(0.2)
+    paths = []
+    for i, record in enumerate(records):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(record))
+    assert results_cli.main([*map(str, paths), "--out", str(tmp_path / "r.csv"), "--summary",
+                             str(tmp_path / "s.csv"), "--text", str(tmp_path / "s.txt")]) == 0
+    assert "40.0 ± 20.0" in (tmp_path / "s.txt").read_text()
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 3
+
+
+def test_finetune_is_deterministic_on_cpu(tiny, tmp_path):
+    extra = {"cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps({"max_epochs": 2})}
+    first = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)
+    second = run_cli(tiny, tmp_path / "b.json", "finetune", **extra)
+    assert first["top1"] == second["top1"] and first["selection"] == second["selection"]

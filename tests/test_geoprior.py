@@ -1,0 +1,172 @@
+"""The presence-only geographic prior: encoding, loss, fit, combination and its CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from geocontrast.data.manifest import validate_manifest, write_manifest
+from geocontrast.evaluate.geoprior import (
+    assume_negative_loss,
+    combine,
+    encode_location,
+    fit_location_model,
+    location_bbox,
+    location_probabilities,
+    main,
+    random_locations,
+    resolve_params,
+)
+
+# Small enough to fit in well under a second on one core.
+FAST = {"hidden": 32, "n_blocks": 1, "epochs": 150, "batch_size": 64, "lr": 3e-3}
+
+
+def test_encoding_values_at_known_points():
+    encoded = encode_location([0.0, 45.0, -90.0], [0.0, 90.0, -90.0])
+    assert encoded.dtype == np.float32 and encoded.shape == (3, 4)
+    # Columns: sin(pi lon/180), cos(pi lon/180), sin(pi lat/90), cos(pi lat/90).
+    np.testing.assert_allclose(encoded, [[0, 1, 0, 1], [1, 0, 1, 0], [-1, 0, 0, -1]], atol=1e-7)
+
+
+def test_encoding_wraps_around_the_antimeridian():
+    np.testing.assert_allclose(encode_location([12.5], [-180.0]), encode_location([12.5], [180.0]), atol=1e-7)
+
+
+def test_encoding_of_missing_coordinates_is_nan():
+    assert np.isnan(encode_location([np.nan], [np.nan])).all()
+
+
+def test_combine_is_the_row_normalised_product():
+    image = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    location = np.array([[0.2, 1.0, 0.5], [1.0, 0.0, 0.25]])
+    # Products [0.1, 0.3, 0.1] (sum 0.5) and [0.1, 0, 0.2] (sum 0.3).
+    np.testing.assert_allclose(combine(image, location), [[0.2, 0.6, 0.2], [1 / 3, 0.0, 2 / 3]], rtol=1e-12)
+
+
+def test_combine_with_a_row_of_ones_leaves_the_image_probabilities():
+    image = np.array([[0.7, 0.2, 0.1]], dtype=np.float32)
+    combined = combine(image, np.ones_like(image))
+    assert combined.dtype == np.float32
+    np.testing.assert_array_equal(combined, image)
+
+
+def test_combine_keeps_the_image_row_when_the_prior_rules_out_every_allowed_species():
+    np.testing.assert_array_equal(combine([[1.0, 0.0]], [[0.0, 1.0]]), [[1.0, 0.0]])
+
+
+def test_loss_equals_a_hand_computation():
+    logits = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    random_logits = torch.tensor([[-1.0, 2.0], [0.5, 0.0]])
+    targets = torch.tensor([1, 0])
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + math.exp(-z))
+
+    # Observation 0 (species 1): -3 log s(1) - log(1 - s(0)); random: -log(1 - s(-1)) - log(1 - s(2)).
+    first = -3 * math.log(sigmoid(1.0)) - math.log(1 - sigmoid(0.0)) \
+        - math.log(1 - sigmoid(-1.0)) - math.log(1 - sigmoid(2.0))
+    # Observation 1 (species 0): -3 log s(2) - log(1 - s(-1)); random: -log(1 - s(0.5)) - log(1 - s(0)).
+    second = -3 * math.log(sigmoid(2.0)) - math.log(1 - sigmoid(-1.0)) \
+        - math.log(1 - sigmoid(0.5)) - math.log(1 - sigmoid(0.0))
+    loss = assume_negative_loss(logits, random_logits, targets, pos_weight=3.0)
+    assert loss.item() == pytest.approx((first + second) / 2, rel=1e-6)
+
+
+def test_bounding_box_takes_the_short_way_across_the_antimeridian():
+    lat_min, lat_max, west, width = location_bbox([-10.0, 5.0, 0.0], [170.0, -175.0, 179.0])
+    assert (lat_min, lat_max, west, width) == (-10.0, 5.0, 170.0, pytest.approx(15.0))
+    lat, lon = random_locations(1000, (lat_min, lat_max, west, width), np.random.default_rng(0))
+    assert lat.min() >= -10.0 and lat.max() <= 5.0
+    assert ((lon >= 170.0) | (lon <= -175.0)).all()
+
+
+def test_unknown_params_are_refused():
+    with pytest.raises(ValueError, match="unknown geoprior params.*'epoch'"):
+        resolve_params({"epoch": 3})
+
+
+def _two_regions(n: int = 30):
+    """Species 0 around (38, -122), species 1 around (34, -117), a few km of scatter."""
+    rng = np.random.default_rng(1)
+    lat = np.concatenate([38.0 + 0.1 * rng.standard_normal(n), 34.0 + 0.1 * rng.standard_normal(n)])
+    lon = np.concatenate([-122.0 + 0.1 * rng.standard_normal(n), -117.0 + 0.1 * rng.standard_normal(n)])
+    return lat, lon, np.repeat([0, 1], n)
+
+
+def test_fitted_model_prefers_each_regions_species_there():
+    lat, lon, labels = _two_regions()
+    model = fit_location_model(lat, lon, labels, 2, FAST, seed=0)
+    probs = location_probabilities(model, [38.0, 34.0], [-122.0, -117.0])
+    assert probs.dtype == np.float32 and probs.shape == (2, 2)
+    assert probs[0, 0] > probs[0, 1] and probs[1, 1] > probs[1, 0]
+
+
+def test_fit_is_deterministic_given_the_seed():
+    lat, lon, labels = _two_regions(10)
+    params = {**FAST, "epochs": 5}
+    first, second = (location_probabilities(fit_location_model(lat, lon, labels, 2, params, seed=3), lat, lon)
+                     for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+
+
+def test_missing_coordinates_get_a_uniform_prior():
+    lat, lon, labels = _two_regions(10)
+    model = fit_location_model(lat, lon, labels, 2, {**FAST, "epochs": 1}, seed=0)
+    probs = location_probabilities(model, [np.nan, 38.0], [np.nan, -122.0])
+    assert probs[0].tolist() == [1.0, 1.0] and (probs[1] < 1.0).all()
+
+
+@pytest.fixture
+def world(tmp_path, make_manifest):
+    """A 60-row manifest of two species in two regions, rows 0 and 30 without coordinates, and its splits."""
+    lat, lon, labels = _two_regions()
+    lat[[0, 30]], lon[[0, 30]] = np.nan, np.nan
+    species = np.where(labels == 0, "Quercus agrifolia", "Quercus lobata").tolist()
+    manifest_path, splits_path = tmp_path / "manifest.parquet", tmp_path / "splits.parquet"
+    write_manifest(validate_manifest(make_manifest(60, lat=lat, lon=lon, species=species)), manifest_path)
+    split = np.tile(["train", "train", "train", "val", "test"], 12)
+    splits = pd.DataFrame({"image_id": [f"img{i}" for i in range(60)], "split": split,
+                           "labelled_10": split == "train", "labelled_100": split == "train"})
+    splits.to_parquet(splits_path)
+    return manifest_path, splits_path, splits
+
+
+def _run(manifest_path, splits_path, out_dir, *extra):
+    return main(["--manifest", str(manifest_path), "--splits", str(splits_path), "--label-fraction", "10",
+                 "--out-dir", str(out_dir), "--params-json", json.dumps(FAST), "--threads", "1", *extra])
+
+
+def test_cli_writes_probabilities_of_every_row_and_the_prior_summary(world, tmp_path):
+    manifest_path, splits_path, _ = world
+    assert _run(manifest_path, splits_path, tmp_path / "prior") == 0
+    probs = np.load(tmp_path / "prior" / "probs.npy")
+    assert probs.dtype == np.float32 and probs.shape == (60, 2)
+    assert (probs[[0, 30]] == 1.0).all() and (probs[1:30] < 1.0).all()
+    prior = json.loads((tmp_path / "prior" / "prior.json").read_text())
+    assert prior["classes"] == ["Quercus agrifolia", "Quercus lobata"]
+    assert prior["n_train"] == 34  # 36 train rows, two without coordinates
+    assert prior["params"]["hidden"] == 32 and prior["n_val"] == 12 and prior["n_test"] == 12
+    assert prior["val_top1"] > 0.9 and prior["test_top5"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "prior").iterdir()) == ["prior.json", "probs.npy"]
+
+
+def test_cli_fails_clearly_when_no_labelled_row_has_coordinates(world, tmp_path, capsys):
+    manifest_path, splits_path, splits = world
+    splits["labelled_10"] = splits["image_id"].isin(["img0", "img30"])  # the two rows without coordinates
+    splits.to_parquet(splits_path)
+    assert _run(manifest_path, splits_path, tmp_path / "prior") == 1
+    error = capsys.readouterr().err
+    assert str(splits_path) in error and "coordinates" in error
+    assert not (tmp_path / "prior" / "probs.npy").exists()
+
+
+def test_cli_names_a_missing_label_budget(world, tmp_path, capsys):
+    manifest_path, splits_path, _ = world
+    assert _run(manifest_path, splits_path, tmp_path / "prior", "--label-fraction", "1") == 1
+    assert "labelled_1" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+# Evaluation stage: frozen features, the geographic prior, one job per (strategy, seed, protocol, label budget),
+# and the results table. The baselines are the strategies random_init (the untrained encoder) and most_common.
+
+
+rule embed:
+    input:
+        unpack(embed_inputs),
+    output:
+        f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+    log:
+        f"{LOGS}/embed_{{strategy}}_seed{{seed}}.log",
+    params:
+        source=embed_source,
+        resolution=config["pretrain"]["resolution"],
+    conda:
+        "../../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    shell:
+        "python -m geocontrast.evaluate.embed --cache {input.cache} --out {output} {params.source}"
+        " --resolution {params.resolution} --threads {threads} 2> {log}"
+
+
+rule geo_prior:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        splits=f"{RESULTS}/splits.parquet",
+    output:
+        probs=f"{RESULTS}/geoprior/l{{pct}}/probs.npy",
+        summary=f"{RESULTS}/geoprior/l{{pct}}/prior.json",
+    log:
+        f"{LOGS}/geo_prior_l{{pct}}.log",
+    params:
+        geoprior=json.dumps(config["evaluate"]["geoprior"], sort_keys=True),
+        seed=config["evaluate"]["geoprior_seed"],
+        out_dir=output_folder,
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    shell:
+        "python -m geocontrast.evaluate.geoprior --manifest {input.manifest} --splits {input.splits}"
+        " --label-fraction {wildcards.pct} --out-dir {params.out_dir} --params-json {params.geoprior:q}"
+        " --seed {params.seed} --threads {threads} 2> {log}"
+
+
+rule evaluate_frozen:
+    input:
+        unpack(evaluation_inputs),
+        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+    output:
+        f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
+    wildcard_constraints:
+        protocol="linear|knn",
+    log:
+        f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_{{protocol}}_l{{pct}}.log",
+    params:
+        run=run_facts,
+        protocol=protocol_params,
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    shell:
+        "python -m geocontrast.evaluate --protocol {wildcards.protocol} --manifest {input.manifest}"
+        " --splits {input.splits} --label-fraction {wildcards.pct} --embeddings {input.embeddings}"
+        " --prior {input.prior} --run-json {params.run:q} --params-json {params.protocol:q}"
+        " --threads {threads} --out {output} 2> {log}"
+
+
+rule finetune:
+    input:
+        unpack(evaluation_inputs),
+        unpack(embed_inputs),
+    output:
+        f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/finetune_l{{pct}}.json",
+    log:
+        f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_finetune_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/finetune_{{strategy}}_seed{{seed}}_l{{pct}}.tsv"
+    params:
+        run=run_facts,
+        protocol=finetune_params,
+        source=embed_source,
+    conda:
+        "../../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    shell:
+        "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
+        " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} --prior {input.prior}"
+        " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} 2> {log}"
+
+
+rule most_common_baseline:
+    input:
+        unpack(evaluation_inputs),
+    output:
+        f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
+    log:
+        f"{LOGS}/evaluate_most_common_seed{{seed}}_l{{pct}}.log",
+    params:
+        run=most_common_run_facts,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m geocontrast.evaluate --protocol baseline --manifest {input.manifest} --splits {input.splits}"
+        " --label-fraction {wildcards.pct} --prior {input.prior} --run-json {params.run:q} --out {output} 2> {log}"
+
+
+rule results_table:
+    input:
+        evaluation_outputs(),
+    output:
+        table=f"{RESULTS}/results.csv",
+        summary=f"{RESULTS}/results_summary.csv",
+        text=f"{RESULTS}/results_summary.txt",
+    log:
+        f"{LOGS}/results_table.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m geocontrast.evaluate.results {input} --out {output.table} --summary {output.summary}"
+        " --text {output.text} 2> {log}"

@@ -1,0 +1,193 @@
+# Report stage: figures and the results table, redrawn from cached results (results.csv, pretraining metrics).
+# Each rule gets only the report keys it draws with, as JSON params, so changing a key re-runs just those rules.
+# `snakemake --report report.html` gathers the outputs marked report(...) with their captions.
+
+rule report_accuracy:
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        png=report(f"{REPORT}/accuracy.png", caption="../report/accuracy.rst", category="Results",
+                   labels={"figure": "top-k accuracy per strategy"}),
+        svg=f"{REPORT}/accuracy.svg",
+    log:
+        f"{LOGS}/report_accuracy.log",
+    params:
+        plot=report_params("top_k", "error_bar", "figure_width_in", "label_fraction"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.results_figures accuracy --results {input.results} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"
+
+
+rule report_ranks:
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        png=report(f"{REPORT}/ranks.png", caption="../report/ranks.rst", category="Results",
+                   labels={"figure": "accuracy per taxonomic rank"}),
+        svg=f"{REPORT}/ranks.svg",
+    log:
+        f"{LOGS}/report_ranks.log",
+    params:
+        plot=report_params("error_bar", "figure_width_in", "label_fraction"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.results_figures ranks --results {input.results} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"
+
+
+rule report_geo_prior:
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        png=report(f"{REPORT}/geo_prior.png", caption="../report/geo_prior.rst", category="Results",
+                   labels={"figure": "with and without the geographic prior"}),
+        svg=f"{REPORT}/geo_prior.svg",
+    log:
+        f"{LOGS}/report_geo_prior.log",
+    params:
+        plot=report_params("top_k", "error_bar", "figure_width_in", "label_fraction"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.results_figures geo_prior --results {input.results} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"
+
+
+rule report_label_budget:
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        png=report(f"{REPORT}/label_budget.png", caption="../report/label_budget.rst", category="Results",
+                   labels={"figure": "accuracy against the label budget"}),
+        svg=f"{REPORT}/label_budget.svg",
+    log:
+        f"{LOGS}/report_label_budget.log",
+    params:
+        plot=report_params("top_k", "error_bar", "figure_width_in"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.results_figures label_budget --results {input.results} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"
+
+
+rule report_training_curves:
+    input:
+        metrics=[path for path in pretrain_outputs() if path.endswith("metrics.jsonl")],
+    output:
+        png=report(f"{REPORT}/training_curves.png", caption="../report/training_curves.rst",
+                   category="Pretraining", labels={"figure": "training curves"}),
+        svg=f"{REPORT}/training_curves.svg",
+    log:
+        f"{LOGS}/report_training_curves.log",
+    params:
+        plot=report_params("error_bar", "figure_width_in"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.results_figures training_curves --metrics {input.metrics}"
+        " --out {output.png} --params-json {params.plot:q} 2> {log}"
+
+
+rule report_table:
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        markdown=f"{REPORT}/results_table.md",
+        csv=f"{REPORT}/results_table.csv",
+        html=report(f"{REPORT}/results_table.html", caption="../report/results_table.rst", category="Results",
+                    labels={"figure": "results table"}),
+    log:
+        f"{LOGS}/report_table.log",
+    params:
+        table=json.dumps(config["report"]["table"], sort_keys=True),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.results_figures table --results {input.results} --out {output.markdown}"
+        " --params-json {params.table:q} 2> {log}"
+
+
+rule report_example_pairs:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        cache=display_cache(),
+        neighbours=neighbour_table_path(),
+        negatives=negative_table_path(),
+    output:
+        png=report(f"{REPORT}/example_pairs.png", caption="../report/example_pairs.rst", category="Pairs",
+                   labels={"figure": "example pairs"}),
+        svg=f"{REPORT}/example_pairs.svg",
+    log:
+        f"{LOGS}/report_example_pairs.log",
+    params:
+        augment_strength=config["pretrain"]["augment_strength"],
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m geocontrast.report.examples pairs --manifest {input.manifest} --cache {input.cache}"
+        " --neighbours {input.neighbours} --negatives {input.negatives} --out {output.png}"
+        " --augment-strength {params.augment_strength} 2> {log}"
+
+
+rule report_nearest_neighbours:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        splits=f"{RESULTS}/splits.parquet",
+        cache=display_cache(),
+        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+    output:
+        png=report(f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.png",
+                   caption="../report/nearest_neighbours.rst", category="Retrieval",
+                   labels={"strategy": "{strategy}", "seed": "{seed}"}),
+        svg=f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.svg",
+    log:
+        f"{LOGS}/report_nearest_neighbours_{{strategy}}_seed{{seed}}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m geocontrast.report.examples neighbours --manifest {input.manifest} --splits {input.splits}"
+        " --cache {input.cache} --embeddings {input.embeddings} --strategy {wildcards.strategy}"
+        " --run-seed {wildcards.seed} --out {output.png} 2> {log}"
+
+
+rule report_embedding:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        splits=f"{RESULTS}/splits.parquet",
+        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+    output:
+        png=report(f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.png", caption="../report/embedding.rst",
+                   category="Embeddings", labels={"strategy": "{strategy}", "seed": "{seed}"}),
+        svg=f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.svg",
+    log:
+        f"{LOGS}/report_embedding_{{strategy}}_seed{{seed}}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        # One thread: t-SNE's OpenMP threads measured up to 8x slower on a busy 2-core machine.
+        "python -m geocontrast.report.embedding --manifest {input.manifest} --splits {input.splits}"
+        " --embeddings {input.embeddings} --strategy {wildcards.strategy} --run-seed {wildcards.seed}"
+        " --out {output.png} --threads 1 2> {log}"
+
+
+rule report_map:
+    input:
+        unpack(map_inputs),
+    output:
+        png=report(f"{REPORT}/map_{{kind}}.png", caption="../report/maps.rst", category="Maps",
+                   labels={"map": "{kind}"}),
+        svg=f"{REPORT}/map_{{kind}}.svg",
+    wildcard_constraints:
+        kind="splits|radius|ranges",
+    log:
+        f"{LOGS}/report_map_{{kind}}.log",
+    params:
+        inputs=map_arguments,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m geocontrast.report.maps {wildcards.kind} {params.inputs} --out {output.png} 2> {log}"
