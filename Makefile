@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
+# The workflow, then its HTML report (every figure with its caption) gathered from the cached outputs.
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

