@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from geocontrast.data.manifest import validate_manifest, write_manifest
+from geocontrast.data.manifest import read_manifest, validate_manifest, write_manifest
 from geocontrast.evaluate.geoprior import (
     assume_negative_loss,
     combine,
@@ -153,7 +153,19 @@ def test_cli_writes_probabilities_of_every_row_and_the_prior_summary(world, tmp_
     assert prior["n_train"] == 34  # 36 train rows, two without coordinates
     assert prior["params"]["hidden"] == 32 and prior["n_val"] == 12 and prior["n_test"] == 12
     assert prior["val_top1"] > 0.9 and prior["test_top5"] == 1.0
-    assert sorted(p.name for p in (tmp_path / "prior").iterdir()) == ["prior.json", "probs.npy"]
+    assert sorted(p.name for p in (tmp_path / "prior").iterdir()) == ["grid.npz", "prior.json", "probs.npy"]
+
+
+def test_cli_writes_the_prior_on_a_grid_covering_the_observations(world, tmp_path):
+    manifest_path, splits_path, _ = world
+    assert _run(manifest_path, splits_path, tmp_path / "prior") == 0
+    grid = np.load(tmp_path / "prior" / "grid.npz")
+    manifest = read_manifest(manifest_path)
+    assert grid["values"].shape == (2, grid["lat"].size, grid["lon"].size) and grid["values"].dtype == np.float32
+    assert list(grid["species"]) == ["Quercus agrifolia", "Quercus lobata"]
+    assert np.all(np.diff(grid["lat"]) > 0) and np.all(np.diff(grid["lon"]) > 0)
+    assert grid["lat"][0] <= manifest["lat"].min() and grid["lat"][-1] >= manifest["lat"].max()
+    assert grid["lon"][0] <= manifest["lon"].min() and grid["lon"][-1] >= manifest["lon"].max()
 
 
 def test_cli_fails_clearly_when_no_labelled_row_has_coordinates(world, tmp_path, capsys):

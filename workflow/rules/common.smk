@@ -208,8 +208,7 @@ def map_inputs(wildcards):
     elif wildcards.kind == "radius":
         inputs["neighbours"] = neighbour_table_path()
     else:
-        prior = f"{RESULTS}/geoprior/l{config['report']['label_fraction']:g}"
-        inputs.update({"prior_probs": f"{prior}/probs.npy", "prior_json": f"{prior}/prior.json"})
+        inputs["prior_grid"] = f"{RESULTS}/geoprior/l{config['report']['label_fraction']:g}/grid.npz"
     if world_truth():
         inputs["truth"] = world_truth()
     return inputs

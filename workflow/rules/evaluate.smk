@@ -29,6 +29,7 @@ rule geo_prior:
     output:
         probs=f"{RESULTS}/geoprior/l{{pct}}/probs.npy",
         summary=f"{RESULTS}/geoprior/l{{pct}}/prior.json",
+        grid=f"{RESULTS}/geoprior/l{{pct}}/grid.npz",
     log:
         f"{LOGS}/geo_prior_l{{pct}}.log",
     params:

@@ -4,9 +4,10 @@ Files (``R = results/<dataset>``):
 
 - ``R/embeddings/<strategy>/seed<seed>.npy``: (N, D) float16 frozen-encoder features of every manifest row, in
   manifest order (``random_init`` is the untrained encoder of the same architecture).
-- ``R/geoprior/probs.npy``: (N, C) float32 presence probabilities P(y | location) of every manifest row, class
-  order = sorted species names of the manifest; rows without coordinates hold 1.0 (a uniform prior).
-  ``R/geoprior/prior.json``: ``classes`` and the location model's own val/test accuracy.
+- ``R/geoprior/l<pct>/probs.npy``: (N, C) float32 presence probabilities P(y | location) of every manifest row,
+  trained on the labelled subset of that budget; class order = sorted species names of the manifest; rows
+  without coordinates hold 1.0 (a uniform prior). ``prior.json`` beside it: ``classes`` and the location
+  model's own val/test accuracy; ``grid.npz``: the prior on a lat/lon grid, for range maps.
 - ``R/eval/<strategy>/seed<seed>/<protocol>_l<pct>.json``: one evaluation (see :data:`RESULT_COLUMNS`); protocol
   is ``finetune``, ``linear`` or ``knn``; the most-common-species baseline is strategy ``most_common``, protocol
   ``baseline``.

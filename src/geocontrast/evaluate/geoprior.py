@@ -12,9 +12,11 @@ CLI (for the workflow's geoprior rule)::
     python -m geocontrast.evaluate.geoprior --manifest manifest.parquet --splits splits.parquet \\
         --label-fraction 10 --out-dir geoprior [--params-json '{"epochs": 100}'] [--seed 0] [--threads 1]
 
-writes ``probs.npy`` ((N, C) float32, every manifest row, manifest order, rows without coordinates all 1.0) and
+writes ``probs.npy`` ((N, C) float32, every manifest row, manifest order, rows without coordinates all 1.0),
 ``prior.json`` (``classes``, params, ``n_train`` and the location model's own val/test accuracy, for reporting
-only) into ``--out-dir``.
+only) and ``grid.npz`` (the prior on a lat/lon grid over the observations, for range maps: ``lat`` (n_lat,),
+``lon`` (n_lon,) ascending cell centres, ``values`` (C, n_lat, n_lon) float32, ``species`` (C,)) into
+``--out-dir``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ DEFAULTS: dict = {
 }
 BACKGROUNDS = ("bbox", "globe")
 TOP_K = (1, 5)
-PROBS, PRIOR = "probs.npy", "prior.json"
+PROBS, PRIOR, GRID = "probs.npy", "prior.json", "grid.npz"
+GRID_CELLS = 96  # per axis of the range grid written for maps
 
 
 def resolve_params(params: dict) -> dict:
@@ -246,6 +249,18 @@ def combine(image_probs, location_probs) -> np.ndarray:
     return combined.astype(image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64)
 
 
+def range_grid_axes(lat, lon, cells: int = GRID_CELLS, pad: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending cell-centre axes (n_lat,), (n_lon,) of a grid over the observations' extent plus ``pad`` of it
+    on each side, for range maps of the prior."""
+    axes = []
+    for values in (lat, lon):
+        low, high = float(np.min(values)), float(np.max(values))
+        margin = pad * max(high - low, 1e-3)
+        axes.append(np.linspace(low - margin, high + margin, cells))
+    axes[0] = np.clip(axes[0], -90.0, 90.0)
+    return axes[0], axes[1]
+
+
 def geoprior(manifest_path: Path, splits_path: Path, label_fraction: float, out_dir: Path, params: dict,
              seed: int = 0) -> dict:
     """Fit the prior on the labelled train rows with coordinates; write ``probs.npy`` and ``prior.json``.
@@ -290,6 +305,12 @@ def geoprior(manifest_path: Path, splits_path: Path, label_fraction: float, out_
 
     with atomic_path(Path(out_dir) / PROBS) as partial:
         np.save(partial, probs)
+    grid_lat, grid_lon = range_grid_axes(lat[has_coords], lon[has_coords])
+    with atomic_path(Path(out_dir) / GRID) as partial:
+        lon_mesh, lat_mesh = np.meshgrid(grid_lon, grid_lat)  # (n_lat, n_lon)
+        values = location_probabilities(model, lat_mesh.ravel(), lon_mesh.ravel())  # (n_lat * n_lon, C)
+        np.savez(partial, lat=grid_lat, lon=grid_lon, species=np.array(classes, dtype=str),
+                 values=values.T.reshape(len(classes), *lat_mesh.shape).astype(np.float32))
     write_json(prior, Path(out_dir) / PRIOR)
     return prior
 
