@@ -16,7 +16,7 @@ from geocontrast.evaluate import embed as embed_cli
 from geocontrast.evaluate import results as results_cli
 from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_top_k_accuracy, most_common_scores,
                                           rank_accuracy, top_k_accuracy)
-from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, score
+from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
 from geocontrast.evaluate.results import collect, summarise
 
 SCORES = np.array([[0.5, 0.3, 0.2],   # label 0: top-1 hit
@@ -199,3 +199,9 @@ def test_finetune_is_deterministic_on_cpu(tiny, tmp_path):
     first = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)
     second = run_cli(tiny, tmp_path / "b.json", "finetune", **extra)
     assert first["top1"] == second["top1"] and first["selection"] == second["selection"]
+
+
+def test_protocol_params_are_resolved_over_defaults_and_typos_refused():
+    assert resolve_params("knn", {"k": 5}) == {"k": 5, "temperature": 0.07}
+    with pytest.raises(ValueError, match=r"unknown finetune params \['max_epoch'\]"):
+        resolve_params("finetune", {"max_epoch": 3})

@@ -33,6 +33,7 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     from geocontrast.evaluate.metrics import most_common_scores
     from geocontrast.train.loop import resolve_amp, resolve_device
 
+    params = protocols.resolve_params(args.protocol, params)
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
     train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
@@ -54,7 +55,7 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         resolution = int(run["resolution"])
         encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]),
                                           small_input=resolution < 96)
-        device = resolve_device(params.pop("device", "auto"))
+        device = resolve_device(params.get("device", "auto"))
         test_probs, selection = protocols.finetune(encoder, load_image_cache(args.cache), rows, resolution, params,
                                                    seed=int(run["seed"]), device=device,
                                                    amp_dtype=resolve_amp("auto", device))

@@ -26,8 +26,18 @@ from geocontrast.train.loop import encode_rows, gather_rows
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
-FINETUNE_DEFAULTS = {"max_epochs": 40, "patience": 8, "batch_size": 32, "lr": 0.001, "weight_decay": 1e-4,
-                     "augment_strength": 0.5}
+FINETUNE_DEFAULTS = {"max_epochs": 30, "patience": 6, "batch_size": 32, "lr": 0.001, "weight_decay": 1e-4,
+                     "augment_strength": 0.5, "device": "auto"}
+DEFAULTS = {"linear": LINEAR_DEFAULTS, "knn": KNN_DEFAULTS, "finetune": FINETUNE_DEFAULTS, "baseline": {}}
+"""Default params of each protocol; a config lists only the keys it changes."""
+
+
+def resolve_params(protocol: str, params: dict) -> dict:
+    """``params`` over the protocol's defaults; unknown keys are refused (a typo would silently use a default)."""
+    unknown = sorted(set(params) - set(DEFAULTS[protocol]))
+    if unknown:
+        raise ValueError(f"unknown {protocol} params {unknown}; known: {sorted(DEFAULTS[protocol])}")
+    return {**DEFAULTS[protocol], **params}
 
 
 @dataclass
@@ -70,7 +80,7 @@ def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params:
     Features are standardised with the labelled train mean and std. Returns (test probabilities (n, C),
     selection record). Ties in val top-1 go to the larger weight decay (the simpler model).
     """
-    params = {**LINEAR_DEFAULTS, **params}
+    params = resolve_params("linear", params)
     mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
     train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32)
                               for x in (train_x, val_x, test_x))
@@ -114,7 +124,7 @@ def knn_probabilities(train_x, train_y, test_x, n_classes: int, params: dict) ->
 
     Returns (n, C) vote shares (rows sum to 1).
     """
-    params = {**KNN_DEFAULTS, **params}
+    params = resolve_params("knn", params)
     bank = F.normalize(torch.as_tensor(train_x, dtype=torch.float32), dim=1)
     queries = F.normalize(torch.as_tensor(test_x, dtype=torch.float32), dim=1)
     k = min(int(params["k"]), bank.shape[0])
@@ -132,7 +142,7 @@ def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: 
     (or at ``max_epochs``) and the weights of the best val epoch are restored. Returns (test probabilities
     (n, C), selection record with the best epoch and the val curve).
     """
-    params = {**FINETUNE_DEFAULTS, **params}
+    params = resolve_params("finetune", params)
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)

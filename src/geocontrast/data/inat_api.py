@@ -1,0 +1,280 @@
+"""Observations from the public iNaturalist API v1 as a photo source (api.inaturalist.org/v1/docs).
+
+``GET /observations`` is paged with ``id_above`` in ascending id order (``order_by=id&order=asc``): plain
+``page`` numbers stop at 10,000 results, ``id_above`` does not. Filters: ``taxon_id``, ``place_id`` and/or a
+bounding box (``swlat``/``swlng``/``nelat``/``nelng``), ``quality_grade``, ``photo_license``; then a cap on
+observations per species and in total. The taxonomy comes from ``GET /taxa/{ids}`` (30 ids a request), whose
+``ancestors`` carry the ranks; observations only list ancestor ids.
+
+Requests go through a :class:`RateLimiter` (iNaturalist asks for about 60 a minute) and every raw JSON answer is
+cached on disk under ``cache_dir/responses/``; a rerun with the same config reads them and sends nothing. Photos
+are downloaded once into ``cache_dir/photos/<size>/`` in the configured size (the API's ``square`` URL with
+``square`` replaced by e.g. ``medium``) and hard-linked into the image folder. Delete ``cache_dir`` to see
+observations added since.
+
+Mapping to the manifest (DESIGN.md §3), one row per photo: ``image_id`` is the photo id, ``path``
+``<photo id>.<ext>``, ``observation_id`` the observation id, ``observer_id`` the observer's login,
+``coord_uncertainty_m`` the public positional accuracy (at least 28 km when the location is obscured),
+``taxon_id`` the species' taxon id (the observation's taxon above species rank), ``license`` and ``attribution``
+the photo's own. Extra columns after the manifest columns: ``obscured``, ``geoprivacy`` (the observer's or the
+taxon's), ``positional_accuracy_m`` (as the observer recorded it), ``photo_url`` (where the photo came from).
+
+CLI (the workflow's ``inat_api`` rule)::
+
+    python -m geocontrast.data.inat_api --config-json '{"taxon_id": 47126, ...}' \\
+        --source results/x/source/photos.parquet --image-root results/x/images --cache-dir downloads/inat_api
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlencode, urlsplit
+
+import numpy as np
+import pandas as pd
+import requests
+from tqdm import tqdm
+
+from geocontrast.atomic import atomic_path
+from geocontrast.data.download import (
+    DownloadError,
+    SourceError,
+    download,
+    get_json,
+    new_session,
+    place_file,
+    run_source_cli,
+)
+from geocontrast.data.manifest import TAXONOMIC_RANKS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.inaturalist.org/v1"
+MAX_PER_PAGE = 200
+TAXA_PER_REQUEST = 30  # GET /taxa/{ids} answers at most 30 taxa
+# iNaturalist obscures a location to a random point of a 0.2 degree cell: about its diagonal, as in the synthetic world.
+OBSCURED_UNCERTAINTY_M = 28_000.0
+# A photo deleted or hidden since its observation was listed: skipped (and counted) rather than failing the run.
+GONE_STATUS = frozenset({403, 404, 410})
+_PHOTO_SIZE_IN_URL = re.compile(r"/square(\.\w+)")
+
+
+class RateLimiter:
+    """At most ``max_requests`` in any ``period_s`` window: :meth:`wait` sleeps until the next request may go.
+
+    ``clock`` and ``sleep`` are injectable so tests run on a fake clock::
+
+        limiter = RateLimiter(60, 60.0)
+        limiter.wait()  # returns at once for the first 60 calls of a minute
+    """
+
+    def __init__(self, max_requests: int = 60, period_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        if max_requests < 1 or period_s <= 0:
+            raise ValueError(f"need max_requests >= 1 and period_s > 0, got {max_requests} and {period_s}")
+        self.period_s = period_s
+        self.clock = clock
+        self.sleep = sleep
+        self._sent: deque[float] = deque(maxlen=max_requests)
+
+    def wait(self) -> float:
+        """Block until a request is allowed, record it and return its time on ``clock``."""
+        now = self.clock()
+        if len(self._sent) == self._sent.maxlen and now < self._sent[0] + self.period_s:
+            self.sleep(self._sent[0] + self.period_s - now)
+            now = self.clock()
+        self._sent.append(now)
+        return now
+
+
+class InatClient:
+    """GET requests to the API through a rate limiter and an on-disk cache of the raw JSON answers."""
+
+    def __init__(self, api_url: str, cache_dir: Path, limiter: RateLimiter, session: requests.Session | None = None):
+        self.api_url = api_url.rstrip("/")
+        self.responses = Path(cache_dir) / "responses"
+        self.limiter = limiter
+        self.session = session or new_session()
+
+    def get(self, endpoint: str, params: dict | None = None) -> dict:
+        """The JSON answer of ``{api_url}/{endpoint}?{params}``, from the cache when this exact request was made."""
+        url = f"{self.api_url}/{endpoint}"
+        query = urlencode(sorted((params or {}).items()))
+        cached = self.responses / f"{hashlib.sha256(f'{url}?{query}'.encode()).hexdigest()[:32]}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        self.limiter.wait()
+        answer = get_json(url, params, session=self.session)
+        with atomic_path(cached) as partial:
+            partial.write_text(json.dumps(answer))
+        return answer
+
+
+def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session: requests.Session | None = None,
+                    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                    progress: bool = True) -> pd.DataFrame:
+    """Query observations, look up their taxonomy, download their photos under ``image_root``.
+
+    Args:
+        config: the ``dataset.inat_api`` section (see config/README.md): ``api_url``, ``taxon_id``, ``place_id``,
+            ``bbox``, ``quality_grade``, ``photo_licenses``, ``max_per_species``, ``max_observations``,
+            ``max_photos_per_observation``, ``photo_size``, ``requests_per_minute``,
+            ``photo_requests_per_minute``.
+        image_root: the image folder; the returned ``path`` column is relative to it.
+        cache_dir: raw API answers and downloaded photos, reused by later runs.
+        session, clock, sleep: injected by tests (HTTP session; the rate limiters' clock).
+        progress: a tqdm bar over photos on stderr.
+    """
+    session = session or new_session()
+    client = InatClient(config["api_url"], cache_dir, RateLimiter(config["requests_per_minute"], 60.0, clock, sleep),
+                        session)
+    observations = select_observations(client, config)
+    lineages = taxon_lineages(client, {o["taxon"]["id"] for o in observations if o.get("taxon")})
+    rows = [row for o in observations for row in observation_rows(o, lineages, config)]
+    if not rows:
+        raise SourceError(f"no observation with a photo under licences {config['photo_licenses']} matches the query")
+    table = pd.DataFrame(rows).drop_duplicates("image_id").reset_index(drop=True)  # a photo on two observations
+
+    photo_limiter = RateLimiter(config["photo_requests_per_minute"], 60.0, clock, sleep)
+    photos = Path(cache_dir) / "photos" / config["photo_size"]
+    kept = np.ones(len(table), dtype=bool)
+    for i, (url, path) in enumerate(tqdm(zip(table["photo_url"], table["path"]), total=len(table), unit="photo",
+                                         desc="photos", disable=not progress, file=sys.stderr)):
+        cached = photos / path
+        try:
+            if not cached.exists():
+                photo_limiter.wait()
+                download(url, cached, session=session, progress=False)
+        except DownloadError as error:
+            if error.status not in GONE_STATUS:
+                raise
+            log.warning("%s", error)
+            kept[i] = False
+            continue
+        place_file(cached, Path(image_root) / path, "hardlink")
+    if not kept.all():
+        log.warning("%d photos no longer available were skipped", int((~kept).sum()))
+    return table[kept].reset_index(drop=True)
+
+
+def observation_query(config: dict) -> dict:
+    """The /observations filters of ``config``, for ``params``."""
+    query = {"photos": "true", "photo_license": ",".join(config["photo_licenses"])}
+    for key in ("taxon_id", "place_id", "quality_grade"):
+        if config[key] is not None:
+            query[key] = config[key]
+    if config["bbox"] is not None:
+        lon_min, lat_min, lon_max, lat_max = config["bbox"]
+        query.update(swlat=lat_min, swlng=lon_min, nelat=lat_max, nelng=lon_max)
+    return query
+
+
+def iter_observations(client: InatClient, query: dict, per_page: int = MAX_PER_PAGE) -> Iterator[dict]:
+    """Every observation matching ``query`` in ascending id order, one page after another, until a short page."""
+    id_above = 0
+    while True:
+        page = client.get("observations", {**query, "order_by": "id", "order": "asc", "per_page": per_page,
+                                           "id_above": id_above})
+        results = page["results"]
+        yield from results
+        if len(results) < per_page:
+            return
+        id_above = results[-1]["id"]
+
+
+def select_observations(client: InatClient, config: dict) -> list[dict]:
+    """Observations in id order, at most ``max_per_species`` per species and ``max_observations`` in all.
+
+    The species of an observation is its taxon's ``min_species_taxon_id`` (the species above a subspecies; the taxon
+    itself above species rank); observations without a usable photo do not count.
+    """
+    licences = set(config["photo_licenses"])
+    per_species: Counter = Counter()
+    selected: list[dict] = []
+    for observation in iter_observations(client, observation_query(config)):
+        if not any(photo.get("license_code") in licences for photo in observation.get("photos", [])):
+            continue
+        taxon = observation.get("taxon") or {}
+        species = taxon.get("min_species_taxon_id", taxon.get("id"))
+        if per_species[species] >= config["max_per_species"]:
+            continue
+        per_species[species] += 1
+        selected.append(observation)
+        if len(selected) >= config["max_observations"]:
+            break
+    log.info("%d observations of %d taxa", len(selected), len(per_species))
+    return selected
+
+
+def taxon_lineages(client: InatClient, taxon_ids: set[int]) -> dict[int, dict[str, tuple[int, str]]]:
+    """Per taxon id, ``{rank: (id, name)}`` over its ancestors and itself, from ``GET /taxa/{ids}``."""
+    lineages = {}
+    ordered = sorted(taxon_ids)  # a fixed order keeps the requests, and so the cache keys, the same on a rerun
+    for start in range(0, len(ordered), TAXA_PER_REQUEST):
+        ids = ",".join(str(i) for i in ordered[start:start + TAXA_PER_REQUEST])
+        for taxon in client.get(f"taxa/{ids}")["results"]:
+            lineages[taxon["id"]] = {t["rank"]: (t["id"], t["name"]) for t in [*taxon.get("ancestors", []), taxon]}
+    return lineages
+
+
+def observation_rows(observation: dict, lineages: dict, config: dict) -> list[dict]:
+    """Manifest rows (plus the extra columns) for the usable photos of one observation."""
+    taxon = observation.get("taxon") or {}
+    lineage = lineages.get(taxon.get("id"), {})
+    species = lineage.get("species")
+    coordinates = (observation.get("geojson") or {}).get("coordinates") or [np.nan, np.nan]
+    recorded = observation.get("positional_accuracy")
+    public = observation.get("public_positional_accuracy")
+    uncertainty = public if public is not None else recorded
+    if observation.get("obscured"):
+        uncertainty = max(uncertainty or 0.0, OBSCURED_UNCERTAINTY_M)
+    shared = {
+        "lat": float(coordinates[1]),
+        "lon": float(coordinates[0]),
+        "coord_uncertainty_m": np.nan if uncertainty is None else float(uncertainty),
+        "observed_on": observation.get("observed_on"),
+        "observer_id": (observation.get("user") or {}).get("login"),
+        "observation_id": str(observation["id"]),
+        "taxon_id": str(species[0] if species else taxon["id"]) if taxon else None,
+        **{rank: lineage[rank][1] if rank in lineage else None for rank in TAXONOMIC_RANKS},
+        "source": "inat_api",
+        "obscured": bool(observation.get("obscured")),
+        "geoprivacy": observation.get("geoprivacy") or observation.get("taxon_geoprivacy"),
+        "positional_accuracy_m": np.nan if recorded is None else float(recorded),
+    }
+    licences = set(config["photo_licenses"])
+    photos = [p for p in observation.get("photos", []) if p.get("license_code") in licences]
+    rows = []
+    for photo in photos[:config["max_photos_per_observation"]]:
+        url = photo_url(photo["url"], config["photo_size"])
+        rows.append({
+            "image_id": str(photo["id"]),
+            "path": f"{photo['id']}{PurePosixPath(urlsplit(url).path).suffix or '.jpg'}",
+            **shared,
+            "license": photo["license_code"],
+            "attribution": photo.get("attribution"),
+            "photo_url": url,
+        })
+    return rows
+
+
+def photo_url(url: str, size: str) -> str:
+    """The URL of another size of a photo: the API lists ``.../square.jpg?...``; ``medium`` is 500 px long."""
+    return _PHOTO_SIZE_IN_URL.sub(f"/{size}\\1", url, count=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_source_cli(inat_api_photos, argv, prog="python -m geocontrast.data.inat_api",
+                          description=__doc__.split("\n")[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
