@@ -123,9 +123,9 @@ def embed_inputs(wildcards):
 
 
 def embed_source(wildcards):
-    """The CLI's encoder arguments: a pretrained encoder.pt, or the random-init baseline's name and seed."""
+    """The CLIs' encoder argument: a pretrained encoder.pt, or the random-init baseline's encoder name."""
     if wildcards.strategy == RANDOM_INIT:
-        return f"--random-init {config['pretrain']['encoder']} --seed {wildcards.seed}"
+        return f"--random-init {config['pretrain']['encoder']}"
     return f"--encoder {encoder_path(wildcards)}"
 
 

@@ -19,7 +19,7 @@ rule embed:
         gpu=1,
     shell:
         "python -m geocontrast.evaluate.embed --cache {input.cache} --out {output} {params.source}"
-        " --resolution {params.resolution} --threads {threads} 2> {log}"
+        " --seed {wildcards.seed} --resolution {params.resolution} --threads {threads} 2> {log}"
 
 
 rule geo_prior:

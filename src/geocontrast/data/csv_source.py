@@ -28,12 +28,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from geocontrast.data.download import SourceError, place_file, run_source_cli
-from geocontrast.data.manifest import MANIFEST_COLUMNS
+from geocontrast.data.manifest import MANIFEST_COLUMNS, STRING_DTYPE
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,8 @@ def csv_photos(config: dict, image_root: Path, progress: bool = True) -> pd.Data
 
     common = os.path.commonpath([os.path.dirname(f) for f in files])
     paths = pd.Series([Path(os.path.relpath(f, common)).as_posix() for f in files])
-    photos = pd.DataFrame({c: table[c].replace("", np.nan) if c in table else np.nan for c in MANIFEST_COLUMNS})
+    photos = pd.DataFrame({c: table.get(c, "") for c in MANIFEST_COLUMNS}, index=table.index)
+    photos = photos.astype(STRING_DTYPE).mask(photos == "")
     photos["path"] = paths
     photos["lat"], photos["lon"] = lat, lon
     photos["image_id"] = photos["image_id"].fillna(paths)
@@ -113,7 +113,7 @@ def coordinates(table: pd.DataFrame, problems: list[str]) -> tuple[pd.Series, pd
                  f"{'lon' if blank['lat'][row] else 'lat'} is given; give both or neither"
                  for row in table.index[blank["lat"] != blank["lon"]]]
     for row in table.index[lat.abs() > 90]:
-        swapped = lat[row] <= 180 and abs(lon[row]) <= 90
+        swapped = abs(lat[row]) <= 180 and abs(lon[row]) <= 90
         hint = f"; lat and lon look swapped (lon is {lon[row]:g})" if swapped else ""
         problems.append(f"{_cell(row, 'lat')}: {lat[row]:g} is outside [-90, 90]{hint}")
     problems += [f"{_cell(row, 'lon')}: {lon[row]:g} is outside [-180, 180]" for row in table.index[lon.abs() > 180]]

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRIES = 5
 DEFAULT_BACKOFF_S = 2.0  # waits 2, 4, 8, 16, 32 s: about a minute in all before giving up
 DEFAULT_TIMEOUT_S = 60.0
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16  # what a broken connection can lose: the chunk being read is not written
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "geocontrast/0.1 (research workflow)"
 PLACE_MODES = ("hardlink", "symlink", "copy")
@@ -132,6 +132,7 @@ def download(url: str, dest: Path, md5: str | None = None, *, retries: int = DEF
     session = session or new_session()
     with_retries(lambda: _transfer(session, url, partial, progress, timeout_s), url, retries, backoff_s)
     if md5 is not None:
+        log.info("%s: checking md5", dest.name)
         actual = file_md5(partial)
         if actual != md5.lower():
             partial.unlink()

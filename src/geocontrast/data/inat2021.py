@@ -2,8 +2,8 @@
 
 Public bucket, no authentication: ``{base_url}/{split}.json.tar.gz`` (COCO-like annotations) and
 ``{base_url}/{split}.tar.gz`` (the JPEGs), for split in train, train_mini, val, public_test. Both files are
-downloaded into the cache folder (resumable, checked against the published md5s in :data:`PUBLISHED_MD5`) and kept there,
-so a rerun with another region or taxon downloads nothing.
+downloaded into the cache folder (resumable, checked against the published md5s in :data:`PUBLISHED_MD5`) and
+kept there, so a rerun with another region or taxon downloads nothing.
 
 The photos are chosen **from the JSON first** (taxon at any rank, bounding box); only those members are then
 extracted while the image archive is read as a stream, never unpacked whole. Archive members with absolute paths

@@ -144,25 +144,36 @@ def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session:
     table = pd.DataFrame(rows).drop_duplicates("image_id").reset_index(drop=True)  # a photo on two observations
 
     photo_limiter = RateLimiter(config["photo_requests_per_minute"], 60.0, clock, sleep)
-    photos = Path(cache_dir) / "photos" / config["photo_size"]
-    kept = np.ones(len(table), dtype=bool)
-    for i, (url, path) in enumerate(tqdm(zip(table["photo_url"], table["path"]), total=len(table), unit="photo",
-                                         desc="photos", disable=not progress, file=sys.stderr)):
-        cached = photos / path
+    available = download_photos(table, Path(cache_dir) / "photos" / config["photo_size"], Path(image_root),
+                                photo_limiter, session, progress)
+    return table[available].reset_index(drop=True)
+
+
+def download_photos(table: pd.DataFrame, photo_cache: Path, image_root: Path, limiter: RateLimiter,
+                    session: requests.Session, progress: bool = True) -> np.ndarray:
+    """Fetch each ``photo_url`` into ``photo_cache`` (unless there already), hard-link it to ``image_root/path``.
+
+    Returns a mask of the photos now in place; those the server says are gone (403, 404, 410) are logged.
+    """
+    available = np.ones(len(table), dtype=bool)
+    rows = zip(table["photo_url"], table["path"])
+    for i, (url, path) in enumerate(tqdm(rows, total=len(table), unit="photo", desc="photos", disable=not progress,
+                                         file=sys.stderr)):
+        cached = photo_cache / path
         try:
             if not cached.exists():
-                photo_limiter.wait()
+                limiter.wait()
                 download(url, cached, session=session, progress=False)
         except DownloadError as error:
             if error.status not in GONE_STATUS:
                 raise
             log.warning("%s", error)
-            kept[i] = False
+            available[i] = False
             continue
-        place_file(cached, Path(image_root) / path, "hardlink")
-    if not kept.all():
-        log.warning("%d photos no longer available were skipped", int((~kept).sum()))
-    return table[kept].reset_index(drop=True)
+        place_file(cached, image_root / path, "hardlink")
+    if not available.all():
+        log.warning("%d photos no longer available were skipped", int((~available).sum()))
+    return available
 
 
 def observation_query(config: dict) -> dict:

@@ -1,0 +1,72 @@
+# Real-data sources: each writes what synthetic_world writes, the photo table and the image folder, for the manifest
+# rule. Only the rule of the configured dataset.source is defined, so the shared outputs are never ambiguous.
+# Downloads and API answers stay in the source's cache_dir between runs (outside results/, so `make clean` keeps them).
+
+
+def source_settings(name):
+    """A source's config section as one JSON argument, without cache_dir (the CLI's --cache-dir)."""
+    return json.dumps({k: v for k, v in config["dataset"][name].items() if k != "cache_dir"}, sort_keys=True)
+
+
+if config["dataset"]["source"] == "inat2021":
+
+    rule inat2021:
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+        log:
+            f"{LOGS}/inat2021.log",
+        benchmark:
+            f"{BENCHMARKS}/inat2021.tsv"
+        params:
+            settings=source_settings("inat2021"),
+            cache_dir=config["dataset"]["inat2021"]["cache_dir"],
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        shell:
+            "python -m geocontrast.data.inat2021 --config-json {params.settings:q} --source {output.source}"
+            " --image-root {output.images} --cache-dir {params.cache_dir:q} 2> {log}"
+
+
+if config["dataset"]["source"] == "inat_api":
+
+    rule inat_api:
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+        log:
+            f"{LOGS}/inat_api.log",
+        benchmark:
+            f"{BENCHMARKS}/inat_api.tsv"
+        params:
+            settings=source_settings("inat_api"),
+            cache_dir=config["dataset"]["inat_api"]["cache_dir"],
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        shell:
+            "python -m geocontrast.data.inat_api --config-json {params.settings:q} --source {output.source}"
+            " --image-root {output.images} --cache-dir {params.cache_dir:q} 2> {log}"
+
+
+if config["dataset"]["source"] == "csv":
+    if not config["dataset"]["csv"]["path"]:
+        raise ValueError("dataset.source is csv: set dataset.csv.path to the CSV file listing your photos")
+
+    rule csv:
+        input:
+            csv=config["dataset"]["csv"]["path"],
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+        log:
+            f"{LOGS}/csv.log",
+        params:
+            settings=source_settings("csv"),
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        shell:
+            "python -m geocontrast.data.csv_source --config-json {params.settings:q} --source {output.source}"
+            " --image-root {output.images} 2> {log}"
