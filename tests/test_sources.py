@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     local = LocalServer()
-    thread = threading.Thread(target=local.serve_forever, daemon=True)
+    thread = threading.Thread(target=local.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield local
     local.shutdown()

@@ -44,6 +44,11 @@ def negative_table_path():
     return f"{RESULTS}/negatives/{negatives['rule']}_m{negatives['m']}.npz"
 
 
+def source_settings(name):
+    """A source's config section as one JSON argument, without cache_dir (the CLI's --cache-dir)."""
+    return json.dumps({k: v for k, v in config["dataset"][name].items() if k != "cache_dir"}, sort_keys=True)
+
+
 def world_json():
     """The world section as one JSON argument, so any change to it re-renders the world."""
     return json.dumps(config["world"], sort_keys=True)

@@ -1,26 +1,29 @@
-# Data stage: source -> validated manifest -> image cache per resolution -> splits.
+# Data stage: source -> validated manifest -> image cache per resolution -> splits. The synthetic world is one
+# source; the real-data sources (sources.smk) write the same two outputs.
 
 
-rule synthetic_world:
-    output:
-        source=f"{RESULTS}/source/photos.parquet",
-        images=directory(f"{RESULTS}/images"),
-        truth=f"{RESULTS}/world/truth.npz",
-        taxonomy=f"{RESULTS}/world/taxonomy.parquet",
-        stats=f"{RESULTS}/world/stats.json",
-    log:
-        f"{LOGS}/synthetic_world.log",
-    benchmark:
-        f"{BENCHMARKS}/synthetic_world.tsv"
-    params:
-        world=world_json(),
-        world_dir=lambda wildcards, output: os.path.dirname(output.truth),
-    conda:
-        "../../envs/data.yaml"
-    threads: 8
-    shell:
-        "python -m geocontrast.data.synthetic --world-json {params.world:q} --source {output.source}"
-        " --image-root {output.images} --world-dir {params.world_dir} --workers {threads} 2> {log}"
+if config["dataset"]["source"] == "synthetic":
+
+    rule synthetic_world:
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+            truth=f"{RESULTS}/world/truth.npz",
+            taxonomy=f"{RESULTS}/world/taxonomy.parquet",
+            stats=f"{RESULTS}/world/stats.json",
+        log:
+            f"{LOGS}/synthetic_world.log",
+        benchmark:
+            f"{BENCHMARKS}/synthetic_world.tsv"
+        params:
+            world=world_json(),
+            world_dir=lambda wildcards, output: os.path.dirname(output.truth),
+        conda:
+            "../../envs/data.yaml"
+        threads: 8
+        shell:
+            "python -m geocontrast.data.synthetic --world-json {params.world:q} --source {output.source}"
+            " --image-root {output.images} --world-dir {params.world_dir} --workers {threads} 2> {log}"
 
 
 rule manifest:

@@ -3,11 +3,6 @@
 # Downloads and API answers stay in the source's cache_dir between runs (outside results/, so `make clean` keeps them).
 
 
-def source_settings(name):
-    """A source's config section as one JSON argument, without cache_dir (the CLI's --cache-dir)."""
-    return json.dumps({k: v for k, v in config["dataset"][name].items() if k != "cache_dir"}, sort_keys=True)
-
-
 if config["dataset"]["source"] == "inat2021":
 
     rule inat2021:
