@@ -49,15 +49,41 @@ from snakemake.utils import validate
 from torch import nn
 
 from geocontrast.data.cache import build_image_cache, load_image_cache
-from geocontrast.data.manifest import MANIFEST_COLUMNS, read_manifest, validate_manifest, write_manifest
+from geocontrast.data.manifest import (
+    MANIFEST_COLUMNS,
+    read_manifest,
+    validate_manifest,
+    write_manifest,
+)
 from geocontrast.data.splits import make_splits
 from geocontrast.data.synthetic import generate_world, render_photos
 from geocontrast.geo._common import manifest_coordinates
-from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
-from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
+from geocontrast.geo.negatives import (
+    load_negative_table,
+    negative_table,
+    save_negative_table,
+)
+from geocontrast.geo.neighbours import (
+    load_neighbour_table,
+    neighbour_table,
+    save_neighbour_table,
+)
 from geocontrast.models import build_encoder
-from geocontrast.strategies import STRATEGIES, PairBatch, Strategy, build_strategy, training_data
-from geocontrast.train.loop import METRICS, cpu_supports_bf16, resolve_amp, resolve_device, resolve_params, train
+from geocontrast.strategies import (
+    STRATEGIES,
+    PairBatch,
+    Strategy,
+    build_strategy,
+    training_data,
+)
+from geocontrast.train.loop import (
+    METRICS,
+    cpu_supports_bf16,
+    resolve_amp,
+    resolve_device,
+    resolve_params,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "train_throughput.json"
@@ -282,11 +308,10 @@ def lightly_rate(cache: Path, encoder_name: str, resolution: int, plan: Plan, de
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    try:
+    try:  # the loader's worker stops when its iterator is freed, on return
         return BATCH * plan.steps / timed_steps(step, plan.warmup, plan.steps, device)
     finally:
         torch.set_num_threads(previous)
-        del batches  # stops the worker
 
 
 def measurements(cases: list[Case], lightly_settings: list[str]) -> list[tuple[str, str]]:
@@ -306,62 +331,60 @@ def measurements(cases: list[Case], lightly_settings: list[str]) -> list[tuple[s
 
 def bench_encoder(encoder: str, resolution: int, data: Data, strategies: list[str], plan: Plan, threads: int,
                   device: torch.device, amp_dtype: torch.dtype | None, with_lightly: bool, scratch: Path) -> dict:
-    """Every measurement of one encoder, ``plan.reps`` interleaved repetitions; raw rates (anchors/s)."""
+    """Every measurement of one encoder in ``plan.reps`` interleaved repetitions, summarised."""
     cases = {case.name: case for case in build_cases(data, strategies, plan)}
     twins = sorted({COMPUTE_TWIN[name] for name in strategies if name in COMPUTE_TWIN} - set(cases))
     cases.update({case.name: case for case in build_cases(data, twins, plan)})
     pairs = [(0, threads), (1, threads)] + ([(1, threads - 1)] if plan.fewer_threads and threads > 1 else [])
     settings = {f"workers{w}_threads{t}": (w, t) for w, t in pairs} if with_lightly else {}
     order = measurements([cases[name] for name in strategies], list(settings))
-    raw: dict = {kind: {} for kind in ("e2e", "e2e_epochs", "compute", "lightly")}
-    amp_used = set()
+    log = []
     for rep in range(plan.reps):
         for kind, key in order if rep % 2 == 0 else order[::-1]:  # reversed on odd reps: drift hits both sides
             started = time.perf_counter()
+            entry = {"rep": rep + 1, "kind": kind, "key": key}
             if kind == "e2e":
-                result = e2e_rate(data, cases[key], encoder, resolution, plan, threads, scratch / f"{encoder}_{key}")
-                rate = result["anchors_per_s"]
-                raw["e2e_epochs"].setdefault(key, []).append(result["epoch_anchors_per_s"])
-                amp_used.add(result["amp"])
+                entry.update(e2e_rate(data, cases[key], encoder, resolution, plan, threads, scratch / key))
             elif kind == "compute":
-                rate = compute_rate(cases[key], encoder, resolution, plan, device, amp_dtype)
+                entry["anchors_per_s"] = compute_rate(cases[key], encoder, resolution, plan, device, amp_dtype)
             else:
-                rate = lightly_rate(data.cache, encoder, resolution, plan, device, amp_dtype, *settings[key])
-            raw[kind].setdefault(key, []).append(rate)
-            print(f"  {encoder} rep {rep + 1}/{plan.reps} {kind:8} {key:22} {rate:8.1f} anchors/s "
-                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    return summarise(encoder, cases, strategies, raw, amp_used, plan, with_lightly)
+                entry["anchors_per_s"] = lightly_rate(data.cache, encoder, resolution, plan, device, amp_dtype,
+                                                      *settings[key])
+            # The machine is shared: the load beside each measurement tells how far to trust it.
+            entry.update(seconds=time.perf_counter() - started, load_1min=os.getloadavg()[0])
+            log.append(entry)
+            print(f"  {encoder} rep {rep + 1}/{plan.reps} {kind:8} {key:22} {entry['anchors_per_s']:8.1f} anchors/s "
+                  f"({entry['seconds']:.0f} s, load {entry['load_1min']:.1f})", file=sys.stderr, flush=True)
+    return {"plan": asdict(plan), **summarise(encoder, cases, strategies, log), "measurements": log}
 
 
-def summarise(encoder: str, cases: dict, strategies: list[str], raw: dict, amp_used: set, plan: Plan,
-              with_lightly: bool) -> dict:
+def summarise(encoder: str, cases: dict, strategies: list[str], log: list[dict]) -> dict:
     """Medians (images/s = anchors/s x views), ratios and pass/fail against the targets."""
+    def rates(kind: str, key: str) -> list[float]:  # in repetition order
+        return [entry["anchors_per_s"] for entry in log if entry["kind"] == kind and entry["key"] == key]
+
     rows = {}
     for name in strategies:
-        views = cases[name].views
-        e2e = statistics.median(raw["e2e"][name])
-        compute = statistics.median(raw["compute"][COMPUTE_TWIN.get(name, name)])
+        views, twin = cases[name].views, COMPUTE_TWIN.get(name, name)
+        e2e, compute = statistics.median(rates("e2e", name)), statistics.median(rates("compute", twin))
         rows[name] = {
             "views": views, "e2e_anchors_per_s": e2e, "e2e_images_per_s": e2e * views,
-            "compute_images_per_s": compute * views, "e2e_over_compute": e2e / compute,
-            "target": E2E_OVER_COMPUTE_TARGET, "pass": e2e / compute >= E2E_OVER_COMPUTE_TARGET,
-            "raw_e2e_anchors_per_s": raw["e2e"][name], "raw_e2e_epoch_anchors_per_s": raw["e2e_epochs"][name],
-            "raw_compute_anchors_per_s": raw["compute"][COMPUTE_TWIN.get(name, name)],
-            "compute_measured_as": COMPUTE_TWIN.get(name, name),
+            "compute_images_per_s": compute * views, "compute_measured_as": twin,
+            "e2e_over_compute": e2e / compute, "target": E2E_OVER_COMPUTE_TARGET,
+            "pass": e2e / compute >= E2E_OVER_COMPUTE_TARGET,
+            "e2e_over_compute_per_rep": [a / b for a, b in zip(rates("e2e", name), rates("compute", twin))],
         }
-    result = {"plan": asdict(plan), "amp": sorted(amp_used), "strategies": rows}
-    if not with_lightly:
+    result = {"amp": sorted({entry["amp"] for entry in log if entry["kind"] == "e2e"}), "strategies": rows}
+    lightly_keys = sorted({entry["key"] for entry in log if entry["kind"] == "lightly"})
+    if not lightly_keys:
         return result
-    if not raw["lightly"]:
-        result["lightly"] = "not measured: lightly is not installed (pip install lightly==1.6.0)"
-        return result
-    medians = {key: 2 * statistics.median(rates) for key, rates in raw["lightly"].items()}  # 2 views
+    medians = {key: 2 * statistics.median(rates("lightly", key)) for key in lightly_keys}  # 2 views
     best = max(medians, key=medians.get)
     ratio = rows["augmented"]["e2e_images_per_s"] / medians[best] if "augmented" in rows else None
     target = OVER_LIGHTLY_TARGET.get(encoder)
     result["lightly"] = {
-        "images_per_s": medians, "raw_anchors_per_s": raw["lightly"], "best": best,
-        "best_images_per_s": medians[best], "augmented_over_lightly": ratio, "target": target,
+        "images_per_s": medians, "best": best, "best_images_per_s": medians[best],
+        "augmented_over_lightly": ratio, "target": target,
         "pass": None if ratio is None or target is None else ratio >= target,
     }
     return result
@@ -388,11 +411,11 @@ def print_table(results: dict) -> None:
             print(f"{encoder:9} {name:16} {row['views']:>5} {row['e2e_anchors_per_s']:13.1f} "
                   f"{row['e2e_images_per_s']:10.1f} {row['compute_images_per_s']:13.1f} "
                   f"{row['e2e_over_compute']:11.2f} {row['target']:>6} {'PASS' if row['pass'] else 'FAIL'}")
+    if results["lightly_reference"] != "measured":
+        print(f"lightly reference: {results['lightly_reference']}")
     for encoder, result in results["encoders"].items():
         lightly = result.get("lightly")
-        if isinstance(lightly, str):
-            print(f"{encoder}: lightly reference {lightly}")
-        elif lightly:
+        if lightly:
             settings = ", ".join(f"{key} {rate:.1f}" for key, rate in lightly["images_per_s"].items())
             verdict = "" if lightly["pass"] is None else ("PASS" if lightly["pass"] else "FAIL")
             print(f"{encoder}: lightly SimCLR images/s: {settings}; best {lightly['best']}. "
@@ -431,11 +454,12 @@ def main() -> None:
     device = resolve_device("auto")
     amp_dtype = resolve_amp("auto", device)  # the loop's default; train() records its own choice per run
     with_lightly = importlib.util.find_spec("lightly") is not None
-    if not with_lightly:
-        print("lightly is not installed: the lightly reference is not measured (pip install lightly==1.6.0)",
-              file=sys.stderr)
     results: dict = {"machine": machine_info(device, args.threads, amp_dtype), "batch_size": BATCH,
-                     "resolution": args.resolution, "encoders": {}}
+                     "resolution": args.resolution, "encoders": {},
+                     "lightly_reference": "measured" if with_lightly else
+                     "NOT MEASURED: lightly is not installed (pip install lightly==1.6.0)"}
+    if not with_lightly:
+        print(f"lightly reference: {results['lightly_reference']}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)

@@ -19,26 +19,36 @@ from conftest import load_config
 from PIL import Image
 
 from geocontrast.data import csv_source, inat2021, inat_api
-from geocontrast.data.download import ChecksumError, download
+from geocontrast.data.download import ChecksumError, download, get_json
 from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest
 
 # --- a local server -------------------------------------------------------------------------------------------
 
 
+def corrupted(data: bytes) -> bytes:
+    """``data`` with its middle byte inverted: what the server's ``corrupt`` option serves."""
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
 class LocalServer(ThreadingHTTPServer):
     """Serves ``files`` (with Range), JSON ``routes`` (path prefix -> answer(path, query)) and scripted failures.
 
-    ``failures[path]``: statuses answered before the file; ``truncate_once``: paths whose next answer promises the
-    whole rest of the file, sends half of it and closes the connection. ``requests`` records (path, query, Range).
+    ``failures[path]``: answers given before the file, each a status or ``(status, headers)``; ``truncate_once``:
+    paths whose next answer promises the whole rest of the file, sends half of it and closes the connection;
+    ``corrupt[path]``: how many of the next whole-file answers (no Range) have one byte altered. ``requests`` records
+    (path, query, Range) of every request, ``sent[path]`` the body bytes written in each file answer.
     """
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files: dict[str, bytes] = {}
         self.routes: dict = {}
-        self.failures: dict[str, list[int]] = defaultdict(list)
+        self.failures: dict[str, list[int | tuple[int, dict[str, str]]]] = defaultdict(list)
         self.truncate_once: set[str] = set()
+        self.corrupt: dict[str, int] = defaultdict(int)
         self.requests: list[tuple[str, dict, str | None]] = []
+        self.sent: dict[str, list[int]] = defaultdict(list)
 
     @property
     def url(self) -> str:
@@ -55,7 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
         byte_range = self.headers.get("Range")
         server.requests.append((url.path, parse_qs(url.query), byte_range))
         if server.failures[url.path]:
-            self.send_error(server.failures[url.path].pop(0))
+            failure = server.failures[url.path].pop(0)
+            status, headers = failure if isinstance(failure, tuple) else (failure, {})
+            self._send(status, b"", headers)
             return
         for prefix, answer in server.routes.items():
             if url.path.startswith(prefix):
@@ -67,13 +79,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         start = int(re.fullmatch(r"bytes=(\d+)-", byte_range).group(1)) if byte_range else 0
         headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"} if byte_range else {}
+        if not byte_range and server.corrupt[url.path]:
+            server.corrupt[url.path] -= 1
+            body = corrupted(body)
+        cut = None
         if url.path in server.truncate_once:
             server.truncate_once.discard(url.path)
-            self._send(206 if byte_range else 200, body[start:], headers, cut=(len(body) - start) // 2)
-            return
-        self._send(206 if byte_range else 200, body[start:], headers)
+            cut = (len(body) - start) // 2
+        # Recorded before writing: the client may have read the whole answer before this handler returns.
+        server.sent[url.path].append(len(body[start:][:cut]))
+        self._send(206 if byte_range else 200, body[start:], headers, cut)
 
     def _send(self, status: int, body: bytes, headers: dict | None = None, cut: int | None = None):
+        """Answer ``status`` promising all of ``body`` but writing only ``body[:cut]``."""
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         for key, value in (headers or {}).items():
@@ -125,28 +143,67 @@ def defaults(source: str) -> dict:
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: an interrupted transfer keeps several chunks
 
 
-def test_md5_mismatch_deletes_the_partial_and_names_file_and_both_sums(server, tmp_path):
+def test_md5_mismatch_deletes_the_copy_and_downloads_the_file_again_from_scratch(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
+    server.corrupt["/data.bin"] = 1
+    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), progress=False)
+    assert md5(dest.read_bytes()) == md5(PAYLOAD)
+    assert [byte_range for _, _, byte_range in server.requested("/data.bin")] == [None, None]  # two whole-file GETs
+    assert not (tmp_path / "data.bin.partial").exists()
+
+
+def test_md5_mismatch_twice_raises_naming_file_and_both_sums_and_leaves_no_partial(server, tmp_path):
+    server.files["/data.bin"] = PAYLOAD
+    server.corrupt["/data.bin"] = 1_000
     dest = tmp_path / "data.bin"
-    with pytest.raises(ChecksumError, match=rf"data.bin: md5 {md5(PAYLOAD)} differs from the published {'0' * 32}"):
-        download(f"{server.url}/data.bin", dest, md5="0" * 32, progress=False)
+    message = rf"data.bin: md5 {md5(corrupted(PAYLOAD))} differs from the published {md5(PAYLOAD)}"
+    with pytest.raises(ChecksumError, match=message):
+        download(f"{server.url}/data.bin", dest, md5=md5(PAYLOAD), progress=False)
+    assert [byte_range for _, _, byte_range in server.requested("/data.bin")] == [None, None]
     assert not dest.exists() and not (tmp_path / "data.bin.partial").exists()
 
 
 def test_interrupted_download_resumes_from_the_partial_with_a_range_request(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
     server.truncate_once.add("/data.bin")
-    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=0, progress=False)
+    partial = tmp_path / "data.bin.partial"
+    partial_sizes = []  # the partial file's size when download() waits before retrying
+    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=0, progress=False,
+                    sleep=lambda _: partial_sizes.append(partial.stat().st_size))
     assert dest.read_bytes() == PAYLOAD
-    first, second = [r[2] for r in server.requested("/data.bin")]
-    assert first is None and 0 < int(re.fullmatch(r"bytes=(\d+)-", second).group(1)) <= len(PAYLOAD) // 2
+    [kept] = partial_sizes
+    assert 0 < kept <= server.sent["/data.bin"][0] == len(PAYLOAD) // 2  # the interruption kept what arrived
+    assert [byte_range for _, _, byte_range in server.requested("/data.bin")] == [None, f"bytes={kept}-"]
+    assert server.sent["/data.bin"][1] == len(PAYLOAD) - kept  # only the remaining bytes came the second time
 
 
-def test_download_retries_after_503(server, tmp_path):
+def test_download_retries_after_503_with_exponential_backoff(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
     server.failures["/data.bin"] = [503, 503]
-    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=0, progress=False)
+    waits = []
+    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=1.5,
+                    sleep=waits.append, progress=False)
     assert dest.read_bytes() == PAYLOAD and len(server.requested("/data.bin")) == 3
+    assert waits == [1.5, 3.0]
+
+
+def test_download_429_waits_the_retry_after_the_server_asks_for(server, tmp_path):
+    server.files["/data.bin"] = PAYLOAD
+    server.failures["/data.bin"] = [(429, {"Retry-After": "2"})]
+    waits = []
+    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=0.5,
+                    sleep=waits.append, progress=False)
+    assert dest.read_bytes() == PAYLOAD and len(server.requested("/data.bin")) == 2
+    assert waits == [2.0]  # the server's Retry-After, not the 0.5 s backoff
+
+
+def test_json_request_429_waits_the_retry_after_the_server_asks_for(server):
+    server.routes = {"/v1/observations": lambda path, query: {"results": [{"id": 1}]}}
+    server.failures["/v1/observations"] = [(429, {"Retry-After": "2"})]
+    waits = []
+    answer = get_json(f"{server.url}/v1/observations", {"taxon_id": 47125}, backoff_s=0.5, sleep=waits.append)
+    assert answer == {"results": [{"id": 1}]} and len(server.requested("/v1/observations")) == 2
+    assert waits == [2.0]
 
 
 # --- inat2021 -------------------------------------------------------------------------------------------------
@@ -156,8 +213,9 @@ LIZARD_DIR = "00001_Animalia_Chordata_Reptilia_Squamata_Phrynosomatidae_Scelopor
 
 
 def inat2021_dataset() -> dict:
-    """A train_mini.json in the competition's format: 4 oak photos (1 in California with a sane uncertainty, 1 there
-    with a negative one, 1 in Oregon with a huge one, 1 without coordinates) and 1 lizard in California."""
+    """A train_mini.json in the competition's format: 5 oak photos (1 in California with a sane uncertainty, 1 there
+    with a negative one, 1 in Oregon with a huge one, 1 with null coordinates, 1 with lat and lon swapped) and 1
+    lizard in California."""
     def image(image_id, folder, lat, lon, uncertainty):
         return {"id": image_id, "width": 12, "height": 8, "file_name": f"train_mini/{folder}/{image_id:04d}-uuid.jpg",
                 "license": 1, "rights_holder": f"observer {image_id}", "date": "2019-06-01 10:00:00+00:00",
@@ -168,7 +226,7 @@ def inat2021_dataset() -> dict:
                  "date_created": ""},
         "images": [image(1, OAK_DIR, 37.8, -122.3, 10), image(2, OAK_DIR, 34.1, -118.3, -80),
                    image(3, OAK_DIR, 44.0, -123.0, 106807033), image(4, OAK_DIR, None, None, None),
-                   image(5, LIZARD_DIR, 34.0, -118.2, 25)],
+                   image(5, LIZARD_DIR, 34.0, -118.2, 25), image(6, OAK_DIR, -122.3, 37.8, 10)],
         "categories": [
             {"id": 0, "name": "Quercus agrifolia", "common_name": "Coast Live Oak", "supercategory": "Plants",
              "kingdom": "Plantae", "phylum": "Tracheophyta", "class": "Magnoliopsida", "order": "Fagales",
@@ -178,7 +236,7 @@ def inat2021_dataset() -> dict:
              "order": "Squamata", "family": "Phrynosomatidae", "genus": "Sceloporus",
              "specific_epithet": "occidentalis", "image_dir_name": LIZARD_DIR},
         ],
-        "annotations": [{"id": i, "image_id": i, "category_id": 1 if i == 5 else 0} for i in range(1, 6)],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1 if i == 5 else 0} for i in range(1, 7)],
         "licenses": [{"id": 1, "name": "Attribution-NonCommercial License",
                       "url": "http://creativecommons.org/licenses/by-nc/4.0/"}],
     }
@@ -200,13 +258,37 @@ def inat2021_files(server, tmp_path) -> dict[str, bytes]:
 def test_inat2021_taxon_and_bbox_are_applied_to_the_json():
     photos = inat2021.photo_table(inat2021_dataset())
     assert inat2021.select_photos(photos, "Plantae", [-124.5, 32.5, -114.0, 42.0])["image_id"].tolist() == ["1", "2"]
-    assert inat2021.select_photos(photos, "quercus agrifolia", None)["image_id"].tolist() == ["1", "2", "3", "4"]
+    assert inat2021.select_photos(photos, "quercus agrifolia", None)["image_id"].tolist() == ["1", "2", "3", "4", "6"]
     assert inat2021.select_photos(photos, "Reptiles", None)["image_id"].tolist() == ["5"]
 
 
-def test_inat2021_impossible_location_uncertainty_becomes_nan():
+def test_inat2021_impossible_location_uncertainty_and_coordinates_become_nan(caplog):
+    with caplog.at_level("WARNING"):
+        photos = inat2021.photo_table(inat2021_dataset())
+    assert photos["coord_uncertainty_m"].isna().tolist() == [False, True, True, True, False, False]
+    assert photos["lat"].isna().tolist() == photos["lon"].isna().tolist() == [False, False, False, True, False, True]
+    assert "latitude/longitude: 1 impossible pairs" in caplog.text  # image 6; image 4's nulls are plainly missing
+
+
+def test_inat2021_bbox_drops_and_counts_photos_without_usable_coordinates(caplog):
     photos = inat2021.photo_table(inat2021_dataset())
-    assert photos["coord_uncertainty_m"].isna().tolist() == [False, True, True, True, False]
+    with caplog.at_level("INFO"):
+        inside = inat2021.select_photos(photos, "Quercus agrifolia", [-180.0, -90.0, 180.0, 90.0])
+    assert inside["image_id"].tolist() == ["1", "2", "3"]
+    assert "(2 without coordinates dropped)" in caplog.text
+
+
+def test_inat2021_without_bbox_keeps_photos_without_coordinates_flagged_in_the_manifest(server, inat2021_files,
+                                                                                       tmp_path):
+    config = {**defaults("inat2021"), "base_url": f"{server.url}/2021", "taxon": "Quercus agrifolia", "bbox": None}
+    checksums = {name: md5(data) for name, data in inat2021_files.items()}
+    image_root = tmp_path / "images"
+    table = inat2021.inat2021_photos(config, image_root, tmp_path / "cache", checksums=checksums, progress=False)
+    manifest = validate_manifest(table, image_root)
+    assert manifest["image_id"].tolist() == ["1", "2", "3", "4", "6"]
+    assert manifest["has_coords"].tolist() == [True, True, True, False, False]
+    assert manifest.loc[~manifest["has_coords"], ["lat", "lon"]].isna().all(axis=None)
+    assert manifest["coord_uncertainty_m"].isna().tolist() == [False, True, True, True, False]
 
 
 def test_inat2021_extracts_only_the_selected_photos_into_a_valid_table(server, inat2021_files, tmp_path):

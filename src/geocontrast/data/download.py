@@ -1,8 +1,9 @@
 """What the real-data sources share: resumable downloads, JSON requests with retries, and the photo table's output.
 
 :func:`download` fetches one file into ``dest``: it writes ``dest.partial``, resumes an interrupted transfer with an
-HTTP Range request, retries connection errors and 5xx/429 answers with exponential backoff, checks the md5 when one
-is published and renames the file into place only after that, so an existing ``dest`` is always complete.
+HTTP Range request, retries connection errors and 5xx/429 answers with exponential backoff (or the wait a 429's
+``Retry-After`` asks for), checks the md5 when one is published (a mismatch deletes the copy and downloads the file
+once more from scratch) and renames the file into place only after that, so an existing ``dest`` is always complete.
 
 Every source (:mod:`~geocontrast.data.inat2021`, :mod:`~geocontrast.data.inat_api`,
 :mod:`~geocontrast.data.csv_source`) writes what the synthetic world writes: a photo table with
@@ -41,6 +42,7 @@ DEFAULT_BACKOFF_S = 2.0  # waits 2, 4, 8, 16, 32 s: about a minute in all before
 DEFAULT_TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 16  # what a broken connection can lose: the chunk being read is not written
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+CHECKSUM_ATTEMPTS = 2  # a copy whose md5 differs is deleted and fetched again from byte 0, once
 USER_AGENT = "geocontrast/0.1 (research workflow)"
 PLACE_MODES = ("hardlink", "symlink", "copy")
 
@@ -60,7 +62,8 @@ class DownloadError(SourceError):
 
 
 class ChecksumError(DownloadError):
-    """A downloaded file's md5 differs from the published one (the partial file has been deleted)."""
+    """A file's md5 differed from the published one in each of :data:`CHECKSUM_ATTEMPTS` downloads (the partial file
+    has been deleted)."""
 
 
 class _TransientStatus(Exception):
@@ -87,8 +90,9 @@ def new_session() -> requests.Session:
 
 
 def with_retries(action: Callable[[], T], what: str, retries: int = DEFAULT_RETRIES,
-                 backoff_s: float = DEFAULT_BACKOFF_S) -> T:
-    """Run ``action``; on a transient error wait ``backoff_s * 2**attempt`` (or the server's Retry-After) and retry.
+                 backoff_s: float = DEFAULT_BACKOFF_S, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``action``; on a transient error wait ``backoff_s * 2**attempt`` (or the server's longer Retry-After) and
+    retry. ``sleep`` does the waiting (tests record the waits instead).
 
     Raises :class:`DownloadError` naming ``what`` after ``retries`` retries.
     """
@@ -104,25 +108,28 @@ def with_retries(action: Callable[[], T], what: str, retries: int = DEFAULT_RETR
                 delay = max(delay, error.retry_after_s)
             attempt += 1
             log.warning("%s: %s; retry %d/%d in %.0f s", what, error, attempt, retries, delay)
-            time.sleep(delay)
+            sleep(delay)
 
 
 def download(url: str, dest: Path, md5: str | None = None, *, retries: int = DEFAULT_RETRIES,
              backoff_s: float = DEFAULT_BACKOFF_S, session: requests.Session | None = None,
-             progress: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Path:
+             progress: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
+             sleep: Callable[[float], None] = time.sleep) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.partial``) and return ``dest``.
 
     Args:
         url: the file's address.
         dest: where the complete file goes; if it exists it is returned untouched (it is only ever created complete).
-        md5: the published checksum (hex); a mismatch deletes the partial file and raises :class:`ChecksumError`
-            naming the file and both sums. ``None``: not checked.
+        md5: the published checksum (hex). A mismatch deletes the partial file and downloads the whole file once
+            more; if that copy differs too, it is deleted as well and :class:`ChecksumError` names the file and both
+            sums. ``None``: not checked.
         retries: retries after connection errors, a connection closed mid-file, and 5xx/429 answers; each retry
             resumes from the bytes already on disk.
         backoff_s: the first retry's wait; each further retry waits twice as long.
         session: a :class:`requests.Session` (tests pass their own); default: a new one.
         progress: show a tqdm bar of bytes on stderr.
         timeout_s: connect and read timeout of each request.
+        sleep: waits between retries (tests pass one that records the waits).
     """
     dest = Path(dest)
     if dest.exists():
@@ -130,14 +137,21 @@ def download(url: str, dest: Path, md5: str | None = None, *, retries: int = DEF
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     session = session or new_session()
-    with_retries(lambda: _transfer(session, url, partial, progress, timeout_s), url, retries, backoff_s)
-    if md5 is not None:
+    expected = md5.lower() if md5 is not None else None
+    for attempt in range(1, CHECKSUM_ATTEMPTS + 1):
+        with_retries(lambda: _transfer(session, url, partial, progress, timeout_s), url, retries, backoff_s, sleep)
+        if expected is None:
+            break
         log.info("%s: checking md5", dest.name)
         actual = file_md5(partial)
-        if actual != md5.lower():
-            partial.unlink()
-            raise ChecksumError(f"{dest.name}: md5 {actual} differs from the published {md5.lower()} "
-                                f"(downloaded from {url}); the partial file was deleted, run again to retry")
+        if actual == expected:
+            break
+        partial.unlink()  # whatever was resumed may be the corrupt part: the next copy starts from byte 0
+        if attempt == CHECKSUM_ATTEMPTS:
+            raise ChecksumError(f"{dest.name}: md5 {actual} differs from the published {expected} "
+                                f"(downloaded {attempt} times from {url}); the partial file was deleted")
+        log.warning("%s: md5 %s differs from the published %s; deleted, downloading it again", dest.name, actual,
+                    expected)
     os.replace(partial, dest)
     return dest
 
@@ -173,7 +187,7 @@ def _transfer(session: requests.Session, url: str, partial: Path, progress: bool
 
 def get_json(url: str, params: dict | None = None, *, session: requests.Session | None = None,
              retries: int = DEFAULT_RETRIES, backoff_s: float = DEFAULT_BACKOFF_S,
-             timeout_s: float = DEFAULT_TIMEOUT_S):
+             timeout_s: float = DEFAULT_TIMEOUT_S, sleep: Callable[[float], None] = time.sleep):
     """GET ``url`` with query ``params`` and return the decoded JSON, retried like :func:`download`."""
     session = session or new_session()
 
@@ -182,7 +196,7 @@ def get_json(url: str, params: dict | None = None, *, session: requests.Session 
             _raise_for_status(response, url)
             return response.json()
 
-    return with_retries(attempt, url, retries, backoff_s)
+    return with_retries(attempt, url, retries, backoff_s, sleep)
 
 
 def _raise_for_status(response: requests.Response, url: str) -> None:

@@ -15,8 +15,11 @@ Mapping to the manifest (DESIGN.md §3):
 - ``observation_id``: the image id too; the 2021 files carry no observation id, so each photo is its own
   observation (photos of one observation may then land in different splits).
 - ``observer_id``: ``rights_holder``; ``observed_on``: ``date``.
+- ``lat``/``lon``: ``latitude``/``longitude``; a null stays NaN, and a pair that is impossible (a value outside
+  [-90, 90] or [-180, 180], or only one of the two) becomes NaN in both and is counted in the log. Such rows are
+  kept: the manifest flags them ``has_coords`` False, unless a ``bbox`` is set, which drops them.
 - ``coord_uncertainty_m``: ``location_uncertainty``, with impossible values (negative, or beyond half the
-  equator) set to NaN and counted in the log; missing coordinates stay NaN.
+  equator) set to NaN and counted in the log.
 - ``taxon_id``: the competition category id (not an iNaturalist taxon id); ``species``: genus + specific epithet;
   the other ranks from the category. ``public_test`` has no labels, so its taxonomy is empty.
 - ``license``: the licence's short code (``cc-by-nc``), from its URL; ``attribution``: ``(c) rights_holder,
@@ -136,11 +139,12 @@ def photo_table(dataset: dict) -> pd.DataFrame:
     text = {column: rows[column].astype(STRING_DTYPE)
             for column in ("rights_holder", "license_name", "code", "supercategory", *RANKS, "specific_epithet")}
     image_ids = _id_strings(rows["id"])
+    lat, lon = sanitise_coordinates(rows["latitude"], rows["longitude"])
     return pd.DataFrame({
         "image_id": image_ids,
         "path": [PurePosixPath(name).as_posix() for name in rows["file_name"]],
-        "lat": pd.to_numeric(rows["latitude"], errors="coerce").astype("float64"),
-        "lon": pd.to_numeric(rows["longitude"], errors="coerce").astype("float64"),
+        "lat": lat,
+        "lon": lon,
         "coord_uncertainty_m": sanitise_uncertainty(rows["location_uncertainty"]),
         "observed_on": rows["date"],
         "observer_id": text["rights_holder"],
@@ -153,6 +157,17 @@ def photo_table(dataset: dict) -> pd.DataFrame:
         "source": "inat2021",
         "supercategory": text["supercategory"],
     })
+
+
+def sanitise_coordinates(lat: pd.Series, lon: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Decimal degrees; a pair with a value out of range, or with one value missing, becomes NaN in both (logged)."""
+    lat = pd.to_numeric(lat, errors="coerce").astype("float64")
+    lon = pd.to_numeric(lon, errors="coerce").astype("float64")
+    bogus = (lat.isna() != lon.isna()) | (lat.abs() > 90) | (lon.abs() > 180)
+    if bogus.any():
+        log.warning("latitude/longitude: %d impossible pairs (out of range, or half missing) set to NaN",
+                    int(bogus.sum()))
+    return lat.mask(bogus), lon.mask(bogus)
 
 
 def sanitise_uncertainty(values: pd.Series) -> pd.Series:

@@ -96,13 +96,18 @@ class RateLimiter:
 
 
 class InatClient:
-    """GET requests to the API through a rate limiter and an on-disk cache of the raw JSON answers."""
+    """GET requests to the API through a rate limiter and an on-disk cache of the raw JSON answers.
 
-    def __init__(self, api_url: str, cache_dir: Path, limiter: RateLimiter, session: requests.Session | None = None):
+    A failed request is retried by :func:`~geocontrast.data.download.get_json`, waiting with ``sleep``.
+    """
+
+    def __init__(self, api_url: str, cache_dir: Path, limiter: RateLimiter, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.api_url = api_url.rstrip("/")
         self.responses = Path(cache_dir) / "responses"
         self.limiter = limiter
         self.session = session or new_session()
+        self.sleep = sleep
 
     def get(self, endpoint: str, params: dict | None = None) -> dict:
         """The JSON answer of ``{api_url}/{endpoint}?{params}``, from the cache when this exact request was made."""
@@ -112,7 +117,7 @@ class InatClient:
         if cached.exists():
             return json.loads(cached.read_text())
         self.limiter.wait()
-        answer = get_json(url, params, session=self.session)
+        answer = get_json(url, params, session=self.session, sleep=self.sleep)
         with atomic_path(cached) as partial:
             partial.write_text(json.dumps(answer))
         return answer
@@ -130,12 +135,13 @@ def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session:
             ``photo_requests_per_minute``.
         image_root: the image folder; the returned ``path`` column is relative to it.
         cache_dir: raw API answers and downloaded photos, reused by later runs.
-        session, clock, sleep: injected by tests (HTTP session; the rate limiters' clock).
+        session, clock, sleep: injected by tests (HTTP session; the rate limiters' clock; the waits of the rate
+            limiters and of retries).
         progress: a tqdm bar over photos on stderr.
     """
     session = session or new_session()
     client = InatClient(config["api_url"], cache_dir, RateLimiter(config["requests_per_minute"], 60.0, clock, sleep),
-                        session)
+                        session, sleep)
     observations = select_observations(client, config)
     lineages = taxon_lineages(client, {o["taxon"]["id"] for o in observations if o.get("taxon")})
     rows = [row for o in observations for row in observation_rows(o, lineages, config)]
@@ -145,12 +151,13 @@ def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session:
 
     photo_limiter = RateLimiter(config["photo_requests_per_minute"], 60.0, clock, sleep)
     available = download_photos(table, Path(cache_dir) / "photos" / config["photo_size"], Path(image_root),
-                                photo_limiter, session, progress)
+                                photo_limiter, session, progress, sleep)
     return table[available].reset_index(drop=True)
 
 
 def download_photos(table: pd.DataFrame, photo_cache: Path, image_root: Path, limiter: RateLimiter,
-                    session: requests.Session, progress: bool = True) -> np.ndarray:
+                    session: requests.Session, progress: bool = True,
+                    sleep: Callable[[float], None] = time.sleep) -> np.ndarray:
     """Fetch each ``photo_url`` into ``photo_cache`` (unless there already), hard-link it to ``image_root/path``.
 
     Returns a mask of the photos now in place; those the server says are gone (403, 404, 410) are logged.
@@ -163,7 +170,7 @@ def download_photos(table: pd.DataFrame, photo_cache: Path, image_root: Path, li
         try:
             if not cached.exists():
                 limiter.wait()
-                download(url, cached, session=session, progress=False)
+                download(url, cached, session=session, progress=False, sleep=sleep)
         except DownloadError as error:
             if error.status not in GONE_STATUS:
                 raise
