@@ -16,10 +16,12 @@ medians are reported. Targets: e2e/compute >= 0.9 for every strategy; e2e(augmen
     .venv/bin/python bench/train_throughput.py [--encoders cnn5 resnet18] [--resolution 64] [--threads 2]
         [--cache results/synthetic_flora/cache/64px.npy] [--quick]
 
-Without --cache it renders a small synthetic world into a temporary folder (manifest, splits, cache, geo
-tables); with --cache it uses that cache and the manifest.parquet and splits.parquet two folders up. Prints a
-table and writes bench/results/train_throughput.json. Absolute rates vary with the shared machine; the ratios,
-measured side by side in this run, are the comparable numbers.
+Takes ~8 minutes on 2 idle cores (resnet18 is two thirds of it; on a busy machine several times longer);
+--quick: ~1 minute, cnn5 only, one repetition. Without --cache it renders a small synthetic world into a
+temporary folder (manifest, splits, cache, geo tables); with --cache it uses that cache and the manifest.parquet
+and splits.parquet two folders up. Prints a table and writes bench/results/train_throughput.json, with every
+measurement and the machine's load beside it. Absolute rates vary with the shared machine; the ratios, measured
+side by side in this run, are the comparable numbers.
 """
 
 from __future__ import annotations
@@ -49,41 +51,15 @@ from snakemake.utils import validate
 from torch import nn
 
 from geocontrast.data.cache import build_image_cache, load_image_cache
-from geocontrast.data.manifest import (
-    MANIFEST_COLUMNS,
-    read_manifest,
-    validate_manifest,
-    write_manifest,
-)
+from geocontrast.data.manifest import MANIFEST_COLUMNS, read_manifest, validate_manifest, write_manifest
 from geocontrast.data.splits import make_splits
 from geocontrast.data.synthetic import generate_world, render_photos
 from geocontrast.geo._common import manifest_coordinates
-from geocontrast.geo.negatives import (
-    load_negative_table,
-    negative_table,
-    save_negative_table,
-)
-from geocontrast.geo.neighbours import (
-    load_neighbour_table,
-    neighbour_table,
-    save_neighbour_table,
-)
+from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
+from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
 from geocontrast.models import build_encoder
-from geocontrast.strategies import (
-    STRATEGIES,
-    PairBatch,
-    Strategy,
-    build_strategy,
-    training_data,
-)
-from geocontrast.train.loop import (
-    METRICS,
-    cpu_supports_bf16,
-    resolve_amp,
-    resolve_device,
-    resolve_params,
-    train,
-)
+from geocontrast.strategies import STRATEGIES, PairBatch, Strategy, build_strategy, training_data
+from geocontrast.train.loop import METRICS, cpu_supports_bf16, resolve_amp, resolve_device, resolve_params, train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "train_throughput.json"
@@ -105,9 +81,10 @@ class Plan:
     fewer_threads: bool = False  # also try lightly with 1 worker and one compute thread fewer
 
 
-# As small as a fair measurement allows on 2 cores: a resnet18 step at 64 px (3x3 stem, no max-pool) costs ~20x a
-# cnn5 one there (~9 s for 128 images in fp32), so it gets one timed step per measurement and one repetition.
-CPU_PLANS = {"cnn5": Plan(steps=3, warmup=1, reps=3, fewer_threads=True), "resnet18": Plan(steps=1, warmup=1, reps=1)}
+# As small as a fair measurement allows on 2 cores. cnn5: short measurements, an even number of repetitions so the
+# reversed order balances drift (ABBA). resnet18 at 64 px (3x3 stem, no max-pool) costs ~9 s per 128 images in
+# fp32 on 2 idle cores, ~20x cnn5: one timed step per measurement and one repetition already take ~5 minutes.
+CPU_PLANS = {"cnn5": Plan(steps=2, warmup=1, reps=4, fewer_threads=True), "resnet18": Plan(steps=1, warmup=1, reps=1)}
 QUICK_PLAN = Plan(steps=2, warmup=1, reps=1)
 CUDA_PLAN = Plan(steps=10, warmup=3, reps=3, fewer_threads=True)
 
@@ -178,7 +155,7 @@ def resized_cache(cache: Path, resolution: int, out: Path) -> Path:
     resized = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8,
                                         shape=(images.shape[0], resolution, resolution, 3))
     for start in range(0, images.shape[0], 256):
-        chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + 256])).permute(0, 3, 1, 2).float()
+        chunk = torch.from_numpy(np.array(images[start:start + 256])).permute(0, 3, 1, 2).float()
         chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear", align_corners=False)
         resized[start:start + 256] = chunk.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     resized.flush()

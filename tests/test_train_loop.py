@@ -179,3 +179,9 @@ def test_auto_amp_uses_bf16_only_on_native_bf16_cpus(tmp_path, flags, expected):
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     assert loop.cpu_supports_bf16(cpuinfo) is expected
     assert loop.cpu_supports_bf16(tmp_path / "absent") is False
+
+
+def test_allocator_keeps_freed_memory_on_glibc():
+    import platform
+
+    assert loop.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")

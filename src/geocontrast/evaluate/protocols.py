@@ -22,7 +22,7 @@ from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_
                                           top_k_accuracy)
 from geocontrast.strategies.base import training_data
 from geocontrast.train.augment import BatchAugment
-from geocontrast.train.loop import encode_rows, gather_rows
+from geocontrast.train.loop import encode_rows, gather_rows, keep_freed_memory
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
@@ -143,6 +143,7 @@ def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: 
     (n, C), selection record with the best epoch and the val curve).
     """
     params = resolve_params("finetune", params)
+    keep_freed_memory()
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
