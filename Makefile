@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup run test dry-run lint clean
+.PHONY: setup run test bench dry-run lint clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Throughput benchmarks (figures to bench/results/); lightly is installed only here, as the reference pipeline.
+bench: $(STAMP)
+	$(BIN)/python -m pip install -e '.[bench]'
+	$(BIN)/python bench/train_throughput.py
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n
