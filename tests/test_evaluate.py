@@ -205,3 +205,10 @@ def test_protocol_params_are_resolved_over_defaults_and_typos_refused():
     assert resolve_params("knn", {"k": 5}) == {"k": 5, "temperature": 0.07}
     with pytest.raises(ValueError, match=r"unknown finetune params \['max_epoch'\]"):
         resolve_params("finetune", {"max_epoch": 3})
+
+
+def test_cli_refuses_params_that_are_not_a_json_object(tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--protocol", "baseline", "--manifest", str(tiny["manifest"]), "--splits", str(tiny["splits"]),
+                  "--run-json", '{"seed": 0}', "--params-json", "[1]", "--out", str(tmp_path / "x.json")])
+    assert "--params-json: must be a JSON object" in capsys.readouterr().err

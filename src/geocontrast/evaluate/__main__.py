@@ -12,11 +12,12 @@ Protocols and what they read: ``linear`` and ``knn`` the embeddings; ``finetune`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from geocontrast.cli import json_object
 
 PROTOCOLS = ("finetune", "linear", "knn", "baseline")
 
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--encoder", type=Path, help="encoder.pt to fine-tune")
     source.add_argument("--random-init", help="encoder name to fine-tune from random weights")
     parser.add_argument("--prior", type=Path, help="(N, C) geographic prior (.npy); omitted: prior columns NaN")
-    parser.add_argument("--run-json", required=True, help="the run's facts as a JSON object")
-    parser.add_argument("--params-json", default="{}", help="protocol params as a JSON object")
+    parser.add_argument("--run-json", required=True, type=json_object, help="the run's facts as a JSON object")
+    parser.add_argument("--params-json", type=json_object, default="{}", help="protocol params as a JSON object")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -94,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         missing.append("--encoder or --random-init")
     if missing:
         parser.error(f"protocol {args.protocol} needs {' and '.join(missing)}")
-    run, params = (_json_object(parser, text, name) for text, name in ((args.run_json, "--run-json"),
-                                                                       (args.params_json, "--params-json")))
+    run, params = args.run_json, args.params_json
     if "seed" not in run:
         parser.error("--run-json must hold the seed")
     if args.threads:
@@ -107,16 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json(evaluate(args, run, params), args.out)
     print(args.out)
     return 0
-
-
-def _json_object(parser: argparse.ArgumentParser, text: str, name: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        parser.error(f"{name} is not valid JSON: {error}")
-    if not isinstance(value, dict):
-        parser.error(f"{name} must be a JSON object")
-    return value
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocontrast.atomic import atomic_path, write_json
+from geocontrast.cli import json_object
 from geocontrast.data.manifest import read_manifest
 from geocontrast.evaluate.metrics import most_common_scores, top_k_accuracy
 from geocontrast.strategies.base import training_data
@@ -322,17 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=Path, required=True, help="splits (.parquet), manifest order")
     parser.add_argument("--label-fraction", type=float, required=True, help="percent: 10 uses labelled_10")
     parser.add_argument("--out-dir", type=Path, required=True, help=f"gets {PROBS} and {PRIOR}")
-    parser.add_argument("--params-json", default="{}", help="location model params as a JSON object")
+    parser.add_argument("--params-json", type=json_object, default="{}", help="location model params as a JSON object")
     parser.add_argument("--seed", type=int, default=0)
     # The matrices are small: one thread fitted the default world in 4.7 s, two took 35 s on 2 busy cores.
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
-    try:
-        params = json.loads(args.params_json)
-    except json.JSONDecodeError as error:
-        parser.error(f"--params-json is not valid JSON: {error}")
-    if not isinstance(params, dict):
-        parser.error("--params-json must be a JSON object")
+    params = args.params_json
 
     torch.set_num_threads(args.threads)
     try:

@@ -34,6 +34,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from geocontrast.cli import json_object
 from geocontrast.evaluate import METRIC_COLUMNS, RANKS
 from geocontrast.evaluate.results import summarise
 from geocontrast.report.style import plt, save_figure, strategy_colour
@@ -548,16 +549,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(training_curves)")
     parser.add_argument("--out", required=True, type=Path, help="figure .png (an .svg is written beside it); "
                         "table: .md (.csv and .html beside it)")
-    parser.add_argument("--params-json", default="{}", help="keyword arguments of the figure as a JSON object")
+    parser.add_argument("--params-json", type=json_object, default="{}", help="keyword arguments of the figure as a JSON object")
     args = parser.parse_args(argv)
 
     function = FIGURES[args.figure]
-    try:
-        params = json.loads(args.params_json)
-    except json.JSONDecodeError as error:
-        parser.error(f"--params-json is not valid JSON: {error}")
-    if not isinstance(params, dict):
-        parser.error("--params-json must be a JSON object")
+    params = args.params_json
     known = [name for name, p in inspect.signature(function).parameters.items() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(params) - set(known))
     if unknown:

@@ -8,9 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from geocontrast.cli import json_object
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--out-dir", required=True, type=Path, help="gets encoder.pt, last.pt, metrics.jsonl")
-    parser.add_argument("--params-json", default="{}", help="training params as a JSON object")
+    parser.add_argument("--params-json", type=json_object, default="{}", help="training params as a JSON object")
     parser.add_argument("--neighbours", type=Path, help="neighbour table (.npz), for context strategies")
     parser.add_argument("--negatives", type=Path, help="negative table (.npz), for context_pos_neg")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
@@ -33,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f"--{table}" for table in STRATEGIES[args.strategy].requires if getattr(args, table) is None]
     if missing:
         parser.error(f"strategy {args.strategy!r} needs {' and '.join(missing)}")
-    try:
-        params = json.loads(args.params_json)
-    except json.JSONDecodeError as error:
-        parser.error(f"--params-json is not valid JSON: {error}")
-    if not isinstance(params, dict):
-        parser.error("--params-json must be a JSON object")
+    params = args.params_json
 
     from geocontrast.train.loop import train
 
