@@ -34,6 +34,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from geocontrast.atomic import atomic_path
 from geocontrast.cli import json_object
 from geocontrast.evaluate import METRIC_COLUMNS, RANKS
 from geocontrast.evaluate.results import summarise
@@ -519,13 +520,14 @@ def table_html(table: pd.DataFrame) -> str:
 
 
 def write_table(table: pd.DataFrame, markdown_path: Path) -> list[Path]:
-    """Write ``markdown_path`` and the same table as .csv and .html beside it; returns the three paths."""
+    """Write ``markdown_path`` and the same table as .csv and .html beside it (each atomically); returns the paths."""
     markdown_path = Path(markdown_path)
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
     paths = [markdown_path, markdown_path.with_suffix(".csv"), markdown_path.with_suffix(".html")]
-    paths[0].write_text(table_markdown(table))
-    table.to_csv(paths[1], index=False)
-    paths[2].write_text(table_html(table))
+    writers = (lambda path: path.write_text(table_markdown(table)), lambda path: table.to_csv(path, index=False),
+               lambda path: path.write_text(table_html(table)))
+    for path, write in zip(paths, writers):
+        with atomic_path(path) as partial:
+            write(partial)
     return paths
 
 
@@ -549,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(training_curves)")
     parser.add_argument("--out", required=True, type=Path, help="figure .png (an .svg is written beside it); "
                         "table: .md (.csv and .html beside it)")
-    parser.add_argument("--params-json", type=json_object, default="{}", help="keyword arguments of the figure as a JSON object")
+    parser.add_argument("--params-json", type=json_object, default="{}",
+                        help="keyword arguments of the figure as a JSON object")
     args = parser.parse_args(argv)
 
     function = FIGURES[args.figure]
