@@ -58,7 +58,7 @@ from geocontrast.geo._common import manifest_coordinates
 from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
 from geocontrast.models import build_encoder
-from geocontrast.strategies import STRATEGIES, PairBatch, Strategy, build_strategy, training_data
+from geocontrast.strategies import STRATEGIES, PairBatch, Strategy, build_strategy, required_tables, training_data
 from geocontrast.train.loop import METRICS, cpu_supports_bf16, resolve_amp, resolve_device, resolve_params, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def e2e_rate(data: Data, case: Case, encoder: str, resolution: int, plan: Plan, 
              out_dir: Path) -> dict:
     """Anchors/s of ``train()`` over its epochs after the first, and what AMP it resolved to."""
     epochs = 1 + math.ceil(plan.steps / case.steps_per_epoch)  # >= plan.steps timed steps after the warm-up
-    required = STRATEGIES[case.name].requires
+    required = required_tables(case.name)
     train(case.name, data.cache, data.manifest, data.splits, out_dir,
           loop_params(encoder, resolution, epochs, case.steps_per_epoch),
           neighbours_path=data.neighbours if "neighbours" in required else None,
@@ -221,7 +221,7 @@ def compute_rate(case: Case, encoder_name: str, resolution: int, plan: Plan, dev
     random tensors already on the device."""
     torch.manual_seed(0)
     encoder = build_encoder(encoder_name, small_input=resolution < 96)
-    heads = case.strategy.heads(encoder.feature_dim)
+    heads = case.strategy.heads(encoder)
     model = nn.ModuleDict({"encoder": encoder, "heads": heads}).to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     sizes = [rows.size for rows in case.batch.views.values()]
@@ -230,8 +230,10 @@ def compute_rate(case: Case, encoder_name: str, resolution: int, plan: Plan, dev
 
     def step() -> None:
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            views = dict(zip(case.batch.views, torch.split(x, sizes)))
             features = dict(zip(case.batch.views, torch.split(encoder(x), sizes)))
-            loss = case.strategy.loss(features, heads, case.batch)
+            loss = case.strategy.loss(features, heads, case.batch, views)
+        case.strategy.after_step(heads, encoder, 0.5)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from geocontrast.losses import NTXentLoss
+from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, TripletMarginLoss
 
 
 def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, extra_false_negatives=None):
@@ -102,3 +102,73 @@ def test_computes_in_float32_under_autocast():
 def test_refuses_near_zero_temperature(temperature):
     with pytest.raises(ValueError, match="temperature"):
         NTXentLoss(temperature)
+
+
+def reference_supcon(z, labels, temperature):
+    """SupCon (L_out) written out view by view."""
+    views = [torch.nn.functional.normalize(v, dim=0) for v in z]
+    total, counted = 0.0, 0
+    for i, view in enumerate(views):
+        others = [j for j in range(len(views)) if j != i]
+        positives = [j for j in others if labels[j] == labels[i]]
+        if not positives:
+            continue
+        denominator = sum(math.exp(float(view @ views[a]) / temperature) for a in others)
+        total += -sum(math.log(math.exp(float(view @ views[p]) / temperature) / denominator)
+                      for p in positives) / len(positives)
+        counted += 1
+    return total / counted
+
+
+def test_supcon_matches_reference():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(8, 5, generator=g)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3, 1])  # class 2 and 3 have one view: no positive, left out
+    loss = SupConLoss(temperature=0.2)(z, labels)
+    assert loss.item() == pytest.approx(reference_supcon(z, labels.tolist(), 0.2), rel=1e-5)
+
+
+def test_supcon_with_one_positive_per_view_is_ntxent():
+    z_a, z_b, *_ = random_inputs(4)
+    labels = torch.arange(4).repeat(2)
+    supcon = SupConLoss(temperature=0.3)(torch.cat([z_a, z_b]), labels)
+    assert supcon.item() == pytest.approx(NTXentLoss(temperature=0.3)(z_a, z_b).item(), rel=1e-5)
+
+
+def test_supcon_refuses_a_batch_without_positives():
+    with pytest.raises(ValueError, match="no view"):
+        SupConLoss()(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+
+
+def test_triplet_loss_matches_reference():
+    g = torch.Generator().manual_seed(5)
+    a, p, n = (torch.randn(6, 4, generator=g) for _ in range(3))
+    expected = 0.0
+    for row in range(6):
+        ua, up, un = (torch.nn.functional.normalize(x[row], dim=0) for x in (a, p, n))
+        expected += max(0.0, float(((ua - up) ** 2).sum() - ((ua - un) ** 2).sum()) + 0.5)
+    assert TripletMarginLoss(margin=0.5)(a, p, n).item() == pytest.approx(expected / 6, rel=1e-5)
+
+
+def test_triplet_loss_is_zero_once_the_negative_is_margin_further():
+    a = torch.tensor([[1.0, 0.0]])
+    assert TripletMarginLoss(margin=0.5)(a, a, -a).item() == 0.0  # 0 - 4 + 0.5 < 0
+    assert TripletMarginLoss(margin=0.5)(a, -a, a).item() == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("margin", [0.0, -1.0, 5.0])
+def test_triplet_margin_out_of_range_is_refused(margin):
+    with pytest.raises(ValueError, match="margin"):
+        TripletMarginLoss(margin=margin)
+
+
+def test_negative_cosine_matches_reference_and_stops_target_gradients():
+    g = torch.Generator().manual_seed(6)
+    p_a, z_b, p_b, z_a = (torch.randn(5, 3, generator=g, requires_grad=True) for _ in range(4))
+    loss = NegativeCosineLoss()(p_a, z_b, p_b, z_a)
+    cos = torch.nn.functional.cosine_similarity
+    expected = 2 - (cos(p_a, z_b, dim=1).mean() + cos(p_b, z_a, dim=1).mean()).item()
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert p_a.grad is not None and p_b.grad is not None
+    assert z_a.grad is None and z_b.grad is None  # the targets are detached

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from geocontrast.models import ENCODERS, ClassifierHead, ProjectionHead, build_encoder
+from geocontrast.models import ENCODERS, ClassifierHead, ProjectionHead, ResizeConvDecoder, build_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -70,3 +70,16 @@ def test_hidden_classifier_has_batchnorm_and_dropout_before_each_linear():
 def test_classifier_refuses_bad_dropout():
     with pytest.raises(ValueError, match="dropout"):
         ClassifierHead(16, n_classes=5, hidden_dim=8, dropout=1.5)
+
+
+@pytest.mark.parametrize("resolution", [8, 32, 48, 224])
+def test_decoder_maps_a_latent_to_an_image_of_the_resolution(resolution):
+    decoder = ResizeConvDecoder(latent_dim=16, resolution=resolution, channels=32)
+    assert decoder(torch.randn(2, 16)).shape == (2, 3, resolution, resolution)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules())  # resize-convolutions
+
+
+@pytest.mark.parametrize("resolution", [33, 6])
+def test_decoder_refuses_a_resolution_upsampling_cannot_reach(resolution):
+    with pytest.raises(ValueError, match="cannot be reached"):
+        ResizeConvDecoder(resolution=resolution)

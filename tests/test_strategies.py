@@ -16,7 +16,7 @@ from geocontrast.data.synthetic import generate_world, render_photos
 from geocontrast.geo.coords import great_circle_km
 from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
-from geocontrast.strategies import STRATEGIES, build_strategy, training_data
+from geocontrast.strategies import STRATEGIES, build_strategy, required_tables, training_data
 
 RADIUS_KM = 3.0  # small enough that the tiny world has anchors with and without neighbours
 R_NEG_KM = 50.0
@@ -64,7 +64,31 @@ def coordinates(manifest):
 
 
 def test_registry_holds_the_design_strategies():
-    assert {"supervised", "supervised_full", "augmented", "context_pos", "context_pos_neg"} <= set(STRATEGIES)
+    assert {"supervised", "supervised_full", "augmented", "context_pos", "context_pos_neg", "classifier", "triplet",
+            "autoencoder", "byol", "simsiam", "oracle"} <= set(STRATEGIES)
+
+
+@pytest.mark.parametrize(("name", "options", "tables"), [
+    ("augmented", {}, ()),
+    ("context_pos_neg", {}, ("neighbours", "negatives")),
+    ("triplet", {}, ("neighbours", "negatives")),
+    ("triplet", {"positive": "augmentation", "negative": "random"}, ()),
+    ("byol", {}, ()),
+    ("simsiam", {"positive": "neighbour"}, ("neighbours",)),
+    ("oracle", {}, ()),
+])
+def test_required_tables_follow_the_positive_and_negative_options(name, options, tables):
+    assert required_tables(name, options) == tables
+
+
+def test_unknown_strategy_option_is_refused_naming_the_config_key(tiny_data):
+    with pytest.raises(ValueError, match=r"strategy_options.byol.*momentum"):
+        build_strategy("byol", tiny_data[1], {"options": {"momentun": 0.9}})
+
+
+def test_bad_positive_source_is_refused(tiny_data):
+    with pytest.raises(ValueError, match=r"triplet.positive.*augmentation"):
+        build_strategy("triplet", tiny_data[1], {"options": {"positive": "nearby"}})
 
 
 def test_unknown_strategy_error_lists_the_registered_ones(tiny_data):
@@ -192,3 +216,60 @@ def test_pair_draws_pick_only_allowed_rows_and_fall_back_to_the_default():
     rows, found = draw_one_per_row(values, np.array([0, 20, 30]), np.array([20, 20, 10]),
                                    np.random.default_rng(0), allowed, default=np.array([-5, -6, -7]), rounds=1)
     assert rows.tolist() == [7, 25, -7] and found.tolist() == [True, True, False]
+
+
+def test_triplet_geo_draws_neighbour_positives_and_far_negatives(tiny_data):
+    manifest, data = tiny_data
+    strategy = build_strategy("triplet", data, {})
+    anchors = strategy.anchor_rows()
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    context = build_strategy("context_pos_neg", data, {}).sample(anchors, np.random.default_rng(0))
+    assert set(batch.views) == {"anchor", "positive", "negative"}
+    assert np.array_equal(batch.views["positive"], context.views["positive"])  # the same draws as the context pair
+    assert np.array_equal(batch.views["negative"], context.views["negative"])
+
+
+def test_triplet_augmentation_pairs_the_anchor_with_itself_and_a_random_other_train_row(tiny_data):
+    _, data = tiny_data
+    strategy = build_strategy("triplet", data, {"options": {"positive": "augmentation", "negative": "random"}})
+    anchors = strategy.anchor_rows()
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    assert np.array_equal(batch.views["positive"], anchors)
+    negative = batch.views["negative"]
+    assert (negative != anchors).all() and (data.split[negative] == "train").all()
+    assert np.unique(negative).size > anchors.size // 3  # spread over the train rows, not one row
+
+
+def test_oracle_positive_is_another_photo_of_the_same_species(tiny_data):
+    manifest, data = tiny_data
+    strategy = build_strategy("oracle", data, {})
+    anchors = strategy.anchor_rows()
+    species = manifest["species"].to_numpy(object)
+    assert (data.split[anchors] == "train").all() and pd.notna(species[anchors]).all()
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    positive = batch.views["positive"]
+    assert (species[positive] == species[anchors]).all() and (data.split[positive] == "train").all()
+    alone = np.array([(species[anchors] == s).sum() == 1 for s in species[anchors]])
+    assert (positive[~alone] != anchors[~alone]).all()
+    assert np.array_equal(positive[alone], anchors[alone])
+    assert [strategy.data.species_codes()[1][t] for t in batch.targets] == list(species[anchors])
+
+
+def test_byol_target_follows_the_online_network_by_the_momentum(tiny_data):
+    import torch
+
+    from geocontrast.models import build_encoder
+
+    strategy = build_strategy("byol", tiny_data[1], {"options": {"momentum": 0.9}})
+    encoder = build_encoder("cnn5")
+    heads = strategy.heads(encoder)
+    assert not any(p.requires_grad for p in heads["target_encoder"].parameters())
+    online = next(encoder.parameters())
+    target_before = next(heads["target_encoder"].parameters()).clone()
+    with torch.no_grad():
+        online.add_(1.0)
+    strategy.after_step(heads, encoder, progress=0.0)  # tau = momentum at the start of the cosine schedule
+    expected = 0.9 * target_before + 0.1 * online
+    assert torch.allclose(next(heads["target_encoder"].parameters()), expected)
+    strategy.after_step(heads, encoder, progress=1.0)  # tau = 1 at the end: the target stops moving
+    assert torch.allclose(next(heads["target_encoder"].parameters()), expected)

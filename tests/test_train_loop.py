@@ -185,3 +185,32 @@ def test_allocator_keeps_freed_memory_on_glibc():
     import platform
 
     assert loop.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_autoencoder_reconstructs_a_tiny_batch_better_after_a_few_steps(sixteen_images, tmp_path):
+    run(sixteen_images, tmp_path, strategy="autoencoder", epochs=8, batch_size=16, lr=3e-3, augment_strength=0.0,
+        warmup_fraction=0.05)
+    losses = [line["loss"] for line in metrics(tmp_path)]
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("strategy", ["byol", "simsiam"])
+def test_non_contrastive_strategies_do_not_collapse_on_the_tiny_world(tiny_inputs, tmp_path, strategy):
+    run(tiny_inputs, tmp_path, strategy=strategy, epochs=2)
+    for line in metrics(tmp_path):
+        assert not line["collapsed"] and line["embedding_std"] > 0.002, line
+
+
+def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny_inputs):
+    class Constant(torch.nn.Module):
+        feature_dim = 8
+
+        def forward(self, images):
+            return torch.ones(images.shape[0], self.feature_dim) + 1e-4 * images.mean(dim=(1, 2, 3))[:, None]
+
+    manifest = read_manifest(tiny_inputs["manifest"])
+    data = loop.training_data(manifest, pd.read_parquet(tiny_inputs["splits"]))
+    monitor = loop._Monitor(np.load(tiny_inputs["cache"]), data, loop.resolve_params(FAST), 32, torch.device("cpu"),
+                            None, torch.contiguous_format)
+    assert monitor(Constant())["collapsed"]
+    assert not monitor(build_encoder("cnn5"))["collapsed"]

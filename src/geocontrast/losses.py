@@ -1,4 +1,4 @@
-"""Contrastive losses."""
+"""Losses of the pretraining strategies: NT-Xent (SimCLR), SupCon, triplet margin, negative cosine (BYOL, SimSiam)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,103 @@ class NTXentLoss(nn.Module):
             elif extra_false_negatives is not None:
                 raise ValueError("extra_false_negatives given without extra_negatives")
             return F.cross_entropy(logits, positive)
+
+
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss (Khosla et al. 2020, the "L_out" form): every other view with the same label
+    is a positive.
+
+    For view i among the N views, with P(i) the other views of its label and A(i) all other views::
+
+        loss_i = -1/|P(i)| * sum_{p in P(i)} log( exp(z_i·z_p / t) / sum_{a in A(i)} exp(z_i·z_a / t) )
+
+    Cosine similarity, float32 even under autocast; mean over the views that have at least one positive.
+
+    Args:
+        temperature: softmax temperature; must be > 1e-8.
+
+    forward(z, labels): z (N, D) projections; labels (N,) int class of each view.
+
+    Example:
+        >>> loss = SupConLoss(temperature=0.1)
+        >>> value = loss(torch.cat([z_anchor, z_same_species]), torch.cat([species, species]))
+    """
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        if not temperature > 1e-8:
+            raise ValueError(f"temperature must be > 1e-8 (the logits divide by it and would overflow), "
+                             f"got {temperature}; use e.g. 0.1")
+        self.temperature = float(temperature)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or labels.shape != (z.shape[0],):
+            raise ValueError(f"z must be (N, D) and labels (N,), got {tuple(z.shape)} and {tuple(labels.shape)}")
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = F.normalize(z.float(), dim=1)  # (N, D)
+            logits = z @ z.T / self.temperature  # (N, N)
+            self_mask = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+            log_prob = logits.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)  # (N, N)
+            positives = (labels[:, None] == labels[None, :]) & ~self_mask  # (N, N)
+            n_positives = positives.sum(dim=1)  # (N,)
+            has_positive = n_positives > 0
+            if not has_positive.any():
+                raise ValueError("SupConLoss: no view has another view of its label in the batch")
+            summed = log_prob.masked_fill(~positives, 0.0).sum(dim=1)  # (N,)
+            return -(summed[has_positive] / n_positives[has_positive]).mean()
+
+
+class TripletMarginLoss(nn.Module):
+    """Triplet margin loss on L2-normalised embeddings (Schroff et al. 2015, FaceNet).
+
+    ``mean(max(0, |a - p|^2 - |a - n|^2 + margin))`` with squared Euclidean distances between unit vectors
+    (2 - 2 cos), so the margin is on the same scale for every encoder.
+
+    Args:
+        margin: required gap between the negative and the positive squared distance, in (0, 4].
+
+    forward(anchor, positive, negative): (B, D) embeddings, row b of each forms one triplet.
+
+    Example:
+        >>> loss = TripletMarginLoss(margin=0.2)
+        >>> value = loss(embed(anchors), embed(neighbours), embed(far_away))
+    """
+
+    def __init__(self, margin: float = 0.2) -> None:
+        super().__init__()
+        if not 0.0 < margin <= 4.0:
+            raise ValueError(f"margin must be in (0, 4] (squared distances between unit vectors lie in [0, 4]), "
+                             f"got {margin}")
+        self.margin = float(margin)
+
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        if anchor.ndim != 2 or not anchor.shape == positive.shape == negative.shape:
+            raise ValueError(f"anchor, positive and negative must all be (B, D), got {tuple(anchor.shape)}, "
+                             f"{tuple(positive.shape)} and {tuple(negative.shape)}")
+        with torch.autocast(device_type=anchor.device.type, enabled=False):
+            a, p, n = (F.normalize(x.float(), dim=1) for x in (anchor, positive, negative))  # (B, D) each
+            positive_distance = (a - p).pow(2).sum(dim=1)  # (B,)
+            negative_distance = (a - n).pow(2).sum(dim=1)  # (B,)
+            return F.relu(positive_distance - negative_distance + self.margin).mean()
+
+
+class NegativeCosineLoss(nn.Module):
+    """Symmetrised negative cosine similarity of a prediction and a stop-gradient target, as used by BYOL
+    (Grill et al. 2020: ``2 - 2 cos``) and SimSiam (Chen & He 2021: ``-cos``); both forms differ by an affine
+    map, so this returns BYOL's ``2 - 2 cos`` averaged over the two directions.
+
+    forward(p_a, z_b, p_b, z_a): predictions p of one view against targets z of the other view, all (B, D).
+    The targets are detached here: the stop-gradient is part of the loss, not the caller's duty.
+
+    Example:
+        >>> loss = NegativeCosineLoss()
+        >>> value = loss(predict(project(f_a)), project(f_b), predict(project(f_b)), project(f_a))
+    """
+
+    def forward(self, p_a: torch.Tensor, z_b: torch.Tensor, p_b: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        if p_a.ndim != 2 or not p_a.shape == z_b.shape == p_b.shape == z_a.shape:
+            raise ValueError("predictions and targets must all be (B, D) of one shape")
+        with torch.autocast(device_type=p_a.device.type, enabled=False):
+            forward = F.cosine_similarity(p_a.float(), z_b.detach().float(), dim=1)  # (B,)
+            backward = F.cosine_similarity(p_b.float(), z_a.detach().float(), dim=1)  # (B,)
+            return 2.0 - (forward + backward).mean()

@@ -1,6 +1,7 @@
-"""Encoders and heads shared by every strategy."""
+"""Encoders, heads and the autoencoder decoder shared by every strategy."""
 
+from geocontrast.models.decoder import ResizeConvDecoder
 from geocontrast.models.encoders import ENCODERS, build_encoder
 from geocontrast.models.heads import ClassifierHead, ProjectionHead
 
-__all__ = ["ENCODERS", "build_encoder", "ProjectionHead", "ClassifierHead"]
+__all__ = ["ENCODERS", "build_encoder", "ProjectionHead", "ClassifierHead", "ResizeConvDecoder"]

@@ -5,10 +5,15 @@ rest. Adding a strategy: one module here and one entry below.
 """
 
 from geocontrast.strategies.augmented import Augmented
+from geocontrast.strategies.autoencoder import Autoencoder
 from geocontrast.strategies.base import PairBatch, Strategy, TrainingData, training_data
+from geocontrast.strategies.byol import BYOL
 from geocontrast.strategies.context_pos import ContextPositive
 from geocontrast.strategies.context_pos_neg import ContextPositiveNegative
-from geocontrast.strategies.supervised import Supervised, SupervisedFull
+from geocontrast.strategies.oracle import Oracle
+from geocontrast.strategies.simsiam import SimSiam
+from geocontrast.strategies.supervised import Classifier, Supervised, SupervisedFull
+from geocontrast.strategies.triplet import Triplet
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "supervised": Supervised,
@@ -16,6 +21,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "augmented": Augmented,
     "context_pos": ContextPositive,
     "context_pos_neg": ContextPositiveNegative,
+    "classifier": Classifier,
+    "triplet": Triplet,
+    "autoencoder": Autoencoder,
+    "simsiam": SimSiam,
+    "byol": BYOL,
+    "oracle": Oracle,
 }
 
 
@@ -26,4 +37,13 @@ def build_strategy(name: str, data: TrainingData, params: dict) -> Strategy:
     return STRATEGIES[name](data, params)
 
 
-__all__ = ["STRATEGIES", "PairBatch", "Strategy", "TrainingData", "build_strategy", "training_data"]
+def required_tables(name: str, options: dict | None = None) -> tuple[str, ...]:
+    """The geo tables strategy ``name`` needs under its ``options`` ("neighbours", "negatives")."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(STRATEGIES)}")
+    strategy = STRATEGIES[name]
+    return strategy.required_tables(strategy.resolve_options(options or {}))
+
+
+__all__ = ["STRATEGIES", "PairBatch", "Strategy", "TrainingData", "build_strategy", "required_tables",
+           "training_data"]

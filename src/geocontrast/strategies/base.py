@@ -3,9 +3,16 @@
 A strategy supplies *how pairs are drawn* and *which loss*; the training loop owns the rest (gathering pixels,
 augmentation, the encoder forward pass, optimiser, checkpoints, metrics). One step goes::
 
+    heads = strategy.heads(encoder)                    # once: the strategy's trainable (and target) modules
     batch = strategy.sample(anchor_rows, rng)          # PairBatch: manifest rows per view (numpy)
-    features = {view: encoder(augment(cache[rows])) for view, rows in batch.views.items()}   # (B_view, D)
-    loss = strategy.loss(features, heads, batch)       # heads = strategy.heads(encoder.feature_dim)
+    views = {view: augment(cache[rows]) for view, rows in batch.views.items()}   # (B_view, 3, R, R)
+    features = {view: encoder(images) for view, images in views.items()}         # (B_view, D)
+    loss = strategy.loss(features, heads, batch, views)
+    ...optimiser step...
+    strategy.after_step(heads, encoder, progress)      # e.g. BYOL's momentum update of its target network
+
+Strategy-specific settings come from ``params["options"]`` (config ``pretrain.strategy_options.<name>``), checked
+against the strategy's :attr:`Strategy.OPTIONS` defaults.
 
 Rows are always manifest rows (the cache, splits and geo tables share that order).
 """
@@ -102,18 +109,42 @@ class PairBatch:
 class Strategy:
     """Base of every strategy: anchors are the train rows; subclasses supply ``sample``, ``heads`` and ``loss``.
 
-    ``requires`` names the geo tables a strategy cannot run without ("neighbours", "negatives").
+    ``requires`` names the geo tables a strategy cannot run without ("neighbours", "negatives");
+    :meth:`required_tables` refines it where an option chooses between geography and augmentation.
+    ``OPTIONS``: the strategy's own settings and their defaults (``params["options"]`` overrides them; unknown
+    keys are refused). ``params["pairs_from"]``: "train" (positives/negatives only from train rows, so val/test
+    pixels never reach pretraining) or "all" (any manifest row); :attr:`allowed` is that row mask (None: all).
     """
 
     name: str = ""
     requires: tuple[str, ...] = ()
+    OPTIONS: dict = {}
 
     def __init__(self, data: TrainingData, params: dict):
-        for table in self.requires:
+        self.options = self.resolve_options(params.get("options") or {})
+        for table in self.required_tables(self.options):
             if getattr(data, table) is None:
                 raise ValueError(f"strategy {self.name!r} needs the {table} table ({table}_path= / --{table} PATH)")
         self.data = data
         self.params = params
+        pairs_from = params.get("pairs_from", "train")
+        if pairs_from not in ("train", "all"):
+            raise ValueError(f"pairs_from must be 'train' or 'all', got {pairs_from!r}")
+        self.allowed = (data.split == "train") if pairs_from == "train" else None
+
+    @classmethod
+    def resolve_options(cls, options: dict) -> dict:
+        """``options`` over :attr:`OPTIONS`; an unknown key is refused, naming the known ones."""
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown options {unknown} for strategy {cls.name!r} "
+                             f"(pretrain.strategy_options.{cls.name}); known: {sorted(cls.OPTIONS) or 'none'}")
+        return {**cls.OPTIONS, **options}
+
+    @classmethod
+    def required_tables(cls, options: dict) -> tuple[str, ...]:
+        """The geo tables this strategy needs under ``options`` (the workflow asks before scheduling)."""
+        return cls.requires
 
     def anchor_rows(self) -> np.ndarray:
         """Manifest rows an epoch iterates over as anchors."""
@@ -122,11 +153,52 @@ class Strategy:
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         raise NotImplementedError
 
-    def heads(self, feature_dim: int) -> nn.ModuleDict:
+    def heads(self, encoder: nn.Module) -> nn.ModuleDict:
+        """The modules trained with the encoder (and any non-trained target copies); ``encoder.feature_dim``
+        is the size of the features the loss receives."""
         raise NotImplementedError
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch) -> torch.Tensor:
+    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
+             views: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch loss from the encoder's ``features`` per view (B_view, D); ``views`` are the augmented input
+        images (B_view, 3, R, R) for strategies that need pixels (reconstruction, a target network)."""
         raise NotImplementedError
+
+    def after_step(self, heads: nn.ModuleDict, encoder: nn.Module, progress: float) -> None:
+        """Called after every optimiser step; ``progress`` = steps done / total steps, in (0, 1]."""
+
+
+def neighbour_positives(data: TrainingData, anchors: np.ndarray, rng: np.random.Generator,
+                        allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, is_neighbour): per anchor a row drawn uniformly from its neighbour-table row, or the anchor itself
+    where it is flagged ``fallback``, has no coordinates or no allowed neighbour."""
+    table = data.neighbours
+    counts = np.where(table.fallback[anchors], 0, table.indptr[anchors + 1] - table.indptr[anchors])
+    return draw_one_per_row(table.indices, table.indptr[anchors], counts, rng, allowed, default=anchors)
+
+
+def geo_negatives(data: TrainingData, anchors: np.ndarray, rng: np.random.Generator,
+                  allowed: np.ndarray | None) -> np.ndarray:
+    """One candidate per anchor from its negative-table row (allowed rows first; any candidate when the row has
+    no allowed one; the anchor itself only when no other row exists)."""
+    candidates = data.negatives.candidates  # (N, m)
+    m = candidates.shape[1]
+    values, counts = candidates.reshape(-1), np.full(anchors.size, m)
+    rows, found = draw_one_per_row(values, anchors * m, counts, rng, allowed, default=anchors)
+    if not found.all():
+        missing = anchors[~found]
+        rows[~found], _ = draw_one_per_row(values, missing * m, counts[~found], rng, None, default=missing)
+    return rows
+
+
+def random_negatives(anchors: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One row per anchor drawn uniformly from ``pool`` and different from the anchor (pool of >= 2 rows)."""
+    rows = pool[rng.integers(pool.size, size=anchors.size)]
+    clash = rows == anchors
+    while clash.any():
+        rows[clash] = pool[rng.integers(pool.size, size=int(clash.sum()))]
+        clash = rows == anchors
+    return rows
 
 
 def draw_one_per_row(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, rng: np.random.Generator,
@@ -158,3 +230,28 @@ def draw_one_per_row(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
         if group.size:
             rows[i], found[i] = group[rng.integers(group.size)], True
     return rows, found
+
+
+POSITIVE_SOURCES = ("augmentation", "neighbour")
+NEGATIVE_SOURCES = ("random", "geo")
+
+
+def check_source(strategy: str, option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"pretrain.strategy_options.{strategy}.{option} must be one of {list(allowed)}, "
+                         f"got {value!r}")
+
+
+def tables_for(options: dict) -> tuple[str, ...]:
+    """Geo tables needed by the ``positive`` / ``negative`` source options (neighbour, geo)."""
+    return (*(("neighbours",) if options.get("positive") == "neighbour" else ()),
+            *(("negatives",) if options.get("negative") == "geo" else ()))
+
+
+def positives_from(source: str, data: TrainingData, anchors: np.ndarray, rng: np.random.Generator,
+                   allowed: np.ndarray | None) -> np.ndarray:
+    """Second-view rows: the anchors themselves (``augmentation``: two augmentations of one photo) or a
+    geo-neighbour of each (``neighbour``, falling back to the anchor as :func:`neighbour_positives`)."""
+    if source == "neighbour":
+        return neighbour_positives(data, anchors, rng, allowed)[0]
+    return anchors.copy()

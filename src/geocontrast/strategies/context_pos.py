@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from geocontrast.strategies.base import PairBatch, draw_one_per_row
+from geocontrast.strategies.base import PairBatch, neighbour_positives
 from geocontrast.strategies.contrastive import ContrastiveStrategy
 
 
@@ -17,13 +17,7 @@ class ContextPositive(ContrastiveStrategy):
     name = "context_pos"
     requires = ("neighbours",)
 
-    def positives(self, anchors: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, is_neighbour): a uniform neighbour per anchor, or the anchor itself where it has none."""
-        table = self.data.neighbours
-        counts = np.where(table.fallback[anchors], 0, table.indptr[anchors + 1] - table.indptr[anchors])
-        return draw_one_per_row(table.indices, table.indptr[anchors], counts, rng, self.allowed, default=anchors)
-
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)
-        positive, is_neighbour = self.positives(anchors, rng)
+        positive, is_neighbour = neighbour_positives(self.data, anchors, rng, self.allowed)
         return PairBatch(views={"anchor": anchors, "positive": positive}, extra={"is_neighbour": is_neighbour})

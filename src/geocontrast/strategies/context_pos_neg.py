@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from geocontrast.geo.negatives import geo_near_mask
-from geocontrast.strategies.base import PairBatch, draw_one_per_row
+from geocontrast.strategies.base import PairBatch, geo_negatives, neighbour_positives
 from geocontrast.strategies.context_pos import ContextPositive
 
 
@@ -20,21 +20,10 @@ class ContextPositiveNegative(ContextPositive):
     name = "context_pos_neg"
     requires = ("neighbours", "negatives")
 
-    def negatives(self, anchors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One candidate per anchor from its negative-table row (train rows first when pairs_from is train)."""
-        candidates = self.data.negatives.candidates  # (N, m)
-        m = candidates.shape[1]
-        values, counts = candidates.reshape(-1), np.full(anchors.size, m)
-        rows, found = draw_one_per_row(values, anchors * m, counts, rng, self.allowed, default=anchors)
-        if not found.all():  # no allowed candidate: any candidate of the row (-1 only when no other row exists)
-            missing = anchors[~found]
-            rows[~found], _ = draw_one_per_row(values, missing * m, counts[~found], rng, None, default=missing)
-        return rows
-
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)
-        positive, is_neighbour = self.positives(anchors, rng)
-        negative = self.negatives(anchors, rng)
+        positive, is_neighbour = neighbour_positives(self.data, anchors, rng, self.allowed)
+        negative = geo_negatives(self.data, anchors, rng, self.allowed)
         radius = self.data.negatives.false_negative_radius_km
         unit = self.data.unit
         false_negatives = geo_near_mask(unit[anchors], unit[anchors], radius)  # (B, B)

@@ -15,25 +15,20 @@ class ContrastiveStrategy(Strategy):
     """NT-Xent (SimCLR) between views ``anchor`` and ``positive``; a ``negative`` view, when sampled, is passed
     as shared extra negatives. Subclasses only decide which rows the views hold (``sample``).
 
-    params: ``temperature`` (0.1), ``projection_dim`` (128), ``projection_hidden_dim`` (512),
-    ``pairs_from`` ("train": positives/negatives only from train rows, so val/test pixels never reach
-    pretraining; "all": any manifest row).
+    params: ``temperature`` (0.1). Options: ``projection_dim`` (128), ``projection_hidden_dim`` (512).
     """
+
+    OPTIONS = {"projection_dim": 128, "projection_hidden_dim": 512}
 
     def __init__(self, data, params):
         super().__init__(data, params)
         self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)))
-        pairs_from = params.get("pairs_from", "train")
-        if pairs_from not in ("train", "all"):
-            raise ValueError(f"pairs_from must be 'train' or 'all', got {pairs_from!r}")
-        self.allowed = (data.split == "train") if pairs_from == "train" else None
 
-    def heads(self, feature_dim: int) -> nn.ModuleDict:
-        return nn.ModuleDict({"projection": ProjectionHead(
-            feature_dim, hidden_dim=int(self.params.get("projection_hidden_dim", 512)),
-            out_dim=int(self.params.get("projection_dim", 128)))})
+    def heads(self, encoder: nn.Module) -> nn.ModuleDict:
+        return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch) -> torch.Tensor:
+    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
+             views: dict[str, torch.Tensor]) -> torch.Tensor:
         project = heads["projection"]
         z_a = project(features["anchor"])  # (B, out_dim)
         z_b = project(features["positive"])  # (B, out_dim)
@@ -43,6 +38,12 @@ class ContrastiveStrategy(Strategy):
         extra_false_negatives = _as_mask(batch.extra_false_negatives, device)
         return self.criterion(z_a.float(), z_b.float(), extra_negatives=None if extra is None else extra.float(),
                               false_negatives=false_negatives, extra_false_negatives=extra_false_negatives)
+
+
+def projection_head(feature_dim: int, options: dict) -> ProjectionHead:
+    """SimCLR's projection head sized by a strategy's ``projection_hidden_dim`` and ``projection_dim`` options."""
+    return ProjectionHead(feature_dim, hidden_dim=int(options["projection_hidden_dim"]),
+                          out_dim=int(options["projection_dim"]))
 
 
 def _as_mask(mask: np.ndarray | None, device) -> torch.Tensor | None:

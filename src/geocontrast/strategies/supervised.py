@@ -1,7 +1,9 @@
 """Supervised baseline: cross-entropy on the labelled train rows (encoder from scratch).
 
 ``supervised`` sees the ``label_fraction`` budget (percent, default 10: column ``labelled_10``);
-``supervised_full`` sees every labelled train row (``labelled_100``).
+``supervised_full`` sees every labelled train row (``labelled_100``). Both put a linear classifier on the encoder
+unless the options ``hidden_dim`` / ``dropout`` ask for two dense layers; ``classifier`` is the herbarium studies'
+classifier network: the ``supervised`` budget with two dense layers, each preceded by batch-norm and dropout.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from geocontrast.strategies.base import PairBatch, Strategy
 
 class Supervised(Strategy):
     name = "supervised"
+    OPTIONS = {"hidden_dim": 0, "dropout": 0.0}
 
     def __init__(self, data, params):
         super().__init__(data, params)
@@ -39,10 +42,13 @@ class Supervised(Strategy):
         anchors = np.asarray(anchors, dtype=np.int64)
         return PairBatch(views={"anchor": anchors}, targets=self.codes[anchors])
 
-    def heads(self, feature_dim: int) -> nn.ModuleDict:
-        return nn.ModuleDict({"classifier": ClassifierHead(feature_dim, len(self.classes))})
+    def heads(self, encoder: nn.Module) -> nn.ModuleDict:
+        return nn.ModuleDict({"classifier": ClassifierHead(encoder.feature_dim, len(self.classes),
+                                                           hidden_dim=int(self.options["hidden_dim"]),
+                                                           dropout=float(self.options["dropout"]))})
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch) -> torch.Tensor:
+    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
+             views: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = heads["classifier"](features["anchor"])  # (B, n_classes)
         targets = torch.as_tensor(batch.targets, device=logits.device)
         return F.cross_entropy(logits.float(), targets)
@@ -54,3 +60,8 @@ class SupervisedFull(Supervised):
     @staticmethod
     def default_label_fraction(params: dict) -> float:
         return 100
+
+
+class Classifier(Supervised):
+    name = "classifier"
+    OPTIONS = {"hidden_dim": 512, "dropout": 0.5}

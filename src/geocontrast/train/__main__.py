@@ -15,7 +15,7 @@ from geocontrast.cli import json_object
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geocontrast.strategies import STRATEGIES
+    from geocontrast.strategies import STRATEGIES, required_tables
 
     parser = argparse.ArgumentParser(prog="python -m geocontrast.train", description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", required=True, help=f"one of: {', '.join(STRATEGIES)}")
@@ -24,17 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--out-dir", required=True, type=Path, help="gets encoder.pt, last.pt, metrics.jsonl")
     parser.add_argument("--params-json", type=json_object, default="{}", help="training params as a JSON object")
-    parser.add_argument("--neighbours", type=Path, help="neighbour table (.npz), for context strategies")
-    parser.add_argument("--negatives", type=Path, help="negative table (.npz), for context_pos_neg")
+    parser.add_argument("--neighbours", type=Path, help="neighbour table (.npz), for geo-positive strategies")
+    parser.add_argument("--negatives", type=Path, help="negative table (.npz), for geo-negative strategies")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     args = parser.parse_args(argv)
 
     if args.strategy not in STRATEGIES:
         parser.error(f"unknown strategy {args.strategy!r}; registered: {', '.join(STRATEGIES)}")
-    missing = [f"--{table}" for table in STRATEGIES[args.strategy].requires if getattr(args, table) is None]
+    params = args.params_json
+    try:
+        tables = required_tables(args.strategy, params.get("options"))
+    except ValueError as error:
+        parser.error(str(error))
+    missing = [f"--{table}" for table in tables if getattr(args, table) is None]
     if missing:
         parser.error(f"strategy {args.strategy!r} needs {' and '.join(missing)}")
-    params = args.params_json
 
     from geocontrast.train.loop import train
 

@@ -62,14 +62,21 @@ DEFAULTS: dict = {
     "channels_last": True,
     "compile": False,
     "progress": True,  # tqdm bar on stderr
+    "options": {},  # the strategy's own settings (its OPTIONS; config pretrain.strategy_options.<strategy>)
 }
 METRIC_KEYS = ("epoch", "step", "loss", "lr", "images", "images_per_s", "seconds", "peak_memory_mb",
-               "memory_kind", "embedding_std", "mean_pairwise_cosine", "knn_top1", "knn_k", "device", "amp")
+               "memory_kind", "embedding_std", "mean_pairwise_cosine", "collapsed", "knn_top1", "knn_k", "device",
+               "amp")
 """Keys of a metrics.jsonl line: epoch (1-based, completed), step (optimiser steps so far), loss (epoch mean),
 lr (after the epoch), images (anchors seen this epoch; each has 2-3 augmented views), images_per_s (anchors/s,
 gather + augment + step, monitors excluded), seconds, peak_memory_mb with memory_kind (cpu_rss: process peak RSS;
-cuda_allocated: torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, knn_top1 (null when no
-labelled val image), knn_k, device, amp."""
+cuda_allocated: torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, collapsed (True when
+mean_pairwise_cosine exceeds :data:`COLLAPSE_COSINE`), knn_top1 (null when no labelled val image), knn_k, device,
+amp."""
+COLLAPSE_COSINE = 0.999
+"""All holdout features point the same way: the representation has collapsed. Post-ReLU features of an untrained
+or briefly trained cnn5 already reach a mean pairwise cosine of 0.98 (embedding_std ~0.006, far below 1/sqrt(D))
+while their kNN accuracy is well above chance, so neither 1/sqrt(D) nor a looser cosine marks collapse."""
 METRICS = "metrics.jsonl"
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 SYNC_EVERY = 20  # steps between host syncs (loss check and progress bar); every sync stalls a GPU
@@ -193,7 +200,7 @@ def train(
 
     resolution = int(params["resolution"])
     encoder = build_encoder(params["encoder"], small_input=resolution < 96)
-    heads = strategy.heads(encoder.feature_dim)
+    heads = strategy.heads(encoder)
     model = nn.ModuleDict({"encoder": encoder, "heads": heads}).to(device)
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -238,12 +245,13 @@ def train(
             x = torch.cat(list(views.values())).contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 features = dict(zip(views, torch.split(forward(x), sizes)))
-                loss = strategy.loss(features, heads, batch)
+                loss = strategy.loss(features, heads, batch, views)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             scheduler.step()
             step += 1
+            strategy.after_step(heads, encoder, step / total_steps)
             loss_sum += loss.detach().float()  # stays on the device: no host sync per step
             images += sizes[0]
             bar.update(1)
@@ -263,6 +271,9 @@ def train(
             "seconds": seconds, **_peak_memory(device), **monitor(encoder),
             "device": device.type, "amp": "bf16" if amp_dtype is not None else "fp32",
         }
+        if record["collapsed"]:
+            warnings.warn(f"{strategy_name}: representation collapse in epoch {epoch + 1} (embedding_std "
+                          f"{record['embedding_std']:.4f}, mean pairwise cosine {record['mean_pairwise_cosine']:.3f})")
         with open(out_dir / METRICS, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         save_last(out_dir, model, optimiser, scheduler, epoch + 1, step,
@@ -322,9 +333,10 @@ class _Monitor:
     """Per-epoch collapse and quality monitors on fixed image subsets (chosen once from the seed).
 
     ``embedding_std``: mean over dimensions of the std of L2-normalised features of the holdout (val) images
-    (collapse drives it to 0; healthy is near 1/sqrt(D)); ``mean_pairwise_cosine``: their mean off-diagonal
-    cosine similarity (collapse drives it to 1); ``knn_top1``: cosine kNN (k = knn_k, similarity-weighted votes)
-    accuracy of the labelled val images against the labelled train bank (None when either is empty).
+    (collapse drives it to 0; spread-out features are near 1/sqrt(D)); ``mean_pairwise_cosine``: their mean
+    off-diagonal cosine similarity (collapse drives it to 1; ``collapsed`` when above ``COLLAPSE_COSINE``);
+    ``knn_top1``: cosine kNN (k = knn_k, similarity-weighted votes) accuracy of the labelled val images against
+    the labelled train bank (None when either is empty).
     """
 
     def __init__(self, cache, data, params, resolution, device, amp_dtype, memory_format):
@@ -356,9 +368,10 @@ class _Monitor:
             z = self.features(encoder, self.holdout)
             cosine = z @ z.T  # (n, n)
             n = z.shape[0]
+            mean_cosine = float((cosine.sum() - cosine.diagonal().sum()) / max(1, n * (n - 1)))
             record = {
-                "embedding_std": float(z.std(dim=0).mean()),
-                "mean_pairwise_cosine": float((cosine.sum() - cosine.diagonal().sum()) / max(1, n * (n - 1))),
+                "embedding_std": float(z.std(dim=0).mean()), "mean_pairwise_cosine": mean_cosine,
+                "collapsed": mean_cosine > COLLAPSE_COSINE,
                 "knn_top1": None, "knn_k": self.k,
             }
             if self.bank.size and self.queries.size:

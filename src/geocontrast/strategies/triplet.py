@@ -1,0 +1,54 @@
+"""Triplet network: anchor, positive and negative embeddings under a triplet margin loss.
+
+Options: ``positive`` "neighbour" (a geo-neighbour, as context_pos; default) or "augmentation" (another view of
+the anchor); ``negative`` "geo" (from the negative table, as context_pos_neg; default) or "random" (a uniform other
+train row); ``margin`` (0.2, on squared distances of unit vectors); ``embedding_dim`` (128) and
+``embedding_hidden_dim`` (512): the MLP head the loss sees, as SimCLR's projection head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from geocontrast.losses import TripletMarginLoss
+from geocontrast.models import ProjectionHead
+from geocontrast.strategies.base import (NEGATIVE_SOURCES, POSITIVE_SOURCES, PairBatch, Strategy, check_source,
+                                         geo_negatives, positives_from, random_negatives, tables_for)
+
+
+class Triplet(Strategy):
+    name = "triplet"
+    OPTIONS = {"positive": "neighbour", "negative": "geo", "margin": 0.2, "embedding_dim": 128,
+               "embedding_hidden_dim": 512}
+
+    @classmethod
+    def required_tables(cls, options: dict) -> tuple[str, ...]:
+        return tables_for(options)
+
+    def __init__(self, data, params):
+        super().__init__(data, params)
+        check_source(self.name, "positive", self.options["positive"], POSITIVE_SOURCES)
+        check_source(self.name, "negative", self.options["negative"], NEGATIVE_SOURCES)
+        self.criterion = TripletMarginLoss(margin=float(self.options["margin"]))
+        self.pool = self.anchor_rows() if self.allowed is not None else np.arange(data.n_rows)
+
+    def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
+        anchors = np.asarray(anchors, dtype=np.int64)
+        positive = positives_from(self.options["positive"], self.data, anchors, rng, self.allowed)
+        if self.options["negative"] == "geo":
+            negative = geo_negatives(self.data, anchors, rng, self.allowed)
+        else:
+            negative = random_negatives(anchors, self.pool, rng)
+        return PairBatch(views={"anchor": anchors, "positive": positive, "negative": negative})
+
+    def heads(self, encoder: nn.Module) -> nn.ModuleDict:
+        return nn.ModuleDict({"embedding": ProjectionHead(encoder.feature_dim,
+                                                          hidden_dim=int(self.options["embedding_hidden_dim"]),
+                                                          out_dim=int(self.options["embedding_dim"]))})
+
+    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
+             views: dict[str, torch.Tensor]) -> torch.Tensor:
+        embed = heads["embedding"]
+        return self.criterion(embed(features["anchor"]), embed(features["positive"]), embed(features["negative"]))
