@@ -58,8 +58,16 @@ def joined(values):
     return " ".join(str(v) for v in values)
 
 
-GEO_POSITIVE_STRATEGIES = {"context_pos", "context_pos_neg"}
-GEO_NEGATIVE_STRATEGIES = {"context_pos_neg"}
+def strategy_options(strategy):
+    """The strategy's own settings (pretrain.strategy_options.<strategy>; empty: its defaults)."""
+    return config["pretrain"]["strategy_options"].get(strategy, {})
+
+
+def strategy_tables(strategy):
+    """The geo tables a strategy reads under its options, as the strategy itself declares them."""
+    from geocontrast.strategies import required_tables
+
+    return required_tables(strategy, strategy_options(strategy))
 
 
 def pretrain_outputs():
@@ -76,9 +84,10 @@ def pretrain_inputs(wildcards):
         "manifest": f"{RESULTS}/manifest.parquet",
         "splits": f"{RESULTS}/splits.parquet",
     }
-    if wildcards.strategy in GEO_POSITIVE_STRATEGIES:
+    tables = strategy_tables(wildcards.strategy)
+    if "neighbours" in tables:
         inputs["neighbours"] = neighbour_table_path()
-    if wildcards.strategy in GEO_NEGATIVE_STRATEGIES:
+    if "negatives" in tables:
         inputs["negatives"] = negative_table_path()
     return inputs
 
@@ -88,8 +97,11 @@ def pretrain_table_args(wildcards, input):
 
 
 def pretrain_params_json(wildcards):
-    training = {key: value for key, value in config["pretrain"].items() if key not in ("strategies", "seeds")}
-    return json.dumps({**training, "seed": int(wildcards.seed)}, sort_keys=True)
+    """The training params of one job: only its own strategy's options, so changing them re-trains only it."""
+    training = {key: value for key, value in config["pretrain"].items()
+                if key not in ("strategies", "seeds", "strategy_options")}
+    options = strategy_options(wildcards.strategy)
+    return json.dumps({**training, "options": options, "seed": int(wildcards.seed)}, sort_keys=True)
 
 
 RANDOM_INIT = "random_init"  # baseline: the pretraining encoder with random weights, evaluated like the others

@@ -9,14 +9,20 @@ Files (``R = results/<dataset>``):
   without coordinates hold 1.0 (a uniform prior). ``prior.json`` beside it: ``classes`` and the location
   model's own val/test accuracy; ``grid.npz``: the prior on a lat/lon grid, for range maps.
 - ``R/eval/<strategy>/seed<seed>/<protocol>_l<pct>.json``: one evaluation (see :data:`RESULT_COLUMNS`); protocol
-  is ``finetune``, ``linear`` or ``knn``; the most-common-species baseline is strategy ``most_common``, protocol
-  ``baseline``.
+  is ``finetune``, ``linear`` or ``knn``, or a downstream task of :data:`TASKS`; the most-common-species baseline
+  is strategy ``most_common``, protocol ``baseline``.
+- ``R/tasks/genus_pairs_l<pct>.json``: the genus pairs of the genus-discrimination task, chosen once for all
+  strategies from the labelled train images' pixels.
 - ``R/results.csv``: one row per evaluation JSON, columns :data:`RESULT_COLUMNS`;
   ``R/results_summary.csv``: mean, std and n_seeds per (strategy, protocol, label_fraction)
   (:func:`geocontrast.evaluate.results.summarise`).
 """
 
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
+PROBE_RANKS = RANKS[1:]
+TASKS = ("genus_pairs", "mislabel", "clustering", *(f"{rank}_probe" for rank in PROBE_RANKS))
+"""Downstream tasks on frozen features (:mod:`geocontrast.evaluate.tasks`); ``<rank>_probe`` is the linear
+probe trained on labels at that rank (its top-k columns are then at that rank)."""
 TOP_K = (1, 2, 3, 4, 5)
 METRIC_COLUMNS = (
     *(f"top{k}" for k in TOP_K),
@@ -24,10 +30,16 @@ METRIC_COLUMNS = (
     *(f"prior_top{k}" for k in TOP_K),
     "prior_gain_top1", "prior_gain_top5",
     *(f"acc_{rank}" for rank in RANKS),
+    "pairs_similar_accuracy", "pairs_distinct_accuracy", "mislabel_auc", "mislabel_precision",
+    "nmi_species", "ari_species", "nmi_genus", "ari_genus",
 )
 """Fractions in [0, 1] on the test split. top<k>: micro top-k accuracy; macro_top<k>: averaged over the species
 present in the test split; prior_top<k>: top-k after multiplying by the geographic prior; prior_gain_top<k> =
-prior_top<k> - top<k>; acc_<rank>: top-1 accuracy after mapping prediction and label to that rank."""
+prior_top<k> - top<k>; acc_<rank>: top-1 accuracy after mapping prediction and label to that rank.
+Downstream tasks (NaN in other rows): pairs_<kind>_accuracy: mean test accuracy of binary probes between the most
+similar / most distinct genus pairs; mislabel_auc, mislabel_precision: ROC-AUC and precision at the true noise
+rate of finding injected wrong labels; nmi_<rank>, ari_<rank>: k-means clusters of the test images against
+their species / genera."""
 RUN_COLUMNS = ("dataset", "strategy", "seed", "protocol", "encoder", "resolution", "epochs", "split_mode",
                "label_fraction", "n_labelled", "n_test", "n_classes")
 """What every result row records about its run; label_fraction is in percent (10 = the 10 % subset)."""

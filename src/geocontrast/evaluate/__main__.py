@@ -4,7 +4,8 @@
         --label-fraction 10 --embeddings embeddings/augmented/seed0.npy [--prior geoprior/probs.npy] \\
         --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' [--params-json '{...}'] --out linear_l10.json
 
-Protocols and what they read: ``linear`` and ``knn`` the embeddings; ``finetune`` the image cache plus
+Protocols and what they read: ``linear``, ``knn`` and the downstream tasks (``<rank>_probe``, ``genus_pairs``
+with ``--pairs``, ``mislabel``, ``clustering``) the embeddings; ``finetune`` the image cache plus
 ``--encoder encoder.pt`` or ``--random-init <encoder name>``; ``baseline`` (most common species) neither.
 ``--run-json`` carries what the row records about its run (:data:`geocontrast.evaluate.RUN_COLUMNS`).
 """
@@ -12,14 +13,17 @@ Protocols and what they read: ``linear`` and ``knn`` the embeddings; ``finetune`
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from geocontrast.cli import json_object
+from geocontrast.evaluate import TASKS
 
-PROTOCOLS = ("finetune", "linear", "knn", "baseline")
+PROTOCOLS = ("finetune", "linear", "knn", "baseline", *TASKS)
+FROZEN = ("linear", "knn", *TASKS)
 
 
 def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
@@ -29,25 +33,39 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
 
     from geocontrast.data.cache import load_image_cache
     from geocontrast.data.manifest import read_manifest
-    from geocontrast.evaluate import protocols
+    from geocontrast.evaluate import protocols, tasks
     from geocontrast.evaluate.embed import load_or_init_encoder
     from geocontrast.evaluate.metrics import most_common_scores
     from geocontrast.train.loop import resolve_amp, resolve_device
 
-    params = protocols.resolve_params(args.protocol, params)
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
+    header = {**run, "protocol": args.protocol, "label_fraction": args.label_fraction,
+              "n_labelled": int(rows.train.size), "n_test": int(rows.test.size), "n_classes": rows.n_classes}
+    probe_rank = args.protocol.removesuffix("_probe") if args.protocol.endswith("_probe") else None
+    if args.protocol in FROZEN:
+        features = np.load(args.embeddings, mmap_mode="r")
+        if features.shape[0] != len(manifest):
+            raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
+        features = np.asarray(features, dtype=np.float32)
+    if args.protocol in TASKS and probe_rank is None:
+        pairs = None if args.pairs is None else json.loads(args.pairs.read_text())
+        linear = protocols.resolve_params("linear", params.get("linear", {}))  # the binary probes of genus_pairs
+        task_params = {key: value for key, value in params.items() if key != "linear"}
+        record = tasks.task_metrics(args.protocol, features, rows, manifest, task_params, int(run["seed"]),
+                                    pairs=pairs, linear_params=linear)
+        return {**header, **record, "params": params}
+    if probe_rank is not None:
+        rows = tasks.at_rank(rows, manifest, probe_rank)
+        header["n_classes"] = rows.n_classes
+    params = protocols.resolve_params("linear" if probe_rank else args.protocol, params)
     train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
     selection: dict = {}
     if args.protocol == "baseline":
         test_probs = most_common_scores(train_y, rows.n_classes, rows.test.size)
-    elif args.protocol in ("linear", "knn"):
-        features = np.load(args.embeddings, mmap_mode="r")
-        if features.shape[0] != len(manifest):
-            raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
-        train_x, val_x, test_x = (np.asarray(features[r], dtype=np.float32) for r in (rows.train, rows.val,
-                                                                                        rows.test))
-        if args.protocol == "linear":
+    elif args.protocol in FROZEN:
+        train_x, val_x, test_x = (features[r] for r in (rows.train, rows.val, rows.test))
+        if args.protocol != "knn":
             test_probs, selection = protocols.linear_probe(train_x, train_y, val_x, val_y, test_x, rows.n_classes,
                                                            params, seed=int(run["seed"]))
         else:
@@ -61,14 +79,10 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
                                                    seed=int(run["seed"]), device=device,
                                                    amp_dtype=resolve_amp("auto", device))
         torch.cuda.empty_cache()
-    prior = None if args.prior is None else np.load(args.prior, mmap_mode="r")
+    prior = None if args.prior is None or probe_rank else np.load(args.prior, mmap_mode="r")  # a species prior
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
-    return {
-        **run, "protocol": args.protocol, "label_fraction": args.label_fraction, "n_labelled": int(rows.train.size),
-        "n_test": int(rows.test.size), "n_classes": rows.n_classes,
-        **protocols.score(test_probs, rows, prior), "selection": selection, "params": params,
-    }
+    return {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--encoder", type=Path, help="encoder.pt to fine-tune")
     source.add_argument("--random-init", help="encoder name to fine-tune from random weights")
     parser.add_argument("--prior", type=Path, help="(N, C) geographic prior (.npy); omitted: prior columns NaN")
+    parser.add_argument("--pairs", type=Path, help="genus pairs (.json), for genus_pairs")
     parser.add_argument("--run-json", required=True, type=json_object, help="the run's facts as a JSON object")
     parser.add_argument("--params-json", type=json_object, default="{}", help="protocol params as a JSON object")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    needs = {"linear": ["embeddings"], "knn": ["embeddings"], "finetune": ["cache"], "baseline": []}[args.protocol]
+    needs = {"finetune": ["cache"], "baseline": [], "genus_pairs": ["embeddings", "pairs"]}.get(
+        args.protocol, ["embeddings"])
     missing = [f"--{name}" for name in needs if getattr(args, name) is None]
     if args.protocol == "finetune" and args.encoder is None and args.random_init is None:
         missing.append("--encoder or --random-init")
