@@ -117,8 +117,8 @@ def evaluated_strategies():
 
 
 def evaluation_outputs():
-    """Every evaluation JSON that results.csv collects."""
-    protocols = config["evaluate"]["protocols"]
+    """Every evaluation JSON that results.csv collects: protocols and downstream tasks."""
+    protocols = [*config["evaluate"]["protocols"], *config["evaluate"]["tasks"]]
     return [
         *expand(f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
                 strategy=evaluated_strategies(), seed=config["pretrain"]["seeds"], protocol=protocols,
@@ -147,11 +147,18 @@ def embed_source(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    return {
+    inputs = {
         "manifest": f"{RESULTS}/manifest.parquet",
         "splits": f"{RESULTS}/splits.parquet",
         "prior": f"{RESULTS}/geoprior/l{wildcards.pct}/probs.npy",
     }
+    if wildcards.get("protocol") == "genus_pairs":
+        inputs["pairs"] = f"{RESULTS}/tasks/genus_pairs_l{wildcards.pct}.json"
+    return inputs
+
+
+def pairs_argument(wildcards, input):
+    return f"--pairs {input.pairs}" if "pairs" in input.keys() else ""
 
 
 def run_facts(wildcards, strategy=None):
@@ -172,7 +179,13 @@ def most_common_run_facts(wildcards):
 
 
 def protocol_params(wildcards, protocol=None):
-    return json.dumps(config["evaluate"][protocol or wildcards.protocol], sort_keys=True)
+    """A protocol's config section as JSON; rank probes and the genus-pair probes use the linear probe's."""
+    protocol = protocol or wildcards.protocol
+    if protocol.endswith("_probe"):
+        return json.dumps(config["evaluate"]["linear"], sort_keys=True)
+    if protocol == "genus_pairs":
+        return json.dumps({"linear": config["evaluate"]["linear"]}, sort_keys=True)
+    return json.dumps(config["evaluate"][protocol], sort_keys=True)
 
 
 def finetune_params(wildcards):

@@ -45,6 +45,25 @@ rule geo_prior:
         " --seed {params.seed} --threads {threads} 2> {log}"
 
 
+rule genus_pairs:
+    input:
+        cache=f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
+        manifest=f"{RESULTS}/manifest.parquet",
+        splits=f"{RESULTS}/splits.parquet",
+    output:
+        f"{RESULTS}/tasks/genus_pairs_l{{pct}}.json",
+    log:
+        f"{LOGS}/genus_pairs_l{{pct}}.log",
+    params:
+        task=json.dumps(config["evaluate"]["genus_pairs"], sort_keys=True),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m geocontrast.evaluate.tasks --cache {input.cache} --manifest {input.manifest}"
+        " --splits {input.splits} --label-fraction {wildcards.pct} --params-json {params.task:q}"
+        " --out {output} 2> {log}"
+
+
 rule evaluate_frozen:
     input:
         unpack(evaluation_inputs),
@@ -52,19 +71,20 @@ rule evaluate_frozen:
     output:
         f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
     wildcard_constraints:
-        protocol="linear|knn",
+        protocol="linear|knn|genus_pairs|mislabel|clustering|[a-z]+_probe",
     log:
         f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_{{protocol}}_l{{pct}}.log",
     params:
         run=run_facts,
         protocol=protocol_params,
+        pairs=pairs_argument,
     conda:
         "../../envs/train.yaml"
     threads: 1
     shell:
         "python -m geocontrast.evaluate --protocol {wildcards.protocol} --manifest {input.manifest}"
         " --splits {input.splits} --label-fraction {wildcards.pct} --embeddings {input.embeddings}"
-        " --prior {input.prior} --run-json {params.run:q} --params-json {params.protocol:q}"
+        " --prior {input.prior} {params.pairs} --run-json {params.run:q} --params-json {params.protocol:q}"
         " --threads {threads} --out {output} 2> {log}"
 
 

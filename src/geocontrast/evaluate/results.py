@@ -36,17 +36,26 @@ def collect(records: list[dict]) -> pd.DataFrame:
     return frame.sort_values(["strategy", "protocol", "label_fraction", "seed"], kind="stable", ignore_index=True)
 
 
-def format_summary(summary: pd.DataFrame, metrics=("top1", "top5", "macro_top1", "prior_top1")) -> str:
+CLASSIFICATION_METRICS = ("top1", "top5", "macro_top1", "prior_top1")
+TASK_METRICS = {
+    "genus_pairs": ("pairs_similar_accuracy", "pairs_distinct_accuracy"),
+    "mislabel": ("mislabel_auc", "mislabel_precision"),
+    "clustering": ("nmi_species", "ari_species", "nmi_genus", "ari_genus"),
+}
+"""What the text summary shows of each downstream task; every other protocol shows CLASSIFICATION_METRICS."""
+
+
+def format_summary(summary: pd.DataFrame) -> str:
     """A fixed-width text table of mean ± std (in %) per row of :func:`summarise`, for terminals and logs."""
     lines = []
     for _, row in summary.iterrows():
-        cells = [f"{row['strategy']:<16}", f"{row['protocol']:<9}", f"{row['label_fraction']:>5g}%",
+        cells = [f"{row['strategy']:<16}", f"{row['protocol']:<12}", f"{row['label_fraction']:>5g}%",
                  f"n={int(row['n_seeds'])}"]
-        for metric in metrics:
+        for metric in TASK_METRICS.get(row["protocol"], CLASSIFICATION_METRICS):
             mean, std = 100 * row.get(f"{metric}_mean", float("nan")), 100 * row.get(f"{metric}_std", float("nan"))
             cells.append(f"{metric} {mean:5.1f} ± {std:4.1f}")
         lines.append("  ".join(cells))
-    header = "strategy          protocol   labels  seeds  mean ± std over seeds, % of test images"
+    header = "strategy          protocol      labels  seeds  mean ± std over seeds, % (test images; tasks: own scores)"
     return "\n".join([header, *lines]) + "\n"
 
 
