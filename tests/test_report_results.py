@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from conftest import REPO, load_config
-from geocontrast.evaluate import METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
+from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
 from geocontrast.report import results_figures as rf
 from geocontrast.report.style import save_figure
 
@@ -264,5 +264,5 @@ def test_the_schema_offers_every_result_metric_for_the_table():
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     table = schema["properties"]["report"]["properties"]["table"]["properties"]["metrics"]
-    assert table["items"]["enum"] == list(METRIC_COLUMNS)
+    assert table["items"]["enum"] == list(CLASSIFICATION_METRIC_COLUMNS)
     assert set(table["default"]) == set(rf.TABLE_METRICS)

@@ -202,11 +202,15 @@ REPORT = f"{RESULTS}/report"
 
 def report_outputs():
     """What `rule all` builds of the report. The label-budget curve needs two or more evaluated label fractions;
-    with one it is not scheduled. Retrieval grids and embedding maps are drawn for the first seed."""
+    with one it is not scheduled; the task figures only come with evaluate.tasks. Retrieval grids and embedding maps are drawn for the first seed."""
     figures = ["accuracy", "ranks", "geo_prior", "training_curves", "example_pairs",
                "map_splits", "map_radius", "map_ranges"]
     if len(set(config["evaluate"]["label_fractions"])) > 1:
         figures.append("label_budget")
+    if config["evaluate"]["tasks"]:
+        figures.append("tasks")
+    if "mislabel" in config["evaluate"]["tasks"]:
+        figures.append("mislabel_roc")
     first_seed = config["pretrain"]["seeds"][0]
     return [
         *(f"{REPORT}/{figure}.png" for figure in figures),
@@ -214,6 +218,12 @@ def report_outputs():
         *expand(f"{REPORT}/{{kind}}/{{strategy}}_seed{first_seed}.png", kind=["nearest_neighbours", "embedding"],
                 strategy=evaluated_strategies()),
     ]
+
+
+def mislabel_records():
+    """The mislabel-detection records (they keep the ROC curves) at the report's label fraction."""
+    return expand(f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/mislabel_l{config['report']['label_fraction']:g}.json",
+                  strategy=evaluated_strategies(), seed=config["pretrain"]["seeds"])
 
 
 def report_params(*keys):

@@ -191,3 +191,39 @@ rule report_map:
         "../../envs/train.yaml"
     shell:
         "python -m geocontrast.report.maps {wildcards.kind} {params.inputs} --out {output.png} 2> {log}"
+
+
+rule report_tasks:
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        png=report(f"{REPORT}/tasks.png", caption="../report/tasks.rst", category="Downstream tasks",
+                   labels={"figure": "downstream tasks"}),
+        svg=f"{REPORT}/tasks.svg",
+    log:
+        f"{LOGS}/report_tasks.log",
+    params:
+        plot=report_params("error_bar", "figure_width_in", "label_fraction"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.task_figures tasks --results {input.results} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"
+
+
+rule report_mislabel_roc:
+    input:
+        mislabel_records(),
+    output:
+        png=report(f"{REPORT}/mislabel_roc.png", caption="../report/mislabel_roc.rst", category="Downstream tasks",
+                   labels={"figure": "mislabel detection ROC"}),
+        svg=f"{REPORT}/mislabel_roc.svg",
+    log:
+        f"{LOGS}/report_mislabel_roc.log",
+    params:
+        plot=report_params("figure_width_in"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.task_figures mislabel_roc --records {input} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"

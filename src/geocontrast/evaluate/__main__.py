@@ -51,8 +51,11 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     if args.protocol in TASKS and probe_rank is None:
         pairs = None if args.pairs is None else json.loads(args.pairs.read_text())
         linear = protocols.resolve_params("linear", params.get("linear", {}))  # the binary probes of genus_pairs
-        task_params = {key: value for key, value in params.items() if key != "linear"}
-        record = tasks.task_metrics(args.protocol, features, rows, manifest, task_params, int(run["seed"]),
+        if args.protocol == "genus_pairs":
+            params = {"linear": linear}
+        else:
+            params = tasks.resolve_params(args.protocol, params)
+        record = tasks.task_metrics(args.protocol, features, rows, manifest, params, int(run["seed"]),
                                     pairs=pairs, linear_params=linear)
         return {**header, **record, "params": params}
     if probe_rank is not None:

@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from geocontrast.atomic import atomic_path
 from geocontrast.cli import json_object
-from geocontrast.evaluate import METRIC_COLUMNS, RANKS
+from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, TASKS
 from geocontrast.evaluate.results import summarise
 from geocontrast.report.style import plt, save_figure, strategy_colour
 
@@ -109,8 +109,10 @@ def _at_label_fraction(results: pd.DataFrame, label_fraction: float) -> pd.DataF
 
 
 def _summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread over seeds of the species-identification rows (downstream tasks have their own figures)."""
+    results = results[~results["protocol"].isin(TASKS)]
     if results.empty:
-        raise ValueError("the results table is empty: nothing to draw")
+        raise ValueError("the results table holds no species identification result: nothing to draw")
     return _ordered(summarise(results))
 
 
@@ -475,9 +477,9 @@ def results_table(results: pd.DataFrame, *, metrics: Sequence[str] = TABLE_METRI
 
     Gains are signed; a metric a row lacks (the baseline has no prior) is '–'; one seed shows the mean alone.
     """
-    unknown = [m for m in metrics if m not in METRIC_COLUMNS]
+    unknown = [m for m in metrics if m not in CLASSIFICATION_METRIC_COLUMNS]
     if unknown:
-        raise ValueError(f"unknown table metrics {unknown}; known: {list(METRIC_COLUMNS)}")
+        raise ValueError(f"unknown table metrics {unknown}; known: {list(CLASSIFICATION_METRIC_COLUMNS)}")
     _require_columns(results, metrics, "results table")
     summary = _summary(results)
     table = pd.DataFrame({

@@ -30,6 +30,7 @@ STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the
     "random_init": "#000000",
     "supervised": "#E69F00",
     "supervised_full": "#F0E442",
+    "classifier": "#AA4499",
     "augmented": "#56B4E9",
     "context_pos": "#009E73",
     "context_pos_neg": "#0072B2",
