@@ -47,6 +47,34 @@ def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
         "report_nearest_neighbours": strategies, "report_embedding": strategies, "all": 1}
 
 
+def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_it_uses(tmp_path):
+    result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "families.yaml")
+    assert result.returncode == 0, result.stderr
+    strategies, seeds, frozen = 10 + 1, 3, 2 + 5  # linear, knn and five tasks per strategy x seed
+    jobs = planned_jobs(result)
+    assert jobs["pretrain"] == 10 * seeds and jobs["evaluate_frozen"] == strategies * seeds * frozen
+    assert jobs["genus_pairs"] == 1 and jobs["report_tasks"] == 1 and jobs["report_mislabel_roc"] == 1
+    assert "finetune" not in jobs
+    tables = {}
+    for block in result.stdout.split("rule pretrain:")[1:]:
+        inputs = re.search(r"input: (.*)", block).group(1)
+        strategy = re.search(r"wildcards: strategy=(\w+)", block).group(1)
+        tables[strategy] = ("neighbours/" in inputs, "negatives/" in inputs)
+    assert tables == {
+        "supervised": (False, False), "classifier": (False, False), "augmented": (False, False),
+        "context_pos": (True, False), "context_pos_neg": (True, True), "triplet": (True, True),
+        "autoencoder": (False, False), "simsiam": (False, False), "byol": (False, False), "oracle": (False, False)}
+
+
+def test_the_schema_offers_exactly_the_registered_strategies():
+    from geocontrast.strategies import STRATEGIES
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    pretrain = schema["properties"]["pretrain"]["properties"]
+    assert sorted(pretrain["strategies"]["items"]["enum"]) == sorted(STRATEGIES)
+    assert sorted(pretrain["strategy_options"]["properties"]) == sorted(STRATEGIES)
+
+
 def test_invalid_config_is_refused_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"splits": {"mode": "by_moon_phase"}}))
