@@ -7,6 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def checked_temperature(temperature: float) -> float:
+    """``temperature`` as a float; a value near zero is refused (the logits divide by it and would overflow)."""
+    if not temperature > 1e-8:
+        raise ValueError(f"temperature must be > 1e-8 (the logits divide by it and would overflow), "
+                         f"got {temperature}; use e.g. 0.1")
+    return float(temperature)
+
+
 class NTXentLoss(nn.Module):
     """Normalised temperature-scaled cross entropy (NT-Xent), SimCLR (Chen et al. 2020).
 
@@ -31,10 +39,7 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        if not temperature > 1e-8:
-            raise ValueError(f"temperature must be > 1e-8 (the logits divide by it and would overflow), "
-                             f"got {temperature}; use e.g. 0.1")
-        self.temperature = float(temperature)
+        self.temperature = checked_temperature(temperature)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, extra_negatives: torch.Tensor | None = None,
                 false_negatives: torch.Tensor | None = None,
@@ -97,10 +102,7 @@ class SupConLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        if not temperature > 1e-8:
-            raise ValueError(f"temperature must be > 1e-8 (the logits divide by it and would overflow), "
-                             f"got {temperature}; use e.g. 0.1")
-        self.temperature = float(temperature)
+        self.temperature = checked_temperature(temperature)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or labels.shape != (z.shape[0],):

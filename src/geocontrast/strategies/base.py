@@ -106,6 +106,11 @@ class PairBatch:
     extra: dict = field(default_factory=dict)
 
 
+POSITIVE_SOURCES = ("augmentation", "neighbour")
+NEGATIVE_SOURCES = ("random", "geo")
+"""Values of the ``positive`` / ``negative`` options of the strategies that offer them."""
+
+
 class Strategy:
     """Base of every strategy: anchors are the train rows; subclasses supply ``sample``, ``heads`` and ``loss``.
 
@@ -122,6 +127,10 @@ class Strategy:
 
     def __init__(self, data: TrainingData, params: dict):
         self.options = self.resolve_options(params.get("options") or {})
+        for option, sources in (("positive", POSITIVE_SOURCES), ("negative", NEGATIVE_SOURCES)):
+            if option in self.options and self.options[option] not in sources:
+                raise ValueError(f"pretrain.strategy_options.{self.name}.{option} must be one of {list(sources)}, "
+                                 f"got {self.options[option]!r}")
         for table in self.required_tables(self.options):
             if getattr(data, table) is None:
                 raise ValueError(f"strategy {self.name!r} needs the {table} table ({table}_path= / --{table} PATH)")
@@ -143,8 +152,9 @@ class Strategy:
 
     @classmethod
     def required_tables(cls, options: dict) -> tuple[str, ...]:
-        """The geo tables this strategy needs under ``options`` (the workflow asks before scheduling)."""
-        return cls.requires
+        """The geo tables this strategy needs under ``options`` (the workflow asks before scheduling): its
+        ``requires`` and those of geographic ``positive`` / ``negative`` source options."""
+        return tuple(dict.fromkeys((*cls.requires, *tables_for(options))))
 
     def anchor_rows(self) -> np.ndarray:
         """Manifest rows an epoch iterates over as anchors."""
@@ -230,16 +240,6 @@ def draw_one_per_row(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
         if group.size:
             rows[i], found[i] = group[rng.integers(group.size)], True
     return rows, found
-
-
-POSITIVE_SOURCES = ("augmentation", "neighbour")
-NEGATIVE_SOURCES = ("random", "geo")
-
-
-def check_source(strategy: str, option: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"pretrain.strategy_options.{strategy}.{option} must be one of {list(allowed)}, "
-                         f"got {value!r}")
 
 
 def tables_for(options: dict) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from torch import nn
 
 from geocontrast.losses import NegativeCosineLoss
 from geocontrast.models import ProjectionHead
-from geocontrast.strategies.base import POSITIVE_SOURCES, PairBatch, Strategy, check_source, positives_from, tables_for
+from geocontrast.strategies.base import PairBatch, Strategy, positives_from
 from geocontrast.strategies.contrastive import projection_head
 
 
@@ -24,13 +24,8 @@ class SimSiam(Strategy):
     OPTIONS = {"positive": "augmentation", "projection_dim": 128, "projection_hidden_dim": 512,
                "predictor_hidden_dim": 64}
 
-    @classmethod
-    def required_tables(cls, options: dict) -> tuple[str, ...]:
-        return tables_for(options)
-
     def __init__(self, data, params):
         super().__init__(data, params)
-        check_source(self.name, "positive", self.options["positive"], POSITIVE_SOURCES)
         self.criterion = NegativeCosineLoss()
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:

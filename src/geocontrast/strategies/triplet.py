@@ -14,8 +14,7 @@ from torch import nn
 
 from geocontrast.losses import TripletMarginLoss
 from geocontrast.models import ProjectionHead
-from geocontrast.strategies.base import (NEGATIVE_SOURCES, POSITIVE_SOURCES, PairBatch, Strategy, check_source,
-                                         geo_negatives, positives_from, random_negatives, tables_for)
+from geocontrast.strategies.base import PairBatch, Strategy, geo_negatives, positives_from, random_negatives
 
 
 class Triplet(Strategy):
@@ -23,14 +22,8 @@ class Triplet(Strategy):
     OPTIONS = {"positive": "neighbour", "negative": "geo", "margin": 0.2, "embedding_dim": 128,
                "embedding_hidden_dim": 512}
 
-    @classmethod
-    def required_tables(cls, options: dict) -> tuple[str, ...]:
-        return tables_for(options)
-
     def __init__(self, data, params):
         super().__init__(data, params)
-        check_source(self.name, "positive", self.options["positive"], POSITIVE_SOURCES)
-        check_source(self.name, "negative", self.options["negative"], NEGATIVE_SOURCES)
         self.criterion = TripletMarginLoss(margin=float(self.options["margin"]))
         self.pool = self.anchor_rows() if self.allowed is not None else np.arange(data.n_rows)
 
