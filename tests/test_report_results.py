@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from conftest import REPO, load_config
-from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
+from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
 from geocontrast.report import results_figures as rf
 from geocontrast.report.style import save_figure
 

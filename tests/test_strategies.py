@@ -153,7 +153,8 @@ def test_context_positive_is_drawn_from_the_whole_neighbour_row(tiny_data):
     anchor = max(eligible, key=lambda a: len(eligible[a]))
     assert len(eligible[anchor]) >= 3
     rng = np.random.default_rng(1)
-    drawn = {int(strategy.sample(np.array([anchor]), rng).views["positive"][0]) for _ in range(60 * len(eligible[anchor]))}
+    draws = 60 * len(eligible[anchor])
+    drawn = {int(strategy.sample(np.array([anchor]), rng).views["positive"][0]) for _ in range(draws)}
     assert drawn == eligible[anchor]
 
 
