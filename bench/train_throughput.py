@@ -425,6 +425,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=N_IMAGES, help="synthetic images when no --cache")
     parser.add_argument("--quick", action="store_true", help="~1 minute: fewer steps, one repetition, cnn5")
     parser.add_argument("--reps", type=int, help="override the plan's repetitions")
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES),
+                        help="default: every registered strategy")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     encoders = args.encoders or (["cnn5"] if args.quick else ["cnn5", "resnet18"])
@@ -454,7 +456,7 @@ def main() -> None:
             plan = CUDA_PLAN if device.type == "cuda" else (QUICK_PLAN if args.quick else CPU_PLANS.get(
                 encoder, QUICK_PLAN))
             plan = replace(plan, reps=args.reps or plan.reps)
-            results["encoders"][encoder] = bench_encoder(encoder, args.resolution, data, list(STRATEGIES), plan,
+            results["encoders"][encoder] = bench_encoder(encoder, args.resolution, data, args.strategies, plan,
                                                          args.threads, device, amp_dtype, with_lightly, scratch)
         if device.type == "cuda":
             results["cuda_extras"] = {
