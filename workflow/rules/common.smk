@@ -65,8 +65,12 @@ GEO_NEGATIVE_STRATEGIES = {"context_pos_neg"}
 def pretrain_outputs():
     """Encoder and training curves of every (strategy, seed): the report plots the curves."""
     pretrain = config["pretrain"]
-    return expand(f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/{{name}}",
-                  strategy=pretrain["strategies"], seed=pretrain["seeds"], name=["encoder.pt", "metrics.jsonl"])
+    return expand(
+        f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/{{name}}",
+        strategy=pretrain["strategies"],
+        seed=pretrain["seeds"],
+        name=["encoder.pt", "metrics.jsonl"],
+    )
 
 
 def pretrain_inputs(wildcards):
@@ -108,11 +112,18 @@ def evaluation_outputs():
     """Every evaluation JSON that results.csv collects."""
     protocols = config["evaluate"]["protocols"]
     return [
-        *expand(f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
-                strategy=evaluated_strategies(), seed=config["pretrain"]["seeds"], protocol=protocols,
-                pct=label_percents()),
-        *expand(f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
-                seed=config["splits"]["seed"], pct=label_percents()),
+        *expand(
+            f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
+            strategy=evaluated_strategies(),
+            seed=config["pretrain"]["seeds"],
+            protocol=protocols,
+            pct=label_percents(),
+        ),
+        *expand(
+            f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
+            seed=config["splits"]["seed"],
+            pct=label_percents(),
+        ),
     ]
 
 
@@ -146,13 +157,18 @@ def run_facts(wildcards, strategy=None):
     """What a results row records about its run (geocontrast.evaluate.RUN_COLUMNS), as a JSON argument."""
     strategy = strategy or wildcards.strategy
     pretrained = strategy not in (RANDOM_INIT, "most_common")
-    return json.dumps({
-        "dataset": DATASET, "strategy": strategy, "seed": int(wildcards.seed),
-        "encoder": config["pretrain"]["encoder"] if strategy != "most_common" else None,
-        "resolution": config["pretrain"]["resolution"],
-        "epochs": config["pretrain"]["epochs"] if pretrained else 0,
-        "split_mode": config["splits"]["mode"],
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "dataset": DATASET,
+            "strategy": strategy,
+            "seed": int(wildcards.seed),
+            "encoder": config["pretrain"]["encoder"] if strategy != "most_common" else None,
+            "resolution": config["pretrain"]["resolution"],
+            "epochs": config["pretrain"]["epochs"] if pretrained else 0,
+            "split_mode": config["splits"]["mode"],
+        },
+        sort_keys=True,
+    )
 
 
 def most_common_run_facts(wildcards):
@@ -178,16 +194,27 @@ REPORT = f"{RESULTS}/report"
 def report_outputs():
     """What `rule all` builds of the report. The label-budget curve needs two or more evaluated label fractions;
     with one it is not scheduled. Retrieval grids and embedding maps are drawn for the first seed."""
-    figures = ["accuracy", "ranks", "geo_prior", "training_curves", "example_pairs",
-               "map_splits", "map_radius", "map_ranges"]
+    figures = [
+        "accuracy",
+        "ranks",
+        "geo_prior",
+        "training_curves",
+        "example_pairs",
+        "map_splits",
+        "map_radius",
+        "map_ranges",
+    ]
     if len(set(config["evaluate"]["label_fractions"])) > 1:
         figures.append("label_budget")
     first_seed = config["pretrain"]["seeds"][0]
     return [
         *(f"{REPORT}/{figure}.png" for figure in figures),
         f"{REPORT}/results_table.md",
-        *expand(f"{REPORT}/{{kind}}/{{strategy}}_seed{first_seed}.png", kind=["nearest_neighbours", "embedding"],
-                strategy=evaluated_strategies()),
+        *expand(
+            f"{REPORT}/{{kind}}/{{strategy}}_seed{first_seed}.png",
+            kind=["nearest_neighbours", "embedding"],
+            strategy=evaluated_strategies(),
+        ),
     ]
 
 

@@ -51,13 +51,13 @@ rule evaluate_frozen:
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
     output:
         f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
-    wildcard_constraints:
-        protocol="linear|knn",
     log:
         f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_{{protocol}}_l{{pct}}.log",
     params:
         run=run_facts,
         protocol=protocol_params,
+    wildcard_constraints:
+        protocol="linear|knn",
     conda:
         "../../envs/train.yaml"
     threads: 1
