@@ -22,7 +22,7 @@ class ContrastiveStrategy(Strategy):
 
     def __init__(self, data, params):
         super().__init__(data, params)
-        self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)))
+        self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)), gather_distributed=True)
         pairs_from = params.get("pairs_from", "train")
         if pairs_from not in ("train", "all"):
             raise ValueError(f"pairs_from must be 'train' or 'all', got {pairs_from!r}")
