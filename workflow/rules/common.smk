@@ -91,8 +91,16 @@ def pretrain_table_args(wildcards, input):
     return " ".join(f"--{name} {input[name]}" for name in ("neighbours", "negatives") if name in input.keys())
 
 
+def pretrain_launcher():
+    """What runs the training module: python, or torchrun with one process per GPU (pretrain.gpus > 1)."""
+    gpus = config["pretrain"]["gpus"]
+    return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node {gpus}"
+
+
 def pretrain_params_json(wildcards):
-    training = {key: value for key, value in config["pretrain"].items() if key not in ("strategies", "seeds")}
+    """The training params: the pretrain section less the job-level keys (which jobs, how many GPUs)."""
+    job_keys = ("strategies", "seeds", "gpus")
+    training = {key: value for key, value in config["pretrain"].items() if key not in job_keys}
     return json.dumps({**training, "seed": int(wildcards.seed)}, sort_keys=True)
 
 
