@@ -5,8 +5,10 @@ The workflow's pretrain rule runs ``torchrun --nproc_per_node <pretrain.gpus> -m
 Every process then runs the same training loop on the same seed, so the anchor order and every pair draw are
 identical on all of them: each draws the whole global batch, keeps its contiguous share (:meth:`Ranks.share`) and
 encodes only that. Gradients are averaged by DistributedDataParallel over encoder and heads (BatchNorm synchronised
-on CUDA), and :class:`~geocontrast.losses.NTXentLoss` gathers the other processes' views as negatives, so one step
-matches a single process's step on the global batch. Only rank 0 writes metrics.jsonl, last.pt and encoder.pt.
+on CUDA), and :class:`~geocontrast.losses.NTXentLoss` gathers the other processes' views as negatives, so a step's
+loss and gradients are those of one process on the same global batch of views (on CPU, where SyncBatchNorm does
+not run, each process normalises with its own batch statistics). Each process augments its share with its own
+random stream. Only rank 0 writes metrics.jsonl, last.pt and encoder.pt.
 
 Without torchrun (WORLD_SIZE unset or 1) every method is the identity: the plain single-process run.
 """
@@ -24,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotation only: geocontrast.losses imports this module, and strategies import losses
     from geocontrast.strategies import PairBatch
 
 
