@@ -23,7 +23,8 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
-test: $(STAMP)
+# CI gates first (formatting and Snakemake's linter), then the suite, which includes the cluster-path smoke test.
+test: lint
 	$(BIN)/python -m pytest
 
 # Throughput benchmarks (figures to bench/results/); lightly is installed only here, as the reference pipeline.
@@ -35,6 +36,7 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n
 
 lint: $(STAMP)
+	$(BIN)/snakefmt --check Snakefile workflow/rules/*.smk
 	$(BIN)/snakemake --lint
 
 clean:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geocontrast.train.distributed import gather_with_gradients
+
 
 def checked_temperature(temperature: float) -> float:
     """``temperature`` as a float; a value near zero is refused (the logits divide by it and would overflow)."""
@@ -24,57 +26,79 @@ class NTXentLoss(nn.Module):
 
     Args:
         temperature: softmax temperature; must be > 1e-8 (division by a near-zero temperature overflows).
+        gather_distributed: in a torch.distributed run (DistributedDataParallel, one process per GPU), each process
+            passes its contiguous share of the global batch (rank r: items r*b ... r*b + b - 1) and the views and
+            extra negatives of every process are gathered, so the denominators hold the whole global batch, as a
+            single process would see it. The gather passes gradients back to the process that owns each item, so
+            the parameter gradients averaged by DistributedDataParallel equal the single-process gradients of the
+            global batch. Without an initialised process group (or with one process) it changes nothing.
 
     forward(z_a, z_b, extra_negatives=None, false_negatives=None, extra_false_negatives=None):
-        z_a, z_b: (B, D) projections of the two views; row n of each forms a positive pair.
-        extra_negatives: (E, D) additional negatives shared by all anchors (e.g. geo-chosen negatives).
-        false_negatives: bool (B, B); True at (n, m), n != m, removes both views of m from both views of n's
-            denominators (geo-near items). The diagonal is ignored: the positive is never masked.
-        extra_false_negatives: bool (B, E); True removes extra negative e from item n's denominators.
+        z_a, z_b: (b, D) projections of the two views; row n of each forms a positive pair. b = B, or this
+            process's share of the global batch of B items when gathering.
+        extra_negatives: (e, D) additional negatives shared by all anchors (e.g. geo-chosen negatives); gathered
+            into the global (E, D) like the views.
+        false_negatives: bool (b, B); True at (n, m), n != m, removes both views of global item m from both
+            views of this process's item n's denominators (geo-near items). The item's own column is ignored: the
+            positive is never masked.
+        extra_false_negatives: bool (b, E); True removes global extra negative e from item n's denominators.
 
     Example:
         >>> loss = NTXentLoss(temperature=0.1)
         >>> value = loss(projection(encoder(view_a)), projection(encoder(view_b)))
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
         super().__init__()
         self.temperature = checked_temperature(temperature)
+        self.gather_distributed = bool(gather_distributed)
+
+    def _gather(self, z: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(every process's rows in rank order, this process's first row in them), when gathering."""
+        return gather_with_gradients(z) if self.gather_distributed else (z, 0)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, extra_negatives: torch.Tensor | None = None,
                 false_negatives: torch.Tensor | None = None,
                 extra_false_negatives: torch.Tensor | None = None) -> torch.Tensor:
         if z_a.ndim != 2 or z_a.shape != z_b.shape:
-            raise ValueError(f"z_a and z_b must both be (B, D), got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
-        batch_size = z_a.shape[0]
+            raise ValueError(f"z_a and z_b must both be (b, D), got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        local_size = z_a.shape[0]
         device = z_a.device
         with torch.autocast(device_type=device.type, enabled=False):
-            z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)  # (2B, D)
-            logits = z @ z.T / self.temperature  # (2B, 2B)
-            index = torch.arange(2 * batch_size, device=device)
-            positive = (index + batch_size) % (2 * batch_size)  # (2B,) column of each view's positive
-            mask = torch.eye(2 * batch_size, dtype=torch.bool, device=device)  # (2B, 2B) True = drop
+            a, b = F.normalize(z_a.float(), dim=1), F.normalize(z_b.float(), dim=1)  # (b, D) each
+            all_a, offset = self._gather(a)  # (B, D)
+            all_b, _ = self._gather(b)  # (B, D)
+            batch_size = all_a.shape[0]
+            z = torch.cat([a, b])  # (2b, D) this process's views: rows of the logits
+            logits = z @ torch.cat([all_a, all_b]).T / self.temperature  # (2b, 2B)
+            row = torch.arange(2 * local_size, device=device)  # (2b,)
+            item = offset + row % local_size  # (2b,) global item of each row
+            second_view = row >= local_size  # (2b,) rows of view b
+            positive = item + batch_size * (~second_view)  # (2b,) column of the other view of the same item
+            mask = torch.zeros_like(logits, dtype=torch.bool)  # (2b, 2B) True = drop
+            mask[row, item + batch_size * second_view] = True  # the view itself
             if false_negatives is not None:
-                if false_negatives.shape != (batch_size, batch_size):
-                    raise ValueError(f"false_negatives must be (B, B) = {(batch_size, batch_size)}, "
+                if false_negatives.shape != (local_size, batch_size):
+                    raise ValueError(f"false_negatives must be (b, B) = {(local_size, batch_size)}, "
                                      f"got {tuple(false_negatives.shape)}")
-                items = false_negatives.to(device=device, dtype=torch.bool).clone()
-                items.fill_diagonal_(False)
-                mask = mask | items.repeat(2, 2)  # (2B, 2B); the positive sits on the item diagonal
+                items = false_negatives.to(device=device, dtype=torch.bool).clone()  # (b, B)
+                own = torch.arange(local_size, device=device)
+                items[own, offset + own] = False  # the item diagonal: the positive sits there
+                mask = mask | items.repeat(2, 2)  # (2b, 2B)
             logits = logits.masked_fill(mask, float("-inf"))
             if extra_negatives is not None:
                 if extra_negatives.ndim != 2 or extra_negatives.shape[1] != z.shape[1]:
-                    raise ValueError(f"extra_negatives must be (E, D) with D = {z.shape[1]}, "
+                    raise ValueError(f"extra_negatives must be (e, D) with D = {z.shape[1]}, "
                                      f"got {tuple(extra_negatives.shape)}")
-                e = F.normalize(extra_negatives.float(), dim=1)  # (E, D)
-                extra_logits = z @ e.T / self.temperature  # (2B, E)
+                e, _ = self._gather(F.normalize(extra_negatives.float(), dim=1))  # (E, D)
+                extra_logits = z @ e.T / self.temperature  # (2b, E)
                 if extra_false_negatives is not None:
-                    if extra_false_negatives.shape != (batch_size, e.shape[0]):
-                        raise ValueError(f"extra_false_negatives must be (B, E) = {(batch_size, e.shape[0])}, "
+                    if extra_false_negatives.shape != (local_size, e.shape[0]):
+                        raise ValueError(f"extra_false_negatives must be (b, E) = {(local_size, e.shape[0])}, "
                                          f"got {tuple(extra_false_negatives.shape)}")
-                    extra_mask = extra_false_negatives.to(device=device, dtype=torch.bool).repeat(2, 1)
-                    extra_logits = extra_logits.masked_fill(extra_mask, float("-inf"))  # (2B, E)
-                logits = torch.cat([logits, extra_logits], dim=1)  # (2B, 2B + E)
+                    extra_mask = extra_false_negatives.to(device=device, dtype=torch.bool).repeat(2, 1)  # (2b, E)
+                    extra_logits = extra_logits.masked_fill(extra_mask, float("-inf"))  # (2b, E)
+                logits = torch.cat([logits, extra_logits], dim=1)  # (2b, 2B + E)
             elif extra_false_negatives is not None:
                 raise ValueError("extra_false_negatives given without extra_negatives")
             return F.cross_entropy(logits, positive)

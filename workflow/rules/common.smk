@@ -73,8 +73,12 @@ def strategy_tables(strategy):
 def pretrain_outputs():
     """Encoder and training curves of every (strategy, seed): the report plots the curves."""
     pretrain = config["pretrain"]
-    return expand(f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/{{name}}",
-                  strategy=pretrain["strategies"], seed=pretrain["seeds"], name=["encoder.pt", "metrics.jsonl"])
+    return expand(
+        f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/{{name}}",
+        strategy=pretrain["strategies"],
+        seed=pretrain["seeds"],
+        name=["encoder.pt", "metrics.jsonl"],
+    )
 
 
 def pretrain_inputs(wildcards):
@@ -96,10 +100,17 @@ def pretrain_table_args(wildcards, input):
     return " ".join(f"--{name} {input[name]}" for name in ("neighbours", "negatives") if name in input.keys())
 
 
+def pretrain_launcher():
+    """What runs the training module: python, or torchrun with one process per GPU (pretrain.gpus > 1)."""
+    gpus = config["pretrain"]["gpus"]
+    return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node {gpus}"
+
+
 def pretrain_params_json(wildcards):
-    """The training params of one job: only its own strategy's options, so changing them re-trains only it."""
-    training = {key: value for key, value in config["pretrain"].items()
-                if key not in ("strategies", "seeds", "strategy_options")}
+    """The training params of one job: the pretrain section less the job-level keys (which jobs, how many GPUs)
+    and with only its own strategy's options, so changing them re-trains only that strategy."""
+    job_keys = ("strategies", "seeds", "gpus", "strategy_options")
+    training = {key: value for key, value in config["pretrain"].items() if key not in job_keys}
     options = strategy_options(wildcards.strategy)
     return json.dumps({**training, "options": options, "seed": int(wildcards.seed)}, sort_keys=True)
 
@@ -120,11 +131,18 @@ def evaluation_outputs():
     """Every evaluation JSON that results.csv collects: protocols and downstream tasks."""
     protocols = [*config["evaluate"]["protocols"], *config["evaluate"]["tasks"]]
     return [
-        *expand(f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
-                strategy=evaluated_strategies(), seed=config["pretrain"]["seeds"], protocol=protocols,
-                pct=label_percents()),
-        *expand(f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
-                seed=config["splits"]["seed"], pct=label_percents()),
+        *expand(
+            f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
+            strategy=evaluated_strategies(),
+            seed=config["pretrain"]["seeds"],
+            protocol=protocols,
+            pct=label_percents(),
+        ),
+        *expand(
+            f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
+            seed=config["splits"]["seed"],
+            pct=label_percents(),
+        ),
     ]
 
 
@@ -165,13 +183,18 @@ def run_facts(wildcards, strategy=None):
     """What a results row records about its run (geocontrast.evaluate.RUN_COLUMNS), as a JSON argument."""
     strategy = strategy or wildcards.strategy
     pretrained = strategy not in (RANDOM_INIT, "most_common")
-    return json.dumps({
-        "dataset": DATASET, "strategy": strategy, "seed": int(wildcards.seed),
-        "encoder": config["pretrain"]["encoder"] if strategy != "most_common" else None,
-        "resolution": config["pretrain"]["resolution"],
-        "epochs": config["pretrain"]["epochs"] if pretrained else 0,
-        "split_mode": config["splits"]["mode"],
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "dataset": DATASET,
+            "strategy": strategy,
+            "seed": int(wildcards.seed),
+            "encoder": config["pretrain"]["encoder"] if strategy != "most_common" else None,
+            "resolution": config["pretrain"]["resolution"],
+            "epochs": config["pretrain"]["epochs"] if pretrained else 0,
+            "split_mode": config["splits"]["mode"],
+        },
+        sort_keys=True,
+    )
 
 
 def most_common_run_facts(wildcards):
@@ -202,9 +225,18 @@ REPORT = f"{RESULTS}/report"
 
 def report_outputs():
     """What `rule all` builds of the report. The label-budget curve needs two or more evaluated label fractions;
-    with one it is not scheduled; the task figures only come with evaluate.tasks. Retrieval grids and embedding maps are drawn for the first seed."""
-    figures = ["accuracy", "ranks", "geo_prior", "training_curves", "example_pairs",
-               "map_splits", "map_radius", "map_ranges"]
+    with one it is not scheduled; the task figures only come with evaluate.tasks. Retrieval grids and embedding
+    maps are drawn for the first seed."""
+    figures = [
+        "accuracy",
+        "ranks",
+        "geo_prior",
+        "training_curves",
+        "example_pairs",
+        "map_splits",
+        "map_radius",
+        "map_ranges",
+    ]
     if len(set(config["evaluate"]["label_fractions"])) > 1:
         figures.append("label_budget")
     if config["evaluate"]["tasks"]:
@@ -215,15 +247,21 @@ def report_outputs():
     return [
         *(f"{REPORT}/{figure}.png" for figure in figures),
         f"{REPORT}/results_table.md",
-        *expand(f"{REPORT}/{{kind}}/{{strategy}}_seed{first_seed}.png", kind=["nearest_neighbours", "embedding"],
-                strategy=evaluated_strategies()),
+        *expand(
+            f"{REPORT}/{{kind}}/{{strategy}}_seed{first_seed}.png",
+            kind=["nearest_neighbours", "embedding"],
+            strategy=evaluated_strategies(),
+        ),
     ]
 
 
 def mislabel_records():
     """The mislabel-detection records (they keep the ROC curves) at the report's label fraction."""
-    return expand(f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/mislabel_l{config['report']['label_fraction']:g}.json",
-                  strategy=evaluated_strategies(), seed=config["pretrain"]["seeds"])
+    return expand(
+        f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/mislabel_l{config['report']['label_fraction']:g}.json",
+        strategy=evaluated_strategies(),
+        seed=config["pretrain"]["seeds"],
+    )
 
 
 def report_params(*keys):

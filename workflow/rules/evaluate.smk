@@ -70,14 +70,14 @@ rule evaluate_frozen:
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
     output:
         f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
-    wildcard_constraints:
-        protocol="linear|knn|genus_pairs|mislabel|clustering|[a-z]+_probe",
     log:
         f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_{{protocol}}_l{{pct}}.log",
     params:
         run=run_facts,
         protocol=protocol_params,
         pairs=pairs_argument,
+    wildcard_constraints:
+        protocol="linear|knn|genus_pairs|mislabel|clustering|[a-z]+_probe",
     conda:
         "../../envs/train.yaml"
     threads: 1

@@ -16,9 +16,7 @@ rule neighbour_table:
         min_km=config["neighbours"]["min_km"],
         fallback=config["neighbours"]["fallback"],
         memory_budget_gb=config["neighbours"]["memory_budget_gb"],
-        exclude_same_observer=(
-            "--exclude-same-observer" if config["neighbours"]["exclude_same_observer"] else ""
-        ),
+        exclude_same_observer=("--exclude-same-observer" if config["neighbours"]["exclude_same_observer"] else ""),
     conda:
         "../../envs/data.yaml"
     threads: 8

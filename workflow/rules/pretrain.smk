@@ -16,12 +16,13 @@ rule pretrain:
         training=pretrain_params_json,
         tables=pretrain_table_args,
         out_dir=output_folder,
+        launcher=pretrain_launcher(),
     conda:
         "../../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        gpu=config["pretrain"]["gpus"],
     shell:
-        "python -m geocontrast.train --strategy {wildcards.strategy} --cache {input.cache}"
+        "{params.launcher} -m geocontrast.train --strategy {wildcards.strategy} --cache {input.cache}"
         " --manifest {input.manifest} --splits {input.splits} --out-dir {params.out_dir}"
         " --params-json {params.training:q} {params.tables} --threads {threads} 2> {log}"

@@ -2,12 +2,17 @@
 # Each rule gets only the report keys it draws with, as JSON params, so changing a key re-runs just those rules.
 # `snakemake --report report.html` gathers the outputs marked report(...) with their captions.
 
+
 rule report_accuracy:
     input:
         results=f"{RESULTS}/results.csv",
     output:
-        png=report(f"{REPORT}/accuracy.png", caption="../report/accuracy.rst", category="Results",
-                   labels={"figure": "top-k accuracy per strategy"}),
+        png=report(
+            f"{REPORT}/accuracy.png",
+            caption="../report/accuracy.rst",
+            category="Results",
+            labels={"figure": "top-k accuracy per strategy"},
+        ),
         svg=f"{REPORT}/accuracy.svg",
     log:
         f"{LOGS}/report_accuracy.log",
@@ -24,8 +29,12 @@ rule report_ranks:
     input:
         results=f"{RESULTS}/results.csv",
     output:
-        png=report(f"{REPORT}/ranks.png", caption="../report/ranks.rst", category="Results",
-                   labels={"figure": "accuracy per taxonomic rank"}),
+        png=report(
+            f"{REPORT}/ranks.png",
+            caption="../report/ranks.rst",
+            category="Results",
+            labels={"figure": "accuracy per taxonomic rank"},
+        ),
         svg=f"{REPORT}/ranks.svg",
     log:
         f"{LOGS}/report_ranks.log",
@@ -42,8 +51,12 @@ rule report_geo_prior:
     input:
         results=f"{RESULTS}/results.csv",
     output:
-        png=report(f"{REPORT}/geo_prior.png", caption="../report/geo_prior.rst", category="Results",
-                   labels={"figure": "with and without the geographic prior"}),
+        png=report(
+            f"{REPORT}/geo_prior.png",
+            caption="../report/geo_prior.rst",
+            category="Results",
+            labels={"figure": "with and without the geographic prior"},
+        ),
         svg=f"{REPORT}/geo_prior.svg",
     log:
         f"{LOGS}/report_geo_prior.log",
@@ -60,8 +73,12 @@ rule report_label_budget:
     input:
         results=f"{RESULTS}/results.csv",
     output:
-        png=report(f"{REPORT}/label_budget.png", caption="../report/label_budget.rst", category="Results",
-                   labels={"figure": "accuracy against the label budget"}),
+        png=report(
+            f"{REPORT}/label_budget.png",
+            caption="../report/label_budget.rst",
+            category="Results",
+            labels={"figure": "accuracy against the label budget"},
+        ),
         svg=f"{REPORT}/label_budget.svg",
     log:
         f"{LOGS}/report_label_budget.log",
@@ -78,8 +95,12 @@ rule report_training_curves:
     input:
         metrics=[path for path in pretrain_outputs() if path.endswith("metrics.jsonl")],
     output:
-        png=report(f"{REPORT}/training_curves.png", caption="../report/training_curves.rst",
-                   category="Pretraining", labels={"figure": "training curves"}),
+        png=report(
+            f"{REPORT}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Pretraining",
+            labels={"figure": "training curves"},
+        ),
         svg=f"{REPORT}/training_curves.svg",
     log:
         f"{LOGS}/report_training_curves.log",
@@ -98,8 +119,12 @@ rule report_table:
     output:
         markdown=f"{REPORT}/results_table.md",
         csv=f"{REPORT}/results_table.csv",
-        html=report(f"{REPORT}/results_table.html", caption="../report/results_table.rst", category="Results",
-                    labels={"figure": "results table"}),
+        html=report(
+            f"{REPORT}/results_table.html",
+            caption="../report/results_table.rst",
+            category="Results",
+            labels={"figure": "results table"},
+        ),
     log:
         f"{LOGS}/report_table.log",
     params:
@@ -118,8 +143,12 @@ rule report_example_pairs:
         neighbours=neighbour_table_path(),
         negatives=negative_table_path(),
     output:
-        png=report(f"{REPORT}/example_pairs.png", caption="../report/example_pairs.rst", category="Pairs",
-                   labels={"figure": "example pairs"}),
+        png=report(
+            f"{REPORT}/example_pairs.png",
+            caption="../report/example_pairs.rst",
+            category="Pairs",
+            labels={"figure": "example pairs"},
+        ),
         svg=f"{REPORT}/example_pairs.svg",
     log:
         f"{LOGS}/report_example_pairs.log",
@@ -140,9 +169,12 @@ rule report_nearest_neighbours:
         cache=display_cache(),
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
     output:
-        png=report(f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.png",
-                   caption="../report/nearest_neighbours.rst", category="Retrieval",
-                   labels={"strategy": "{strategy}", "seed": "{seed}"}),
+        png=report(
+            f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.png",
+            caption="../report/nearest_neighbours.rst",
+            category="Retrieval",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
         svg=f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.svg",
     log:
         f"{LOGS}/report_nearest_neighbours_{{strategy}}_seed{{seed}}.log",
@@ -160,8 +192,12 @@ rule report_embedding:
         splits=f"{RESULTS}/splits.parquet",
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
     output:
-        png=report(f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.png", caption="../report/embedding.rst",
-                   category="Embeddings", labels={"strategy": "{strategy}", "seed": "{seed}"}),
+        png=report(
+            f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.png",
+            caption="../report/embedding.rst",
+            category="Embeddings",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
         svg=f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.svg",
     log:
         f"{LOGS}/report_embedding_{{strategy}}_seed{{seed}}.log",
@@ -178,15 +214,16 @@ rule report_map:
     input:
         unpack(map_inputs),
     output:
-        png=report(f"{REPORT}/map_{{kind}}.png", caption="../report/maps.rst", category="Maps",
-                   labels={"map": "{kind}"}),
+        png=report(
+            f"{REPORT}/map_{{kind}}.png", caption="../report/maps.rst", category="Maps", labels={"map": "{kind}"}
+        ),
         svg=f"{REPORT}/map_{{kind}}.svg",
-    wildcard_constraints:
-        kind="splits|radius|ranges",
     log:
         f"{LOGS}/report_map_{{kind}}.log",
     params:
         inputs=map_arguments,
+    wildcard_constraints:
+        kind="splits|radius|ranges",
     conda:
         "../../envs/train.yaml"
     shell:
@@ -197,8 +234,12 @@ rule report_tasks:
     input:
         results=f"{RESULTS}/results.csv",
     output:
-        png=report(f"{REPORT}/tasks.png", caption="../report/tasks.rst", category="Downstream tasks",
-                   labels={"figure": "downstream tasks"}),
+        png=report(
+            f"{REPORT}/tasks.png",
+            caption="../report/tasks.rst",
+            category="Downstream tasks",
+            labels={"figure": "downstream tasks"},
+        ),
         svg=f"{REPORT}/tasks.svg",
     log:
         f"{LOGS}/report_tasks.log",
@@ -215,8 +256,12 @@ rule report_mislabel_roc:
     input:
         mislabel_records(),
     output:
-        png=report(f"{REPORT}/mislabel_roc.png", caption="../report/mislabel_roc.rst", category="Downstream tasks",
-                   labels={"figure": "mislabel detection ROC"}),
+        png=report(
+            f"{REPORT}/mislabel_roc.png",
+            caption="../report/mislabel_roc.rst",
+            category="Downstream tasks",
+            labels={"figure": "mislabel detection ROC"},
+        ),
         svg=f"{REPORT}/mislabel_roc.svg",
     log:
         f"{LOGS}/report_mislabel_roc.log",

@@ -22,7 +22,7 @@ class ContrastiveStrategy(Strategy):
 
     def __init__(self, data, params):
         super().__init__(data, params)
-        self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)))
+        self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)), gather_distributed=True)
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})

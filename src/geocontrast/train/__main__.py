@@ -3,6 +3,9 @@
     python -m geocontrast.train --strategy context_pos_neg --cache cache/32px.npy --manifest manifest.parquet \\
         --splits splits.parquet --out-dir pretrain/context_pos_neg/seed0 --params-json '{"epochs": 10}' \\
         [--neighbours neighbours.npz] [--negatives negatives.npz] [--threads T]
+
+Under ``torchrun --nproc_per_node N -m geocontrast.train ...`` the N processes train one model together
+(:mod:`geocontrast.train.distributed`); ``--threads`` is then the job's total, shared by the processes.
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"strategy {args.strategy!r} needs {' and '.join(missing)}")
 
+    from geocontrast.train import distributed
     from geocontrast.train.loop import train
 
     encoder = train(args.strategy, args.cache, args.manifest, args.splits, args.out_dir, params,
                     neighbours_path=args.neighbours, negatives_path=args.negatives, threads=args.threads)
+    distributed.leave()
     print(encoder)
     return 0
 

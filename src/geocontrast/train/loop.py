@@ -12,6 +12,9 @@ result is ``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`).
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
 an uninterrupted one exactly on CPU in fp32.
+
+Under torchrun (``pretrain.gpus`` > 1) every process runs this loop on its share of each global batch
+(:mod:`geocontrast.train.distributed`); only rank 0 writes the outputs, in the same format.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 from geocontrast.models import build_encoder
 from geocontrast.strategies import STRATEGIES, build_strategy, training_data
+from geocontrast.train import distributed
 from geocontrast.train.augment import BatchAugment, normalise
-from geocontrast.train.checkpoint import load_last, save_encoder, save_last
+from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
 
 DEFAULTS: dict = {
     "encoder": "cnn5",
@@ -172,15 +176,16 @@ def train(
     if strategy_name not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy_name!r}; registered: {', '.join(STRATEGIES)}")
     params = resolve_params(params)
+    ranks = distributed.join(resolve_device(params["device"]))
     keep_freed_memory()
     if threads is not None:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(ranks.threads(int(threads)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = int(params["seed"])
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    device = resolve_device(params["device"])
+    device = ranks.device
     amp_dtype = resolve_amp(params["amp"], device)
 
     cache = load_image_cache(Path(cache_path))
@@ -204,12 +209,13 @@ def train(
     model = nn.ModuleDict({"encoder": encoder, "heads": heads}).to(device)
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    forward = torch.compile(encoder) if params["compile"] else encoder
+    forward = ranks.replicate(model)
+    forward = torch.compile(forward) if params["compile"] else forward
     augment = BatchAugment(resolution, strength=float(params["augment_strength"]))
     if isinstance(augment, nn.Module):
         augment = augment.to(device)
 
-    batch_size = min(int(params["batch_size"]), int(anchors.size))
+    batch_size = ranks.batch_size(min(int(params["batch_size"]), int(anchors.size)))
     steps_per_epoch = max(1, anchors.size // batch_size)
     if params["steps_per_epoch"] is not None:
         steps_per_epoch = min(steps_per_epoch, int(params["steps_per_epoch"]))
@@ -226,19 +232,21 @@ def train(
         start_epoch, step = int(resumed["epoch"]), int(resumed["step"])
         if resumed.get("params") != params or resumed.get("strategy") != strategy_name:
             warnings.warn(f"{out_dir / 'last.pt'} was written with other params or strategy; resuming anyway")
-    _truncate_metrics(out_dir / METRICS, start_epoch)
+    if ranks.is_main:
+        _truncate_metrics(out_dir / METRICS, start_epoch)
     monitor = _Monitor(cache, data, params, resolution, device, amp_dtype, memory_format)
 
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([seed, epoch])
-        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+        generator = torch.Generator(device=device).manual_seed(ranks.augment_seed(seed * 1_000_003 + epoch))
         order = rng.permutation(anchors)
         model.train()
         loss_sum, images, started = torch.zeros((), device=device), 0, time.perf_counter()
         bar = tqdm(total=steps_per_epoch, desc=f"{strategy_name} epoch {epoch + 1}/{epochs}", file=sys.stderr,
-                   disable=not params["progress"], leave=False)
+                   disable=not (params["progress"] and ranks.is_main), leave=False)
         for index in range(steps_per_epoch):
             batch = strategy.sample(order[index * batch_size:(index + 1) * batch_size], rng)
+            batch = ranks.share(batch)  # this process's share of the global batch (all of it on one process)
             views = {name: _augment(augment, gather_rows(cache, rows, device), generator)
                      for name, rows in batch.views.items()}
             sizes = [view.shape[0] for view in views.values()]
@@ -253,10 +261,10 @@ def train(
             step += 1
             strategy.after_step(heads, encoder, step / total_steps)
             loss_sum += loss.detach().float()  # stays on the device: no host sync per step
-            images += sizes[0]
+            images += sizes[0] * ranks.world_size
             bar.update(1)
             if (index + 1) % SYNC_EVERY == 0 or index + 1 == steps_per_epoch:
-                mean_loss = loss_sum.item() / (index + 1)
+                mean_loss = ranks.average(loss_sum).item() / (index + 1)
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"{strategy_name}: loss {mean_loss} in epoch {epoch + 1} "
                                              f"by step {step}; lower lr or check the inputs")
@@ -265,6 +273,8 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
+        if not ranks.is_main:
+            continue
         record = {
             "epoch": epoch + 1, "step": step, "loss": mean_loss,
             "lr": float(scheduler.get_last_lr()[0]), "images": images, "images_per_s": images / seconds,
@@ -278,7 +288,7 @@ def train(
             handle.write(json.dumps(record) + "\n")
         save_last(out_dir, model, optimiser, scheduler, epoch + 1, step,
                   extra={"params": params, "strategy": strategy_name})
-    return save_encoder(out_dir, encoder, strategy_name, params)
+    return save_encoder(out_dir, encoder, strategy_name, params) if ranks.is_main else out_dir / ENCODER
 
 
 def gather_rows(cache: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,70 @@
+"""The cluster path without a cluster: the SLURM profile's dry run, and jobs submitted as job scripts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from test_workflow import planned_jobs, snakemake
+
+from conftest import REPO, TINY_CONFIG
+
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+
+
+def job_blocks(output: str, rule: str) -> list[str]:
+    """The dry run's printout of every job of ``rule``, up to its shell command."""
+    return re.findall(rf"^rule {rule}:\n(.*?)^Shell command: .*?$", output, re.M | re.S)
+
+
+def resources(block: str) -> dict[str, str]:
+    line = re.search(r"^\s+resources: (.*)$", block, re.M).group(1)
+    return dict(item.split("=", 1) for item in line.split(", "))
+
+
+def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_a_gpu_request(tmp_path):
+    result = snakemake(tmp_path, "-n", "--workflow-profile", str(SLURM_PROFILE),
+                       configfile=REPO / "config" / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for rule in ("pretrain", "embed", "finetune"):
+        blocks = job_blocks(output, rule)
+        assert blocks, rule
+        for block in blocks:
+            assert {key: resources(block)[key] for key in ("gpu", "slurm_partition")} == {
+                "gpu": "1", "slurm_partition": "gpu"}, (rule, block)
+    evaluation = resources(job_blocks(output, "evaluate_frozen")[0])
+    assert "gpu" not in evaluation and evaluation["slurm_partition"] == "cpu"
+
+
+def test_pretraining_on_several_gpus_asks_for_them_and_runs_under_torchrun(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["pretrain"]["gpus"] = 4
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--workflow-profile", str(SLURM_PROFILE), configfile=tmp_path / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    blocks = job_blocks(output, "pretrain")
+    assert len(blocks) == planned_jobs(result)["pretrain"] == 4
+    assert all(resources(block)["gpu"] == "4" for block in blocks)
+    assert output.count("Shell command: torchrun --standalone --nproc_per_node 4 -m geocontrast.train") == 4
+
+
+@pytest.mark.slow
+def test_cluster_executor_runs_the_jobs_from_job_scripts(tmp_path):
+    """Every job goes through Snakemake's cluster path (job script, submission, status checks); the 'scheduler' is
+    bash running the script (so one job at a time), polled every second instead of every 10. Pretraining runs as
+    a two-GPU job would: two processes under torchrun (on CPU here)."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["pretrain"].update(gpus=2, device="cpu")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    encoder = "results/tiny/pretrain/context_pos_neg/seed0/encoder.pt"
+    result = snakemake(tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash",
+                       "--jobs", "2", "--seconds-between-status-checks", "1", encoder,
+                       configfile=tmp_path / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "Shell command: torchrun --standalone --nproc_per_node 2" in result.stdout + result.stderr
+    job_scripts = re.findall(r"^\s+Command: .* --mode remote$", result.stdout + result.stderr, re.M)
+    assert len(job_scripts) == 7  # world, manifest, image cache, splits, neighbour and negative tables, pretrain
+    assert (tmp_path / encoder).exists() and (tmp_path / encoder).with_name("metrics.jsonl").exists()
