@@ -33,3 +33,10 @@ def write_json(obj, path) -> None:
     """``obj`` as indented JSON at ``path``, atomically."""
     with atomic_path(path) as partial:
         partial.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(records, path) -> None:
+    """``records`` as JSON lines (one compact object per line) at ``path``, atomically: the whole file each time,
+    so a kill never leaves a half line that a reader would fail on."""
+    with atomic_path(path) as partial:
+        partial.write_text("".join(json.dumps(record) + "\n" for record in records))

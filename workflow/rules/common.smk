@@ -89,7 +89,8 @@ def pretrain_table_args(wildcards, input):
 
 def pretrain_params_json(wildcards):
     training = {key: value for key, value in config["pretrain"].items() if key not in ("strategies", "seeds")}
-    return json.dumps({**training, "seed": int(wildcards.seed)}, sort_keys=True)
+    return json.dumps({**training, "seed": int(wildcards.seed), "deterministic": config["deterministic"]},
+                      sort_keys=True)
 
 
 RANDOM_INIT = "random_init"  # baseline: the pretraining encoder with random weights, evaluated like the others
@@ -159,12 +160,17 @@ def most_common_run_facts(wildcards):
     return run_facts(wildcards, strategy="most_common")
 
 
-def protocol_params(wildcards, protocol=None):
-    return json.dumps(config["evaluate"][protocol or wildcards.protocol], sort_keys=True)
+def protocol_params(wildcards):
+    return json.dumps(config["evaluate"][wildcards.protocol], sort_keys=True)
 
 
 def finetune_params(wildcards):
-    return protocol_params(wildcards, protocol="finetune")
+    return json.dumps({**config["evaluate"]["finetune"], "deterministic": config["deterministic"]}, sort_keys=True)
+
+
+def deterministic_flag():
+    """The embedding CLI's switch for the top-level `deterministic` key."""
+    return "--deterministic" if config["deterministic"] else ""
 
 
 def output_folder(wildcards, output):
