@@ -13,7 +13,8 @@ Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`M
 
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
-an uninterrupted one exactly on CPU in fp32.
+an uninterrupted one exactly on CPU in fp32; ``deterministic`` also makes it independent of the thread count
+(:mod:`geocontrast.determinism`).
 """
 
 from __future__ import annotations
