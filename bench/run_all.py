@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from geocontrast.atomic import atomic_path, write_json
@@ -95,7 +95,8 @@ def run_benchmark(name: str) -> dict:
     """Run bench/<name>.py with this interpreter; its output goes to the terminal as it comes."""
     print(f"== bench/{name}.py", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    returncode = subprocess.run([sys.executable, str(BENCH / f"{name}.py")], cwd=BENCH.parent).returncode
+    returncode = subprocess.run([sys.executable, str(BENCH / f"{name}.py")], cwd=BENCH.parent,
+                                check=False).returncode
     return {"ran": True, "exit_code": returncode, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -130,9 +131,9 @@ def markdown(summary: dict) -> str:
     lines = [
         "# Benchmark summary",
         "",
-        f"Written by `bench/run_all.py` on {summary['written_at']}. Ratio: times better than the reference measured "
-        "in the same run (throughput over the reference's, or the reference's time over ours); absolute values "
-        "drift with the shared machine, ratios much less. Figures without a target are reported, not judged.",
+        (f"Written by `bench/run_all.py` on {summary['written_at']}. Ratio: times better than the reference measured "
+         "in the same run (throughput over the reference's, or the reference's time over ours); absolute values "
+         "drift with the shared machine, ratios much less. Figures without a target are reported, not judged."),
         "",
         "| benchmark | figure | value | reference | ratio | target | pass |",
         "|---|---|---|---|---|---|---|",
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     to_run = [] if args.summarise_only else (args.only or benchmarks())
     runs = {name: run_benchmark(name) for name in to_run}
-    summary = {"written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    summary = {"written_at": datetime.now(UTC).isoformat(timespec="seconds"),
                "benchmarks": {name: summarise(name, runs.get(name)) for name in benchmarks()}}
     write_json(summary, RESULTS / "summary.json")
     table = markdown(summary)

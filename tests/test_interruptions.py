@@ -3,7 +3,8 @@
 The tiny world runs once uninterrupted to results.csv (the reference, with ``deterministic: true``). Each stage
 test then starts a run, waits until that stage's job is inside its work, kills the whole Snakemake process group
 with SIGKILL, unlocks, reruns with ``--rerun-incomplete`` and compares results.csv byte for byte. The image-cache
-run starts from an empty folder, so it is also a second full run for the determinism test; the later stages start
+run starts from an empty folder on one core (the reference had two), so it is also the second full run of the
+determinism test; the later stages start
 from a copy of the reference without the stage's outputs and everything after them (Snakemake does not rebuild a
 missing intermediate file when the files after it are up to date), which keeps the whole file to a few minutes.
 
@@ -33,13 +34,9 @@ TARGET = "results/tiny/results.csv"
 RESULTS = Path("results/tiny")
 LOGS = Path("results/logs/tiny")
 POLL_S = 0.005
-# Timing and machine fields of a metrics.jsonl line; every other field must repeat exactly.
+# Timing and memory fields of a metrics.jsonl line; every other field must repeat exactly.
 TIMING_KEYS = ("images_per_s", "seconds", "peak_memory_mb")
-
-
 PRETRAINED = RESULTS / "pretrain" / "context_pos_neg" / "seed0"
-
-
 RESULTS_TABLE = ("results.csv", "results_summary.csv", "results_summary.txt")
 
 
