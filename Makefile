@@ -27,10 +27,11 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-# Throughput benchmarks (figures to bench/results/); lightly is installed only here, as the reference pipeline.
+# Every benchmark in bench/ (figures to bench/results/, summary.md against the targets); lightly is installed only
+# here, as the reference pipeline.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -e '.[bench]'
-	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/run_all.py
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n

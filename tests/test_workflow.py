@@ -20,11 +20,18 @@ from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in workdir, with this interpreter's environment first on PATH."""
+def snakemake_command(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> tuple[list[str], dict]:
+    """The command line and environment that run the repository's workflow in workdir, with this interpreter's
+    environment first on PATH."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(configfile), "--cores", "2", *args]
+    return command, env
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in workdir to the end (see :func:`snakemake_command`)."""
+    command, env = snakemake_command(workdir, *args, configfile=configfile)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -1,7 +1,8 @@
 """Atomic file output: write to a temporary name beside the target, rename on success.
 
 A killed or failing job then never leaves a half-written file under the final name, where Snakemake or a
-resuming run would take it for complete.
+resuming run would take it for complete. A job killed with SIGKILL cannot clean up its temporary file; the next
+writer of the same target removes it (Snakemake's locks ensure one job per output at a time).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder (created if needed); rename it to ``path`` if the block succeeds.
 
     The temporary name keeps the suffix, so writers that infer the format from it (numpy, matplotlib) still work.
+    Temporary files of the same target left by writers that are no longer running are deleted first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    _remove_orphaned_partials(path)
+    partial = _partial_path(path, os.getpid())
     try:
         yield partial
         os.replace(partial, path)
@@ -33,3 +36,32 @@ def write_json(obj, path) -> None:
     """``obj`` as indented JSON at ``path``, atomically."""
     with atomic_path(path) as partial:
         partial.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(records, path) -> None:
+    """``records`` as JSON lines (one compact object per line) at ``path``, atomically: the whole file each time,
+    so a kill never leaves a half line that a reader would fail on."""
+    with atomic_path(path) as partial:
+        partial.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def _partial_path(path: Path, pid: int | str) -> Path:
+    return path.with_name(f".{path.stem}.partial-{pid}{path.suffix}")
+
+
+def _remove_orphaned_partials(path: Path) -> None:
+    """Delete the temporary files of ``path`` whose writer process is gone (killed before it could clean up)."""
+    for partial in path.parent.glob(_partial_path(path, "*").name):
+        pid = partial.name[len(f".{path.stem}.partial-"):len(partial.name) - len(path.suffix)]
+        if pid.isdigit() and not _running(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True

@@ -107,12 +107,15 @@ def pretrain_launcher():
 
 
 def pretrain_params_json(wildcards):
-    """The training params of one job: the pretrain section less the job-level keys (which jobs, how many GPUs)
-    and with only its own strategy's options, so changing them re-trains only that strategy."""
+    """The training params of one job: the pretrain section less the job-level keys (which jobs, how many GPUs),
+    with only its own strategy's options (changing them re-trains only that strategy) and the deterministic switch."""
     job_keys = ("strategies", "seeds", "gpus", "strategy_options")
     training = {key: value for key, value in config["pretrain"].items() if key not in job_keys}
     options = strategy_options(wildcards.strategy)
-    return json.dumps({**training, "options": options, "seed": int(wildcards.seed)}, sort_keys=True)
+    return json.dumps(
+        {**training, "options": options, "seed": int(wildcards.seed), "deterministic": config["deterministic"]},
+        sort_keys=True,
+    )
 
 
 RANDOM_INIT = "random_init"  # baseline: the pretraining encoder with random weights, evaluated like the others
@@ -201,9 +204,9 @@ def most_common_run_facts(wildcards):
     return run_facts(wildcards, strategy="most_common")
 
 
-def protocol_params(wildcards, protocol=None):
+def protocol_params(wildcards):
     """A protocol's config section as JSON; rank probes and the genus-pair probes use the linear probe's."""
-    protocol = protocol or wildcards.protocol
+    protocol = wildcards.protocol
     if protocol.endswith("_probe"):
         return json.dumps(config["evaluate"]["linear"], sort_keys=True)
     if protocol == "genus_pairs":
@@ -212,7 +215,12 @@ def protocol_params(wildcards, protocol=None):
 
 
 def finetune_params(wildcards):
-    return protocol_params(wildcards, protocol="finetune")
+    return json.dumps({**config["evaluate"]["finetune"], "deterministic": config["deterministic"]}, sort_keys=True)
+
+
+def deterministic_flag():
+    """The embedding CLI's switch for the top-level `deterministic` key."""
+    return "--deterministic" if config["deterministic"] else ""
 
 
 def output_folder(wildcards, output):

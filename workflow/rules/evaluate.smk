@@ -12,6 +12,7 @@ rule embed:
     params:
         source=embed_source,
         resolution=config["pretrain"]["resolution"],
+        deterministic=deterministic_flag(),
     conda:
         "../../envs/train.yaml"
     threads: 8
@@ -19,7 +20,8 @@ rule embed:
         gpu=1,
     shell:
         "python -m geocontrast.evaluate.embed --cache {input.cache} --out {output} {params.source}"
-        " --seed {wildcards.seed} --resolution {params.resolution} --threads {threads} 2> {log}"
+        " --seed {wildcards.seed} --resolution {params.resolution} --threads {threads} {params.deterministic}"
+        " 2> {log}"
 
 
 rule geo_prior:

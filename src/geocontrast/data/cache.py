@@ -12,7 +12,6 @@ CLI (called by the workflow's cache rule)::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import sys
 import time
@@ -25,11 +24,13 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from geocontrast.atomic import atomic_path
+from geocontrast.atomic import atomic_path, write_json
 from geocontrast.data.manifest import read_manifest
 
 CHUNK_SIZE = 64
 MAX_LISTED = 20
+# Pillow's modes for 16-bit greyscale (PNG, TIFF): its convert("RGB") clips every value above 255 to white.
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 class CorruptImageError(ValueError):
@@ -37,11 +38,20 @@ class CorruptImageError(ValueError):
 
 
 def decode_image(path: Path, resolution: int) -> np.ndarray:
-    """One image as a (resolution, resolution, 3) uint8 array: shorter side resized to resolution, centre crop."""
+    """One image as a (resolution, resolution, 3) uint8 array: shorter side resized to resolution, centre crop.
+
+    Any photo Pillow reads becomes 8-bit RGB: greyscale is repeated over the channels, CMYK converted, 16-bit
+    greyscale scaled to its top 8 bits (16-bit RGB is read as 8-bit by Pillow already), and the EXIF orientation
+    applied, so the cached photo is upright as a viewer shows it.
+    """
     with Image.open(path) as image:
         # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the requested size): most of the speed-up.
         image.draft("RGB", (resolution, resolution))
-        rgb = image.convert("RGB")
+        if image.mode in SIXTEEN_BIT_MODES:
+            rgb = image.convert("I").point(lambda value: value / 256).convert("L").convert("RGB")
+            rgb.info = image.info  # keeps the EXIF orientation, which point() drops
+        else:
+            rgb = image.convert("RGB")
     # Phone photos store their rotation in EXIF; without this a portrait plant would be cached lying down.
     ImageOps.exif_transpose(rgb, in_place=True)
     return np.asarray(ImageOps.fit(rgb, (resolution, resolution), method=Image.Resampling.BICUBIC))
@@ -161,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = read_manifest(args.manifest)
     paths = [args.image_root / p for p in manifest["path"]]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         report = build_image_cache(paths, args.resolution, args.out, args.workers, args.skip_corrupt)
     except CorruptImageError as error:
@@ -169,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for failure in report["corrupt"]:
         failure["image_id"] = manifest["image_id"].iat[failure["row"]]
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(report, args.report)
     return 0
 
 

@@ -1,14 +1,15 @@
 """A user's own photos, listed in a CSV file, as a photo source.
 
 Required columns: ``path`` (absolute, or relative to ``image_dir``, which defaults to the CSV's folder), ``lat`` and
-``lon`` (decimal degrees, WGS84; both blank for a photo without coordinates). Optional: any other manifest column
+``lon`` (decimal degrees, WGS84; both blank, or both ``NaN``, for a photo without coordinates: it is kept and the
+manifest flags it ``has_coords`` false). Optional: any other manifest column
 (DESIGN.md §3) under its manifest name: ``image_id``, ``coord_uncertainty_m``, ``observed_on``, ``observer_id``,
 ``observation_id``, ``taxon_id``, ``species`` … ``kingdom``, ``license``, ``attribution``. Other columns are ignored
 (and named in the log). Blank cells are missing values.
 
 Every problem is reported at once, naming the row as a spreadsheet numbers it (the header is row 1) and the column:
-missing required columns, non-numeric or out-of-range coordinates (with a hint when lat and lon look swapped), only
-one of lat/lon, empty paths, missing files and files listed twice.
+missing required columns, non-numeric, infinite or out-of-range coordinates (with a hint when lat and lon look
+swapped), only one of lat/lon, empty paths, missing files, files listed twice and repeated image ids.
 
 The images are hard-linked (a copy across filesystems), symlinked or copied into the image folder, never
 re-encoded, under their path relative to the deepest folder holding them all. Defaults: ``image_id`` is that
@@ -37,6 +38,8 @@ from geocontrast.data.manifest import MANIFEST_COLUMNS, STRING_DTYPE
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "lat", "lon")
+# Cells that mean "no coordinate", like a blank one (what pandas and spreadsheets write for a missing number).
+MISSING_NUMBER_TEXTS = ("nan", "-nan", "+nan")
 MAX_LISTED = 20
 HEADER_ROWS = 1  # spreadsheet row of the first data row = position + HEADER_ROWS + 1
 
@@ -75,6 +78,8 @@ def csv_photos(config: dict, image_root: Path, progress: bool = True) -> pd.Data
     problems: list[str] = []
     lat, lon = coordinates(table, problems)
     files = image_files(table["path"], image_dir, problems)
+    if "image_id" in table.columns:
+        repeated_ids(table["image_id"], problems)
     if problems:
         listed = "\n".join(problems[:MAX_LISTED])
         more = f"\n... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
@@ -100,18 +105,20 @@ def csv_photos(config: dict, image_root: Path, progress: bool = True) -> pd.Data
 
 
 def coordinates(table: pd.DataFrame, problems: list[str]) -> tuple[pd.Series, pd.Series]:
-    """lat and lon as float64 (NaN where both are blank); appends a line per bad cell to ``problems``."""
+    """lat and lon as float64 (NaN where both are blank or NaN); appends a line per bad cell to ``problems``."""
     values, blank = {}, {}
     for column in ("lat", "lon"):
-        blank[column] = table[column] == ""
+        blank[column] = (table[column] == "") | table[column].str.lower().isin(MISSING_NUMBER_TEXTS)
         values[column] = pd.to_numeric(table[column].mask(blank[column]), errors="coerce").astype("float64")
         not_number = ~blank[column] & values[column].isna()
         problems += [f"{_cell(row, column)}: {table.at[row, column]!r} is not a number"
                      for row in table.index[not_number]]
     lat, lon = values["lat"], values["lon"]
-    problems += [f"{_cell(row, 'lat' if blank['lat'][row] else 'lon')}: blank while "
-                 f"{'lon' if blank['lat'][row] else 'lat'} is given; give both or neither"
-                 for row in table.index[blank["lat"] != blank["lon"]]]
+    for row in table.index[blank["lat"] != blank["lon"]]:
+        missing, given = ("lat", "lon") if blank["lat"][row] else ("lon", "lat")
+        text = table.at[row, missing]
+        problems.append(f"{_cell(row, missing)}: {repr(text) if text else 'blank'} while {given} is given; "
+                        "give both or neither")
     for row in table.index[lat.abs() > 90]:
         swapped = abs(lat[row]) <= 180 and abs(lon[row]) <= 90
         hint = f"; lat and lon look swapped (lon is {lon[row]:g})" if swapped else ""
@@ -134,6 +141,17 @@ def image_files(paths: pd.Series, image_dir: Path, problems: list[str]) -> list[
         else:
             first_row[file] = row
     return files
+
+
+def repeated_ids(ids: pd.Series, problems: list[str]) -> None:
+    """Appends a line per non-blank id that an earlier row already holds to ``problems``."""
+    first_row: dict[str, int] = {}
+    for row, image_id in enumerate(ids):
+        if image_id in first_row:
+            problems.append(f"{_cell(row, 'image_id')}: {image_id!r} is already the id of row "
+                            f"{_row(first_row[image_id])}")
+        elif image_id:
+            first_row[image_id] = row
 
 
 def _row(position: int) -> int:

@@ -230,7 +230,8 @@ def place_file(src: Path, dst: Path, mode: str = "hardlink") -> None:
             return
         except OSError:  # another filesystem, or one without hard links
             pass
-    shutil.copyfile(src, dst)
+    with atomic_path(dst) as partial:
+        shutil.copyfile(src, partial)
 
 
 def write_photo_table(table: pd.DataFrame, source: Path, image_root: Path) -> None:

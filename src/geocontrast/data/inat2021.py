@@ -47,6 +47,7 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
+from geocontrast.atomic import atomic_path
 from geocontrast.data.download import SourceError, download, new_session, run_source_cli
 from geocontrast.data.manifest import STRING_DTYPE
 
@@ -232,8 +233,7 @@ def extract_members(archive: Path, paths: Iterable[str], image_root: Path, progr
             if name not in remaining or not member.isfile():
                 continue
             target = image_root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as data, open(target, "wb") as out:
+            with tar.extractfile(member) as data, atomic_path(target) as partial, open(partial, "wb") as out:
                 shutil.copyfileobj(data, out)
             remaining.discard(name)
             bar.update()

@@ -13,7 +13,6 @@ CLI (called by the workflow's manifest rule)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geocontrast.atomic import atomic_path
+from geocontrast.atomic import atomic_path, write_json
 
 MANIFEST_COLUMNS = (
     "image_id",
@@ -282,10 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as error:
         print(f"{args.source}: {error}", file=sys.stderr)
         return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.summary.parent.mkdir(parents=True, exist_ok=True)
     write_manifest(manifest, args.out)
-    args.summary.write_text(json.dumps(summarise_manifest(manifest), indent=2) + "\n")
+    write_json(summarise_manifest(manifest), args.summary)
     return 0
 
 

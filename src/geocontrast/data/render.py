@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from geocontrast.atomic import atomic_path
+
 PETAL_SHAPES = ("ellipse", "pointed", "notched", "strap")
 LEAF_SHAPES = ("lanceolate", "ovate", "linear", "lobed")
 
@@ -441,9 +443,6 @@ def save_jpeg(image: np.ndarray, path: str | os.PathLike, quality: int = 90) -> 
         raise ValueError(f"image must be a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
     if not isinstance(quality, numbers.Integral) or not 1 <= quality <= 95:
         raise ValueError(f"quality must be an integer in [1, 95], got {quality!r}")
-    path = os.fspath(path)
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
     # 4:4:4 chroma: default 4:2:0 subsampling smears petal colour over 2x2 blocks at thumbnail sizes.
-    Image.fromarray(image).save(path, format="JPEG", quality=int(quality), subsampling=0)
+    with atomic_path(path) as partial:
+        Image.fromarray(image).save(partial, format="JPEG", quality=int(quality), subsampling=0)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 from pyproj import Transformer
 
-from geocontrast.atomic import atomic_path
+from geocontrast.atomic import atomic_path, write_json
 from geocontrast.data.manifest import read_manifest
 
 SPLITS = ("train", "val", "test")
@@ -316,11 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         "block_km": args.block_km if args.mode == "spatial" else None,
         **summarise_splits(splits, manifest),
     }
-    for path in (args.out, args.summary):
-        path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as partial:
         splits.to_parquet(partial, index=False)
-    args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, args.summary)
     return 0
 
 

@@ -4,7 +4,7 @@ CLI (one job per strategy x seed)::
 
     python -m geocontrast.evaluate.embed --cache cache/32px.npy --out embeddings/augmented/seed0.npy \\
         (--encoder pretrain/augmented/seed0/encoder.pt | --random-init cnn5 --seed 0) [--resolution 32] \\
-        [--device auto] [--threads T]
+        [--device auto] [--threads T] [--deterministic]
 
 Writes (N, D) float16 features in manifest order (half the disk of float32; probes standardise them anyway).
 """
@@ -21,6 +21,7 @@ from torch import nn
 
 from geocontrast.atomic import atomic_path
 from geocontrast.data.cache import load_image_cache
+from geocontrast.determinism import make_deterministic
 from geocontrast.models import build_encoder
 from geocontrast.train.checkpoint import load_encoder
 from geocontrast.train.loop import encode_rows, resolve_amp, resolve_device
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, help="default: the encoder's training resolution")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--deterministic", action="store_true",
+                        help="one CPU thread and deterministic kernels (geocontrast.determinism)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         resolution = int(torch.load(args.encoder, map_location="cpu", weights_only=False)["params"]["resolution"])
     encoder, _ = load_or_init_encoder(args.encoder, args.random_init, args.seed, small_input=resolution < 96)
     device = resolve_device(args.device)
+    if args.deterministic:
+        make_deterministic(device)
     features = embed(encoder, cache, resolution, device, resolve_amp("auto", device))
     with atomic_path(args.out) as partial:
         np.save(partial, features)

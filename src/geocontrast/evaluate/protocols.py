@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import TOP_K
 from geocontrast.evaluate.geoprior import combine
 from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_top_k_accuracy, rank_accuracy,
@@ -27,7 +28,7 @@ from geocontrast.train.loop import encode_rows, gather_rows, keep_freed_memory
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
 FINETUNE_DEFAULTS = {"max_epochs": 30, "patience": 6, "batch_size": 32, "lr": 0.001, "weight_decay": 1e-4,
-                     "augment_strength": 0.5, "device": "auto"}
+                     "augment_strength": 0.5, "device": "auto", "deterministic": False}
 DEFAULTS = {"linear": LINEAR_DEFAULTS, "knn": KNN_DEFAULTS, "finetune": FINETUNE_DEFAULTS, "baseline": {}}
 """Default params of each protocol; a config lists only the keys it changes."""
 
@@ -143,6 +144,8 @@ def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: 
     (n, C), selection record with the best epoch and the val curve).
     """
     params = resolve_params("finetune", params)
+    if params["deterministic"]:
+        make_deterministic(device)
     keep_freed_memory()
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)

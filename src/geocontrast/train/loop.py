@@ -5,13 +5,16 @@ rows from the uint8 image cache (a memmap), moves them to the device, augments t
 (:class:`~geocontrast.train.augment.BatchAugment`), runs the encoder once over all views, and steps AdamW with a
 linear warm-up then cosine schedule.
 
-Per epoch it appends one line to ``metrics.jsonl`` (see :data:`METRIC_KEYS`) and then writes ``last.pt``; a run
-that finds ``last.pt`` in ``out_dir`` resumes from it (metrics lines past the checkpoint are dropped). The end
-result is ``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`).
+Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`METRIC_KEYS`) and then writes
+``last.pt``, which holds those lines too; a run that finds ``last.pt`` in ``out_dir`` resumes from it and rewrites
+``metrics.jsonl`` from the checkpoint, so lines past the checkpoint are dropped and a metrics file deleted since
+(Snakemake removes the outputs of an incomplete job before running it again) comes back whole. The end result is
+``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`).
 
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
-an uninterrupted one exactly on CPU in fp32.
+an uninterrupted one exactly on CPU in fp32; ``deterministic`` also makes it independent of the thread count
+(:mod:`geocontrast.determinism`).
 
 Under torchrun (``pretrain.gpus`` > 1) every process runs this loop on its share of each global batch
 (:mod:`geocontrast.train.distributed`); only rank 0 writes the outputs, in the same format.
@@ -20,7 +23,6 @@ Under torchrun (``pretrain.gpus`` > 1) every process runs this loop on its share
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import resource
 import sys
@@ -35,8 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from geocontrast.atomic import write_jsonl
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
+from geocontrast.determinism import make_deterministic
 from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 from geocontrast.models import build_encoder
@@ -67,6 +71,7 @@ DEFAULTS: dict = {
     "compile": False,
     "progress": True,  # tqdm bar on stderr
     "options": {},  # the strategy's own settings (its OPTIONS; config pretrain.strategy_options.<strategy>)
+    "deterministic": False,  # geocontrast.determinism.make_deterministic: one CPU thread, deterministic kernels
 }
 METRIC_KEYS = ("epoch", "step", "loss", "lr", "images", "images_per_s", "seconds", "peak_memory_mb",
                "memory_kind", "embedding_std", "mean_pairwise_cosine", "collapsed", "knn_top1", "knn_k", "device",
@@ -186,6 +191,8 @@ def train(
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     device = ranks.device
+    if params["deterministic"]:
+        make_deterministic(device)
     amp_dtype = resolve_amp(params["amp"], device)
 
     cache = load_image_cache(Path(cache_path))
@@ -226,14 +233,14 @@ def train(
     warmup_steps = round(float(params["warmup_fraction"]) * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total_steps, warmup_steps))
 
-    start_epoch, step = 0, 0
+    start_epoch, step, records = 0, 0, []
     resumed = load_last(out_dir, model, optimiser, scheduler)
     if resumed is not None:
-        start_epoch, step = int(resumed["epoch"]), int(resumed["step"])
+        start_epoch, step, records = int(resumed["epoch"]), int(resumed["step"]), resumed.get("metrics", [])
         if resumed.get("params") != params or resumed.get("strategy") != strategy_name:
             warnings.warn(f"{out_dir / 'last.pt'} was written with other params or strategy; resuming anyway")
     if ranks.is_main:
-        _truncate_metrics(out_dir / METRICS, start_epoch)
+        write_jsonl(records, out_dir / METRICS)
     monitor = _Monitor(cache, data, params, resolution, device, amp_dtype, memory_format)
 
     for epoch in range(start_epoch, epochs):
@@ -284,10 +291,10 @@ def train(
         if record["collapsed"]:
             warnings.warn(f"{strategy_name}: representation collapse in epoch {epoch + 1} (embedding_std "
                           f"{record['embedding_std']:.4f}, mean pairwise cosine {record['mean_pairwise_cosine']:.3f})")
-        with open(out_dir / METRICS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        records.append(record)
+        write_jsonl(records, out_dir / METRICS)
         save_last(out_dir, model, optimiser, scheduler, epoch + 1, step,
-                  extra={"params": params, "strategy": strategy_name})
+                  extra={"params": params, "strategy": strategy_name, "metrics": records})
     return save_encoder(out_dir, encoder, strategy_name, params) if ranks.is_main else out_dir / ENCODER
 
 
@@ -322,15 +329,6 @@ def _augment(augment, images: torch.Tensor, generator: torch.Generator) -> torch
     """(B, 3, res, res) float views of uint8 (B, H, W, 3) images, augmented on their device."""
     forward = augment if callable(augment) else augment.forward
     return forward(images, generator=generator)
-
-
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Keep only the metrics lines of epochs a checkpoint covers (all of them go on a fresh start)."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _peak_memory(device: torch.device) -> dict:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from ...atomic import atomic_path, write_json
 from ..manifest import MANIFEST_COLUMNS
 from .world import generate_world, render_photos, write_truth
 
@@ -32,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     render_photos(world, params, args.image_root, workers=args.workers)
     rendered = time.perf_counter()
 
-    args.source.parent.mkdir(parents=True, exist_ok=True)
-    world.photos[list(MANIFEST_COLUMNS)].to_parquet(args.source, index=False)
+    with atomic_path(args.source) as partial:
+        world.photos[list(MANIFEST_COLUMNS)].to_parquet(partial, index=False)
     write_truth(world, args.world_dir)
     n_images = len(world.photos)
     stats = {
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "world_seconds": round(generated - started, 3), "render_seconds": round(rendered - generated, 3),
         "render_images_per_s": round(n_images / max(rendered - generated, 1e-9), 1), "workers": args.workers,
     }
-    (args.world_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    write_json(stats, args.world_dir / "stats.json")
     print(json.dumps(stats), file=sys.stderr)
     return 0
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ...atomic import atomic_path
 from ..render import Habitat, render_photo, save_jpeg
 from .landscape import Landscape, habitat_fields, make_landscape, suitability
 from .observations import simulate_observations
@@ -103,9 +104,11 @@ def write_truth(world: World, world_dir: Path) -> None:
     world_dir = Path(world_dir)
     world_dir.mkdir(parents=True, exist_ok=True)
     land = world.landscape
-    np.savez_compressed(world_dir / "truth.npz", lon=land.lon, lat=land.lat, elevation=land.elevation,
-                        moisture=land.moisture, land=land.land, suitability=world.suitability,
-                        taxon_id=world.taxonomy["taxon_id"].to_numpy(dtype=str),
-                        species=world.taxonomy["species"].to_numpy(dtype=str), outline=world.region.outline)
-    world.taxonomy.to_parquet(world_dir / "taxonomy.parquet", index=False)
-    world.observations.to_parquet(world_dir / "observations.parquet", index=False)
+    with atomic_path(world_dir / "truth.npz") as partial:
+        np.savez_compressed(partial, lon=land.lon, lat=land.lat, elevation=land.elevation,
+                            moisture=land.moisture, land=land.land, suitability=world.suitability,
+                            taxon_id=world.taxonomy["taxon_id"].to_numpy(dtype=str),
+                            species=world.taxonomy["species"].to_numpy(dtype=str), outline=world.region.outline)
+    for name, table in (("taxonomy", world.taxonomy), ("observations", world.observations)):
+        with atomic_path(world_dir / f"{name}.parquet") as partial:
+            table.to_parquet(partial, index=False)
