@@ -59,7 +59,8 @@ def task_bars(results: pd.DataFrame, *, error_bar: str = "std", figure_width_in:
     panels = [(protocol, metric, title, label) for protocol, metric, title, label in TASK_PANELS
               if summary.loc[summary["protocol"] == protocol, f"{metric}_mean"].notna().any()
               if f"{metric}_mean" in summary]
-    figure, axes, columns = _panels(len(panels), figure_width_in, 0.32, 3)
+    columns = 3 if summary["strategy"].nunique() <= 6 else 2  # room for the strategy names under each bar
+    figure, axes, columns = _panels(len(panels), figure_width_in, 0.32 if columns == 3 else 0.42, columns)
     for i, (ax, (protocol, metric, title, label)) in enumerate(zip(axes, panels)):
         panel = summary[(summary["protocol"] == protocol) & summary[f"{metric}_mean"].notna()].reset_index(drop=True)
         _bars(ax, panel, [metric], error_bar)
