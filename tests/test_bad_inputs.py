@@ -230,9 +230,13 @@ def test_bad_config_value_is_refused_naming_the_key(section, named):
         validate(section, SCHEMA)
 
 
-def test_workflow_dry_run_with_a_bad_config_fails_naming_the_key(tmp_path):
+@pytest.mark.parametrize(("config", "named"), [
+    ({"neighbours": {"radius_km": "five"}}, "On instance['neighbours']['radius_km']"),
+    ({"splits": {"mode": "by_moon_phase"}}, "by_moon_phase"),
+])
+def test_workflow_dry_run_with_a_bad_config_fails_naming_the_key(tmp_path, config, named):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"neighbours": {"radius_km": "five"}}))
+    bad.write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", configfile=bad)
     assert result.returncode != 0
-    assert "On instance['neighbours']['radius_km']" in result.stdout + result.stderr
+    assert named in result.stdout + result.stderr
