@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import REPO, load_config
 from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
+from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
 from geocontrast.report.style import save_figure
 
@@ -82,12 +83,12 @@ def assert_png(path: Path, min_px: int = 1000) -> None:
 
 
 def test_strategies_keep_results_order_with_baselines_first():
-    order = rf.strategy_order(["context_pos", "augmented", "most_common", "random_init", "context_pos", "byol"])
+    order = panels.strategy_order(["context_pos", "augmented", "most_common", "random_init", "context_pos", "byol"])
     assert order == ["most_common", "random_init", "context_pos", "augmented", "byol"]
 
 
 def test_protocols_follow_the_fixed_order_without_the_baseline():
-    assert rf.protocol_order(["linear", "baseline", "knn", "finetune", "clustering"]) == [
+    assert panels.protocol_order(["linear", "baseline", "knn", "finetune", "clustering"]) == [
         "finetune", "linear", "knn", "clustering"]
 
 

@@ -24,8 +24,17 @@ import pandas as pd
 from geocontrast.cli import json_object
 from geocontrast.evaluate import TASKS
 from geocontrast.evaluate.results import summarise
-from geocontrast.report.results_figures import (_at_label_fraction, _bars, _check_options, _finish, _is_bottom,
-                                                _ordered, _panels, _seed_note, strategy_order)
+from geocontrast.report.panels import (
+    at_label_fraction,
+    check_options,
+    draw_bars,
+    finish_figure,
+    is_bottom,
+    ordered_summary,
+    panel_grid,
+    seed_note,
+    strategy_order,
+)
 from geocontrast.report.style import plt, save_figure, strategy_colour
 
 TASK_PANELS = (
@@ -49,21 +58,21 @@ CHANCE = {"mislabel_auc": 50.0, "pairs_similar_accuracy": 50.0, "pairs_distinct_
 def task_bars(results: pd.DataFrame, *, error_bar: str = "std", figure_width_in: float = 7.0,
               label_fraction: float = 10) -> plt.Figure:
     """Figure: one panel per downstream-task score present in ``results``, a bar per strategy with error bars."""
-    _check_options(error_bar)
-    rows = _at_label_fraction(results, label_fraction)
+    check_options(error_bar)
+    rows = at_label_fraction(results, label_fraction)
     rows = rows[rows["protocol"].isin(TASKS)]
     if rows.empty:
         raise ValueError(f"the results hold no downstream task at {label_fraction:g} % labels "
                          f"(evaluate.tasks is empty?): nothing to draw")
-    summary = _ordered(summarise(rows))
+    summary = ordered_summary(summarise(rows))
     panels = [(protocol, metric, title, label) for protocol, metric, title, label in TASK_PANELS
               if summary.loc[summary["protocol"] == protocol, f"{metric}_mean"].notna().any()
               if f"{metric}_mean" in summary]
     columns = 3 if summary["strategy"].nunique() <= 6 else 2  # room for the strategy names under each bar
-    figure, axes, columns = _panels(len(panels), figure_width_in, 0.32 if columns == 3 else 0.42, columns)
+    figure, axes, columns = panel_grid(len(panels), figure_width_in, 0.32 if columns == 3 else 0.42, columns)
     for i, (ax, (protocol, metric, title, label)) in enumerate(zip(axes, panels)):
         panel = summary[(summary["protocol"] == protocol) & summary[f"{metric}_mean"].notna()].reset_index(drop=True)
-        _bars(ax, panel, [metric], error_bar)
+        draw_bars(ax, panel, [metric], error_bar)
         if metric in CHANCE:
             ax.axhline(CHANCE[metric], color="0.4", linewidth=0.8, linestyle=":", zorder=0.5)
         if not metric.startswith("ari_"):  # only the adjusted Rand index can fall below 0
@@ -72,9 +81,9 @@ def task_bars(results: pd.DataFrame, *, error_bar: str = "std", figure_width_in:
         ax.set_ylabel(label)
         ax.yaxis.grid(True, linewidth=0.4, alpha=0.5)
         ax.set_axisbelow(True)
-        if not _is_bottom(i, len(axes), columns):
+        if not is_bottom(i, len(axes), columns):
             ax.tick_params(labelbottom=False)
-    return _finish(figure, [], [], f"error bars: {_seed_note(summary, error_bar)}; dotted: chance",
+    return finish_figure(figure, [], [], f"error bars: {seed_note(summary, error_bar)}; dotted: chance",
                    f"Downstream tasks on frozen features ({label_fraction:g} % labels)")
 
 
@@ -94,7 +103,7 @@ def read_mislabel_records(paths: Iterable[Path]) -> list[dict]:
 def mislabel_roc(records: list[dict], *, figure_width_in: float = 7.0) -> plt.Figure:
     """Figure: ROC curves of finding the injected wrong labels, one panel per strategy, one line per seed."""
     strategies = strategy_order(record["strategy"] for record in records)
-    figure, axes, columns = _panels(len(strategies), figure_width_in, 0.3, 4)
+    figure, axes, columns = panel_grid(len(strategies), figure_width_in, 0.3, 4)
     for i, (ax, strategy) in enumerate(zip(axes, strategies)):
         runs = sorted((r for r in records if r["strategy"] == strategy), key=lambda r: r["seed"])
         for run in runs:
@@ -107,14 +116,14 @@ def mislabel_roc(records: list[dict], *, figure_width_in: float = 7.0) -> plt.Fi
             ax.set_ylabel("true positive rate")
         else:
             ax.tick_params(labelleft=False)
-        if _is_bottom(i, len(axes), columns):
+        if is_bottom(i, len(axes), columns):
             ax.set_xlabel("false positive rate")
         else:
             ax.tick_params(labelbottom=False)
     noise = records[0]["n_flipped"] / records[0]["n_labelled"]
     title = (f"Mislabel detection: ROC of neighbourhood disagreement ({records[0]['n_flipped']} of "
              f"{records[0]['n_labelled']} labelled images, {noise:.0%}, relabelled)")
-    return _finish(figure, [], [], "one line per seed; dotted: chance", title)
+    return finish_figure(figure, [], [], "one line per seed; dotted: chance", title)
 
 
 def main(argv: list[str] | None = None) -> int:
