@@ -6,8 +6,9 @@ the pretraining ``metrics.jsonl`` files (:data:`geocontrast.train.loop.METRIC_KE
 mean over seeds with error bars of the seeds' std (or the standard error, ``error_bar="sem"``).
 
 Strategies are drawn in the order they first appear in the results (the config's order), with the baselines
-(:data:`geocontrast.report.panels.BASELINES`) first; the most-common-species baseline (protocol ``baseline``) is a reference line, not a bar. The ordering,
-summary and drawing helpers every results figure shares live in :mod:`geocontrast.report.panels`.
+(:data:`geocontrast.report.panels.BASELINES`) first; the most-common-species baseline (protocol ``baseline``) is
+a reference line, not a bar. The ordering, summary and drawing helpers every results figure shares live in
+:mod:`geocontrast.report.panels`.
 
 CLI (called by ``workflow/rules/report.smk``; writes ``fig.png`` at 300 dpi and ``fig.svg`` beside it)::
 
