@@ -37,7 +37,9 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n
 
 lint: $(STAMP)
-	$(BIN)/snakefmt --check Snakefile workflow/rules/*.smk
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check workflow/Snakefile workflow/rules/*.smk
 	$(BIN)/snakemake --lint
 
 clean:

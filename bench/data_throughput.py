@@ -5,6 +5,7 @@
 Prints and writes bench/results/data_throughput.json. Absolute images/s vary with the shared machine; the
 ratios (2 workers against 1, measured in this same run) are the comparable numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,12 +48,14 @@ def main() -> None:
             results[f"render_images_per_s_{workers}w"] = round(args.images / seconds, 1)
         paths = [Path(scratch) / "images1" / p for p in world.photos["path"]]
         for workers in (1, 2):
-            seconds = timed(build_image_cache, paths, 64, Path(scratch) / f"cache{workers}.npy",
-                            workers=workers, progress=False)
+            seconds = timed(
+                build_image_cache, paths, 64, Path(scratch) / f"cache{workers}.npy", workers=workers, progress=False
+            )
             results[f"cache_64px_images_per_s_{workers}w"] = round(args.images / seconds, 1)
     results["render_speedup_2w"] = round(results["render_images_per_s_2w"] / results["render_images_per_s_1w"], 2)
     results["cache_speedup_2w"] = round(
-        results["cache_64px_images_per_s_2w"] / results["cache_64px_images_per_s_1w"], 2)
+        results["cache_64px_images_per_s_2w"] / results["cache_64px_images_per_s_1w"], 2
+    )
     out = REPO / "bench" / "results" / "data_throughput.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -48,7 +48,9 @@ def clustered_points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     km_lon = np.repeat(spread_km, sizes) * rng.standard_normal(n_clustered)
     lat_c = np.repeat(centre_lat, sizes) + km_lat / 111.2
     lon_c = np.repeat(centre_lon, sizes) + km_lon / (111.2 * np.cos(np.radians(np.repeat(centre_lat, sizes))))
-    lat = np.concatenate([lat_c, rng.uniform(32.5, 42.0, n_uniform), np.degrees(np.arcsin(rng.uniform(-1, 1, n_global)))])
+    lat = np.concatenate(
+        [lat_c, rng.uniform(32.5, 42.0, n_uniform), np.degrees(np.arcsin(rng.uniform(-1, 1, n_global)))]
+    )
     lon = np.concatenate([lon_c, rng.uniform(-124.4, -114.1, n_uniform), rng.uniform(-180, 180, n_global)])
     return np.clip(lat, -90, 90), (lon + 180) % 360 - 180
 
@@ -96,8 +98,13 @@ def worker(method: str, n: int, threads: int) -> dict:
 
 def run_worker(method: str, n: int, threads: int) -> dict:
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, __file__, "--worker", method, str(n), "--threads", str(threads)],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", method, str(n), "--threads", str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,8 +119,10 @@ def main() -> None:
         return
 
     rows = []
-    print(f"{'n':>9} {'ours s':>8} {'ours GB':>8} {'kdtree s':>9} {'kdtree GB':>9} {'kdtree/ours':>11} "
-          f"{'balls s':>8} {'balls/ours':>10} {'warmup s':>8}")
+    print(
+        f"{'n':>9} {'ours s':>8} {'ours GB':>8} {'kdtree s':>9} {'kdtree GB':>9} {'kdtree/ours':>11} "
+        f"{'balls s':>8} {'balls/ours':>10} {'warmup s':>8}"
+    )
     for n in args.sizes:
         ours = run_worker("ours", n, args.threads)
         kdtree = run_worker("kdtree", n, args.threads)
@@ -128,18 +137,30 @@ def main() -> None:
         }
         rows.append(row)
         balls_s = f"{balls['time_s']:8.2f} {row['ball_list_over_ours']:10.1f}" if balls else f"{'-':>8} {'-':>10}"
-        print(f"{n:>9} {ours['time_s']:8.2f} {ours['peak_rss_gb']:8.2f} {kdtree['time_s']:9.2f} "
-              f"{kdtree['peak_rss_gb']:9.2f} {row['kdtree_over_ours']:11.2f} {balls_s} {ours['warmup_s']:8.2f}",
-              flush=True)
+        print(
+            f"{n:>9} {ours['time_s']:8.2f} {ours['peak_rss_gb']:8.2f} {kdtree['time_s']:9.2f} "
+            f"{kdtree['peak_rss_gb']:9.2f} {row['kdtree_over_ours']:11.2f} {balls_s} {ours['warmup_s']:8.2f}",
+            flush=True,
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "radius_km": RADIUS_KM,
-        "k": K,
-        "threads": args.threads,
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(), "python": platform.python_version()},
-        "note": "peak RSS per method from its own subprocess; ratios are times within this one invocation",
-        "rows": rows,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "radius_km": RADIUS_KM,
+                "k": K,
+                "threads": args.threads,
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "processor": platform.processor(),
+                    "python": platform.python_version(),
+                },
+                "note": "peak RSS per method from its own subprocess; ratios are times within this one invocation",
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -38,11 +38,27 @@ def benchmarks() -> list[str]:
     return sorted(path.stem for path in BENCH.glob("*.py") if path.name != Path(__file__).name)
 
 
-def figure(name: str, value: float, reference_name: str, reference: float, ratio: float,
-           target: float | None = None, passed: bool | None = None, unit: str = "") -> dict:
+def figure(
+    name: str,
+    value: float,
+    reference_name: str,
+    reference: float,
+    ratio: float,
+    target: float | None = None,
+    passed: bool | None = None,
+    unit: str = "",
+) -> dict:
     """One row of the summary: ``ratio`` is times better than ``reference`` (higher is better)."""
-    return {"figure": name, "value": value, "unit": unit, "reference": reference_name,
-            "reference_value": reference, "ratio": ratio, "target": target, "pass": passed}
+    return {
+        "figure": name,
+        "value": value,
+        "unit": unit,
+        "reference": reference_name,
+        "reference_value": reference,
+        "ratio": ratio,
+        "target": target,
+        "pass": passed,
+    }
 
 
 def train_throughput_figures(results: dict) -> list[dict]:
@@ -50,16 +66,32 @@ def train_throughput_figures(results: dict) -> list[dict]:
     rows = []
     for encoder, result in results["encoders"].items():
         for strategy, row in result["strategies"].items():
-            rows.append(figure(f"{encoder} {strategy}: training loop end to end", row["e2e_images_per_s"],
-                               "compute-only step rate", row["compute_images_per_s"], row["e2e_over_compute"],
-                               row["target"], row["pass"], unit="images/s"))
+            rows.append(
+                figure(
+                    f"{encoder} {strategy}: training loop end to end",
+                    row["e2e_images_per_s"],
+                    "compute-only step rate",
+                    row["compute_images_per_s"],
+                    row["e2e_over_compute"],
+                    row["target"],
+                    row["pass"],
+                    unit="images/s",
+                )
+            )
         lightly = result.get("lightly")
         if lightly and lightly["augmented_over_lightly"] is not None:
-            rows.append(figure(f"{encoder} augmented: training loop end to end",
-                               result["strategies"]["augmented"]["e2e_images_per_s"],
-                               f"lightly SimCLR ({lightly['best']})", lightly["best_images_per_s"],
-                               lightly["augmented_over_lightly"], lightly["target"], lightly["pass"],
-                               unit="images/s"))
+            rows.append(
+                figure(
+                    f"{encoder} augmented: training loop end to end",
+                    result["strategies"]["augmented"]["e2e_images_per_s"],
+                    f"lightly SimCLR ({lightly['best']})",
+                    lightly["best_images_per_s"],
+                    lightly["augmented_over_lightly"],
+                    lightly["target"],
+                    lightly["pass"],
+                    unit="images/s",
+                )
+            )
     return rows
 
 
@@ -68,19 +100,43 @@ def neighbours_figures(results: dict) -> list[dict]:
     rows = []
     for row in results["rows"]:
         ours = row["ours"]["time_s"]
-        rows.append(figure(f"neighbour table, {row['n']:,} points", ours, "cKDTree nearest-K",
-                           row["kdtree_nearest_k"]["time_s"], row["kdtree_over_ours"], unit="s"))
+        rows.append(
+            figure(
+                f"neighbour table, {row['n']:,} points",
+                ours,
+                "cKDTree nearest-K",
+                row["kdtree_nearest_k"]["time_s"],
+                row["kdtree_over_ours"],
+                unit="s",
+            )
+        )
         if row["ball_list"]:
-            rows.append(figure(f"neighbour table, {row['n']:,} points", ours, "cKDTree ball lists + sample",
-                               row["ball_list"]["time_s"], row["ball_list_over_ours"], unit="s"))
+            rows.append(
+                figure(
+                    f"neighbour table, {row['n']:,} points",
+                    ours,
+                    "cKDTree ball lists + sample",
+                    row["ball_list"]["time_s"],
+                    row["ball_list_over_ours"],
+                    unit="s",
+                )
+            )
     return rows
 
 
 def data_throughput_figures(results: dict) -> list[dict]:
     """Rendering and image caching with 2 workers against 1."""
-    return [figure(f"{stage} with 2 workers", results[f"{key}_2w"], "1 worker", results[f"{key}_1w"],
-                   results[f"{key}_2w"] / results[f"{key}_1w"], unit="images/s")
-            for stage, key in (("rendering", "render_images_per_s"), ("64 px image cache", "cache_64px_images_per_s"))]
+    return [
+        figure(
+            f"{stage} with 2 workers",
+            results[f"{key}_2w"],
+            "1 worker",
+            results[f"{key}_1w"],
+            results[f"{key}_2w"] / results[f"{key}_1w"],
+            unit="images/s",
+        )
+        for stage, key in (("rendering", "render_images_per_s"), ("64 px image cache", "cache_64px_images_per_s"))
+    ]
 
 
 FIGURES: dict[str, Callable[[dict], list[dict]]] = {
@@ -95,8 +151,7 @@ def run_benchmark(name: str) -> dict:
     """Run bench/<name>.py with this interpreter; its output goes to the terminal as it comes."""
     print(f"== bench/{name}.py", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    returncode = subprocess.run([sys.executable, str(BENCH / f"{name}.py")], cwd=BENCH.parent,
-                                check=False).returncode
+    returncode = subprocess.run([sys.executable, str(BENCH / f"{name}.py")], cwd=BENCH.parent, check=False).returncode
     return {"ran": True, "exit_code": returncode, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -121,8 +176,11 @@ def summarise(name: str, run: dict | None) -> dict:
 
 def machine(info: dict) -> str:
     """'Intel(R) Xeon(R) Processor, 2 cores, cpu' from a result file's machine record (what the ratios held on)."""
-    parts = [info.get("cpu_model") or info.get("processor"), info.get("cpu_count") and f"{info['cpu_count']} cores",
-             info.get("device")]
+    parts = [
+        info.get("cpu_model") or info.get("processor"),
+        info.get("cpu_count") and f"{info['cpu_count']} cores",
+        info.get("device"),
+    ]
     return ", ".join(str(part) for part in parts if part) or "not recorded"
 
 
@@ -131,9 +189,12 @@ def markdown(summary: dict) -> str:
     lines = [
         "# Benchmark summary",
         "",
-        (f"Written by `bench/run_all.py` on {summary['written_at']}. Ratio: times better than the reference measured "
-         "in the same run (throughput over the reference's, or the reference's time over ours); absolute values "
-         "drift with the shared machine, ratios much less. Figures without a target are reported, not judged."),
+        (
+            f"Written by `bench/run_all.py` on {summary['written_at']}. Ratio: times better than the reference "
+            "measured in the same run (throughput over the reference's, or the reference's time over ours); "
+            "absolute values drift with the shared machine, ratios much less. Figures without a target are reported, "
+            "not judged."
+        ),
         "",
         "| benchmark | figure | value | reference | ratio | target | pass |",
         "|---|---|---|---|---|---|---|",
@@ -142,8 +203,10 @@ def markdown(summary: dict) -> str:
         for row in entry["figures"]:
             target = f"≥ {row['target']:g}" if row["target"] is not None else "–"
             verdict = {True: "PASS", False: "**FAIL**", None: "–"}[row["pass"]]
-            lines.append(f"| {name} | {row['figure']} | {row['value']:.3g} {row['unit']} | {row['reference']} "
-                         f"({row['reference_value']:.3g} {row['unit']}) | {row['ratio']:.2f} | {target} | {verdict} |")
+            lines.append(
+                f"| {name} | {row['figure']} | {row['value']:.3g} {row['unit']} | {row['reference']} "
+                f"({row['reference_value']:.3g} {row['unit']}) | {row['ratio']:.2f} | {target} | {verdict} |"
+            )
     lines += ["", "| benchmark | result file | machine | status |", "|---|---|---|---|"]
     for name, entry in summary["benchmarks"].items():
         lines.append(f"| {name} | `{entry['results']}` | {entry.get('machine', '–')} | {entry['status']} |")
@@ -151,18 +214,29 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--summarise-only", action="store_true",
-                        help="run nothing; summarise the result files already in bench/results/")
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=benchmarks(),
-                        help=f"run only these (of: {', '.join(benchmarks())}); the summary still covers all")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="run nothing; summarise the result files already in bench/results/",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=benchmarks(),
+        help=f"run only these (of: {', '.join(benchmarks())}); the summary still covers all",
+    )
     args = parser.parse_args(argv)
 
     to_run = [] if args.summarise_only else (args.only or benchmarks())
     runs = {name: run_benchmark(name) for name in to_run}
-    summary = {"written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "benchmarks": {name: summarise(name, runs.get(name)) for name in benchmarks()}}
+    summary = {
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "benchmarks": {name: summarise(name, runs.get(name)) for name in benchmarks()},
+    }
     write_json(summary, RESULTS / "summary.json")
     table = markdown(summary)
     with atomic_path(RESULTS / "summary.md") as partial:
@@ -170,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     failed = [name for name, run in runs.items() if run["exit_code"] != 0]
     judged = [row for entry in summary["benchmarks"].values() for row in entry["figures"] if row["pass"] is not None]
-    print(f"{len(judged) - sum(row['pass'] for row in judged)} of {len(judged)} judged figures below target; "
-          f"{len(failed)} benchmark(s) failed to run{': ' + ', '.join(failed) if failed else ''}", file=sys.stderr)
+    print(
+        f"{len(judged) - sum(row['pass'] for row in judged)} of {len(judged)} judged figures below target; "
+        f"{len(failed)} benchmark(s) failed to run{': ' + ', '.join(failed) if failed else ''}",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

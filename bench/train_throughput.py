@@ -125,11 +125,17 @@ def synthetic_data(scratch: Path, n_images: int, resolution: int, config: dict) 
     render_photos(world, params, scratch / "images", workers=os.cpu_count() or 1, progress=False)
     manifest = validate_manifest(world.photos[list(MANIFEST_COLUMNS)], scratch / "images")
     write_manifest(manifest, scratch / "manifest.parquet")
-    build_image_cache([scratch / "images" / path for path in manifest["path"]], resolution,
-                      scratch / f"{resolution}px.npy", workers=os.cpu_count() or 1, progress=False)
+    build_image_cache(
+        [scratch / "images" / path for path in manifest["path"]],
+        resolution,
+        scratch / f"{resolution}px.npy",
+        workers=os.cpu_count() or 1,
+        progress=False,
+    )
     make_splits(manifest, **config["splits"]).to_parquet(scratch / "splits.parquet", index=False)
-    return geo_tables(scratch / f"{resolution}px.npy", scratch / "manifest.parquet", scratch / "splits.parquet",
-                      scratch, config)
+    return geo_tables(
+        scratch / f"{resolution}px.npy", scratch / "manifest.parquet", scratch / "splits.parquet", scratch, config
+    )
 
 
 def geo_tables(cache: Path, manifest_path: Path, splits: Path, scratch: Path, config: dict) -> Data:
@@ -137,13 +143,29 @@ def geo_tables(cache: Path, manifest_path: Path, splits: Path, scratch: Path, co
     manifest, lat, lon = manifest_coordinates(manifest_path)
     positives = config["neighbours"]
     neighbours = neighbour_table(
-        lat, lon, positives["radius_km"], positives["k"], positives["seed"],
-        observation_id=manifest["observation_id"], observer_id=manifest["observer_id"],
-        exclude_same_observer=positives["exclude_same_observer"], min_km=positives["min_km"],
-        fallback=positives["fallback"], memory_budget_gb=positives["memory_budget_gb"])
+        lat,
+        lon,
+        positives["radius_km"],
+        positives["k"],
+        positives["seed"],
+        observation_id=manifest["observation_id"],
+        observer_id=manifest["observer_id"],
+        exclude_same_observer=positives["exclude_same_observer"],
+        min_km=positives["min_km"],
+        fallback=positives["fallback"],
+        memory_budget_gb=positives["memory_budget_gb"],
+    )
     rule = config["negatives"]
-    negatives = negative_table(lat, lon, rule["m"], rule["rule"], rule["seed"], r_neg_km=rule["r_neg_km"],
-                               band_km=tuple(rule["band_km"]), observation_id=manifest["observation_id"])
+    negatives = negative_table(
+        lat,
+        lon,
+        rule["m"],
+        rule["rule"],
+        rule["seed"],
+        r_neg_km=rule["r_neg_km"],
+        band_km=tuple(rule["band_km"]),
+        observation_id=manifest["observation_id"],
+    )
     save_neighbour_table(neighbours, scratch / "neighbours.npz")
     save_negative_table(negatives, scratch / "negatives.npz")
     return Data(cache, manifest_path, splits, scratch / "neighbours.npz", scratch / "negatives.npz")
@@ -152,26 +174,37 @@ def geo_tables(cache: Path, manifest_path: Path, splits: Path, scratch: Path, co
 def resized_cache(cache: Path, resolution: int, out: Path) -> Path:
     """A copy of the cache resized to ``resolution`` px, so the loop gathers rows of the size it trains on."""
     images = load_image_cache(cache)
-    resized = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8,
-                                        shape=(images.shape[0], resolution, resolution, 3))
+    resized = np.lib.format.open_memmap(
+        out, mode="w+", dtype=np.uint8, shape=(images.shape[0], resolution, resolution, 3)
+    )
     for start in range(0, images.shape[0], 256):
-        chunk = torch.from_numpy(np.array(images[start:start + 256])).permute(0, 3, 1, 2).float()
+        chunk = torch.from_numpy(np.array(images[start : start + 256])).permute(0, 3, 1, 2).float()
         chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear", align_corners=False)
-        resized[start:start + 256] = chunk.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        resized[start : start + 256] = chunk.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     resized.flush()
     return out
 
 
 def loop_params(encoder: str, resolution: int, epochs: int = 1, steps_per_epoch: int | None = None) -> dict:
     """The training params of every e2e run; the rest are the loop's defaults (amp auto, channels_last)."""
-    return {"encoder": encoder, "resolution": resolution, "batch_size": BATCH, "epochs": epochs,
-            "steps_per_epoch": steps_per_epoch, "monitor_size": MONITOR_SIZE, "progress": False}
+    return {
+        "encoder": encoder,
+        "resolution": resolution,
+        "batch_size": BATCH,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "monitor_size": MONITOR_SIZE,
+        "progress": False,
+    }
 
 
 def build_cases(data: Data, strategies: list[str], plan: Plan) -> list[Case]:
-    tables = training_data(read_manifest(data.manifest), pd.read_parquet(data.splits),
-                           neighbours=load_neighbour_table(data.neighbours),
-                           negatives=load_negative_table(data.negatives))
+    tables = training_data(
+        read_manifest(data.manifest),
+        pd.read_parquet(data.splits),
+        neighbours=load_neighbour_table(data.neighbours),
+        negatives=load_negative_table(data.negatives),
+    )
     rng = np.random.default_rng(0)
     cases = []
     for name in strategies:
@@ -200,23 +233,33 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def e2e_rate(data: Data, case: Case, encoder: str, resolution: int, plan: Plan, threads: int,
-             out_dir: Path) -> dict:
+def e2e_rate(data: Data, case: Case, encoder: str, resolution: int, plan: Plan, threads: int, out_dir: Path) -> dict:
     """Anchors/s of ``train()`` over its epochs after the first, and what AMP it resolved to."""
     epochs = 1 + math.ceil(plan.steps / case.steps_per_epoch)  # >= plan.steps timed steps after the warm-up
     required = required_tables(case.name)
-    train(case.name, data.cache, data.manifest, data.splits, out_dir,
-          loop_params(encoder, resolution, epochs, case.steps_per_epoch),
-          neighbours_path=data.neighbours if "neighbours" in required else None,
-          negatives_path=data.negatives if "negatives" in required else None, threads=threads)
+    train(
+        case.name,
+        data.cache,
+        data.manifest,
+        data.splits,
+        out_dir,
+        loop_params(encoder, resolution, epochs, case.steps_per_epoch),
+        neighbours_path=data.neighbours if "neighbours" in required else None,
+        negatives_path=data.negatives if "negatives" in required else None,
+        threads=threads,
+    )
     records = [json.loads(line) for line in (out_dir / METRICS).read_text().splitlines() if line.strip()][1:]
     shutil.rmtree(out_dir)  # checkpoints of large encoders would pile up in the scratch folder
-    return {"anchors_per_s": sum(r["images"] for r in records) / sum(r["seconds"] for r in records),
-            "epoch_anchors_per_s": [r["images_per_s"] for r in records], "amp": records[0]["amp"]}
+    return {
+        "anchors_per_s": sum(r["images"] for r in records) / sum(r["seconds"] for r in records),
+        "epoch_anchors_per_s": [r["images_per_s"] for r in records],
+        "amp": records[0]["amp"],
+    }
 
 
-def compute_rate(case: Case, encoder_name: str, resolution: int, plan: Plan, device: torch.device,
-                 amp_dtype: torch.dtype | None) -> float:
+def compute_rate(
+    case: Case, encoder_name: str, resolution: int, plan: Plan, device: torch.device, amp_dtype: torch.dtype | None
+) -> float:
     """Anchors/s of the loop's step (encoder once over all views, the strategy's heads and loss, AdamW) on
     random tensors already on the device."""
     torch.manual_seed(0)
@@ -225,8 +268,7 @@ def compute_rate(case: Case, encoder_name: str, resolution: int, plan: Plan, dev
     model = nn.ModuleDict({"encoder": encoder, "heads": heads}).to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     sizes = [rows.size for rows in case.batch.views.values()]
-    x = torch.randn(sum(sizes), 3, resolution, resolution, device=device).contiguous(
-        memory_format=torch.channels_last)
+    x = torch.randn(sum(sizes), 3, resolution, resolution, device=device).contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -255,8 +297,16 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(np.asarray(self.images[index])))
 
 
-def lightly_rate(cache: Path, encoder_name: str, resolution: int, plan: Plan, device: torch.device,
-                 amp_dtype: torch.dtype | None, workers: int, threads: int) -> float:
+def lightly_rate(
+    cache: Path,
+    encoder_name: str,
+    resolution: int,
+    plan: Plan,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    workers: int,
+    threads: int,
+) -> float:
     """Anchors/s of lightly's SimCLR pipeline (per-image PIL augmentation in a DataLoader) with ``workers``
     DataLoader workers and ``threads`` compute threads."""
     from lightly.loss import NTXentLoss
@@ -266,8 +316,9 @@ def lightly_rate(cache: Path, encoder_name: str, resolution: int, plan: Plan, de
     dataset = PILImages(cache, SimCLRTransform(input_size=resolution))
     if len(dataset) < (plan.warmup + plan.steps) * BATCH:
         raise ValueError(f"{cache}: {len(dataset)} images, fewer than {plan.warmup + plan.steps} batches")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=workers, pin_memory=device.type == "cuda"
+    )
     torch.manual_seed(0)
     encoder = build_encoder(encoder_name, small_input=resolution < 96)
     head = SimCLRProjectionHead(encoder.feature_dim, 512, 128)
@@ -308,8 +359,18 @@ def measurements(cases: list[Case], lightly_settings: list[str]) -> list[tuple[s
     return order
 
 
-def bench_encoder(encoder: str, resolution: int, data: Data, strategies: list[str], plan: Plan, threads: int,
-                  device: torch.device, amp_dtype: torch.dtype | None, with_lightly: bool, scratch: Path) -> dict:
+def bench_encoder(
+    encoder: str,
+    resolution: int,
+    data: Data,
+    strategies: list[str],
+    plan: Plan,
+    threads: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    with_lightly: bool,
+    scratch: Path,
+) -> dict:
     """Every measurement of one encoder in ``plan.reps`` interleaved repetitions, summarised."""
     cases = {case.name: case for case in build_cases(data, strategies, plan)}
     twins = sorted({COMPUTE_TWIN[name] for name in strategies if name in COMPUTE_TWIN} - set(cases))
@@ -327,18 +388,24 @@ def bench_encoder(encoder: str, resolution: int, data: Data, strategies: list[st
             elif kind == "compute":
                 entry["anchors_per_s"] = compute_rate(cases[key], encoder, resolution, plan, device, amp_dtype)
             else:
-                entry["anchors_per_s"] = lightly_rate(data.cache, encoder, resolution, plan, device, amp_dtype,
-                                                      *settings[key])
+                entry["anchors_per_s"] = lightly_rate(
+                    data.cache, encoder, resolution, plan, device, amp_dtype, *settings[key]
+                )
             # The machine is shared: the load beside each measurement tells how far to trust it.
             entry.update(seconds=time.perf_counter() - started, load_1min=os.getloadavg()[0])
             log.append(entry)
-            print(f"  {encoder} rep {rep + 1}/{plan.reps} {kind:8} {key:22} {entry['anchors_per_s']:8.1f} anchors/s "
-                  f"({entry['seconds']:.0f} s, load {entry['load_1min']:.1f})", file=sys.stderr, flush=True)
+            print(
+                f"  {encoder} rep {rep + 1}/{plan.reps} {kind:8} {key:22} {entry['anchors_per_s']:8.1f} anchors/s "
+                f"({entry['seconds']:.0f} s, load {entry['load_1min']:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
     return {"plan": asdict(plan), **summarise(encoder, cases, strategies, log), "measurements": log}
 
 
 def summarise(encoder: str, cases: dict, strategies: list[str], log: list[dict]) -> dict:
     """Medians (images/s = anchors/s x views), ratios and pass/fail against the targets."""
+
     def rates(kind: str, key: str) -> list[float]:  # in repetition order
         return [entry["anchors_per_s"] for entry in log if entry["kind"] == kind and entry["key"] == key]
 
@@ -347,9 +414,13 @@ def summarise(encoder: str, cases: dict, strategies: list[str], log: list[dict])
         views, twin = cases[name].views, COMPUTE_TWIN.get(name, name)
         e2e, compute = statistics.median(rates("e2e", name)), statistics.median(rates("compute", twin))
         rows[name] = {
-            "views": views, "e2e_anchors_per_s": e2e, "e2e_images_per_s": e2e * views,
-            "compute_images_per_s": compute * views, "compute_measured_as": twin,
-            "e2e_over_compute": e2e / compute, "target": E2E_OVER_COMPUTE_TARGET,
+            "views": views,
+            "e2e_anchors_per_s": e2e,
+            "e2e_images_per_s": e2e * views,
+            "compute_images_per_s": compute * views,
+            "compute_measured_as": twin,
+            "e2e_over_compute": e2e / compute,
+            "target": E2E_OVER_COMPUTE_TARGET,
             "pass": e2e / compute >= E2E_OVER_COMPUTE_TARGET,
             "e2e_over_compute_per_rep": [a / b for a, b in zip(rates("e2e", name), rates("compute", twin))],
         }
@@ -362,34 +433,51 @@ def summarise(encoder: str, cases: dict, strategies: list[str], log: list[dict])
     ratio = rows["augmented"]["e2e_images_per_s"] / medians[best] if "augmented" in rows else None
     target = OVER_LIGHTLY_TARGET.get(encoder)
     result["lightly"] = {
-        "images_per_s": medians, "best": best, "best_images_per_s": medians[best],
-        "augmented_over_lightly": ratio, "target": target,
+        "images_per_s": medians,
+        "best": best,
+        "best_images_per_s": medians[best],
+        "augmented_over_lightly": ratio,
+        "target": target,
         "pass": None if ratio is None or target is None else ratio >= target,
     }
     return result
 
 
 def machine_info(device: torch.device, threads: int, amp_dtype: torch.dtype | None) -> dict:
-    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor())
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
-        "cpu_model": cpu_model, "cpu_count": os.cpu_count(), "torch_threads": threads,
-        "python": platform.python_version(), "torch": torch.__version__,
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
         "lightly": importlib.metadata.version("lightly") if importlib.util.find_spec("lightly") else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu_native_bf16": cpu_supports_bf16(), "amp": "bf16" if amp_dtype is not None else "fp32",
+        "cpu_native_bf16": cpu_supports_bf16(),
+        "amp": "bf16" if amp_dtype is not None else "fp32",
         "load_average_start": os.getloadavg(),
     }
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'encoder':9} {'strategy':16} {'views':>5} {'e2e anchors/s':>13} {'e2e img/s':>10} "
-          f"{'compute img/s':>13} {'e2e/compute':>11} {'target':>6} pass")
+    print(
+        f"\n{'encoder':9} {'strategy':16} {'views':>5} {'e2e anchors/s':>13} {'e2e img/s':>10} "
+        f"{'compute img/s':>13} {'e2e/compute':>11} {'target':>6} pass"
+    )
     for encoder, result in results["encoders"].items():
         for name, row in result["strategies"].items():
-            print(f"{encoder:9} {name:16} {row['views']:>5} {row['e2e_anchors_per_s']:13.1f} "
-                  f"{row['e2e_images_per_s']:10.1f} {row['compute_images_per_s']:13.1f} "
-                  f"{row['e2e_over_compute']:11.2f} {row['target']:>6} {'PASS' if row['pass'] else 'FAIL'}")
+            print(
+                f"{encoder:9} {name:16} {row['views']:>5} {row['e2e_anchors_per_s']:13.1f} "
+                f"{row['e2e_images_per_s']:10.1f} {row['compute_images_per_s']:13.1f} "
+                f"{row['e2e_over_compute']:11.2f} {row['target']:>6} {'PASS' if row['pass'] else 'FAIL'}"
+            )
     if results["lightly_reference"] != "measured":
         print(f"lightly reference: {results['lightly_reference']}")
     for encoder, result in results["encoders"].items():
@@ -397,36 +485,55 @@ def print_table(results: dict) -> None:
         if lightly:
             settings = ", ".join(f"{key} {rate:.1f}" for key, rate in lightly["images_per_s"].items())
             verdict = "" if lightly["pass"] is None else ("PASS" if lightly["pass"] else "FAIL")
-            print(f"{encoder}: lightly SimCLR images/s: {settings}; best {lightly['best']}. "
-                  f"e2e(augmented)/lightly = {lightly['augmented_over_lightly']:.2f} "
-                  f"(target >= {lightly['target']}) {verdict}")
+            print(
+                f"{encoder}: lightly SimCLR images/s: {settings}; best {lightly['best']}. "
+                f"e2e(augmented)/lightly = {lightly['augmented_over_lightly']:.2f} "
+                f"(target >= {lightly['target']}) {verdict}"
+            )
     extras = results["cuda_extras"]
     if isinstance(extras, str):
         print(f"CUDA extras (resnet50 224 px, resnet18 128 px): {extras}")
     else:
         for name, result in extras.items():
             row = result["strategies"]["augmented"]
-            print(f"CUDA {name}: SimCLR e2e {row['e2e_images_per_s']:.1f} images/s, compute-only "
-                  f"{row['compute_images_per_s']:.1f}, ratio {row['e2e_over_compute']:.2f}")
-    print(f"machine: {results['machine']['cpu_model']}, {results['machine']['cpu_count']} cores, torch "
-          f"{results['machine']['torch']}, amp {results['machine']['amp']}, load average "
-          f"{results['machine']['load_average_start']} -> {results['machine']['load_average_end']}; "
-          f"{results['wall_seconds']:.0f} s")
+            print(
+                f"CUDA {name}: SimCLR e2e {row['e2e_images_per_s']:.1f} images/s, compute-only "
+                f"{row['compute_images_per_s']:.1f}, ratio {row['e2e_over_compute']:.2f}"
+            )
+    print(
+        f"machine: {results['machine']['cpu_model']}, {results['machine']['cpu_count']} cores, torch "
+        f"{results['machine']['torch']}, amp {results['machine']['amp']}, load average "
+        f"{results['machine']['load_average_start']} -> {results['machine']['load_average_end']}; "
+        f"{results['wall_seconds']:.0f} s"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoders", nargs="+", choices=["cnn5", "resnet18", "resnet50"], default=None,
-                        help="default: cnn5 resnet18 (cnn5 with --quick)")
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        choices=["cnn5", "resnet18", "resnet50"],
+        default=None,
+        help="default: cnn5 resnet18 (cnn5 with --quick)",
+    )
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--cache", type=Path, help="existing (N, res, res, 3) uint8 cache; manifest.parquet and "
-                        "splits.parquet are read from two folders up")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="existing (N, res, res, 3) uint8 cache; manifest.parquet and splits.parquet are read from two folders up",
+    )
     parser.add_argument("--images", type=int, default=N_IMAGES, help="synthetic images when no --cache")
     parser.add_argument("--quick", action="store_true", help="~1 minute: fewer steps, one repetition, cnn5")
     parser.add_argument("--reps", type=int, help="override the plan's repetitions")
-    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES),
-                        help="default: every registered strategy")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=list(STRATEGIES),
+        default=list(STRATEGIES),
+        help="default: every registered strategy",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     encoders = args.encoders or (["cnn5"] if args.quick else ["cnn5", "resnet18"])
@@ -435,10 +542,15 @@ def main() -> None:
     device = resolve_device("auto")
     amp_dtype = resolve_amp("auto", device)  # the loop's default; train() records its own choice per run
     with_lightly = importlib.util.find_spec("lightly") is not None
-    results: dict = {"machine": machine_info(device, args.threads, amp_dtype), "batch_size": BATCH,
-                     "resolution": args.resolution, "encoders": {},
-                     "lightly_reference": "measured" if with_lightly else
-                     "NOT MEASURED: lightly is not installed (pip install lightly==1.6.0)"}
+    results: dict = {
+        "machine": machine_info(device, args.threads, amp_dtype),
+        "batch_size": BATCH,
+        "resolution": args.resolution,
+        "encoders": {},
+        "lightly_reference": "measured"
+        if with_lightly
+        else "NOT MEASURED: lightly is not installed (pip install lightly==1.6.0)",
+    }
     if not with_lightly:
         print(f"lightly reference: {results['lightly_reference']}", file=sys.stderr)
 
@@ -446,29 +558,60 @@ def main() -> None:
         scratch = Path(folder)
         config = load_config()
         if args.cache:
-            data = geo_tables(args.cache, args.cache.parents[1] / "manifest.parquet",
-                              args.cache.parents[1] / "splits.parquet", scratch, config)
+            data = geo_tables(
+                args.cache,
+                args.cache.parents[1] / "manifest.parquet",
+                args.cache.parents[1] / "splits.parquet",
+                scratch,
+                config,
+            )
         else:
             data = synthetic_data(scratch, args.images, args.resolution, config)
-        results["images"] = {"source": str(args.cache) if args.cache else f"synthetic ({args.images} rendered)",
-                             "n_images": int(load_image_cache(data.cache).shape[0])}
+        results["images"] = {
+            "source": str(args.cache) if args.cache else f"synthetic ({args.images} rendered)",
+            "n_images": int(load_image_cache(data.cache).shape[0]),
+        }
         for encoder in encoders:
-            plan = CUDA_PLAN if device.type == "cuda" else (QUICK_PLAN if args.quick else CPU_PLANS.get(
-                encoder, QUICK_PLAN))
+            plan = (
+                CUDA_PLAN
+                if device.type == "cuda"
+                else (QUICK_PLAN if args.quick else CPU_PLANS.get(encoder, QUICK_PLAN))
+            )
             plan = replace(plan, reps=args.reps or plan.reps)
-            results["encoders"][encoder] = bench_encoder(encoder, args.resolution, data, args.strategies, plan,
-                                                         args.threads, device, amp_dtype, with_lightly, scratch)
+            results["encoders"][encoder] = bench_encoder(
+                encoder,
+                args.resolution,
+                data,
+                args.strategies,
+                plan,
+                args.threads,
+                device,
+                amp_dtype,
+                with_lightly,
+                scratch,
+            )
         if device.type == "cuda":
             results["cuda_extras"] = {
                 f"{encoder}_{resolution}px": bench_encoder(
-                    encoder, resolution, replace(data, cache=resized_cache(data.cache, resolution,
-                                                                           scratch / f"resized{resolution}.npy")),
-                    ["augmented"], CUDA_PLAN, args.threads, device, amp_dtype, False, scratch)
-                for encoder, resolution in CUDA_EXTRAS}
+                    encoder,
+                    resolution,
+                    replace(data, cache=resized_cache(data.cache, resolution, scratch / f"resized{resolution}.npy")),
+                    ["augmented"],
+                    CUDA_PLAN,
+                    args.threads,
+                    device,
+                    amp_dtype,
+                    False,
+                    scratch,
+                )
+                for encoder, resolution in CUDA_EXTRAS
+            }
         else:
             results["cuda_extras"] = "not measured (no CUDA)"
-    results["targets"] = {"e2e_over_compute": E2E_OVER_COMPUTE_TARGET, "e2e_augmented_over_lightly":
-                          OVER_LIGHTLY_TARGET}
+    results["targets"] = {
+        "e2e_over_compute": E2E_OVER_COMPUTE_TARGET,
+        "e2e_augmented_over_lightly": OVER_LIGHTLY_TARGET,
+    }
     results["machine"]["load_average_end"] = os.getloadavg()
     results["wall_seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)

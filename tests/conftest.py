@@ -61,7 +61,7 @@ def write_image():
 
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+TINY_CONFIG = REPO / ".test" / "config" / "config.yaml"
 
 
 def load_config(path: Path = TINY_CONFIG) -> dict:

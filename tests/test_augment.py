@@ -33,8 +33,11 @@ def test_identical_images_come_out_different():
 def test_strength_zero_is_resize_and_normalise():
     images = random_images(size=40)
     out = BatchAugment(resolution=32, strength=0.0)(images, torch.Generator().manual_seed(0))
-    resized = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(32, 32), mode="bilinear",
-                            align_corners=False).round().clamp(0, 255)
+    resized = (
+        F.interpolate(images.permute(0, 3, 1, 2).float(), size=(32, 32), mode="bilinear", align_corners=False)
+        .round()
+        .clamp(0, 255)
+    )
     expected = normalise(resized.to(torch.uint8).permute(0, 2, 3, 1))
     assert torch.allclose(out, expected, atol=0.5 / 255 / 0.224 + 1e-5)
 
@@ -76,9 +79,14 @@ def test_normalise_standardises_per_channel():
     assert torch.allclose(out[0, :, 0, 0], expected)
 
 
-@pytest.mark.parametrize("kwargs, word", [({"resolution": 0}, "resolution"),
-                                          ({"resolution": 32, "strength": -1.0}, "strength"),
-                                          ({"resolution": 32, "min_scale": 0.0}, "min_scale")])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"resolution": 0}, "resolution"),
+        ({"resolution": 32, "strength": -1.0}, "strength"),
+        ({"resolution": 32, "min_scale": 0.0}, "min_scale"),
+    ],
+)
 def test_refuses_bad_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         BatchAugment(**kwargs)

@@ -87,7 +87,8 @@ def test_csv_nan_coordinates_are_kept_as_a_photo_without_coordinates(tmp_path):
 
 def test_csv_nan_in_one_coordinate_names_row_and_column(tmp_path):
     assert "row 3, column 'lat': 'NaN' while lon is given; give both or neither" in csv_error(
-        tmp_path, "coords_half_nan.csv")
+        tmp_path, "coords_half_nan.csv"
+    )
 
 
 def test_csv_infinite_coordinates_name_row_and_column(tmp_path):
@@ -103,8 +104,9 @@ def test_csv_out_of_range_coordinates_name_row_and_column(tmp_path):
 
 
 def test_csv_swapped_coordinates_name_the_row_with_a_hint(tmp_path):
-    assert ("row 3, column 'lat': -122.4 is outside [-90, 90]; lat and lon look swapped (lon is 37.8)"
-            in csv_error(tmp_path, "coords_swapped.csv"))
+    assert "row 3, column 'lat': -122.4 is outside [-90, 90]; lat and lon look swapped (lon is 37.8)" in csv_error(
+        tmp_path, "coords_swapped.csv"
+    )
 
 
 def test_csv_duplicate_image_ids_name_both_rows(tmp_path):
@@ -121,11 +123,14 @@ def test_csv_blank_species_are_unlabelled_photos_not_a_species_named_blank(tmp_p
 # --- the same problems in a source table (any source): the manifest names the row and image_id ------------------
 
 
-@pytest.mark.parametrize(("column", "value", "named"), [
-    ("lat", np.inf, "lat outside [-90, 90] in 1 row: row 1 (image_id 'img1', lat inf)"),
-    ("lon", -np.inf, "lon outside [-180, 180] in 1 row: row 1 (image_id 'img1', lon -inf)"),
-    ("lat", -122.4, "lat outside [-90, 90] in 1 row: row 1 (image_id 'img1', lat -122.4)"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "named"),
+    [
+        ("lat", np.inf, "lat outside [-90, 90] in 1 row: row 1 (image_id 'img1', lat inf)"),
+        ("lon", -np.inf, "lon outside [-180, 180] in 1 row: row 1 (image_id 'img1', lon -inf)"),
+        ("lat", -122.4, "lat outside [-90, 90] in 1 row: row 1 (image_id 'img1', lat -122.4)"),
+    ],
+)
 def test_manifest_impossible_coordinate_names_row_and_image_id(make_manifest, column, value, named):
     table = make_manifest(3)
     table.loc[1, column] = value
@@ -155,8 +160,14 @@ def flora(make_manifest, images_per_species: dict[str, int]) -> pd.DataFrame:
     """One image per observation, species sharing one genus, scattered over California."""
     species = [name for name, n in images_per_species.items() for _ in range(n)]
     rng = np.random.default_rng(0)
-    return validate_manifest(make_manifest(len(species), species=species, lat=rng.uniform(33, 41, len(species)),
-                                           lon=rng.uniform(-123, -115, len(species))))
+    return validate_manifest(
+        make_manifest(
+            len(species),
+            species=species,
+            lat=rng.uniform(33, 41, len(species)),
+            lon=rng.uniform(-123, -115, len(species)),
+        )
+    )
 
 
 def evaluate_knn(manifest: pd.DataFrame, splits: pd.DataFrame, pct: float) -> dict:
@@ -181,8 +192,16 @@ def test_label_budget_smaller_than_the_number_of_species_still_trains_the_probes
     rows = eval_rows(manifest, splits, 5)
     assert 0 < rows.train.size < rows.n_classes
     features = np.random.default_rng(0).normal(size=(len(manifest), 8)).astype(np.float32)
-    probs, _ = linear_probe(features[rows.train], rows.codes[rows.train], features[rows.val],
-                            rows.codes[rows.val], features[rows.test], rows.n_classes, {"epochs": 2}, seed=0)
+    probs, _ = linear_probe(
+        features[rows.train],
+        rows.codes[rows.train],
+        features[rows.val],
+        rows.codes[rows.val],
+        features[rows.test],
+        rows.n_classes,
+        {"epochs": 2},
+        seed=0,
+    )
     assert probs.shape == (rows.test.size, rows.n_classes)
     assert 0 <= evaluate_knn(manifest, splits, 5)["top1"] <= 1
 
@@ -206,34 +225,42 @@ def test_k_larger_than_every_neighbourhood_takes_each_ball_whole():
     lat = 37.0 + 0.001 * np.arange(5)  # five photos within 0.5 km, each its own observation
     table = neighbour_table(lat, np.full(5, -122.0), radius_km=5, k=1000, seed=0)
     assert table.counts().tolist() == [4] * 5 and not table.fallback.any()
-    assert all(sorted(table.indices[table.indptr[i]:table.indptr[i + 1]]) == [j for j in range(5) if j != i]
-               for i in range(5))
+    assert all(
+        sorted(table.indices[table.indptr[i] : table.indptr[i + 1]]) == [j for j in range(5) if j != i]
+        for i in range(5)
+    )
 
 
 # --- configs: a wrong type or range, an unknown name, is refused before anything runs, naming the key -----------
 
 
-@pytest.mark.parametrize(("section", "named"), [
-    ({"pretrain": {"epochs": "ten"}}, "['pretrain']['epochs']"),
-    ({"pretrain": {"batch_size": 1}}, "['pretrain']['batch_size']"),
-    ({"pretrain": {"strategies": ["simclr"]}}, "['pretrain']['strategies'][0]"),
-    ({"neighbours": {"radius_km": 0}}, "['neighbours']['radius_km']"),
-    ({"neighbours": {"k": 2.5}}, "['neighbours']['k']"),
-    ({"negatives": {"rule": "near"}}, "['negatives']['rule']"),
-    ({"splits": {"fractions": [0.7, 0.3]}}, "['splits']['fractions']"),
-    ({"evaluate": {"protocols": ["svm"]}}, "['evaluate']['protocols'][0]"),
-    ({"image_cache": {"resolutions": [0]}}, "['image_cache']['resolutions'][0]"),
-    ({"deterministic": "yes"}, "['deterministic']"),
-])
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ({"pretrain": {"epochs": "ten"}}, "['pretrain']['epochs']"),
+        ({"pretrain": {"batch_size": 1}}, "['pretrain']['batch_size']"),
+        ({"pretrain": {"strategies": ["simclr"]}}, "['pretrain']['strategies'][0]"),
+        ({"neighbours": {"radius_km": 0}}, "['neighbours']['radius_km']"),
+        ({"neighbours": {"k": 2.5}}, "['neighbours']['k']"),
+        ({"negatives": {"rule": "near"}}, "['negatives']['rule']"),
+        ({"splits": {"fractions": [0.7, 0.3]}}, "['splits']['fractions']"),
+        ({"evaluate": {"protocols": ["svm"]}}, "['evaluate']['protocols'][0]"),
+        ({"image_cache": {"resolutions": [0]}}, "['image_cache']['resolutions'][0]"),
+        ({"deterministic": "yes"}, "['deterministic']"),
+    ],
+)
 def test_bad_config_value_is_refused_naming_the_key(section, named):
     with pytest.raises(WorkflowError, match=r"On instance" + re.escape(named)):
         validate(section, SCHEMA)
 
 
-@pytest.mark.parametrize(("config", "named"), [
-    ({"neighbours": {"radius_km": "five"}}, "On instance['neighbours']['radius_km']"),
-    ({"splits": {"mode": "by_moon_phase"}}, "by_moon_phase"),
-])
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"neighbours": {"radius_km": "five"}}, "On instance['neighbours']['radius_km']"),
+        ({"splits": {"mode": "by_moon_phase"}}, "by_moon_phase"),
+    ],
+)
 def test_workflow_dry_run_with_a_bad_config_fails_naming_the_key(tmp_path, config, named):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))

@@ -31,11 +31,20 @@ def test_train_throughput_figures_carry_ratio_target_and_verdict_of_the_result_f
 
 def test_markdown_marks_failures_and_benchmarks_without_results():
     module = run_all()
-    summary = {"written_at": "now", "benchmarks": {
-        "train_throughput": {"results": "r.json", "status": "ran now", "machine": "m", "figures": [
-            module.figure("cnn5 augmented", 281.0, "lightly", 255.0, 1.1, 2.0, False, unit="images/s")]},
-        "neighbours": {"results": "n.json", "status": "no results yet: run it", "figures": []},
-    }}
+    summary = {
+        "written_at": "now",
+        "benchmarks": {
+            "train_throughput": {
+                "results": "r.json",
+                "status": "ran now",
+                "machine": "m",
+                "figures": [module.figure("cnn5 augmented", 281.0, "lightly", 255.0, 1.1, 2.0, False, unit="images/s")],
+            },
+            "neighbours": {"results": "n.json", "status": "no results yet: run it", "figures": []},
+        },
+    }
     text = module.markdown(summary)
-    assert "| train_throughput | cnn5 augmented | 281 images/s | lightly (255 images/s) | 1.10 | ≥ 2 | **FAIL** |" in text
+    assert (
+        "| train_throughput | cnn5 augmented | 281 images/s | lightly (255 images/s) | 1.10 | ≥ 2 | **FAIL** |" in text
+    )
     assert "| neighbours | `n.json` | – | no results yet: run it |" in text

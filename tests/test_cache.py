@@ -136,9 +136,19 @@ def test_cli_report_names_image_id_of_corrupt_rows(make_manifest, write_image, t
     write_image(images / "img2.png", (8, 8))
     (images / "img1.png").write_bytes(b"garbage")
     write_manifest(validate_manifest(make_manifest(), image_root=images), tmp_path / "manifest.parquet")
-    argv = ["--manifest", str(tmp_path / "manifest.parquet"), "--image-root", str(images), "--resolution", "4",
-            "--out", str(tmp_path / "cache" / "4px.npy"), "--report", str(tmp_path / "cache" / "4px.json"),
-            "--skip-corrupt"]
+    argv = [
+        "--manifest",
+        str(tmp_path / "manifest.parquet"),
+        "--image-root",
+        str(images),
+        "--resolution",
+        "4",
+        "--out",
+        str(tmp_path / "cache" / "4px.npy"),
+        "--report",
+        str(tmp_path / "cache" / "4px.json"),
+        "--skip-corrupt",
+    ]
     assert main(argv) == 0
     report = json.loads((tmp_path / "cache" / "4px.json").read_text())
     assert [(f["row"], f["image_id"]) for f in report["corrupt"]] == [(1, "img1")]
@@ -148,8 +158,18 @@ def test_cli_report_names_image_id_of_corrupt_rows(make_manifest, write_image, t
 def test_cli_exits_1_on_corrupt_images_without_skip(make_manifest, write_image, tmp_path, capsys):
     (tmp_path / "img0.png").write_bytes(b"garbage")
     write_manifest(validate_manifest(make_manifest(1), image_root=tmp_path), tmp_path / "manifest.parquet")
-    argv = ["--manifest", str(tmp_path / "manifest.parquet"), "--image-root", str(tmp_path), "--resolution", "4",
-            "--out", str(tmp_path / "4px.npy"), "--report", str(tmp_path / "4px.json")]
+    argv = [
+        "--manifest",
+        str(tmp_path / "manifest.parquet"),
+        "--image-root",
+        str(tmp_path),
+        "--resolution",
+        "4",
+        "--out",
+        str(tmp_path / "4px.npy"),
+        "--report",
+        str(tmp_path / "4px.json"),
+    ]
     assert main(argv) == 1
     assert "img0.png" in capsys.readouterr().err
     assert not (tmp_path / "4px.npy").exists() and not (tmp_path / "4px.json").exists()

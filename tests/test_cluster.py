@@ -6,9 +6,8 @@ import re
 
 import pytest
 import yaml
-from test_workflow import planned_jobs, snakemake
-
 from conftest import REPO, TINY_CONFIG
+from test_workflow import planned_jobs, snakemake
 
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 
@@ -24,8 +23,9 @@ def resources(block: str) -> dict[str, str]:
 
 
 def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_a_gpu_request(tmp_path):
-    result = snakemake(tmp_path, "-n", "--workflow-profile", str(SLURM_PROFILE),
-                       configfile=REPO / "config" / "config.yaml")
+    result = snakemake(
+        tmp_path, "-n", "--workflow-profile", str(SLURM_PROFILE), configfile=REPO / "config" / "config.yaml"
+    )
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     for rule in ("pretrain", "embed", "finetune"):
@@ -33,7 +33,9 @@ def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_a_gpu_requ
         assert blocks, rule
         for block in blocks:
             assert {key: resources(block)[key] for key in ("gpu", "slurm_partition")} == {
-                "gpu": "1", "slurm_partition": "gpu"}, (rule, block)
+                "gpu": "1",
+                "slurm_partition": "gpu",
+            }, (rule, block)
     evaluation = resources(job_blocks(output, "evaluate_frozen")[0])
     assert "gpu" not in evaluation and evaluation["slurm_partition"] == "cpu"
 
@@ -60,9 +62,19 @@ def test_cluster_executor_runs_the_jobs_from_job_scripts(tmp_path):
     config["pretrain"].update(gpus=2, device="cpu")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     encoder = "results/tiny/pretrain/context_pos_neg/seed0/encoder.pt"
-    result = snakemake(tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash",
-                       "--jobs", "2", "--seconds-between-status-checks", "1", encoder,
-                       configfile=tmp_path / "config.yaml")
+    result = snakemake(
+        tmp_path,
+        "--executor",
+        "cluster-generic",
+        "--cluster-generic-submit-cmd",
+        "bash",
+        "--jobs",
+        "2",
+        "--seconds-between-status-checks",
+        "1",
+        encoder,
+        configfile=tmp_path / "config.yaml",
+    )
     assert result.returncode == 0, result.stderr
     assert "Shell command: torchrun --standalone --nproc_per_node 2" in result.stdout + result.stderr
     job_scripts = re.findall(r"^\s+Command: .* --mode remote$", result.stdout + result.stderr, re.M)

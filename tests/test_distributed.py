@@ -1,4 +1,5 @@
-"""Training on several processes (torchrun's way, here 2 CPU processes on gloo) equals one process on the global batch."""
+"""Training on several processes (torchrun's way, here 2 CPU processes on gloo) equals one process on the global
+batch."""
 
 from __future__ import annotations
 
@@ -35,8 +36,16 @@ def run_processes(worker, *args) -> None:
 
 
 def _as_rank(rank: int, port: int, worker, *args) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD_SIZE), "LOCAL_WORLD_SIZE": str(WORLD_SIZE)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(WORLD_SIZE),
+            "LOCAL_WORLD_SIZE": str(WORLD_SIZE),
+        }
+    )
     torch.set_num_threads(1)
     try:
         worker(rank, *args)
@@ -47,18 +56,25 @@ def _as_rank(rank: int, port: int, worker, *args) -> None:
 def loss_inputs() -> dict[str, torch.Tensor]:
     """One global batch: projections of both views, extra negatives and the two geo masks."""
     g = torch.Generator().manual_seed(0)
-    return {"z_a": torch.randn(BATCH, DIM, generator=g), "z_b": torch.randn(BATCH, DIM, generator=g),
-            "extra_negatives": torch.randn(EXTRA, DIM, generator=g),
-            "false_negatives": torch.rand(BATCH, BATCH, generator=g) < 0.3,
-            "extra_false_negatives": torch.rand(BATCH, EXTRA, generator=g) < 0.3}
+    return {
+        "z_a": torch.randn(BATCH, DIM, generator=g),
+        "z_b": torch.randn(BATCH, DIM, generator=g),
+        "extra_negatives": torch.randn(EXTRA, DIM, generator=g),
+        "false_negatives": torch.rand(BATCH, BATCH, generator=g) < 0.3,
+        "extra_false_negatives": torch.rand(BATCH, EXTRA, generator=g) < 0.3,
+    }
 
 
 def loss_and_gradients(inputs: dict[str, torch.Tensor], share=lambda rows: rows) -> tuple[float, dict]:
     """NT-Xent (gathering when a process group exists) on ``share`` of every input, and its input gradients."""
     leaves = {name: share(inputs[name]).clone().requires_grad_() for name in ("z_a", "z_b", "extra_negatives")}
     loss = NTXentLoss(temperature=0.2, gather_distributed=True)(
-        leaves["z_a"], leaves["z_b"], leaves["extra_negatives"], false_negatives=share(inputs["false_negatives"]),
-        extra_false_negatives=share(inputs["extra_false_negatives"]))
+        leaves["z_a"],
+        leaves["z_b"],
+        leaves["extra_negatives"],
+        false_negatives=share(inputs["false_negatives"]),
+        extra_false_negatives=share(inputs["extra_false_negatives"]),
+    )
     loss.backward()
     return loss.item(), {name: leaf.grad for name, leaf in leaves.items()}
 
@@ -66,7 +82,7 @@ def loss_and_gradients(inputs: dict[str, torch.Tensor], share=lambda rows: rows)
 def gathered_loss_worker(rank: int, out: Path) -> None:
     ranks = distributed.join(torch.device("cpu"))
     share = len(loss_inputs()["z_a"]) // ranks.world_size
-    loss, grads = loss_and_gradients(loss_inputs(), lambda rows: rows[rank * share:(rank + 1) * share])
+    loss, grads = loss_and_gradients(loss_inputs(), lambda rows: rows[rank * share : (rank + 1) * share])
     torch.save({"loss": loss, "grads": grads}, out / f"rank{rank}.pt")
 
 
@@ -87,8 +103,14 @@ def training_step(ranks: distributed.Ranks, batch: PairBatch, images: torch.Tens
     """One optimiser step of encoder + projection head on this process's share of ``batch``, as the loop does it."""
     torch.manual_seed(0)
     encoder = build_encoder("cnn5", small_input=True)
-    model = torch.nn.ModuleDict({"encoder": encoder, "heads": torch.nn.ModuleDict(
-        {"projection": ProjectionHead(encoder.feature_dim, hidden_dim=32, out_dim=16)})})
+    model = torch.nn.ModuleDict(
+        {
+            "encoder": encoder,
+            "heads": torch.nn.ModuleDict(
+                {"projection": ProjectionHead(encoder.feature_dim, hidden_dim=32, out_dim=16)}
+            ),
+        }
+    )
     # eval mode: BatchNorm with its running statistics. On CPU each process normalises with its own batch
     # statistics (SyncBatchNorm is GPU-only), which no single process can reproduce; everything else is compared.
     model.eval()
@@ -98,8 +120,12 @@ def training_step(ranks: distributed.Ranks, batch: PairBatch, images: torch.Tens
     project = model["heads"]["projection"]
     views = {name: project(forward(images[torch.as_tensor(rows)])) for name, rows in batch.views.items()}
     loss = NTXentLoss(temperature=0.2, gather_distributed=True)(
-        views["anchor"], views["positive"], views["negative"], torch.as_tensor(batch.false_negatives),
-        torch.as_tensor(batch.extra_false_negatives))
+        views["anchor"],
+        views["positive"],
+        views["negative"],
+        torch.as_tensor(batch.false_negatives),
+        torch.as_tensor(batch.extra_false_negatives),
+    )
     optimiser.zero_grad()
     loss.backward()
     optimiser.step()
@@ -110,8 +136,11 @@ def step_inputs() -> tuple[PairBatch, torch.Tensor]:
     """A global batch of 8 anchors with positives and negatives among 24 random images, and both geo masks."""
     rng = np.random.default_rng(1)
     images = torch.from_numpy(rng.normal(size=(24, 3, 32, 32)).astype(np.float32))
-    batch = PairBatch(views={"anchor": np.arange(8), "positive": np.arange(8, 16), "negative": np.arange(16, 24)},
-                      false_negatives=rng.random((8, 8)) < 0.3, extra_false_negatives=rng.random((8, 8)) < 0.3)
+    batch = PairBatch(
+        views={"anchor": np.arange(8), "positive": np.arange(8, 16), "negative": np.arange(16, 24)},
+        false_negatives=rng.random((8, 8)) < 0.3,
+        extra_false_negatives=rng.random((8, 8)) < 0.3,
+    )
     return batch, images
 
 
@@ -146,19 +175,38 @@ def test_global_batch_is_rounded_down_to_equal_shares():
         ranks.batch_size(3)
 
 
-def train_worker(rank: int, inputs: dict[str, Path], out_dir: Path, params: dict,
-                 strategies: tuple[str, ...] = ("context_pos_neg",)) -> None:
+def train_worker(
+    rank: int, inputs: dict[str, Path], out_dir: Path, params: dict, strategies: tuple[str, ...] = ("context_pos_neg",)
+) -> None:
     for strategy in strategies:
         folder = out_dir if len(strategies) == 1 else out_dir / strategy
-        path = train(strategy, inputs["cache"], inputs["manifest"], inputs["splits"], folder, params,
-                     neighbours_path=inputs["neighbours"], negatives_path=inputs["negatives"], threads=2)
+        path = train(
+            strategy,
+            inputs["cache"],
+            inputs["manifest"],
+            inputs["splits"],
+            folder,
+            params,
+            neighbours_path=inputs["neighbours"],
+            negatives_path=inputs["negatives"],
+            threads=2,
+        )
         assert path == folder / "encoder.pt"
 
 
 def test_two_process_run_writes_the_single_process_outputs_once(tmp_path):
     inputs = build_tiny_inputs(tmp_path / "world")
-    params = {"encoder": "cnn5", "batch_size": 16, "epochs": 1, "steps_per_epoch": 2, "amp": "fp32",
-              "device": "cpu", "progress": False, "monitor_size": 32, "knn_k": 5}
+    params = {
+        "encoder": "cnn5",
+        "batch_size": 16,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "amp": "fp32",
+        "device": "cpu",
+        "progress": False,
+        "monitor_size": 32,
+        "knn_k": 5,
+    }
     out_dir = tmp_path / "run"
     run_processes(train_worker, inputs, out_dir, params)
     lines = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
@@ -172,8 +220,17 @@ def test_two_process_run_writes_the_single_process_outputs_once(tmp_path):
 def test_every_family_trains_under_two_processes(tmp_path):
     """DDP needs a gradient for every trained parameter each step, and BYOL's target copy must stay out of it."""
     inputs = build_tiny_inputs(tmp_path / "world")
-    params = {"encoder": "cnn5", "batch_size": 16, "epochs": 1, "steps_per_epoch": 2, "amp": "fp32",
-              "device": "cpu", "progress": False, "monitor_size": 32, "knn_k": 5}
+    params = {
+        "encoder": "cnn5",
+        "batch_size": 16,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "amp": "fp32",
+        "device": "cpu",
+        "progress": False,
+        "monitor_size": 32,
+        "knn_k": 5,
+    }
     families = ("classifier", "triplet", "autoencoder", "simsiam", "byol", "oracle")
     run_processes(train_worker, inputs, tmp_path / "run", params, families)
     for strategy in families:

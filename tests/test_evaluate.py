@@ -14,15 +14,25 @@ from geocontrast.evaluate import RESULT_COLUMNS, TASK_METRIC_COLUMNS
 from geocontrast.evaluate import __main__ as cli
 from geocontrast.evaluate import embed as embed_cli
 from geocontrast.evaluate import results as results_cli
-from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_top_k_accuracy, most_common_scores,
-                                          rank_accuracy, top_k_accuracy)
+from geocontrast.evaluate.metrics import (
+    ancestor_codes,
+    confused_pairs,
+    macro_top_k_accuracy,
+    most_common_scores,
+    rank_accuracy,
+    top_k_accuracy,
+)
 from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
 from geocontrast.evaluate.results import collect, summarise
 
-SCORES = np.array([[0.5, 0.3, 0.2],   # label 0: top-1 hit
-                   [0.1, 0.2, 0.7],   # label 1: second -> top-2 hit
-                   [0.6, 0.3, 0.1],   # label 2: third -> top-3 hit
-                   [0.2, 0.2, 0.6]])  # label 1: tie with class 0 at rank 2, lower index wins -> top-3 hit
+SCORES = np.array(
+    [
+        [0.5, 0.3, 0.2],  # label 0: top-1 hit
+        [0.1, 0.2, 0.7],  # label 1: second -> top-2 hit
+        [0.6, 0.3, 0.1],  # label 2: third -> top-3 hit
+        [0.2, 0.2, 0.6],
+    ]
+)  # label 1: tie with class 0 at rank 2, lower index wins -> top-3 hit
 LABELS = np.array([0, 1, 2, 1])
 
 
@@ -48,9 +58,17 @@ def test_most_common_baseline_scores_the_majority_share():
 
 
 def test_rank_accuracy_maps_predictions_and_labels_to_their_ancestors():
-    taxonomy = pd.DataFrame({
-        "species": ["a x", "a y", "b z"], "genus": ["a", "a", "b"], "family": ["F", "F", "F"],
-        "order": ["O", "O", "O"], "class": ["C", "C", "C"], "phylum": ["P", "P", "P"], "kingdom": ["K", "K", "K"]})
+    taxonomy = pd.DataFrame(
+        {
+            "species": ["a x", "a y", "b z"],
+            "genus": ["a", "a", "b"],
+            "family": ["F", "F", "F"],
+            "order": ["O", "O", "O"],
+            "class": ["C", "C", "C"],
+            "phylum": ["P", "P", "P"],
+            "kingdom": ["K", "K", "K"],
+        }
+    )
     ancestors = ancestor_codes(["a x", "a y", "b z"], taxonomy)
     assert ancestors["genus"].tolist() == [0, 0, 1]
     accuracy = rank_accuracy(np.array([1, 2, 0]), np.array([0, 2, 2]), ancestors)
@@ -60,8 +78,13 @@ def test_rank_accuracy_maps_predictions_and_labels_to_their_ancestors():
 
 
 def test_a_species_with_two_lineages_is_refused():
-    taxonomy = pd.DataFrame({"species": ["s", "s"], "genus": ["g1", "g2"], **{
-        rank: ["r", "r"] for rank in ("family", "order", "class", "phylum", "kingdom")}})
+    taxonomy = pd.DataFrame(
+        {
+            "species": ["s", "s"],
+            "genus": ["g1", "g2"],
+            **{rank: ["r", "r"] for rank in ("family", "order", "class", "phylum", "kingdom")},
+        }
+    )
     with pytest.raises(ValueError, match="two lineages"):
         ancestor_codes(["s"], taxonomy)
 
@@ -74,8 +97,9 @@ def test_confused_pairs_count_the_wrong_predictions():
 def test_knn_votes_with_exponential_similarity_weights():
     train_x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     train_y = np.array([0, 1, 1])
-    probs = knn_probabilities(train_x, train_y, np.array([[2.0, 0.0]]), n_classes=3, params={"k": 2,
-                                                                                          "temperature": 1.0})
+    probs = knn_probabilities(
+        train_x, train_y, np.array([[2.0, 0.0]]), n_classes=3, params={"k": 2, "temperature": 1.0}
+    )
     w0, w2 = np.exp(1.0), np.exp(1 / np.sqrt(2))  # cosine similarities 1 and 1/sqrt(2)
     np.testing.assert_allclose(probs, [[w0 / (w0 + w2), w2 / (w0 + w2), 0.0]], rtol=1e-6)
 
@@ -94,8 +118,9 @@ def test_linear_probe_selects_on_val_and_ignores_the_test_inputs():
     params = {"weight_decays": [0.0, 0.1], "epochs": 30}
     probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params, seed=0)
     assert top_k_accuracy(probs, test_y, ks=(1,))[1] > 0.9
-    _, with_noise = linear_probe(train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape),
-                                 3, params, seed=0)
+    _, with_noise = linear_probe(
+        train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape), 3, params, seed=0
+    )
     assert with_noise == selection
     assert set(selection["val_top1_by_weight_decay"]) == {"0.0", "0.1"}
 
@@ -106,9 +131,18 @@ def tiny(tmp_path_factory):
 
 
 def run_cli(tiny, out, protocol, **extra) -> dict:
-    argv = ["--protocol", protocol, "--manifest", str(extra.pop("manifest", tiny["manifest"])),
-            "--splits", str(tiny["splits"]), "--run-json", json.dumps({"seed": 0, "strategy": "s", "resolution": 32}),
-            "--out", str(out)]
+    argv = [
+        "--protocol",
+        protocol,
+        "--manifest",
+        str(extra.pop("manifest", tiny["manifest"])),
+        "--splits",
+        str(tiny["splits"]),
+        "--run-json",
+        json.dumps({"seed": 0, "strategy": "s", "resolution": 32}),
+        "--out",
+        str(out),
+    ]
     for key, value in extra.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     assert cli.main(argv) == 0
@@ -117,8 +151,12 @@ def run_cli(tiny, out, protocol, **extra) -> dict:
 
 def test_embeddings_cover_every_manifest_row(tiny, tmp_path):
     out = tmp_path / "emb.npy"
-    assert embed_cli.main(["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5",
-                           "--resolution", "32"]) == 0
+    assert (
+        embed_cli.main(
+            ["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5", "--resolution", "32"]
+        )
+        == 0
+    )
     features = np.load(out)
     assert features.shape == (len(read_manifest(tiny["manifest"])), 256) and features.dtype == np.float16
     assert np.isfinite(features).all() and features.std(axis=0).max() > 0
@@ -138,11 +176,28 @@ def relabel_test_rows(tiny, tmp_path):
 
 @pytest.mark.parametrize("protocol", ["linear", "finetune"])
 def test_model_selection_never_reads_test_labels(tiny, tmp_path, protocol):
-    extra = {"embeddings": tmp_path / "emb.npy"} if protocol == "linear" else {
-        "cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps({"max_epochs": 3, "patience": 2})}
+    extra = (
+        {"embeddings": tmp_path / "emb.npy"}
+        if protocol == "linear"
+        else {
+            "cache": tiny["cache"],
+            "random_init": "cnn5",
+            "params_json": json.dumps({"max_epochs": 3, "patience": 2}),
+        }
+    )
     if protocol == "linear":
-        embed_cli.main(["--cache", str(tiny["cache"]), "--out", str(extra["embeddings"]), "--random-init", "cnn5",
-                        "--resolution", "32"])
+        embed_cli.main(
+            [
+                "--cache",
+                str(tiny["cache"]),
+                "--out",
+                str(extra["embeddings"]),
+                "--random-init",
+                "cnn5",
+                "--resolution",
+                "32",
+            ]
+        )
     honest = run_cli(tiny, tmp_path / "a.json", protocol, **extra)
     relabelled = run_cli(tiny, tmp_path / "b.json", protocol, manifest=relabel_test_rows(tiny, tmp_path), **extra)
     assert relabelled["selection"] == honest["selection"]  # same choice, whatever the test labels say
@@ -151,8 +206,9 @@ def test_model_selection_never_reads_test_labels(tiny, tmp_path, protocol):
 
 def test_result_record_holds_every_result_column(tiny, tmp_path):
     record = run_cli(tiny, tmp_path / "baseline.json", "baseline")
-    missing = set(RESULT_COLUMNS) - set(record) - {"dataset", "encoder", "epochs", "split_mode",
-                                                   *TASK_METRIC_COLUMNS}  # the downstream tasks' own scores
+    missing = (
+        set(RESULT_COLUMNS) - set(record) - {"dataset", "encoder", "epochs", "split_mode", *TASK_METRIC_COLUMNS}
+    )  # the downstream tasks' own scores
     assert not missing
     assert np.isnan(record["prior_top1"])  # no prior given
     labelled = read_manifest(tiny["manifest"])["species"].notna()
@@ -172,14 +228,30 @@ def test_score_combines_the_prior_and_reports_the_gain(tiny):
 
 def test_cli_names_what_a_protocol_is_missing(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--protocol", "finetune", "--manifest", str(tiny["manifest"]), "--splits", str(tiny["splits"]),
-                  "--cache", str(tiny["cache"]), "--run-json", '{"seed": 0}', "--out", str(tmp_path / "x.json")])
+        cli.main(
+            [
+                "--protocol",
+                "finetune",
+                "--manifest",
+                str(tiny["manifest"]),
+                "--splits",
+                str(tiny["splits"]),
+                "--cache",
+                str(tiny["cache"]),
+                "--run-json",
+                '{"seed": 0}',
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )
     assert "--encoder or --random-init" in capsys.readouterr().err
 
 
 def test_results_collects_and_summarises_over_seeds(tmp_path):
-    records = [{"strategy": "a", "protocol": "linear", "label_fraction": 10, "seed": seed, "top1": top1}
-               for seed, top1 in ((0, 0.2), (1, 0.4), (2, 0.6))]
+    records = [
+        {"strategy": "a", "protocol": "linear", "label_fraction": 10, "seed": seed, "top1": top1}
+        for seed, top1 in ((0, 0.2), (1, 0.4), (2, 0.6))
+    ]
     results = collect(records)
     assert list(results.columns) == list(RESULT_COLUMNS)
     summary = summarise(results)
@@ -189,8 +261,20 @@ def test_results_collects_and_summarises_over_seeds(tmp_path):
     for i, record in enumerate(records):
         paths.append(tmp_path / f"{i}.json")
         paths[-1].write_text(json.dumps(record))
-    assert results_cli.main([*map(str, paths), "--out", str(tmp_path / "r.csv"), "--summary",
-                             str(tmp_path / "s.csv"), "--text", str(tmp_path / "s.txt")]) == 0
+    assert (
+        results_cli.main(
+            [
+                *map(str, paths),
+                "--out",
+                str(tmp_path / "r.csv"),
+                "--summary",
+                str(tmp_path / "s.csv"),
+                "--text",
+                str(tmp_path / "s.txt"),
+            ]
+        )
+        == 0
+    )
     assert "40.0 ± 20.0" in (tmp_path / "s.txt").read_text()
     assert len(pd.read_csv(tmp_path / "r.csv")) == 3
 
@@ -210,6 +294,20 @@ def test_protocol_params_are_resolved_over_defaults_and_typos_refused():
 
 def test_cli_refuses_params_that_are_not_a_json_object(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--protocol", "baseline", "--manifest", str(tiny["manifest"]), "--splits", str(tiny["splits"]),
-                  "--run-json", '{"seed": 0}', "--params-json", "[1]", "--out", str(tmp_path / "x.json")])
+        cli.main(
+            [
+                "--protocol",
+                "baseline",
+                "--manifest",
+                str(tiny["manifest"]),
+                "--splits",
+                str(tiny["splits"]),
+                "--run-json",
+                '{"seed": 0}',
+                "--params-json",
+                "[1]",
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )
     assert "--params-json: must be a JSON object" in capsys.readouterr().err

@@ -88,9 +88,26 @@ def test_geo_near_mask_matches_brute_force():
 
 def test_cli_writes_table_and_summary_from_manifest(tmp_path, make_manifest):
     write_manifest(validate_manifest(make_manifest(6)), tmp_path / "m.parquet")
-    argv = ["--manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "n.npz"), "--summary",
-            str(tmp_path / "s.json"), "--m", "3", "--rule", "band", "--band-km", "1", "3", "--seed", "0"]
+    argv = [
+        "--manifest",
+        str(tmp_path / "m.parquet"),
+        "--out",
+        str(tmp_path / "n.npz"),
+        "--summary",
+        str(tmp_path / "s.json"),
+        "--m",
+        "3",
+        "--rule",
+        "band",
+        "--band-km",
+        "1",
+        "3",
+        "--seed",
+        "0",
+    ]
     assert main(argv) == 0
     assert json.loads((tmp_path / "s.json").read_text())["rule"] == "band"
-    d = candidate_km(np.full(6, 37.0) + 0.01 * np.arange(6), np.full(6, -122.0), load_negative_table(tmp_path / "n.npz"))
+    d = candidate_km(
+        np.full(6, 37.0) + 0.01 * np.arange(6), np.full(6, -122.0), load_negative_table(tmp_path / "n.npz")
+    )
     assert ((d >= 1.0) & (d <= 3.0)).all()

@@ -190,11 +190,26 @@ def test_saved_table_loads_identically(tmp_path):
 
 
 def test_cli_writes_table_and_summary_from_manifest(tmp_path, make_manifest):
-    manifest = validate_manifest(make_manifest(5, lat=[37.0, 37.001, 37.002, None, 10.0],
-                                               lon=[-122.0, -122.0, -122.0, None, 10.0]))
+    manifest = validate_manifest(
+        make_manifest(5, lat=[37.0, 37.001, 37.002, None, 10.0], lon=[-122.0, -122.0, -122.0, None, 10.0])
+    )
     write_manifest(manifest, tmp_path / "m.parquet")
-    argv = ["--manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "r5_k4.npz"),
-            "--summary", str(tmp_path / "s.json"), "--radius-km", "5", "--k", "4", "--seed", "0", "--threads", "1"]
+    argv = [
+        "--manifest",
+        str(tmp_path / "m.parquet"),
+        "--out",
+        str(tmp_path / "r5_k4.npz"),
+        "--summary",
+        str(tmp_path / "s.json"),
+        "--radius-km",
+        "5",
+        "--k",
+        "4",
+        "--seed",
+        "0",
+        "--threads",
+        "1",
+    ]
     assert main(argv) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["n_anchors"], summary["n_without_coords"], summary["n_fallback"]) == (4, 1, 1)

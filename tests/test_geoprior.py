@@ -69,11 +69,19 @@ def test_loss_equals_a_hand_computation():
         return 1.0 / (1.0 + math.exp(-z))
 
     # Observation 0 (species 1): -3 log s(1) - log(1 - s(0)); random: -log(1 - s(-1)) - log(1 - s(2)).
-    first = -3 * math.log(sigmoid(1.0)) - math.log(1 - sigmoid(0.0)) \
-        - math.log(1 - sigmoid(-1.0)) - math.log(1 - sigmoid(2.0))
+    first = (
+        -3 * math.log(sigmoid(1.0))
+        - math.log(1 - sigmoid(0.0))
+        - math.log(1 - sigmoid(-1.0))
+        - math.log(1 - sigmoid(2.0))
+    )
     # Observation 1 (species 0): -3 log s(2) - log(1 - s(-1)); random: -log(1 - s(0.5)) - log(1 - s(0)).
-    second = -3 * math.log(sigmoid(2.0)) - math.log(1 - sigmoid(-1.0)) \
-        - math.log(1 - sigmoid(0.5)) - math.log(1 - sigmoid(0.0))
+    second = (
+        -3 * math.log(sigmoid(2.0))
+        - math.log(1 - sigmoid(-1.0))
+        - math.log(1 - sigmoid(0.5))
+        - math.log(1 - sigmoid(0.0))
+    )
     loss = assume_negative_loss(logits, random_logits, targets, pos_weight=3.0)
     assert loss.item() == pytest.approx((first + second) / 2, rel=1e-6)
 
@@ -110,8 +118,9 @@ def test_fitted_model_prefers_each_regions_species_there():
 def test_fit_is_deterministic_given_the_seed():
     lat, lon, labels = _two_regions(10)
     params = {**FAST, "epochs": 5}
-    first, second = (location_probabilities(fit_location_model(lat, lon, labels, 2, params, seed=3), lat, lon)
-                     for _ in range(2))
+    first, second = (
+        location_probabilities(fit_location_model(lat, lon, labels, 2, params, seed=3), lat, lon) for _ in range(2)
+    )
     np.testing.assert_array_equal(first, second)
 
 
@@ -131,15 +140,36 @@ def world(tmp_path, make_manifest):
     manifest_path, splits_path = tmp_path / "manifest.parquet", tmp_path / "splits.parquet"
     write_manifest(validate_manifest(make_manifest(60, lat=lat, lon=lon, species=species)), manifest_path)
     split = np.tile(["train", "train", "train", "val", "test"], 12)
-    splits = pd.DataFrame({"image_id": [f"img{i}" for i in range(60)], "split": split,
-                           "labelled_10": split == "train", "labelled_100": split == "train"})
+    splits = pd.DataFrame(
+        {
+            "image_id": [f"img{i}" for i in range(60)],
+            "split": split,
+            "labelled_10": split == "train",
+            "labelled_100": split == "train",
+        }
+    )
     splits.to_parquet(splits_path)
     return manifest_path, splits_path, splits
 
 
 def _run(manifest_path, splits_path, out_dir, *extra):
-    return main(["--manifest", str(manifest_path), "--splits", str(splits_path), "--label-fraction", "10",
-                 "--out-dir", str(out_dir), "--params-json", json.dumps(FAST), "--threads", "1", *extra])
+    return main(
+        [
+            "--manifest",
+            str(manifest_path),
+            "--splits",
+            str(splits_path),
+            "--label-fraction",
+            "10",
+            "--out-dir",
+            str(out_dir),
+            "--params-json",
+            json.dumps(FAST),
+            "--threads",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def test_cli_writes_probabilities_of_every_row_and_the_prior_summary(world, tmp_path):

@@ -55,15 +55,23 @@ class Stage:
 STAGES = {
     # The cache's temporary file: the kill lands while rows are being written into it. One core, where the
     # reference had two: without the deterministic switch, torch would sum in another order.
-    "image_cache": Stage(None, str(RESULTS / "cache" / ".32px.partial-*.npy"), str(RESULTS / "cache" / "32px.npy"),
-                         cores="1"),
-    "neighbour_table": Stage(("neighbours", "pretrain", "eval", *RESULTS_TABLE),
-                             str(LOGS / "neighbour_table_r5_k64.log"), str(RESULTS / "neighbours" / "r5_k64.npz")),
+    "image_cache": Stage(
+        None, str(RESULTS / "cache" / ".32px.partial-*.npy"), str(RESULTS / "cache" / "32px.npy"), cores="1"
+    ),
+    "neighbour_table": Stage(
+        ("neighbours", "pretrain", "eval", *RESULTS_TABLE),
+        str(LOGS / "neighbour_table_r5_k64.log"),
+        str(RESULTS / "neighbours" / "r5_k64.npz"),
+    ),
     # last.pt after the first of three epochs: the rerun resumes from it.
-    "pretrain": Stage(("pretrain", "eval", *RESULTS_TABLE), str(PRETRAINED / "last.pt"),
-                      str(PRETRAINED / "encoder.pt")),
-    "evaluation": Stage(("eval", *RESULTS_TABLE), str(LOGS / "evaluate_context_pos_neg_seed0_finetune_l10.log"),
-                        str(RESULTS / "eval" / "context_pos_neg" / "seed0" / "finetune_l10.json")),
+    "pretrain": Stage(
+        ("pretrain", "eval", *RESULTS_TABLE), str(PRETRAINED / "last.pt"), str(PRETRAINED / "encoder.pt")
+    ),
+    "evaluation": Stage(
+        ("eval", *RESULTS_TABLE),
+        str(LOGS / "evaluate_context_pos_neg_seed0_finetune_l10.log"),
+        str(RESULTS / "eval" / "context_pos_neg" / "seed0" / "finetune_l10.json"),
+    ),
 }
 
 
@@ -128,8 +136,9 @@ def kill_when(workdir: Path, config: Path, at_work: str, *args: str) -> None:
     while not any(workdir.glob(at_work)):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"{at_work} never appeared before the run ended:\n"
-                        f"{(workdir / 'killed_run.log').read_text()[-3000:]}")
+            pytest.fail(
+                f"{at_work} never appeared before the run ended:\n{(workdir / 'killed_run.log').read_text()[-3000:]}"
+            )
         time.sleep(POLL_S)
     os.killpg(process.pid, signal.SIGKILL)  # Snakemake and every job it started
     process.wait()
@@ -166,8 +175,12 @@ def test_two_deterministic_runs_give_identical_results_on_any_core_count(interru
     assert (interrupted("image_cache") / TARGET).read_text() == (reference / TARGET).read_text()
 
 
-def test_resume_restores_a_metrics_file_deleted_since_the_checkpoint(tiny_inputs, two_epochs, tmp_path,  # noqa: F811
-                                                                      monkeypatch):
+def test_resume_restores_a_metrics_file_deleted_since_the_checkpoint(
+    tiny_inputs,  # noqa: F811 (the imported fixture)
+    two_epochs,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     kill_at_save(monkeypatch, 1, before_writing=False)
     with pytest.raises(Killed):
         run(tiny_inputs, tmp_path, epochs=2, steps_per_epoch=3)

@@ -114,8 +114,9 @@ def reference_supcon(z, labels, temperature):
         if not positives:
             continue
         denominator = sum(math.exp(float(view @ views[a]) / temperature) for a in others)
-        total += -sum(math.log(math.exp(float(view @ views[p]) / temperature) / denominator)
-                      for p in positives) / len(positives)
+        total += -sum(math.log(math.exp(float(view @ views[p]) / temperature) / denominator) for p in positives) / len(
+            positives
+        )
         counted += 1
     return total / counted
 

@@ -152,8 +152,12 @@ def test_blank_strings_become_missing(make_manifest):
 
 def test_parquet_round_trip_keeps_values_and_dtypes(make_manifest, tmp_path):
     manifest = validate_manifest(
-        make_manifest(lat=[1.0, None, 3.0], lon=[1.0, None, 3.0], observed_on=["2021-05-01", None, "1890-12-31"],
-                      species=["Quercus agrifolia", None, "Quercus agrifolia"]),
+        make_manifest(
+            lat=[1.0, None, 3.0],
+            lon=[1.0, None, 3.0],
+            observed_on=["2021-05-01", None, "1890-12-31"],
+            species=["Quercus agrifolia", None, "Quercus agrifolia"],
+        ),
         image_root=None,
     )
     write_manifest(manifest, tmp_path / "manifest.parquet")
@@ -183,7 +187,11 @@ def test_summary_counts_images_labels_coordinates_and_taxa(make_manifest):
     )
     summary = summarise_manifest(manifest)
     assert {k: summary[k] for k in ("n_images", "n_observations", "n_observers", "n_species", "n_labelled")} == {
-        "n_images": 4, "n_observations": 3, "n_observers": 2, "n_species": 2, "n_labelled": 3,
+        "n_images": 4,
+        "n_observations": 3,
+        "n_observers": 2,
+        "n_species": 2,
+        "n_labelled": 3,
     }
     assert summary["n_without_coords"] == 1 and summary["n_obscured"] == 1
     assert summary["images_per_species"] == {"min": 1, "median": 1.5, "max": 2}
@@ -195,8 +203,16 @@ def test_cli_writes_manifest_and_summary(make_manifest, write_image, tmp_path):
     for i in range(3):
         write_image(tmp_path / "images" / f"img{i}.png", (4, 4))
     make_manifest().to_csv(tmp_path / "raw.csv", index=False)
-    argv = ["--source", str(tmp_path / "raw.csv"), "--image-root", str(tmp_path / "images"),
-            "--out", str(tmp_path / "out" / "manifest.parquet"), "--summary", str(tmp_path / "out" / "summary.json")]
+    argv = [
+        "--source",
+        str(tmp_path / "raw.csv"),
+        "--image-root",
+        str(tmp_path / "images"),
+        "--out",
+        str(tmp_path / "out" / "manifest.parquet"),
+        "--summary",
+        str(tmp_path / "out" / "summary.json"),
+    ]
     assert main(argv) == 0
     assert read_manifest(tmp_path / "out" / "manifest.parquet")["image_id"].tolist() == ["img0", "img1", "img2"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["n_images"] == 3
@@ -204,8 +220,16 @@ def test_cli_writes_manifest_and_summary(make_manifest, write_image, tmp_path):
 
 def test_cli_rejects_invalid_source_naming_it_and_writes_nothing(make_manifest, tmp_path, capsys):
     make_manifest(lat=[0.0, 95.0, 0.0]).to_csv(tmp_path / "raw.csv", index=False)
-    argv = ["--source", str(tmp_path / "raw.csv"), "--image-root", str(tmp_path),
-            "--out", str(tmp_path / "manifest.parquet"), "--summary", str(tmp_path / "summary.json")]
+    argv = [
+        "--source",
+        str(tmp_path / "raw.csv"),
+        "--image-root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "manifest.parquet"),
+        "--summary",
+        str(tmp_path / "summary.json"),
+    ]
     assert main(argv) == 1
     assert capsys.readouterr().err.startswith(f"{tmp_path / 'raw.csv'}: ")
     assert not (tmp_path / "manifest.parquet").exists() and not (tmp_path / "summary.json").exists()

@@ -18,16 +18,29 @@ from geocontrast.data.render import (
 )
 
 TRAITS = FlowerTraits(
-    petal_count=5, petal_shape="ellipse", petal_length=0.8, petal_width=0.5,
-    petal_rgb=(0.9, 0.2, 0.6), centre_rgb=(0.95, 0.8, 0.1), centre_size=0.2,
-    leaf_shape="ovate", leaf_rgb=(0.2, 0.45, 0.15), leaf_count=3,
+    petal_count=5,
+    petal_shape="ellipse",
+    petal_length=0.8,
+    petal_width=0.5,
+    petal_rgb=(0.9, 0.2, 0.6),
+    centre_rgb=(0.95, 0.8, 0.1),
+    centre_size=0.2,
+    leaf_shape="ovate",
+    leaf_rgb=(0.2, 0.45, 0.15),
+    leaf_count=3,
 )
 HABITAT = Habitat(ground_rgb=(0.45, 0.38, 0.25), roughness=0.5, vegetation=0.5)
 PLAIN = Habitat(ground_rgb=(0.45, 0.38, 0.25), roughness=0.0, vegetation=0.0)
 # A flower that covers as little of the image as the trait ranges allow.
 MINIMAL = dataclasses.replace(
-    TRAITS, petal_count=3, petal_length=0.5, petal_width=0.15, centre_size=0.1,
-    petal_rgb=(0.5, 0.5, 0.5), centre_rgb=(0.5, 0.5, 0.5), leaf_count=0,
+    TRAITS,
+    petal_count=3,
+    petal_length=0.5,
+    petal_width=0.15,
+    centre_size=0.1,
+    petal_rgb=(0.5, 0.5, 0.5),
+    centre_rgb=(0.5, 0.5, 0.5),
+    leaf_count=0,
 )
 
 
@@ -69,8 +82,9 @@ def test_zero_nuisance_on_plain_ground_is_the_same_canonical_photo_for_every_see
     canonical = _render(habitat=PLAIN, seed=0, nuisance=0.0)
     for seed in range(1, 8):
         np.testing.assert_array_equal(_render(habitat=PLAIN, seed=seed, nuisance=0.0), canonical)
-    assert not np.array_equal(_render(habitat=PLAIN, seed=1, nuisance=1.0),
-                              _render(habitat=PLAIN, seed=2, nuisance=1.0))
+    assert not np.array_equal(
+        _render(habitat=PLAIN, seed=1, nuisance=1.0), _render(habitat=PLAIN, seed=2, nuisance=1.0)
+    )
 
 
 def _petal_runs_on_circle(traits: FlowerTraits, size: int = 128) -> int:
@@ -93,8 +107,15 @@ def _petal_runs_on_circle(traits: FlowerTraits, size: int = 128) -> int:
 
 @pytest.mark.parametrize(
     ("count", "shape", "width"),
-    [(3, "ellipse", 0.5), (4, "notched", 0.7), (5, "pointed", 0.4), (7, "notched", 0.8),
-     (9, "strap", 0.5), (10, "pointed", 0.3), (12, "ellipse", 0.8)],
+    [
+        (3, "ellipse", 0.5),
+        (4, "notched", 0.7),
+        (5, "pointed", 0.4),
+        (7, "notched", 0.8),
+        (9, "strap", 0.5),
+        (10, "pointed", 0.3),
+        (12, "ellipse", 0.8),
+    ],
 )
 def test_petal_count_is_visible_as_separate_petals_around_the_centre(count, shape, width):
     traits = dataclasses.replace(TRAITS, petal_count=count, petal_shape=shape, petal_width=width, leaf_count=0)
@@ -103,8 +124,7 @@ def test_petal_count_is_visible_as_separate_petals_around_the_centre(count, shap
 
 def test_petal_shape_changes_the_flower_silhouette():
     masks = {
-        shape: _near(_render(dataclasses.replace(TRAITS, petal_shape=shape), PLAIN, nuisance=0.0),
-                     TRAITS.petal_rgb)
+        shape: _near(_render(dataclasses.replace(TRAITS, petal_shape=shape), PLAIN, nuisance=0.0), TRAITS.petal_rgb)
         for shape in PETAL_SHAPES
     }
     for a in PETAL_SHAPES:
@@ -120,8 +140,10 @@ def test_longer_petals_cover_more_of_the_photo():
 
 
 def test_leaf_count_adds_leaf_coloured_area():
-    area = [_near(_render(dataclasses.replace(TRAITS, leaf_count=n), PLAIN, nuisance=0.0), TRAITS.leaf_rgb).sum()
-            for n in (0, 2, 6)]
+    area = [
+        _near(_render(dataclasses.replace(TRAITS, leaf_count=n), PLAIN, nuisance=0.0), TRAITS.leaf_rgb).sum()
+        for n in (0, 2, 6)
+    ]
     assert area[0] < area[1] < area[2]
 
 
@@ -151,8 +173,9 @@ def test_rougher_ground_has_more_background_contrast():
     def background_std(roughness: float) -> float:
         habitat = Habitat(ground_rgb=(0.45, 0.38, 0.25), roughness=roughness, vegetation=0.0)
         # The top band is pure ground: the canonical flower starts ~14 px below the top.
-        return float(np.mean([_render(MINIMAL, habitat, seed=s, nuisance=0.0)[:10].std(axis=(0, 1)).mean()
-                              for s in range(4)]))
+        return float(
+            np.mean([_render(MINIMAL, habitat, seed=s, nuisance=0.0)[:10].std(axis=(0, 1)).mean() for s in range(4)])
+        )
 
     stds = [background_std(r) for r in (0.0, 0.3, 1.0)]
     assert stds[0] < 1.0 < stds[1] < stds[2]
@@ -161,8 +184,14 @@ def test_rougher_ground_has_more_background_contrast():
 def test_vegetation_adds_clutter_to_the_background():
     def clutter(vegetation: float) -> float:
         habitat = Habitat(ground_rgb=(0.45, 0.38, 0.25), roughness=0.0, vegetation=vegetation)
-        return float(np.mean([(~_near(_render(MINIMAL, habitat, seed=s, nuisance=0.0), habitat.ground_rgb, 15.0)).mean()
-                              for s in range(4)]))
+        return float(
+            np.mean(
+                [
+                    (~_near(_render(MINIMAL, habitat, seed=s, nuisance=0.0), habitat.ground_rgb, 15.0)).mean()
+                    for s in range(4)
+                ]
+            )
+        )
 
     fractions = [clutter(v) for v in (0.0, 0.3, 1.0)]
     assert fractions[0] < fractions[1] < fractions[2]
@@ -170,10 +199,22 @@ def test_vegetation_adds_clutter_to_the_background():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("petal_count", 2), ("petal_count", 13), ("petal_count", 5.0), ("petal_shape", "round"),
-     ("petal_length", 1.5), ("petal_width", 0.1), ("petal_rgb", (1.2, 0.0, 0.0)), ("petal_rgb", (0.5, 0.5)),
-     ("centre_rgb", "red"), ("centre_size", 0.5), ("leaf_shape", "needle"),
-     ("leaf_rgb", (float("nan"), 0.5, 0.5)), ("leaf_count", 7), ("leaf_count", -1)],
+    [
+        ("petal_count", 2),
+        ("petal_count", 13),
+        ("petal_count", 5.0),
+        ("petal_shape", "round"),
+        ("petal_length", 1.5),
+        ("petal_width", 0.1),
+        ("petal_rgb", (1.2, 0.0, 0.0)),
+        ("petal_rgb", (0.5, 0.5)),
+        ("centre_rgb", "red"),
+        ("centre_size", 0.5),
+        ("leaf_shape", "needle"),
+        ("leaf_rgb", (float("nan"), 0.5, 0.5)),
+        ("leaf_count", 7),
+        ("leaf_count", -1),
+    ],
 )
 def test_bad_flower_trait_raises_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -191,8 +232,12 @@ def test_bad_habitat_field_raises_value_error_naming_the_field(field, value):
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"size": 15}, "size"), ({"size": 32.0}, "size"), ({"nuisance": -0.5}, "nuisance"),
-     ({"nuisance": float("inf")}, "nuisance")],
+    [
+        ({"size": 15}, "size"),
+        ({"size": 32.0}, "size"),
+        ({"nuisance": -0.5}, "nuisance"),
+        ({"nuisance": float("inf")}, "nuisance"),
+    ],
 )
 def test_bad_render_argument_raises_value_error_naming_it(kwargs, name):
     args = {"traits": TRAITS, "habitat": HABITAT, "size": 32, "rng": np.random.default_rng(0)} | kwargs

@@ -27,15 +27,29 @@ from geocontrast.train.augment import normalise
 KM_PER_EQUATOR_DEGREE = np.pi * 6378.137 / 180  # 111.3195 km: WGS84 semi-major axis, along the equator
 LON = np.array([0.0, 0.03, 0.5, 0.53, 2.0, 1.0, 3.0, 3.04, 4.0, 4.02, np.nan, 6.0])
 SPECIES = {"Alpha una": ("Alpha", "Aceae"), "Alpha duo": ("Alpha", "Aceae"), "Beta una": ("Beta", "Betaceae")}
-ROW_SPECIES = ["Alpha una", "Alpha una", "Alpha duo", "Beta una", "Alpha una", "Beta una", "Alpha duo", None,
-               "Beta una", "Beta una", "Alpha una", "Alpha duo"]
+ROW_SPECIES = [
+    "Alpha una",
+    "Alpha una",
+    "Alpha duo",
+    "Beta una",
+    "Alpha una",
+    "Beta una",
+    "Alpha duo",
+    None,
+    "Beta una",
+    "Beta una",
+    "Alpha una",
+    "Alpha duo",
+]
 RADIUS_KM = 5.0
 
 
 def taxonomy_columns(species: list) -> dict:
-    return {"species": species,
-            "genus": [SPECIES[s][0] if s else None for s in species],
-            "family": [SPECIES[s][1] if s else None for s in species]}
+    return {
+        "species": species,
+        "genus": [SPECIES[s][0] if s else None for s in species],
+        "family": [SPECIES[s][1] if s else None for s in species],
+    }
 
 
 @pytest.fixture
@@ -44,8 +58,15 @@ def manifest(make_manifest):
     n = LON.size
     observations = [f"obs{i}" for i in range(n)]
     observations[9] = "obs8"
-    return validate_manifest(make_manifest(n, lat=np.where(np.isnan(LON), np.nan, 0.0), lon=LON,
-                                           observation_id=observations, **taxonomy_columns(ROW_SPECIES)))
+    return validate_manifest(
+        make_manifest(
+            n,
+            lat=np.where(np.isnan(LON), np.nan, 0.0),
+            lon=LON,
+            observation_id=observations,
+            **taxonomy_columns(ROW_SPECIES),
+        )
+    )
 
 
 def neighbour_table(rows: dict[int, list[int]], n: int = LON.size) -> NeighbourTable:
@@ -54,9 +75,14 @@ def neighbour_table(rows: dict[int, list[int]], n: int = LON.size) -> NeighbourT
     indices = np.array([j for i in range(n) for j in rows.get(i, [])], dtype=np.int32)
     has_coords = np.isfinite(LON)
     dist_km = np.abs(LON[indices] - LON[np.repeat(np.arange(n), counts)]) * KM_PER_EQUATOR_DEGREE
-    return NeighbourTable(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), indices,
-                          dist_km.astype(np.float32), has_coords & (counts == 0), has_coords,
-                          {"radius_km": RADIUS_KM, "k": 4})
+    return NeighbourTable(
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        indices,
+        dist_km.astype(np.float32),
+        has_coords & (counts == 0),
+        has_coords,
+        {"radius_km": RADIUS_KM, "k": 4},
+    )
 
 
 @pytest.fixture
@@ -98,7 +124,7 @@ def test_example_pair_rows_are_a_positive_a_random_negative_and_a_context_negati
     rows = examples.example_pair_rows(manifest, neighbours, negatives, n_anchors=3, seed=1)
     assert rows.shape == (3, 4)
     for anchor, positive, random_negative, context_negative in rows:
-        assert positive in neighbours.indices[neighbours.indptr[anchor]:neighbours.indptr[anchor + 1]]
+        assert positive in neighbours.indices[neighbours.indptr[anchor] : neighbours.indptr[anchor + 1]]
         assert manifest["observation_id"][random_negative] != manifest["observation_id"][anchor]
         assert context_negative in negatives.candidates[anchor]
     assert np.array_equal(rows, examples.example_pair_rows(manifest, neighbours, negatives, 3, seed=1))
@@ -131,8 +157,9 @@ def test_distances_under_the_images_match_a_hand_computation(manifest, negatives
     assert axes[2].get_xlabel() == f"Alpha una\n{0.03 * KM_PER_EQUATOR_DEGREE:.1f} km" == "Alpha una\n3.3 km"
     assert axes[4].get_xlabel().endswith("\n111.3 km")
     random_negative = examples.example_pair_rows(manifest, only_anchor_zero, negatives, 1, seed=0)[0, 2]
-    expected = ("no coordinates" if np.isnan(LON[random_negative])
-                else f"{LON[random_negative] * KM_PER_EQUATOR_DEGREE:.1f} km")
+    expected = (
+        "no coordinates" if np.isnan(LON[random_negative]) else f"{LON[random_negative] * KM_PER_EQUATOR_DEGREE:.1f} km"
+    )
     assert axes[3].get_xlabel().split("\n")[1] == expected
     plt.close(figure)
 
@@ -238,10 +265,12 @@ def test_tsne_is_seeded(labelled_world):
 def projected_area_km2(projection, lat_min, lat_max, lon_min, lon_max, n=200) -> float:
     """Shoelace area of a lat/lon cell's projected outline, its edges densified (parallels curve when projected)."""
     t = np.linspace(0.0, 1.0, n, endpoint=False)
-    lat = np.concatenate([np.full(n, lat_min), lat_min + (lat_max - lat_min) * t, np.full(n, lat_max),
-                          lat_max - (lat_max - lat_min) * t])
-    lon = np.concatenate([lon_min + (lon_max - lon_min) * t, np.full(n, lon_max),
-                          lon_max - (lon_max - lon_min) * t, np.full(n, lon_min)])
+    lat = np.concatenate(
+        [np.full(n, lat_min), lat_min + (lat_max - lat_min) * t, np.full(n, lat_max), lat_max - (lat_max - lat_min) * t]
+    )
+    lon = np.concatenate(
+        [lon_min + (lon_max - lon_min) * t, np.full(n, lon_max), lon_max - (lon_max - lon_min) * t, np.full(n, lon_min)]
+    )
     x, y = projection(lat, lon)
     return 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
@@ -251,8 +280,10 @@ def test_map_projection_is_equal_area():
     equator = projected_area_km2(projection, -0.5, 0.5, -119.5, -118.5)
     forty_north = projected_area_km2(projection, 39.5, 40.5, -119.5, -118.5)
     assert forty_north / equator == pytest.approx(np.cos(np.radians(40.0)), rel=0.01)
-    ellipsoid_area_km2 = abs(Geod(ellps="WGS84").polygon_area_perimeter(
-        [-119.5, -118.5, -118.5, -119.5], [39.5, 39.5, 40.5, 40.5])[0]) / 1e6
+    ellipsoid_area_km2 = (
+        abs(Geod(ellps="WGS84").polygon_area_perimeter([-119.5, -118.5, -118.5, -119.5], [39.5, 39.5, 40.5, 40.5])[0])
+        / 1e6
+    )
     assert forty_north == pytest.approx(ellipsoid_area_km2, rel=1e-3)
 
 
@@ -291,8 +322,9 @@ def test_neighbour_radius_map_has_an_overview_and_one_zoom_per_anchor(manifest, 
         assert ax.get_title().endswith(": 1 positive within 5 km")
         (circle,) = ax.lines
         x, y = circle.get_data()
-        assert np.ptp(x) == pytest.approx(2 * RADIUS_KM, rel=0.01) and np.ptp(y) == pytest.approx(2 * RADIUS_KM,
-                                                                                                   rel=0.01)
+        assert np.ptp(x) == pytest.approx(2 * RADIUS_KM, rel=0.01) and np.ptp(y) == pytest.approx(
+            2 * RADIUS_KM, rel=0.01
+        )
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (km)", "y (km)")
     plt.close(figure)
 
@@ -327,8 +359,12 @@ def test_range_map_puts_the_prior_beside_the_true_range(manifest, truth):
     predicted = maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
     figure = maps.range_figure(manifest, predicted, ["Alpha una", "Beta una"], truth)
     panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
-    assert [ax.get_title() for ax in panels] == ["Alpha una: geo prior", "Alpha una: true suitability",
-                                                 "Beta una: geo prior", "Beta una: true suitability"]
+    assert [ax.get_title() for ax in panels] == [
+        "Alpha una: geo prior",
+        "Alpha una: true suitability",
+        "Beta una: geo prior",
+        "Beta una: true suitability",
+    ]
     assert colour_bar_labels(figure) == [maps.PRIOR_UNIT, maps.TRUTH_UNIT] * 2
     assert all((ax.get_xlabel(), ax.get_ylabel()) == ("x (km)", "y (km)") for ax in panels)
     mesh = panels[1].collections[0]
@@ -365,18 +401,36 @@ def test_default_range_species_are_the_most_observed_known_ones(manifest):
 
 @pytest.fixture
 def files(tmp_path, manifest, neighbours, negatives, images, truth):
-    paths = {name: tmp_path / name for name in ("manifest.parquet", "splits.parquet", "cache.npy", "neighbours.npz",
-                                                "negatives.npz", "embeddings.npy", "truth.npz", "grid.npz",
-                                                "probs.npy", "prior.json")}
+    paths = {
+        name: tmp_path / name
+        for name in (
+            "manifest.parquet",
+            "splits.parquet",
+            "cache.npy",
+            "neighbours.npz",
+            "negatives.npz",
+            "embeddings.npy",
+            "truth.npz",
+            "grid.npz",
+            "probs.npy",
+            "prior.json",
+        )
+    }
     write_manifest(manifest, paths["manifest.parquet"])
-    pd.DataFrame({"image_id": manifest["image_id"], "split": ["test", "train"] * 6}).to_parquet(
-        paths["splits.parquet"])
+    pd.DataFrame({"image_id": manifest["image_id"], "split": ["test", "train"] * 6}).to_parquet(paths["splits.parquet"])
     np.save(paths["cache.npy"], images)
     save_neighbour_table(neighbours, paths["neighbours.npz"])
     save_negative_table(negatives, paths["negatives.npz"])
     np.save(paths["embeddings.npy"], np.random.default_rng(0).normal(size=(LON.size, 8)).astype(np.float16))
-    np.savez(paths["truth.npz"], lat=truth.lat, lon=truth.lon, land=truth.mask, suitability=truth.values,
-             species=truth.species, outline=np.array([[-1.0, -1.0], [7.0, -1.0], [7.0, 1.0], [-1.0, 1.0]]))
+    np.savez(
+        paths["truth.npz"],
+        lat=truth.lat,
+        lon=truth.lon,
+        land=truth.mask,
+        suitability=truth.values,
+        species=truth.species,
+        outline=np.array([[-1.0, -1.0], [7.0, -1.0], [7.0, 1.0], [-1.0, 1.0]]),
+    )
     maps.save_range_grid(maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon), paths["grid.npz"])
     probs = np.where(np.isfinite(LON)[:, None], fake_prior(np.zeros(LON.size), np.nan_to_num(LON)), 1.0)  # (N, 3)
     np.save(paths["probs.npy"], probs.astype(np.float32))
@@ -384,18 +438,34 @@ def files(tmp_path, manifest, neighbours, negatives, images, truth):
     return {name.split(".")[0]: str(path) for name, path in paths.items()}
 
 
-@pytest.mark.parametrize("module, argv", [
-    (examples, ("pairs --manifest {manifest} --cache {cache} --neighbours {neighbours} --negatives {negatives} "
-                "--n-anchors 2")),
-    (examples, ("neighbours --manifest {manifest} --splits {splits} --cache {cache} --embeddings {embeddings} "
-                "--strategy augmented --run-seed 0 --n-queries 2 --k 3")),
-    (embedding, ("--manifest {manifest} --splits {splits} --embeddings {embeddings} --strategy augmented "
-                 "--run-seed 0")),
-    (maps, "splits --manifest {manifest} --splits {splits} --truth {truth}"),
-    (maps, "radius --manifest {manifest} --neighbours {neighbours} --n-anchors 2"),
-    (maps, "ranges --manifest {manifest} --prior-grid {grid} --truth {truth} --n-species 2"),
-    (maps, "ranges --manifest {manifest} --prior-probs {probs} --prior-json {prior} --species 'Beta una'"),
-], ids=["pairs", "neighbours", "embedding", "map-splits", "map-radius", "map-ranges-grid", "map-ranges-points"])
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        (
+            examples,
+            (
+                "pairs --manifest {manifest} --cache {cache} --neighbours {neighbours} --negatives {negatives} "
+                "--n-anchors 2"
+            ),
+        ),
+        (
+            examples,
+            (
+                "neighbours --manifest {manifest} --splits {splits} --cache {cache} --embeddings {embeddings} "
+                "--strategy augmented --run-seed 0 --n-queries 2 --k 3"
+            ),
+        ),
+        (
+            embedding,
+            ("--manifest {manifest} --splits {splits} --embeddings {embeddings} --strategy augmented --run-seed 0"),
+        ),
+        (maps, "splits --manifest {manifest} --splits {splits} --truth {truth}"),
+        (maps, "radius --manifest {manifest} --neighbours {neighbours} --n-anchors 2"),
+        (maps, "ranges --manifest {manifest} --prior-grid {grid} --truth {truth} --n-species 2"),
+        (maps, "ranges --manifest {manifest} --prior-probs {probs} --prior-json {prior} --species 'Beta una'"),
+    ],
+    ids=["pairs", "neighbours", "embedding", "map-splits", "map-radius", "map-ranges-grid", "map-ranges-points"],
+)
 def test_cli_writes_a_valid_png_and_svg(files, tmp_path, module, argv):
     out = tmp_path / "figure.png"
     assert module.main([*shlex.split(argv.format(**files)), "--out", str(out)]) == 0

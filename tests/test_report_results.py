@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, load_config
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from conftest import REPO, load_config
 from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
 from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
@@ -36,31 +36,53 @@ def make_results(label_fractions=(10,), protocols=PROTOCOLS, strategies=STRATEGI
                 top = np.minimum(1.0, base * np.array([1.0, 1.5, 1.8, 2.0, 2.2]))
                 prior = np.minimum(1.0, top + 0.05)
                 ranks = np.minimum(1.0, top[0] + 0.1 * np.arange(len(RANKS)))
-                rows.append({
-                    "dataset": "tiny", "strategy": strategy, "seed": seed, "protocol": protocol,
-                    "encoder": "cnn5", "resolution": 32, "epochs": 5, "split_mode": "random",
-                    "label_fraction": fraction, "n_labelled": 100, "n_test": 60, "n_classes": 8,
-                    **{f"top{k}": top[k - 1] for k in TOP_K},
-                    "macro_top1": top[0] * 0.9, "macro_top5": top[4] * 0.9,
-                    **{f"prior_top{k}": prior[k - 1] for k in TOP_K},
-                    "prior_gain_top1": prior[0] - top[0], "prior_gain_top5": prior[4] - top[4],
-                    **{f"acc_{rank}": ranks[i] for i, rank in enumerate(RANKS)},
-                })
+                rows.append(
+                    {
+                        "dataset": "tiny",
+                        "strategy": strategy,
+                        "seed": seed,
+                        "protocol": protocol,
+                        "encoder": "cnn5",
+                        "resolution": 32,
+                        "epochs": 5,
+                        "split_mode": "random",
+                        "label_fraction": fraction,
+                        "n_labelled": 100,
+                        "n_test": 60,
+                        "n_classes": 8,
+                        **{f"top{k}": top[k - 1] for k in TOP_K},
+                        "macro_top1": top[0] * 0.9,
+                        "macro_top5": top[4] * 0.9,
+                        **{f"prior_top{k}": prior[k - 1] for k in TOP_K},
+                        "prior_gain_top1": prior[0] - top[0],
+                        "prior_gain_top5": prior[4] - top[4],
+                        **{f"acc_{rank}": ranks[i] for i, rank in enumerate(RANKS)},
+                    }
+                )
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
-def write_metrics(root: Path, strategies=("supervised", "augmented", "context_pos"), seeds=SEEDS,
-                  epochs: int = 4) -> list[Path]:
+def write_metrics(
+    root: Path, strategies=("supervised", "augmented", "context_pos"), seeds=SEEDS, epochs: int = 4
+) -> list[Path]:
     """metrics.jsonl files laid out as the pretrain rule writes them; one strategy's kNN is never recorded."""
     paths = []
     for strategy in strategies:
         for seed in seeds:
             path = root / strategy / f"seed{seed}" / "metrics.jsonl"
             path.parent.mkdir(parents=True)
-            lines = [{"epoch": e, "step": 10 * e, "loss": 5.0 / e + 0.1 * seed, "images_per_s": 500.0,
-                      "embedding_std": 0.05 + 0.01 * e, "mean_pairwise_cosine": 0.5 - 0.05 * e,
-                      "knn_top1": None if strategy == "supervised" else 0.1 * e + 0.01 * seed}
-                     for e in range(1, epochs + 1)]
+            lines = [
+                {
+                    "epoch": e,
+                    "step": 10 * e,
+                    "loss": 5.0 / e + 0.1 * seed,
+                    "images_per_s": 500.0,
+                    "embedding_std": 0.05 + 0.01 * e,
+                    "mean_pairwise_cosine": 0.5 - 0.05 * e,
+                    "knn_top1": None if strategy == "supervised" else 0.1 * e + 0.01 * seed,
+                }
+                for e in range(1, epochs + 1)
+            ]
             path.write_text("".join(json.dumps(line) + "\n" for line in lines))
             paths.append(path)
     return paths
@@ -89,7 +111,11 @@ def test_strategies_keep_results_order_with_baselines_first():
 
 def test_protocols_follow_the_fixed_order_without_the_baseline():
     assert panels.protocol_order(["linear", "baseline", "knn", "finetune", "clustering"]) == [
-        "finetune", "linear", "knn", "clustering"]
+        "finetune",
+        "linear",
+        "knn",
+        "clustering",
+    ]
 
 
 def test_accuracy_bars_has_a_panel_per_protocol_and_a_bar_per_strategy_and_k(tmp_path):
@@ -235,8 +261,20 @@ def test_cli_writes_png_and_svg_and_refuses_unknown_params(tmp_path, capsys):
     results_csv = tmp_path / "results.csv"
     make_results().to_csv(results_csv, index=False)
     out = tmp_path / "report" / "accuracy.png"
-    assert rf.main(["accuracy", "--results", str(results_csv), "--out", str(out),
-                    "--params-json", json.dumps({"top_k": [1], "error_bar": "sem"})]) == 0
+    assert (
+        rf.main(
+            [
+                "accuracy",
+                "--results",
+                str(results_csv),
+                "--out",
+                str(out),
+                "--params-json",
+                json.dumps({"top_k": [1], "error_bar": "sem"}),
+            ]
+        )
+        == 0
+    )
     assert out.exists() and out.with_suffix(".svg").exists()
     with pytest.raises(SystemExit):
         rf.main(["accuracy", "--results", str(results_csv), "--out", str(out), "--params-json", '{"metrics": []}'])
@@ -248,8 +286,20 @@ def test_cli_builds_training_curves_and_the_table(tmp_path):
     assert rf.main(["training_curves", "--metrics", *map(str, metrics), "--out", str(tmp_path / "t.png")]) == 0
     results_csv = tmp_path / "results.csv"
     make_results().to_csv(results_csv, index=False)
-    assert rf.main(["table", "--results", str(results_csv), "--out", str(tmp_path / "table.md"),
-                    "--params-json", '{"metrics": ["top1"]}']) == 0
+    assert (
+        rf.main(
+            [
+                "table",
+                "--results",
+                str(results_csv),
+                "--out",
+                str(tmp_path / "table.md"),
+                "--params-json",
+                '{"metrics": ["top1"]}',
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "table.csv").exists() and (tmp_path / "table.html").exists()
 
 

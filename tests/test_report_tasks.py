@@ -20,10 +20,24 @@ def with_tasks(results: pd.DataFrame) -> pd.DataFrame:
     task_rows = []
     for strategy, seed in runs.itertuples(index=False):
         base = {"dataset": "tiny", "strategy": strategy, "seed": seed, "label_fraction": 10}
-        task_rows.append({**base, "protocol": "clustering", "nmi_species": rng.random(), "ari_species": -0.01,
-                          "nmi_genus": rng.random(), "ari_genus": rng.random()})
-        task_rows.append({**base, "protocol": "mislabel", "mislabel_auc": 0.5 + 0.4 * rng.random(),
-                          "mislabel_precision": rng.random()})
+        task_rows.append(
+            {
+                **base,
+                "protocol": "clustering",
+                "nmi_species": rng.random(),
+                "ari_species": -0.01,
+                "nmi_genus": rng.random(),
+                "ari_genus": rng.random(),
+            }
+        )
+        task_rows.append(
+            {
+                **base,
+                "protocol": "mislabel",
+                "mislabel_auc": 0.5 + 0.4 * rng.random(),
+                "mislabel_precision": rng.random(),
+            }
+        )
     return pd.concat([results, pd.DataFrame(task_rows)], ignore_index=True)
 
 
@@ -56,9 +70,19 @@ def test_mislabel_roc_has_a_panel_per_strategy_and_a_line_per_seed(tmp_path):
     for strategy in ("random_init", "triplet"):
         for seed in (0, 1):
             path = tmp_path / f"{strategy}_{seed}.json"
-            path.write_text(json.dumps({"strategy": strategy, "seed": seed, "protocol": "mislabel",
-                                        "mislabel_auc": 0.6 + 0.1 * seed, "n_flipped": 5, "n_labelled": 50,
-                                        "roc": {"fpr": [0, 0.5, 1], "tpr": [0, 0.7, 1]}}))
+            path.write_text(
+                json.dumps(
+                    {
+                        "strategy": strategy,
+                        "seed": seed,
+                        "protocol": "mislabel",
+                        "mislabel_auc": 0.6 + 0.1 * seed,
+                        "n_flipped": 5,
+                        "n_labelled": 50,
+                        "roc": {"fpr": [0, 0.5, 1], "tpr": [0, 0.7, 1]},
+                    }
+                )
+            )
             paths.append(path)
     figure = tf.mislabel_roc(tf.read_mislabel_records(paths))
     axes = figure.get_axes()

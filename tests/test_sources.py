@@ -28,7 +28,7 @@ from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest
 def corrupted(data: bytes) -> bytes:
     """``data`` with its middle byte inverted: what the server's ``corrupt`` option serves."""
     middle = len(data) // 2
-    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -168,8 +168,14 @@ def test_interrupted_download_resumes_from_the_partial_with_a_range_request(serv
     server.truncate_once.add("/data.bin")
     partial = tmp_path / "data.bin.partial"
     partial_sizes = []  # the partial file's size when download() waits before retrying
-    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=0, progress=False,
-                    sleep=lambda _: partial_sizes.append(partial.stat().st_size))
+    dest = download(
+        f"{server.url}/data.bin",
+        tmp_path / "data.bin",
+        md5=md5(PAYLOAD),
+        backoff_s=0,
+        progress=False,
+        sleep=lambda _: partial_sizes.append(partial.stat().st_size),
+    )
     assert dest.read_bytes() == PAYLOAD
     [kept] = partial_sizes
     assert 0 < kept <= server.sent["/data.bin"][0] == len(PAYLOAD) // 2  # the interruption kept what arrived
@@ -181,8 +187,14 @@ def test_download_retries_after_503_with_exponential_backoff(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
     server.failures["/data.bin"] = [503, 503]
     waits = []
-    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=1.5,
-                    sleep=waits.append, progress=False)
+    dest = download(
+        f"{server.url}/data.bin",
+        tmp_path / "data.bin",
+        md5=md5(PAYLOAD),
+        backoff_s=1.5,
+        sleep=waits.append,
+        progress=False,
+    )
     assert dest.read_bytes() == PAYLOAD and len(server.requested("/data.bin")) == 3
     assert waits == [1.5, 3.0]
 
@@ -191,8 +203,14 @@ def test_download_429_waits_the_retry_after_the_server_asks_for(server, tmp_path
     server.files["/data.bin"] = PAYLOAD
     server.failures["/data.bin"] = [(429, {"Retry-After": "2"})]
     waits = []
-    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=md5(PAYLOAD), backoff_s=0.5,
-                    sleep=waits.append, progress=False)
+    dest = download(
+        f"{server.url}/data.bin",
+        tmp_path / "data.bin",
+        md5=md5(PAYLOAD),
+        backoff_s=0.5,
+        sleep=waits.append,
+        progress=False,
+    )
     assert dest.read_bytes() == PAYLOAD and len(server.requested("/data.bin")) == 2
     assert waits == [2.0]  # the server's Retry-After, not the 0.5 s backoff
 
@@ -216,29 +234,69 @@ def inat2021_dataset() -> dict:
     """A train_mini.json in the competition's format: 5 oak photos (1 in California with a sane uncertainty, 1 there
     with a negative one, 1 in Oregon with a huge one, 1 with null coordinates, 1 with lat and lon swapped) and 1
     lizard in California."""
+
     def image(image_id, folder, lat, lon, uncertainty):
-        return {"id": image_id, "width": 12, "height": 8, "file_name": f"train_mini/{folder}/{image_id:04d}-uuid.jpg",
-                "license": 1, "rights_holder": f"observer {image_id}", "date": "2019-06-01 10:00:00+00:00",
-                "latitude": lat, "longitude": lon, "location_uncertainty": uncertainty}
+        return {
+            "id": image_id,
+            "width": 12,
+            "height": 8,
+            "file_name": f"train_mini/{folder}/{image_id:04d}-uuid.jpg",
+            "license": 1,
+            "rights_holder": f"observer {image_id}",
+            "date": "2019-06-01 10:00:00+00:00",
+            "latitude": lat,
+            "longitude": lon,
+            "location_uncertainty": uncertainty,
+        }
 
     return {
-        "info": {"year": 2021, "version": "1", "description": "test", "contributor": "", "url": "",
-                 "date_created": ""},
-        "images": [image(1, OAK_DIR, 37.8, -122.3, 10), image(2, OAK_DIR, 34.1, -118.3, -80),
-                   image(3, OAK_DIR, 44.0, -123.0, 106807033), image(4, OAK_DIR, None, None, None),
-                   image(5, LIZARD_DIR, 34.0, -118.2, 25), image(6, OAK_DIR, -122.3, 37.8, 10)],
+        "info": {"year": 2021, "version": "1", "description": "test", "contributor": "", "url": "", "date_created": ""},
+        "images": [
+            image(1, OAK_DIR, 37.8, -122.3, 10),
+            image(2, OAK_DIR, 34.1, -118.3, -80),
+            image(3, OAK_DIR, 44.0, -123.0, 106807033),
+            image(4, OAK_DIR, None, None, None),
+            image(5, LIZARD_DIR, 34.0, -118.2, 25),
+            image(6, OAK_DIR, -122.3, 37.8, 10),
+        ],
         "categories": [
-            {"id": 0, "name": "Quercus agrifolia", "common_name": "Coast Live Oak", "supercategory": "Plants",
-             "kingdom": "Plantae", "phylum": "Tracheophyta", "class": "Magnoliopsida", "order": "Fagales",
-             "family": "Fagaceae", "genus": "Quercus", "specific_epithet": "agrifolia", "image_dir_name": OAK_DIR},
-            {"id": 1, "name": "Sceloporus occidentalis", "common_name": "Western Fence Lizard",
-             "supercategory": "Reptiles", "kingdom": "Animalia", "phylum": "Chordata", "class": "Reptilia",
-             "order": "Squamata", "family": "Phrynosomatidae", "genus": "Sceloporus",
-             "specific_epithet": "occidentalis", "image_dir_name": LIZARD_DIR},
+            {
+                "id": 0,
+                "name": "Quercus agrifolia",
+                "common_name": "Coast Live Oak",
+                "supercategory": "Plants",
+                "kingdom": "Plantae",
+                "phylum": "Tracheophyta",
+                "class": "Magnoliopsida",
+                "order": "Fagales",
+                "family": "Fagaceae",
+                "genus": "Quercus",
+                "specific_epithet": "agrifolia",
+                "image_dir_name": OAK_DIR,
+            },
+            {
+                "id": 1,
+                "name": "Sceloporus occidentalis",
+                "common_name": "Western Fence Lizard",
+                "supercategory": "Reptiles",
+                "kingdom": "Animalia",
+                "phylum": "Chordata",
+                "class": "Reptilia",
+                "order": "Squamata",
+                "family": "Phrynosomatidae",
+                "genus": "Sceloporus",
+                "specific_epithet": "occidentalis",
+                "image_dir_name": LIZARD_DIR,
+            },
         ],
         "annotations": [{"id": i, "image_id": i, "category_id": 1 if i == 5 else 0} for i in range(1, 7)],
-        "licenses": [{"id": 1, "name": "Attribution-NonCommercial License",
-                      "url": "http://creativecommons.org/licenses/by-nc/4.0/"}],
+        "licenses": [
+            {
+                "id": 1,
+                "name": "Attribution-NonCommercial License",
+                "url": "http://creativecommons.org/licenses/by-nc/4.0/",
+            }
+        ],
     }
 
 
@@ -247,8 +305,10 @@ def inat2021_files(server, tmp_path) -> dict[str, bytes]:
     """train_mini.json.tar.gz and train_mini.tar.gz served under {server.url}/2021/; returns their bytes."""
     dataset = inat2021_dataset()
     annotations = tar_gz(tmp_path / "train_mini.json.tar.gz", {"train_mini.json": json.dumps(dataset).encode()})
-    images = tar_gz(tmp_path / "train_mini.tar.gz",
-                    {image["file_name"]: jpeg_bytes((image["id"] * 40, 90, 60)) for image in dataset["images"]})
+    images = tar_gz(
+        tmp_path / "train_mini.tar.gz",
+        {image["file_name"]: jpeg_bytes((image["id"] * 40, 90, 60)) for image in dataset["images"]},
+    )
     files = {path.name: path.read_bytes() for path in (annotations, images)}
     for name, data in files.items():
         server.files[f"/2021/{name}"] = data
@@ -278,8 +338,9 @@ def test_inat2021_bbox_drops_and_counts_photos_without_usable_coordinates(caplog
     assert "(2 without coordinates dropped)" in caplog.text
 
 
-def test_inat2021_without_bbox_keeps_photos_without_coordinates_flagged_in_the_manifest(server, inat2021_files,
-                                                                                       tmp_path):
+def test_inat2021_without_bbox_keeps_photos_without_coordinates_flagged_in_the_manifest(
+    server, inat2021_files, tmp_path
+):
     config = {**defaults("inat2021"), "base_url": f"{server.url}/2021", "taxon": "Quercus agrifolia", "bbox": None}
     checksums = {name: md5(data) for name, data in inat2021_files.items()}
     image_root = tmp_path / "images"
@@ -306,8 +367,9 @@ def test_inat2021_extracts_only_the_selected_photos_into_a_valid_table(server, i
     assert manifest["attribution"][0] == "(c) observer 1, Attribution-NonCommercial License"
 
 
-def test_inat2021_file_without_published_md5_is_downloaded_unchecked_and_logged(server, inat2021_files, tmp_path,
-                                                                                caplog):
+def test_inat2021_file_without_published_md5_is_downloaded_unchecked_and_logged(
+    server, inat2021_files, tmp_path, caplog
+):
     config = {**defaults("inat2021"), "base_url": f"{server.url}/2021"}
     with caplog.at_level("WARNING"):
         inat2021.inat2021_photos(config, tmp_path / "images", tmp_path / "cache", checksums={}, progress=False)
@@ -325,51 +387,92 @@ def test_archive_member_outside_the_image_folder_is_refused(tmp_path, name):
 # --- inat_api -------------------------------------------------------------------------------------------------
 
 # Lineages as GET /taxa/{id} answers them: ancestors carry ranks (sub-ranks included), the taxon itself comes last.
-_PLANTS = [(47126, "kingdom", "Plantae"), (211194, "phylum", "Tracheophyta"), (47125, "subphylum", "Angiospermae"),
-           (47124, "class", "Magnoliopsida")]
+_PLANTS = [
+    (47126, "kingdom", "Plantae"),
+    (211194, "phylum", "Tracheophyta"),
+    (47125, "subphylum", "Angiospermae"),
+    (47124, "class", "Magnoliopsida"),
+]
 LINEAGES = {
-    49011: [*_PLANTS, (47132, "order", "Fagales"), (47131, "family", "Fagaceae"), (47851, "genus", "Quercus"),
-            (49011, "species", "Quercus agrifolia")],
-    48225: [*_PLANTS, (211190, "order", "Ranunculales"), (48223, "family", "Papaveraceae"),
-            (48224, "genus", "Eschscholzia"), (48225, "species", "Eschscholzia californica")],
+    49011: [
+        *_PLANTS,
+        (47132, "order", "Fagales"),
+        (47131, "family", "Fagaceae"),
+        (47851, "genus", "Quercus"),
+        (49011, "species", "Quercus agrifolia"),
+    ],
+    48225: [
+        *_PLANTS,
+        (211190, "order", "Ranunculales"),
+        (48223, "family", "Papaveraceae"),
+        (48224, "genus", "Eschscholzia"),
+        (48225, "species", "Eschscholzia californica"),
+    ],
 }
 
 
 def api_taxon(taxon_id: int) -> dict:
     _, rank, name = LINEAGES[taxon_id][-1]
-    return {"id": taxon_id, "name": name, "rank": rank, "rank_level": 10, "is_active": True,
-            "ancestor_ids": [a[0] for a in LINEAGES[taxon_id]], "min_species_taxon_id": taxon_id,
-            "iconic_taxon_name": "Plantae"}
+    return {
+        "id": taxon_id,
+        "name": name,
+        "rank": rank,
+        "rank_level": 10,
+        "is_active": True,
+        "ancestor_ids": [a[0] for a in LINEAGES[taxon_id]],
+        "min_species_taxon_id": taxon_id,
+        "iconic_taxon_name": "Plantae",
+    }
 
 
 def api_observation(obs_id: int, taxon_id: int, photo_licence: str | None = "cc-by", obscured: bool = False) -> dict:
     """An observation as GET /observations lists it (the fields the source reads, and a few around them)."""
     lat, lon = 37.8 + obs_id / 100, -122.3
-    photo = {"id": 1000 + obs_id, "license_code": photo_licence,
-             "url": f"https://static.inaturalist.org/photos/{1000 + obs_id}/square.jpg?1598551272",
-             "attribution": f"(c) user{obs_id}, some rights reserved (CC BY)",
-             "original_dimensions": {"width": 12, "height": 8}, "flags": []}
+    photo = {
+        "id": 1000 + obs_id,
+        "license_code": photo_licence,
+        "url": f"https://static.inaturalist.org/photos/{1000 + obs_id}/square.jpg?1598551272",
+        "attribution": f"(c) user{obs_id}, some rights reserved (CC BY)",
+        "original_dimensions": {"width": 12, "height": 8},
+        "flags": [],
+    }
     return {
-        "id": obs_id, "uuid": f"uuid-{obs_id}", "quality_grade": "research", "observed_on": "2020-08-27",
+        "id": obs_id,
+        "uuid": f"uuid-{obs_id}",
+        "quality_grade": "research",
+        "observed_on": "2020-08-27",
         "observed_on_details": {"date": "2020-08-27", "year": 2020, "month": 8, "day": 27},
-        "location": f"{lat},{lon}", "geojson": {"coordinates": [lon, lat], "type": "Point"},
-        "positional_accuracy": 12, "public_positional_accuracy": 12, "obscured": obscured,
-        "geoprivacy": "obscured" if obscured else None, "taxon_geoprivacy": "open", "license_code": "cc-by",
-        "user": {"id": obs_id, "login": f"user{obs_id}"}, "taxon": api_taxon(taxon_id),
-        "photos": [photo], "observation_photos": [{"id": 9000 + obs_id, "position": 0, "photo": photo}],
+        "location": f"{lat},{lon}",
+        "geojson": {"coordinates": [lon, lat], "type": "Point"},
+        "positional_accuracy": 12,
+        "public_positional_accuracy": 12,
+        "obscured": obscured,
+        "geoprivacy": "obscured" if obscured else None,
+        "taxon_geoprivacy": "open",
+        "license_code": "cc-by",
+        "user": {"id": obs_id, "login": f"user{obs_id}"},
+        "taxon": api_taxon(taxon_id),
+        "photos": [photo],
+        "observation_photos": [{"id": 9000 + obs_id, "position": 0, "photo": photo}],
     }
 
 
-OBSERVATIONS = [api_observation(1, 49011), api_observation(2, 49011, obscured=True), api_observation(3, 49011),
-                api_observation(4, 48225), api_observation(5, 48225, photo_licence=None),
-                api_observation(6, 48225)]
+OBSERVATIONS = [
+    api_observation(1, 49011),
+    api_observation(2, 49011, obscured=True),
+    api_observation(3, 49011),
+    api_observation(4, 48225),
+    api_observation(5, 48225, photo_licence=None),
+    api_observation(6, 48225),
+]
 
 
 @pytest.fixture
 def api(server) -> LocalServer:
     """The API's observations and taxa endpoints under {server.url}/v1, and the photos under /photos/."""
-    observations = [json.loads(json.dumps(o).replace("https://static.inaturalist.org", server.url))
-                    for o in OBSERVATIONS]
+    observations = [
+        json.loads(json.dumps(o).replace("https://static.inaturalist.org", server.url)) for o in OBSERVATIONS
+    ]
 
     def list_observations(path, query):
         assert query["order_by"] == ["id"] and query["order"] == ["asc"]
@@ -380,8 +483,10 @@ def api(server) -> LocalServer:
     def show_taxa(path, query):
         taxa = []
         for taxon_id in map(int, path.rsplit("/", 1)[1].split(",")):
-            ancestors = [{"id": i, "rank": rank, "name": name, "rank_level": 0, "is_active": True}
-                         for i, rank, name in LINEAGES[taxon_id][:-1]]
+            ancestors = [
+                {"id": i, "rank": rank, "name": name, "rank_level": 0, "is_active": True}
+                for i, rank, name in LINEAGES[taxon_id][:-1]
+            ]
             taxa.append({**api_taxon(taxon_id), "ancestors": ancestors})
         return {"total_results": len(taxa), "page": 1, "per_page": 30, "results": taxa}
 
@@ -424,8 +529,14 @@ def test_api_photos_table_is_a_valid_manifest_with_medium_photos(api, tmp_path):
     assert manifest.loc[1, "coord_uncertainty_m"] == inat_api.OBSCURED_UNCERTAINTY_M and table.loc[1, "obscured"]
     assert manifest.loc[0, ["observation_id", "observer_id", "license"]].tolist() == ["1", "user1", "cc-by"]
     assert manifest.loc[3, ["species", "genus", "family", "order", "class", "phylum", "kingdom"]].tolist() == [
-        "Eschscholzia californica", "Eschscholzia", "Papaveraceae", "Ranunculales", "Magnoliopsida",
-        "Tracheophyta", "Plantae"]
+        "Eschscholzia californica",
+        "Eschscholzia",
+        "Papaveraceae",
+        "Ranunculales",
+        "Magnoliopsida",
+        "Tracheophyta",
+        "Plantae",
+    ]
 
 
 def test_api_photo_deleted_since_listing_is_skipped(api, tmp_path):

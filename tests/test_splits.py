@@ -48,7 +48,11 @@ def test_output_has_image_id_split_and_one_column_per_label_budget_in_manifest_o
 
 def test_labelled_column_names_use_the_percentage():
     assert [labelled_column(f) for f in (0.01, 0.1, 1.0, 0.005, 0.07)] == [
-        "labelled_1", "labelled_10", "labelled_100", "labelled_0.5", "labelled_7",
+        "labelled_1",
+        "labelled_10",
+        "labelled_100",
+        "labelled_0.5",
+        "labelled_7",
     ]
 
 
@@ -211,8 +215,20 @@ def test_manifest_without_the_columns_a_mode_needs_is_rejected_naming_them(flora
 
 def test_cli_writes_splits_and_summary(flora, tmp_path):
     write_manifest(flora, tmp_path / "manifest.parquet")
-    argv = ["--manifest", str(tmp_path / "manifest.parquet"), "--out", str(tmp_path / "splits.parquet"),
-            "--summary", str(tmp_path / "splits.json"), "--mode", "spatial", "--seed", "2", "--block-km", "80"]
+    argv = [
+        "--manifest",
+        str(tmp_path / "manifest.parquet"),
+        "--out",
+        str(tmp_path / "splits.parquet"),
+        "--summary",
+        str(tmp_path / "splits.json"),
+        "--mode",
+        "spatial",
+        "--seed",
+        "2",
+        "--block-km",
+        "80",
+    ]
     assert main(argv) == 0
     splits = pd.read_parquet(tmp_path / "splits.parquet")
     pd.testing.assert_frame_equal(splits, make_splits(flora, "spatial", seed=2, block_km=80), check_dtype=False)

@@ -29,19 +29,32 @@ def build_tiny_inputs(root: Path) -> dict[str, Path]:
     images = root / "images"
     render_photos(world, params, images, workers=1, progress=False)
     manifest = validate_manifest(world.photos[list(MANIFEST_COLUMNS)], image_root=images)
-    paths = {name: root / file for name, file in (
-        ("manifest", "manifest.parquet"), ("cache", "32px.npy"), ("splits", "splits.parquet"),
-        ("neighbours", "neighbours.npz"), ("negatives", "negatives.npz"))}
+    paths = {
+        name: root / file
+        for name, file in (
+            ("manifest", "manifest.parquet"),
+            ("cache", "32px.npy"),
+            ("splits", "splits.parquet"),
+            ("neighbours", "neighbours.npz"),
+            ("negatives", "negatives.npz"),
+        )
+    }
     write_manifest(manifest, paths["manifest"])
     manifest = read_manifest(paths["manifest"])
     build_image_cache([images / p for p in manifest["path"]], 32, paths["cache"], progress=False)
     make_splits(manifest, seed=0).to_parquet(paths["splits"], index=False)
-    lat, lon = manifest["lat"].to_numpy(np.float64, na_value=np.nan), manifest["lon"].to_numpy(np.float64,
-                                                                                               na_value=np.nan)
-    save_neighbour_table(neighbour_table(lat, lon, radius_km=RADIUS_KM, k=16, seed=0,
-                                         observation_id=manifest["observation_id"]), paths["neighbours"])
-    save_negative_table(negative_table(lat, lon, m=8, rule="far", seed=0, r_neg_km=R_NEG_KM,
-                                       observation_id=manifest["observation_id"]), paths["negatives"])
+    lat, lon = (
+        manifest["lat"].to_numpy(np.float64, na_value=np.nan),
+        manifest["lon"].to_numpy(np.float64, na_value=np.nan),
+    )
+    save_neighbour_table(
+        neighbour_table(lat, lon, radius_km=RADIUS_KM, k=16, seed=0, observation_id=manifest["observation_id"]),
+        paths["neighbours"],
+    )
+    save_negative_table(
+        negative_table(lat, lon, m=8, rule="far", seed=0, r_neg_km=R_NEG_KM, observation_id=manifest["observation_id"]),
+        paths["negatives"],
+    )
     return paths
 
 
@@ -53,30 +66,46 @@ def tiny_inputs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_data(tiny_inputs):
     manifest = read_manifest(tiny_inputs["manifest"])
-    return manifest, training_data(manifest, pd.read_parquet(tiny_inputs["splits"]),
-                                   neighbours=load_neighbour_table(tiny_inputs["neighbours"]),
-                                   negatives=load_negative_table(tiny_inputs["negatives"]))
+    return manifest, training_data(
+        manifest,
+        pd.read_parquet(tiny_inputs["splits"]),
+        neighbours=load_neighbour_table(tiny_inputs["neighbours"]),
+        negatives=load_negative_table(tiny_inputs["negatives"]),
+    )
 
 
 def coordinates(manifest):
-    return manifest["lat"].to_numpy(np.float64, na_value=np.nan), manifest["lon"].to_numpy(np.float64,
-                                                                                           na_value=np.nan)
+    return manifest["lat"].to_numpy(np.float64, na_value=np.nan), manifest["lon"].to_numpy(np.float64, na_value=np.nan)
 
 
 def test_registry_holds_the_design_strategies():
-    assert {"supervised", "supervised_full", "augmented", "context_pos", "context_pos_neg", "classifier", "triplet",
-            "autoencoder", "byol", "simsiam", "oracle"} <= set(STRATEGIES)
+    assert {
+        "supervised",
+        "supervised_full",
+        "augmented",
+        "context_pos",
+        "context_pos_neg",
+        "classifier",
+        "triplet",
+        "autoencoder",
+        "byol",
+        "simsiam",
+        "oracle",
+    } <= set(STRATEGIES)
 
 
-@pytest.mark.parametrize(("name", "options", "tables"), [
-    ("augmented", {}, ()),
-    ("context_pos_neg", {}, ("neighbours", "negatives")),
-    ("triplet", {}, ("neighbours", "negatives")),
-    ("triplet", {"positive": "augmentation", "negative": "random"}, ()),
-    ("byol", {}, ()),
-    ("simsiam", {"positive": "neighbour"}, ("neighbours",)),
-    ("oracle", {}, ()),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "tables"),
+    [
+        ("augmented", {}, ()),
+        ("context_pos_neg", {}, ("neighbours", "negatives")),
+        ("triplet", {}, ("neighbours", "negatives")),
+        ("triplet", {"positive": "augmentation", "negative": "random"}, ()),
+        ("byol", {}, ()),
+        ("simsiam", {"positive": "neighbour"}, ("neighbours",)),
+        ("oracle", {}, ()),
+    ],
+)
 def test_required_tables_follow_the_positive_and_negative_options(name, options, tables):
     assert required_tables(name, options) == tables
 
@@ -148,8 +177,11 @@ def test_context_positive_is_drawn_from_the_whole_neighbour_row(tiny_data):
     strategy = build_strategy("context_pos", data, {})
     table = data.neighbours
     anchors = strategy.anchor_rows()
-    eligible = {a: {r for r in table.indices[table.indptr[a]:table.indptr[a + 1]] if data.split[r] == "train"}
-                for a in anchors if not table.fallback[a]}
+    eligible = {
+        a: {r for r in table.indices[table.indptr[a] : table.indptr[a + 1]] if data.split[r] == "train"}
+        for a in anchors
+        if not table.fallback[a]
+    }
     anchor = max(eligible, key=lambda a: len(eligible[a]))
     assert len(eligible[anchor]) >= 3
     rng = np.random.default_rng(1)
@@ -184,19 +216,23 @@ def test_false_negative_masks_are_exactly_the_geo_near_pairs(tiny_data):
         near = great_circle_km(lat[anchors][:, None], lon[anchors][:, None], lat[anchors][None], lon[anchors][None])
         expected = near <= R_NEG_KM  # NaN (no coordinates) compares False: never masked
         np.fill_diagonal(expected, False)
-        near_extra = great_circle_km(lat[anchors][:, None], lon[anchors][:, None], lat[negative][None],
-                                     lon[negative][None])
+        near_extra = great_circle_km(
+            lat[anchors][:, None], lon[anchors][:, None], lat[negative][None], lon[negative][None]
+        )
         expected_extra = (near_extra <= R_NEG_KM) | (negative[None, :] == anchors[:, None])
     assert 0 < expected.sum() < expected.size - len(anchors)
     assert np.array_equal(batch.false_negatives, expected)
     assert np.array_equal(batch.extra_false_negatives, expected_extra)
 
 
-@pytest.mark.parametrize(("name", "params", "column"), [
-    ("supervised", {}, "labelled_10"),
-    ("supervised", {"label_fraction": 1}, "labelled_1"),
-    ("supervised_full", {}, "labelled_100"),
-])
+@pytest.mark.parametrize(
+    ("name", "params", "column"),
+    [
+        ("supervised", {}, "labelled_10"),
+        ("supervised", {"label_fraction": 1}, "labelled_1"),
+        ("supervised_full", {}, "labelled_100"),
+    ],
+)
 def test_supervised_batches_hold_only_labelled_rows_of_the_fraction(tiny_data, name, params, column):
     manifest, data = tiny_data
     strategy = build_strategy(name, data, params)
@@ -214,8 +250,15 @@ def test_pair_draws_pick_only_allowed_rows_and_fall_back_to_the_default():
     values = np.arange(40)
     allowed = np.zeros(40, dtype=bool)
     allowed[[7, 25]] = True  # group 0 (rows 0-19) allows only 7; group 1 (20-39) only 25; group 2 (30-39) none
-    rows, found = draw_one_per_row(values, np.array([0, 20, 30]), np.array([20, 20, 10]),
-                                   np.random.default_rng(0), allowed, default=np.array([-5, -6, -7]), rounds=1)
+    rows, found = draw_one_per_row(
+        values,
+        np.array([0, 20, 30]),
+        np.array([20, 20, 10]),
+        np.random.default_rng(0),
+        allowed,
+        default=np.array([-5, -6, -7]),
+        rounds=1,
+    )
     assert rows.tolist() == [7, 25, -7] and found.tolist() == [True, True, False]
 
 

@@ -1,12 +1,13 @@
 """The synthetic flora world: deterministic, taxonomically consistent, and observed like iNaturalist."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, load_config
 from scipy.spatial import cKDTree
 
-from conftest import REPO, load_config
 from geocontrast.data.synthetic import generate_world, render_photos, write_truth
 from geocontrast.data.synthetic.region import KM_PER_DEGREE, make_region
 
@@ -88,8 +89,13 @@ def test_photos_of_one_observation_share_plant_place_date_and_observer(world):
 
 
 def test_some_coordinates_are_missing_and_some_obscured_with_large_uncertainty():
-    params = {**_default_world(), "n_images": 3000, "photos_per_observation": [1.0],
-              "missing_coords_fraction": 0.05, "obscured_fraction": 0.1}
+    params = {
+        **_default_world(),
+        "n_images": 3000,
+        "photos_per_observation": [1.0],
+        "missing_coords_fraction": 0.05,
+        "obscured_fraction": 0.1,
+    }
     obs = generate_world(params).observations
     assert obs["lat"].isna().mean() == pytest.approx(0.05, abs=0.015)
     assert obs["obscured"].mean() == pytest.approx(0.1, abs=0.02)

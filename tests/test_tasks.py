@@ -14,8 +14,14 @@ from geocontrast.data.manifest import read_manifest
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS, TASKS
 from geocontrast.evaluate import tasks as tasks_cli
 from geocontrast.evaluate.protocols import eval_rows
-from geocontrast.evaluate.tasks import (at_rank, choose_genus_pairs, clustering_scores, detection_scores,
-                                        inject_label_noise, neighbourhood_disagreement)
+from geocontrast.evaluate.tasks import (
+    at_rank,
+    choose_genus_pairs,
+    clustering_scores,
+    detection_scores,
+    inject_label_noise,
+    neighbourhood_disagreement,
+)
 
 
 @pytest.mark.parametrize(("n", "fraction"), [(100, 0.1), (37, 0.2), (10, 0.05)])
@@ -81,8 +87,9 @@ def test_rank_rows_map_species_to_their_genus(tiny):
     assert list(names) == list(manifest["genus"].to_numpy(object)[rows.test])
     assert set(genus.ancestors) == {"genus", "family", "order", "class", "phylum", "kingdom"}
     family = np.array(sorted(set(manifest["family"].dropna())), dtype=object)
-    assert list(family[genus.ancestors["family"][genus.codes[rows.test]]]) == list(manifest["family"].to_numpy(
-        object)[rows.test])
+    assert list(family[genus.ancestors["family"][genus.codes[rows.test]]]) == list(
+        manifest["family"].to_numpy(object)[rows.test]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,32 +97,60 @@ def embeddings(tiny, tmp_path_factory):
     from geocontrast.evaluate import embed as embed_cli
 
     out = tmp_path_factory.mktemp("task_embeddings") / "emb.npy"
-    assert embed_cli.main(["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5",
-                           "--resolution", "32"]) == 0
+    assert (
+        embed_cli.main(
+            ["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5", "--resolution", "32"]
+        )
+        == 0
+    )
     return out
 
 
-@pytest.mark.parametrize("task", [t for t in TASKS if t in ("genus_probe", "family_probe", "mislabel", "clustering",
-                                                              "genus_pairs")])
+@pytest.mark.parametrize(
+    "task", [t for t in TASKS if t in ("genus_probe", "family_probe", "mislabel", "clustering", "genus_pairs")]
+)
 def test_every_task_cli_writes_a_result_row_with_its_metrics(tiny, embeddings, tmp_path, task):
     extra = {"embeddings": embeddings, "label_fraction": 100}
     if task == "genus_pairs":
         pairs = tmp_path / "pairs.json"
-        assert tasks_cli.main(["--cache", str(tiny["cache"]), "--manifest", str(tiny["manifest"]), "--splits",
-                               str(tiny["splits"]), "--label-fraction", "100", "--params-json",
-                               json.dumps({"n_pairs": 2}), "--out", str(pairs)]) == 0
+        assert (
+            tasks_cli.main(
+                [
+                    "--cache",
+                    str(tiny["cache"]),
+                    "--manifest",
+                    str(tiny["manifest"]),
+                    "--splits",
+                    str(tiny["splits"]),
+                    "--label-fraction",
+                    "100",
+                    "--params-json",
+                    json.dumps({"n_pairs": 2}),
+                    "--out",
+                    str(pairs),
+                ]
+            )
+            == 0
+        )
         chosen = json.loads(pairs.read_text())
         assert len(chosen["similar"]) == len(chosen["distinct"]) == 2
         extra["pairs"] = pairs
     if task in ("mislabel", "clustering"):
         extra["params_json"] = json.dumps({"noise_fraction": 0.2} if task == "mislabel" else {"n_init": 2})
     record = run_cli(tiny, tmp_path / "out.json", task, **extra)
-    assert record["protocol"] == task and set(RESULT_COLUMNS[:12]) - {"dataset", "encoder", "epochs",
-                                                                      "split_mode"} <= set(record)
-    own = {"genus_probe": ["top1", "acc_genus", "acc_family"], "family_probe": ["top1", "acc_family"],
-           "genus_pairs": ["pairs_similar_accuracy", "pairs_distinct_accuracy"],
-           "mislabel": ["mislabel_auc", "mislabel_precision"],
-           "clustering": ["nmi_species", "ari_species", "nmi_genus", "ari_genus"]}[task]
+    assert record["protocol"] == task and set(RESULT_COLUMNS[:12]) - {
+        "dataset",
+        "encoder",
+        "epochs",
+        "split_mode",
+    } <= set(record)
+    own = {
+        "genus_probe": ["top1", "acc_genus", "acc_family"],
+        "family_probe": ["top1", "acc_family"],
+        "genus_pairs": ["pairs_similar_accuracy", "pairs_distinct_accuracy"],
+        "mislabel": ["mislabel_auc", "mislabel_precision"],
+        "clustering": ["nmi_species", "ari_species", "nmi_genus", "ari_genus"],
+    }[task]
     for metric in own:
         low = -1.0 if metric.startswith("ari") else 0.0  # the adjusted Rand index can be negative
         assert metric in METRIC_COLUMNS and low <= record[metric] <= 1.0, (metric, record)

@@ -19,8 +19,16 @@ from geocontrast.train import __main__ as cli
 from geocontrast.train import loop
 from geocontrast.train.loop import METRIC_KEYS, train
 
-FAST = {"encoder": "cnn5", "resolution": 32, "batch_size": 32, "amp": "fp32", "device": "cpu", "progress": False,
-        "monitor_size": 64, "knn_k": 5}
+FAST = {
+    "encoder": "cnn5",
+    "resolution": 32,
+    "batch_size": 32,
+    "amp": "fp32",
+    "device": "cpu",
+    "progress": False,
+    "monitor_size": 64,
+    "knn_k": 5,
+}
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +37,17 @@ def tiny_inputs(tmp_path_factory) -> dict[str, Path]:
 
 
 def run(inputs: dict[str, Path], out_dir: Path, strategy: str = "context_pos_neg", **params) -> Path:
-    return train(strategy, inputs["cache"], inputs["manifest"], inputs["splits"], out_dir, {**FAST, **params},
-                 neighbours_path=inputs["neighbours"], negatives_path=inputs["negatives"], threads=1)
+    return train(
+        strategy,
+        inputs["cache"],
+        inputs["manifest"],
+        inputs["splits"],
+        out_dir,
+        {**FAST, **params},
+        neighbours_path=inputs["neighbours"],
+        negatives_path=inputs["negatives"],
+        threads=1,
+    )
 
 
 def metrics(out_dir: Path) -> list[dict]:
@@ -62,13 +79,26 @@ def sixteen_images(tiny_inputs, tmp_path_factory) -> dict[str, Path]:
     for column in ("labelled_1", "labelled_10", "labelled_100"):
         splits[column] = (splits["split"] == "train") & manifest["species"].notna()
     splits.to_parquet(root / "splits.parquet", index=False)
-    return {"manifest": root / "manifest.parquet", "cache": root / "32px.npy", "splits": root / "splits.parquet",
-            "neighbours": None, "negatives": None}
+    return {
+        "manifest": root / "manifest.parquet",
+        "cache": root / "32px.npy",
+        "splits": root / "splits.parquet",
+        "neighbours": None,
+        "negatives": None,
+    }
 
 
 def test_overfitting_a_fixed_batch_decreases_the_loss(sixteen_images, tmp_path):
-    run(sixteen_images, tmp_path, strategy="supervised_full", epochs=10, batch_size=16, lr=3e-3,
-        augment_strength=0.0, warmup_fraction=0.05)
+    run(
+        sixteen_images,
+        tmp_path,
+        strategy="supervised_full",
+        epochs=10,
+        batch_size=16,
+        lr=3e-3,
+        augment_strength=0.0,
+        warmup_fraction=0.05,
+    )
     losses = [line["loss"] for line in metrics(tmp_path)]
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
 
@@ -89,8 +119,15 @@ def test_metrics_lines_hold_the_contract_keys(two_epochs):
     assert [line["step"] for line in lines] == [3, 6]
     for line in lines:
         assert set(METRIC_KEYS) <= set(line)
-        for key in ("loss", "images_per_s", "seconds", "peak_memory_mb", "embedding_std", "mean_pairwise_cosine",
-                    "knn_top1"):
+        for key in (
+            "loss",
+            "images_per_s",
+            "seconds",
+            "peak_memory_mb",
+            "embedding_std",
+            "mean_pairwise_cosine",
+            "knn_top1",
+        ):
             assert math.isfinite(line[key]), key
         assert 0.0 <= line["knn_top1"] <= 1.0 and -1.0 <= line["mean_pairwise_cosine"] <= 1.0
         assert line["memory_kind"] == "cpu_rss" and line["amp"] == "fp32"
@@ -117,10 +154,14 @@ def kill_at_save(monkeypatch, n: int, before_writing: bool) -> None:
     monkeypatch.setattr(loop, "save_last", save_last)
 
 
-@pytest.mark.parametrize(("n", "before_writing"), [(1, False), (2, True)],
-                         ids=["killed-after-epoch-1-checkpoint", "killed-between-epoch-2-metrics-and-checkpoint"])
-def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_inputs, two_epochs, tmp_path, monkeypatch, n,
-                                                         before_writing):
+@pytest.mark.parametrize(
+    ("n", "before_writing"),
+    [(1, False), (2, True)],
+    ids=["killed-after-epoch-1-checkpoint", "killed-between-epoch-2-metrics-and-checkpoint"],
+)
+def test_killed_run_resumes_to_the_uninterrupted_weights(
+    tiny_inputs, two_epochs, tmp_path, monkeypatch, n, before_writing
+):
     kill_at_save(monkeypatch, n, before_writing)
     with pytest.raises(Killed):
         run(tiny_inputs, tmp_path, epochs=2, steps_per_epoch=3)
@@ -151,29 +192,73 @@ def test_unknown_param_is_refused(tiny_inputs, tmp_path):
 
 def test_cli_refuses_an_unknown_strategy_listing_the_registered_ones(tiny_inputs, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--strategy", "simclr", "--cache", str(tiny_inputs["cache"]), "--manifest",
-                  str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir", str(tmp_path)])
+        cli.main(
+            [
+                "--strategy",
+                "simclr",
+                "--cache",
+                str(tiny_inputs["cache"]),
+                "--manifest",
+                str(tiny_inputs["manifest"]),
+                "--splits",
+                str(tiny_inputs["splits"]),
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
     assert "context_pos_neg" in capsys.readouterr().err
 
 
 def test_cli_names_the_missing_table_of_a_geo_strategy(tiny_inputs, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--strategy", "context_pos_neg", "--cache", str(tiny_inputs["cache"]), "--manifest",
-                  str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir", str(tmp_path),
-                  "--neighbours", str(tiny_inputs["neighbours"])])
+        cli.main(
+            [
+                "--strategy",
+                "context_pos_neg",
+                "--cache",
+                str(tiny_inputs["cache"]),
+                "--manifest",
+                str(tiny_inputs["manifest"]),
+                "--splits",
+                str(tiny_inputs["splits"]),
+                "--out-dir",
+                str(tmp_path),
+                "--neighbours",
+                str(tiny_inputs["neighbours"]),
+            ]
+        )
     assert "--negatives" in capsys.readouterr().err
 
 
 def test_cli_trains_from_params_json(tiny_inputs, tmp_path):
     params = json.dumps({**FAST, "epochs": 1, "steps_per_epoch": 1})
-    assert cli.main(["--strategy", "augmented", "--cache", str(tiny_inputs["cache"]), "--manifest",
-                     str(tiny_inputs["manifest"]), "--splits", str(tiny_inputs["splits"]), "--out-dir",
-                     str(tmp_path), "--params-json", params, "--threads", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "--strategy",
+                "augmented",
+                "--cache",
+                str(tiny_inputs["cache"]),
+                "--manifest",
+                str(tiny_inputs["manifest"]),
+                "--splits",
+                str(tiny_inputs["splits"]),
+                "--out-dir",
+                str(tmp_path),
+                "--params-json",
+                params,
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "encoder.pt").exists() and len(metrics(tmp_path)) == 1
 
 
-@pytest.mark.parametrize("flags, expected", [("fpu sse avx512f", False), ("fpu avx512f avx512_bf16", True),
-                                             ("fpu amx_tile amx_bf16", True)])
+@pytest.mark.parametrize(
+    "flags, expected", [("fpu sse avx512f", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_tile amx_bf16", True)]
+)
 def test_auto_amp_uses_bf16_only_on_native_bf16_cpus(tmp_path, flags, expected):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
@@ -188,8 +273,16 @@ def test_allocator_keeps_freed_memory_on_glibc():
 
 
 def test_autoencoder_reconstructs_a_tiny_batch_better_after_a_few_steps(sixteen_images, tmp_path):
-    run(sixteen_images, tmp_path, strategy="autoencoder", epochs=8, batch_size=16, lr=3e-3, augment_strength=0.0,
-        warmup_fraction=0.05)
+    run(
+        sixteen_images,
+        tmp_path,
+        strategy="autoencoder",
+        epochs=8,
+        batch_size=16,
+        lr=3e-3,
+        augment_strength=0.0,
+        warmup_fraction=0.05,
+    )
     losses = [line["loss"] for line in metrics(tmp_path)]
     assert losses[-1] < 0.6 * losses[0], losses
 
@@ -210,7 +303,14 @@ def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny
 
     manifest = read_manifest(tiny_inputs["manifest"])
     data = loop.training_data(manifest, pd.read_parquet(tiny_inputs["splits"]))
-    monitor = loop._Monitor(np.load(tiny_inputs["cache"]), data, loop.resolve_params(FAST), 32, torch.device("cpu"),
-                            None, torch.contiguous_format)
+    monitor = loop._Monitor(
+        np.load(tiny_inputs["cache"]),
+        data,
+        loop.resolve_params(FAST),
+        32,
+        torch.device("cpu"),
+        None,
+        torch.contiguous_format,
+    )
     assert monitor(Constant())["collapsed"]
     assert not monitor(build_encoder("cnn5"))["collapsed"]

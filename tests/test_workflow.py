@@ -1,4 +1,5 @@
 """The Snakemake workflow end to end on the tiny world: outputs, caching, and what a config change re-runs."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, TINY_CONFIG
 from PIL import Image
 
-from conftest import REPO, TINY_CONFIG
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
 from geocontrast.geo.negatives import load_negative_table
@@ -24,8 +25,20 @@ def snakemake_command(workdir: Path, *args: str, configfile: Path = TINY_CONFIG)
     """The command line and environment that run the repository's workflow in workdir, with this interpreter's
     environment first on PATH."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(configfile), "--cores", "2", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *args,
+    ]
     return command, env
 
 
@@ -46,12 +59,30 @@ def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
     assert result.returncode == 0, result.stderr
     strategies, seeds = 4 + 1, 3  # four pretrained strategies and the random-init baseline
     assert planned_jobs(result) == {
-        "synthetic_world": 1, "manifest": 1, "image_cache": 2, "splits": 1, "neighbour_table": 1,
-        "negative_table": 1, "pretrain": 4 * seeds, "embed": strategies * seeds, "geo_prior": 1,
-        "evaluate_frozen": 2 * strategies * seeds, "finetune": strategies * seeds, "most_common_baseline": 1,
-        "results_table": 1, "report_accuracy": 1, "report_ranks": 1, "report_geo_prior": 1,
-        "report_training_curves": 1, "report_table": 1, "report_example_pairs": 1, "report_map": 3,
-        "report_nearest_neighbours": strategies, "report_embedding": strategies, "all": 1}
+        "synthetic_world": 1,
+        "manifest": 1,
+        "image_cache": 2,
+        "splits": 1,
+        "neighbour_table": 1,
+        "negative_table": 1,
+        "pretrain": 4 * seeds,
+        "embed": strategies * seeds,
+        "geo_prior": 1,
+        "evaluate_frozen": 2 * strategies * seeds,
+        "finetune": strategies * seeds,
+        "most_common_baseline": 1,
+        "results_table": 1,
+        "report_accuracy": 1,
+        "report_ranks": 1,
+        "report_geo_prior": 1,
+        "report_training_curves": 1,
+        "report_table": 1,
+        "report_example_pairs": 1,
+        "report_map": 3,
+        "report_nearest_neighbours": strategies,
+        "report_embedding": strategies,
+        "all": 1,
+    }
 
 
 def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_it_uses(tmp_path):
@@ -68,9 +99,17 @@ def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_
         strategy = re.search(r"wildcards: strategy=(\w+)", block).group(1)
         tables[strategy] = ("neighbours/" in inputs, "negatives/" in inputs)
     assert tables == {
-        "supervised": (False, False), "classifier": (False, False), "augmented": (False, False),
-        "context_pos": (True, False), "context_pos_neg": (True, True), "triplet": (True, True),
-        "autoencoder": (False, False), "simsiam": (False, False), "byol": (False, False), "oracle": (False, False)}
+        "supervised": (False, False),
+        "classifier": (False, False),
+        "augmented": (False, False),
+        "context_pos": (True, False),
+        "context_pos_neg": (True, True),
+        "triplet": (True, True),
+        "autoencoder": (False, False),
+        "simsiam": (False, False),
+        "byol": (False, False),
+        "oracle": (False, False),
+    }
 
 
 def test_the_schema_offers_exactly_the_registered_strategies():
@@ -110,8 +149,16 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     summary = (results / "results_summary.txt").read_text()
     assert summary in first.stdout + first.stderr  # the run ends by printing the table
     report = results / "report"
-    for figure in ("accuracy", "ranks", "geo_prior", "training_curves", "example_pairs", "map_ranges",
-                   "embedding/context_pos_neg_seed0", "nearest_neighbours/random_init_seed0"):
+    for figure in (
+        "accuracy",
+        "ranks",
+        "geo_prior",
+        "training_curves",
+        "example_pairs",
+        "map_ranges",
+        "embedding/context_pos_neg_seed0",
+        "nearest_neighbours/random_init_seed0",
+    ):
         assert Image.open(report / f"{figure}.png").size[0] > 300, figure
     html = snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
     assert html.returncode == 0, html.stderr

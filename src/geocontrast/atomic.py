@@ -52,7 +52,7 @@ def _partial_path(path: Path, pid: int | str) -> Path:
 def _remove_orphaned_partials(path: Path) -> None:
     """Delete the temporary files of ``path`` whose writer process is gone (killed before it could clean up)."""
     for partial in path.parent.glob(_partial_path(path, "*").name):
-        pid = partial.name[len(f".{path.stem}.partial-"):len(partial.name) - len(path.suffix)]
+        pid = partial.name[len(f".{path.stem}.partial-") : len(partial.name) - len(path.suffix)]
         if pid.isdigit() and not _running(int(pid)):
             partial.unlink(missing_ok=True)
 

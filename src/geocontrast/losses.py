@@ -12,8 +12,9 @@ from geocontrast.train.distributed import gather_with_gradients
 def checked_temperature(temperature: float) -> float:
     """``temperature`` as a float; a value near zero is refused (the logits divide by it and would overflow)."""
     if not temperature > 1e-8:
-        raise ValueError(f"temperature must be > 1e-8 (the logits divide by it and would overflow), "
-                         f"got {temperature}; use e.g. 0.1")
+        raise ValueError(
+            f"temperature must be > 1e-8 (the logits divide by it and would overflow), got {temperature}; use e.g. 0.1"
+        )
     return float(temperature)
 
 
@@ -57,9 +58,14 @@ class NTXentLoss(nn.Module):
         """(every process's rows in rank order, this process's first row in them), when gathering."""
         return gather_with_gradients(z) if self.gather_distributed else (z, 0)
 
-    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, extra_negatives: torch.Tensor | None = None,
-                false_negatives: torch.Tensor | None = None,
-                extra_false_negatives: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        z_a: torch.Tensor,
+        z_b: torch.Tensor,
+        extra_negatives: torch.Tensor | None = None,
+        false_negatives: torch.Tensor | None = None,
+        extra_false_negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if z_a.ndim != 2 or z_a.shape != z_b.shape:
             raise ValueError(f"z_a and z_b must both be (b, D), got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
         local_size = z_a.shape[0]
@@ -79,8 +85,10 @@ class NTXentLoss(nn.Module):
             mask[row, item + batch_size * second_view] = True  # the view itself
             if false_negatives is not None:
                 if false_negatives.shape != (local_size, batch_size):
-                    raise ValueError(f"false_negatives must be (b, B) = {(local_size, batch_size)}, "
-                                     f"got {tuple(false_negatives.shape)}")
+                    raise ValueError(
+                        f"false_negatives must be (b, B) = {(local_size, batch_size)}, "
+                        f"got {tuple(false_negatives.shape)}"
+                    )
                 items = false_negatives.to(device=device, dtype=torch.bool).clone()  # (b, B)
                 own = torch.arange(local_size, device=device)
                 items[own, offset + own] = False  # the item diagonal: the positive sits there
@@ -88,14 +96,17 @@ class NTXentLoss(nn.Module):
             logits = logits.masked_fill(mask, float("-inf"))
             if extra_negatives is not None:
                 if extra_negatives.ndim != 2 or extra_negatives.shape[1] != z.shape[1]:
-                    raise ValueError(f"extra_negatives must be (e, D) with D = {z.shape[1]}, "
-                                     f"got {tuple(extra_negatives.shape)}")
+                    raise ValueError(
+                        f"extra_negatives must be (e, D) with D = {z.shape[1]}, got {tuple(extra_negatives.shape)}"
+                    )
                 e, _ = self._gather(F.normalize(extra_negatives.float(), dim=1))  # (E, D)
                 extra_logits = z @ e.T / self.temperature  # (2b, E)
                 if extra_false_negatives is not None:
                     if extra_false_negatives.shape != (local_size, e.shape[0]):
-                        raise ValueError(f"extra_false_negatives must be (b, E) = {(local_size, e.shape[0])}, "
-                                         f"got {tuple(extra_false_negatives.shape)}")
+                        raise ValueError(
+                            f"extra_false_negatives must be (b, E) = {(local_size, e.shape[0])}, "
+                            f"got {tuple(extra_false_negatives.shape)}"
+                        )
                     extra_mask = extra_false_negatives.to(device=device, dtype=torch.bool).repeat(2, 1)  # (2b, E)
                     extra_logits = extra_logits.masked_fill(extra_mask, float("-inf"))  # (2b, E)
                 logits = torch.cat([logits, extra_logits], dim=1)  # (2b, 2B + E)
@@ -164,14 +175,17 @@ class TripletMarginLoss(nn.Module):
     def __init__(self, margin: float = 0.2) -> None:
         super().__init__()
         if not 0.0 < margin <= 4.0:
-            raise ValueError(f"margin must be in (0, 4] (squared distances between unit vectors lie in [0, 4]), "
-                             f"got {margin}")
+            raise ValueError(
+                f"margin must be in (0, 4] (squared distances between unit vectors lie in [0, 4]), got {margin}"
+            )
         self.margin = float(margin)
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         if anchor.ndim != 2 or not anchor.shape == positive.shape == negative.shape:
-            raise ValueError(f"anchor, positive and negative must all be (B, D), got {tuple(anchor.shape)}, "
-                             f"{tuple(positive.shape)} and {tuple(negative.shape)}")
+            raise ValueError(
+                f"anchor, positive and negative must all be (B, D), got {tuple(anchor.shape)}, "
+                f"{tuple(positive.shape)} and {tuple(negative.shape)}"
+            )
         with torch.autocast(device_type=anchor.device.type, enabled=False):
             a, p, n = (F.normalize(x.float(), dim=1) for x in (anchor, positive, negative))  # (B, D) each
             positive_distance = (a - p).pow(2).sum(dim=1)  # (B,)

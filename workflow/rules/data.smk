@@ -19,7 +19,7 @@ if config["dataset"]["source"] == "synthetic":
             world=world_json(),
             world_dir=lambda wildcards, output: os.path.dirname(output.truth),
         conda:
-            "../../envs/data.yaml"
+            "../envs/data.yaml"
         threads: 8
         shell:
             "python -m geocontrast.data.synthetic --world-json {params.world:q} --source {output.source}"
@@ -36,7 +36,7 @@ rule manifest:
     log:
         f"{LOGS}/manifest.log",
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.data.manifest --source {input.source} --image-root {input.images}"
         " --out {output.manifest} --summary {output.summary} 2> {log}"
@@ -56,7 +56,7 @@ rule image_cache:
     params:
         skip_corrupt="--skip-corrupt" if config["image_cache"]["skip_corrupt"] else "",
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     threads: 8
     shell:
         "python -m geocontrast.data.cache --manifest {input.manifest} --image-root {input.images}"
@@ -80,7 +80,7 @@ rule splits:
         block_km=config["splits"]["block_km"],
         min_labelled=config["splits"]["min_labelled_per_species"],
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.data.splits --manifest {input.manifest} --out {output.splits}"
         " --summary {output.summary} --mode {params.mode} --fractions {params.fractions}"

@@ -14,7 +14,7 @@ rule embed:
         resolution=config["pretrain"]["resolution"],
         deterministic=deterministic_flag(),
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     threads: 8
     resources:
         gpu=1,
@@ -39,7 +39,7 @@ rule geo_prior:
         seed=config["evaluate"]["geoprior_seed"],
         out_dir=output_folder,
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     threads: 1  # a small MLP: a second thread measured slower on 2 busy cores
     shell:
         "python -m geocontrast.evaluate.geoprior --manifest {input.manifest} --splits {input.splits}"
@@ -59,7 +59,7 @@ rule genus_pairs:
     params:
         task=json.dumps(config["evaluate"]["genus_pairs"], sort_keys=True),
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate.tasks --cache {input.cache} --manifest {input.manifest}"
         " --splits {input.splits} --label-fraction {wildcards.pct} --params-json {params.task:q}"
@@ -81,7 +81,7 @@ rule evaluate_frozen:
     wildcard_constraints:
         protocol="linear|knn|genus_pairs|mislabel|clustering|[a-z]+_probe",
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     threads: 1
     shell:
         "python -m geocontrast.evaluate --protocol {wildcards.protocol} --manifest {input.manifest}"
@@ -105,7 +105,7 @@ rule finetune:
         protocol=finetune_params,
         source=embed_source,
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     threads: 8
     resources:
         gpu=1,
@@ -125,7 +125,7 @@ rule most_common_baseline:
     params:
         run=most_common_run_facts,
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate --protocol baseline --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --prior {input.prior} --run-json {params.run:q} --out {output} 2> {log}"
@@ -141,7 +141,7 @@ rule results_table:
     log:
         f"{LOGS}/results_table.log",
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate.results {input} --out {output.table} --summary {output.summary}"
         " --text {output.text} 2> {log}"

@@ -18,7 +18,7 @@ rule neighbour_table:
         memory_budget_gb=config["neighbours"]["memory_budget_gb"],
         exclude_same_observer=("--exclude-same-observer" if config["neighbours"]["exclude_same_observer"] else ""),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     threads: 8
     shell:
         "python -m geocontrast.geo.neighbours --manifest {input.manifest} --out {output.table}"
@@ -40,7 +40,7 @@ rule negative_table:
         r_neg_km=config["negatives"]["r_neg_km"],
         band_km=joined(config["negatives"]["band_km"]),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     threads: 8
     shell:
         "python -m geocontrast.geo.negatives --manifest {input.manifest} --out {output.table}"

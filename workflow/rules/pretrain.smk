@@ -18,7 +18,7 @@ rule pretrain:
         out_dir=output_folder,
         launcher=pretrain_launcher(),
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     threads: 8
     resources:
         gpu=config["pretrain"]["gpus"],

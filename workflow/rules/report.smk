@@ -19,7 +19,7 @@ rule report_accuracy:
     params:
         plot=report_params("top_k", "error_bar", "figure_width_in", "label_fraction"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures accuracy --results {input.results} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"
@@ -41,7 +41,7 @@ rule report_ranks:
     params:
         plot=report_params("error_bar", "figure_width_in", "label_fraction"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures ranks --results {input.results} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"
@@ -63,7 +63,7 @@ rule report_geo_prior:
     params:
         plot=report_params("top_k", "error_bar", "figure_width_in", "label_fraction"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures geo_prior --results {input.results} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"
@@ -85,7 +85,7 @@ rule report_label_budget:
     params:
         plot=report_params("top_k", "error_bar", "figure_width_in"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures label_budget --results {input.results} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"
@@ -107,7 +107,7 @@ rule report_training_curves:
     params:
         plot=report_params("error_bar", "figure_width_in"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures training_curves --metrics {input.metrics}"
         " --out {output.png} --params-json {params.plot:q} 2> {log}"
@@ -130,7 +130,7 @@ rule report_table:
     params:
         table=json.dumps(config["report"]["table"], sort_keys=True),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures table --results {input.results} --out {output.markdown}"
         " --params-json {params.table:q} 2> {log}"
@@ -155,7 +155,7 @@ rule report_example_pairs:
     params:
         augment_strength=config["pretrain"]["augment_strength"],
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         "python -m geocontrast.report.examples pairs --manifest {input.manifest} --cache {input.cache}"
         " --neighbours {input.neighbours} --negatives {input.negatives} --out {output.png}"
@@ -179,7 +179,7 @@ rule report_nearest_neighbours:
     log:
         f"{LOGS}/report_nearest_neighbours_{{strategy}}_seed{{seed}}.log",
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         "python -m geocontrast.report.examples neighbours --manifest {input.manifest} --splits {input.splits}"
         " --cache {input.cache} --embeddings {input.embeddings} --strategy {wildcards.strategy}"
@@ -202,7 +202,7 @@ rule report_embedding:
     log:
         f"{LOGS}/report_embedding_{{strategy}}_seed{{seed}}.log",
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         # One thread: t-SNE's OpenMP threads measured up to 8x slower on a busy 2-core machine.
         "python -m geocontrast.report.embedding --manifest {input.manifest} --splits {input.splits}"
@@ -225,7 +225,7 @@ rule report_map:
     wildcard_constraints:
         kind="splits|radius|ranges",
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     shell:
         "python -m geocontrast.report.maps {wildcards.kind} {params.inputs} --out {output.png} 2> {log}"
 
@@ -246,7 +246,7 @@ rule report_tasks:
     params:
         plot=report_params("error_bar", "figure_width_in", "label_fraction"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.task_figures tasks --results {input.results} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"
@@ -268,7 +268,7 @@ rule report_mislabel_roc:
     params:
         plot=report_params("figure_width_in"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.task_figures mislabel_roc --records {input} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"

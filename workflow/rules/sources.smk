@@ -17,7 +17,7 @@ if config["dataset"]["source"] == "inat2021":
             settings=source_settings("inat2021"),
             cache_dir=config["dataset"]["inat2021"]["cache_dir"],
         conda:
-            "../../envs/data.yaml"
+            "../envs/data.yaml"
         threads: 1
         shell:
             "python -m geocontrast.data.inat2021 --config-json {params.settings:q} --source {output.source}"
@@ -38,7 +38,7 @@ if config["dataset"]["source"] == "inat_api":
             settings=source_settings("inat_api"),
             cache_dir=config["dataset"]["inat_api"]["cache_dir"],
         conda:
-            "../../envs/data.yaml"
+            "../envs/data.yaml"
         threads: 1
         shell:
             "python -m geocontrast.data.inat_api --config-json {params.settings:q} --source {output.source}"
@@ -60,7 +60,7 @@ if config["dataset"]["source"] == "csv":
         params:
             settings=source_settings("csv"),
         conda:
-            "../../envs/data.yaml"
+            "../envs/data.yaml"
         threads: 1
         shell:
             "python -m geocontrast.data.csv_source --config-json {params.settings:q} --source {output.source}"

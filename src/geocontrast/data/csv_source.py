@@ -66,8 +66,10 @@ def csv_photos(config: dict, image_root: Path, progress: bool = True) -> pd.Data
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False).apply(lambda column: column.str.strip())
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        raise CsvSourceError(f"{csv_path}: missing required column(s) {', '.join(map(repr, missing))} "
-                             f"(found {', '.join(map(repr, table.columns))})")
+        raise CsvSourceError(
+            f"{csv_path}: missing required column(s) {', '.join(map(repr, missing))} "
+            f"(found {', '.join(map(repr, table.columns))})"
+        )
     if table.empty:
         raise CsvSourceError(f"{csv_path}: no rows after the header")
     ignored = [c for c in table.columns if c not in MANIFEST_COLUMNS]
@@ -98,8 +100,9 @@ def csv_photos(config: dict, image_root: Path, progress: bool = True) -> pd.Data
             photos[column] = photos[column].fillna(config[column])
     photos["source"] = "csv"
 
-    for file, path in tqdm(zip(files, paths), total=len(files), unit="img", desc="place images",
-                           disable=not progress, file=sys.stderr):
+    for file, path in tqdm(
+        zip(files, paths), total=len(files), unit="img", desc="place images", disable=not progress, file=sys.stderr
+    ):
         place_file(Path(file), Path(image_root) / path, config["mode"])
     return photos
 
@@ -111,14 +114,16 @@ def coordinates(table: pd.DataFrame, problems: list[str]) -> tuple[pd.Series, pd
         blank[column] = (table[column] == "") | table[column].str.lower().isin(MISSING_NUMBER_TEXTS)
         values[column] = pd.to_numeric(table[column].mask(blank[column]), errors="coerce").astype("float64")
         not_number = ~blank[column] & values[column].isna()
-        problems += [f"{_cell(row, column)}: {table.at[row, column]!r} is not a number"
-                     for row in table.index[not_number]]
+        problems += [
+            f"{_cell(row, column)}: {table.at[row, column]!r} is not a number" for row in table.index[not_number]
+        ]
     lat, lon = values["lat"], values["lon"]
     for row in table.index[blank["lat"] != blank["lon"]]:
         missing, given = ("lat", "lon") if blank["lat"][row] else ("lon", "lat")
         text = table.at[row, missing]
-        problems.append(f"{_cell(row, missing)}: {repr(text) if text else 'blank'} while {given} is given; "
-                        "give both or neither")
+        problems.append(
+            f"{_cell(row, missing)}: {repr(text) if text else 'blank'} while {given} is given; give both or neither"
+        )
     for row in table.index[lat.abs() > 90]:
         swapped = abs(lat[row]) <= 180 and abs(lon[row]) <= 90
         hint = f"; lat and lon look swapped (lon is {lon[row]:g})" if swapped else ""
@@ -148,8 +153,9 @@ def repeated_ids(ids: pd.Series, problems: list[str]) -> None:
     first_row: dict[str, int] = {}
     for row, image_id in enumerate(ids):
         if image_id in first_row:
-            problems.append(f"{_cell(row, 'image_id')}: {image_id!r} is already the id of row "
-                            f"{_row(first_row[image_id])}")
+            problems.append(
+                f"{_cell(row, 'image_id')}: {image_id!r} is already the id of row {_row(first_row[image_id])}"
+            )
         elif image_id:
             first_row[image_id] = row
 
@@ -163,8 +169,13 @@ def _cell(position: int, column: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_source_cli(csv_photos, argv, prog="python -m geocontrast.data.csv_source",
-                          description=__doc__.split("\n")[0], uses_cache=False)
+    return run_source_cli(
+        csv_photos,
+        argv,
+        prog="python -m geocontrast.data.csv_source",
+        description=__doc__.split("\n")[0],
+        uses_cache=False,
+    )
 
 
 if __name__ == "__main__":

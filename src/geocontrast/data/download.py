@@ -89,8 +89,13 @@ def new_session() -> requests.Session:
     return session
 
 
-def with_retries(action: Callable[[], T], what: str, retries: int = DEFAULT_RETRIES,
-                 backoff_s: float = DEFAULT_BACKOFF_S, sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retries(
+    action: Callable[[], T],
+    what: str,
+    retries: int = DEFAULT_RETRIES,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Run ``action``; on a transient error wait ``backoff_s * 2**attempt`` (or the server's longer Retry-After) and
     retry. ``sleep`` does the waiting (tests record the waits instead).
 
@@ -111,10 +116,18 @@ def with_retries(action: Callable[[], T], what: str, retries: int = DEFAULT_RETR
             sleep(delay)
 
 
-def download(url: str, dest: Path, md5: str | None = None, *, retries: int = DEFAULT_RETRIES,
-             backoff_s: float = DEFAULT_BACKOFF_S, session: requests.Session | None = None,
-             progress: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
-             sleep: Callable[[float], None] = time.sleep) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    md5: str | None = None,
+    *,
+    retries: int = DEFAULT_RETRIES,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    session: requests.Session | None = None,
+    progress: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.partial``) and return ``dest``.
 
     Args:
@@ -148,10 +161,13 @@ def download(url: str, dest: Path, md5: str | None = None, *, retries: int = DEF
             break
         partial.unlink()  # whatever was resumed may be the corrupt part: the next copy starts from byte 0
         if attempt == CHECKSUM_ATTEMPTS:
-            raise ChecksumError(f"{dest.name}: md5 {actual} differs from the published {expected} "
-                                f"(downloaded {attempt} times from {url}); the partial file was deleted")
-        log.warning("%s: md5 %s differs from the published %s; deleted, downloading it again", dest.name, actual,
-                    expected)
+            raise ChecksumError(
+                f"{dest.name}: md5 {actual} differs from the published {expected} "
+                f"(downloaded {attempt} times from {url}); the partial file was deleted"
+            )
+        log.warning(
+            "%s: md5 %s differs from the published %s; deleted, downloading it again", dest.name, actual, expected
+        )
     os.replace(partial, dest)
     return dest
 
@@ -176,18 +192,34 @@ def _transfer(session: requests.Session, url: str, partial: Path, progress: bool
         start = offset if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length else None
-        with open(partial, "ab" if resumed else "wb") as out, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=partial.name[:40],
-            disable=not progress, file=sys.stderr,
-        ) as bar:
+        with (
+            open(partial, "ab" if resumed else "wb") as out,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=partial.name[:40],
+                disable=not progress,
+                file=sys.stderr,
+            ) as bar,
+        ):
             for chunk in response.iter_content(CHUNK_BYTES):
                 out.write(chunk)
                 bar.update(len(chunk))
 
 
-def get_json(url: str, params: dict | None = None, *, session: requests.Session | None = None,
-             retries: int = DEFAULT_RETRIES, backoff_s: float = DEFAULT_BACKOFF_S,
-             timeout_s: float = DEFAULT_TIMEOUT_S, sleep: Callable[[float], None] = time.sleep):
+def get_json(
+    url: str,
+    params: dict | None = None,
+    *,
+    session: requests.Session | None = None,
+    retries: int = DEFAULT_RETRIES,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    sleep: Callable[[float], None] = time.sleep,
+):
     """GET ``url`` with query ``params`` and return the decoded JSON, retried like :func:`download`."""
     session = session or new_session()
 
@@ -245,17 +277,23 @@ def write_photo_table(table: pd.DataFrame, source: Path, image_root: Path) -> No
         table[[*MANIFEST_COLUMNS, *extra]].to_parquet(partial, index=False)
 
 
-def run_source_cli(build: Callable[..., pd.DataFrame], argv: list[str] | None, *, prog: str, description: str,
-                   uses_cache: bool = True) -> int:
+def run_source_cli(
+    build: Callable[..., pd.DataFrame], argv: list[str] | None, *, prog: str, description: str, uses_cache: bool = True
+) -> int:
     """The sources' command line: ``build(config, image_root[, cache_dir])`` then :func:`write_photo_table`."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-json", required=True, help="the source's section of `dataset` as JSON")
     parser.add_argument("--source", type=Path, required=True, help="output: photo table (manifest columns), .parquet")
     parser.add_argument("--image-root", type=Path, required=True, help="output: folder the path column is relative to")
     if uses_cache:
-        parser.add_argument("--cache-dir", type=Path, required=True,
-                            help="downloads and API responses kept between runs (a rerun reads them)")
+        parser.add_argument(
+            "--cache-dir",
+            type=Path,
+            required=True,
+            help="downloads and API responses kept between runs (a rerun reads them)",
+        )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 

@@ -80,9 +80,15 @@ class UnsafeArchiveError(SourceError):
     """An archive member would be written outside the image folder (absolute path or '..')."""
 
 
-def inat2021_photos(config: dict, image_root: Path, cache_dir: Path, *,
-                    checksums: Mapping[str, str] = PUBLISHED_MD5, session: requests.Session | None = None,
-                    progress: bool = True) -> pd.DataFrame:
+def inat2021_photos(
+    config: dict,
+    image_root: Path,
+    cache_dir: Path,
+    *,
+    checksums: Mapping[str, str] = PUBLISHED_MD5,
+    session: requests.Session | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Download (or reuse) one split, select its photos and extract them under ``image_root``.
 
     Args:
@@ -127,8 +133,9 @@ def photo_table(dataset: dict) -> pd.DataFrame:
     """One row per image of the COCO-like ``dataset``, in manifest columns (see the module docstring)."""
     images = pd.DataFrame(dataset["images"]).reindex(columns=_IMAGE_FIELDS)
     labels = pd.DataFrame(dataset.get("annotations", []), columns=["image_id", "category_id"])
-    categories = pd.DataFrame(dataset.get("categories", []),
-                              columns=["id", "supercategory", *RANKS, "specific_epithet"])
+    categories = pd.DataFrame(
+        dataset.get("categories", []), columns=["id", "supercategory", *RANKS, "specific_epithet"]
+    )
     licences = pd.DataFrame(dataset.get("licenses", []), columns=["id", "name", "url"])
     licences["code"] = [licence_code(name, url) for name, url in zip(licences["name"], licences["url"])]
 
@@ -137,27 +144,31 @@ def photo_table(dataset: dict) -> pd.DataFrame:
         .merge(categories.rename(columns={"id": "category_id"}), on="category_id", how="left")
         .merge(licences.rename(columns={"id": "license", "name": "license_name"}), on="license", how="left")
     )
-    text = {column: rows[column].astype(STRING_DTYPE)
-            for column in ("rights_holder", "license_name", "code", "supercategory", *RANKS, "specific_epithet")}
+    text = {
+        column: rows[column].astype(STRING_DTYPE)
+        for column in ("rights_holder", "license_name", "code", "supercategory", *RANKS, "specific_epithet")
+    }
     image_ids = _id_strings(rows["id"])
     lat, lon = sanitise_coordinates(rows["latitude"], rows["longitude"])
-    return pd.DataFrame({
-        "image_id": image_ids,
-        "path": [PurePosixPath(name).as_posix() for name in rows["file_name"]],
-        "lat": lat,
-        "lon": lon,
-        "coord_uncertainty_m": sanitise_uncertainty(rows["location_uncertainty"]),
-        "observed_on": rows["date"],
-        "observer_id": text["rights_holder"],
-        "observation_id": image_ids,
-        "taxon_id": _id_strings(rows["category_id"]),
-        "species": text["genus"] + " " + text["specific_epithet"],
-        **{rank: text[rank] for rank in reversed(RANKS)},
-        "license": text["code"],
-        "attribution": "(c) " + text["rights_holder"] + ", " + text["license_name"],
-        "source": "inat2021",
-        "supercategory": text["supercategory"],
-    })
+    return pd.DataFrame(
+        {
+            "image_id": image_ids,
+            "path": [PurePosixPath(name).as_posix() for name in rows["file_name"]],
+            "lat": lat,
+            "lon": lon,
+            "coord_uncertainty_m": sanitise_uncertainty(rows["location_uncertainty"]),
+            "observed_on": rows["date"],
+            "observer_id": text["rights_holder"],
+            "observation_id": image_ids,
+            "taxon_id": _id_strings(rows["category_id"]),
+            "species": text["genus"] + " " + text["specific_epithet"],
+            **{rank: text[rank] for rank in reversed(RANKS)},
+            "license": text["code"],
+            "attribution": "(c) " + text["rights_holder"] + ", " + text["license_name"],
+            "source": "inat2021",
+            "supercategory": text["supercategory"],
+        }
+    )
 
 
 def sanitise_coordinates(lat: pd.Series, lon: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -166,8 +177,9 @@ def sanitise_coordinates(lat: pd.Series, lon: pd.Series) -> tuple[pd.Series, pd.
     lon = pd.to_numeric(lon, errors="coerce").astype("float64")
     bogus = (lat.isna() != lon.isna()) | (lat.abs() > 90) | (lon.abs() > 180)
     if bogus.any():
-        log.warning("latitude/longitude: %d impossible pairs (out of range, or half missing) set to NaN",
-                    int(bogus.sum()))
+        log.warning(
+            "latitude/longitude: %d impossible pairs (out of range, or half missing) set to NaN", int(bogus.sum())
+        )
     return lat.mask(bogus), lon.mask(bogus)
 
 
@@ -176,8 +188,11 @@ def sanitise_uncertainty(values: pd.Series) -> pd.Series:
     metres = pd.to_numeric(values, errors="coerce").astype("float64")
     bogus = (metres < 0) | (metres > MAX_UNCERTAINTY_M)
     if bogus.any():
-        log.warning("location_uncertainty: %d impossible values (negative or over %.0f km) set to NaN",
-                    int(bogus.sum()), MAX_UNCERTAINTY_M / 1000)
+        log.warning(
+            "location_uncertainty: %d impossible values (negative or over %.0f km) set to NaN",
+            int(bogus.sum()),
+            MAX_UNCERTAINTY_M / 1000,
+        )
     return metres.mask(bogus)
 
 
@@ -225,9 +240,16 @@ def extract_members(archive: Path, paths: Iterable[str], image_root: Path, progr
     :class:`SourceError` listing selected paths the archive does not hold.
     """
     remaining = {PurePosixPath(path).as_posix() for path in paths}
-    with tarfile.open(archive, mode="r|gz") as tar, tqdm(
-        total=len(remaining), unit="img", desc=f"extract {Path(archive).name}", disable=not progress, file=sys.stderr,
-    ) as bar:
+    with (
+        tarfile.open(archive, mode="r|gz") as tar,
+        tqdm(
+            total=len(remaining),
+            unit="img",
+            desc=f"extract {Path(archive).name}",
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar,
+    ):
         for member in tar:
             name = _safe_member_name(member.name, archive)
             if name not in remaining or not member.isfile():
@@ -247,8 +269,10 @@ def extract_members(archive: Path, paths: Iterable[str], image_root: Path, progr
 def _safe_member_name(name: str, archive: Path) -> str:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
-        raise UnsafeArchiveError(f"{archive}: refusing archive member {name!r} (absolute path or '..' would be "
-                                 "written outside the image folder)")
+        raise UnsafeArchiveError(
+            f"{archive}: refusing archive member {name!r} (absolute path or '..' would be "
+            "written outside the image folder)"
+        )
     return path.as_posix()
 
 
@@ -258,8 +282,9 @@ def _id_strings(ids: pd.Series) -> pd.Series:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_source_cli(inat2021_photos, argv, prog="python -m geocontrast.data.inat2021",
-                          description=__doc__.split("\n")[0])
+    return run_source_cli(
+        inat2021_photos, argv, prog="python -m geocontrast.data.inat2021", description=__doc__.split("\n")[0]
+    )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,13 @@ class RateLimiter:
         limiter.wait()  # returns at once for the first 60 calls of a minute
     """
 
-    def __init__(self, max_requests: int = 60, period_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        max_requests: int = 60,
+        period_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if max_requests < 1 or period_s <= 0:
             raise ValueError(f"need max_requests >= 1 and period_s > 0, got {max_requests} and {period_s}")
         self.period_s = period_s
@@ -101,8 +106,14 @@ class InatClient:
     A failed request is retried by :func:`~geocontrast.data.download.get_json`, waiting with ``sleep``.
     """
 
-    def __init__(self, api_url: str, cache_dir: Path, limiter: RateLimiter, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        api_url: str,
+        cache_dir: Path,
+        limiter: RateLimiter,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.api_url = api_url.rstrip("/")
         self.responses = Path(cache_dir) / "responses"
         self.limiter = limiter
@@ -123,9 +134,16 @@ class InatClient:
         return answer
 
 
-def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session: requests.Session | None = None,
-                    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                    progress: bool = True) -> pd.DataFrame:
+def inat_api_photos(
+    config: dict,
+    image_root: Path,
+    cache_dir: Path,
+    *,
+    session: requests.Session | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Query observations, look up their taxonomy, download their photos under ``image_root``.
 
     Args:
@@ -140,8 +158,9 @@ def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session:
         progress: a tqdm bar over photos on stderr.
     """
     session = session or new_session()
-    client = InatClient(config["api_url"], cache_dir, RateLimiter(config["requests_per_minute"], 60.0, clock, sleep),
-                        session, sleep)
+    client = InatClient(
+        config["api_url"], cache_dir, RateLimiter(config["requests_per_minute"], 60.0, clock, sleep), session, sleep
+    )
     observations = select_observations(client, config)
     lineages = taxon_lineages(client, {o["taxon"]["id"] for o in observations if o.get("taxon")})
     rows = [row for o in observations for row in observation_rows(o, lineages, config)]
@@ -150,22 +169,36 @@ def inat_api_photos(config: dict, image_root: Path, cache_dir: Path, *, session:
     table = pd.DataFrame(rows).drop_duplicates("image_id").reset_index(drop=True)  # a photo on two observations
 
     photo_limiter = RateLimiter(config["photo_requests_per_minute"], 60.0, clock, sleep)
-    available = download_photos(table, Path(cache_dir) / "photos" / config["photo_size"], Path(image_root),
-                                photo_limiter, session, progress, sleep)
+    available = download_photos(
+        table,
+        Path(cache_dir) / "photos" / config["photo_size"],
+        Path(image_root),
+        photo_limiter,
+        session,
+        progress,
+        sleep,
+    )
     return table[available].reset_index(drop=True)
 
 
-def download_photos(table: pd.DataFrame, photo_cache: Path, image_root: Path, limiter: RateLimiter,
-                    session: requests.Session, progress: bool = True,
-                    sleep: Callable[[float], None] = time.sleep) -> np.ndarray:
+def download_photos(
+    table: pd.DataFrame,
+    photo_cache: Path,
+    image_root: Path,
+    limiter: RateLimiter,
+    session: requests.Session,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> np.ndarray:
     """Fetch each ``photo_url`` into ``photo_cache`` (unless there already), hard-link it to ``image_root/path``.
 
     Returns a mask of the photos now in place; those the server says are gone (403, 404, 410) are logged.
     """
     available = np.ones(len(table), dtype=bool)
     rows = zip(table["photo_url"], table["path"])
-    for i, (url, path) in enumerate(tqdm(rows, total=len(table), unit="photo", desc="photos", disable=not progress,
-                                         file=sys.stderr)):
+    for i, (url, path) in enumerate(
+        tqdm(rows, total=len(table), unit="photo", desc="photos", disable=not progress, file=sys.stderr)
+    ):
         cached = photo_cache / path
         try:
             if not cached.exists():
@@ -199,8 +232,9 @@ def iter_observations(client: InatClient, query: dict, per_page: int = MAX_PER_P
     """Every observation matching ``query`` in ascending id order, one page after another, until a short page."""
     id_above = 0
     while True:
-        page = client.get("observations", {**query, "order_by": "id", "order": "asc", "per_page": per_page,
-                                           "id_above": id_above})
+        page = client.get(
+            "observations", {**query, "order_by": "id", "order": "asc", "per_page": per_page, "id_above": id_above}
+        )
         results = page["results"]
         yield from results
         if len(results) < per_page:
@@ -237,7 +271,7 @@ def taxon_lineages(client: InatClient, taxon_ids: set[int]) -> dict[int, dict[st
     lineages = {}
     ordered = sorted(taxon_ids)  # a fixed order keeps the requests, and so the cache keys, the same on a rerun
     for start in range(0, len(ordered), TAXA_PER_REQUEST):
-        ids = ",".join(str(i) for i in ordered[start:start + TAXA_PER_REQUEST])
+        ids = ",".join(str(i) for i in ordered[start : start + TAXA_PER_REQUEST])
         for taxon in client.get(f"taxa/{ids}")["results"]:
             lineages[taxon["id"]] = {t["rank"]: (t["id"], t["name"]) for t in [*taxon.get("ancestors", []), taxon]}
     return lineages
@@ -271,16 +305,18 @@ def observation_rows(observation: dict, lineages: dict, config: dict) -> list[di
     licences = set(config["photo_licenses"])
     photos = [p for p in observation.get("photos", []) if p.get("license_code") in licences]
     rows = []
-    for photo in photos[:config["max_photos_per_observation"]]:
+    for photo in photos[: config["max_photos_per_observation"]]:
         url = photo_url(photo["url"], config["photo_size"])
-        rows.append({
-            "image_id": str(photo["id"]),
-            "path": f"{photo['id']}{PurePosixPath(urlsplit(url).path).suffix or '.jpg'}",
-            **shared,
-            "license": photo["license_code"],
-            "attribution": photo.get("attribution"),
-            "photo_url": url,
-        })
+        rows.append(
+            {
+                "image_id": str(photo["id"]),
+                "path": f"{photo['id']}{PurePosixPath(urlsplit(url).path).suffix or '.jpg'}",
+                **shared,
+                "license": photo["license_code"],
+                "attribution": photo.get("attribution"),
+                "photo_url": url,
+            }
+        )
     return rows
 
 
@@ -290,8 +326,9 @@ def photo_url(url: str, size: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_source_cli(inat_api_photos, argv, prog="python -m geocontrast.data.inat_api",
-                          description=__doc__.split("\n")[0])
+    return run_source_cli(
+        inat_api_photos, argv, prog="python -m geocontrast.data.inat_api", description=__doc__.split("\n")[0]
+    )
 
 
 if __name__ == "__main__":

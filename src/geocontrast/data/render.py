@@ -71,8 +71,12 @@ _PETAL_ARC_FILL = 0.8
 
 
 def _check_real(owner: str, name: str, value, lo: float, hi: float) -> None:
-    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-            or not math.isfinite(value) or not lo <= value <= hi):
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not lo <= value <= hi
+    ):
         raise ValueError(f"{owner}.{name} must be a number in [{lo}, {hi}], got {value!r}")
 
 
@@ -87,8 +91,7 @@ def _check_rgb(owner: str, name: str, value) -> None:
     except TypeError:
         parts = ()
     ok = len(parts) == 3 and all(
-        isinstance(c, numbers.Real) and not isinstance(c, bool) and math.isfinite(c) and 0.0 <= c <= 1.0
-        for c in parts
+        isinstance(c, numbers.Real) and not isinstance(c, bool) and math.isfinite(c) and 0.0 <= c <= 1.0 for c in parts
     )
     if not ok:
         raise ValueError(f"{owner}.{name} must be three numbers in [0, 1], got {value!r}")
@@ -103,16 +106,16 @@ def _check_choice(owner: str, name: str, value, choices: tuple[str, ...]) -> Non
 class FlowerTraits:
     """Heritable look of one plant; validated on construction (ValueError names the field)."""
 
-    petal_count: int                  # 3..12 (genus-level)
-    petal_shape: str                  # one of PETAL_SHAPES (genus-level)
-    petal_length: float               # petal length as a fraction of the flower radius, 0.5..1.0
-    petal_width: float                # petal width / petal length, 0.15..0.8
-    petal_rgb: tuple[float, float, float]   # 0..1
+    petal_count: int  # 3..12 (genus-level)
+    petal_shape: str  # one of PETAL_SHAPES (genus-level)
+    petal_length: float  # petal length as a fraction of the flower radius, 0.5..1.0
+    petal_width: float  # petal width / petal length, 0.15..0.8
+    petal_rgb: tuple[float, float, float]  # 0..1
     centre_rgb: tuple[float, float, float]  # 0..1
-    centre_size: float                # centre disc radius as a fraction of the flower radius, 0.1..0.45
-    leaf_shape: str                   # one of LEAF_SHAPES (family-level)
+    centre_size: float  # centre disc radius as a fraction of the flower radius, 0.1..0.45
+    leaf_shape: str  # one of LEAF_SHAPES (family-level)
     leaf_rgb: tuple[float, float, float]
-    leaf_count: int                   # 0..6
+    leaf_count: int  # 0..6
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -133,8 +136,8 @@ class Habitat:
     """What the ground behind the plant looks like; validated on construction."""
 
     ground_rgb: tuple[float, float, float]  # dominant background colour, 0..1
-    roughness: float                  # 0..1, contrast of the ground texture
-    vegetation: float                 # 0..1, density of background grass blades / clutter
+    roughness: float  # 0..1, contrast of the ground texture
+    vegetation: float  # 0..1, density of background grass blades / clutter
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -180,16 +183,16 @@ def _leaf_profile(shape: str) -> np.ndarray:
     """Closed leaf outline for a leaf of length 1: x along the midrib, y across."""
     if shape == "lanceolate":
         t = np.linspace(0.0, 1.0, 11)
-        w = np.sin(np.pi * t ** 0.8)
+        w = np.sin(np.pi * t**0.8)
     elif shape == "ovate":
         t = np.linspace(0.0, 1.0, 11)
-        w = np.sin(np.pi * t ** 0.6) ** 0.8
+        w = np.sin(np.pi * t**0.6) ** 0.8
     elif shape == "linear":
         t = np.linspace(0.0, 1.0, 6)
         w = np.minimum(1.0, (1.0 - t) * 4.0)
     else:  # lobed
         t = np.linspace(0.0, 1.0, 25)
-        w = np.sin(np.pi * t ** 0.7) * (0.55 + 0.45 * np.abs(np.sin(3.5 * np.pi * t)))
+        w = np.sin(np.pi * t**0.7) * (0.55 + 0.45 * np.abs(np.sin(3.5 * np.pi * t)))
     w = 0.5 * _LEAF_ASPECT[shape] * w
     return np.concatenate([t + 1j * w, t[::-1] - 1j * w[::-1]])
 
@@ -213,8 +216,7 @@ def _to_uint8(rgb01: np.ndarray) -> np.ndarray:
 def _rgb255(rgb, factor: float = 1.0) -> tuple[int, int, int]:
     r, g, b = rgb
     k = 255.0 * factor
-    return (min(255, max(0, int(r * k + 0.5))), min(255, max(0, int(g * k + 0.5))),
-            min(255, max(0, int(b * k + 0.5))))
+    return (min(255, max(0, int(r * k + 0.5))), min(255, max(0, int(g * k + 0.5))), min(255, max(0, int(b * k + 0.5))))
 
 
 def _rgb255_rows(rgb01: np.ndarray) -> list[tuple[int, int, int]]:
@@ -222,8 +224,9 @@ def _rgb255_rows(rgb01: np.ndarray) -> list[tuple[int, int, int]]:
     return [tuple(row) for row in _to_uint8(rgb01).tolist()]
 
 
-def _draw_leaf(draw: ImageDraw.ImageDraw, shape: str, base: complex, direction: float, length: float,
-               rgb, shade: float) -> None:
+def _draw_leaf(
+    draw: ImageDraw.ImageDraw, shape: str, base: complex, direction: float, length: float, rgb, shade: float
+) -> None:
     heading = length * complex(math.cos(direction), math.sin(direction))
     draw.polygon(_xy(base + heading * _LEAF_TEMPLATES[shape]), fill=_rgb255(rgb, shade))
     tip = base + 0.9 * heading
@@ -262,8 +265,9 @@ def _vegetation(draw: ImageDraw.ImageDraw, habitat: Habitat, canvas: int, rng: n
         length = rng.uniform(0.08, 0.35, n_blades) * canvas
         angle = rng.normal(0.0, 0.35, n_blades)
         half_w = rng.uniform(0.006, 0.016, n_blades) * canvas
-        tri = np.stack([bx - half_w, by, bx + half_w, by,
-                        bx + length * np.sin(angle), by - length * np.cos(angle)], axis=1)
+        tri = np.stack(
+            [bx - half_w, by, bx + half_w, by, bx + length * np.sin(angle), by - length * np.cos(angle)], axis=1
+        )
         for xy, fill in zip(tri.tolist(), _rgb255_rows(rgb)):
             draw.polygon(xy, fill=fill)
     n_litter = rng.poisson(10.0 * habitat.vegetation)
@@ -287,12 +291,17 @@ def _max_petal_width(shape: str, count: int, length: float, disc: float) -> floa
     return float(np.min(limit / (template.imag[visible] * length)))
 
 
-def _draw_flower(draw: ImageDraw.ImageDraw, traits: FlowerTraits, centre: complex, radius: float,
-                 rng: np.random.Generator, nuisance: float) -> None:
+def _draw_flower(
+    draw: ImageDraw.ImageDraw,
+    traits: FlowerTraits,
+    centre: complex,
+    radius: float,
+    rng: np.random.Generator,
+    nuisance: float,
+) -> None:
     n = traits.petal_count
     template = _PETAL_TEMPLATES[traits.petal_shape]
-    width = min(traits.petal_width, _max_petal_width(traits.petal_shape, n, traits.petal_length,
-                                                     traits.centre_size))
+    width = min(traits.petal_width, _max_petal_width(traits.petal_shape, n, traits.petal_length, traits.centre_size))
     length = traits.petal_length * radius
     local = length * (template.real + 1j * width * template.imag) + _PETAL_BASE_IN_DISC * traits.centre_size * radius
 
@@ -322,8 +331,9 @@ def _draw_flower(draw: ImageDraw.ImageDraw, traits: FlowerTraits, centre: comple
     draw.polygon(_xy(highlight), fill=_rgb255(traits.centre_rgb, 1.15))
 
 
-def _draw_occluder(draw: ImageDraw.ImageDraw, traits: FlowerTraits, centre: complex, radius: float,
-                   rng: np.random.Generator) -> None:
+def _draw_occluder(
+    draw: ImageDraw.ImageDraw, traits: FlowerTraits, centre: complex, radius: float, rng: np.random.Generator
+) -> None:
     """A leaf, twig or grey blob covering part (never all) of the flower."""
     kind = rng.integers(3)
     direction = rng.uniform(0.0, 2 * np.pi)
@@ -332,14 +342,24 @@ def _draw_occluder(draw: ImageDraw.ImageDraw, traits: FlowerTraits, centre: comp
         shape = LEAF_SHAPES[rng.integers(len(LEAF_SHAPES))]
         rgb = 0.5 * np.asarray(traits.leaf_rgb) + 0.5 * _GRASS_GREEN
         base = centre + unit * radius * rng.uniform(0.9, 1.4)
-        _draw_leaf(draw, shape, base, direction + np.pi + rng.normal(0.0, 0.3),
-                   radius * rng.uniform(0.7, 1.1), rgb, rng.uniform(0.7, 1.1))
+        _draw_leaf(
+            draw,
+            shape,
+            base,
+            direction + np.pi + rng.normal(0.0, 0.3),
+            radius * rng.uniform(0.7, 1.1),
+            rgb,
+            rng.uniform(0.7, 1.1),
+        )
     elif kind == 1:  # a twig passing off-centre across the flower
         mid = centre + unit * radius * rng.uniform(0.25, 0.7)
         along = 1.5j * unit * radius
         rgb = np.array([0.36, 0.26, 0.16]) * rng.uniform(0.7, 1.3)
-        draw.line(_xy(np.array([mid - along, mid + along])), fill=_rgb255(rgb),
-                  width=max(1, int(radius * rng.uniform(0.06, 0.12))))
+        draw.line(
+            _xy(np.array([mid - along, mid + along])),
+            fill=_rgb255(rgb),
+            width=max(1, int(radius * rng.uniform(0.06, 0.12))),
+        )
     else:  # out-of-focus stone or debris
         blob = centre + unit * radius * rng.uniform(0.5, 0.9)
         outline = blob + _CIRCLE * radius * rng.uniform(0.3, 0.55) * rng.uniform(0.8, 1.2, _CIRCLE.size)
@@ -353,22 +373,21 @@ def _relight(img: Image.Image, rng: np.random.Generator, nuisance: float) -> Ima
     cast = gain * (1.0 + nuisance * rng.normal(0.0, 0.05, 3))
     # out = ((in - 128) * contrast + 128) * cast
     scale, offset = contrast * cast, 128.0 * (1.0 - contrast) * cast
-    matrix = (scale[0], 0.0, 0.0, offset[0],
-              0.0, scale[1], 0.0, offset[1],
-              0.0, 0.0, scale[2], offset[2])
+    matrix = (scale[0], 0.0, 0.0, offset[0], 0.0, scale[1], 0.0, offset[1], 0.0, 0.0, scale[2], offset[2])
     return img.convert("RGB", matrix)
 
 
 def _bezier(p0: complex, p1: complex, p2: complex, u: np.ndarray) -> np.ndarray:
-    return (1 - u) ** 2 * p0 + 2 * u * (1 - u) * p1 + u ** 2 * p2
+    return (1 - u) ** 2 * p0 + 2 * u * (1 - u) * p1 + u**2 * p2
 
 
 # --------------------------------------------------------------------------
 # Public API.
 
 
-def render_photo(traits: FlowerTraits, habitat: Habitat, size: int, rng: np.random.Generator,
-                 nuisance: float = 1.0) -> np.ndarray:
+def render_photo(
+    traits: FlowerTraits, habitat: Habitat, size: int, rng: np.random.Generator, nuisance: float = 1.0
+) -> np.ndarray:
     """One photo, uint8 array (size, size, 3). All randomness from `rng` (deterministic for a seeded rng).
 
     ``nuisance`` scales every per-photo variation (0 = canonical centred view,
@@ -404,8 +423,12 @@ def render_photo(traits: FlowerTraits, habitat: Habitat, size: int, rng: np.rand
     # Stem: quadratic Bezier from the flower down past the bottom edge.
     end = complex(centre.real + s * rng.uniform(-0.2, 0.2) * canvas, 1.05 * canvas)
     ctrl = 0.5 * (centre + end) + s * rng.uniform(-0.1, 0.1) * canvas
-    draw.line(_xy(_bezier(centre, ctrl, end, np.linspace(0.0, 1.0, 9))),
-              fill=_rgb255(traits.leaf_rgb, 0.85), width=max(2, int(0.07 * radius)), joint="curve")
+    draw.line(
+        _xy(_bezier(centre, ctrl, end, np.linspace(0.0, 1.0, 9))),
+        fill=_rgb255(traits.leaf_rgb, 0.85),
+        width=max(2, int(0.07 * radius)),
+        joint="curve",
+    )
 
     n_leaves = traits.leaf_count
     if n_leaves:
@@ -416,11 +439,13 @@ def render_photo(traits: FlowerTraits, habitat: Habitat, size: int, rng: np.rand
         sides = np.where(np.arange(n_leaves) % 2 == 0, 1.0, -1.0) * (-1.0 if mirrored else 1.0)
         # Direction measured from "up" (-pi/2), leaning outwards by ~55 degrees.
         directions = -0.5 * np.pi + sides * np.radians(55.0 + s * rng.uniform(-20.0, 20.0, n_leaves))
-        lengths = radius * (1.12 if traits.leaf_shape == "linear" else 0.8) * (
-            1.0 + s * rng.uniform(-0.15, 0.15, n_leaves))
+        lengths = (
+            radius * (1.12 if traits.leaf_shape == "linear" else 0.8) * (1.0 + s * rng.uniform(-0.15, 0.15, n_leaves))
+        )
         shades = 1.0 + s * rng.normal(0.0, 0.06, n_leaves)
-        for base, direction, length, shade in zip(_bezier(centre, ctrl, end, us).tolist(), directions.tolist(),
-                                                  lengths.tolist(), shades.tolist()):
+        for base, direction, length, shade in zip(
+            _bezier(centre, ctrl, end, us).tolist(), directions.tolist(), lengths.tolist(), shades.tolist()
+        ):
             _draw_leaf(draw, traits.leaf_shape, base, direction, length, traits.leaf_rgb, shade)
 
     _draw_flower(draw, traits, centre, radius, rng, s)

@@ -26,24 +26,44 @@ probe trained on labels at that rank (its top-k columns are then at that rank)."
 TOP_K = (1, 2, 3, 4, 5)
 CLASSIFICATION_METRIC_COLUMNS = (
     *(f"top{k}" for k in TOP_K),
-    "macro_top1", "macro_top5",
+    "macro_top1",
+    "macro_top5",
     *(f"prior_top{k}" for k in TOP_K),
-    "prior_gain_top1", "prior_gain_top5",
+    "prior_gain_top1",
+    "prior_gain_top5",
     *(f"acc_{rank}" for rank in RANKS),
 )
 """Fractions in [0, 1] on the test split. top<k>: micro top-k accuracy; macro_top<k>: averaged over the species
 present in the test split; prior_top<k>: top-k after multiplying by the geographic prior; prior_gain_top<k> =
 prior_top<k> - top<k>; acc_<rank>: top-1 accuracy after mapping prediction and label to that rank."""
 TASK_METRIC_COLUMNS = (
-    "pairs_similar_accuracy", "pairs_distinct_accuracy", "mislabel_auc", "mislabel_precision",
-    "nmi_species", "ari_species", "nmi_genus", "ari_genus",
+    "pairs_similar_accuracy",
+    "pairs_distinct_accuracy",
+    "mislabel_auc",
+    "mislabel_precision",
+    "nmi_species",
+    "ari_species",
+    "nmi_genus",
+    "ari_genus",
 )
 """Downstream tasks (NaN in other rows): pairs_<kind>_accuracy: mean test accuracy of binary probes between the most
 similar / most distinct genus pairs; mislabel_auc, mislabel_precision: ROC-AUC and precision at the true noise
 rate of finding injected wrong labels; nmi_<rank>, ari_<rank>: k-means clusters of the test images against
 their species / genera."""
 METRIC_COLUMNS = (*CLASSIFICATION_METRIC_COLUMNS, *TASK_METRIC_COLUMNS)
-RUN_COLUMNS = ("dataset", "strategy", "seed", "protocol", "encoder", "resolution", "epochs", "split_mode",
-               "label_fraction", "n_labelled", "n_test", "n_classes")
+RUN_COLUMNS = (
+    "dataset",
+    "strategy",
+    "seed",
+    "protocol",
+    "encoder",
+    "resolution",
+    "epochs",
+    "split_mode",
+    "label_fraction",
+    "n_labelled",
+    "n_test",
+    "n_classes",
+)
 """What every result row records about its run; label_fraction is in percent (10 = the 10 % subset)."""
 RESULT_COLUMNS = (*RUN_COLUMNS, *METRIC_COLUMNS)

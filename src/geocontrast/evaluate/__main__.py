@@ -40,8 +40,14 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
 
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
-    header = {**run, "protocol": args.protocol, "label_fraction": args.label_fraction,
-              "n_labelled": int(rows.train.size), "n_test": int(rows.test.size), "n_classes": rows.n_classes}
+    header = {
+        **run,
+        "protocol": args.protocol,
+        "label_fraction": args.label_fraction,
+        "n_labelled": int(rows.train.size),
+        "n_test": int(rows.test.size),
+        "n_classes": rows.n_classes,
+    }
     probe_rank = args.protocol.removesuffix("_probe") if args.protocol.endswith("_probe") else None
     if args.protocol in FROZEN:
         features = np.load(args.embeddings, mmap_mode="r")
@@ -55,8 +61,9 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
             params = {"linear": linear}
         else:
             params = tasks.resolve_params(args.protocol, params)
-        record = tasks.task_metrics(args.protocol, features, rows, manifest, params, int(run["seed"]),
-                                    pairs=pairs, linear_params=linear)
+        record = tasks.task_metrics(
+            args.protocol, features, rows, manifest, params, int(run["seed"]), pairs=pairs, linear_params=linear
+        )
         return {**header, **record, "params": params}
     if probe_rank is not None:
         rows = tasks.at_rank(rows, manifest, probe_rank)
@@ -69,18 +76,25 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     elif args.protocol in FROZEN:
         train_x, val_x, test_x = (features[r] for r in (rows.train, rows.val, rows.test))
         if args.protocol != "knn":
-            test_probs, selection = protocols.linear_probe(train_x, train_y, val_x, val_y, test_x, rows.n_classes,
-                                                           params, seed=int(run["seed"]))
+            test_probs, selection = protocols.linear_probe(
+                train_x, train_y, val_x, val_y, test_x, rows.n_classes, params, seed=int(run["seed"])
+            )
         else:
             test_probs = protocols.knn_probabilities(train_x, train_y, test_x, rows.n_classes, params)
     else:
         resolution = int(run["resolution"])
-        encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]),
-                                          small_input=resolution < 96)
+        encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]), small_input=resolution < 96)
         device = resolve_device(params.get("device", "auto"))
-        test_probs, selection = protocols.finetune(encoder, load_image_cache(args.cache), rows, resolution, params,
-                                                   seed=int(run["seed"]), device=device,
-                                                   amp_dtype=resolve_amp("auto", device))
+        test_probs, selection = protocols.finetune(
+            encoder,
+            load_image_cache(args.cache),
+            rows,
+            resolution,
+            params,
+            seed=int(run["seed"]),
+            device=device,
+            amp_dtype=resolve_amp("auto", device),
+        )
         torch.cuda.empty_cache()
     prior = None if args.prior is None or probe_rank else np.load(args.prior, mmap_mode="r")  # a species prior
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
@@ -108,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     needs = {"finetune": ["cache"], "baseline": [], "genus_pairs": ["embeddings", "pairs"]}.get(
-        args.protocol, ["embeddings"])
+        args.protocol, ["embeddings"]
+    )
     missing = [f"--{name}" for name in needs if getattr(args, name) is None]
     if args.protocol == "finetune" and args.encoder is None and args.random_init is None:
         missing.append("--encoder or --random-init")

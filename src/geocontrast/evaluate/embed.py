@@ -29,13 +29,20 @@ from geocontrast.train.loop import encode_rows, resolve_amp, resolve_device
 CHUNK_ROWS = 8192  # rows encoded per chunk before moving features to the host
 
 
-def embed(encoder: nn.Module, cache: np.ndarray, resolution: int, device: torch.device,
-          amp_dtype: torch.dtype | None = None) -> np.ndarray:
+def embed(
+    encoder: nn.Module, cache: np.ndarray, resolution: int, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> np.ndarray:
     """(N, D) float16 features of every cache row (encoder in eval mode, no augmentation)."""
     encoder = encoder.to(device).to(memory_format=torch.channels_last).eval()
-    chunks = [encode_rows(encoder, cache, np.arange(start, min(start + CHUNK_ROWS, len(cache))), resolution,
-                          device, amp_dtype).cpu().numpy().astype(np.float16)
-              for start in range(0, len(cache), CHUNK_ROWS)]
+    chunks = [
+        encode_rows(
+            encoder, cache, np.arange(start, min(start + CHUNK_ROWS, len(cache))), resolution, device, amp_dtype
+        )
+        .cpu()
+        .numpy()
+        .astype(np.float16)
+        for start in range(0, len(cache), CHUNK_ROWS)
+    ]
     return np.concatenate(chunks)
 
 
@@ -59,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, help="default: the encoder's training resolution")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--deterministic", action="store_true",
-                        help="one CPU thread and deterministic kernels (geocontrast.determinism)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="one CPU thread and deterministic kernels (geocontrast.determinism)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

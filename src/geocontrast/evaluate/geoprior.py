@@ -89,8 +89,9 @@ def encode_location(lat, lon) -> np.ndarray:
     if lat.shape != lon.shape:
         raise ValueError(f"lat has {lat.size} values, lon {lon.size}")
     angles = np.pi * np.stack([lon / 180.0, lat / 90.0], axis=1)  # (N, 2)
-    return np.stack([np.sin(angles[:, 0]), np.cos(angles[:, 0]), np.sin(angles[:, 1]), np.cos(angles[:, 1])],
-                    axis=1).astype(np.float32)
+    return np.stack(
+        [np.sin(angles[:, 0]), np.cos(angles[:, 0]), np.sin(angles[:, 1]), np.cos(angles[:, 1])], axis=1
+    ).astype(np.float32)
 
 
 class ResidualBlock(nn.Module):
@@ -98,8 +99,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width: int, dropout: float):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(width, width), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width), nn.ReLU()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -116,16 +118,18 @@ class LocationModel(nn.Module):
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        self.features = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(),
-                                      *(ResidualBlock(hidden, dropout) for _ in range(n_blocks)))
+        self.features = nn.Sequential(
+            nn.Linear(4, hidden), nn.ReLU(), *(ResidualBlock(hidden, dropout) for _ in range(n_blocks))
+        )
         self.classes = nn.Linear(hidden, n_classes, bias=False)
 
     def forward(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.classes(self.features(encoded))  # (N, C)
 
 
-def assume_negative_loss(logits: torch.Tensor, random_logits: torch.Tensor, targets: torch.Tensor,
-                         pos_weight: float) -> torch.Tensor:
+def assume_negative_loss(
+    logits: torch.Tensor, random_logits: torch.Tensor, targets: torch.Tensor, pos_weight: float
+) -> torch.Tensor:
     """Cole et al.'s "AN-full" loss, the batch mean of, per observation of species y at x with a random location r,
 
         −λ·log σ(f(x))_y − Σ_{c≠y} log(1 − σ(f(x))_c) − Σ_c log(1 − σ(f(r))_c)
@@ -159,8 +163,9 @@ def location_bbox(lat, lon) -> tuple[float, float, float, float]:
     return float(lat[usable].min()), float(lat[usable].max()), float(west), float(360.0 - gaps[widest])
 
 
-def random_locations(n: int, bbox: tuple[float, float, float, float] | None, rng: np.random.Generator
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def random_locations(
+    n: int, bbox: tuple[float, float, float, float] | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(lat, lon) of n points uniform on the sphere within ``bbox`` (:func:`location_bbox`; None: the globe)."""
     lat_min, lat_max, west, width = (-90.0, 90.0, -180.0, 360.0) if bbox is None else bbox
     # Uniform area: sin(lat) is uniform, not lat.
@@ -180,8 +185,9 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if not lat.shape == lon.shape == labels.shape or lat.ndim != 1:
-        raise ValueError(f"lat, lon and labels must be (N,) arrays of one length, got {lat.shape}, {lon.shape}, "
-                         f"{labels.shape}")
+        raise ValueError(
+            f"lat, lon and labels must be (N,) arrays of one length, got {lat.shape}, {lon.shape}, {labels.shape}"
+        )
     if lat.size == 0:
         raise ValueError("no observations to fit a location model on")
     if not (np.isfinite(lat).all() and np.isfinite(lon).all()):
@@ -197,18 +203,21 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     batch_size = min(int(params["batch_size"]), lat.size)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # weight init and dropout
-        model = LocationModel(n_classes, int(params["hidden"]), int(params["n_blocks"]),
-                              float(params["dropout"])).to(device)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]),
-                                      weight_decay=float(params["weight_decay"]))
+        model = LocationModel(n_classes, int(params["hidden"]), int(params["n_blocks"]), float(params["dropout"])).to(
+            device
+        )
+        optimiser = torch.optim.AdamW(
+            model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+        )
         model.train()
         for _ in range(int(params["epochs"])):
             order = torch.from_numpy(rng.permutation(lat.size)).to(device)
             for batch in torch.split(order, batch_size):
                 random_encoded = torch.from_numpy(encode_location(*random_locations(batch.numel(), bbox, rng)))
                 logits = model(torch.cat([encoded[batch], random_encoded.to(device)]))  # (2B, C)
-                loss = assume_negative_loss(logits[:batch.numel()], logits[batch.numel():], targets[batch],
-                                            float(params["pos_weight"]))
+                loss = assume_negative_loss(
+                    logits[: batch.numel()], logits[batch.numel() :], targets[batch], float(params["pos_weight"])
+                )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -227,7 +236,7 @@ def location_probabilities(model: LocationModel, lat, lon, chunk: int = 65536) -
     probs = np.ones((encoded.shape[0], model.classes.out_features), dtype=np.float32)
     rows = np.flatnonzero(usable)
     for start in range(0, rows.size, chunk):
-        part = rows[start:start + chunk]
+        part = rows[start : start + chunk]
         probs[part] = torch.sigmoid(model(torch.from_numpy(encoded[part]).to(device))).float().cpu().numpy()
     return probs
 
@@ -262,8 +271,9 @@ def range_grid_axes(lat, lon, cells: int = GRID_CELLS, pad: float = 0.05) -> tup
     return axes[0], axes[1]
 
 
-def geoprior(manifest_path: Path, splits_path: Path, label_fraction: float, out_dir: Path, params: dict,
-             seed: int = 0) -> dict:
+def geoprior(
+    manifest_path: Path, splits_path: Path, label_fraction: float, out_dir: Path, params: dict, seed: int = 0
+) -> dict:
     """Fit the prior on the labelled train rows with coordinates; write ``probs.npy`` and ``prior.json``.
 
     Returns the ``prior.json`` content. Raises ValueError naming the file when no labelled row is usable.
@@ -283,16 +293,24 @@ def geoprior(manifest_path: Path, splits_path: Path, label_fraction: float, out_
         raise ValueError(f"{splits_path}: {error}") from None
     train = labelled[has_coords[labelled] & (codes[labelled] >= 0)]
     if train.size == 0:
-        raise ValueError(f"{splits_path}: none of the {labelled.size} train rows labelled under "
-                         f"label_fraction {label_fraction:g} has coordinates and a species in {manifest_path}")
+        raise ValueError(
+            f"{splits_path}: none of the {labelled.size} train rows labelled under "
+            f"label_fraction {label_fraction:g} has coordinates and a species in {manifest_path}"
+        )
 
     started = time.perf_counter()
     model = fit_location_model(lat[train], lon[train], codes[train], len(classes), params, seed)
     seconds = time.perf_counter() - started
     probs = location_probabilities(model, lat, lon)  # (N, C)
 
-    prior = {"classes": classes, "params": params, "seed": seed, "label_fraction": label_fraction,
-             "n_train": int(train.size), "fit_seconds": round(seconds, 3)}
+    prior = {
+        "classes": classes,
+        "params": params,
+        "seed": seed,
+        "label_fraction": label_fraction,
+        "n_train": int(train.size),
+        "fit_seconds": round(seconds, 3),
+    }
     for split in ("val", "test"):
         rows = data.rows_of(split)
         rows = rows[has_coords[rows] & (codes[rows] >= 0)]
@@ -310,15 +328,19 @@ def geoprior(manifest_path: Path, splits_path: Path, label_fraction: float, out_
     with atomic_path(Path(out_dir) / GRID) as partial:
         lon_mesh, lat_mesh = np.meshgrid(grid_lon, grid_lat)  # (n_lat, n_lon)
         values = location_probabilities(model, lat_mesh.ravel(), lon_mesh.ravel())  # (n_lat * n_lon, C)
-        np.savez(partial, lat=grid_lat, lon=grid_lon, species=np.array(classes, dtype=str),
-                 values=values.T.reshape(len(classes), *lat_mesh.shape).astype(np.float32))
+        np.savez(
+            partial,
+            lat=grid_lat,
+            lon=grid_lon,
+            species=np.array(classes, dtype=str),
+            values=values.T.reshape(len(classes), *lat_mesh.shape).astype(np.float32),
+        )
     write_json(prior, Path(out_dir) / PRIOR)
     return prior
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.geoprior",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.geoprior", description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
     parser.add_argument("--splits", type=Path, required=True, help="splits (.parquet), manifest order")
     parser.add_argument("--label-fraction", type=float, required=True, help="percent: 10 uses labelled_10")

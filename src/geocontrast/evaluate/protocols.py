@@ -19,16 +19,29 @@ from torch import nn
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import TOP_K
 from geocontrast.evaluate.geoprior import combine
-from geocontrast.evaluate.metrics import (ancestor_codes, confused_pairs, macro_top_k_accuracy, rank_accuracy,
-                                          top_k_accuracy)
+from geocontrast.evaluate.metrics import (
+    ancestor_codes,
+    confused_pairs,
+    macro_top_k_accuracy,
+    rank_accuracy,
+    top_k_accuracy,
+)
 from geocontrast.strategies.base import training_data
 from geocontrast.train.augment import BatchAugment
 from geocontrast.train.loop import encode_rows, gather_rows, keep_freed_memory
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
-FINETUNE_DEFAULTS = {"max_epochs": 30, "patience": 6, "batch_size": 32, "lr": 0.001, "weight_decay": 1e-4,
-                     "augment_strength": 0.5, "device": "auto", "deterministic": False}
+FINETUNE_DEFAULTS = {
+    "max_epochs": 30,
+    "patience": 6,
+    "batch_size": 32,
+    "lr": 0.001,
+    "weight_decay": 1e-4,
+    "augment_strength": 0.5,
+    "device": "auto",
+    "deterministic": False,
+}
 DEFAULTS = {"linear": LINEAR_DEFAULTS, "knn": KNN_DEFAULTS, "finetune": FINETUNE_DEFAULTS, "baseline": {}}
 """Default params of each protocol; a config lists only the keys it changes."""
 
@@ -62,9 +75,14 @@ def eval_rows(manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: 
     data = training_data(manifest, splits)
     codes, names = data.species_codes()
     train = data.labelled_rows(label_fraction_pct)
-    rows = EvalRows(train=train[codes[train] >= 0], val=_with_species(data.rows_of("val"), codes),
-                    test=_with_species(data.rows_of("test"), codes), codes=codes, names=names,
-                    ancestors=ancestor_codes(names, manifest))
+    rows = EvalRows(
+        train=train[codes[train] >= 0],
+        val=_with_species(data.rows_of("val"), codes),
+        test=_with_species(data.rows_of("test"), codes),
+        codes=codes,
+        names=names,
+        ancestors=ancestor_codes(names, manifest),
+    )
     for role in ("train", "val", "test"):
         if getattr(rows, role).size == 0:
             raise ValueError(f"no labelled {role} rows at label fraction {label_fraction_pct} %")
@@ -83,8 +101,7 @@ def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params:
     """
     params = resolve_params("linear", params)
     mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
-    train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32)
-                              for x in (train_x, val_x, test_x))
+    train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32) for x in (train_x, val_x, test_x))
     train_labels = torch.as_tensor(train_y)
     by_decay, best = {}, None
     for weight_decay in sorted(params["weight_decays"], reverse=True):
@@ -100,8 +117,9 @@ def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params:
     return probs, {"weight_decay": weight_decay, "val_top1": val_top1, "val_top1_by_weight_decay": by_decay}
 
 
-def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, params: dict,
-                 seed: int) -> nn.Module:
+def _fit_softmax(
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, params: dict, seed: int
+) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     model = nn.Linear(x.shape[1], n_classes)
     with torch.no_grad():  # seeded initialisation, independent of the global RNG
@@ -112,7 +130,7 @@ def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay:
     for _ in range(int(params["epochs"])):
         order = torch.randperm(x.shape[0], generator=generator)
         for start in range(0, x.shape[0], batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             loss = F.cross_entropy(model(x[index]), y[index])
             optimiser.zero_grad()
             loss.backward()
@@ -135,8 +153,16 @@ def knn_probabilities(train_x, train_y, test_x, n_classes: int, params: dict) ->
     return (votes / votes.sum(dim=1, keepdim=True)).numpy()
 
 
-def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: int, params: dict, seed: int,
-             device: torch.device, amp_dtype: torch.dtype | None = None):
+def finetune(
+    encoder: nn.Module,
+    cache: np.ndarray,
+    rows: EvalRows,
+    resolution: int,
+    params: dict,
+    seed: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+):
     """Train encoder + linear head end to end on the labelled train rows, early-stopped on val top-1.
 
     After each epoch the val top-1 is measured; training stops after ``patience`` epochs without improvement
@@ -151,8 +177,9 @@ def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: 
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
     augment = BatchAugment(resolution, strength=float(params["augment_strength"])).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]),
-                                  weight_decay=float(params["weight_decay"]))
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+    )
     generator = torch.Generator(device=device).manual_seed(seed)
     train_labels = torch.as_tensor(rows.codes[rows.train], device=device)
     val_labels = rows.codes[rows.val]
@@ -162,16 +189,18 @@ def finetune(encoder: nn.Module, cache: np.ndarray, rows: EvalRows, resolution: 
         model.train()
         order = np.random.default_rng([seed, epoch]).permutation(rows.train.size)
         for start in range(0, order.size - batch_size + 1, batch_size):  # drop the ragged batch: BN needs > 1
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             images = augment(gather_rows(cache, rows.train[index], device), generator=generator)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(images.contiguous(memory_format=torch.channels_last)).float(),
-                                       train_labels[index])
+                loss = F.cross_entropy(
+                    model(images.contiguous(memory_format=torch.channels_last)).float(), train_labels[index]
+                )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-        val_top1 = top_k_accuracy(_predict(model, cache, rows.val, resolution, device, amp_dtype), val_labels,
-                                  ks=(1,))[1]
+        val_top1 = top_k_accuracy(_predict(model, cache, rows.val, resolution, device, amp_dtype), val_labels, ks=(1,))[
+            1
+        ]
         curve.append(val_top1)
         if val_top1 > best[0]:
             best = (val_top1, epoch + 1, copy.deepcopy(model.state_dict()))
@@ -207,7 +236,6 @@ def score(test_probs: np.ndarray, rows: EvalRows, location_probs: np.ndarray | N
         result.update({f"prior_top{k}": with_prior[k] for k in TOP_K})
     for k in (1, 5):
         result[f"prior_gain_top{k}"] = result[f"prior_top{k}"] - result[f"top{k}"]
-    result.update({f"acc_{rank}": value
-                   for rank, value in rank_accuracy(predicted, labels, rows.ancestors).items()})
+    result.update({f"acc_{rank}": value for rank, value in rank_accuracy(predicted, labels, rows.ancestors).items()})
     result["confused_pairs"] = confused_pairs(predicted, labels, rows.names)
     return result

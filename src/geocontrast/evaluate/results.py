@@ -49,8 +49,12 @@ def format_summary(summary: pd.DataFrame) -> str:
     """A fixed-width text table of mean ± std (in %) per row of :func:`summarise`, for terminals and logs."""
     lines = []
     for _, row in summary.iterrows():
-        cells = [f"{row['strategy']:<16}", f"{row['protocol']:<12}", f"{row['label_fraction']:>5g}%",
-                 f"n={int(row['n_seeds'])}"]
+        cells = [
+            f"{row['strategy']:<16}",
+            f"{row['protocol']:<12}",
+            f"{row['label_fraction']:>5g}%",
+            f"n={int(row['n_seeds'])}",
+        ]
         for metric in TASK_METRICS.get(row["protocol"], CLASSIFICATION_METRICS):
             mean, std = 100 * row.get(f"{metric}_mean", float("nan")), 100 * row.get(f"{metric}_std", float("nan"))
             cells.append(f"{metric} {mean:5.1f} ± {std:4.1f}")

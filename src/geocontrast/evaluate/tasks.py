@@ -35,7 +35,7 @@ def coarser_ancestors(ancestors: dict[str, np.ndarray], rank: str) -> dict[str, 
     """Ancestor maps re-indexed from species classes to ``rank`` classes, for ``rank`` and every coarser rank:
     ``result[q][c]`` is the rank-q ancestor of rank class c (a tree, so one value per class)."""
     source = ancestors[rank]
-    coarser = RANKS[RANKS.index(rank):]
+    coarser = RANKS[RANKS.index(rank) :]
     result = {}
     for q in coarser:
         mapping = np.zeros(source.max() + 1, dtype=np.int64)
@@ -53,8 +53,9 @@ def reference_pixels(images: np.ndarray, side: int = 8) -> np.ndarray:
     return F.adaptive_avg_pool2d(x, side).flatten(1).numpy()
 
 
-def choose_genus_pairs(features: np.ndarray, genus: np.ndarray, names: list[str], n_pairs: int,
-                       min_images: int = 2) -> dict[str, list[list[str]]]:
+def choose_genus_pairs(
+    features: np.ndarray, genus: np.ndarray, names: list[str], n_pairs: int, min_images: int = 2
+) -> dict[str, list[list[str]]]:
     """The ``n_pairs`` most similar and most distinct genus pairs by the cosine distance of class means.
 
     ``features`` (n, D) and ``genus`` (n,) codes of reference rows; only genera with at least ``min_images`` rows
@@ -77,8 +78,9 @@ def choose_genus_pairs(features: np.ndarray, genus: np.ndarray, names: list[str]
     return {"similar": named(order[:n]), "distinct": named(order[::-1][:n])}
 
 
-def inject_label_noise(labels: np.ndarray, fraction: float, n_classes: int,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def inject_label_noise(
+    labels: np.ndarray, fraction: float, n_classes: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(noisy labels, flipped mask): exactly ``round(fraction * n)`` rows, chosen uniformly, get a different class
     drawn uniformly from the other ``n_classes - 1``."""
     if not 0.0 < fraction < 1.0:
@@ -110,8 +112,11 @@ def detection_scores(suspicion: np.ndarray, flipped: np.ndarray) -> dict:
     n_noisy = int(flipped.sum())
     ranked = np.argsort(-suspicion, kind="stable")[:n_noisy]
     fpr, tpr, _ = roc_curve(flipped, suspicion)
-    return {"mislabel_auc": float(roc_auc_score(flipped, suspicion)),
-            "mislabel_precision": float(flipped[ranked].mean()), "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()}}
+    return {
+        "mislabel_auc": float(roc_auc_score(flipped, suspicion)),
+        "mislabel_precision": float(flipped[ranked].mean()),
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+    }
 
 
 def clustering_scores(features: np.ndarray, labels: np.ndarray, seed: int, n_init: int = 10) -> dict[str, float]:
@@ -119,8 +124,10 @@ def clustering_scores(features: np.ndarray, labels: np.ndarray, seed: int, n_ini
     z = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
     k = np.unique(labels).size
     clusters = KMeans(n_clusters=k, n_init=int(n_init), random_state=int(seed)).fit_predict(z.astype(np.float64))
-    return {"nmi": float(normalized_mutual_info_score(labels, clusters)),
-            "ari": float(adjusted_rand_score(labels, clusters))}
+    return {
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "ari": float(adjusted_rand_score(labels, clusters)),
+    }
 
 
 def at_rank(rows: EvalRows, manifest: pd.DataFrame, rank: str) -> EvalRows:
@@ -129,12 +136,24 @@ def at_rank(rows: EvalRows, manifest: pd.DataFrame, rank: str) -> EvalRows:
         raise ValueError(f"rank must be one of {list(PROBE_RANKS)}, got {rank!r}")
     species = rows.codes
     codes = np.where(species >= 0, rows.ancestors[rank][np.maximum(species, 0)], -1)
-    return EvalRows(train=rows.train, val=rows.val, test=rows.test, codes=codes,
-                    names=rank_names(rows.names, manifest, rank), ancestors=coarser_ancestors(rows.ancestors, rank))
+    return EvalRows(
+        train=rows.train,
+        val=rows.val,
+        test=rows.test,
+        codes=codes,
+        names=rank_names(rows.names, manifest, rank),
+        ancestors=coarser_ancestors(rows.ancestors, rank),
+    )
 
 
-def genus_pair_accuracies(features: np.ndarray, rows: EvalRows, pairs: dict[str, list[list[str]]],
-                          genus_names: list[str], linear_params: dict, seed: int) -> dict:
+def genus_pair_accuracies(
+    features: np.ndarray,
+    rows: EvalRows,
+    pairs: dict[str, list[list[str]]],
+    genus_names: list[str],
+    linear_params: dict,
+    seed: int,
+) -> dict:
     """Test accuracy of a binary linear probe (val-selected, as the linear protocol) for each genus pair.
 
     ``rows`` at genus rank (:func:`at_rank`); ``pairs`` from :func:`choose_genus_pairs`. A pair missing train,
@@ -154,16 +173,23 @@ def genus_pair_accuracies(features: np.ndarray, rows: EvalRows, pairs: dict[str,
                 roles[role] = (role_rows[keep], (genus[keep] == lookup[second]).astype(np.int64))
             missing = [role for role, (_, y) in roles.items() if np.unique(y).size < 2]
             if missing:
-                result["skipped"].append({"kind": kind, "genera": [first, second],
-                                          "reason": f"no images of one genus in {', '.join(missing)}"})
+                result["skipped"].append(
+                    {
+                        "kind": kind,
+                        "genera": [first, second],
+                        "reason": f"no images of one genus in {', '.join(missing)}",
+                    }
+                )
                 continue
             (train, train_y), (val, val_y), (test, test_y) = roles["train"], roles["val"], roles["test"]
-            probs, _ = linear_probe(features[train], train_y, features[val], val_y, features[test], 2,
-                                    linear_params, seed)
+            probs, _ = linear_probe(
+                features[train], train_y, features[val], val_y, features[test], 2, linear_params, seed
+            )
             accuracy = float((probs.argmax(axis=1) == test_y).mean())
             scores.append(accuracy)
-            result["pairs"].append({"kind": kind, "genera": [first, second], "accuracy": accuracy,
-                                    "n_test": int(test.size)})
+            result["pairs"].append(
+                {"kind": kind, "genera": [first, second], "accuracy": accuracy, "n_test": int(test.size)}
+            )
         result[f"pairs_{kind}_accuracy"] = float(np.mean(scores)) if scores else float("nan")
     return result
 
@@ -177,8 +203,16 @@ def resolve_params(task: str, params: dict) -> dict:
     return {**defaults, **params}
 
 
-def task_metrics(task: str, features: np.ndarray, rows: EvalRows, manifest: pd.DataFrame, params: dict, seed: int,
-                 pairs: dict | None = None, linear_params: dict | None = None) -> dict:
+def task_metrics(
+    task: str,
+    features: np.ndarray,
+    rows: EvalRows,
+    manifest: pd.DataFrame,
+    params: dict,
+    seed: int,
+    pairs: dict | None = None,
+    linear_params: dict | None = None,
+) -> dict:
     """Metrics of ``genus_pairs``, ``mislabel`` or ``clustering`` on frozen ``features`` (N, D) of every manifest
     row (``<rank>_probe`` is a classification protocol and scored as one)."""
     if task == "genus_pairs":
@@ -189,8 +223,9 @@ def task_metrics(task: str, features: np.ndarray, rows: EvalRows, manifest: pd.D
     params = resolve_params(task, params)
     if task == "mislabel":
         labels = rows.codes[rows.train]
-        noisy, flipped = inject_label_noise(labels, float(params["noise_fraction"]), rows.n_classes,
-                                            np.random.default_rng([seed, 1]))
+        noisy, flipped = inject_label_noise(
+            labels, float(params["noise_fraction"]), rows.n_classes, np.random.default_rng([seed, 1])
+        )
         suspicion = neighbourhood_disagreement(features[rows.train], noisy, int(params["k"]))
         return {**detection_scores(suspicion, flipped), "n_flipped": int(flipped.sum())}
     if task == "clustering":
@@ -232,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(args.manifest)
     rows = at_rank(eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction), manifest, "genus")
     pixels = reference_pixels(load_image_cache(args.cache)[np.sort(rows.train)])
-    pairs = choose_genus_pairs(pixels, rows.codes[np.sort(rows.train)], rows.names, int(params["n_pairs"]),
-                               int(params["min_images"]))
+    pairs = choose_genus_pairs(
+        pixels, rows.codes[np.sort(rows.train)], rows.names, int(params["n_pairs"]), int(params["min_images"])
+    )
     write_json({**pairs, "reference": "pixels 8x8, labelled train images", "params": params}, args.out)
     print(json.dumps(pairs))
     return 0

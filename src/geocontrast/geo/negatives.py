@@ -25,7 +25,13 @@ import numpy as np
 from numba import njit, prange
 
 from geocontrast.geo._common import (
-    encode_ids, manifest_coordinates, seed_key, stream_key, table_parser, uniform_index, write_table,
+    encode_ids,
+    manifest_coordinates,
+    seed_key,
+    stream_key,
+    table_parser,
+    uniform_index,
+    write_table,
 )
 from geocontrast.geo.coords import km_to_chord, unit_vectors
 
@@ -115,10 +121,28 @@ def negative_table(
     hi_chord2 = float(km_to_chord(hi_km)) ** 2 if np.isfinite(hi_km) else np.inf
     candidates = np.empty((n, m), dtype=np.int32)
     fallback = np.zeros(n, dtype=bool)
-    _draw(u, has_coords, obs, by_obs_all.astype(np.int64), start_all, by_obs_coord.astype(np.int64), start_coord,
-          _RULE_CODE[rule], lo_chord2, hi_chord2, seed_key(seed), MAX_TRIES, candidates, fallback)
-    params = {"rule": rule, "seed": int(seed), "r_neg_km": float(r_neg_km),
-              "band_km": [lo_km, hi_km] if rule == "band" else None}
+    _draw(
+        u,
+        has_coords,
+        obs,
+        by_obs_all.astype(np.int64),
+        start_all,
+        by_obs_coord.astype(np.int64),
+        start_coord,
+        _RULE_CODE[rule],
+        lo_chord2,
+        hi_chord2,
+        seed_key(seed),
+        MAX_TRIES,
+        candidates,
+        fallback,
+    )
+    params = {
+        "rule": rule,
+        "seed": int(seed),
+        "r_neg_km": float(r_neg_km),
+        "band_km": [lo_km, hi_km] if rule == "band" else None,
+    }
     return NegativeTable(candidates, fallback, float(false_negative_radius_km), params)
 
 
@@ -167,8 +191,22 @@ def _draw_other(order, start, group, stream, counter):
 
 
 @njit(cache=True, parallel=True)
-def _draw(u, has_coords, obs, by_obs_all, start_all, by_obs_coord, start_coord, rule, lo_chord2, hi_chord2,
-          key_seed, max_tries, candidates, fallback):
+def _draw(
+    u,
+    has_coords,
+    obs,
+    by_obs_all,
+    start_all,
+    by_obs_coord,
+    start_coord,
+    rule,
+    lo_chord2,
+    hi_chord2,
+    key_seed,
+    max_tries,
+    candidates,
+    fallback,
+):
     n, m = candidates.shape
     for i in prange(n):
         stream = stream_key(key_seed, i)
@@ -213,8 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     manifest, lat, lon = manifest_coordinates(args.manifest)
     try:
         table = negative_table(
-            lat, lon, m=args.m, rule=args.rule, seed=args.seed, r_neg_km=args.r_neg_km,
-            band_km=tuple(args.band_km) if args.band_km else None, observation_id=manifest["observation_id"],
+            lat,
+            lon,
+            m=args.m,
+            rule=args.rule,
+            seed=args.seed,
+            r_neg_km=args.r_neg_km,
+            band_km=tuple(args.band_km) if args.band_km else None,
+            observation_id=manifest["observation_id"],
             false_negative_radius_km=args.false_negative_radius_km,
         )
     except ValueError as error:

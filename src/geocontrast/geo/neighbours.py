@@ -28,7 +28,13 @@ from numba import njit, prange
 from scipy.spatial import cKDTree
 
 from geocontrast.geo._common import (
-    encode_ids, manifest_coordinates, seed_key, stream_key, table_parser, uniform_index, write_table,
+    encode_ids,
+    manifest_coordinates,
+    seed_key,
+    stream_key,
+    table_parser,
+    uniform_index,
+    write_table,
 )
 from geocontrast.geo.coords import EARTH_RADIUS_KM, chord_to_km, km_to_chord, unit_vectors
 
@@ -181,8 +187,9 @@ def neighbour_table(
     )
     flagged = counts == 0
     if fallback == "nearest" and flagged.any():
-        _nearest_eligible(u, obs, observer, np.flatnonzero(flagged), exclude_same_observer, min_km, k, slots,
-                          dist_km, counts)
+        _nearest_eligible(
+            u, obs, observer, np.flatnonzero(flagged), exclude_same_observer, min_km, k, slots, dist_km, counts
+        )
 
     # In place, so the peak stays at the stride-k buffers; copy only when that frees a lot.
     nnz = _compact(slots, dist_km, counts, k, rows.astype(np.int32))
@@ -275,8 +282,25 @@ def _pool_sizes(cell_keys, cell_start, n_side):
 
 
 @njit(cache=True, parallel=True)
-def _sample(su, sobs, sobserver, srow, cell_keys, cell_start, n_side, chunks, pool_size, chord2, min_chord2, k,
-            key_seed, exclude_observer, slots, dist_km, counts):
+def _sample(
+    su,
+    sobs,
+    sobserver,
+    srow,
+    cell_keys,
+    cell_start,
+    n_side,
+    chunks,
+    pool_size,
+    chord2,
+    min_chord2,
+    k,
+    key_seed,
+    exclude_observer,
+    slots,
+    dist_km,
+    counts,
+):
     """Fill ``slots[r*k : r*k+counts[r]]`` with sampled neighbour positions for every anchor position r.
 
     Inputs are sorted by cell (``srow`` maps a sorted point back to its position among rows with coordinates).
@@ -332,8 +356,12 @@ def _sample(su, sobs, sobserver, srow, cell_keys, cell_start, n_side, chunks, po
                     perm[t] = q
                     t += 1
                     d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                    if (d2 <= chord2 and d2 >= min_chord2 and pobs[q] != aobs
-                            and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)):
+                    if (
+                        d2 <= chord2
+                        and d2 >= min_chord2
+                        and pobs[q] != aobs
+                        and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)
+                    ):
                         slots[base + got] = prow[q]
                         dist_km[base + got] = _chord2_to_km(d2)
                         got += 1
@@ -343,8 +371,12 @@ def _sample(su, sobs, sobserver, srow, cell_keys, cell_start, n_side, chunks, po
                     for i in range(t, size):
                         q = perm[i]
                         d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                        if (d2 <= chord2 and d2 >= min_chord2 and pobs[q] != aobs
-                                and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)):
+                        if (
+                            d2 <= chord2
+                            and d2 >= min_chord2
+                            and pobs[q] != aobs
+                            and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)
+                        ):
                             found[n_found] = q
                             n_found += 1
                     draws = 0
@@ -416,9 +448,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest, lat, lon = manifest_coordinates(args.manifest)
     try:
         table = neighbour_table(
-            lat, lon, radius_km=args.radius_km, k=args.k, seed=args.seed,
-            observation_id=manifest["observation_id"], observer_id=manifest["observer_id"],
-            exclude_same_observer=args.exclude_same_observer, min_km=args.min_km, fallback=args.fallback,
+            lat,
+            lon,
+            radius_km=args.radius_km,
+            k=args.k,
+            seed=args.seed,
+            observation_id=manifest["observation_id"],
+            observer_id=manifest["observer_id"],
+            exclude_same_observer=args.exclude_same_observer,
+            min_km=args.min_km,
+            fallback=args.fallback,
             memory_budget_gb=args.memory_budget_gb,
         )
     except ValueError as error:

@@ -33,17 +33,22 @@ class ResizeConvDecoder(nn.Module):
         while side % 2 == 0 and side // 2 >= 4:
             side, doublings = side // 2, doublings + 1
         if doublings == 0 or side > 16:
-            raise ValueError(f"resolution {resolution} cannot be reached by x2 upsampling from a grid of at most "
-                             f"16 px; use a resolution such as 32, 48, 64, 128 or 224")
+            raise ValueError(
+                f"resolution {resolution} cannot be reached by x2 upsampling from a grid of at most "
+                f"16 px; use a resolution such as 32, 48, 64, 128 or 224"
+            )
         self.channels, self.side = channels, side
         self.project = nn.Linear(latent_dim, channels * side * side)
         blocks: list[nn.Module] = []
         width = channels
         for _ in range(doublings):
             narrower = max(16, width // 2)
-            blocks += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(width, narrower, 3, padding=1, bias=False), nn.BatchNorm2d(narrower),
-                       nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(width, narrower, 3, padding=1, bias=False),
+                nn.BatchNorm2d(narrower),
+                nn.ReLU(inplace=True),
+            ]
             width = narrower
         blocks.append(nn.Conv2d(width, 3, 3, padding=1))
         self.blocks = nn.Sequential(*blocks)

@@ -5,7 +5,7 @@ Every encoder maps float images (B, 3, H, W) to features (B, D) and has an int a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -28,8 +28,11 @@ class CNN5(nn.Module):
         in_channels = 3
         for i, out_channels in enumerate(channels):
             stride = 1 if i == 0 else 2
-            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
             in_channels = out_channels
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

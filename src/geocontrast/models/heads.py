@@ -20,8 +20,12 @@ class ProjectionHead(nn.Module):
         for label, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
             if value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value}")
-        self.layers = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim),
-                                    nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+        self.layers = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)  # (B, in_dim) -> (B, out_dim)
@@ -50,8 +54,14 @@ class ClassifierHead(nn.Module):
             self.layers = nn.Sequential(nn.Linear(in_dim, n_classes))
         else:
             self.layers = nn.Sequential(
-                nn.BatchNorm1d(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True),
-                nn.BatchNorm1d(hidden_dim), nn.Dropout(dropout), nn.Linear(hidden_dim, n_classes))
+                nn.BatchNorm1d(in_dim),
+                nn.Dropout(dropout),
+                nn.Linear(in_dim, hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.BatchNorm1d(hidden_dim),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_dim, n_classes),
+            )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)  # (B, in_dim) -> (B, n_classes)

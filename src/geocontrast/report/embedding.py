@@ -72,21 +72,41 @@ def _scatter_by(ax: plt.Axes, xy: np.ndarray, names: np.ndarray, rank: str) -> N
         at = names == name
         ax.scatter(xy[at, 0], xy[at, 1], s=6, color=colours[name], label=name, linewidths=0)
     if other.any():
-        ax.scatter(xy[other, 0], xy[other, 1], s=6, color=OTHER_COLOUR, linewidths=0,
-                   label=f"other or unidentified ({other.sum()})")
+        ax.scatter(
+            xy[other, 0],
+            xy[other, 1],
+            s=6,
+            color=OTHER_COLOUR,
+            linewidths=0,
+            label=f"other or unidentified ({other.sum()})",
+        )
     ax.set_title(f"coloured by {rank} ({len(set(names) - {UNIDENTIFIED})} taxa)")
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, markerscale=2, fontsize=6,
-              title=rank, title_fontsize=7)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+        markerscale=2,
+        fontsize=6,
+        title=rank,
+        title_fontsize=7,
+    )
 
 
-def embedding_figure(embeddings: np.ndarray, manifest: pd.DataFrame, splits: pd.DataFrame, title: str,
-                     max_points: int = 1000, seed: int = 0, perplexity: float = 30.0, threads: int = 1
-                     ) -> plt.Figure:
+def embedding_figure(
+    embeddings: np.ndarray,
+    manifest: pd.DataFrame,
+    splits: pd.DataFrame,
+    title: str,
+    max_points: int = 1000,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    threads: int = 1,
+) -> plt.Figure:
     """Figure 7: t-SNE of up to ``max_points`` seeded test rows; one panel per rank in :data:`RANKS`.
 
     ``embeddings``: (N, D) features in manifest order; ``splits``: the splits frame in manifest order;
@@ -125,9 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if embeddings.shape[0] != len(manifest):
             raise ValueError(f"{args.embeddings}: {embeddings.shape[0]} rows, the manifest {len(manifest)}")
-        figure = embedding_figure(embeddings, manifest, pd.read_parquet(args.splits),
-                                  f"{args.strategy}, seed {args.run_seed}", args.max_points, args.seed,
-                                  args.perplexity, args.threads)
+        figure = embedding_figure(
+            embeddings,
+            manifest,
+            pd.read_parquet(args.splits),
+            f"{args.strategy}, seed {args.run_seed}",
+            args.max_points,
+            args.seed,
+            args.perplexity,
+            args.threads,
+        )
     except ValueError as error:
         print(f"embedding: {error}", file=sys.stderr)
         return 1

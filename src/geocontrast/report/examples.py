@@ -107,7 +107,7 @@ def example_pair_rows(manifest: pd.DataFrame, neighbours, negatives, n_anchors: 
     rng = np.random.default_rng(seed)
     examples = []
     for anchor in anchors:
-        positive = rng.choice(neighbours.indices[neighbours.indptr[anchor]:neighbours.indptr[anchor + 1]])
+        positive = rng.choice(neighbours.indices[neighbours.indptr[anchor] : neighbours.indptr[anchor + 1]])
         own = np.arange(len(manifest)) == anchor
         if pd.notna(observation[anchor]):
             own |= observation == observation[anchor]
@@ -144,8 +144,15 @@ def _frame(ax: plt.Axes, colour: str) -> None:
         spine.set_linewidth(2.5)
 
 
-def example_pairs_figure(images: np.ndarray, manifest: pd.DataFrame, neighbours, negatives, n_anchors: int = 4,
-                         seed: int = 0, augment_strength: float = 1.0) -> plt.Figure:
+def example_pairs_figure(
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    neighbours,
+    negatives,
+    n_anchors: int = 4,
+    seed: int = 0,
+    augment_strength: float = 1.0,
+) -> plt.Figure:
     """Figure 5: rows of (anchor, augmented view, context positive, random negative, context negative).
 
     ``images``: uint8 (N, R, R, 3) cache in manifest order; ``neighbours`` / ``negatives``: the geo tables
@@ -164,8 +171,12 @@ def example_pairs_figure(images: np.ndarray, manifest: pd.DataFrame, neighbours,
     views = denormalise(augment(torch.from_numpy(np.array(images[anchors])), torch.Generator().manual_seed(seed)))
     km = geodesic_km(lat[anchors, None], lon[anchors, None], lat[rows], lon[rows])  # (n, 4)
 
-    figure, axes = plt.subplots(len(rows), len(PAIR_COLUMNS), squeeze=False,
-                                figsize=(len(PAIR_COLUMNS) * _CELL_INCHES, len(rows) * (_CELL_INCHES + 0.35)))
+    figure, axes = plt.subplots(
+        len(rows),
+        len(PAIR_COLUMNS),
+        squeeze=False,
+        figsize=(len(PAIR_COLUMNS) * _CELL_INCHES, len(rows) * (_CELL_INCHES + 0.35)),
+    )
     for i, (anchor, positive, random_negative, context_negative) in enumerate(rows):
         cells = (  # (image, row whose species is named, second caption line), in PAIR_COLUMNS order
             (images[anchor], anchor, f"{lat[anchor]:.3f}°, {lon[anchor]:.3f}°"),
@@ -176,9 +187,11 @@ def example_pairs_figure(images: np.ndarray, manifest: pd.DataFrame, neighbours,
         )
         for j, (image, row, where) in enumerate(cells):
             _show(axes[i, j], image, f"{species[row]}\n{where}", PAIR_COLUMNS[j] if i == 0 else None)
-    figure.suptitle(f"Training pairs: context positives within {neighbours.params['radius_km']:g} km, context "
-                    f"negatives by rule '{negatives.params['rule']}'; distance to the anchor (WGS84 geodesic)",
-                    fontsize=9)
+    figure.suptitle(
+        f"Training pairs: context positives within {neighbours.params['radius_km']:g} km, context "
+        f"negatives by rule '{negatives.params['rule']}'; distance to the anchor (WGS84 geodesic)",
+        fontsize=9,
+    )
     figure.tight_layout()
     return figure
 
@@ -190,8 +203,7 @@ def retrieval_queries(manifest: pd.DataFrame, splits: pd.DataFrame, n_queries: i
     return rng.choice(candidates, size=min(n_queries, candidates.size), replace=False)
 
 
-def nearest_rows(embeddings: np.ndarray, queries: np.ndarray, observation_id, k: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_rows(embeddings: np.ndarray, queries: np.ndarray, observation_id, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most cosine-similar rows to each query, excluding the query's own observation.
 
     ``embeddings``: (N, D) features in manifest order; ``queries``: (Q,) rows; ``observation_id``: (N,) ids
@@ -212,8 +224,9 @@ def nearest_rows(embeddings: np.ndarray, queries: np.ndarray, observation_id, k:
     return top, np.take_along_axis(similarity, top, axis=1)
 
 
-def nearest_neighbours_figure(embeddings: np.ndarray, images: np.ndarray, manifest: pd.DataFrame,
-                              queries: np.ndarray, k: int = 6, title: str = "") -> plt.Figure:
+def nearest_neighbours_figure(
+    embeddings: np.ndarray, images: np.ndarray, manifest: pd.DataFrame, queries: np.ndarray, k: int = 6, title: str = ""
+) -> plt.Figure:
     """Figure 6: one row per query: the query, then its ``k`` nearest rows by cosine similarity.
 
     ``embeddings``: (N, D); ``images``: uint8 (N, R, R, 3) cache; both in manifest order. ``queries``: (Q,)
@@ -223,8 +236,9 @@ def nearest_neighbours_figure(embeddings: np.ndarray, images: np.ndarray, manife
     neighbours, similarity = nearest_rows(embeddings, queries, manifest["observation_id"], k)
     species = rank_names(manifest)
     labelled = manifest["species"].notna().to_numpy()
-    figure, axes = plt.subplots(len(queries), k + 1, squeeze=False,
-                                figsize=((k + 1) * _CELL_INCHES, len(queries) * (_CELL_INCHES + 0.3)))
+    figure, axes = plt.subplots(
+        len(queries), k + 1, squeeze=False, figsize=((k + 1) * _CELL_INCHES, len(queries) * (_CELL_INCHES + 0.3))
+    )
     for i, query in enumerate(queries):
         _show(axes[i, 0], images[query], species[query], "query" if i == 0 else None)
         for j, (row, cosine) in enumerate(zip(neighbours[i], similarity[i]), start=1):
@@ -271,16 +285,23 @@ def main(argv: list[str] | None = None) -> int:
         if len(images) != len(manifest):
             raise ValueError(f"{args.cache}: {len(images)} rows, the manifest {len(manifest)}")
         if args.figure == "pairs":
-            figure = example_pairs_figure(images, manifest, load_neighbour_table(args.neighbours),
-                                          load_negative_table(args.negatives), args.n_anchors, args.seed,
-                                          args.augment_strength)
+            figure = example_pairs_figure(
+                images,
+                manifest,
+                load_neighbour_table(args.neighbours),
+                load_negative_table(args.negatives),
+                args.n_anchors,
+                args.seed,
+                args.augment_strength,
+            )
         else:
             embeddings = np.load(args.embeddings, mmap_mode="r")
             if embeddings.shape[0] != len(manifest):
                 raise ValueError(f"{args.embeddings}: {embeddings.shape[0]} rows, the manifest {len(manifest)}")
             queries = retrieval_queries(manifest, pd.read_parquet(args.splits), args.n_queries, args.seed)
-            figure = nearest_neighbours_figure(embeddings, images, manifest, queries, args.k,
-                                               f"{args.strategy}, seed {args.run_seed}")
+            figure = nearest_neighbours_figure(
+                embeddings, images, manifest, queries, args.k, f"{args.strategy}, seed {args.run_seed}"
+            )
     except ValueError as error:
         print(f"examples {args.figure}: {error}", file=sys.stderr)
         return 1

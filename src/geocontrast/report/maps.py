@@ -73,8 +73,7 @@ class EqualAreaProjection:
 
     def __init__(self, lat0: float, lon0: float):
         self.lat0, self.lon0 = float(lat0), float(lon0)
-        self.crs = CRS.from_proj4(f"+proj=laea +lat_0={self.lat0} +lon_0={self.lon0} +datum=WGS84 +units=km "
-                                  "+no_defs")
+        self.crs = CRS.from_proj4(f"+proj=laea +lat_0={self.lat0} +lon_0={self.lon0} +datum=WGS84 +units=km +no_defs")
         self._transformer = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
 
     @classmethod
@@ -98,8 +97,9 @@ class EqualAreaProjection:
 def geodesic_circle(lat: float, lon: float, radius_km: float, n_points: int = 181) -> tuple[np.ndarray, np.ndarray]:
     """(lat, lon) of ``n_points`` on the WGS84 geodesic circle of ``radius_km`` around a point (closed ring)."""
     azimuths = np.linspace(0.0, 360.0, n_points)
-    lon_c, lat_c, _ = _GEOD.fwd(np.full(n_points, lon), np.full(n_points, lat), azimuths,
-                                np.full(n_points, radius_km * 1000.0))
+    lon_c, lat_c, _ = _GEOD.fwd(
+        np.full(n_points, lon), np.full(n_points, lat), azimuths, np.full(n_points, radius_km * 1000.0)
+    )
     return np.asarray(lat_c), np.asarray(lon_c)
 
 
@@ -143,8 +143,9 @@ class RangePoints:
     unit: str = PRIOR_UNIT
 
 
-def prior_grid(prior: Callable[[np.ndarray, np.ndarray], np.ndarray], classes, lat, lon,
-               mask: np.ndarray | None = None) -> RangeGrid:
+def prior_grid(
+    prior: Callable[[np.ndarray, np.ndarray], np.ndarray], classes, lat, lon, mask: np.ndarray | None = None
+) -> RangeGrid:
     """Evaluate ``prior(lat (n,), lon (n,)) -> (n, C)`` P(species | location) on the grid of cell centres
     ``lat`` (n_lat,) x ``lon`` (n_lon,); ``classes``: the C species names in the prior's column order.
 
@@ -162,16 +163,21 @@ def prior_points(probs: np.ndarray, classes, lat, lon) -> RangePoints:
     """The prior's (N, C) per-row probabilities at the rows' coordinates; rows without coordinates are left out."""
     lat, lon, probs = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64), np.asarray(probs)
     if probs.shape != (lat.size, len(classes)):
-        raise ValueError(f"prior probabilities have shape {probs.shape}, expected ({lat.size} rows, "
-                         f"{len(classes)} classes)")
+        raise ValueError(
+            f"prior probabilities have shape {probs.shape}, expected ({lat.size} rows, {len(classes)} classes)"
+        )
     usable = np.isfinite(lat) & np.isfinite(lon)
     return RangePoints(lat[usable], lon[usable], probs[usable].T, np.asarray(classes, dtype=str))
 
 
 def save_range_grid(grid: RangeGrid, path) -> None:
     """Write ``grid`` as the range-grid .npz described in the module docstring (atomically)."""
-    arrays = {"lat": grid.lat, "lon": grid.lon, "values": grid.values.astype(np.float32),
-              "species": grid.species.astype(str)}
+    arrays = {
+        "lat": grid.lat,
+        "lon": grid.lon,
+        "values": grid.values.astype(np.float32),
+        "species": grid.species.astype(str),
+    }
     if grid.mask is not None:
         arrays["mask"] = grid.mask
     with atomic_path(path) as partial:
@@ -181,15 +187,27 @@ def save_range_grid(grid: RangeGrid, path) -> None:
 def load_range_grid(path) -> RangeGrid:
     """Read a range grid written by :func:`save_range_grid`."""
     with np.load(path, allow_pickle=False) as data:
-        return RangeGrid(data["lat"], data["lon"], data["values"], data["species"],
-                         mask=data["mask"] if "mask" in data.files else None)
+        return RangeGrid(
+            data["lat"],
+            data["lon"],
+            data["values"],
+            data["species"],
+            mask=data["mask"] if "mask" in data.files else None,
+        )
 
 
 def load_truth(path) -> tuple[RangeGrid, np.ndarray]:
     """The synthetic world's true suitability (land cells only) and its (V, 2) lon/lat outline, from truth.npz."""
     with np.load(path, allow_pickle=False) as truth:
-        grid = RangeGrid(truth["lat"], truth["lon"], truth["suitability"], truth["species"],
-                         name="true suitability", unit=TRUTH_UNIT, mask=truth["land"])
+        grid = RangeGrid(
+            truth["lat"],
+            truth["lon"],
+            truth["suitability"],
+            truth["species"],
+            name="true suitability",
+            unit=TRUTH_UNIT,
+            mask=truth["land"],
+        )
         return grid, truth["outline"]
 
 
@@ -209,8 +227,12 @@ def _map_axes(ax: plt.Axes, projection: EqualAreaProjection, outline: np.ndarray
     ax.set_ylabel("y (km)")
 
 
-def observations_figure(manifest: pd.DataFrame, split: np.ndarray, projection: EqualAreaProjection | None = None,
-                        outline: np.ndarray | None = None) -> plt.Figure:
+def observations_figure(
+    manifest: pd.DataFrame,
+    split: np.ndarray,
+    projection: EqualAreaProjection | None = None,
+    outline: np.ndarray | None = None,
+) -> plt.Figure:
     """Figure 8a: one point per observed photo, coloured by ``split`` ((N,) str, manifest order).
 
     ``projection`` defaults to one centred on the data; ``outline``: (V, 2) lon/lat polygon of the region.
@@ -230,9 +252,14 @@ def observations_figure(manifest: pd.DataFrame, split: np.ndarray, projection: E
     return figure
 
 
-def neighbour_radius_figure(manifest: pd.DataFrame, neighbours, n_anchors: int = 3, seed: int = 0,
-                            projection: EqualAreaProjection | None = None, outline: np.ndarray | None = None
-                            ) -> plt.Figure:
+def neighbour_radius_figure(
+    manifest: pd.DataFrame,
+    neighbours,
+    n_anchors: int = 3,
+    seed: int = 0,
+    projection: EqualAreaProjection | None = None,
+    outline: np.ndarray | None = None,
+) -> plt.Figure:
     """Figure 8b: an overview of ``n_anchors`` seeded anchors, then a zoom on each with its geodesic circle of
     the table's radius, its context positives (``neighbours``: a NeighbourTable) and the other observations.
     """
@@ -251,25 +278,43 @@ def neighbour_radius_figure(manifest: pd.DataFrame, neighbours, n_anchors: int =
     overview.set_title("anchors")
     half_width = 2.0 * radius_km  # the zoom shows the ball and as much again around it
     for number, (anchor, ax, colour) in enumerate(zip(anchors, zooms, ANCHOR_COLOURS), start=1):
-        positives = neighbours.indices[neighbours.indptr[anchor]:neighbours.indptr[anchor + 1]]
-        overview.scatter(x[anchor], y[anchor], marker="*", s=80, color=colour, edgecolors="black", linewidths=0.4,
-                         zorder=4)
+        positives = neighbours.indices[neighbours.indptr[anchor] : neighbours.indptr[anchor + 1]]
+        overview.scatter(
+            x[anchor], y[anchor], marker="*", s=80, color=colour, edgecolors="black", linewidths=0.4, zorder=4
+        )
         overview.annotate(str(number), (x[anchor], y[anchor]), xytext=(4, 4), textcoords="offset points", fontsize=8)
         nearby = usable & (np.abs(x - x[anchor]) <= half_width) & (np.abs(y - y[anchor]) <= half_width)
         ax.scatter(x[nearby], y[nearby], s=5, color=BACKGROUND_COLOUR, linewidths=0, label="other observations")
         ax.scatter(x[positives], y[positives], s=9, color=colour, linewidths=0, label="context positives")
-        ax.scatter(x[anchor], y[anchor], marker="*", s=120, color=colour, edgecolors="black", linewidths=0.5,
-                   label="anchor", zorder=4)
-        ax.plot(*projection(*geodesic_circle(lat[anchor], lon[anchor], radius_km)), color=colour, linewidth=1.0,
-                label=f"{radius_km:g} km geodesic circle")
+        ax.scatter(
+            x[anchor],
+            y[anchor],
+            marker="*",
+            s=120,
+            color=colour,
+            edgecolors="black",
+            linewidths=0.5,
+            label="anchor",
+            zorder=4,
+        )
+        ax.plot(
+            *projection(*geodesic_circle(lat[anchor], lon[anchor], radius_km)),
+            color=colour,
+            linewidth=1.0,
+            label=f"{radius_km:g} km geodesic circle",
+        )
         ax.set_xlim(x[anchor] - half_width, x[anchor] + half_width)
         ax.set_ylim(y[anchor] - half_width, y[anchor] + half_width)
         _map_axes(ax, projection, outline)
         ax.set_aspect("equal", adjustable="box")  # keep the window fixed: the circle must look round
-        ax.set_title(f"anchor {number}: {positives.size} positive{'' if positives.size == 1 else 's'} "
-                     f"within {radius_km:g} km")
-    figure.suptitle(f"Context positives: up to {neighbours.params['k']} drawn uniformly within {radius_km:g} km "
-                    f"of each anchor. {projection.describe()}", fontsize=9)
+        ax.set_title(
+            f"anchor {number}: {positives.size} positive{'' if positives.size == 1 else 's'} within {radius_km:g} km"
+        )
+    figure.suptitle(
+        f"Context positives: up to {neighbours.params['k']} drawn uniformly within {radius_km:g} km "
+        f"of each anchor. {projection.describe()}",
+        fontsize=9,
+    )
     figure.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the panels
     figure.legend(*zooms[0].get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False)
     return figure
@@ -283,8 +328,9 @@ def default_range_species(manifest: pd.DataFrame, available: list[np.ndarray], n
     return ordered[:n]
 
 
-def _draw_range(ax: plt.Axes, values: RangeGrid | RangePoints, species: str,
-                projection: EqualAreaProjection) -> plt.cm.ScalarMappable:
+def _draw_range(
+    ax: plt.Axes, values: RangeGrid | RangePoints, species: str, projection: EqualAreaProjection
+) -> plt.cm.ScalarMappable:
     """One species' layer of a grid (projected cells) or of points (coloured dots), colour scale from 0 to its max."""
     index = int(np.flatnonzero(values.species == species)[0])
     layer = np.asarray(values.values[index], dtype=np.float64)
@@ -292,18 +338,25 @@ def _draw_range(ax: plt.Axes, values: RangeGrid | RangePoints, species: str,
     if isinstance(values, RangePoints):
         x, y = projection(values.lat, values.lon)
         order = np.argsort(layer)  # high values on top
-        return ax.scatter(x[order], y[order], c=layer[order], s=3, cmap="viridis", vmin=0.0, vmax=vmax,
-                          linewidths=0, rasterized=True)
+        return ax.scatter(
+            x[order], y[order], c=layer[order], s=3, cmap="viridis", vmin=0.0, vmax=vmax, linewidths=0, rasterized=True
+        )
     lon_edges, lat_edges = np.meshgrid(_cell_edges(values.lon), np.clip(_cell_edges(values.lat), -90, 90))
     x, y = projection(lat_edges, lon_edges)  # (n_lat + 1, n_lon + 1) cell corners
     hidden = ~np.isfinite(layer) if values.mask is None else ~values.mask | ~np.isfinite(layer)
-    return ax.pcolormesh(x, y, np.ma.masked_array(layer, hidden), cmap="viridis", vmin=0.0, vmax=vmax,
-                         shading="flat", rasterized=True)
+    return ax.pcolormesh(
+        x, y, np.ma.masked_array(layer, hidden), cmap="viridis", vmin=0.0, vmax=vmax, shading="flat", rasterized=True
+    )
 
 
-def range_figure(manifest: pd.DataFrame, predicted: RangeGrid | RangePoints, species: list[str],
-                 truth: RangeGrid | None = None, projection: EqualAreaProjection | None = None,
-                 outline: np.ndarray | None = None) -> plt.Figure:
+def range_figure(
+    manifest: pd.DataFrame,
+    predicted: RangeGrid | RangePoints,
+    species: list[str],
+    truth: RangeGrid | None = None,
+    projection: EqualAreaProjection | None = None,
+    outline: np.ndarray | None = None,
+) -> plt.Figure:
     """Figure 8c: one row per name in ``species``: the predicted range, and the true suitability when ``truth``
     is given (the column is omitted otherwise); black dots mark the species' observations in the manifest.
     """
@@ -318,19 +371,22 @@ def range_figure(manifest: pd.DataFrame, predicted: RangeGrid | RangePoints, spe
     projection = projection or EqualAreaProjection.centred_on(lat, lon)
     x, y = projection(lat, lon)
     names = manifest["species"].to_numpy(object)
-    figure, axes = plt.subplots(len(species), len(sources), squeeze=False,
-                                figsize=(4.2 * len(sources), 3.6 * len(species)))
+    figure, axes = plt.subplots(
+        len(species), len(sources), squeeze=False, figsize=(4.2 * len(sources), 3.6 * len(species))
+    )
     for row, name in zip(axes, species):
         observed = (names == name) & np.isfinite(x)
         for ax, source in zip(row, sources):
             mappable = _draw_range(ax, source, name, projection)
-            ax.scatter(x[observed], y[observed], s=5, facecolors="none", edgecolors="black", linewidths=0.3,
-                       zorder=4)  # hollow, so that the values under them stay visible
+            ax.scatter(
+                x[observed], y[observed], s=5, facecolors="none", edgecolors="black", linewidths=0.3, zorder=4
+            )  # hollow, so that the values under them stay visible
             _map_axes(ax, projection, outline)
             ax.set_title(f"{name}: {source.name}")
             figure.colorbar(mappable, ax=ax, shrink=0.8, label=source.unit)
-    figure.suptitle(f"Predicted and true ranges (black circles: observations of the species). "
-                    f"{projection.describe()}", fontsize=9)
+    figure.suptitle(
+        f"Predicted and true ranges (black circles: observations of the species). {projection.describe()}", fontsize=9
+    )
     figure.tight_layout()
     return figure
 
@@ -366,11 +422,13 @@ def main(argv: list[str] | None = None) -> int:
     truth, outline = load_truth(args.truth) if args.truth else (None, None)
     try:
         if args.figure == "splits":
-            figure = observations_figure(manifest, split_of_rows(manifest, pd.read_parquet(args.splits)),
-                                         outline=outline)
+            figure = observations_figure(
+                manifest, split_of_rows(manifest, pd.read_parquet(args.splits)), outline=outline
+            )
         elif args.figure == "radius":
-            figure = neighbour_radius_figure(manifest, load_neighbour_table(args.neighbours), args.n_anchors,
-                                             args.seed, outline=outline)
+            figure = neighbour_radius_figure(
+                manifest, load_neighbour_table(args.neighbours), args.n_anchors, args.seed, outline=outline
+            )
         else:
             if args.prior_grid is not None:
                 predicted = load_range_grid(args.prior_grid)

@@ -54,8 +54,13 @@ def ordered_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """Summary rows sorted by strategy order, then protocol order, then label fraction."""
     strategies = {s: i for i, s in enumerate(strategy_order(summary["strategy"]))}
     protocols = {p: i for i, p in enumerate([BASELINE_PROTOCOL, *protocol_order(summary["protocol"])])}
-    keys = pd.DataFrame({"s": summary["strategy"].map(strategies), "p": summary["protocol"].map(protocols),
-                         "f": summary["label_fraction"]})
+    keys = pd.DataFrame(
+        {
+            "s": summary["strategy"].map(strategies),
+            "p": summary["protocol"].map(protocols),
+            "f": summary["label_fraction"],
+        }
+    )
     return summary.loc[keys.sort_values(["s", "p", "f"], kind="stable").index].reset_index(drop=True)
 
 
@@ -80,8 +85,10 @@ def at_label_fraction(results: pd.DataFrame, label_fraction: float) -> pd.DataFr
     rows = results[np.isclose(results["label_fraction"].astype(float), float(label_fraction))]
     if rows.empty:
         present = sorted(results["label_fraction"].unique())
-        raise ValueError(f"no results at label_fraction {label_fraction:g} %; the results hold {present} "
-                         f"(set report.label_fraction to one of them)")
+        raise ValueError(
+            f"no results at label_fraction {label_fraction:g} %; the results hold {present} "
+            f"(set report.label_fraction to one of them)"
+        )
     return rows
 
 
@@ -190,8 +197,12 @@ def finish_figure(figure: plt.Figure, handles: list, labels: list[str], legend_t
 
 
 def bar_style(colour: str, j: int) -> dict:
-    return {"facecolor": to_rgba(colour, BAR_ALPHAS[j % len(BAR_ALPHAS)]), "edgecolor": colour,
-            "hatch": BAR_HATCHES[j % len(BAR_HATCHES)], "linewidth": 0.6}
+    return {
+        "facecolor": to_rgba(colour, BAR_ALPHAS[j % len(BAR_ALPHAS)]),
+        "edgecolor": colour,
+        "hatch": BAR_HATCHES[j % len(BAR_HATCHES)],
+        "linewidth": 0.6,
+    }
 
 
 def draw_bars(ax, panel: pd.DataFrame, metrics: Sequence[str], error_bar: str) -> None:
@@ -199,9 +210,14 @@ def draw_bars(ax, panel: pd.DataFrame, metrics: Sequence[str], error_bar: str) -
     x = np.arange(len(panel))
     width = 0.8 / len(metrics)
     for j, metric in enumerate(metrics):
-        bars = ax.bar(x + (j - (len(metrics) - 1) / 2) * width, as_percent(panel, metric), width,
-                      yerr=error_bar_lengths(panel, metric, error_bar), capsize=2,
-                      error_kw={"elinewidth": 0.8, "capthick": 0.8})
+        bars = ax.bar(
+            x + (j - (len(metrics) - 1) / 2) * width,
+            as_percent(panel, metric),
+            width,
+            yerr=error_bar_lengths(panel, metric, error_bar),
+            capsize=2,
+            error_kw={"elinewidth": 0.8, "capthick": 0.8},
+        )
         for bar, strategy in zip(bars, panel["strategy"]):
             bar.set(**bar_style(strategy_colour(strategy), j))
     ax.set_xticks(x, panel["strategy"], rotation=30, ha="right")
@@ -212,8 +228,13 @@ def baseline_lines(ax, baseline: pd.DataFrame, metrics: Sequence[str]) -> None:
     """The most-common-species baseline as horizontal lines, one line style per metric."""
     for j, metric in enumerate(metrics):
         if baseline[f"{metric}_mean"].notna().any():
-            ax.axhline(as_percent(baseline, metric)[0], color=strategy_colour(MOST_COMMON), linewidth=1,
-                       linestyle=BASELINE_LINESTYLES[j % len(BASELINE_LINESTYLES)], zorder=0.5)
+            ax.axhline(
+                as_percent(baseline, metric)[0],
+                color=strategy_colour(MOST_COMMON),
+                linewidth=1,
+                linestyle=BASELINE_LINESTYLES[j % len(BASELINE_LINESTYLES)],
+                zorder=0.5,
+            )
 
 
 def fill_handles(labels: Sequence[str]) -> list[Patch]:
@@ -221,10 +242,18 @@ def fill_handles(labels: Sequence[str]) -> list[Patch]:
 
 
 def baseline_handles(baseline: pd.DataFrame, metrics: Sequence[str], labels: Sequence[str]) -> list[Line2D]:
-    return [Line2D([], [], color=strategy_colour(MOST_COMMON), linewidth=1,
-                   linestyle=BASELINE_LINESTYLES[j % len(BASELINE_LINESTYLES)], label=label)
-            for j, (metric, label) in enumerate(zip(metrics, labels))
-            if baseline[f"{metric}_mean"].notna().any()]
+    return [
+        Line2D(
+            [],
+            [],
+            color=strategy_colour(MOST_COMMON),
+            linewidth=1,
+            linestyle=BASELINE_LINESTYLES[j % len(BASELINE_LINESTYLES)],
+            label=label,
+        )
+        for j, (metric, label) in enumerate(zip(metrics, labels))
+        if baseline[f"{metric}_mean"].notna().any()
+    ]
 
 
 def protocol_title(protocol: str) -> str:

@@ -69,8 +69,14 @@ TABLE_METRICS = ("top1", "top5", "macro_top1", "prior_top1", "prior_top5")
 
 
 # ---------------------------------------------------------------------------------------------- figures
-def accuracy_bars(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), error_bar: str = "std",
-                  figure_width_in: float = 7.0, label_fraction: float = 10) -> plt.Figure:
+def accuracy_bars(
+    results: pd.DataFrame,
+    *,
+    top_k: Sequence[int] = (1, 5),
+    error_bar: str = "std",
+    figure_width_in: float = 7.0,
+    label_fraction: float = 10,
+) -> plt.Figure:
     """Figure 1: top-k accuracy bars per strategy, one panel per protocol, the most-common baseline as lines.
 
     ``top_k``: which top-k accuracies get a bar (one fill per k); ``error_bar``: ``std`` or ``sem`` over seeds;
@@ -91,14 +97,19 @@ def accuracy_bars(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), error
             ax.set_xlabel("pretraining strategy")
     accuracy_axes(axes, columns, [ACCURACY_LABEL] * len(axes))
     names = [f"top-{k}" for k in top_k]
-    handles = fill_handles(names) + baseline_handles(baseline, metrics,
-                                                        [f"{MOST_COMMON_LABEL}, {n}" for n in names])
-    return finish_figure(figure, handles, [h.get_label() for h in handles], f"bars: {seed_note(summary, error_bar)}",
-                   f"Test accuracy with {label_fraction:g} % of the training labels")
+    handles = fill_handles(names) + baseline_handles(baseline, metrics, [f"{MOST_COMMON_LABEL}, {n}" for n in names])
+    return finish_figure(
+        figure,
+        handles,
+        [h.get_label() for h in handles],
+        f"bars: {seed_note(summary, error_bar)}",
+        f"Test accuracy with {label_fraction:g} % of the training labels",
+    )
 
 
-def rank_accuracy(results: pd.DataFrame, *, error_bar: str = "std", figure_width_in: float = 7.0,
-                  label_fraction: float = 10) -> plt.Figure:
+def rank_accuracy(
+    results: pd.DataFrame, *, error_bar: str = "std", figure_width_in: float = 7.0, label_fraction: float = 10
+) -> plt.Figure:
     """Figure 2: top-1 accuracy at every taxonomic rank (species → kingdom), a line per strategy, panel per protocol.
 
     Predictions and labels are mapped to their ancestor at each rank (``acc_<rank>`` columns); the most-common
@@ -122,22 +133,42 @@ def rank_accuracy(results: pd.DataFrame, *, error_bar: str = "std", figure_width
             means = np.concatenate([as_percent(rows, m) for m in metrics])
             errors = np.concatenate([error_bar_lengths(rows, m, error_bar) for m in metrics])
             is_baseline = row.strategy == MOST_COMMON
-            ax.errorbar(x + (j - (len(panel) - 1) / 2) * dodge, means, yerr=errors, capsize=2,
-                        color=strategy_colour(row.strategy), marker="" if is_baseline else "o", markersize=3,
-                        linestyle="--" if is_baseline else "-", linewidth=1, elinewidth=0.8,
-                        label=MOST_COMMON_LABEL if is_baseline else row.strategy)
+            ax.errorbar(
+                x + (j - (len(panel) - 1) / 2) * dodge,
+                means,
+                yerr=errors,
+                capsize=2,
+                color=strategy_colour(row.strategy),
+                marker="" if is_baseline else "o",
+                markersize=3,
+                linestyle="--" if is_baseline else "-",
+                linewidth=1,
+                elinewidth=0.8,
+                label=MOST_COMMON_LABEL if is_baseline else row.strategy,
+            )
         ax.set_xticks(x, ranks, rotation=30, ha="right")
         if is_bottom(i, len(axes), columns):
             ax.set_xlabel("taxonomic rank")
         ax.set_title(protocol_title(protocol))
     accuracy_axes(axes, columns, [f"top-1 {ACCURACY_LABEL}"] * len(axes))
     handles, labels = legend_entries(axes)
-    return finish_figure(figure, handles, labels, f"error bars: {seed_note(summary, error_bar)}",
-                   f"Accuracy per taxonomic rank with {label_fraction:g} % of the training labels")
+    return finish_figure(
+        figure,
+        handles,
+        labels,
+        f"error bars: {seed_note(summary, error_bar)}",
+        f"Accuracy per taxonomic rank with {label_fraction:g} % of the training labels",
+    )
 
 
-def geo_prior_comparison(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), error_bar: str = "std",
-                         figure_width_in: float = 7.0, label_fraction: float = 10) -> plt.Figure:
+def geo_prior_comparison(
+    results: pd.DataFrame,
+    *,
+    top_k: Sequence[int] = (1, 5),
+    error_bar: str = "std",
+    figure_width_in: float = 7.0,
+    label_fraction: float = 10,
+) -> plt.Figure:
     """Figure 3: accuracy without and with the geographic prior, paired bars per strategy.
 
     One row of panels per k of ``top_k``, one column per protocol (fewer when the width is narrow); the number
@@ -155,26 +186,42 @@ def geo_prior_comparison(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5)
         panel = panel_rows(summary, protocol, pair[1])
         draw_bars(ax, panel, pair, error_bar)
         baseline_lines(ax, baseline, pair[:1])
-        gains = (as_percent(panel, f"prior_gain_top{k}") if f"prior_gain_top{k}_mean" in panel
-                 else as_percent(panel, pair[1]) - as_percent(panel, pair[0]))
+        gains = (
+            as_percent(panel, f"prior_gain_top{k}")
+            if f"prior_gain_top{k}_mean" in panel
+            else as_percent(panel, pair[1]) - as_percent(panel, pair[0])
+        )
         tops = as_percent(panel, pair[1]) + error_bar_lengths(panel, pair[1], error_bar)
         for x, (gain, top) in enumerate(zip(gains, tops)):
-            ax.annotate(f"{gain:+.1f}", (x + 0.2, top), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=6)
+            ax.annotate(
+                f"{gain:+.1f}",
+                (x + 0.2, top),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=6,
+            )
         ax.margins(y=0.12)  # headroom for the gain labels
         ax.set_title(protocol_title(protocol))
         if is_bottom(i, len(axes), columns):
             ax.set_xlabel("pretraining strategy")
     accuracy_axes(axes, columns, [f"top-{k} {ACCURACY_LABEL}" for k, _ in panels])
     handles = fill_handles(["image only", "image × geographic prior"]) + baseline_handles(
-        baseline, [f"top{top_k[0]}"], [MOST_COMMON_LABEL])
-    return finish_figure(figure, handles, [h.get_label() for h in handles],
-                   f"bars: {seed_note(summary, error_bar)}; numbers: mean gain (percentage points)",
-                   f"Geographic prior at test time, {label_fraction:g} % of the training labels")
+        baseline, [f"top{top_k[0]}"], [MOST_COMMON_LABEL]
+    )
+    return finish_figure(
+        figure,
+        handles,
+        [h.get_label() for h in handles],
+        f"bars: {seed_note(summary, error_bar)}; numbers: mean gain (percentage points)",
+        f"Geographic prior at test time, {label_fraction:g} % of the training labels",
+    )
 
 
-def label_budget_curve(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), error_bar: str = "std",
-                       figure_width_in: float = 7.0) -> plt.Figure:
+def label_budget_curve(
+    results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), error_bar: str = "std", figure_width_in: float = 7.0
+) -> plt.Figure:
     """Figure 4: accuracy against the share of labelled training images (log x), one line per strategy.
 
     One row of panels per k of ``top_k``, one column per protocol (fewer when the width is narrow). Refused
@@ -184,8 +231,10 @@ def label_budget_curve(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), 
     require_columns(results, [f"top{k}" for k in top_k], "label-budget")
     fractions = sorted(float(f) for f in results["label_fraction"].unique())
     if len(fractions) < 2:
-        raise ValueError(f"the label-budget curve needs at least two label fractions; the results hold only "
-                         f"{', '.join(f'{f:g} %' for f in fractions) or 'none'} (evaluate more label fractions)")
+        raise ValueError(
+            f"the label-budget curve needs at least two label fractions; the results hold only "
+            f"{', '.join(f'{f:g} %' for f in fractions) or 'none'} (evaluate more label fractions)"
+        )
     summary = species_summary(results)
     protocols = panel_protocols(summary)
     baseline = most_common_rows(summary)
@@ -197,10 +246,19 @@ def label_budget_curve(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), 
         for strategy in strategy_order(panel["strategy"]):
             rows = panel[panel["strategy"] == strategy].sort_values("label_fraction")
             is_baseline = strategy == MOST_COMMON
-            ax.errorbar(rows["label_fraction"].to_numpy(float), as_percent(rows, metric),
-                        yerr=error_bar_lengths(rows, metric, error_bar), capsize=2, color=strategy_colour(strategy),
-                        marker="" if is_baseline else "o", markersize=3, linewidth=1, elinewidth=0.8,
-                        linestyle="--" if is_baseline else "-", label=MOST_COMMON_LABEL if is_baseline else strategy)
+            ax.errorbar(
+                rows["label_fraction"].to_numpy(float),
+                as_percent(rows, metric),
+                yerr=error_bar_lengths(rows, metric, error_bar),
+                capsize=2,
+                color=strategy_colour(strategy),
+                marker="" if is_baseline else "o",
+                markersize=3,
+                linewidth=1,
+                elinewidth=0.8,
+                linestyle="--" if is_baseline else "-",
+                label=MOST_COMMON_LABEL if is_baseline else strategy,
+            )
         ax.set_xscale("log")
         ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
         ax.xaxis.set_minor_locator(NullLocator())
@@ -209,8 +267,9 @@ def label_budget_curve(results: pd.DataFrame, *, top_k: Sequence[int] = (1, 5), 
             ax.set_xlabel("labelled train images (%)")
     accuracy_axes(axes, columns, [f"top-{k} {ACCURACY_LABEL}" for k, _ in panels])
     handles, labels = legend_entries(axes)
-    return finish_figure(figure, handles, labels, f"error bars: {seed_note(summary, error_bar)}",
-                   "Accuracy against the label budget")
+    return finish_figure(
+        figure, handles, labels, f"error bars: {seed_note(summary, error_bar)}", "Accuracy against the label budget"
+    )
 
 
 TRAINING_PANELS = (
@@ -250,8 +309,7 @@ def training_curves(metrics: pd.DataFrame, *, error_bar: str = "std", figure_wid
     ``metrics``: :func:`read_metrics`'s table. The band is the seeds' std (or standard error) at each epoch.
     """
     check_options(error_bar)
-    require_columns(metrics, ["strategy", "seed", "epoch", *(panel[0] for panel in TRAINING_PANELS)],
-                     "training-curves")
+    require_columns(metrics, ["strategy", "seed", "epoch", *(panel[0] for panel in TRAINING_PANELS)], "training-curves")
     figure, axes, columns = panel_grid(len(TRAINING_PANELS), figure_width_in, 0.34, 2)
     seeds = metrics.groupby("strategy", sort=False)["seed"].nunique()
     for i, (ax, (key, label, scale, title)) in enumerate(zip(axes, TRAINING_PANELS)):
@@ -263,10 +321,18 @@ def training_curves(metrics: pd.DataFrame, *, error_bar: str = "std", figure_wid
             if error_bar == "sem":
                 spread = spread / np.sqrt(stats["count"].clip(lower=1))
             colour = strategy_colour(strategy)
-            ax.plot(stats.index, stats["mean"], color=colour, linewidth=1.2, marker="o", markersize=2.5,
-                    label=f"{strategy} ({seed_count(int(seeds[strategy]))})")
-            ax.fill_between(stats.index, stats["mean"] - spread, stats["mean"] + spread, color=colour,
-                            alpha=0.2, linewidth=0)
+            ax.plot(
+                stats.index,
+                stats["mean"],
+                color=colour,
+                linewidth=1.2,
+                marker="o",
+                markersize=2.5,
+                label=f"{strategy} ({seed_count(int(seeds[strategy]))})",
+            )
+            ax.fill_between(
+                stats.index, stats["mean"] - spread, stats["mean"] + spread, color=colour, alpha=0.2, linewidth=0
+            )
         ax.set_ylabel(label)
         ax.set_title(title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -281,7 +347,7 @@ def metric_label(metric: str) -> str:
     """Column header of a metric, e.g. 'top-1', 'macro top-5', 'geo-prior gain top-5', 'genus top-1'."""
     for prefix, name in (("prior_gain_", "geo-prior gain "), ("prior_", "with geo prior "), ("macro_", "macro ")):
         if metric.startswith(prefix):
-            return name + metric_label(metric[len(prefix):])
+            return name + metric_label(metric[len(prefix) :])
     if metric.startswith("acc_"):
         return f"{metric[4:]} top-1"
     return metric.replace("top", "top-")
@@ -297,12 +363,14 @@ def results_table(results: pd.DataFrame, *, metrics: Sequence[str] = TABLE_METRI
         raise ValueError(f"unknown table metrics {unknown}; known: {list(CLASSIFICATION_METRIC_COLUMNS)}")
     require_columns(results, metrics, "results table")
     summary = species_summary(results)
-    table = pd.DataFrame({
-        "strategy": summary["strategy"],
-        "protocol": summary["protocol"],
-        "labels (%)": [f"{f:g}" for f in summary["label_fraction"].astype(float)],
-        "seeds": summary["n_seeds"].astype(int),
-    })
+    table = pd.DataFrame(
+        {
+            "strategy": summary["strategy"],
+            "protocol": summary["protocol"],
+            "labels (%)": [f"{f:g}" for f in summary["label_fraction"].astype(float)],
+            "seeds": summary["n_seeds"].astype(int),
+        }
+    )
     for metric in metrics:
         sign = "+" if metric.startswith("prior_gain_") else ""
         cells = []
@@ -329,19 +397,26 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 def table_html(table: pd.DataFrame) -> str:
     """A standalone HTML page of the table (Snakemake's report shows HTML inline, Markdown and CSV only as files)."""
-    style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
-             " th,td{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}"
-             " th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
-            f"<p>{TABLE_NOTE}</p>{table.to_html(index=False, border=0)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+        " th,td{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}"
+        " th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
+        f"<p>{TABLE_NOTE}</p>{table.to_html(index=False, border=0)}</body></html>\n"
+    )
 
 
 def write_table(table: pd.DataFrame, markdown_path: Path) -> list[Path]:
     """Write ``markdown_path`` and the same table as .csv and .html beside it (each atomically); returns the paths."""
     markdown_path = Path(markdown_path)
     paths = [markdown_path, markdown_path.with_suffix(".csv"), markdown_path.with_suffix(".html")]
-    writers = (lambda path: path.write_text(table_markdown(table)), lambda path: table.to_csv(path, index=False),
-               lambda path: path.write_text(table_html(table)))
+    writers = (
+        lambda path: path.write_text(table_markdown(table)),
+        lambda path: table.to_csv(path, index=False),
+        lambda path: path.write_text(table_html(table)),
+    )
     for path, write in zip(paths, writers):
         with atomic_path(path) as partial:
             write(partial)
@@ -360,16 +435,23 @@ FIGURES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.report.results_figures",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m geocontrast.report.results_figures", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("figure", choices=list(FIGURES))
     parser.add_argument("--results", type=Path, help="results.csv (every figure but training_curves)")
-    parser.add_argument("--metrics", type=Path, nargs="+", help="<strategy>/seed<seed>/metrics.jsonl files "
-                        "(training_curves)")
-    parser.add_argument("--out", required=True, type=Path, help="figure .png (an .svg is written beside it); "
-                        "table: .md (.csv and .html beside it)")
-    parser.add_argument("--params-json", type=json_object, default="{}",
-                        help="keyword arguments of the figure as a JSON object")
+    parser.add_argument(
+        "--metrics", type=Path, nargs="+", help="<strategy>/seed<seed>/metrics.jsonl files (training_curves)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="figure .png (an .svg is written beside it); table: .md (.csv and .html beside it)",
+    )
+    parser.add_argument(
+        "--params-json", type=json_object, default="{}", help="keyword arguments of the figure as a JSON object"
+    )
     args = parser.parse_args(argv)
 
     function = FIGURES[args.figure]

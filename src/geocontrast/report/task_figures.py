@@ -55,19 +55,25 @@ CHANCE = {"mislabel_auc": 50.0, "pairs_similar_accuracy": 50.0, "pairs_distinct_
 """Scores of a guess (%), drawn as a dotted line."""
 
 
-def task_bars(results: pd.DataFrame, *, error_bar: str = "std", figure_width_in: float = 7.0,
-              label_fraction: float = 10) -> plt.Figure:
+def task_bars(
+    results: pd.DataFrame, *, error_bar: str = "std", figure_width_in: float = 7.0, label_fraction: float = 10
+) -> plt.Figure:
     """Figure: one panel per downstream-task score present in ``results``, a bar per strategy with error bars."""
     check_options(error_bar)
     rows = at_label_fraction(results, label_fraction)
     rows = rows[rows["protocol"].isin(TASKS)]
     if rows.empty:
-        raise ValueError(f"the results hold no downstream task at {label_fraction:g} % labels "
-                         f"(evaluate.tasks is empty?): nothing to draw")
+        raise ValueError(
+            f"the results hold no downstream task at {label_fraction:g} % labels "
+            f"(evaluate.tasks is empty?): nothing to draw"
+        )
     summary = ordered_summary(summarise(rows))
-    panels = [(protocol, metric, title, label) for protocol, metric, title, label in TASK_PANELS
-              if summary.loc[summary["protocol"] == protocol, f"{metric}_mean"].notna().any()
-              if f"{metric}_mean" in summary]
+    panels = [
+        (protocol, metric, title, label)
+        for protocol, metric, title, label in TASK_PANELS
+        if summary.loc[summary["protocol"] == protocol, f"{metric}_mean"].notna().any()
+        if f"{metric}_mean" in summary
+    ]
     columns = 3 if summary["strategy"].nunique() <= 6 else 2  # room for the strategy names under each bar
     figure, axes, columns = panel_grid(len(panels), figure_width_in, 0.32 if columns == 3 else 0.42, columns)
     for i, (ax, (protocol, metric, title, label)) in enumerate(zip(axes, panels)):
@@ -83,8 +89,13 @@ def task_bars(results: pd.DataFrame, *, error_bar: str = "std", figure_width_in:
         ax.set_axisbelow(True)
         if not is_bottom(i, len(axes), columns):
             ax.tick_params(labelbottom=False)
-    return finish_figure(figure, [], [], f"error bars: {seed_note(summary, error_bar)}; dotted: chance",
-                   f"Downstream tasks on frozen features ({label_fraction:g} % labels)")
+    return finish_figure(
+        figure,
+        [],
+        [],
+        f"error bars: {seed_note(summary, error_bar)}; dotted: chance",
+        f"Downstream tasks on frozen features ({label_fraction:g} % labels)",
+    )
 
 
 def read_mislabel_records(paths: Iterable[Path]) -> list[dict]:
@@ -121,14 +132,17 @@ def mislabel_roc(records: list[dict], *, figure_width_in: float = 7.0) -> plt.Fi
         else:
             ax.tick_params(labelbottom=False)
     noise = records[0]["n_flipped"] / records[0]["n_labelled"]
-    title = (f"Mislabel detection: ROC of neighbourhood disagreement ({records[0]['n_flipped']} of "
-             f"{records[0]['n_labelled']} labelled images, {noise:.0%}, relabelled)")
+    title = (
+        f"Mislabel detection: ROC of neighbourhood disagreement ({records[0]['n_flipped']} of "
+        f"{records[0]['n_labelled']} labelled images, {noise:.0%}, relabelled)"
+    )
     return finish_figure(figure, [], [], "one line per seed; dotted: chance", title)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.report.task_figures",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m geocontrast.report.task_figures", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("figure", choices=["tasks", "mislabel_roc"])
     parser.add_argument("--results", type=Path, help="results.csv (tasks)")
     parser.add_argument("--records", type=Path, nargs="+", help="mislabel_l<pct>.json records (mislabel_roc)")

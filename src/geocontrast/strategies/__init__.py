@@ -45,5 +45,4 @@ def required_tables(name: str, options: dict | None = None) -> tuple[str, ...]:
     return strategy.required_tables(strategy.resolve_options(options or {}))
 
 
-__all__ = ["STRATEGIES", "PairBatch", "Strategy", "TrainingData", "build_strategy", "required_tables",
-           "training_data"]
+__all__ = ["STRATEGIES", "PairBatch", "Strategy", "TrainingData", "build_strategy", "required_tables", "training_data"]

@@ -23,13 +23,19 @@ class Autoencoder(Strategy):
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         latent_dim = int(self.options["latent_dim"])
-        return nn.ModuleDict({
-            "bottleneck": nn.Linear(encoder.feature_dim, latent_dim),
-            "decoder": ResizeConvDecoder(latent_dim, resolution=int(self.params.get("resolution", 32)),
-                                         channels=int(self.options["decoder_channels"])),
-        })
+        return nn.ModuleDict(
+            {
+                "bottleneck": nn.Linear(encoder.feature_dim, latent_dim),
+                "decoder": ResizeConvDecoder(
+                    latent_dim,
+                    resolution=int(self.params.get("resolution", 32)),
+                    channels=int(self.options["decoder_channels"]),
+                ),
+            }
+        )
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         reconstruction = heads["decoder"](heads["bottleneck"](features["anchor"]))  # (B, 3, R, R)
         return F.mse_loss(reconstruction.float(), views["anchor"].float())

@@ -58,8 +58,9 @@ class TrainingData:
         column = labelled_column(float(label_fraction_pct) / 100.0)
         if column not in self.splits.columns:
             available = [c for c in self.splits.columns if c.startswith("labelled_")]
-            raise ValueError(f"label_fraction {label_fraction_pct}: splits have no column {column!r} "
-                             f"(available: {available})")
+            raise ValueError(
+                f"label_fraction {label_fraction_pct}: splits have no column {column!r} (available: {available})"
+            )
         labelled = self.splits[column].to_numpy(bool) & (self.split == "train")
         return np.flatnonzero(labelled)
 
@@ -77,16 +78,23 @@ def training_data(manifest: pd.DataFrame, splits: pd.DataFrame, neighbours=None,
     if len(splits) != len(manifest) or not (splits["image_id"].to_numpy() == manifest["image_id"].to_numpy()).all():
         raise ValueError("splits must list the manifest's image_ids in manifest order")
     for name, table in (("neighbour", neighbours), ("negative", negatives)):
-        rows = None if table is None else (
-            table.indptr.size - 1 if hasattr(table, "indptr") else table.candidates.shape[0])
+        rows = (
+            None
+            if table is None
+            else (table.indptr.size - 1 if hasattr(table, "indptr") else table.candidates.shape[0])
+        )
         if rows is not None and rows != len(manifest):
             raise ValueError(f"the {name} table has {rows} rows, the manifest {len(manifest)}")
     lat = manifest["lat"].to_numpy(np.float64, na_value=np.nan)
     lon = manifest["lon"].to_numpy(np.float64, na_value=np.nan)
     species = manifest["species"].astype(object).where(manifest["species"].notna(), None).to_numpy()
     return TrainingData(
-        split=splits["split"].to_numpy(str), splits=splits.reset_index(drop=True), species=species,
-        unit=unit_vectors(lat, lon), neighbours=neighbours, negatives=negatives,
+        split=splits["split"].to_numpy(str),
+        splits=splits.reset_index(drop=True),
+        species=species,
+        unit=unit_vectors(lat, lon),
+        neighbours=neighbours,
+        negatives=negatives,
     )
 
 
@@ -129,8 +137,10 @@ class Strategy:
         self.options = self.resolve_options(params.get("options") or {})
         for option, sources in (("positive", POSITIVE_SOURCES), ("negative", NEGATIVE_SOURCES)):
             if option in self.options and self.options[option] not in sources:
-                raise ValueError(f"pretrain.strategy_options.{self.name}.{option} must be one of {list(sources)}, "
-                                 f"got {self.options[option]!r}")
+                raise ValueError(
+                    f"pretrain.strategy_options.{self.name}.{option} must be one of {list(sources)}, "
+                    f"got {self.options[option]!r}"
+                )
         for table in self.required_tables(self.options):
             if getattr(data, table) is None:
                 raise ValueError(f"strategy {self.name!r} needs the {table} table ({table}_path= / --{table} PATH)")
@@ -146,8 +156,10 @@ class Strategy:
         """``options`` over :attr:`OPTIONS`; an unknown key is refused, naming the known ones."""
         unknown = sorted(set(options) - set(cls.OPTIONS))
         if unknown:
-            raise ValueError(f"unknown options {unknown} for strategy {cls.name!r} "
-                             f"(pretrain.strategy_options.{cls.name}); known: {sorted(cls.OPTIONS) or 'none'}")
+            raise ValueError(
+                f"unknown options {unknown} for strategy {cls.name!r} "
+                f"(pretrain.strategy_options.{cls.name}); known: {sorted(cls.OPTIONS) or 'none'}"
+            )
         return {**cls.OPTIONS, **options}
 
     @classmethod
@@ -168,8 +180,9 @@ class Strategy:
         is the size of the features the loss receives."""
         raise NotImplementedError
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """The batch loss from the encoder's ``features`` per view (B_view, D); ``views`` are the augmented input
         images (B_view, 3, R, R) for strategies that need pixels (reconstruction, a target network)."""
         raise NotImplementedError
@@ -178,8 +191,9 @@ class Strategy:
         """Called after every optimiser step; ``progress`` = steps done / total steps, in (0, 1]."""
 
 
-def neighbour_positives(data: TrainingData, anchors: np.ndarray, rng: np.random.Generator,
-                        allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_positives(
+    data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, is_neighbour): per anchor a row drawn uniformly from its neighbour-table row, or the anchor itself
     where it is flagged ``fallback``, has no coordinates or no allowed neighbour."""
     table = data.neighbours
@@ -187,8 +201,9 @@ def neighbour_positives(data: TrainingData, anchors: np.ndarray, rng: np.random.
     return draw_one_per_row(table.indices, table.indptr[anchors], counts, rng, allowed, default=anchors)
 
 
-def geo_negatives(data: TrainingData, anchors: np.ndarray, rng: np.random.Generator,
-                  allowed: np.ndarray | None) -> np.ndarray:
+def geo_negatives(
+    data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None
+) -> np.ndarray:
     """One candidate per anchor from its negative-table row (allowed rows first; any candidate when the row has
     no allowed one; the anchor itself only when no other row exists)."""
     candidates = data.negatives.candidates  # (N, m)
@@ -211,8 +226,15 @@ def random_negatives(anchors: np.ndarray, pool: np.ndarray, rng: np.random.Gener
     return rows
 
 
-def draw_one_per_row(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, rng: np.random.Generator,
-                     allowed: np.ndarray | None, default: np.ndarray, rounds: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def draw_one_per_row(
+    values: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None,
+    default: np.ndarray,
+    rounds: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each group ``values[starts[i]:starts[i] + counts[i]]``, one row drawn uniformly among its allowed rows.
 
     Allowed: >= 0 and, when ``allowed`` is given, ``allowed[row]``. Vectorised rejection (a uniform draw from the
@@ -233,7 +255,7 @@ def draw_one_per_row(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
         rows[pending[ok]], found[pending[ok]] = pick[ok], True
         pending = pending[~ok]
     for i in pending:
-        group = values[starts[i]:starts[i] + counts[i]]
+        group = values[starts[i] : starts[i] + counts[i]]
         group = group[group >= 0]
         if allowed is not None:
             group = group[allowed[group]]
@@ -244,12 +266,15 @@ def draw_one_per_row(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
 
 def tables_for(options: dict) -> tuple[str, ...]:
     """Geo tables needed by the ``positive`` / ``negative`` source options (neighbour, geo)."""
-    return (*(("neighbours",) if options.get("positive") == "neighbour" else ()),
-            *(("negatives",) if options.get("negative") == "geo" else ()))
+    return (
+        *(("neighbours",) if options.get("positive") == "neighbour" else ()),
+        *(("negatives",) if options.get("negative") == "geo" else ()),
+    )
 
 
-def positives_from(source: str, data: TrainingData, anchors: np.ndarray, rng: np.random.Generator,
-                   allowed: np.ndarray | None) -> np.ndarray:
+def positives_from(
+    source: str, data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None
+) -> np.ndarray:
     """Second-view rows: the anchors themselves (``augmentation``: two augmentations of one photo) or a
     geo-neighbour of each (``neighbour``, falling back to the anchor as :func:`neighbour_positives`)."""
     if source == "neighbour":

@@ -24,8 +24,9 @@ class BYOL(SimSiam):
     def __init__(self, data, params):
         super().__init__(data, params)
         if not 0.0 <= float(self.options["momentum"]) <= 1.0:
-            raise ValueError(f"pretrain.strategy_options.byol.momentum must be in [0, 1], "
-                             f"got {self.options['momentum']}")
+            raise ValueError(
+                f"pretrain.strategy_options.byol.momentum must be in [0, 1], got {self.options['momentum']}"
+            )
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         heads = super().heads(encoder)
@@ -36,8 +37,9 @@ class BYOL(SimSiam):
         return heads
 
     @torch.no_grad()
-    def targets(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict,
-                views: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, views: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.cat([views["anchor"], views["positive"]])  # (2B, 3, R, R)
         targets = heads["target_projection"](heads["target_encoder"](images))  # (2B, out_dim)
         return targets.chunk(2)

@@ -30,6 +30,9 @@ class ContextPositiveNegative(ContextPositive):
         np.fill_diagonal(false_negatives, False)
         extra_false_negatives = geo_near_mask(unit[anchors], unit[negative], radius)  # (B, E)
         extra_false_negatives |= negative[None, :] == anchors[:, None]  # an anchor is never its own negative
-        return PairBatch(views={"anchor": anchors, "positive": positive, "negative": negative},
-                         false_negatives=false_negatives, extra_false_negatives=extra_false_negatives,
-                         extra={"is_neighbour": is_neighbour})
+        return PairBatch(
+            views={"anchor": anchors, "positive": positive, "negative": negative},
+            false_negatives=false_negatives,
+            extra_false_negatives=extra_false_negatives,
+            extra={"is_neighbour": is_neighbour},
+        )

@@ -27,8 +27,9 @@ class ContrastiveStrategy(Strategy):
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         project = heads["projection"]
         z_a = project(features["anchor"])  # (B, out_dim)
         z_b = project(features["positive"])  # (B, out_dim)
@@ -36,14 +37,20 @@ class ContrastiveStrategy(Strategy):
         extra = project(features["negative"]) if "negative" in features else None  # (E, out_dim)
         false_negatives = _as_mask(batch.false_negatives, device)
         extra_false_negatives = _as_mask(batch.extra_false_negatives, device)
-        return self.criterion(z_a.float(), z_b.float(), extra_negatives=None if extra is None else extra.float(),
-                              false_negatives=false_negatives, extra_false_negatives=extra_false_negatives)
+        return self.criterion(
+            z_a.float(),
+            z_b.float(),
+            extra_negatives=None if extra is None else extra.float(),
+            false_negatives=false_negatives,
+            extra_false_negatives=extra_false_negatives,
+        )
 
 
 def projection_head(feature_dim: int, options: dict) -> ProjectionHead:
     """SimCLR's projection head sized by a strategy's ``projection_hidden_dim`` and ``projection_dim`` options."""
-    return ProjectionHead(feature_dim, hidden_dim=int(options["projection_hidden_dim"]),
-                          out_dim=int(options["projection_dim"]))
+    return ProjectionHead(
+        feature_dim, hidden_dim=int(options["projection_hidden_dim"]), out_dim=int(options["projection_dim"])
+    )
 
 
 def _as_mask(mask: np.ndarray | None, device) -> torch.Tensor | None:

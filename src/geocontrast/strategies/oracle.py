@@ -52,8 +52,9 @@ class Oracle(Strategy):
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         project = heads["projection"]
         z = torch.cat([project(features["anchor"]), project(features["positive"])])  # (2B, out_dim)
         labels = torch.as_tensor(np.concatenate([batch.targets, batch.targets]), device=z.device)  # (2B,)

@@ -21,8 +21,12 @@ from geocontrast.strategies.contrastive import projection_head
 
 class SimSiam(Strategy):
     name = "simsiam"
-    OPTIONS = {"positive": "augmentation", "projection_dim": 128, "projection_hidden_dim": 512,
-               "predictor_hidden_dim": 64}
+    OPTIONS = {
+        "positive": "augmentation",
+        "projection_dim": 128,
+        "projection_hidden_dim": 512,
+        "predictor_hidden_dim": 64,
+    }
 
     def __init__(self, data, params):
         super().__init__(data, params)
@@ -35,19 +39,24 @@ class SimSiam(Strategy):
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         out_dim = int(self.options["projection_dim"])
-        return nn.ModuleDict({
-            "projection": projection_head(encoder.feature_dim, self.options),
-            "predictor": ProjectionHead(out_dim, hidden_dim=int(self.options["predictor_hidden_dim"]),
-                                        out_dim=out_dim),
-        })
+        return nn.ModuleDict(
+            {
+                "projection": projection_head(encoder.feature_dim, self.options),
+                "predictor": ProjectionHead(
+                    out_dim, hidden_dim=int(self.options["predictor_hidden_dim"]), out_dim=out_dim
+                ),
+            }
+        )
 
-    def targets(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict,
-                views: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, views: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The projections each view's prediction is pulled towards (the loss detaches them)."""
         return heads["projection"](features["anchor"]), heads["projection"](features["positive"])
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         predict, project = heads["predictor"], heads["projection"]
         p_a = predict(project(features["anchor"]))  # (B, out_dim)
         p_b = predict(project(features["positive"]))  # (B, out_dim)

@@ -28,8 +28,9 @@ class Supervised(Strategy):
         self.rows = data.labelled_rows(self.label_fraction)
         self.rows = self.rows[self.codes[self.rows] >= 0]
         if self.rows.size == 0:
-            raise ValueError(f"strategy {self.name!r}: no labelled train rows at label_fraction "
-                             f"{self.label_fraction:g} %")
+            raise ValueError(
+                f"strategy {self.name!r}: no labelled train rows at label_fraction {self.label_fraction:g} %"
+            )
 
     @staticmethod
     def default_label_fraction(params: dict) -> float:
@@ -43,12 +44,20 @@ class Supervised(Strategy):
         return PairBatch(views={"anchor": anchors}, targets=self.codes[anchors])
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
-        return nn.ModuleDict({"classifier": ClassifierHead(encoder.feature_dim, len(self.classes),
-                                                           hidden_dim=int(self.options["hidden_dim"]),
-                                                           dropout=float(self.options["dropout"]))})
+        return nn.ModuleDict(
+            {
+                "classifier": ClassifierHead(
+                    encoder.feature_dim,
+                    len(self.classes),
+                    hidden_dim=int(self.options["hidden_dim"]),
+                    dropout=float(self.options["dropout"]),
+                )
+            }
+        )
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         logits = heads["classifier"](features["anchor"])  # (B, n_classes)
         targets = torch.as_tensor(batch.targets, device=logits.device)
         return F.cross_entropy(logits.float(), targets)

@@ -19,8 +19,13 @@ from geocontrast.strategies.base import PairBatch, Strategy, geo_negatives, posi
 
 class Triplet(Strategy):
     name = "triplet"
-    OPTIONS = {"positive": "neighbour", "negative": "geo", "margin": 0.2, "embedding_dim": 128,
-               "embedding_hidden_dim": 512}
+    OPTIONS = {
+        "positive": "neighbour",
+        "negative": "geo",
+        "margin": 0.2,
+        "embedding_dim": 128,
+        "embedding_hidden_dim": 512,
+    }
 
     def __init__(self, data, params):
         super().__init__(data, params)
@@ -37,11 +42,18 @@ class Triplet(Strategy):
         return PairBatch(views={"anchor": anchors, "positive": positive, "negative": negative})
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
-        return nn.ModuleDict({"embedding": ProjectionHead(encoder.feature_dim,
-                                                          hidden_dim=int(self.options["embedding_hidden_dim"]),
-                                                          out_dim=int(self.options["embedding_dim"]))})
+        return nn.ModuleDict(
+            {
+                "embedding": ProjectionHead(
+                    encoder.feature_dim,
+                    hidden_dim=int(self.options["embedding_hidden_dim"]),
+                    out_dim=int(self.options["embedding_dim"]),
+                )
+            }
+        )
 
-    def loss(self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch,
-             views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         embed = heads["embedding"]
         return self.criterion(embed(features["anchor"]), embed(features["positive"]), embed(features["negative"]))

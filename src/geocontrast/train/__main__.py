@@ -46,8 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.train import distributed
     from geocontrast.train.loop import train
 
-    encoder = train(args.strategy, args.cache, args.manifest, args.splits, args.out_dir, params,
-                    neighbours_path=args.neighbours, negatives_path=args.negatives, threads=args.threads)
+    encoder = train(
+        args.strategy,
+        args.cache,
+        args.manifest,
+        args.splits,
+        args.out_dir,
+        params,
+        neighbours_path=args.neighbours,
+        negatives_path=args.negatives,
+        threads=args.threads,
+    )
     distributed.leave()
     print(encoder)
     return 0

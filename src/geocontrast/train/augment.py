@@ -67,16 +67,16 @@ class BatchAugment(nn.Module):
         if not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution must be a positive int (output side in pixels), got {resolution!r}")
         if not 0.0 <= strength <= 2.5:
-            raise ValueError(f"strength must be in [0, 2.5] (1 = SimCLR's jitter, 0 = no augmentation), "
-                             f"got {strength}")
+            raise ValueError(f"strength must be in [0, 2.5] (1 = SimCLR's jitter, 0 = no augmentation), got {strength}")
         if not 0.0 < min_scale <= 1.0:
             raise ValueError(f"min_scale must be in (0, 1] (smallest crop area fraction), got {min_scale}")
         self.resolution = resolution
         self.strength = float(strength)
         self.min_scale = float(min_scale)
 
-    def _uniform(self, n: int, low: float, high: float, device: torch.device,
-                 generator: torch.Generator | None) -> torch.Tensor:
+    def _uniform(
+        self, n: int, low: float, high: float, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, device=device, generator=generator)  # (n,)
 
     def _crop_flip(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -113,8 +113,9 @@ class BatchAugment(nn.Module):
         gray = _gray(x)
         x = ((x - gray) * saturation + gray).clamp(0, 1)
         # Hue: rotate the chroma plane (I, Q) of YIQ by 2π·hue.
-        rgb_to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                                  device=device)
+        rgb_to_yiq = torch.tensor(
+            [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=device
+        )
         yiq_to_rgb = torch.linalg.inv(rgb_to_yiq)
         angle = 2 * math.pi * hue  # (B, 1, 1)
         cos, sin = torch.cos(angle), torch.sin(angle)
@@ -145,18 +146,23 @@ class BatchAugment(nn.Module):
         kernel = torch.where(apply.view(-1, 1), kernel, identity)  # (B, K)
         kernel = kernel.repeat_interleave(channels, dim=0)  # (B*C, K)
         flat = x.reshape(1, batch * channels, height, width)
-        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
-                        kernel.view(-1, 1, 1, 2 * radius + 1), groups=batch * channels)
-        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
-                        kernel.view(-1, 1, 2 * radius + 1, 1), groups=batch * channels)
+        flat = F.conv2d(
+            F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
+            kernel.view(-1, 1, 1, 2 * radius + 1),
+            groups=batch * channels,
+        )
+        flat = F.conv2d(
+            F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+            kernel.view(-1, 1, 2 * radius + 1, 1),
+            groups=batch * channels,
+        )
         return flat.view(batch, channels, height, width)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = _to_float(images)  # (B, 3, H, W) in [0, 1]
         if self.strength == 0.0:
             if x.shape[-2:] != (self.resolution, self.resolution):
-                x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
-                                  align_corners=False)
+                x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
             return _standardise(x)
         x = self._crop_flip(x, generator)  # (B, 3, R, R)
         x = self._colour_jitter(x, generator)

@@ -38,19 +38,23 @@ def restore_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_last(out_dir: Path, model: torch.nn.Module, optimiser, scheduler, epoch: int, step: int,
-              extra: dict | None = None) -> Path:
+def save_last(
+    out_dir: Path, model: torch.nn.Module, optimiser, scheduler, epoch: int, step: int, extra: dict | None = None
+) -> Path:
     """Write ``out_dir/last.pt``: model (encoder + heads), optimiser, scheduler, RNG states, epoch, step."""
     path = Path(out_dir) / LAST
-    atomic_save({
-        "model": model.state_dict(),
-        "optimiser": optimiser.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_states(),
-        "epoch": int(epoch),
-        "step": int(step),
-        **(extra or {}),
-    }, path)
+    atomic_save(
+        {
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_states(),
+            "epoch": int(epoch),
+            "step": int(step),
+            **(extra or {}),
+        },
+        path,
+    )
     return path
 
 
@@ -71,8 +75,9 @@ def save_encoder(out_dir: Path, encoder: torch.nn.Module, strategy: str, params:
     """Write ``out_dir/encoder.pt``: {"encoder": state_dict, "encoder_name", "strategy", "params"}."""
     path = Path(out_dir) / ENCODER
     state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
-    atomic_save({"encoder": state, "encoder_name": params["encoder"], "strategy": strategy,
-                 "params": dict(params)}, path)
+    atomic_save(
+        {"encoder": state, "encoder_name": params["encoder"], "strategy": strategy, "params": dict(params)}, path
+    )
     return path
 
 

@@ -52,8 +52,10 @@ class Ranks:
         process gets an equal share (gathering needs equal sizes)."""
         size = requested - requested % self.world_size
         if size < 1:
-            raise ValueError(f"batch of {requested} anchors cannot be shared by {self.world_size} processes; "
-                             f"raise pretrain.batch_size or lower pretrain.gpus")
+            raise ValueError(
+                f"batch of {requested} anchors cannot be shared by {self.world_size} processes; "
+                f"raise pretrain.batch_size or lower pretrain.gpus"
+            )
         return size
 
     def augment_seed(self, seed: int) -> int:
@@ -75,7 +77,7 @@ class Ranks:
             if len(values) % self.world_size:
                 raise ValueError(f"batch {name} has {len(values)} rows, not divisible by {self.world_size} processes")
             size = len(values) // self.world_size
-            return values[self.rank * size:(self.rank + 1) * size]
+            return values[self.rank * size : (self.rank + 1) * size]
 
         return dataclasses.replace(
             batch,
@@ -133,7 +135,7 @@ class _AllGather(torch.autograd.Function):
         grad = grad.contiguous()  # (world_size * n, ...)
         dist.all_reduce(grad)
         n = grad.shape[0] // dist.get_world_size()
-        return grad[dist.get_rank() * n:(dist.get_rank() + 1) * n]  # (n, ...)
+        return grad[dist.get_rank() * n : (dist.get_rank() + 1) * n]  # (n, ...)
 
 
 def gather_with_gradients(rows: torch.Tensor) -> tuple[torch.Tensor, int]:

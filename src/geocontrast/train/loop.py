@@ -73,9 +73,24 @@ DEFAULTS: dict = {
     "options": {},  # the strategy's own settings (its OPTIONS; config pretrain.strategy_options.<strategy>)
     "deterministic": False,  # geocontrast.determinism.make_deterministic: one CPU thread, deterministic kernels
 }
-METRIC_KEYS = ("epoch", "step", "loss", "lr", "images", "images_per_s", "seconds", "peak_memory_mb",
-               "memory_kind", "embedding_std", "mean_pairwise_cosine", "collapsed", "knn_top1", "knn_k", "device",
-               "amp")
+METRIC_KEYS = (
+    "epoch",
+    "step",
+    "loss",
+    "lr",
+    "images",
+    "images_per_s",
+    "seconds",
+    "peak_memory_mb",
+    "memory_kind",
+    "embedding_std",
+    "mean_pairwise_cosine",
+    "collapsed",
+    "knn_top1",
+    "knn_k",
+    "device",
+    "amp",
+)
 """Keys of a metrics.jsonl line: epoch (1-based, completed), step (optimiser steps so far), loss (epoch mean),
 lr (after the epoch), images (anchors seen this epoch; each has 2-3 augmented views), images_per_s (anchors/s,
 gather + augment + step, monitors excluded), seconds, peak_memory_mb with memory_kind (cpu_rss: process peak RSS;
@@ -201,7 +216,8 @@ def train(
     if cache.shape[0] != len(manifest):
         raise ValueError(f"{cache_path}: {cache.shape[0]} rows, but the manifest has {len(manifest)}")
     data = training_data(
-        manifest, splits,
+        manifest,
+        splits,
         neighbours=None if neighbours_path is None else load_neighbour_table(neighbours_path),
         negatives=None if negatives_path is None else load_negative_table(negatives_path),
     )
@@ -228,8 +244,9 @@ def train(
         steps_per_epoch = min(steps_per_epoch, int(params["steps_per_epoch"]))
     epochs = int(params["epochs"])
     total_steps = epochs * steps_per_epoch
-    optimiser = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]),
-                                  weight_decay=float(params["weight_decay"]))
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+    )
     warmup_steps = round(float(params["warmup_fraction"]) * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total_steps, warmup_steps))
 
@@ -238,7 +255,9 @@ def train(
     if resumed is not None:
         start_epoch, step, records = int(resumed["epoch"]), int(resumed["step"]), resumed.get("metrics", [])
         if resumed.get("params") != params or resumed.get("strategy") != strategy_name:
-            warnings.warn(f"{out_dir / 'last.pt'} was written with other params or strategy; resuming anyway")
+            warnings.warn(
+                f"{out_dir / 'last.pt'} was written with other params or strategy; resuming anyway", stacklevel=2
+            )
     if ranks.is_main:
         write_jsonl(records, out_dir / METRICS)
     monitor = _Monitor(cache, data, params, resolution, device, amp_dtype, memory_format)
@@ -249,13 +268,20 @@ def train(
         order = rng.permutation(anchors)
         model.train()
         loss_sum, images, started = torch.zeros((), device=device), 0, time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, desc=f"{strategy_name} epoch {epoch + 1}/{epochs}", file=sys.stderr,
-                   disable=not (params["progress"] and ranks.is_main), leave=False)
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"{strategy_name} epoch {epoch + 1}/{epochs}",
+            file=sys.stderr,
+            disable=not (params["progress"] and ranks.is_main),
+            leave=False,
+        )
         for index in range(steps_per_epoch):
-            batch = strategy.sample(order[index * batch_size:(index + 1) * batch_size], rng)
+            batch = strategy.sample(order[index * batch_size : (index + 1) * batch_size], rng)
             batch = ranks.share(batch)  # this process's share of the global batch (all of it on one process)
-            views = {name: _augment(augment, gather_rows(cache, rows, device), generator)
-                     for name, rows in batch.views.items()}
+            views = {
+                name: _augment(augment, gather_rows(cache, rows, device), generator)
+                for name, rows in batch.views.items()
+            }
             sizes = [view.shape[0] for view in views.values()]
             x = torch.cat(list(views.values())).contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -273,8 +299,10 @@ def train(
             if (index + 1) % SYNC_EVERY == 0 or index + 1 == steps_per_epoch:
                 mean_loss = ranks.average(loss_sum).item() / (index + 1)
                 if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"{strategy_name}: loss {mean_loss} in epoch {epoch + 1} "
-                                             f"by step {step}; lower lr or check the inputs")
+                    raise FloatingPointError(
+                        f"{strategy_name}: loss {mean_loss} in epoch {epoch + 1} "
+                        f"by step {step}; lower lr or check the inputs"
+                    )
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
         bar.close()
         if device.type == "cuda":
@@ -283,18 +311,35 @@ def train(
         if not ranks.is_main:
             continue
         record = {
-            "epoch": epoch + 1, "step": step, "loss": mean_loss,
-            "lr": float(scheduler.get_last_lr()[0]), "images": images, "images_per_s": images / seconds,
-            "seconds": seconds, **_peak_memory(device), **monitor(encoder),
-            "device": device.type, "amp": "bf16" if amp_dtype is not None else "fp32",
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": mean_loss,
+            "lr": float(scheduler.get_last_lr()[0]),
+            "images": images,
+            "images_per_s": images / seconds,
+            "seconds": seconds,
+            **_peak_memory(device),
+            **monitor(encoder),
+            "device": device.type,
+            "amp": "bf16" if amp_dtype is not None else "fp32",
         }
         if record["collapsed"]:
-            warnings.warn(f"{strategy_name}: representation collapse in epoch {epoch + 1} (embedding_std "
-                          f"{record['embedding_std']:.4f}, mean pairwise cosine {record['mean_pairwise_cosine']:.3f})")
+            warnings.warn(
+                f"{strategy_name}: representation collapse in epoch {epoch + 1} (embedding_std "
+                f"{record['embedding_std']:.4f}, mean pairwise cosine {record['mean_pairwise_cosine']:.3f})",
+                stacklevel=2,
+            )
         records.append(record)
         write_jsonl(records, out_dir / METRICS)
-        save_last(out_dir, model, optimiser, scheduler, epoch + 1, step,
-                  extra={"params": params, "strategy": strategy_name, "metrics": records})
+        save_last(
+            out_dir,
+            model,
+            optimiser,
+            scheduler,
+            epoch + 1,
+            step,
+            extra={"params": params, "strategy": strategy_name, "metrics": records},
+        )
     return save_encoder(out_dir, encoder, strategy_name, params) if ranks.is_main else out_dir / ENCODER
 
 
@@ -305,19 +350,27 @@ def gather_rows(cache: np.ndarray, rows: np.ndarray, device: torch.device) -> to
 
 
 @torch.no_grad()
-def encode_rows(encoder: nn.Module, cache: np.ndarray, rows: np.ndarray, resolution: int, device: torch.device,
-                amp_dtype: torch.dtype | None = None, memory_format=torch.channels_last,
-                batch_size: int = 256) -> torch.Tensor:
+def encode_rows(
+    encoder: nn.Module,
+    cache: np.ndarray,
+    rows: np.ndarray,
+    resolution: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    memory_format=torch.channels_last,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """(n, D) float32 features of cache ``rows`` (normalised, resized to ``resolution``, no augmentation).
 
     The caller chooses train/eval mode; this only runs forward passes.
     """
     chunks = []
     for start in range(0, len(rows), batch_size):
-        images = normalise(gather_rows(cache, rows[start:start + batch_size], device))
+        images = normalise(gather_rows(cache, rows[start : start + batch_size], device))
         if images.shape[-1] != resolution:
-            images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True,
-                                   align_corners=False)
+            images = F.interpolate(
+                images, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+            )
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             chunks.append(encoder(images.contiguous(memory_format=memory_format)).float())
     if not chunks:
@@ -365,8 +418,10 @@ class _Monitor:
         self.codes = torch.as_tensor(codes)
 
     def features(self, encoder: nn.Module, rows: np.ndarray) -> torch.Tensor:
-        return F.normalize(encode_rows(encoder, self.cache, rows, self.resolution, self.device, self.amp_dtype,
-                                       self.memory_format), dim=1)
+        return F.normalize(
+            encode_rows(encoder, self.cache, rows, self.resolution, self.device, self.amp_dtype, self.memory_format),
+            dim=1,
+        )
 
     @torch.no_grad()
     def __call__(self, encoder: nn.Module) -> dict:
@@ -378,13 +433,16 @@ class _Monitor:
             n = z.shape[0]
             mean_cosine = float((cosine.sum() - cosine.diagonal().sum()) / max(1, n * (n - 1)))
             record = {
-                "embedding_std": float(z.std(dim=0).mean()), "mean_pairwise_cosine": mean_cosine,
+                "embedding_std": float(z.std(dim=0).mean()),
+                "mean_pairwise_cosine": mean_cosine,
                 "collapsed": mean_cosine > COLLAPSE_COSINE,
-                "knn_top1": None, "knn_k": self.k,
+                "knn_top1": None,
+                "knn_k": self.k,
             }
             if self.bank.size and self.queries.size:
-                record["knn_top1"] = self.knn_top1(self.features(encoder, self.queries),
-                                                   self.features(encoder, self.bank))
+                record["knn_top1"] = self.knn_top1(
+                    self.features(encoder, self.queries), self.features(encoder, self.bank)
+                )
             return record
         finally:
             encoder.train(was_training)

@@ -49,8 +49,9 @@ def png_rgb16(path: Path, pixels: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, colour type 2 (RGB)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
 
 
 def write_photos() -> None:
@@ -62,7 +63,8 @@ def write_photos() -> None:
     (HERE / "empty.jpg").write_bytes(b"")
     (HERE / "error_page.jpg").write_text(
         "<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>\n"
-        "<body><h1>Service Unavailable</h1><p>Please try again later.</p></body></html>\n")
+        "<body><h1>Service Unavailable</h1><p>Please try again later.</p></body></html>\n"
+    )
     Image.new("RGB", (SIZE, SIZE), COLOUR).convert("CMYK").save(HERE / "cmyk.jpg", quality=95)
     Image.new("L", (SIZE, SIZE), 77).save(HERE / "grey.jpg", quality=95)
     ramp = np.tile(np.linspace(0, 65535, SIZE).astype(np.uint16), (SIZE, 1))
@@ -82,9 +84,9 @@ CSV_FILES = {
     "coords_out_of_range.csv": "path,lat,lon\ngood.jpg,91,-122.0\ngrey.jpg,37.2,-181\n",
     "coords_swapped.csv": "path,lat,lon\ngood.jpg,37.1,-122.0\ngrey.jpg,-122.4,37.8\n",
     "duplicate_ids.csv": "path,lat,lon,image_id\ngood.jpg,37.1,-122.0,p1\ngrey.jpg,37.2,-122.1,p2\n"
-                         "cmyk.jpg,37.3,-122.2,p1\n",
+    "cmyk.jpg,37.3,-122.2,p1\n",
     "empty_species.csv": "path,lat,lon,species,genus\ngood.jpg,37.1,-122.0,Quercus agrifolia,Quercus\n"
-                         "grey.jpg,37.2,-122.1,,Quercus\ncmyk.jpg,37.3,-122.2,   ,Quercus\n",
+    "grey.jpg,37.2,-122.1,,Quercus\ncmyk.jpg,37.3,-122.2,   ,Quercus\n",
 }
 
 

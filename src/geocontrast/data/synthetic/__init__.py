@@ -5,6 +5,7 @@
 
 See world.py for the assembly, and config/README.md for every parameter and what the world cannot show.
 """
+
 from .world import World, generate_world, render_photos, write_truth
 
 __all__ = ["World", "generate_world", "render_photos", "write_truth"]

@@ -3,6 +3,7 @@
     python -m geocontrast.data.synthetic --world-json '{...}' --source source.parquet \
         --image-root images/ --world-dir world/ --workers 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,11 @@ from .world import generate_world, render_photos, write_truth
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.data.synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m geocontrast.data.synthetic",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--world-json", required=True, help="the `world` config section as JSON")
     parser.add_argument("--source", type=Path, required=True, help="output: photo table (manifest columns)")
     parser.add_argument("--image-root", type=Path, required=True, help="output: folder of rendered JPEGs")
@@ -38,9 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     write_truth(world, args.world_dir)
     n_images = len(world.photos)
     stats = {
-        "n_images": n_images, "n_observations": len(world.observations), "n_species": len(world.taxonomy),
-        "world_seconds": round(generated - started, 3), "render_seconds": round(rendered - generated, 3),
-        "render_images_per_s": round(n_images / max(rendered - generated, 1e-9), 1), "workers": args.workers,
+        "n_images": n_images,
+        "n_observations": len(world.observations),
+        "n_species": len(world.taxonomy),
+        "world_seconds": round(generated - started, 3),
+        "render_seconds": round(rendered - generated, 3),
+        "render_images_per_s": round(n_images / max(rendered - generated, 1e-9), 1),
+        "workers": args.workers,
     }
     write_json(stats, args.world_dir / "stats.json")
     print(json.dumps(stats), file=sys.stderr)

@@ -1,4 +1,5 @@
 """Smooth environmental fields over the region, the habitat they imply, and species suitability rasters."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,11 +14,11 @@ from .region import KM_PER_DEGREE, Region
 class Landscape:
     """Environmental fields on a regular lon/lat grid (cell centres), each scaled to [0, 1]; `land` marks the region."""
 
-    lon: np.ndarray        # (W,) cell-centre longitudes
-    lat: np.ndarray        # (H,) cell-centre latitudes
+    lon: np.ndarray  # (W,) cell-centre longitudes
+    lat: np.ndarray  # (H,) cell-centre latitudes
     elevation: np.ndarray  # (H, W) elevation-like: rugged, grey, rocky when high
-    moisture: np.ndarray   # (H, W) moisture-like: wetter to the north and the coast
-    land: np.ndarray       # (H, W) bool
+    moisture: np.ndarray  # (H, W) moisture-like: wetter to the north and the coast
+    land: np.ndarray  # (H, W) bool
 
     def cell_of(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grid (row, col) of each point, clipped to the grid."""
@@ -46,8 +47,9 @@ def make_landscape(region: Region, grid_cells: int, rng: np.random.Generator) ->
     lon_grid, lat_grid = np.meshgrid(lon, lat)
     land = region.contains(lon_grid, lat_grid)
 
-    elevation = 0.7 * _smooth_noise((height, width), grid_cells / 10, rng) \
-        + 0.3 * _smooth_noise((height, width), grid_cells / 30, rng)
+    elevation = 0.7 * _smooth_noise((height, width), grid_cells / 10, rng) + 0.3 * _smooth_noise(
+        (height, width), grid_cells / 30, rng
+    )
     north = (lat_grid - lat_min) / (lat_max - lat_min)
     west = (lon_max - lon_grid) / (lon_max - lon_min)
     moisture = 0.45 * north + 0.3 * west + 0.35 * _smooth_noise((height, width), grid_cells / 12, rng)
@@ -84,8 +86,7 @@ def suitability(landscape: Landscape, niches: dict[str, np.ndarray]) -> np.ndarr
     moist = landscape.moisture[None]
     column = lambda key: np.asarray(niches[key], dtype=float)[:, None, None]  # noqa: E731
     width = column("niche_width")
-    niche = np.exp(-((elev - column("elevation_opt")) ** 2 + (moist - column("moisture_opt")) ** 2)
-                   / (2 * width**2))
+    niche = np.exp(-((elev - column("elevation_opt")) ** 2 + (moist - column("moisture_opt")) ** 2) / (2 * width**2))
     lon_grid, lat_grid = np.meshgrid(landscape.lon, landscape.lat)
     east_km = (lon_grid[None] - column("range_lon")) * KM_PER_DEGREE * np.cos(np.radians(lat_grid[None]))
     north_km = (lat_grid[None] - column("range_lat")) * KM_PER_DEGREE

@@ -6,6 +6,7 @@ seen at a place and date is drawn with probability proportional to abundance x s
 Some observations have 2-3 photos, a few lack coordinates, some are obscured to a 0.2 degree cell, and a few
 were never identified to species.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,14 @@ def _season_weight(day_of_year: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarra
     return np.exp(-0.5 * (gap / taxonomy["flowering_width_days"].to_numpy()[None]) ** 2)
 
 
-def simulate_observations(region: Region, landscape: Landscape, taxonomy: pd.DataFrame,
-                          suitability: np.ndarray, params: dict, rng: np.random.Generator) -> pd.DataFrame:
+def simulate_observations(
+    region: Region,
+    landscape: Landscape,
+    taxonomy: pd.DataFrame,
+    suitability: np.ndarray,
+    params: dict,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     """One row per observation: observer, true and reported coordinates, date, species index, photo count.
 
     Draws observations until their photos reach params["n_images"], then trims the last observation's photos.
@@ -69,7 +76,7 @@ def simulate_observations(region: Region, landscape: Landscape, taxonomy: pd.Dat
     local = landscape.sample(suitability, location[:, 0], location[:, 1]).T  # (n_obs, S)
     weight = taxonomy["abundance"].to_numpy()[None] * local * _season_weight(obs_doy.astype(float), taxonomy)
     out_of_season = weight.sum(axis=1) <= 1e-12
-    weight[out_of_season] = (taxonomy["abundance"].to_numpy()[None] * (local[out_of_season] + 1e-6))
+    weight[out_of_season] = taxonomy["abundance"].to_numpy()[None] * (local[out_of_season] + 1e-6)
     cumulative = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
     species_index = np.minimum((cumulative < rng.random(n_obs)[:, None]).sum(axis=1), len(taxonomy) - 1)
 
@@ -79,15 +86,18 @@ def simulate_observations(region: Region, landscape: Landscape, taxonomy: pd.Dat
     n_photos = n_photos[:keep]
     n_photos[-1] -= cumulative_photos[keep - 1] - params["n_images"]
 
-    observations = pd.DataFrame({
-        "observation_id": [f"o{i:07d}" for i in range(keep)],
-        "observer_id": [f"u{u:05d}" for u in observer[visit_of_obs[:keep]]],
-        "true_lon": location[:keep, 0], "true_lat": location[:keep, 1],
-        "observed_on": pd.to_datetime(year[visit_of_obs[:keep]].astype(str), format="%Y")
-        + pd.to_timedelta(obs_doy[:keep] - 1, unit="D"),
-        "species_index": species_index[:keep],
-        "n_photos": n_photos,
-    })
+    observations = pd.DataFrame(
+        {
+            "observation_id": [f"o{i:07d}" for i in range(keep)],
+            "observer_id": [f"u{u:05d}" for u in observer[visit_of_obs[:keep]]],
+            "true_lon": location[:keep, 0],
+            "true_lat": location[:keep, 1],
+            "observed_on": pd.to_datetime(year[visit_of_obs[:keep]].astype(str), format="%Y")
+            + pd.to_timedelta(obs_doy[:keep] - 1, unit="D"),
+            "species_index": species_index[:keep],
+            "n_photos": n_photos,
+        }
+    )
     return _report_coordinates(observations, params, rng)
 
 
@@ -104,8 +114,13 @@ def _report_coordinates(observations: pd.DataFrame, params: dict, rng: np.random
     lon[obscured] = np.floor(lon[obscured] / cell) * cell + rng.uniform(0, cell, obscured.sum())
     lat[obscured] = np.floor(lat[obscured] / cell) * cell + rng.uniform(0, cell, obscured.sum())
     uncertainty = np.exp(rng.normal(np.log(30.0), 1.0, n))  # GPS accuracy, metres
-    uncertainty[rng.random(n) < 0.1] = np.nan               # often not recorded
+    uncertainty[rng.random(n) < 0.1] = np.nan  # often not recorded
     uncertainty[obscured] = OBSCURED_UNCERTAINTY_M
     lon[missing] = lat[missing] = uncertainty[missing] = np.nan
-    return observations.assign(lon=lon, lat=lat, coord_uncertainty_m=uncertainty, obscured=obscured,
-                               identified=rng.random(n) >= params["unidentified_fraction"])
+    return observations.assign(
+        lon=lon,
+        lat=lat,
+        coord_uncertainty_m=uncertainty,
+        obscured=obscured,
+        identified=rng.random(n) >= params["unidentified_fraction"],
+    )

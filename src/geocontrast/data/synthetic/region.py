@@ -1,4 +1,5 @@
 """Where the synthetic world lives: a land polygon and the population centres observers come from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,23 +10,61 @@ from matplotlib.path import Path
 KM_PER_DEGREE = 111.32
 
 # A coarse outline of California (lon, lat), clockwise from the Oregon border on the coast.
-CALIFORNIA_OUTLINE = np.array([
-    (-124.21, 42.00), (-120.00, 42.00), (-120.00, 39.00), (-114.63, 35.00), (-114.63, 34.87),
-    (-114.13, 34.27), (-114.43, 34.08), (-114.53, 33.03), (-114.72, 32.72), (-117.12, 32.53),
-    (-117.28, 33.05), (-117.88, 33.60), (-118.28, 33.72), (-118.52, 34.03), (-119.22, 34.15),
-    (-120.47, 34.45), (-120.64, 34.90), (-120.87, 35.37), (-121.90, 36.30), (-121.95, 36.60),
-    (-121.80, 36.85), (-122.40, 37.20), (-122.52, 37.78), (-123.00, 38.00), (-123.70, 38.92),
-    (-123.83, 39.80), (-124.40, 40.44), (-124.10, 41.00),
-])
+CALIFORNIA_OUTLINE = np.array(
+    [
+        (-124.21, 42.00),
+        (-120.00, 42.00),
+        (-120.00, 39.00),
+        (-114.63, 35.00),
+        (-114.63, 34.87),
+        (-114.13, 34.27),
+        (-114.43, 34.08),
+        (-114.53, 33.03),
+        (-114.72, 32.72),
+        (-117.12, 32.53),
+        (-117.28, 33.05),
+        (-117.88, 33.60),
+        (-118.28, 33.72),
+        (-118.52, 34.03),
+        (-119.22, 34.15),
+        (-120.47, 34.45),
+        (-120.64, 34.90),
+        (-120.87, 35.37),
+        (-121.90, 36.30),
+        (-121.95, 36.60),
+        (-121.80, 36.85),
+        (-122.40, 37.20),
+        (-122.52, 37.78),
+        (-123.00, 38.00),
+        (-123.70, 38.92),
+        (-123.83, 39.80),
+        (-124.40, 40.44),
+        (-124.10, 41.00),
+    ]
+)
 
 # Population centres (lon, lat, metro population in millions): iNaturalist observers live where people do.
-CALIFORNIA_CITIES = np.array([
-    (-118.24, 34.05, 13.0), (-122.42, 37.77, 4.7), (-117.40, 33.95, 4.6), (-117.16, 32.72, 3.3),
-    (-121.49, 38.58, 2.4), (-121.89, 37.34, 2.0), (-119.79, 36.74, 1.0), (-119.02, 35.37, 0.9),
-    (-121.29, 37.96, 0.8), (-121.00, 37.64, 0.55), (-122.71, 38.44, 0.5), (-119.70, 34.42, 0.45),
-    (-121.89, 36.60, 0.43), (-116.55, 33.83, 0.4), (-120.66, 35.28, 0.28), (-122.39, 40.59, 0.18),
-    (-124.16, 40.80, 0.14),
-])
+CALIFORNIA_CITIES = np.array(
+    [
+        (-118.24, 34.05, 13.0),
+        (-122.42, 37.77, 4.7),
+        (-117.40, 33.95, 4.6),
+        (-117.16, 32.72, 3.3),
+        (-121.49, 38.58, 2.4),
+        (-121.89, 37.34, 2.0),
+        (-119.79, 36.74, 1.0),
+        (-119.02, 35.37, 0.9),
+        (-121.29, 37.96, 0.8),
+        (-121.00, 37.64, 0.55),
+        (-122.71, 38.44, 0.5),
+        (-119.70, 34.42, 0.45),
+        (-121.89, 36.60, 0.43),
+        (-116.55, 33.83, 0.4),
+        (-120.66, 35.28, 0.28),
+        (-122.39, 40.59, 0.18),
+        (-124.16, 40.80, 0.14),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -33,8 +72,8 @@ class Region:
     """A land polygon in lon/lat degrees with weighted population centres (hotspots)."""
 
     name: str
-    outline: np.ndarray          # (V, 2) lon, lat
-    hotspots: np.ndarray         # (H, 2) lon, lat
+    outline: np.ndarray  # (V, 2) lon, lat
+    hotspots: np.ndarray  # (H, 2) lon, lat
     hotspot_weights: np.ndarray  # (H,) sums to 1
 
     @property
@@ -60,8 +99,9 @@ class Region:
             accepted = np.vstack([accepted, np.column_stack([lon[inside], lat[inside]])])
         return accepted[:n]
 
-    def scatter_around(self, centres: np.ndarray, sigma_km: np.ndarray | float,
-                       rng: np.random.Generator, max_tries: int = 20) -> np.ndarray:
+    def scatter_around(
+        self, centres: np.ndarray, sigma_km: np.ndarray | float, rng: np.random.Generator, max_tries: int = 20
+    ) -> np.ndarray:
         """Gaussian scatter (sigma in km) around each centre (lon, lat), redrawn until on land.
 
         Points still at sea after max_tries stay at their centre, which is on land.

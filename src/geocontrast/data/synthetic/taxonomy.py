@@ -5,6 +5,7 @@ fixes petal count and petal shape and a base colour, and the 2-5 species of a ge
 hue, saturation, proportions and centre colour. Species recognition is therefore fine-grained while genus and
 family are easier, as in real floras.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -20,14 +21,73 @@ CLASSES = {
     "Magnoliopsida": ((4, 5, 5, 8, 10), ("ovate", "lanceolate", "lobed")),
     "Liliopsida": ((3, 6), ("linear", "lanceolate")),
 }
-CENTRE_COLOURS = np.array([(0.95, 0.80, 0.15), (0.90, 0.50, 0.10), (0.30, 0.18, 0.10),
-                           (0.95, 0.95, 0.85), (0.65, 0.75, 0.20)])
-EPITHETS = ("alba", "rubra", "lutea", "purpurea", "caerulea", "montana", "palustris", "californica", "minor",
-            "major", "gracilis", "elegans", "nana", "robusta", "hirsuta", "glabra", "pallida", "occidentalis",
-            "borealis", "australis", "sylvatica", "aurea", "rosea", "violacea", "nivalis", "maritima",
-            "arvensis", "crispa", "tenuis", "grandiflora")
-SYLLABLES = ("ca", "lo", "mi", "ra", "ne", "ta", "phy", "lla", "sa", "vi", "tri", "co", "do", "ri", "ze", "bel",
-             "li", "mon", "ar", "cto", "sta", "phi", "le", "nu", "ro", "the", "ga", "pe", "sil", "ver")
+CENTRE_COLOURS = np.array(
+    [(0.95, 0.80, 0.15), (0.90, 0.50, 0.10), (0.30, 0.18, 0.10), (0.95, 0.95, 0.85), (0.65, 0.75, 0.20)]
+)
+EPITHETS = (
+    "alba",
+    "rubra",
+    "lutea",
+    "purpurea",
+    "caerulea",
+    "montana",
+    "palustris",
+    "californica",
+    "minor",
+    "major",
+    "gracilis",
+    "elegans",
+    "nana",
+    "robusta",
+    "hirsuta",
+    "glabra",
+    "pallida",
+    "occidentalis",
+    "borealis",
+    "australis",
+    "sylvatica",
+    "aurea",
+    "rosea",
+    "violacea",
+    "nivalis",
+    "maritima",
+    "arvensis",
+    "crispa",
+    "tenuis",
+    "grandiflora",
+)
+SYLLABLES = (
+    "ca",
+    "lo",
+    "mi",
+    "ra",
+    "ne",
+    "ta",
+    "phy",
+    "lla",
+    "sa",
+    "vi",
+    "tri",
+    "co",
+    "do",
+    "ri",
+    "ze",
+    "bel",
+    "li",
+    "mon",
+    "ar",
+    "cto",
+    "sta",
+    "phi",
+    "le",
+    "nu",
+    "ro",
+    "the",
+    "ga",
+    "pe",
+    "sil",
+    "ver",
+)
 RANK_COLUMNS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 
 
@@ -41,6 +101,7 @@ def _name_maker(rng: np.random.Generator):
             if name not in used:
                 used.add(name)
                 return name
+
     return make
 
 
@@ -71,8 +132,18 @@ def make_taxonomy(taxonomy_params: dict, region: Region, params: dict, rng: np.r
             }
             lo, hi = taxonomy_params["genera_per_family"]
             for _ in range(int(rng.integers(lo, hi + 1))):
-                rows.extend(_genus_rows(name, rng, taxonomy_params, params, region, petal_counts,
-                                        {"order": order, "family": family, "class": class_name}, family_traits))
+                rows.extend(
+                    _genus_rows(
+                        name,
+                        rng,
+                        taxonomy_params,
+                        params,
+                        region,
+                        petal_counts,
+                        {"order": order, "family": family, "class": class_name},
+                        family_traits,
+                    )
+                )
     taxonomy = pd.DataFrame(rows)
     taxonomy.insert(0, "taxon_id", [str(100001 + i) for i in range(len(taxonomy))])
     taxonomy["phylum"] = "Tracheophyta"
@@ -93,8 +164,11 @@ def _genus_rows(name, rng, taxonomy_params, params, region, petal_counts, ranks,
     petal_length, petal_width = rng.uniform(0.6, 0.95), rng.uniform(0.25, 0.65)
     centre_index, centre_size = int(rng.integers(len(CENTRE_COLOURS))), rng.uniform(0.15, 0.35)
     flowering_peak = rng.uniform(40, 200)
-    niche = {"elevation_opt": rng.uniform(0.1, 0.9), "moisture_opt": rng.uniform(0.1, 0.9),
-             "niche_width": rng.uniform(0.12, 0.3)}
+    niche = {
+        "elevation_opt": rng.uniform(0.1, 0.9),
+        "moisture_opt": rng.uniform(0.1, 0.9),
+        "niche_width": rng.uniform(0.12, 0.3),
+    }
     range_centre = region.sample_uniform(1, rng)[0]
     range_km = float(np.exp(rng.normal(np.log(250), 0.6)))
     sympatric = rng.random() < params["sympatric_genus_fraction"]
@@ -106,37 +180,51 @@ def _genus_rows(name, rng, taxonomy_params, params, region, petal_counts, ranks,
     rows = []
     for k in range(n_species):
         if sympatric:  # congeners share a range and a niche, with small differences
-            species_niche = {key: float(np.clip(v + rng.normal(0, 0.05), 0.02, 0.98)) if key != "niche_width"
-                             else float(v) for key, v in niche.items()}
+            species_niche = {
+                key: float(np.clip(v + rng.normal(0, 0.05), 0.02, 0.98)) if key != "niche_width" else float(v)
+                for key, v in niche.items()
+            }
             species_centre = offset_km(range_centre[None], rng.normal(0, 30, (1, 2)))[0]
             species_range_km = range_km * rng.uniform(0.7, 1.3)
         else:
-            species_niche = {"elevation_opt": rng.uniform(0.1, 0.9), "moisture_opt": rng.uniform(0.1, 0.9),
-                             "niche_width": rng.uniform(0.12, 0.3)}
+            species_niche = {
+                "elevation_opt": rng.uniform(0.1, 0.9),
+                "moisture_opt": rng.uniform(0.1, 0.9),
+                "niche_width": rng.uniform(0.12, 0.3),
+            }
             species_centre = region.sample_uniform(1, rng)[0]
             species_range_km = float(np.exp(rng.normal(np.log(250), 0.6)))
         centre = centre_index if rng.random() < 0.6 else int(rng.integers(len(CENTRE_COLOURS)))
-        rows.append({
-            "species": f"{genus} {epithets[k]}", "genus": genus, **ranks,
-            "sympatric_genus": bool(sympatric),
-            "petal_count": petal_count, "petal_shape": petal_shape,
-            "petal_h": float((hue + 0.035 * hue_steps[k] + rng.normal(0, 0.005)) % 1.0),
-            "petal_s": float(np.clip(saturation + rng.normal(0, 0.08), 0.2, 1.0)),
-            "petal_v": float(np.clip(value + rng.normal(0, 0.06), 0.45, 1.0)),
-            "petal_length": float(np.clip(petal_length * rng.uniform(0.88, 1.12), 0.5, 1.0)),
-            "petal_width": float(np.clip(petal_width * rng.uniform(0.85, 1.15), 0.15, 0.8)),
-            "centre_r": CENTRE_COLOURS[centre][0], "centre_g": CENTRE_COLOURS[centre][1],
-            "centre_b": CENTRE_COLOURS[centre][2],
-            "centre_size": float(np.clip(centre_size + rng.normal(0, 0.04), 0.1, 0.45)),
-            "leaf_shape": family_traits["leaf_shape"],
-            "leaf_h": family_traits["leaf_hsv"][0], "leaf_s": family_traits["leaf_hsv"][1],
-            "leaf_v": family_traits["leaf_hsv"][2], "leaf_count": family_traits["leaf_count"],
-            "flowering_peak_doy": float((flowering_peak + rng.normal(0, 15)) % 365),
-            "flowering_width_days": float(rng.uniform(18, 40)),
-            **species_niche,
-            "range_lon": float(species_centre[0]), "range_lat": float(species_centre[1]),
-            "range_km": float(species_range_km),
-        })
+        rows.append(
+            {
+                "species": f"{genus} {epithets[k]}",
+                "genus": genus,
+                **ranks,
+                "sympatric_genus": bool(sympatric),
+                "petal_count": petal_count,
+                "petal_shape": petal_shape,
+                "petal_h": float((hue + 0.035 * hue_steps[k] + rng.normal(0, 0.005)) % 1.0),
+                "petal_s": float(np.clip(saturation + rng.normal(0, 0.08), 0.2, 1.0)),
+                "petal_v": float(np.clip(value + rng.normal(0, 0.06), 0.45, 1.0)),
+                "petal_length": float(np.clip(petal_length * rng.uniform(0.88, 1.12), 0.5, 1.0)),
+                "petal_width": float(np.clip(petal_width * rng.uniform(0.85, 1.15), 0.15, 0.8)),
+                "centre_r": CENTRE_COLOURS[centre][0],
+                "centre_g": CENTRE_COLOURS[centre][1],
+                "centre_b": CENTRE_COLOURS[centre][2],
+                "centre_size": float(np.clip(centre_size + rng.normal(0, 0.04), 0.1, 0.45)),
+                "leaf_shape": family_traits["leaf_shape"],
+                "leaf_h": family_traits["leaf_hsv"][0],
+                "leaf_s": family_traits["leaf_hsv"][1],
+                "leaf_v": family_traits["leaf_hsv"][2],
+                "leaf_count": family_traits["leaf_count"],
+                "flowering_peak_doy": float((flowering_peak + rng.normal(0, 15)) % 365),
+                "flowering_width_days": float(rng.uniform(18, 40)),
+                **species_niche,
+                "range_lon": float(species_centre[0]),
+                "range_lat": float(species_centre[1]),
+                "range_km": float(species_range_km),
+            }
+        )
     return rows
 
 
