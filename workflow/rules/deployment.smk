@@ -2,8 +2,9 @@
 # github(...) as snakedeploy writes it): its version, and where the conda environments install the package from.
 import os
 import tomllib
+from pathlib import Path
 
-WORKFLOW_VERSION = tomllib.loads(open(workflow.source_path("../../pyproject.toml")).read())["project"]["version"]
+WORKFLOW_VERSION = tomllib.loads(Path(workflow.source_path("../../pyproject.toml")).read_text())["project"]["version"]
 
 
 def package_source():
