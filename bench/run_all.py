@@ -9,7 +9,8 @@ then reads the result files and writes
 
 A ratio is "times better than the reference measured in the same run" (throughput over the reference's, or the
 reference's time over ours), because absolute rates drift with the shared machine while side-by-side ratios do
-not (DESIGN.md section 6). Targets come from the design notes; figures without one are reported, not judged.
+not (docs/architecture.md, "Measuring"). A benchmark records each figure's target with it (train_throughput.py);
+figures without one are reported, not judged.
 
     .venv/bin/python bench/run_all.py                    # run every benchmark (about 15 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --only neighbours  # run some, summarise all existing results

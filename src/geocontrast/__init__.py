@@ -1,3 +1,6 @@
 """geocontrast: geographic context as contrastive training signal for species images."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# One version for the package and the workflow: pyproject.toml's (workflow/rules/deployment.smk reads the same).
+__version__ = version("geocontrast")

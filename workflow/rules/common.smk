@@ -34,7 +34,7 @@ def all_outputs():
 
 
 def neighbour_table_path():
-    """The positives table named by its radius and K, as DESIGN.md's contract has it."""
+    """The positives table named by its radius and K, as its contract in docs/architecture.md has it."""
     neighbours = config["neighbours"]
     return f"{RESULTS}/neighbours/r{neighbours['radius_km']:g}_k{neighbours['k']}.npz"
 

@@ -1,4 +1,4 @@
-"""The image cache contract: every image decoded and resized once into a uint8 array (DESIGN.md §3).
+"""The image cache contract: every image decoded and resized once into a uint8 array (docs/architecture.md).
 
 ``cache/{res}px.npy`` holds shape (N, res, res, 3), rows in manifest order, and is memory-mapped by training so
 no JPEG is decoded twice. Each image is resized so its shorter side is ``res`` and centre-cropped to a square.

@@ -3,7 +3,7 @@
 Required columns: ``path`` (absolute, or relative to ``image_dir``, which defaults to the CSV's folder), ``lat`` and
 ``lon`` (decimal degrees, WGS84; both blank, or both ``NaN``, for a photo without coordinates: it is kept and the
 manifest flags it ``has_coords`` false). Optional: any other manifest column
-(DESIGN.md §3) under its manifest name: ``image_id``, ``coord_uncertainty_m``, ``observed_on``, ``observer_id``,
+(docs/architecture.md) under its manifest name: ``image_id``, ``coord_uncertainty_m``, ``observed_on``, ``observer_id``,
 ``observation_id``, ``taxon_id``, ``species`` … ``kingdom``, ``license``, ``attribution``. Other columns are ignored
 (and named in the log). Blank cells are missing values.
 

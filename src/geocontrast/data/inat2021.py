@@ -9,7 +9,7 @@ The photos are chosen **from the JSON first** (taxon at any rank, bounding box);
 extracted while the image archive is read as a stream, never unpacked whole. Archive members with absolute paths
 or ``..`` are refused.
 
-Mapping to the manifest (DESIGN.md §3):
+Mapping to the manifest (docs/architecture.md):
 
 - ``image_id``: the image id; ``path``: its ``file_name`` (e.g. ``train_mini/<category dir>/<uuid>.jpg``).
 - ``observation_id``: the image id too; the 2021 files carry no observation id, so each photo is its own

@@ -12,7 +12,7 @@ are downloaded once into ``cache_dir/photos/<size>/`` in the configured size (th
 ``square`` replaced by e.g. ``medium``) and hard-linked into the image folder. Delete ``cache_dir`` to see
 observations added since.
 
-Mapping to the manifest (DESIGN.md §3), one row per photo: ``image_id`` is the photo id, ``path``
+Mapping to the manifest (docs/architecture.md), one row per photo: ``image_id`` is the photo id, ``path``
 ``<photo id>.<ext>``, ``observation_id`` the observation id, ``observer_id`` the observer's login,
 ``coord_uncertainty_m`` the public positional accuracy (at least 28 km when the location is obscured),
 ``taxon_id`` the species' taxon id (the observation's taxon above species rank), ``license`` and ``attribution``

@@ -1,4 +1,4 @@
-"""The manifest contract: one validated row per image (DESIGN.md §3).
+"""The manifest contract: one validated row per image (docs/architecture.md).
 
 Every data source writes a table with :data:`MANIFEST_COLUMNS`; :func:`validate_manifest` checks it, coerces the
 dtypes and flags rows without usable coordinates (``has_coords``) instead of dropping them. Row numbers in error

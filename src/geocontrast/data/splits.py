@@ -1,4 +1,4 @@
-"""The splits contract: train/val/test and nested label budgets, written once for every strategy (DESIGN.md §3).
+"""The splits contract: train/val/test and nested label budgets, written once for every strategy (docs/architecture.md).
 
 Splits are made at observation level (all photos of one observation share a split, so the same plant never sits
 in train and test) in one of three modes: ``random`` (stratified by species), ``spatial`` (whole equal-area

@@ -1,1 +1,1 @@
-"""Geography: unit-sphere coordinates, neighbour (positive) tables and negative tables (DESIGN.md §3, §6)."""
+"""Geography: unit-sphere coordinates, neighbour (positive) and negative tables (docs/architecture.md: contracts)."""

@@ -1,13 +1,13 @@
 """Neighbour tables: up to K geographic positives per anchor, sampled uniformly from a great-circle ball.
 
 The K nearest points are not a uniform sample of the ball (on iNaturalist they are mostly one observer at one
-spot), and full radius lists grow ~N² on clustered data, so the ball is sampled without being enumerated
-(DESIGN.md §6): unit vectors are bucketed into cubic cells of side >= chord(r) and sorted by cell; all anchors of a
-cell share the pool of points in the 3×3×3 block around it, which contains every ball. For each anchor a partial
-Fisher–Yates shuffle of the pool draws candidates without replacement and keeps those inside the ball and
-eligible, so the kept ones are a uniform sample of the eligible ball. When too many draws are rejected (the ball
-is small next to its pool) the rest of the pool is enumerated once and sampled exactly. Cost grows with N·K plus
-the pools, not with the number of pairs.
+spot), and full radius lists grow ~N² on clustered data, so the ball is sampled without being enumerated: unit
+vectors are bucketed into cubic cells of side >= chord(r) and sorted by cell; all anchors of a cell share the
+pool of points in the 3×3×3 block around it, which contains every ball. For each anchor a partial Fisher–Yates
+shuffle of the pool draws candidates without replacement and keeps those inside the ball and eligible, so the
+kept ones are a uniform sample of the eligible ball. When too many draws are rejected (the ball is small next to
+its pool) the rest of the pool is enumerated once and sampled exactly. Cost grows with N·K plus the pools, not
+with the number of pairs. The table's file format is in docs/architecture.md (data contracts).
 
 CLI (called by the workflow's neighbour rule)::
 
