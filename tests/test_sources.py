@@ -8,7 +8,10 @@ import json
 import re
 import tarfile
 import threading
+import time
 from collections import defaultdict
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +22,7 @@ from conftest import load_config
 from PIL import Image
 
 from geocontrast.data import csv_source, inat2021, inat_api
-from geocontrast.data.download import ChecksumError, download, get_json
+from geocontrast.data.download import ChecksumError, download, get_json, retry_after_seconds
 from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest
 
 # --- a local server -------------------------------------------------------------------------------------------
@@ -222,6 +225,30 @@ def test_json_request_429_waits_the_retry_after_the_server_asks_for(server):
     answer = get_json(f"{server.url}/v1/observations", {"taxon_id": 47125}, backoff_s=0.5, sleep=waits.append)
     assert answer == {"results": [{"id": 1}]} and len(server.requested("/v1/observations")) == 2
     assert waits == [2.0]
+
+
+def test_retry_after_as_an_http_date_waits_until_that_time(server):
+    server.routes = {"/v1/observations": lambda path, query: {"results": []}}
+    in_3_s = format_datetime(datetime.fromtimestamp(time.time() + 3.0, UTC), usegmt=True)  # whole seconds
+    server.failures["/v1/observations"] = [(503, {"Retry-After": in_3_s})]
+    waits = []
+    get_json(f"{server.url}/v1/observations", backoff_s=0.5, sleep=waits.append)
+    assert len(waits) == 1 and 1.0 < waits[0] <= 3.0  # the date, not the 0.5 s backoff
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("120", 120.0),
+        ("Wed, 02 Dec 2026 00:02:00 GMT", 120.0),
+        ("Tue, 01 Dec 2026 23:00:00 GMT", 0.0),  # already past: no wait
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_retry_after_seconds_reads_seconds_and_http_dates(header, expected):
+    midnight = datetime(2026, 12, 2, tzinfo=UTC).timestamp()
+    assert retry_after_seconds(header, now=midnight) == expected
 
 
 # --- inat2021 -------------------------------------------------------------------------------------------------
@@ -450,7 +477,7 @@ def api_observation(obs_id: int, taxon_id: int, photo_licence: str | None = "cc-
         "geoprivacy": "obscured" if obscured else None,
         "taxon_geoprivacy": "open",
         "license_code": "cc-by",
-        "user": {"id": obs_id, "login": f"user{obs_id}"},
+        "user": {"id": 500 + obs_id, "login": f"user{obs_id}"},
         "taxon": api_taxon(taxon_id),
         "photos": [photo],
         "observation_photos": [{"id": 9000 + obs_id, "position": 0, "photo": photo}],
@@ -527,7 +554,9 @@ def test_api_photos_table_is_a_valid_manifest_with_medium_photos(api, tmp_path):
     assert manifest["image_id"].tolist() == ["1001", "1002", "1003", "1004", "1006"]
     assert {p for p, _, _ in api.requested("/photos/")} == {f"/photos/{i}/medium.jpg" for i in manifest["image_id"]}
     assert manifest.loc[1, "coord_uncertainty_m"] == inat_api.OBSCURED_UNCERTAINTY_M and table.loc[1, "obscured"]
-    assert manifest.loc[0, ["observation_id", "observer_id", "license"]].tolist() == ["1", "user1", "cc-by"]
+    # The user id, which stays when the observer renames their login.
+    assert manifest.loc[0, ["observation_id", "observer_id", "license"]].tolist() == ["1", "501", "cc-by"]
+    assert table.loc[0, "observer_login"] == "user1"
     assert manifest.loc[3, ["species", "genus", "family", "order", "class", "phylum", "kingdom"]].tolist() == [
         "Eschscholzia californica",
         "Eschscholzia",
@@ -553,6 +582,61 @@ def test_api_rerun_reads_the_cache_and_sends_no_request(api, tmp_path):
     pd.testing.assert_frame_equal(first, second)
     photo = second["path"][0]
     assert (tmp_path / "second" / photo).read_bytes() == (tmp_path / "first" / photo).read_bytes()
+
+
+def api_requests(api: LocalServer) -> int:
+    return len(api.requested("/v1/"))
+
+
+def test_api_daily_request_cap_stops_saying_how_far_it_got_and_resumes_the_next_day(api, tmp_path):
+    config = api_config(api, max_requests_per_day=1)  # the observations page, then the taxa request is one too many
+    today = datetime(2026, 12, 1, 21, 30, tzinfo=UTC).timestamp()
+    with pytest.raises(inat_api.DailyLimitReached) as stop:
+        inat_api.inat_api_photos(config, tmp_path / "images", tmp_path / "cache", now=lambda: today, progress=False)
+    message = str(stop.value)
+    for said in (
+        "1 API requests sent today (UTC day 2026-12-01",
+        "looking up the taxonomy of 2 taxa, after all 5 observations were listed",
+        "rerun after 00:00 UTC (in 2 h 30 min)",
+        "raise dataset.inat_api.max_requests_per_day",
+    ):
+        assert said in message
+    assert api_requests(api) == 1 and not api.requested("/photos/")
+
+    # The count is kept in the cache folder: a rerun the same day sends nothing and stops again.
+    with pytest.raises(inat_api.DailyLimitReached):
+        inat_api.inat_api_photos(config, tmp_path / "images", tmp_path / "cache", now=lambda: today, progress=False)
+    assert api_requests(api) == 1
+
+    tomorrow = today + 3 * 3600
+    table = inat_api.inat_api_photos(
+        config, tmp_path / "images", tmp_path / "cache", now=lambda: tomorrow, progress=False
+    )
+    assert len(table) == 5 and api_requests(api) == 2  # the listing came from the cache, only the taxa were asked
+    usage = json.loads((tmp_path / "cache" / "usage.json").read_text())
+    assert usage["day"] == "2026-12-02" and usage["api_requests"] == 1
+
+
+def test_api_media_budget_stops_the_photo_downloads_and_persists_the_bytes(api, tmp_path):
+    first_two = sum(len(api.files[f"/photos/{i}/medium.jpg"]) for i in (1001, 1002))
+    config = api_config(api, max_media_gb_per_day=(first_two - 0.5) / inat_api.GB)  # passed by the second photo
+    with pytest.raises(inat_api.DailyLimitReached) as stop:
+        inat_api.inat_api_photos(config, tmp_path / "images", tmp_path / "cache", progress=False)
+    assert "downloading photos, with 2 of 5 in place" in str(stop.value)
+    assert "raise dataset.inat_api.max_media_gb_per_day" in str(stop.value)
+    assert len(api.requested("/photos/")) == 2
+    assert json.loads((tmp_path / "cache" / "usage.json").read_text())["media_bytes"] == first_two
+
+
+@pytest.mark.parametrize("days_later, asked_again", [(29, False), (31, True)])
+def test_api_cached_answers_older_than_the_max_age_are_fetched_again(api, tmp_path, days_later, asked_again):
+    config = api_config(api, cache_max_age_days=30)
+    inat_api.inat_api_photos(config, tmp_path / "first", tmp_path / "cache", progress=False)
+    n_requests = api_requests(api)
+    later = time.time() + days_later * 86_400
+    table = inat_api.inat_api_photos(config, tmp_path / "second", tmp_path / "cache", now=lambda: later, progress=False)
+    assert api_requests(api) == (2 * n_requests if asked_again else n_requests) and len(table) == 5
+    assert len(api.requested("/photos/")) == 5  # photos are never fetched again
 
 
 # --- csv ------------------------------------------------------------------------------------------------------

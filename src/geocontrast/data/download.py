@@ -1,9 +1,10 @@
 """What the real-data sources share: resumable downloads, JSON requests with retries, and the photo table's output.
 
 :func:`download` fetches one file into ``dest``: it writes ``dest.partial``, resumes an interrupted transfer with an
-HTTP Range request, retries connection errors and 5xx/429 answers with exponential backoff (or the wait a 429's
-``Retry-After`` asks for), checks the md5 when one is published (a mismatch deletes the copy and downloads the file
-once more from scratch) and renames the file into place only after that, so an existing ``dest`` is always complete.
+HTTP Range request, retries connection errors and 5xx/429 answers with exponential backoff (or the longer wait a
+``Retry-After`` header asks for, in seconds or as an HTTP date), checks the md5 when one is published (a mismatch
+deletes the copy and downloads the file once more from scratch) and renames the file into place only after that, so
+an existing ``dest`` is always complete.
 
 Every source (:mod:`~geocontrast.data.inat2021`, :mod:`~geocontrast.data.inat_api`,
 :mod:`~geocontrast.data.csv_source`) writes what the synthetic world writes: a photo table with
@@ -25,6 +26,8 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -233,10 +236,26 @@ def get_json(
 
 def _raise_for_status(response: requests.Response, url: str) -> None:
     if response.status_code in RETRYABLE_STATUS:
-        retry_after = response.headers.get("Retry-After", "")
-        raise _TransientStatus(response.status_code, url, float(retry_after) if retry_after.isdigit() else None)
+        raise _TransientStatus(response.status_code, url, retry_after_seconds(response.headers.get("Retry-After")))
     if response.status_code >= 400:
         raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}", status=response.status_code)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for: ``"120"`` (seconds) or an HTTP date such as
+    ``"Wed, 02 Dec 2026 00:00:00 GMT"`` (seconds from ``now``, epoch seconds, default the current time; a date
+    already past waits 0). None when the header is absent or unreadable.
+    """
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT, even when it fails to say so
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def file_md5(path: Path) -> str:

@@ -6,18 +6,24 @@ bounding box (``swlat``/``swlng``/``nelat``/``nelng``), ``quality_grade``, ``pho
 observations per species and in total. The taxonomy comes from ``GET /taxa/{ids}`` (30 ids a request), whose
 ``ancestors`` carry the ranks; observations only list ancestor ids.
 
-Requests go through a :class:`RateLimiter` (iNaturalist asks for about 60 a minute) and every raw JSON answer is
-cached on disk under ``cache_dir/responses/``; a rerun with the same config reads them and sends nothing. Photos
-are downloaded once into ``cache_dir/photos/<size>/`` in the configured size (the API's ``square`` URL with
-``square`` replaced by e.g. ``medium``) and hard-linked into the image folder. Delete ``cache_dir`` to see
-observations added since.
+Within iNaturalist's terms (about 60 requests a minute and 10,000 a day; a few GB of photos an hour and 24 GB a
+day): requests go through a :class:`RateLimiter`, and a :class:`DailyUsage` counts the API requests and photo bytes
+of the current UTC day in ``cache_dir/usage.json``, so that a rerun or a resumed run the same day goes on counting.
+Reaching ``max_requests_per_day`` or ``max_media_gb_per_day`` stops the run with :class:`DailyLimitReached`, whose
+message says how far it got and how to resume (everything fetched is cached: rerun the next UTC day, or raise the
+key). Every raw JSON answer is cached under ``cache_dir/responses/``; a rerun with the same config reads the answers
+younger than ``cache_max_age_days`` and sends nothing for them, older ones are fetched again. Photos are downloaded
+once into ``cache_dir/photos/<size>/`` in the configured size (the API's ``square`` URL with ``square`` replaced by
+e.g. ``medium``) and hard-linked into the image folder.
 
 Mapping to the manifest (docs/architecture.md), one row per photo: ``image_id`` is the photo id, ``path``
-``<photo id>.<ext>``, ``observation_id`` the observation id, ``observer_id`` the observer's login,
+``<photo id>.<ext>``, ``observation_id`` the observation id, ``observer_id`` the observer's user id (stable;
+the login name can be changed),
 ``coord_uncertainty_m`` the public positional accuracy (at least 28 km when the location is obscured),
 ``taxon_id`` the species' taxon id (the observation's taxon above species rank), ``license`` and ``attribution``
 the photo's own. Extra columns after the manifest columns: ``obscured``, ``geoprivacy`` (the observer's or the
-taxon's), ``positional_accuracy_m`` (as the observer recorded it), ``photo_url`` (where the photo came from).
+taxon's), ``positional_accuracy_m`` (as the observer recorded it), ``photo_url`` (where the photo came from),
+``observer_login`` (the login name when the photo was listed).
 
 CLI (the workflow's ``inat_api`` rule)::
 
@@ -35,6 +41,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlencode, urlsplit
 
@@ -43,7 +50,7 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from geocontrast.atomic import atomic_path
+from geocontrast.atomic import atomic_path, write_json
 from geocontrast.data.download import (
     DownloadError,
     SourceError,
@@ -65,6 +72,7 @@ OBSCURED_UNCERTAINTY_M = 28_000.0
 # A photo deleted or hidden since its observation was listed: skipped (and counted) rather than failing the run.
 GONE_STATUS = frozenset({403, 404, 410})
 _PHOTO_SIZE_IN_URL = re.compile(r"/square(\.\w+)")
+GB = 1e9
 
 
 class RateLimiter:
@@ -100,10 +108,78 @@ class RateLimiter:
         return now
 
 
-class InatClient:
-    """GET requests to the API through a rate limiter and an on-disk cache of the raw JSON answers.
+class DailyLimitReached(SourceError):
+    """A daily cap of :class:`DailyUsage` is reached: the message says which, how far the run got (``progress``,
+    added by the stage that stopped, see :meth:`during`) and how to resume."""
 
-    A failed request is retried by :func:`~geocontrast.data.download.get_json`, waiting with ``sleep``.
+    def __init__(self, limit: str, resume: str, progress: str | None = None):
+        self.limit, self.resume, self.progress = limit, resume, progress
+        super().__init__(" ".join(part for part in (limit, progress and f"Stopped {progress}.", resume) if part))
+
+    def during(self, progress: str) -> DailyLimitReached:
+        """The same stop, saying what the run was doing and how far it had got."""
+        return DailyLimitReached(self.limit, self.resume, progress)
+
+
+class DailyUsage:
+    """API requests and photo bytes of the current UTC day, persisted in ``path`` (JSON: ``day``,
+    ``api_requests``, ``media_bytes``) after each one, so that a rerun or resumed run the same day continues the
+    count; a new UTC day starts from zero. ``now`` (epoch seconds) is injectable for tests.
+
+    :meth:`charge_request` and :meth:`check_media` raise :class:`DailyLimitReached` once a cap is reached; a photo
+    is charged after its download, so the media budget may be passed by the last photo.
+    """
+
+    def __init__(self, path: Path, max_requests: int, max_media_bytes: float, now: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.max_requests, self.max_media_bytes = max_requests, max_media_bytes
+        self.now = now
+
+    def today(self) -> dict:
+        """This UTC day's counts: those saved in ``path`` if they are of today, else zeros."""
+        day = datetime.fromtimestamp(self.now(), UTC).date().isoformat()
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        return saved if saved.get("day") == day else {"day": day, "api_requests": 0, "media_bytes": 0}
+
+    def charge_request(self) -> None:
+        """Count one API request about to be sent, or raise if today's cap is reached."""
+        usage = self.today()
+        if usage["api_requests"] >= self.max_requests:
+            self._stop(f"{usage['api_requests']} API requests sent today", "max_requests_per_day", usage)
+        usage["api_requests"] += 1
+        write_json(usage, self.path)
+
+    def check_media(self) -> None:
+        """Raise if today's photo bytes have reached the budget."""
+        usage = self.today()
+        if usage["media_bytes"] >= self.max_media_bytes:
+            spent = f"{usage['media_bytes'] / GB:.2f} GB of photos downloaded today"
+            self._stop(spent, "max_media_gb_per_day", usage)
+
+    def charge_media(self, n_bytes: int) -> None:
+        usage = self.today()
+        usage["media_bytes"] += int(n_bytes)
+        write_json(usage, self.path)
+
+    def _stop(self, spent: str, key: str, usage: dict) -> None:
+        now = datetime.fromtimestamp(self.now(), UTC)
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+        hours, seconds = divmod(int((midnight - now).total_seconds()), 3600)
+        raise DailyLimitReached(
+            f"iNaturalist daily limit reached: {spent} (UTC day {usage['day']}, counted in {self.path}; "
+            f"dataset.inat_api.{key} stops there).",
+            f"Everything fetched so far stays cached in {self.path.parent}: rerun after 00:00 UTC "
+            f"(in {hours} h {seconds // 60} min) to continue where this run stopped, or raise "
+            f"dataset.inat_api.{key} (iNaturalist asks for under 10,000 requests and 24 GB of photos a day).",
+        )
+
+
+class InatClient:
+    """GET requests to the API through a rate limiter, a daily request cap and an on-disk cache of the raw JSON
+    answers that expires after ``max_age_s`` (None: never).
+
+    A failed request is retried by :func:`~geocontrast.data.download.get_json`, waiting with ``sleep``; its retries
+    are not charged to ``usage`` (one request, one charge). ``now`` (epoch seconds) ages the cache entries.
     """
 
     def __init__(
@@ -113,20 +189,29 @@ class InatClient:
         limiter: RateLimiter,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        usage: DailyUsage | None = None,
+        max_age_s: float | None = None,
+        now: Callable[[], float] = time.time,
     ):
         self.api_url = api_url.rstrip("/")
         self.responses = Path(cache_dir) / "responses"
         self.limiter = limiter
         self.session = session or new_session()
         self.sleep = sleep
+        self.usage = usage
+        self.max_age_s = max_age_s
+        self.now = now
 
     def get(self, endpoint: str, params: dict | None = None) -> dict:
-        """The JSON answer of ``{api_url}/{endpoint}?{params}``, from the cache when this exact request was made."""
+        """The JSON answer of ``{api_url}/{endpoint}?{params}``, from the cache when this exact request was made
+        less than ``max_age_s`` ago."""
         url = f"{self.api_url}/{endpoint}"
         query = urlencode(sorted((params or {}).items()))
         cached = self.responses / f"{hashlib.sha256(f'{url}?{query}'.encode()).hexdigest()[:32]}.json"
-        if cached.exists():
+        if cached.exists() and (self.max_age_s is None or self.now() - cached.stat().st_mtime < self.max_age_s):
             return json.loads(cached.read_text())
+        if self.usage is not None:
+            self.usage.charge_request()
         self.limiter.wait()
         answer = get_json(url, params, session=self.session, sleep=self.sleep)
         with atomic_path(cached) as partial:
@@ -142,6 +227,7 @@ def inat_api_photos(
     session: requests.Session | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Query observations, look up their taxonomy, download their photos under ``image_root``.
@@ -150,19 +236,39 @@ def inat_api_photos(
         config: the ``dataset.inat_api`` section (see config/README.md): ``api_url``, ``taxon_id``, ``place_id``,
             ``bbox``, ``quality_grade``, ``photo_licenses``, ``max_per_species``, ``max_observations``,
             ``max_photos_per_observation``, ``photo_size``, ``requests_per_minute``,
-            ``photo_requests_per_minute``.
+            ``photo_requests_per_minute``, ``max_requests_per_day``, ``max_media_gb_per_day``,
+            ``cache_max_age_days``.
         image_root: the image folder; the returned ``path`` column is relative to it.
-        cache_dir: raw API answers and downloaded photos, reused by later runs.
-        session, clock, sleep: injected by tests (HTTP session; the rate limiters' clock; the waits of the rate
-            limiters and of retries).
+        cache_dir: raw API answers, downloaded photos and the day's usage, reused by later runs.
+        session, clock, sleep, now: injected by tests (HTTP session; the rate limiters' clock; the waits of the rate
+            limiters and of retries; the wall clock, epoch seconds, of the daily caps and the cache's age).
         progress: a tqdm bar over photos on stderr.
+
+    Raises :class:`DailyLimitReached` when a daily cap stops the run (what was fetched stays cached).
     """
     session = session or new_session()
+    usage = DailyUsage(
+        Path(cache_dir) / "usage.json", config["max_requests_per_day"], config["max_media_gb_per_day"] * GB, now
+    )
+    max_age_days = config["cache_max_age_days"]
     client = InatClient(
-        config["api_url"], cache_dir, RateLimiter(config["requests_per_minute"], 60.0, clock, sleep), session, sleep
+        config["api_url"],
+        cache_dir,
+        RateLimiter(config["requests_per_minute"], 60.0, clock, sleep),
+        session,
+        sleep,
+        usage,
+        None if max_age_days is None else max_age_days * 86_400.0,
+        now,
     )
     observations = select_observations(client, config)
-    lineages = taxon_lineages(client, {o["taxon"]["id"] for o in observations if o.get("taxon")})
+    taxa = {o["taxon"]["id"] for o in observations if o.get("taxon")}
+    try:
+        lineages = taxon_lineages(client, taxa)
+    except DailyLimitReached as stop:
+        raise stop.during(
+            f"looking up the taxonomy of {len(taxa)} taxa, after all {len(observations)} observations were listed"
+        ) from None
     rows = [row for o in observations for row in observation_rows(o, lineages, config)]
     if not rows:
         raise SourceError(f"no observation with a photo under licences {config['photo_licenses']} matches the query")
@@ -177,6 +283,7 @@ def inat_api_photos(
         session,
         progress,
         sleep,
+        usage,
     )
     return table[available].reset_index(drop=True)
 
@@ -189,10 +296,12 @@ def download_photos(
     session: requests.Session,
     progress: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    usage: DailyUsage | None = None,
 ) -> np.ndarray:
     """Fetch each ``photo_url`` into ``photo_cache`` (unless there already), hard-link it to ``image_root/path``.
 
-    Returns a mask of the photos now in place; those the server says are gone (403, 404, 410) are logged.
+    Returns a mask of the photos now in place; those the server says are gone (403, 404, 410) are logged. The bytes
+    fetched are charged to ``usage``, whose media budget may stop the run (:class:`DailyLimitReached`).
     """
     available = np.ones(len(table), dtype=bool)
     rows = zip(table["photo_url"], table["path"])
@@ -202,8 +311,14 @@ def download_photos(
         cached = photo_cache / path
         try:
             if not cached.exists():
+                if usage is not None:
+                    usage.check_media()
                 limiter.wait()
                 download(url, cached, session=session, progress=False, sleep=sleep)
+                if usage is not None:
+                    usage.charge_media(cached.stat().st_size)
+        except DailyLimitReached as stop:
+            raise stop.during(f"downloading photos, with {i} of {len(table)} in place") from None
         except DownloadError as error:
             if error.status not in GONE_STATUS:
                 raise
@@ -251,19 +366,29 @@ def select_observations(client: InatClient, config: dict) -> list[dict]:
     licences = set(config["photo_licenses"])
     per_species: Counter = Counter()
     selected: list[dict] = []
-    for observation in iter_observations(client, observation_query(config)):
-        if not any(photo.get("license_code") in licences for photo in observation.get("photos", [])):
-            continue
-        taxon = observation.get("taxon") or {}
-        species = taxon.get("min_species_taxon_id", taxon.get("id"))
-        if per_species[species] >= config["max_per_species"]:
-            continue
-        per_species[species] += 1
-        selected.append(observation)
-        if len(selected) >= config["max_observations"]:
-            break
+    try:
+        for observation in _selectable(iter_observations(client, observation_query(config)), licences):
+            taxon = observation.get("taxon") or {}
+            species = taxon.get("min_species_taxon_id", taxon.get("id"))
+            if per_species[species] >= config["max_per_species"]:
+                continue
+            per_species[species] += 1
+            selected.append(observation)
+            if len(selected) >= config["max_observations"]:
+                break
+    except DailyLimitReached as stop:
+        raise stop.during(
+            f"listing observations, with {len(selected)} of at most {config['max_observations']} selected"
+        ) from None
     log.info("%d observations of %d taxa", len(selected), len(per_species))
     return selected
+
+
+def _selectable(observations: Iterator[dict], licences: set[str]) -> Iterator[dict]:
+    """The observations with at least one photo under one of ``licences``."""
+    for observation in observations:
+        if any(photo.get("license_code") in licences for photo in observation.get("photos", [])):
+            yield observation
 
 
 def taxon_lineages(client: InatClient, taxon_ids: set[int]) -> dict[int, dict[str, tuple[int, str]]]:
@@ -283,6 +408,7 @@ def observation_rows(observation: dict, lineages: dict, config: dict) -> list[di
     lineage = lineages.get(taxon.get("id"), {})
     species = lineage.get("species")
     coordinates = (observation.get("geojson") or {}).get("coordinates") or [np.nan, np.nan]
+    user = observation.get("user") or {}
     recorded = observation.get("positional_accuracy")
     public = observation.get("public_positional_accuracy")
     uncertainty = public if public is not None else recorded
@@ -293,7 +419,7 @@ def observation_rows(observation: dict, lineages: dict, config: dict) -> list[di
         "lon": float(coordinates[0]),
         "coord_uncertainty_m": np.nan if uncertainty is None else float(uncertainty),
         "observed_on": observation.get("observed_on"),
-        "observer_id": (observation.get("user") or {}).get("login"),
+        "observer_id": str(user["id"]) if user.get("id") is not None else None,
         "observation_id": str(observation["id"]),
         "taxon_id": str(species[0] if species else taxon["id"]) if taxon else None,
         **{rank: lineage[rank][1] if rank in lineage else None for rank in TAXONOMIC_RANKS},
@@ -301,6 +427,7 @@ def observation_rows(observation: dict, lineages: dict, config: dict) -> list[di
         "obscured": bool(observation.get("obscured")),
         "geoprivacy": observation.get("geoprivacy") or observation.get("taxon_geoprivacy"),
         "positional_accuracy_m": np.nan if recorded is None else float(recorded),
+        "observer_login": user.get("login"),
     }
     licences = set(config["photo_licenses"])
     photos = [p for p in observation.get("photos", []) if p.get("license_code") in licences]

