@@ -14,12 +14,13 @@ from test_strategies import build_tiny_inputs
 
 from geocontrast import runtime
 from geocontrast.data.manifest import read_manifest, write_manifest
+from geocontrast.evaluate import RUN_COLUMNS
 from geocontrast.geo.training_data import training_data
 from geocontrast.models import build_encoder
 from geocontrast.strategies import STRATEGIES
 from geocontrast.train import __main__ as cli
 from geocontrast.train import loop
-from geocontrast.train.budget import epoch_batches, plan_budget, pretraining_facts
+from geocontrast.train.budget import PRETRAINING_FACTS, epoch_batches, plan_budget, pretraining_facts
 from geocontrast.train.loop import METRIC_KEYS, train
 from geocontrast.train.monitor import Monitor
 
@@ -167,6 +168,10 @@ def test_encoder_and_metrics_record_the_same_budget(one_budget):
         )
         assert from_encoder == from_metrics, strategy
         assert from_encoder["pretrain_steps"] == 6 and from_encoder["pretrain_anchors"] == 96, strategy
+
+
+def test_results_rows_have_a_column_for_every_pretraining_fact():
+    assert set(PRETRAINING_FACTS.values()) <= set(RUN_COLUMNS)
 
 
 def test_label_only_anchors_get_the_steps_of_an_epoch_over_the_train_split():

@@ -101,7 +101,8 @@ class Strategy:
         return tuple(dict.fromkeys((*cls.requires, *tables_for(options))))
 
     def anchor_rows(self) -> np.ndarray:
-        """Manifest rows an epoch iterates over as anchors."""
+        """Manifest rows the anchors are drawn from; every epoch has the steps of one over the train split
+        (:mod:`geocontrast.train.budget`), cycling over fewer rows."""
         return self.data.rows_of("train")
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
