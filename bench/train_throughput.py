@@ -57,9 +57,11 @@ from geocontrast.data.synthetic import generate_world, render_photos
 from geocontrast.geo._common import manifest_coordinates
 from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
+from geocontrast.geo.training_data import training_data
 from geocontrast.models import build_encoder
-from geocontrast.strategies import STRATEGIES, PairBatch, Strategy, build_strategy, required_tables, training_data
-from geocontrast.train.loop import METRICS, cpu_supports_bf16, resolve_amp, resolve_device, resolve_params, train
+from geocontrast.runtime import cpu_supports_bf16, resolve_amp, resolve_device
+from geocontrast.strategies import STRATEGIES, PairBatch, Strategy, build_strategy, required_tables
+from geocontrast.train.loop import METRICS, resolve_params, train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "train_throughput.json"

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geocontrast.train.augment import BatchAugment, normalise
+from geocontrast.runtime import normalise
+from geocontrast.train.augment import BatchAugment
 
 
 def random_images(batch=4, size=32, seed=0):

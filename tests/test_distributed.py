@@ -14,10 +14,10 @@ import torch
 import torch.multiprocessing as mp
 from test_strategies import build_tiny_inputs
 
+from geocontrast import distributed
 from geocontrast.losses import NTXentLoss
 from geocontrast.models import ProjectionHead, build_encoder
 from geocontrast.strategies import PairBatch
-from geocontrast.train import distributed
 from geocontrast.train.loop import METRIC_KEYS, train
 
 WORLD_SIZE = 2

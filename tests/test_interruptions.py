@@ -35,7 +35,7 @@ RESULTS = Path("results/tiny")
 LOGS = Path("results/logs/tiny")
 POLL_S = 0.005
 # Timing and memory fields of a metrics.jsonl line; every other field must repeat exactly.
-TIMING_KEYS = ("images_per_s", "seconds", "peak_memory_mb")
+TIMING_KEYS = ("images_per_s", "seconds", "wall_seconds", "peak_memory_mb")
 PRETRAINED = RESULTS / "pretrain" / "context_pos_neg" / "seed0"
 RESULTS_TABLE = ("results.csv", "results_summary.csv", "results_summary.txt")
 

@@ -22,7 +22,7 @@ from geocontrast.data.manifest import validate_manifest, write_manifest
 from geocontrast.geo.negatives import NegativeTable, save_negative_table
 from geocontrast.geo.neighbours import NeighbourTable, save_neighbour_table
 from geocontrast.report import embedding, examples, maps
-from geocontrast.train.augment import normalise
+from geocontrast.runtime import normalise
 
 KM_PER_EQUATOR_DEGREE = np.pi * 6378.137 / 180  # 111.3195 km: WGS84 semi-major axis, along the equator
 LON = np.array([0.0, 0.03, 0.5, 0.53, 2.0, 1.0, 3.0, 3.04, 4.0, 4.02, np.nan, 6.0])

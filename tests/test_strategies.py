@@ -16,7 +16,8 @@ from geocontrast.data.synthetic import generate_world, render_photos
 from geocontrast.geo.coords import great_circle_km
 from geocontrast.geo.negatives import load_negative_table, negative_table, save_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, save_neighbour_table
-from geocontrast.strategies import STRATEGIES, build_strategy, required_tables, training_data
+from geocontrast.geo.training_data import training_data
+from geocontrast.strategies import STRATEGIES, build_strategy, required_tables
 
 RADIUS_KM = 3.0  # small enough that the tiny world has anchors with and without neighbours
 R_NEG_KM = 50.0

@@ -12,12 +12,17 @@ import pytest
 import torch
 from test_strategies import build_tiny_inputs
 
+from geocontrast import runtime
 from geocontrast.data.manifest import read_manifest, write_manifest
+from geocontrast.evaluate import RUN_COLUMNS
+from geocontrast.geo.training_data import training_data
 from geocontrast.models import build_encoder
 from geocontrast.strategies import STRATEGIES
 from geocontrast.train import __main__ as cli
 from geocontrast.train import loop
+from geocontrast.train.budget import PRETRAINING_FACTS, epoch_batches, plan_budget, pretraining_facts
 from geocontrast.train.loop import METRIC_KEYS, train
+from geocontrast.train.monitor import Monitor
 
 FAST = {
     "encoder": "cnn5",
@@ -133,6 +138,69 @@ def test_metrics_lines_hold_the_contract_keys(two_epochs):
         assert line["memory_kind"] == "cpu_rss" and line["amp"] == "fp32"
 
 
+VIEWS = {"supervised": 1, "augmented": 2, "context_pos_neg": 3}
+
+
+@pytest.fixture(scope="module")
+def one_budget(tiny_inputs, tmp_path_factory) -> dict[str, Path]:
+    """supervised (23 labelled train anchors on the tiny world), augmented and context_pos_neg (210 train
+    anchors) under one budget: 2 epochs of 3 steps at batch 16."""
+    root = tmp_path_factory.mktemp("one_budget")
+    for strategy in VIEWS:
+        run(tiny_inputs, root / strategy, strategy=strategy, epochs=2, steps_per_epoch=3, batch_size=16)
+    return {strategy: root / strategy for strategy in VIEWS}
+
+
+def test_every_strategy_spends_the_same_steps_on_the_same_anchor_count(one_budget):
+    for strategy, out_dir in one_budget.items():
+        lines = metrics(out_dir)
+        assert [line["step"] for line in lines] == [3, 6], strategy
+        assert [line["anchors_seen"] for line in lines] == [48, 96], strategy
+        assert lines[-1]["encoder_images"] == 96 * VIEWS[strategy], strategy
+        assert 0 < lines[0]["wall_seconds"] < lines[1]["wall_seconds"], strategy
+
+
+def test_encoder_and_metrics_record_the_same_budget(one_budget):
+    for strategy, out_dir in one_budget.items():
+        from_encoder, from_metrics = (
+            pretraining_facts(out_dir / "encoder.pt"),
+            pretraining_facts(out_dir / "metrics.jsonl"),
+        )
+        assert from_encoder == from_metrics, strategy
+        assert from_encoder["pretrain_steps"] == 6 and from_encoder["pretrain_anchors"] == 96, strategy
+
+
+def test_results_rows_have_a_column_for_every_pretraining_fact():
+    assert set(PRETRAINING_FACTS.values()) <= set(RUN_COLUMNS)
+
+
+def test_label_only_anchors_get_the_steps_of_an_epoch_over_the_train_split():
+    params = loop.resolve_params({"batch_size": 16})
+    supervised, augmented = plan_budget(210, 23, params), plan_budget(210, 210, params)
+    assert supervised.steps_per_epoch == augmented.steps_per_epoch == 210 // 16
+    assert supervised.batch_size == augmented.batch_size == 16
+    assert plan_budget(210, 10, params).batch_size == 10  # fewer anchors than one batch: a smaller batch
+
+
+def test_an_epoch_cycles_over_few_anchors_in_whole_batches_of_fresh_permutations():
+    anchors = np.arange(100, 105)  # 2 batches of 2 per pass; one anchor waits for the next pass
+    batches = epoch_batches(anchors, batch_size=2, steps=7, rng=np.random.default_rng(3))
+    assert batches.shape == (7, 2)
+    for start in range(0, 6, 2):
+        one_pass = batches[start : start + 2].ravel()
+        assert len(set(one_pass)) == 4 and set(one_pass) <= set(anchors)
+    passes = [tuple(batches[start : start + 2].ravel()) for start in range(0, 6, 2)]
+    assert len(set(passes)) > 1  # each pass its own permutation
+    again = epoch_batches(anchors, batch_size=2, steps=7, rng=np.random.default_rng(3))
+    assert (batches == again).all()
+
+
+def test_an_epoch_over_enough_anchors_is_one_permutation_as_before():
+    anchors = np.arange(50)
+    batches = epoch_batches(anchors, batch_size=8, steps=6, rng=np.random.default_rng(1))
+    assert (batches.ravel() == np.random.default_rng(1).permutation(anchors)[:48]).all()
+
+
 class Killed(Exception):
     """Stands in for SIGKILL: raised from inside the loop at a chosen checkpoint."""
 
@@ -174,6 +242,21 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(
         assert torch.equal(resumed[key], uninterrupted[key]), key
     assert [line["epoch"] for line in metrics(tmp_path)] == [1, 2]
     assert [line["loss"] for line in metrics(tmp_path)] == [line["loss"] for line in metrics(two_epochs)]
+
+
+def test_killed_label_only_run_resumes_to_the_uninterrupted_weights(tiny_inputs, one_budget, tmp_path, monkeypatch):
+    kill_at_save(monkeypatch, 1, before_writing=False)
+    with pytest.raises(Killed):
+        run(tiny_inputs, tmp_path, strategy="supervised", epochs=2, steps_per_epoch=3, batch_size=16)
+    monkeypatch.undo()
+    run(tiny_inputs, tmp_path, strategy="supervised", epochs=2, steps_per_epoch=3, batch_size=16)
+    resumed, uninterrupted = (
+        encoder_state(tmp_path / "encoder.pt"),
+        encoder_state(one_budget["supervised"] / "encoder.pt"),
+    )
+    for key in resumed:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+    assert pretraining_facts(tmp_path / "metrics.jsonl")["pretrain_anchors"] == 96
 
 
 def test_finished_run_is_not_trained_again(tiny_inputs, two_epochs, tmp_path):
@@ -262,14 +345,14 @@ def test_cli_trains_from_params_json(tiny_inputs, tmp_path):
 def test_auto_amp_uses_bf16_only_on_native_bf16_cpus(tmp_path, flags, expected):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    assert loop.cpu_supports_bf16(cpuinfo) is expected
-    assert loop.cpu_supports_bf16(tmp_path / "absent") is False
+    assert runtime.cpu_supports_bf16(cpuinfo) is expected
+    assert runtime.cpu_supports_bf16(tmp_path / "absent") is False
 
 
 def test_allocator_keeps_freed_memory_on_glibc():
     import platform
 
-    assert loop.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    assert runtime.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
 
 
 def test_autoencoder_reconstructs_a_tiny_batch_better_after_a_few_steps(sixteen_images, tmp_path):
@@ -302,8 +385,8 @@ def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny
             return torch.ones(images.shape[0], self.feature_dim) + 1e-4 * images.mean(dim=(1, 2, 3))[:, None]
 
     manifest = read_manifest(tiny_inputs["manifest"])
-    data = loop.training_data(manifest, pd.read_parquet(tiny_inputs["splits"]))
-    monitor = loop._Monitor(
+    data = training_data(manifest, pd.read_parquet(tiny_inputs["splits"]))
+    monitor = Monitor(
         np.load(tiny_inputs["cache"]),
         data,
         loop.resolve_params(FAST),

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geocontrast.train.distributed import gather_with_gradients
+from geocontrast.distributed import gather_with_gradients
 
 
 def checked_temperature(temperature: float) -> float:

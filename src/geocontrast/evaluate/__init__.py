@@ -59,6 +59,10 @@ RUN_COLUMNS = (
     "encoder",
     "resolution",
     "epochs",
+    "pretrain_steps",  # what the pretraining job spent (geocontrast.train.budget.pretraining_facts)
+    "pretrain_anchors",
+    "pretrain_images",
+    "pretrain_seconds",
     "split_mode",
     "label_fraction",
     "n_labelled",

@@ -36,7 +36,7 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     from geocontrast.evaluate import protocols, tasks
     from geocontrast.evaluate.embed import load_or_init_encoder
     from geocontrast.evaluate.metrics import most_common_scores
-    from geocontrast.train.loop import resolve_amp, resolve_device
+    from geocontrast.runtime import resolve_amp, resolve_device
 
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)

@@ -23,8 +23,8 @@ from geocontrast.atomic import atomic_path
 from geocontrast.data.cache import load_image_cache
 from geocontrast.determinism import make_deterministic
 from geocontrast.models import build_encoder
+from geocontrast.runtime import encode_rows, resolve_amp, resolve_device
 from geocontrast.train.checkpoint import load_encoder
-from geocontrast.train.loop import encode_rows, resolve_amp, resolve_device
 
 CHUNK_ROWS = 8192  # rows encoded per chunk before moving features to the host
 

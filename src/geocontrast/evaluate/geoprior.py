@@ -37,8 +37,8 @@ from geocontrast.atomic import atomic_path, write_json
 from geocontrast.cli import json_object
 from geocontrast.data.manifest import read_manifest
 from geocontrast.evaluate.metrics import most_common_scores, top_k_accuracy
-from geocontrast.strategies.base import training_data
-from geocontrast.train.loop import resolve_device
+from geocontrast.geo.training_data import training_data
+from geocontrast.runtime import resolve_device
 
 # Chosen on the val split of the default world (labelled_10: 286 observations, 71 species; 2-3 seeds each):
 # λ 8-256, 25-300 epochs, batch 64 to full, lr 1e-3 to 1e-2, weight decay 1e-4 to 1e-2 and dropout 0 or 0.5 all

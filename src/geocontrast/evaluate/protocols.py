@@ -26,9 +26,9 @@ from geocontrast.evaluate.metrics import (
     rank_accuracy,
     top_k_accuracy,
 )
-from geocontrast.strategies.base import training_data
+from geocontrast.geo.training_data import training_data
+from geocontrast.runtime import encode_rows, gather_rows, keep_freed_memory
 from geocontrast.train.augment import BatchAugment
-from geocontrast.train.loop import encode_rows, gather_rows, keep_freed_memory
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}

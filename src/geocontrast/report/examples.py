@@ -37,7 +37,8 @@ import torch
 from pyproj import Geod
 
 from geocontrast.report.style import save_figure
-from geocontrast.train.augment import MEAN, STD, BatchAugment
+from geocontrast.runtime import MEAN, STD
+from geocontrast.train.augment import BatchAugment
 
 PAIR_COLUMNS = ("anchor", "augmented view", "context positive", "random negative", "context negative")
 UNIDENTIFIED = "unidentified"
@@ -119,7 +120,7 @@ def example_pair_rows(manifest: pd.DataFrame, neighbours, negatives, n_anchors: 
 
 
 def denormalise(views: torch.Tensor) -> np.ndarray:
-    """Undo :func:`~geocontrast.train.augment.normalise`: float (B, 3, R, R) -> (B, R, R, 3) RGB in [0, 1]."""
+    """Undo :func:`~geocontrast.runtime.normalise`: float (B, 3, R, R) -> (B, R, R, 3) RGB in [0, 1]."""
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (views.cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()

@@ -4,9 +4,10 @@ Each strategy supplies how pairs are drawn and which loss; the loop in :mod:`geo
 rest. Adding a strategy: one module here and one entry below.
 """
 
+from geocontrast.geo.training_data import TrainingData
 from geocontrast.strategies.augmented import Augmented
 from geocontrast.strategies.autoencoder import Autoencoder
-from geocontrast.strategies.base import PairBatch, Strategy, TrainingData, training_data
+from geocontrast.strategies.base import PairBatch, Strategy
 from geocontrast.strategies.byol import BYOL
 from geocontrast.strategies.context_pos import ContextPositive
 from geocontrast.strategies.context_pos_neg import ContextPositiveNegative
@@ -45,4 +46,4 @@ def required_tables(name: str, options: dict | None = None) -> tuple[str, ...]:
     return strategy.required_tables(strategy.resolve_options(options or {}))
 
 
-__all__ = ["STRATEGIES", "PairBatch", "Strategy", "TrainingData", "build_strategy", "required_tables", "training_data"]
+__all__ = ["STRATEGIES", "PairBatch", "Strategy", "build_strategy", "required_tables"]

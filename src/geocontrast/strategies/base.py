@@ -1,4 +1,4 @@
-"""What every strategy shares: the rows it may draw from, the batch it hands the loop, and a tiny base class.
+"""What every strategy shares: the batch it hands the loop, a tiny base class, and the pair-drawing helpers.
 
 A strategy supplies *how pairs are drawn* and *which loss*; the training loop owns the rest (gathering pixels,
 augmentation, the encoder forward pass, optimiser, checkpoints, metrics). One step goes::
@@ -14,7 +14,8 @@ augmentation, the encoder forward pass, optimiser, checkpoints, metrics). One st
 Strategy-specific settings come from ``params["options"]`` (config ``pretrain.strategy_options.<name>``), checked
 against the strategy's :attr:`Strategy.OPTIONS` defaults.
 
-Rows are always manifest rows (the cache, splits and geo tables share that order).
+Rows are always manifest rows (the cache, splits and geo tables share that order); the per-row facts strategies
+draw from are a :class:`~geocontrast.geo.training_data.TrainingData`.
 """
 
 from __future__ import annotations
@@ -22,80 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from geocontrast.data.splits import labelled_column
-from geocontrast.geo.coords import unit_vectors
-
-
-@dataclass
-class TrainingData:
-    """The per-row facts strategies draw from, all in manifest order.
-
-    ``split``: "train"/"val"/"test" per row; ``splits``: the splits frame (``labelled_<pct>`` columns);
-    ``species``: species name or None; ``unit``: (N, 3) unit vectors, NaN rows where coordinates are missing;
-    ``neighbours`` / ``negatives``: the geo tables (None when not given).
-    """
-
-    split: np.ndarray
-    splits: pd.DataFrame
-    species: np.ndarray
-    unit: np.ndarray
-    neighbours: object | None = None
-    negatives: object | None = None
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.split.size)
-
-    def rows_of(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.split == split)
-
-    def labelled_rows(self, label_fraction_pct: float) -> np.ndarray:
-        """Train rows labelled under the ``labelled_<pct>`` budget (e.g. 10 -> labelled_10)."""
-        column = labelled_column(float(label_fraction_pct) / 100.0)
-        if column not in self.splits.columns:
-            available = [c for c in self.splits.columns if c.startswith("labelled_")]
-            raise ValueError(
-                f"label_fraction {label_fraction_pct}: splits have no column {column!r} (available: {available})"
-            )
-        labelled = self.splits[column].to_numpy(bool) & (self.split == "train")
-        return np.flatnonzero(labelled)
-
-    def species_codes(self) -> tuple[np.ndarray, list[str]]:
-        """(N,) int64 class index per row (-1 when unlabelled) and the sorted class names."""
-        labelled = pd.notna(self.species)
-        names = sorted(set(self.species[labelled].tolist()))
-        lookup = {name: i for i, name in enumerate(names)}
-        codes = np.array([lookup[s] if ok else -1 for s, ok in zip(self.species, labelled)], dtype=np.int64)
-        return codes, names
-
-
-def training_data(manifest: pd.DataFrame, splits: pd.DataFrame, neighbours=None, negatives=None) -> TrainingData:
-    """Bundle a manifest, its splits and optional geo tables, checking they share the manifest's row order."""
-    if len(splits) != len(manifest) or not (splits["image_id"].to_numpy() == manifest["image_id"].to_numpy()).all():
-        raise ValueError("splits must list the manifest's image_ids in manifest order")
-    for name, table in (("neighbour", neighbours), ("negative", negatives)):
-        rows = (
-            None
-            if table is None
-            else (table.indptr.size - 1 if hasattr(table, "indptr") else table.candidates.shape[0])
-        )
-        if rows is not None and rows != len(manifest):
-            raise ValueError(f"the {name} table has {rows} rows, the manifest {len(manifest)}")
-    lat = manifest["lat"].to_numpy(np.float64, na_value=np.nan)
-    lon = manifest["lon"].to_numpy(np.float64, na_value=np.nan)
-    species = manifest["species"].astype(object).where(manifest["species"].notna(), None).to_numpy()
-    return TrainingData(
-        split=splits["split"].to_numpy(str),
-        splits=splits.reset_index(drop=True),
-        species=species,
-        unit=unit_vectors(lat, lon),
-        neighbours=neighbours,
-        negatives=negatives,
-    )
+from geocontrast.geo.training_data import TrainingData
 
 
 @dataclass
@@ -104,7 +35,8 @@ class PairBatch:
 
     ``targets``: class indices of the ``anchor`` view (supervised). ``false_negatives`` (B, B) bool: True where
     anchor i and in-batch item j are geo-near (masked from i's denominator). ``extra_false_negatives`` (B, E)
-    bool: the same for the ``negative`` view's items.
+    bool: the same for the ``negative`` view's items. Every array, and every array of a dict field, has the batch
+    items on its first axis: :meth:`geocontrast.distributed.Ranks.share` cuts each process's share that way.
     """
 
     views: dict[str, np.ndarray]
@@ -169,7 +101,8 @@ class Strategy:
         return tuple(dict.fromkeys((*cls.requires, *tables_for(options))))
 
     def anchor_rows(self) -> np.ndarray:
-        """Manifest rows an epoch iterates over as anchors."""
+        """Manifest rows the anchors are drawn from; every epoch has the steps of one over the train split
+        (:mod:`geocontrast.train.budget`), cycling over fewer rows."""
         return self.data.rows_of("train")
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:

@@ -5,7 +5,7 @@
         [--neighbours neighbours.npz] [--negatives negatives.npz] [--threads T]
 
 Under ``torchrun --nproc_per_node N -m geocontrast.train ...`` the N processes train one model together
-(:mod:`geocontrast.train.distributed`); ``--threads`` is then the job's total, shared by the processes.
+(:mod:`geocontrast.distributed`); ``--threads`` is then the job's total, shared by the processes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"strategy {args.strategy!r} needs {' and '.join(missing)}")
 
-    from geocontrast.train import distributed
+    from geocontrast import distributed
     from geocontrast.train.loop import train
 
     encoder = train(

@@ -12,29 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MEAN = (0.485, 0.456, 0.406)  # ImageNet per-channel mean
-STD = (0.229, 0.224, 0.225)  # ImageNet per-channel std
+from geocontrast.runtime import standardise, to_float_chw
+
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grayscale weights (as torchvision)
-
-
-def _to_float(images: torch.Tensor) -> torch.Tensor:
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 (B, H, W, 3), got {images.dtype} {tuple(images.shape)}")
-    return images.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
-
-
-def _standardise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-
-
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], standardised with ImageNet mean/std, channels_last.
-
-    Used for evaluation (no augmentation) and as the last step of ``BatchAugment``.
-    """
-    return _standardise(_to_float(images))
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +34,8 @@ class BatchAugment(nn.Module):
             lightly's default for small images: 0.2).
 
     forward(images, generator=None): images uint8 (B, H, W, 3) on any device -> float32 (B, 3, R, R),
-    normalised as ``normalise``. All randomness comes from ``generator`` (a torch.Generator on the images'
-    device) when given, so runs are reproducible.
+    normalised as :func:`geocontrast.runtime.normalise`. All randomness comes from ``generator`` (a
+    torch.Generator on the images' device) when given, so runs are reproducible.
 
     Example:
         >>> augment = BatchAugment(resolution=32)
@@ -159,14 +139,14 @@ class BatchAugment(nn.Module):
         return flat.view(batch, channels, height, width)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = _to_float(images)  # (B, 3, H, W) in [0, 1]
+        x = to_float_chw(images)  # (B, 3, H, W) in [0, 1]
         if self.strength == 0.0:
             if x.shape[-2:] != (self.resolution, self.resolution):
                 x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
-            return _standardise(x)
+            return standardise(x)
         x = self._crop_flip(x, generator)  # (B, 3, R, R)
         x = self._colour_jitter(x, generator)
         x = self._grayscale(x, generator)
         if self.resolution >= 3:
             x = self._blur(x, generator)
-        return _standardise(x)
+        return standardise(x)

@@ -71,13 +71,14 @@ def load_last(out_dir: Path, model: torch.nn.Module, optimiser, scheduler) -> di
     return state
 
 
-def save_encoder(out_dir: Path, encoder: torch.nn.Module, strategy: str, params: dict) -> Path:
-    """Write ``out_dir/encoder.pt``: {"encoder": state_dict, "encoder_name", "strategy", "params"}."""
+def save_encoder(out_dir: Path, encoder: torch.nn.Module, strategy: str, params: dict, budget: dict) -> Path:
+    """Write ``out_dir/encoder.pt``: {"encoder": state_dict, "encoder_name", "strategy", "params", "budget"};
+    ``budget``: what the job spent (:data:`geocontrast.train.budget.SPENT_KEYS`) and on what (anchor_pool,
+    batch_size)."""
     path = Path(out_dir) / ENCODER
     state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
-    atomic_save(
-        {"encoder": state, "encoder_name": params["encoder"], "strategy": strategy, "params": dict(params)}, path
-    )
+    saved = {"encoder": state, "encoder_name": params["encoder"], "strategy": strategy, "params": dict(params)}
+    atomic_save({**saved, "budget": dict(budget)}, path)
     return path
 
 

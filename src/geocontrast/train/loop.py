@@ -3,13 +3,18 @@
 A strategy (:mod:`geocontrast.strategies`) says which rows form a batch and which loss; this loop gathers those
 rows from the uint8 image cache (a memmap), moves them to the device, augments them there
 (:class:`~geocontrast.train.augment.BatchAugment`), runs the encoder once over all views, and steps AdamW with a
-linear warm-up then cosine schedule.
+linear warm-up then cosine schedule. Every strategy gets the same budget of optimiser steps at the same batch size
+(:mod:`geocontrast.train.budget`): an epoch is measured over the whole train split, and a strategy with fewer
+anchors cycles over them.
+
+:func:`train` reads as its steps: start the process, load the inputs, plan the budget, build the model and its
+schedule, resume, then per epoch run the epoch and record it; at the end save the encoder.
 
 Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`METRIC_KEYS`) and then writes
 ``last.pt``, which holds those lines too; a run that finds ``last.pt`` in ``out_dir`` resumes from it and rewrites
 ``metrics.jsonl`` from the checkpoint, so lines past the checkpoint are dropped and a metrics file deleted since
 (Snakemake removes the outputs of an incomplete job before running it again) comes back whole. The end result is
-``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`).
+``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`), with what the job spent as its ``budget``.
 
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
@@ -17,49 +22,52 @@ an uninterrupted one exactly on CPU in fp32; ``deterministic`` also makes it ind
 (:mod:`geocontrast.determinism`).
 
 Under torchrun (``pretrain.gpus`` > 1) every process runs this loop on its share of each global batch
-(:mod:`geocontrast.train.distributed`); only rank 0 writes the outputs, in the same format.
+(:mod:`geocontrast.distributed`); only rank 0 writes the outputs, in the same format.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
 import resource
 import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from geocontrast import distributed
 from geocontrast.atomic import write_jsonl
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
 from geocontrast.determinism import make_deterministic
 from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
+from geocontrast.geo.training_data import TrainingData, training_data
 from geocontrast.models import build_encoder
-from geocontrast.strategies import STRATEGIES, build_strategy, training_data
-from geocontrast.train import distributed
-from geocontrast.train.augment import BatchAugment, normalise
+from geocontrast.runtime import gather_rows, keep_freed_memory, resolve_amp, resolve_device, set_threads
+from geocontrast.strategies import STRATEGIES, Strategy, build_strategy
+from geocontrast.train.augment import BatchAugment
+from geocontrast.train.budget import SPENT_KEYS, Budget, epoch_batches, plan_budget
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
+from geocontrast.train.monitor import Monitor
 
 DEFAULTS: dict = {
     "encoder": "cnn5",
     "resolution": 32,
-    "epochs": 5,
+    "epochs": 5,  # epochs over the train split, whatever the strategy's anchors (geocontrast.train.budget)
     "batch_size": 128,
     "lr": 1e-3,
     "weight_decay": 1e-4,
     "temperature": 0.1,
     "augment_strength": 1.0,
     "seed": 0,
-    "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: one pass over the anchors)
+    "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: train rows // batch_size)
     "warmup_fraction": 0.1,  # share of all steps spent in linear warm-up
     "knn_k": 20,
     "label_fraction": 10,  # percent; labelled_<pct> column for supervised and the kNN monitor's train bank
@@ -76,6 +84,9 @@ DEFAULTS: dict = {
 METRIC_KEYS = (
     "epoch",
     "step",
+    "anchors_seen",
+    "encoder_images",
+    "wall_seconds",
     "loss",
     "lr",
     "images",
@@ -91,18 +102,14 @@ METRIC_KEYS = (
     "device",
     "amp",
 )
-"""Keys of a metrics.jsonl line: epoch (1-based, completed), step (optimiser steps so far), loss (epoch mean),
-lr (after the epoch), images (anchors seen this epoch; each has 2-3 augmented views), images_per_s (anchors/s,
-gather + augment + step, monitors excluded), seconds, peak_memory_mb with memory_kind (cpu_rss: process peak RSS;
-cuda_allocated: torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, collapsed (True when
-mean_pairwise_cosine exceeds :data:`COLLAPSE_COSINE`), knn_top1 (null when no labelled val image), knn_k, device,
-amp."""
-COLLAPSE_COSINE = 0.999
-"""All holdout features point the same way: the representation has collapsed. Post-ReLU features of an untrained
-or briefly trained cnn5 already reach a mean pairwise cosine of 0.98 (embedding_std ~0.006, far below 1/sqrt(D))
-while their kNN accuracy is well above chance, so neither 1/sqrt(D) nor a looser cosine marks collapse."""
+"""Keys of a metrics.jsonl line: epoch (1-based, completed); step, anchors_seen, encoder_images, wall_seconds:
+what the job spent so far (:data:`geocontrast.train.budget.SPENT_KEYS`); loss (epoch mean), lr (after the epoch),
+images (anchors seen this epoch; each has 2-3 augmented views), images_per_s (anchors/s, gather + augment + step,
+monitors excluded), seconds, peak_memory_mb with memory_kind (cpu_rss: process peak RSS; cuda_allocated:
+torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, collapsed (True when mean_pairwise_cosine
+exceeds :data:`geocontrast.train.monitor.COLLAPSE_COSINE`), knn_top1 (null when no labelled val image), knn_k,
+device, amp."""
 METRICS = "metrics.jsonl"
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 SYNC_EVERY = 20  # steps between host syncs (loss check and progress bar); every sync stalls a GPU
 
 
@@ -112,56 +119,6 @@ def resolve_params(params: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown training params {unknown}; known: {sorted(DEFAULTS)}")
     return {**DEFAULTS, **params}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")
-    return torch.device(device)
-
-
-def cpu_supports_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True where the CPU has native bf16 instructions (AMX-BF16 or AVX512-BF16 in the Linux CPU flags).
-
-    oneDNN also reports bf16 "support" on plain AVX-512, where it is emulated and measured 2x slower than fp32
-    (cnn5, 32 px, batch 256, 2 cores), so its answer is not used. Unknown (no cpuinfo): False, i.e. fp32.
-    """
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (bf16) or None for fp32."""
-    if amp not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"amp must be auto, bf16 or fp32, got {amp!r}")
-    if amp == "fp32":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
-    return torch.bfloat16 if supported else None
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed memory instead of returning it to the kernel after every step.
-
-    By default each large activation buffer is a fresh mmap, zero-filled page by page on first touch: ~290,000
-    page faults per cnn5 step here. Raising the mmap and trim thresholds (M_MMAP_THRESHOLD 1 GiB, M_TRIM_THRESHOLD
-    2 GiB) reuses the heap instead (measured, cnn5 batch 256 at 32 px, 2 threads: 25,000-31,000 -> 1,400 faults
-    and 0.19-0.21 -> 0.17 s per step). Returns False where the C library is not glibc (macOS, musl): nothing
-    changes there.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))
-    except (OSError, AttributeError):
-        return False
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int):
@@ -174,6 +131,52 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+@dataclass
+class Job:
+    """What every epoch of one pretraining job works with."""
+
+    name: str
+    params: dict
+    out_dir: Path
+    ranks: distributed.Ranks
+    cache: np.ndarray
+    strategy: Strategy
+    anchors: np.ndarray
+    budget: Budget
+    model: nn.ModuleDict  # {"encoder", "heads"}
+    forward: nn.Module  # the encoder, or its DistributedDataParallel replica
+    augment: BatchAugment
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    @property
+    def device(self) -> torch.device:
+        return self.ranks.device
+
+
+@dataclass
+class Progress:
+    """Where a job stands: epochs done, what they spent (:data:`~geocontrast.train.budget.SPENT_KEYS`) and their
+    metrics lines."""
+
+    epoch: int = 0
+    spent: dict = field(default_factory=lambda: dict.fromkeys(SPENT_KEYS, 0))
+    records: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EpochRun:
+    """One epoch's steps: mean loss, anchors and encoder images (global), and seconds."""
+
+    steps: int
+    loss: float
+    anchors: int
+    encoder_images: int
+    seconds: float
 
 
 def train(
@@ -196,262 +199,225 @@ def train(
     if strategy_name not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy_name!r}; registered: {', '.join(STRATEGIES)}")
     params = resolve_params(params)
+    ranks = start_process(params, threads)
+    cache, data = load_inputs(cache_path, manifest_path, splits_path, neighbours_path, negatives_path)
+    job = build_job(strategy_name, params, Path(out_dir), ranks, cache, data)
+    progress = resume(job)
+    monitor = Monitor(cache, data, params, int(params["resolution"]), ranks.device, job.amp_dtype, job.memory_format)
+    for epoch in range(progress.epoch, job.budget.epochs):
+        started = time.perf_counter()
+        run = run_epoch(job, epoch, progress.spent["step"])
+        progress = record_epoch(job, progress, run, monitor, started)
+    if not ranks.is_main:
+        return job.out_dir / ENCODER
+    budget = {**progress.spent, "anchor_pool": job.budget.anchor_pool, "batch_size": job.budget.batch_size}
+    return save_encoder(job.out_dir, job.model["encoder"], strategy_name, params, budget)
+
+
+def start_process(params: dict, threads: int | None) -> distributed.Ranks:
+    """Join the training processes (one without torchrun), then set threads, seeds and the deterministic switch."""
     ranks = distributed.join(resolve_device(params["device"]))
     keep_freed_memory()
     if threads is not None:
-        torch.set_num_threads(ranks.threads(int(threads)))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        set_threads(ranks.threads(int(threads)))
     seed = int(params["seed"])
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    device = ranks.device
     if params["deterministic"]:
-        make_deterministic(device)
-    amp_dtype = resolve_amp(params["amp"], device)
+        make_deterministic(ranks.device)
+    return ranks
 
+
+def load_inputs(
+    cache_path: Path,
+    manifest_path: Path,
+    splits_path: Path,
+    neighbours_path: Path | None,
+    negatives_path: Path | None,
+) -> tuple[np.ndarray, TrainingData]:
+    """The image cache (a memmap) and the per-row facts strategies draw from, checked to share one row order."""
     cache = load_image_cache(Path(cache_path))
     manifest = read_manifest(Path(manifest_path))
-    splits = pd.read_parquet(splits_path)
     if cache.shape[0] != len(manifest):
         raise ValueError(f"{cache_path}: {cache.shape[0]} rows, but the manifest has {len(manifest)}")
     data = training_data(
         manifest,
-        splits,
+        pd.read_parquet(splits_path),
         neighbours=None if neighbours_path is None else load_neighbour_table(neighbours_path),
         negatives=None if negatives_path is None else load_negative_table(negatives_path),
     )
-    strategy = build_strategy(strategy_name, data, params)
+    return cache, data
+
+
+def build_job(
+    name: str, params: dict, out_dir: Path, ranks: distributed.Ranks, cache: np.ndarray, data: TrainingData
+) -> Job:
+    """The strategy, its budget, the model (encoder + the strategy's heads) and its optimiser and schedule."""
+    strategy = build_strategy(name, data, params)
     anchors = strategy.anchor_rows()
     if anchors.size < 2:
-        raise ValueError(f"strategy {strategy_name!r} has {anchors.size} anchor rows; at least 2 are needed")
-
+        raise ValueError(f"strategy {name!r} has {anchors.size} anchor rows; at least 2 are needed")
+    budget = plan_budget(data.rows_of("train").size, anchors.size, params, ranks.batch_size)
+    if budget.batch_size < min(int(params["batch_size"]), data.rows_of("train").size):
+        warnings.warn(
+            f"{name}: its {anchors.size} anchors fill batches of {budget.batch_size} only, "
+            f"not pretrain.batch_size {params['batch_size']}",
+            stacklevel=3,
+        )
     resolution = int(params["resolution"])
     encoder = build_encoder(params["encoder"], small_input=resolution < 96)
-    heads = strategy.heads(encoder)
-    model = nn.ModuleDict({"encoder": encoder, "heads": heads}).to(device)
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = nn.ModuleDict({"encoder": encoder, "heads": strategy.heads(encoder)})
+    model = model.to(ranks.device).to(memory_format=memory_format)
     forward = ranks.replicate(model)
-    forward = torch.compile(forward) if params["compile"] else forward
-    augment = BatchAugment(resolution, strength=float(params["augment_strength"]))
-    if isinstance(augment, nn.Module):
-        augment = augment.to(device)
-
-    batch_size = ranks.batch_size(min(int(params["batch_size"]), int(anchors.size)))
-    steps_per_epoch = max(1, anchors.size // batch_size)
-    if params["steps_per_epoch"] is not None:
-        steps_per_epoch = min(steps_per_epoch, int(params["steps_per_epoch"]))
-    epochs = int(params["epochs"])
-    total_steps = epochs * steps_per_epoch
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
     )
-    warmup_steps = round(float(params["warmup_fraction"]) * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total_steps, warmup_steps))
+    warmup_steps = round(float(params["warmup_fraction"]) * budget.total_steps)
+    return Job(
+        name=name,
+        params=params,
+        out_dir=out_dir,
+        ranks=ranks,
+        cache=cache,
+        strategy=strategy,
+        anchors=anchors,
+        budget=budget,
+        model=model,
+        forward=torch.compile(forward) if params["compile"] else forward,
+        augment=BatchAugment(resolution, strength=float(params["augment_strength"])).to(ranks.device),
+        amp_dtype=resolve_amp(params["amp"], ranks.device),
+        memory_format=memory_format,
+        optimiser=optimiser,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(budget.total_steps, warmup_steps)),
+    )
 
-    start_epoch, step, records = 0, 0, []
-    resumed = load_last(out_dir, model, optimiser, scheduler)
+
+def resume(job: Job) -> Progress:
+    """The progress saved in ``last.pt`` (model, optimiser, schedule and RNG states restored), or a fresh start;
+    rank 0 rewrites ``metrics.jsonl`` to match it."""
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress()
+    resumed = load_last(job.out_dir, job.model, job.optimiser, job.scheduler)
     if resumed is not None:
-        start_epoch, step, records = int(resumed["epoch"]), int(resumed["step"]), resumed.get("metrics", [])
-        if resumed.get("params") != params or resumed.get("strategy") != strategy_name:
+        records = resumed["metrics"]  # one line per epoch done, the last holding what they spent
+        progress = Progress(int(resumed["epoch"]), {key: records[-1][key] for key in SPENT_KEYS}, records)
+        if resumed.get("params") != job.params or resumed.get("strategy") != job.name:
             warnings.warn(
-                f"{out_dir / 'last.pt'} was written with other params or strategy; resuming anyway", stacklevel=2
+                f"{job.out_dir / 'last.pt'} was written with other params or strategy; resuming anyway", stacklevel=3
             )
-    if ranks.is_main:
-        write_jsonl(records, out_dir / METRICS)
-    monitor = _Monitor(cache, data, params, resolution, device, amp_dtype, memory_format)
+    if job.ranks.is_main:
+        write_jsonl(progress.records, job.out_dir / METRICS)
+    return progress
 
-    for epoch in range(start_epoch, epochs):
-        rng = np.random.default_rng([seed, epoch])
-        generator = torch.Generator(device=device).manual_seed(ranks.augment_seed(seed * 1_000_003 + epoch))
-        order = rng.permutation(anchors)
-        model.train()
-        loss_sum, images, started = torch.zeros((), device=device), 0, time.perf_counter()
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"{strategy_name} epoch {epoch + 1}/{epochs}",
-            file=sys.stderr,
-            disable=not (params["progress"] and ranks.is_main),
-            leave=False,
+
+def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
+    """Epoch ``epoch`` (0-based) of the job's budget, its steps numbered from ``step``."""
+    seed = int(job.params["seed"])
+    rng = np.random.default_rng([seed, epoch])
+    generator = torch.Generator(device=job.device).manual_seed(job.ranks.augment_seed(seed * 1_000_003 + epoch))
+    batches = epoch_batches(job.anchors, job.budget.batch_size, job.budget.steps_per_epoch, rng)
+    job.model.train()
+    loss_sum, anchors, encoder_images = torch.zeros((), device=job.device), 0, 0
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(batches),
+        desc=f"{job.name} epoch {epoch + 1}/{job.budget.epochs}",
+        file=sys.stderr,
+        disable=not (job.params["progress"] and job.ranks.is_main),
+        leave=False,
+    )
+    for index, rows in enumerate(batches):
+        loss, images = optimiser_step(job, rows, rng, generator)
+        step += 1
+        job.strategy.after_step(job.model["heads"], job.model["encoder"], step / job.budget.total_steps)
+        loss_sum += loss  # stays on the device: no host sync per step
+        anchors += rows.size
+        encoder_images += images
+        bar.update(1)
+        if (index + 1) % SYNC_EVERY == 0 or index + 1 == len(batches):
+            mean_loss = job.ranks.average(loss_sum).item() / (index + 1)
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(
+                    f"{job.name}: loss {mean_loss} in epoch {epoch + 1} by step {step}; lower lr or check the inputs"
+                )
+            bar.set_postfix(loss=f"{mean_loss:.3f}")
+    bar.close()
+    if job.device.type == "cuda":
+        torch.cuda.synchronize()
+    return EpochRun(len(batches), mean_loss, anchors, encoder_images, time.perf_counter() - started)
+
+
+def optimiser_step(
+    job: Job, anchors: np.ndarray, rng: np.random.Generator, generator: torch.Generator
+) -> tuple[torch.Tensor, int]:
+    """One optimiser step on the global batch of ``anchors``: this process draws the strategy's pairs, encodes its
+    share of every view in one forward pass and steps. Returns the loss (detached, on the device) and the number
+    of images the encoders of all processes saw."""
+    batch = job.ranks.share(job.strategy.sample(anchors, rng))  # this process's share (all of it on one process)
+    views = {
+        name: job.augment(gather_rows(job.cache, rows, job.device), generator=generator)
+        for name, rows in batch.views.items()
+    }  # (b_view, 3, R, R) each
+    sizes = [view.shape[0] for view in views.values()]
+    x = torch.cat(list(views.values())).contiguous(memory_format=job.memory_format)
+    with torch.autocast(job.device.type, dtype=job.amp_dtype or torch.float32, enabled=job.amp_dtype is not None):
+        features = dict(zip(views, torch.split(job.forward(x), sizes)))  # (b_view, D) each
+        loss = job.strategy.loss(features, job.model["heads"], batch, views)
+    job.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    job.optimiser.step()
+    job.scheduler.step()
+    return loss.detach().float(), sum(sizes) * job.ranks.world_size
+
+
+def record_epoch(job: Job, progress: Progress, run: EpochRun, monitor: Monitor, started: float) -> Progress:
+    """Add ``run`` (an epoch that began at ``started``, perf_counter) to ``progress``; rank 0 also runs the
+    monitors, appends the epoch's metrics line and writes ``metrics.jsonl`` then ``last.pt``."""
+    spent = {
+        "step": progress.spent["step"] + run.steps,
+        "anchors_seen": progress.spent["anchors_seen"] + run.anchors,
+        "encoder_images": progress.spent["encoder_images"] + run.encoder_images,
+        "wall_seconds": progress.spent["wall_seconds"],
+    }
+    epoch = progress.epoch + 1
+    if not job.ranks.is_main:
+        return Progress(epoch, spent, progress.records)
+    record = {
+        "epoch": epoch,
+        **spent,
+        "loss": run.loss,
+        "lr": float(job.scheduler.get_last_lr()[0]),
+        "images": run.anchors,
+        "images_per_s": run.anchors / run.seconds,
+        "seconds": run.seconds,
+        **_peak_memory(job.device),
+        **monitor(job.model["encoder"]),
+        "device": job.device.type,
+        "amp": "bf16" if job.amp_dtype is not None else "fp32",
+    }
+    record["wall_seconds"] += time.perf_counter() - started
+    if record["collapsed"]:
+        warnings.warn(
+            f"{job.name}: representation collapse in epoch {epoch} (embedding_std {record['embedding_std']:.4f}, "
+            f"mean pairwise cosine {record['mean_pairwise_cosine']:.3f})",
+            stacklevel=3,
         )
-        for index in range(steps_per_epoch):
-            batch = strategy.sample(order[index * batch_size : (index + 1) * batch_size], rng)
-            batch = ranks.share(batch)  # this process's share of the global batch (all of it on one process)
-            views = {
-                name: _augment(augment, gather_rows(cache, rows, device), generator)
-                for name, rows in batch.views.items()
-            }
-            sizes = [view.shape[0] for view in views.values()]
-            x = torch.cat(list(views.values())).contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                features = dict(zip(views, torch.split(forward(x), sizes)))
-                loss = strategy.loss(features, heads, batch, views)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            step += 1
-            strategy.after_step(heads, encoder, step / total_steps)
-            loss_sum += loss.detach().float()  # stays on the device: no host sync per step
-            images += sizes[0] * ranks.world_size
-            bar.update(1)
-            if (index + 1) % SYNC_EVERY == 0 or index + 1 == steps_per_epoch:
-                mean_loss = ranks.average(loss_sum).item() / (index + 1)
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(
-                        f"{strategy_name}: loss {mean_loss} in epoch {epoch + 1} "
-                        f"by step {step}; lower lr or check the inputs"
-                    )
-                bar.set_postfix(loss=f"{mean_loss:.3f}")
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
-        if not ranks.is_main:
-            continue
-        record = {
-            "epoch": epoch + 1,
-            "step": step,
-            "loss": mean_loss,
-            "lr": float(scheduler.get_last_lr()[0]),
-            "images": images,
-            "images_per_s": images / seconds,
-            "seconds": seconds,
-            **_peak_memory(device),
-            **monitor(encoder),
-            "device": device.type,
-            "amp": "bf16" if amp_dtype is not None else "fp32",
-        }
-        if record["collapsed"]:
-            warnings.warn(
-                f"{strategy_name}: representation collapse in epoch {epoch + 1} (embedding_std "
-                f"{record['embedding_std']:.4f}, mean pairwise cosine {record['mean_pairwise_cosine']:.3f})",
-                stacklevel=2,
-            )
-        records.append(record)
-        write_jsonl(records, out_dir / METRICS)
-        save_last(
-            out_dir,
-            model,
-            optimiser,
-            scheduler,
-            epoch + 1,
-            step,
-            extra={"params": params, "strategy": strategy_name, "metrics": records},
-        )
-    return save_encoder(out_dir, encoder, strategy_name, params) if ranks.is_main else out_dir / ENCODER
-
-
-def gather_rows(cache: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(B, H, W, 3) uint8 rows of the memmap, on ``device``."""
-    images = torch.from_numpy(np.ascontiguousarray(np.take(cache, rows, axis=0)))
-    return images.to(device, non_blocking=True)
-
-
-@torch.no_grad()
-def encode_rows(
-    encoder: nn.Module,
-    cache: np.ndarray,
-    rows: np.ndarray,
-    resolution: int,
-    device: torch.device,
-    amp_dtype: torch.dtype | None = None,
-    memory_format=torch.channels_last,
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """(n, D) float32 features of cache ``rows`` (normalised, resized to ``resolution``, no augmentation).
-
-    The caller chooses train/eval mode; this only runs forward passes.
-    """
-    chunks = []
-    for start in range(0, len(rows), batch_size):
-        images = normalise(gather_rows(cache, rows[start : start + batch_size], device))
-        if images.shape[-1] != resolution:
-            images = F.interpolate(
-                images, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
-            )
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            chunks.append(encoder(images.contiguous(memory_format=memory_format)).float())
-    if not chunks:
-        return torch.zeros(0, getattr(encoder, "feature_dim", 0), device=device)
-    return torch.cat(chunks)
-
-
-def _augment(augment, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(B, 3, res, res) float views of uint8 (B, H, W, 3) images, augmented on their device."""
-    forward = augment if callable(augment) else augment.forward
-    return forward(images, generator=generator)
+    records = [*progress.records, record]
+    write_jsonl(records, job.out_dir / METRICS)
+    save_last(
+        job.out_dir,
+        job.model,
+        job.optimiser,
+        job.scheduler,
+        epoch,
+        spent["step"],
+        extra={"params": job.params, "strategy": job.name, "metrics": records},
+    )
+    return Progress(epoch, {key: record[key] for key in SPENT_KEYS}, records)
 
 
 def _peak_memory(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20, "memory_kind": "cuda_allocated"}
     return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "memory_kind": "cpu_rss"}
-
-
-class _Monitor:
-    """Per-epoch collapse and quality monitors on fixed image subsets (chosen once from the seed).
-
-    ``embedding_std``: mean over dimensions of the std of L2-normalised features of the holdout (val) images
-    (collapse drives it to 0; spread-out features are near 1/sqrt(D)); ``mean_pairwise_cosine``: their mean
-    off-diagonal cosine similarity (collapse drives it to 1; ``collapsed`` when above ``COLLAPSE_COSINE``);
-    ``knn_top1``: cosine kNN (k = knn_k, similarity-weighted votes) accuracy of the labelled val images against
-    the labelled train bank (None when either is empty).
-    """
-
-    def __init__(self, cache, data, params, resolution, device, amp_dtype, memory_format):
-        self.cache, self.resolution, self.device = cache, resolution, device
-        self.amp_dtype, self.memory_format = amp_dtype, memory_format
-        self.k = int(params["knn_k"])
-        size = int(params["monitor_size"])
-        rng = np.random.default_rng([int(params["seed"]), 2**31 - 1])
-        codes, _ = data.species_codes()
-        val = data.rows_of("val")
-        holdout = val if val.size >= 2 else data.rows_of("train")
-        self.holdout = np.sort(rng.permutation(holdout)[:size])
-        bank = data.labelled_rows(float(params["label_fraction"]))
-        bank = bank[codes[bank] >= 0]
-        self.bank = np.sort(rng.permutation(bank)[:size])
-        queries = val[codes[val] >= 0]
-        self.queries = np.sort(rng.permutation(queries)[:size])
-        self.codes = torch.as_tensor(codes)
-
-    def features(self, encoder: nn.Module, rows: np.ndarray) -> torch.Tensor:
-        return F.normalize(
-            encode_rows(encoder, self.cache, rows, self.resolution, self.device, self.amp_dtype, self.memory_format),
-            dim=1,
-        )
-
-    @torch.no_grad()
-    def __call__(self, encoder: nn.Module) -> dict:
-        was_training = encoder.training
-        encoder.eval()
-        try:
-            z = self.features(encoder, self.holdout)
-            cosine = z @ z.T  # (n, n)
-            n = z.shape[0]
-            mean_cosine = float((cosine.sum() - cosine.diagonal().sum()) / max(1, n * (n - 1)))
-            record = {
-                "embedding_std": float(z.std(dim=0).mean()),
-                "mean_pairwise_cosine": mean_cosine,
-                "collapsed": mean_cosine > COLLAPSE_COSINE,
-                "knn_top1": None,
-                "knn_k": self.k,
-            }
-            if self.bank.size and self.queries.size:
-                record["knn_top1"] = self.knn_top1(
-                    self.features(encoder, self.queries), self.features(encoder, self.bank)
-                )
-            return record
-        finally:
-            encoder.train(was_training)
-
-    def knn_top1(self, queries: torch.Tensor, bank: torch.Tensor, temperature: float = 0.07) -> float:
-        bank_labels = self.codes[self.bank].to(bank.device)  # (T,)
-        query_labels = self.codes[self.queries].to(bank.device)  # (V,)
-        k = min(self.k, bank.shape[0])
-        similarity, index = (queries @ bank.T).topk(k, dim=1)  # (V, k)
-        votes = torch.zeros(queries.shape[0], int(self.codes.max()) + 1, device=bank.device)
-        votes.scatter_add_(1, bank_labels[index], (similarity / temperature).exp())
-        return float((votes.argmax(dim=1) == query_labels).float().mean())

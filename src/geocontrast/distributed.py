@@ -5,12 +5,15 @@ The workflow's pretrain rule runs ``torchrun --nproc_per_node <pretrain.gpus> -m
 Every process then runs the same training loop on the same seed, so the anchor order and every pair draw are
 identical on all of them: each draws the whole global batch, keeps its contiguous share (:meth:`Ranks.share`) and
 encodes only that. Gradients are averaged by DistributedDataParallel over encoder and heads (BatchNorm synchronised
-on CUDA), and :class:`~geocontrast.losses.NTXentLoss` gathers the other processes' views as negatives, so a step's
-loss and gradients are those of one process on the same global batch of views (on CPU, where SyncBatchNorm does
-not run, each process normalises with its own batch statistics). Each process augments its share with its own
-random stream. Only rank 0 writes metrics.jsonl, last.pt and encoder.pt.
+on CUDA), and :class:`~geocontrast.losses.NTXentLoss` gathers the other processes' views as negatives
+(:func:`gather_with_gradients`), so a step's loss and gradients are those of one process on the same global batch
+of views (on CPU, where SyncBatchNorm does not run, each process normalises with its own batch statistics). Each
+process augments its share with its own random stream. Only rank 0 writes metrics.jsonl, last.pt and encoder.pt.
 
 Without torchrun (WORLD_SIZE unset or 1) every method is the identity: the plain single-process run.
+
+The losses (one layer below the strategies) and the training loop (above them) both use this module, so it
+imports nothing else of the package.
 """
 
 from __future__ import annotations
@@ -18,16 +21,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-if TYPE_CHECKING:  # annotation only: geocontrast.losses imports this module, and strategies import losses
-    from geocontrast.strategies import PairBatch
 
 
 @dataclass(frozen=True)
@@ -63,30 +61,27 @@ class Ranks:
         single-process seed itself on one process."""
         return seed * self.world_size + self.rank
 
-    def share(self, batch: PairBatch) -> PairBatch:
-        """This process's contiguous share of every view of the global ``batch`` (rank r: items r*b ... r*b + b - 1,
-        b = B / world_size), with the rows of the targets and masks alike. The masks keep all their columns: they
-        index the global batch that :class:`~geocontrast.losses.NTXentLoss` gathers, so the masked loss is the
-        single-process one."""
+    def share(self, batch):
+        """This process's contiguous share of a batch record (a dataclass such as
+        :class:`~geocontrast.strategies.base.PairBatch`): rank r keeps items r*b ... r*b + b - 1 (b = n /
+        world_size) of every array field and of every array in a dict field; None stays None. Masks keep all
+        their columns: they index the global batch that :class:`~geocontrast.losses.NTXentLoss` gathers, so the
+        masked loss is the single-process one."""
         if self.world_size == 1:
             return batch
 
-        def part(name: str, values: np.ndarray | None) -> np.ndarray | None:
+        def part(name: str, values):
             if values is None:
                 return None
+            if isinstance(values, dict):
+                return {key: part(f"{name} {key!r}", value) for key, value in values.items()}
             if len(values) % self.world_size:
                 raise ValueError(f"batch {name} has {len(values)} rows, not divisible by {self.world_size} processes")
             size = len(values) // self.world_size
-            return values[self.rank * size : (self.rank + 1) * size]
+            return values[self.rank * size : (self.rank + 1) * size]  # (b, ...)
 
-        return dataclasses.replace(
-            batch,
-            views={name: part(f"view {name!r}", rows) for name, rows in batch.views.items()},  # (b,) each
-            targets=part("targets", batch.targets),  # (b,)
-            false_negatives=part("false_negatives", batch.false_negatives),  # (b, B)
-            extra_false_negatives=part("extra_false_negatives", batch.extra_false_negatives),  # (b, E)
-            extra={name: part(f"extra {name!r}", values) for name, values in batch.extra.items()},
-        )
+        shares = {field.name: part(field.name, getattr(batch, field.name)) for field in dataclasses.fields(batch)}
+        return dataclasses.replace(batch, **shares)
 
     def replicate(self, model: nn.ModuleDict) -> nn.Module:
         """The callable that encodes a batch: ``model["encoder"]``, or, across processes, a DistributedDataParallel

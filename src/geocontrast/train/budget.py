@@ -1,0 +1,100 @@
+"""One training budget for every strategy: the same optimiser steps at the same batch size, and what they cost.
+
+An epoch is measured over the whole train split, whatever the strategy's anchors: ``n_train // batch_size``
+optimiser steps (at most ``steps_per_epoch``), each on ``batch_size`` anchors. A strategy whose anchors are a
+subset of the train rows (``supervised``: its labelled rows) cycles over them until the epoch's steps are spent:
+each pass over its anchors is a fresh permutation cut into whole batches (the remainder waits for the next pass,
+so no batch holds an anchor twice), and every permutation of epoch e comes from the epoch's generator,
+``numpy.random.default_rng([seed, e])``, before it draws any pair. A resumed run therefore draws them again
+exactly, and a strategy whose anchors are the train split draws one permutation per epoch, as it always did.
+
+Why epochs over the train set rather than a separate ``steps`` key: the checkpoint, the metrics line and the
+learning-rate schedule already count in epochs, configs written for the self-supervised strategies keep their
+meaning, and ``epochs`` × ``steps_per_epoch`` is the budget in steps all the same, now equal across strategies
+(before, ``supervised`` took 2 steps per epoch on its 295 labelled rows against ~22 for the others).
+
+What a job spent is recorded cumulatively in every ``metrics.jsonl`` line and, at the end, as the ``budget`` of
+``encoder.pt``: :data:`SPENT_KEYS`. :func:`pretraining_facts` reads them back for a results row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPENT_KEYS = ("step", "anchors_seen", "encoder_images", "wall_seconds")
+"""Cumulative over the job (resumed runs included): optimiser steps; anchors drawn (global batch items);
+images through the encoder (every view of every anchor, extra negatives included); wall_seconds: time in the
+epochs (steps and monitors; not start-up or checkpoint writes)."""
+PRETRAINING_FACTS = {
+    "step": "pretrain_steps",
+    "anchors_seen": "pretrain_anchors",
+    "encoder_images": "pretrain_images",
+    "wall_seconds": "pretrain_seconds",
+}
+"""Results-row column of each spent key (:func:`pretraining_facts`)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``epochs`` of ``steps_per_epoch`` optimiser steps on ``batch_size`` anchors (global, all processes) drawn
+    from a pool of ``anchor_pool`` rows."""
+
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    anchor_pool: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def plan_budget(n_train: int, n_anchors: int, params: dict, round_batch=lambda size: size) -> Budget:
+    """The budget of ``params`` (epochs, batch_size, steps_per_epoch) for a strategy with ``n_anchors`` anchors
+    on a train split of ``n_train`` rows; ``round_batch`` rounds a batch size to what the processes can share.
+
+    The batch is smaller than ``batch_size`` only where the train split, or the strategy's anchors, hold fewer
+    rows than one batch; the number of steps never depends on the strategy.
+    """
+    epoch_batch = round_batch(min(int(params["batch_size"]), n_train))
+    steps_per_epoch = max(1, n_train // epoch_batch)
+    if params["steps_per_epoch"] is not None:
+        steps_per_epoch = min(steps_per_epoch, int(params["steps_per_epoch"]))
+    return Budget(int(params["epochs"]), steps_per_epoch, round_batch(min(epoch_batch, n_anchors)), n_anchors)
+
+
+def epoch_batches(anchors: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """(steps, batch_size) anchor rows of one epoch: whole batches cut from as many fresh permutations of
+    ``anchors`` as ``steps`` need, all drawn from ``rng`` first."""
+    per_pass = anchors.size // batch_size
+    if per_pass < 1:
+        raise ValueError(f"{anchors.size} anchors cannot fill a batch of {batch_size}")
+    passes = -(-steps // per_pass)
+    cut = per_pass * batch_size
+    return np.concatenate([rng.permutation(anchors)[:cut].reshape(per_pass, batch_size) for _ in range(passes)])[:steps]
+
+
+def read_spent(path: Path) -> dict:
+    """:data:`SPENT_KEYS` of a pretraining job from its ``metrics.jsonl`` (the last line) or ``encoder.pt``
+    (its ``budget``)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        lines = path.read_text().splitlines()
+        if not lines:
+            raise ValueError(f"{path}: no epoch recorded")
+        last = json.loads(lines[-1])
+    else:
+        import torch  # only for checkpoints: reading metrics.jsonl stays torch-free
+
+        last = torch.load(path, map_location="cpu", weights_only=False)["budget"]
+    return {key: last[key] for key in SPENT_KEYS}
+
+
+def pretraining_facts(path: Path) -> dict:
+    """The results-row columns of :data:`PRETRAINING_FACTS` for the job that wrote ``path`` (metrics.jsonl or
+    encoder.pt)."""
+    return {PRETRAINING_FACTS[key]: value for key, value in read_spent(path).items()}
