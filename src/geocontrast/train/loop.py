@@ -9,7 +9,9 @@ Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`M
 ``last.pt``, which holds those lines too; a run that finds ``last.pt`` in ``out_dir`` resumes from it and rewrites
 ``metrics.jsonl`` from the checkpoint, so lines past the checkpoint are dropped and a metrics file deleted since
 (Snakemake removes the outputs of an incomplete job before running it again) comes back whole. The end result is
-``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`).
+``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`). Before training it writes ``pairs.json``, the
+pair diagnostics of one epoch's worth of the strategy's batches (:mod:`geocontrast.strategies.diagnostics`),
+drawn from a stream of their own so the training draws are unchanged.
 
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from geocontrast.atomic import write_jsonl
+from geocontrast.atomic import write_json, write_jsonl
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
 from geocontrast.determinism import make_deterministic
@@ -45,6 +47,7 @@ from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 from geocontrast.models import build_encoder
 from geocontrast.strategies import STRATEGIES, build_strategy, training_data
+from geocontrast.strategies.diagnostics import pair_diagnostics, sample_batches
 from geocontrast.train import distributed
 from geocontrast.train.augment import BatchAugment, normalise
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
@@ -102,6 +105,8 @@ COLLAPSE_COSINE = 0.999
 or briefly trained cnn5 already reach a mean pairwise cosine of 0.98 (embedding_std ~0.006, far below 1/sqrt(D))
 while their kNN accuracy is well above chance, so neither 1/sqrt(D) nor a looser cosine marks collapse."""
 METRICS = "metrics.jsonl"
+PAIRS = "pairs.json"
+PAIRS_STREAM = 2**31 - 2  # second seed word of the pair diagnostics' rng (epochs use 0, 1, ...)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 SYNC_EVERY = 20  # steps between host syncs (loss check and progress bar); every sync stalls a GPU
 
@@ -260,6 +265,9 @@ def train(
             )
     if ranks.is_main:
         write_jsonl(records, out_dir / METRICS)
+        pairs_rng = np.random.default_rng([seed, PAIRS_STREAM])
+        batches = sample_batches(strategy, batch_size, pairs_rng)
+        write_json(pair_diagnostics(manifest, strategy, batches, pairs_rng), out_dir / PAIRS)
     monitor = _Monitor(cache, data, params, resolution, device, amp_dtype, memory_format)
 
     for epoch in range(start_epoch, epochs):
