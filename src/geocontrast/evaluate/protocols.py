@@ -27,7 +27,7 @@ from geocontrast.evaluate.metrics import (
     top_k_accuracy,
 )
 from geocontrast.strategies.base import training_data
-from geocontrast.train.augment import BatchAugment
+from geocontrast.train.augment import AugmentRecipe, BatchAugment
 from geocontrast.train.loop import encode_rows, gather_rows, keep_freed_memory
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
@@ -39,6 +39,7 @@ FINETUNE_DEFAULTS = {
     "lr": 0.001,
     "weight_decay": 1e-4,
     "augment_strength": 0.5,
+    "augment": {},  # AugmentRecipe settings over its defaults, scaled by augment_strength
     "device": "auto",
     "deterministic": False,
 }
@@ -176,7 +177,8 @@ def finetune(
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
-    augment = BatchAugment(resolution, strength=float(params["augment_strength"])).to(device)
+    recipe = AugmentRecipe.from_config(params["augment"])
+    augment = BatchAugment(resolution, strength=float(params["augment_strength"]), recipe=recipe).to(device)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
     )

@@ -49,7 +49,7 @@ from geocontrast.models import build_encoder
 from geocontrast.strategies import STRATEGIES, build_strategy, training_data
 from geocontrast.strategies.diagnostics import pair_diagnostics, sample_batches
 from geocontrast.train import distributed
-from geocontrast.train.augment import BatchAugment, normalise
+from geocontrast.train.augment import AugmentRecipe, BatchAugment, normalise
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
 
 DEFAULTS: dict = {
@@ -61,6 +61,7 @@ DEFAULTS: dict = {
     "weight_decay": 1e-4,
     "temperature": 0.1,
     "augment_strength": 1.0,
+    "augment": {},  # AugmentRecipe settings over its defaults (config pretrain.augment)
     "seed": 0,
     "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: one pass over the anchors)
     "warmup_fraction": 0.1,  # share of all steps spent in linear warm-up
@@ -239,7 +240,8 @@ def train(
     model = model.to(memory_format=memory_format)
     forward = ranks.replicate(model)
     forward = torch.compile(forward) if params["compile"] else forward
-    augment = BatchAugment(resolution, strength=float(params["augment_strength"]))
+    recipe = AugmentRecipe.from_config(params["augment"])
+    augment = BatchAugment(resolution, strength=float(params["augment_strength"]), recipe=recipe)
     if isinstance(augment, nn.Module):
         augment = augment.to(device)
 
