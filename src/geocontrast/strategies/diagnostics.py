@@ -19,7 +19,7 @@ Pair kinds (each a list of (row, partner) manifest-row pairs):
 For each kind: ``n`` pairs, then the share of pairs with the same species, genus, family, observer and
 observation date (over the pairs where both rows have that fact; ``n_<fact>`` is that count) and distance
 quantiles in km (over the pairs where both rows have coordinates). A kind the strategy's batches do not have
-(no positive view, no negative view, no mask) is null.
+(no positive view, no negative view, no ``mask`` option) is null.
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[P
         kind: pair_summary(facts, *(np.concatenate(side) for side in zip(*drawn[kind]))) if kind in drawn else None
         for kind in ("positive", "negative", "masked")
     }
+    if not strategy.options.get("mask"):
+        summaries["masked"] = None  # only an anchor against its own row is masked: no geo-near pairs to show
     anchors = np.concatenate([batch.views["anchor"] for batch in batches])
     if summaries["positive"] is not None:
         summaries["positive"]["self_share"] = 1.0 - summaries["positive"]["n"] / anchors.size
