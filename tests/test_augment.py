@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from geocontrast.runtime import normalise
-from geocontrast.train.augment import BatchAugment
+from geocontrast.train.augment import AugmentRecipe, BatchAugment
 
 
 def random_images(batch=4, size=32, seed=0):
@@ -52,7 +52,9 @@ def test_some_samples_are_horizontally_flipped():
     images = torch.zeros(64, 32, 32, 3, dtype=torch.uint8)
     images[:, :, :16, 0] = 255  # left half red
     images[:, :, 16:, 2] = 255  # right half blue
-    out = BatchAugment(resolution=32, strength=1e-6, min_scale=0.9)(images, torch.Generator().manual_seed(0))
+    out = BatchAugment(resolution=32, strength=1e-6, recipe=AugmentRecipe(min_scale=0.9))(
+        images, torch.Generator().manual_seed(0)
+    )
     red_minus_blue = out[:, 0] - out[:, 2]  # (B, H, W)
     left_minus_right = red_minus_blue[:, :, :8].mean(dim=(1, 2)) - red_minus_blue[:, :, -8:].mean(dim=(1, 2))
     assert (left_minus_right > 1).sum() > 0  # kept: red on the left
@@ -62,7 +64,9 @@ def test_some_samples_are_horizontally_flipped():
 def test_crops_change_the_scale():
     images = torch.zeros(64, 32, 32, 3, dtype=torch.uint8)
     images[:, 8:24, 8:24] = 255  # white square in the middle
-    out = BatchAugment(resolution=32, strength=1e-6, min_scale=0.2)(images, torch.Generator().manual_seed(0))
+    out = BatchAugment(resolution=32, strength=1e-6, recipe=AugmentRecipe(min_scale=0.2))(
+        images, torch.Generator().manual_seed(0)
+    )
     white_fraction = (out[:, 0] > 0).float().mean(dim=(1, 2))  # (B,)
     assert white_fraction.max() - white_fraction.min() > 0.2
 
@@ -85,12 +89,39 @@ def test_normalise_standardises_per_channel():
     [
         ({"resolution": 0}, "resolution"),
         ({"resolution": 32, "strength": -1.0}, "strength"),
-        ({"resolution": 32, "min_scale": 0.0}, "min_scale"),
     ],
 )
 def test_refuses_bad_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         BatchAugment(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("settings", "word"),
+    [({"min_scale": 0.0}, "min_scale"), ({"greyscale": 1.5}, "greyscale"), ({"hue": 10}, "hue_degrees")],
+)
+def test_recipe_refuses_bad_settings_naming_the_key(settings, word):
+    with pytest.raises(ValueError, match=word):
+        AugmentRecipe.from_config(settings)
+
+
+def flat_colour_views(hue_degrees: float) -> torch.Tensor:
+    """Views of one flat orange image under a recipe whose only colour change is the hue rotation."""
+    images = torch.zeros(32, 16, 16, 3, dtype=torch.uint8)
+    images[..., 0], images[..., 1], images[..., 2] = 220, 140, 40
+    recipe = AugmentRecipe(jitter_probability=1.0, jitter=0.0, hue_degrees=hue_degrees, greyscale=0.0, blur=0.0)
+    return BatchAugment(resolution=16, recipe=recipe)(images, torch.Generator().manual_seed(0)), images
+
+
+def test_zero_hue_range_keeps_the_colours():
+    views, images = flat_colour_views(0.0)
+    assert torch.allclose(views, normalise(images), atol=1e-5)  # a flat image: crops and flips change nothing
+
+
+def test_hue_range_rotates_the_colours_of_most_views():
+    views, images = flat_colour_views(36.0)
+    changed = (views - normalise(images)).abs().amax(dim=(1, 2, 3)) > 0.05  # (B,)
+    assert changed.float().mean() > 0.8
 
 
 def test_refuses_float_images():

@@ -20,6 +20,7 @@ from geocontrast.evaluate.metrics import (
     macro_top_k_accuracy,
     most_common_scores,
     rank_accuracy,
+    ranked_classes,
     top_k_accuracy,
 )
 from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
@@ -103,6 +104,15 @@ def test_knn_votes_with_exponential_similarity_weights():
     )
     w0, w2 = np.exp(1.0), np.exp(1 / np.sqrt(2))  # cosine similarities 1 and 1/sqrt(2)
     np.testing.assert_allclose(probs, [[w0 / (w0 + w2), w2 / (w0 + w2), 0.0]], rtol=1e-6)
+
+
+def test_knn_ranks_classes_without_votes_by_labelled_frequency_not_index():
+    # the query's 2 nearest are class 3; classes 0, 1, 2 get no vote and have 1, 4 and 2 labelled rows
+    train_x = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], *([[-1.0, 0.1]] * 4), [-0.1, -1.0], [-0.2, -1.0]])
+    train_y = np.array([3, 3, 0, 1, 1, 1, 1, 2, 2])
+    probs = knn_probabilities(train_x, train_y, np.array([[1.0, 0.05]]), n_classes=5, params={"k": 2})
+    assert ranked_classes(probs, 5)[0].tolist() == [3, 1, 2, 0, 4]  # class 4: never labelled, last
+    assert probs[0, 3] == pytest.approx(1.0, abs=1e-3) and probs.sum() == pytest.approx(1.0)
 
 
 def separable_features(seed: int = 0, n_per_class: int = 20, n_classes: int = 3):

@@ -137,7 +137,7 @@ def test_fallback_self_leaves_isolated_anchors_empty_and_flagged():
     table = neighbour_table(lat, lon, radius_km=5.0, k=4, seed=0)
     assert table.fallback.tolist() == [False, False, False, True]
     assert np.diff(table.indptr).tolist() == [2, 2, 2, 0]
-    assert table.summary()["n_fallback"] == 1
+    assert [table.summary()[key] for key in ("n_fallback", "n_fallback_self", "n_fallback_nearest")] == [1, 1, 0]
 
 
 def test_fallback_nearest_gives_nearest_eligible_point_beyond_radius():
@@ -150,6 +150,7 @@ def test_fallback_nearest_gives_nearest_eligible_point_beyond_radius():
     assert rows_of(table)[3] == {2} and rows_of(table)[2] == {3}
     row = slice(table.indptr[3], table.indptr[4])
     assert table.dist_km[row][0] == pytest.approx(great_circle_km(10.0, 10.0, 11.0, 11.0), rel=1e-6)
+    assert [table.summary()[key] for key in ("n_fallback", "n_fallback_self", "n_fallback_nearest")] == [3, 0, 3]
 
 
 def test_same_seed_gives_same_table_for_any_thread_count():

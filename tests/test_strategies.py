@@ -102,6 +102,9 @@ def test_registry_holds_the_design_strategies():
         ("context_pos_neg", {}, ("neighbours", "negatives")),
         ("triplet", {}, ("neighbours", "negatives")),
         ("triplet", {"positive": "augmentation", "negative": "random"}, ()),
+        ("augmented", {"mask": True}, ("negatives",)),
+        ("context_pos_neg", {"extra_negatives": "random", "mask": False}, ("neighbours",)),
+        ("context_pos", {"extra_negatives": "geo"}, ("neighbours", "negatives")),
         ("byol", {}, ()),
         ("simsiam", {"positive": "neighbour"}, ("neighbours",)),
         ("oracle", {}, ()),
@@ -318,3 +321,101 @@ def test_byol_target_follows_the_online_network_by_the_momentum(tiny_data):
     assert torch.allclose(next(heads["target_encoder"].parameters()), expected)
     strategy.after_step(heads, encoder, progress=1.0)  # tau = 1 at the end: the target stops moving
     assert torch.allclose(next(heads["target_encoder"].parameters()), expected)
+
+
+def differing_parts(first, second) -> set[str]:
+    """Names of the views and masks whose rows differ between two batches (a missing part differs)."""
+    assert set(first.views) == set(second.views)
+    parts = {name: (first.views[name], second.views[name]) for name in first.views}
+    parts["false_negatives"] = (first.false_negatives, second.false_negatives)
+    parts["extra_false_negatives"] = (first.extra_false_negatives, second.extra_false_negatives)
+    return {
+        name
+        for name, (a, b) in parts.items()
+        if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b))
+    }
+
+
+@pytest.mark.parametrize(
+    ("ingredient", "control", "differs"),
+    [
+        # (a) extra negatives by the geographic rule vs at random: the negative view (and its own-anchor mask)
+        ("extra_negatives", "random", {"negative", "extra_false_negatives"}),
+        # (b) the geo-near false-negative mask on vs off: the masks only
+        ("mask", False, {"false_negatives", "extra_false_negatives"}),
+        # (c) a context positive vs an augmented positive: the positive view only
+        ("positive", "augmentation", {"positive"}),
+    ],
+)
+def test_each_control_differs_from_context_pos_neg_in_its_ingredient_alone(tiny_data, ingredient, control, differs):
+    _, data = tiny_data
+    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()[:64]
+    full = build_strategy("context_pos_neg", data, {}).sample(anchors, np.random.default_rng(3))
+    controlled = build_strategy("context_pos_neg", data, {"options": {ingredient: control}}).sample(
+        anchors, np.random.default_rng(3)
+    )
+    assert {name: rows.shape for name, rows in full.views.items()} == {
+        name: rows.shape for name, rows in controlled.views.items()
+    }  # the same views, the same sizes
+    assert differing_parts(full, controlled) == differs
+
+
+def test_random_extra_negatives_are_allowed_rows_spread_regardless_of_distance(tiny_data):
+    manifest, data = tiny_data
+    strategy = build_strategy("context_pos_neg", data, {"options": {"extra_negatives": "random"}})
+    anchors = strategy.anchor_rows()
+    negative = strategy.sample(anchors, np.random.default_rng(0)).views["negative"]
+    assert (negative != anchors).all() and (data.split[negative] == "train").all()
+    lat, lon = coordinates(manifest)
+    located = np.isfinite(lat[anchors]) & np.isfinite(lat[negative])
+    d = great_circle_km(lat[anchors[located]], lon[anchors[located]], lat[negative[located]], lon[negative[located]])
+    assert (d <= R_NEG_KM).any()  # the geographic rule would never draw these
+
+
+def test_unmasked_control_masks_only_an_anchor_drawn_as_its_own_negative(tiny_data):
+    _, data = tiny_data
+    strategy = build_strategy("context_pos_neg", data, {"options": {"mask": False}})
+    batch = strategy.sample(strategy.anchor_rows(), np.random.default_rng(0))
+    anchors, negative = batch.views["anchor"], batch.views["negative"]
+    assert batch.false_negatives is None
+    assert np.array_equal(batch.extra_false_negatives, negative[None, :] == anchors[:, None])
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("augmented", {"positive": "augmentation", "extra_negatives": "none", "mask": False}),
+        ("context_pos", {"positive": "neighbour", "extra_negatives": "none", "mask": False}),
+        ("context_pos_neg", {"positive": "neighbour", "extra_negatives": "geo", "mask": True}),
+    ],
+)
+def test_named_contrastive_strategies_are_points_of_one_factorial(tiny_data, name, options):
+    _, data = tiny_data
+    named = build_strategy(name, data, {})
+    anchors = named.anchor_rows()[:64]
+    for other in ("augmented", "context_pos", "context_pos_neg"):
+        point = build_strategy(other, data, {"options": options})
+        assert not differing_parts(
+            named.sample(anchors, np.random.default_rng(5)), point.sample(anchors, np.random.default_rng(5))
+        )
+
+
+def test_bad_extra_negatives_source_is_refused(tiny_data):
+    with pytest.raises(ValueError, match=r"context_pos.extra_negatives.*geo"):
+        build_strategy("context_pos", tiny_data[1], {"options": {"extra_negatives": "far"}})
+
+
+def test_nearest_fallback_gives_flagged_anchors_positives_beyond_the_radius(tiny_data):
+    manifest, data = tiny_data
+    lat, lon = coordinates(manifest)
+    table = neighbour_table(
+        lat, lon, radius_km=RADIUS_KM, k=16, seed=0, observation_id=manifest["observation_id"], fallback="nearest"
+    )
+    nearest = training_data(manifest, data.splits, neighbours=table)
+    strategy = build_strategy("context_pos", nearest, {"pairs_from": "all"})
+    anchors = strategy.anchor_rows()
+    flagged = anchors[table.fallback[anchors]]
+    assert flagged.size > 10
+    positive = strategy.sample(flagged, np.random.default_rng(0)).views["positive"]
+    d = great_circle_km(lat[flagged], lon[flagged], lat[positive], lon[positive])
+    assert (positive != flagged).all() and (d > RADIUS_KM).all()

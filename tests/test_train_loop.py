@@ -116,6 +116,8 @@ def test_every_strategy_trains_and_writes_a_loadable_encoder(tiny_inputs, tmp_pa
     encoder = build_encoder("cnn5", small_input=True)
     encoder.load_state_dict(saved["encoder"])  # strict: every key present, no extras
     assert math.isfinite(metrics(tmp_path)[0]["loss"])
+    pairs = json.loads((tmp_path / "pairs.json").read_text())
+    assert pairs["strategy"] == strategy and pairs["pairs"]["random"]["n"] == pairs["n_anchors"] > 0
 
 
 def test_metrics_lines_hold_the_contract_keys(two_epochs):

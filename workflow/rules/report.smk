@@ -272,3 +272,27 @@ rule report_mislabel_roc:
     shell:
         "python -m geocontrast.report.task_figures mislabel_roc --records {input} --out {output.png}"
         " --params-json {params.plot:q} 2> {log}"
+
+
+rule report_pairs:
+    input:
+        expand(
+            f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/pairs.json",
+            strategy=config["pretrain"]["strategies"],
+            seed=config["pretrain"]["seeds"],
+        ),
+    output:
+        png=report(
+            f"{REPORT}/pairs.png",
+            caption="../report/pairs.rst",
+            category="Pairs",
+            labels={"figure": "what the pairs share"},
+        ),
+        svg=f"{REPORT}/pairs.svg",
+        table=f"{REPORT}/pairs.csv",
+    log:
+        f"{LOGS}/report_pairs.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.pairs --pairs {input} --out {output.png} --table {output.table} 2> {log}"

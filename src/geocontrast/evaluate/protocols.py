@@ -28,10 +28,11 @@ from geocontrast.evaluate.metrics import (
 )
 from geocontrast.geo.training_data import training_data
 from geocontrast.runtime import encode_rows, gather_rows, keep_freed_memory
-from geocontrast.train.augment import BatchAugment
+from geocontrast.train.augment import AugmentRecipe, BatchAugment
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
+TIE_BREAK = 1e-3  # zero-vote classes share at most this fraction of a row's smallest vote
 FINETUNE_DEFAULTS = {
     "max_epochs": 30,
     "patience": 6,
@@ -39,6 +40,7 @@ FINETUNE_DEFAULTS = {
     "lr": 0.001,
     "weight_decay": 1e-4,
     "augment_strength": 0.5,
+    "augment": {},  # AugmentRecipe settings over its defaults, scaled by augment_strength
     "device": "auto",
     "deterministic": False,
 }
@@ -141,16 +143,22 @@ def _fit_softmax(
 def knn_probabilities(train_x, train_y, test_x, n_classes: int, params: dict) -> np.ndarray:
     """Cosine kNN: the k most similar labelled train rows vote with weight exp(similarity / temperature).
 
-    Returns (n, C) vote shares (rows sum to 1).
+    Returns (n, C) vote shares (rows sum to 1). Classes without a vote are ranked below every voted class by
+    their labelled frequency (as the most-common baseline would), not by class index: each gets
+    ``TIE_BREAK`` × (its labelled share) × (the row's smallest vote), which changes no order among voted classes.
     """
     params = resolve_params("knn", params)
     bank = F.normalize(torch.as_tensor(train_x, dtype=torch.float32), dim=1)
     queries = F.normalize(torch.as_tensor(test_x, dtype=torch.float32), dim=1)
     k = min(int(params["k"]), bank.shape[0])
     similarity, index = (queries @ bank.T).topk(k, dim=1)  # (n, k)
-    votes = torch.zeros(queries.shape[0], n_classes)
-    votes.scatter_add_(1, torch.as_tensor(train_y)[index], (similarity / float(params["temperature"])).exp())
-    return (votes / votes.sum(dim=1, keepdim=True)).numpy()
+    labels = torch.as_tensor(train_y)
+    votes = torch.zeros(queries.shape[0], n_classes, dtype=torch.float64)
+    votes.scatter_add_(1, labels[index], (similarity.double() / float(params["temperature"])).exp())
+    smallest_vote = torch.where(votes > 0, votes, torch.inf).amin(dim=1, keepdim=True)  # (n, 1)
+    labelled_share = torch.bincount(labels, minlength=n_classes).double() / labels.numel()  # (C,)
+    votes = torch.where(votes > 0, votes, TIE_BREAK * labelled_share * smallest_vote)
+    return (votes / votes.sum(dim=1, keepdim=True)).float().numpy()
 
 
 def finetune(
@@ -176,7 +184,8 @@ def finetune(
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
-    augment = BatchAugment(resolution, strength=float(params["augment_strength"])).to(device)
+    recipe = AugmentRecipe.from_config(params["augment"])
+    augment = BatchAugment(resolution, strength=float(params["augment_strength"]), recipe=recipe).to(device)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
     )

@@ -3,7 +3,9 @@ discrimination, mislabel detection and clustering.
 
 Every function takes arrays and returns numbers or arrays; the CLI (:mod:`geocontrast.evaluate.__main__`) reads
 the embeddings and writes one record per task. As elsewhere in evaluation, only the final scoring touches test
-labels; mislabel detection uses only the labelled train subset, whose labels it corrupts itself.
+labels; mislabel detection uses only the labelled train subset, whose labels it corrupts itself. Those are the
+rows whose clean labels ``supervised`` pretrained on at the same budget (and ``supervised_full`` / ``oracle`` on
+every train label), so its scores favour those encoders; the report's caption says so.
 """
 
 from __future__ import annotations

@@ -75,14 +75,21 @@ class NeighbourTable:
         return np.diff(self.indptr)
 
     def summary(self) -> dict:
-        """Counts a person checks: anchors, rows without coordinates, fallbacks, neighbour-count percentiles."""
+        """Counts a person checks: anchors, rows without coordinates, fallbacks by outcome (``n_fallback_self``:
+        no eligible neighbour anywhere or fallback "self", so pretraining uses the anchor itself;
+        ``n_fallback_nearest``: the nearest eligible photo beyond the radius), neighbour-count percentiles.
+        Pretraining adds a third cause per job, anchors whose neighbours all lie outside the pairs' split
+        (``pairs.json``)."""
         counts = self.counts()[self.has_coords]
         percentiles = np.percentile(counts, [0, 5, 50, 95, 100]) if counts.size else np.zeros(5)
+        nearest = self.fallback & (self.counts() > 0)
         return {
             "n_rows": int(self.indptr.size - 1),
             "n_anchors": int(self.has_coords.sum()),
             "n_without_coords": int((~self.has_coords).sum()),
             "n_fallback": int(self.fallback.sum()),
+            "n_fallback_self": int((self.fallback & ~nearest).sum()),
+            "n_fallback_nearest": int(nearest.sum()),
             "n_pairs": int(self.indices.size),
             **{f"neighbours_p{p}": float(v) for p, v in zip((0, 5, 50, 95, 100), percentiles)},
             "radius_km": self.params.get("radius_km"),

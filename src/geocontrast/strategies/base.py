@@ -48,7 +48,8 @@ class PairBatch:
 
 POSITIVE_SOURCES = ("augmentation", "neighbour")
 NEGATIVE_SOURCES = ("random", "geo")
-"""Values of the ``positive`` / ``negative`` options of the strategies that offer them."""
+EXTRA_NEGATIVE_SOURCES = ("none", *NEGATIVE_SOURCES)
+"""Values of the ``positive`` / ``negative`` / ``extra_negatives`` options of the strategies that offer them."""
 
 
 class Strategy:
@@ -67,7 +68,12 @@ class Strategy:
 
     def __init__(self, data: TrainingData, params: dict):
         self.options = self.resolve_options(params.get("options") or {})
-        for option, sources in (("positive", POSITIVE_SOURCES), ("negative", NEGATIVE_SOURCES)):
+        for option, sources in (
+            ("positive", POSITIVE_SOURCES),
+            ("negative", NEGATIVE_SOURCES),
+            ("extra_negatives", EXTRA_NEGATIVE_SOURCES),
+            ("mask", (True, False)),
+        ):
             if option in self.options and self.options[option] not in sources:
                 raise ValueError(
                     f"pretrain.strategy_options.{self.name}.{option} must be one of {list(sources)}, "
@@ -105,6 +111,10 @@ class Strategy:
         (:mod:`geocontrast.train.budget`), cycling over fewer rows."""
         return self.data.rows_of("train")
 
+    def negative_pool(self) -> np.ndarray:
+        """Rows random negatives are drawn from: the allowed rows (all rows under ``pairs_from: all``)."""
+        return np.arange(self.data.n_rows) if self.allowed is None else np.flatnonzero(self.allowed)
+
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         raise NotImplementedError
 
@@ -128,9 +138,10 @@ def neighbour_positives(
     data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, is_neighbour): per anchor a row drawn uniformly from its neighbour-table row, or the anchor itself
-    where it is flagged ``fallback``, has no coordinates or no allowed neighbour."""
+    where that row is empty (no coordinates; no neighbour within the radius under fallback ``self``) or holds no
+    allowed row. Under fallback ``nearest`` a flagged anchor's row holds its nearest photo beyond the radius."""
     table = data.neighbours
-    counts = np.where(table.fallback[anchors], 0, table.indptr[anchors + 1] - table.indptr[anchors])
+    counts = table.indptr[anchors + 1] - table.indptr[anchors]
     return draw_one_per_row(table.indices, table.indptr[anchors], counts, rng, allowed, default=anchors)
 
 
@@ -198,11 +209,20 @@ def draw_one_per_row(
 
 
 def tables_for(options: dict) -> tuple[str, ...]:
-    """Geo tables needed by the ``positive`` / ``negative`` source options (neighbour, geo)."""
+    """Geo tables needed by the source options: neighbour positives need the neighbour table; geo negatives
+    (``negative`` / ``extra_negatives``) and the geo-near ``mask`` (its radius) need the negative table."""
+    negatives = options.get("negative") == "geo" or options.get("extra_negatives") == "geo" or options.get("mask")
     return (
         *(("neighbours",) if options.get("positive") == "neighbour" else ()),
-        *(("negatives",) if options.get("negative") == "geo" else ()),
+        *(("negatives",) if negatives else ()),
     )
+
+
+def ingredient_streams(rng: np.random.Generator) -> tuple[np.random.Generator, np.random.Generator]:
+    """(positive stream, negative stream), seeded by one draw from ``rng``: each ingredient draws from its own
+    stream, so switching one ingredient's source leaves the other's rows unchanged (one-factor controls)."""
+    seeds = rng.integers(2**63, size=2)
+    return np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
 
 
 def positives_from(
@@ -213,3 +233,18 @@ def positives_from(
     if source == "neighbour":
         return neighbour_positives(data, anchors, rng, allowed)[0]
     return anchors.copy()
+
+
+def negatives_from(
+    source: str,
+    data: TrainingData,
+    anchors: np.ndarray,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None,
+    pool: np.ndarray,
+) -> np.ndarray:
+    """One negative row per anchor: from its negative-table row (``geo``, as :func:`geo_negatives`) or uniform
+    over ``pool`` (``random``, as :func:`random_negatives`)."""
+    if source == "geo":
+        return geo_negatives(data, anchors, rng, allowed)
+    return random_negatives(anchors, pool, rng)

@@ -1,4 +1,17 @@
-"""Shared by the NT-Xent strategies: a projection head and the loss on the anchor view vs the positive view."""
+"""The NT-Xent strategies as one factorial over three geographic ingredients, each an option:
+
+- ``positive``: ``augmentation`` (a second augmented view of the anchor, SimCLR) or ``neighbour`` (an augmented
+  photo of a geo-neighbour, falling back to the anchor as :func:`~geocontrast.strategies.base.neighbour_positives`);
+- ``extra_negatives``: ``none``, ``random`` (one uniform allowed row per anchor) or ``geo`` (one row of its
+  negative-table row); all B of them are shared extra negatives of every anchor, a third view through the encoder;
+- ``mask``: True masks geo-near items (within the negative table's ``false_negative_radius_km``) from each
+  anchor's denominator: in-batch anchor pairs and anchor/extra-negative pairs.
+
+``augmented``, ``context_pos`` and ``context_pos_neg`` are named points of it (their option defaults). A control
+differs from its counterpart by one option alone: positives and negatives come from separate random streams
+(:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views' rows stay the same, and the number
+of views depends only on ``extra_negatives`` being none or not.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +19,62 @@ import numpy as np
 import torch
 from torch import nn
 
+from geocontrast.geo.negatives import geo_near_mask
 from geocontrast.losses import NTXentLoss
 from geocontrast.models import ProjectionHead
-from geocontrast.strategies.base import PairBatch, Strategy
+from geocontrast.strategies.base import (
+    PairBatch,
+    Strategy,
+    ingredient_streams,
+    negatives_from,
+    positives_from,
+)
+
+PROJECTION_OPTIONS = {"projection_dim": 128, "projection_hidden_dim": 512}
 
 
 class ContrastiveStrategy(Strategy):
     """NT-Xent (SimCLR) between views ``anchor`` and ``positive``; a ``negative`` view, when sampled, is passed
-    as shared extra negatives. Subclasses only decide which rows the views hold (``sample``).
+    as shared extra negatives.
 
-    params: ``temperature`` (0.1). Options: ``projection_dim`` (128), ``projection_hidden_dim`` (512).
+    params: ``temperature`` (0.1). Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
+    (False), ``projection_dim`` (128), ``projection_hidden_dim`` (512).
     """
 
-    OPTIONS = {"projection_dim": 128, "projection_hidden_dim": 512}
+    OPTIONS = {"positive": "augmentation", "extra_negatives": "none", "mask": False, **PROJECTION_OPTIONS}
 
     def __init__(self, data, params):
         super().__init__(data, params)
         self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)), gather_distributed=True)
+
+    def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
+        anchors = np.asarray(anchors, dtype=np.int64)
+        positive_rng, negative_rng = ingredient_streams(rng)
+        views = {
+            "anchor": anchors,
+            "positive": positives_from(self.options["positive"], self.data, anchors, positive_rng, self.allowed),
+        }
+        if self.options["extra_negatives"] != "none":
+            views["negative"] = negatives_from(
+                self.options["extra_negatives"], self.data, anchors, negative_rng, self.allowed, self.negative_pool()
+            )
+        return PairBatch(views=views, **self.masks(anchors, views.get("negative")))
+
+    def masks(self, anchors: np.ndarray, negative: np.ndarray | None) -> dict:
+        """``false_negatives`` (B, B) and ``extra_false_negatives`` (B, E) of a batch. An anchor is never its own
+        extra negative (whatever ``mask``); with ``mask`` the geo-near pairs are masked too (the diagonal never).
+        Rows without coordinates are never geo-near (their NaN unit vectors compare False)."""
+        masks = {}
+        if self.options["mask"]:
+            radius, unit = self.data.negatives.false_negative_radius_km, self.data.unit
+            masks["false_negatives"] = geo_near_mask(unit[anchors], unit[anchors], radius)  # (B, B)
+            np.fill_diagonal(masks["false_negatives"], False)
+        if negative is not None:
+            itself = negative[None, :] == anchors[:, None]  # (B, E)
+            if self.options["mask"]:
+                itself |= geo_near_mask(unit[anchors], unit[negative], radius)
+            masks["extra_false_negatives"] = itself
+        return masks
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})

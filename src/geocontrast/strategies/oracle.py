@@ -14,12 +14,12 @@ from torch import nn
 
 from geocontrast.losses import SupConLoss
 from geocontrast.strategies.base import PairBatch, Strategy
-from geocontrast.strategies.contrastive import ContrastiveStrategy, projection_head
+from geocontrast.strategies.contrastive import PROJECTION_OPTIONS, projection_head
 
 
 class Oracle(Strategy):
     name = "oracle"
-    OPTIONS = ContrastiveStrategy.OPTIONS
+    OPTIONS = PROJECTION_OPTIONS
 
     def __init__(self, data, params):
         super().__init__(data, params)

@@ -14,7 +14,7 @@ from torch import nn
 
 from geocontrast.losses import TripletMarginLoss
 from geocontrast.models import ProjectionHead
-from geocontrast.strategies.base import PairBatch, Strategy, geo_negatives, positives_from, random_negatives
+from geocontrast.strategies.base import PairBatch, Strategy, ingredient_streams, negatives_from, positives_from
 
 
 class Triplet(Strategy):
@@ -30,15 +30,14 @@ class Triplet(Strategy):
     def __init__(self, data, params):
         super().__init__(data, params)
         self.criterion = TripletMarginLoss(margin=float(self.options["margin"]))
-        self.pool = self.anchor_rows() if self.allowed is not None else np.arange(data.n_rows)
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)
-        positive = positives_from(self.options["positive"], self.data, anchors, rng, self.allowed)
-        if self.options["negative"] == "geo":
-            negative = geo_negatives(self.data, anchors, rng, self.allowed)
-        else:
-            negative = random_negatives(anchors, self.pool, rng)
+        positive_rng, negative_rng = ingredient_streams(rng)
+        positive = positives_from(self.options["positive"], self.data, anchors, positive_rng, self.allowed)
+        negative = negatives_from(
+            self.options["negative"], self.data, anchors, negative_rng, self.allowed, self.negative_pool()
+        )
         return PairBatch(views={"anchor": anchors, "positive": positive, "negative": negative})
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:

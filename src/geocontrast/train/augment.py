@@ -1,12 +1,14 @@
 """SimCLR-style augmentation of whole batches as tensor ops on the images' device (no per-image PIL).
 
 The views follow SimCLR (Chen et al. 2020): random resized crop + horizontal flip, colour jitter (p 0.8),
-random grayscale (p 0.2), Gaussian blur. Every step is one batched operation with per-sample parameters.
+random grayscale (p 0.2), Gaussian blur. Every step is one batched operation with per-sample parameters; its
+settings are an :class:`AugmentRecipe` (config ``pretrain.augment`` and ``evaluate.finetune.augment``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +24,62 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(dim=1, keepdim=True)  # (B, 1, H, W)
 
 
+@dataclass(frozen=True)
+class AugmentRecipe:
+    """The settings of :class:`BatchAugment` at strength 1 (the defaults: SimCLR's, with lightly's crop scale for
+    small images). ``strength`` scales ``jitter``, ``hue_degrees`` and ``blur``; the rest stay as given.
+
+    min_scale: smallest crop area, as a fraction of the image, of the random resized crop (SimCLR: 0.08).
+    flip: probability of a horizontal flip.
+    jitter_probability: probability that a view gets colour jitter at all.
+    jitter: brightness, contrast and saturation factors are drawn from [1 - jitter, 1 + jitter].
+    hue_degrees: the hue is rotated by an angle drawn from [-hue_degrees, hue_degrees] (YIQ chroma plane);
+        SimCLR's hue 0.1 of a turn is 36°.
+    greyscale: probability of a greyscale view.
+    blur: probability of a Gaussian blur (capped at 1 after scaling).
+    """
+
+    min_scale: float = 0.2
+    flip: float = 0.5
+    jitter_probability: float = 0.8
+    jitter: float = 0.4
+    hue_degrees: float = 36.0
+    greyscale: float = 0.2
+    blur: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_scale <= 1.0:
+            raise ValueError(f"min_scale must be in (0, 1] (smallest crop area fraction), got {self.min_scale}")
+        for name in ("flip", "jitter_probability", "greyscale", "blur"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"jitter must be in [0, 1] (factors in [1 - jitter, 1 + jitter]), got {self.jitter}")
+        if not 0.0 <= self.hue_degrees <= 180.0:
+            raise ValueError(f"hue_degrees must be in [0, 180], got {self.hue_degrees}")
+
+    @classmethod
+    def from_config(cls, settings: dict | None) -> AugmentRecipe:
+        """The recipe with ``settings`` over the defaults; an unknown key is refused, naming the known ones."""
+        settings = settings or {}
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"unknown augment settings {unknown}; known: {known}")
+        return cls(**{name: float(value) for name, value in settings.items()})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 class BatchAugment(nn.Module):
     """Per-sample random SimCLR augmentation of a uint8 batch, done as batched tensor ops (Chen et al. 2020).
 
     Args:
         resolution: side of the square output views, in pixels.
-        strength: colour-jitter strength s (brightness, contrast, saturation 0.4·s, hue 0.1·s); the blur is
-            applied with probability 0.5·s (capped at 1). 0 turns every augmentation off: the output is then
-            the bilinearly resized, normalised image.
-        min_scale: smallest crop area, as a fraction of the image, of the random resized crop (SimCLR: 0.08,
-            lightly's default for small images: 0.2).
+        strength: scales the recipe's colour jitter, hue range and blur probability (1: as the recipe says).
+            0 turns every augmentation off: the output is then the bilinearly resized, normalised image.
+        recipe: crop scale, flip, jitter, hue range, greyscale and blur settings (:class:`AugmentRecipe`).
 
     forward(images, generator=None): images uint8 (B, H, W, 3) on any device -> float32 (B, 3, R, R),
     normalised as :func:`geocontrast.runtime.normalise`. All randomness comes from ``generator`` (a
@@ -42,17 +90,15 @@ class BatchAugment(nn.Module):
         >>> view_a, view_b = augment(batch), augment(batch)
     """
 
-    def __init__(self, resolution: int, strength: float = 1.0, min_scale: float = 0.2) -> None:
+    def __init__(self, resolution: int, strength: float = 1.0, recipe: AugmentRecipe = AugmentRecipe()) -> None:
         super().__init__()
         if not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution must be a positive int (output side in pixels), got {resolution!r}")
         if not 0.0 <= strength <= 2.5:
             raise ValueError(f"strength must be in [0, 2.5] (1 = SimCLR's jitter, 0 = no augmentation), got {strength}")
-        if not 0.0 < min_scale <= 1.0:
-            raise ValueError(f"min_scale must be in (0, 1] (smallest crop area fraction), got {min_scale}")
         self.resolution = resolution
         self.strength = float(strength)
-        self.min_scale = float(min_scale)
+        self.recipe = recipe
 
     def _uniform(
         self, n: int, low: float, high: float, device: torch.device, generator: torch.Generator | None
@@ -61,14 +107,15 @@ class BatchAugment(nn.Module):
 
     def _crop_flip(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         batch, device = x.shape[0], x.device
-        area = self._uniform(batch, self.min_scale, 1.0, device, generator)  # (B,)
+        area = self._uniform(batch, self.recipe.min_scale, 1.0, device, generator)  # (B,)
         log_ratio = self._uniform(batch, math.log(3 / 4), math.log(4 / 3), device, generator)  # (B,)
         ratio = torch.exp(log_ratio)
         width = torch.sqrt(area * ratio).clamp(max=1.0)  # (B,) crop width as a fraction of the image
         height = torch.sqrt(area / ratio).clamp(max=1.0)  # (B,)
         centre_x = (1 - width) * (2 * torch.rand(batch, device=device, generator=generator) - 1)  # in [-1, 1]
         centre_y = (1 - height) * (2 * torch.rand(batch, device=device, generator=generator) - 1)
-        flip = torch.where(torch.rand(batch, device=device, generator=generator) < 0.5, -1.0, 1.0)  # (B,)
+        flip = torch.rand(batch, device=device, generator=generator) < self.recipe.flip
+        flip = torch.where(flip, -1.0, 1.0)  # (B,)
         theta = torch.zeros(batch, 2, 3, device=device)  # (B, 2, 3) output -> input coordinates
         theta[:, 0, 0] = width * flip
         theta[:, 0, 2] = centre_x
@@ -78,15 +125,20 @@ class BatchAugment(nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def _colour_jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        batch, device, s = x.shape[0], x.device, self.strength
-        apply = (torch.rand(batch, device=device, generator=generator) < 0.8).float()  # (B,)
+        batch, device, s, recipe = x.shape[0], x.device, self.strength, self.recipe
+        apply = (torch.rand(batch, device=device, generator=generator) < recipe.jitter_probability).float()  # (B,)
 
         def factor(spread: float) -> torch.Tensor:  # (B, 1, 1, 1); 1 where jitter is not applied
             value = self._uniform(batch, max(0.0, 1 - spread), 1 + spread, device, generator)
             return (1 + apply * (value - 1)).view(batch, 1, 1, 1)
 
-        brightness, contrast, saturation = factor(0.4 * s), factor(0.4 * s), factor(0.4 * s)
-        hue = (apply * self._uniform(batch, -0.1 * s, 0.1 * s, device, generator)).view(batch, 1, 1)  # turns
+        brightness, contrast, saturation = (
+            factor(recipe.jitter * s),
+            factor(recipe.jitter * s),
+            factor(recipe.jitter * s),
+        )
+        hue_turns = recipe.hue_degrees * s / 360.0
+        hue = (apply * self._uniform(batch, -hue_turns, hue_turns, device, generator)).view(batch, 1, 1)  # turns
         x = (x * brightness).clamp(0, 1)
         mean = _gray(x).mean(dim=(2, 3), keepdim=True)  # (B, 1, 1, 1)
         x = ((x - mean) * contrast + mean).clamp(0, 1)
@@ -108,13 +160,13 @@ class BatchAugment(nn.Module):
         return x.clamp(0, 1)
 
     def _grayscale(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        gray = (torch.rand(x.shape[0], device=x.device, generator=generator) < 0.2).view(-1, 1, 1, 1)
+        gray = (torch.rand(x.shape[0], device=x.device, generator=generator) < self.recipe.greyscale).view(-1, 1, 1, 1)
         return torch.where(gray, _gray(x).expand_as(x), x)
 
     def _blur(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         batch, channels, height, width = x.shape
         device = x.device
-        apply = torch.rand(batch, device=device, generator=generator) < min(1.0, 0.5 * self.strength)  # (B,)
+        apply = torch.rand(batch, device=device, generator=generator) < min(1.0, self.recipe.blur * self.strength)
         # SimCLR: kernel ~10 % of the image side, sigma in [0.1, 2.0] (for 224 px; scaled to the resolution).
         radius = max(1, self.resolution // 20)
         sigma = self._uniform(batch, 0.1, 2.0, device, generator) * self.resolution / 224  # (B,) in pixels

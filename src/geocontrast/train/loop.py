@@ -15,6 +15,8 @@ Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`M
 ``metrics.jsonl`` from the checkpoint, so lines past the checkpoint are dropped and a metrics file deleted since
 (Snakemake removes the outputs of an incomplete job before running it again) comes back whole. The end result is
 ``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`), with what the job spent as its ``budget``.
+Before training it writes ``pairs.json``, the pair diagnostics of one epoch's worth of the strategy's batches
+(:mod:`geocontrast.strategies.diagnostics`), drawn from a stream of their own so the training draws are unchanged.
 
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
@@ -42,7 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from geocontrast import distributed
-from geocontrast.atomic import write_jsonl
+from geocontrast.atomic import write_json, write_jsonl
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
 from geocontrast.determinism import make_deterministic
@@ -52,7 +54,8 @@ from geocontrast.geo.training_data import TrainingData, training_data
 from geocontrast.models import build_encoder
 from geocontrast.runtime import gather_rows, keep_freed_memory, resolve_amp, resolve_device, set_threads
 from geocontrast.strategies import STRATEGIES, Strategy, build_strategy
-from geocontrast.train.augment import BatchAugment
+from geocontrast.strategies.diagnostics import pair_diagnostics, sample_batches
+from geocontrast.train.augment import AugmentRecipe, BatchAugment
 from geocontrast.train.budget import SPENT_KEYS, Budget, epoch_batches, plan_budget
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
 from geocontrast.train.monitor import Monitor
@@ -66,6 +69,7 @@ DEFAULTS: dict = {
     "weight_decay": 1e-4,
     "temperature": 0.1,
     "augment_strength": 1.0,
+    "augment": {},  # AugmentRecipe settings over its defaults (config pretrain.augment)
     "seed": 0,
     "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: train rows // batch_size)
     "warmup_fraction": 0.1,  # share of all steps spent in linear warm-up
@@ -110,6 +114,8 @@ torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, collapsed
 exceeds :data:`geocontrast.train.monitor.COLLAPSE_COSINE`), knn_top1 (null when no labelled val image), knn_k,
 device, amp."""
 METRICS = "metrics.jsonl"
+PAIRS = "pairs.json"
+PAIRS_STREAM = 2**31 - 2  # second seed word of the pair diagnostics' rng (epochs use 0, 1, ...)
 SYNC_EVERY = 20  # steps between host syncs (loss check and progress bar); every sync stalls a GPU
 
 
@@ -200,9 +206,11 @@ def train(
         raise ValueError(f"unknown strategy {strategy_name!r}; registered: {', '.join(STRATEGIES)}")
     params = resolve_params(params)
     ranks = start_process(params, threads)
-    cache, data = load_inputs(cache_path, manifest_path, splits_path, neighbours_path, negatives_path)
+    cache, manifest, data = load_inputs(cache_path, manifest_path, splits_path, neighbours_path, negatives_path)
     job = build_job(strategy_name, params, Path(out_dir), ranks, cache, data)
     progress = resume(job)
+    if ranks.is_main:
+        write_pair_diagnostics(job, manifest)
     monitor = Monitor(cache, data, params, int(params["resolution"]), ranks.device, job.amp_dtype, job.memory_format)
     for epoch in range(progress.epoch, job.budget.epochs):
         started = time.perf_counter()
@@ -234,8 +242,9 @@ def load_inputs(
     splits_path: Path,
     neighbours_path: Path | None,
     negatives_path: Path | None,
-) -> tuple[np.ndarray, TrainingData]:
-    """The image cache (a memmap) and the per-row facts strategies draw from, checked to share one row order."""
+) -> tuple[np.ndarray, pd.DataFrame, TrainingData]:
+    """The image cache (a memmap), the manifest and the per-row facts strategies draw from, checked to share one
+    row order."""
     cache = load_image_cache(Path(cache_path))
     manifest = read_manifest(Path(manifest_path))
     if cache.shape[0] != len(manifest):
@@ -246,7 +255,7 @@ def load_inputs(
         neighbours=None if neighbours_path is None else load_neighbour_table(neighbours_path),
         negatives=None if negatives_path is None else load_negative_table(negatives_path),
     )
-    return cache, data
+    return cache, manifest, data
 
 
 def build_job(
@@ -285,7 +294,11 @@ def build_job(
         budget=budget,
         model=model,
         forward=torch.compile(forward) if params["compile"] else forward,
-        augment=BatchAugment(resolution, strength=float(params["augment_strength"])).to(ranks.device),
+        augment=BatchAugment(
+            resolution,
+            strength=float(params["augment_strength"]),
+            recipe=AugmentRecipe.from_config(params["augment"]),
+        ).to(ranks.device),
         amp_dtype=resolve_amp(params["amp"], ranks.device),
         memory_format=memory_format,
         optimiser=optimiser,
@@ -309,6 +322,13 @@ def resume(job: Job) -> Progress:
     if job.ranks.is_main:
         write_jsonl(progress.records, job.out_dir / METRICS)
     return progress
+
+
+def write_pair_diagnostics(job: Job, manifest: pd.DataFrame) -> None:
+    """``pairs.json``: what the strategy's pairs share, over one epoch's worth of batches from their own stream."""
+    rng = np.random.default_rng([int(job.params["seed"]), PAIRS_STREAM])
+    batches = sample_batches(job.strategy, job.budget.batch_size, rng)
+    write_json(pair_diagnostics(manifest, job.strategy, batches, rng), job.out_dir / PAIRS)
 
 
 def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:

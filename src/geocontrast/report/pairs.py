@@ -1,0 +1,144 @@
+"""What each strategy's pairs share: the pairs.json of every pretraining run, as one table and one figure.
+
+A row of the table is one (strategy, pair kind) averaged over seeds: the share of pairs with the same species,
+genus, family, observer and observation date, and the median distance; the random pairs of each run are the
+baseline kind. The figure draws the shares as grouped bars (one panel per fact), the median distances, and the
+anchors whose positive fell back to the anchor itself, by cause (:mod:`geocontrast.strategies.diagnostics`)::
+
+    python -m geocontrast.report.pairs --pairs pretrain/*/seed*/pairs.json --out pairs.png --table pairs.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geocontrast.atomic import atomic_path
+from geocontrast.report.style import plt, save_figure
+
+KINDS = ("positive", "negative", "masked", "random")
+SHARES = ("species", "genus", "family", "observer", "date")
+CAUSES = ("no_coordinates", "no_neighbour_within_r", "neighbours_outside_split")
+KIND_COLOURS = {"positive": "#009E73", "negative": "#D55E00", "masked": "#CC79A7", "random": "#999999"}
+
+
+def read_pairs(paths: Iterable[Path]) -> list[dict]:
+    """The pairs.json records, each with ``run`` (the strategy or arm, from its pretrain/<run>/seed<s>/ folder)
+    and ``seed``."""
+    records = []
+    for path in map(Path, paths):
+        record = json.loads(path.read_text())
+        records.append({**record, "run": path.parent.parent.name, "seed": path.parent.name.removeprefix("seed")})
+    return records
+
+
+def pairs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, kind) the runs have, in the order given: seeds, pairs per seed and, averaged over seeds,
+    the same-fact shares, the self share of positives, the median distance and the fallback shares by cause."""
+    rows = []
+    for record in records:
+        fallbacks = record.get("fallbacks")
+        for kind in KINDS:
+            summary = record["pairs"].get(kind)
+            if summary is None:
+                continue
+            distance = summary.get("distance_km") or {}
+            rows.append(
+                {
+                    "run": record["run"],
+                    "kind": kind,
+                    "pairs": summary["n"],
+                    **{f"same_{fact}": summary.get(f"same_{fact}") for fact in SHARES},
+                    "self_share": summary.get("self_share"),
+                    "median_km": distance.get("p50"),
+                    **{
+                        f"fallback_{cause}": (
+                            fallbacks[cause] / fallbacks["n_anchors"] if fallbacks and kind == "positive" else None
+                        )
+                        for cause in CAUSES
+                    },
+                }
+            )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ValueError("no pairs.json records")
+    order = list(dict.fromkeys(frame["run"]))
+    table = frame.groupby(["run", "kind"], sort=False).agg(
+        seeds=("pairs", "size"), **{c: (c, "mean") for c in frame.columns if c not in ("run", "kind")}
+    )
+    table = table.reset_index()
+    table["run"] = pd.Categorical(table["run"], order, ordered=True)
+    table["kind"] = pd.Categorical(table["kind"], KINDS, ordered=True)
+    return table.sort_values(["run", "kind"]).reset_index(drop=True).astype({"run": str, "kind": str})
+
+
+def pairs_figure(table: pd.DataFrame, *, figure_width_in: float = 10.0) -> plt.Figure:
+    """Grouped bars of the same-fact shares per run and pair kind, the median distances (log scale) and the
+    positives' fallbacks by cause (stacked share of anchors)."""
+    runs = list(dict.fromkeys(table["run"]))
+    x = np.arange(len(runs))
+    width = 0.8 / len(KINDS)
+    figure, axes = plt.subplots(2, 4, figsize=(figure_width_in, 0.5 * figure_width_in), sharex=True)
+    panels = [(f"same_{fact}", f"same {fact}") for fact in SHARES] + [("median_km", "median distance (km)")]
+    for axis, (column, title) in zip(axes.flat, panels):
+        for offset, kind in enumerate(KINDS):
+            values = table[table["kind"] == kind].set_index("run")[column].reindex(runs).astype(float)
+            axis.bar(x + (offset - 1.5) * width, values, width, color=KIND_COLOURS[kind], label=kind)
+        axis.set_title(title)
+        if column == "median_km":
+            axis.set_yscale("log")
+        else:
+            axis.set_ylim(0, 1)
+    axis = axes.flat[len(panels)]
+    positives = table[table["kind"] == "positive"].set_index("run").reindex(runs)
+    bottom = np.zeros(len(runs))
+    for cause, colour in zip(CAUSES, ("#E69F00", "#56B4E9", "#0072B2")):
+        share = positives[f"fallback_{cause}"].astype(float).fillna(0.0).to_numpy()
+        axis.bar(x, share, 0.6, bottom=bottom, color=colour, label=cause.replace("_", " "))
+        bottom += share
+    axis.set_title("positive fell back to the anchor")
+    spare = axes.flat[len(panels) + 1]
+    spare.axis("off")
+    kinds = spare.legend(
+        *axes.flat[0].get_legend_handles_labels(),
+        title="pairs",
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1.1),
+        frameon=False,
+    )
+    spare.add_artist(kinds)
+    spare.legend(
+        *axis.get_legend_handles_labels(),
+        title="fallback cause",
+        loc="lower center",
+        bbox_to_anchor=(0.5, -0.1),
+        frameon=False,
+    )
+    for axis in axes[-1]:
+        axis.set_xticks(x, runs, rotation=45, ha="right")
+    figure.tight_layout()
+    return figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.report.pairs", description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", required=True, type=Path, nargs="+", help="pretrain/<run>/seed<s>/pairs.json")
+    parser.add_argument("--out", required=True, type=Path, help="figure .png (an .svg is written beside it)")
+    parser.add_argument("--table", required=True, type=Path, help="the table as .csv")
+    parser.add_argument("--figure-width-in", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    table = pairs_table(read_pairs(args.pairs))
+    with atomic_path(args.table) as partial:
+        table.to_csv(partial, index=False, float_format="%.4g")
+    save_figure(pairs_figure(table, figure_width_in=args.figure_width_in), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Pair diagnostics: what a strategy's positives, extra negatives and masked items share, next to random pairs.
+
+The answer to "why does a strategy win or lose" is often in its pairs: how many context positives show the
+anchor's species (or only its observer), whether geo negatives are really of other species, which pairs the
+geo-near mask removes. :func:`pair_diagnostics` counts that over a sample of the strategy's own batches, drawn
+with a separate random stream so training is unchanged, and :func:`fallback_causes` says why anchors got an
+augmented view of themselves instead of a neighbour. The training loop writes the result as ``pairs.json``
+beside ``metrics.jsonl``.
+
+Pair kinds (each a list of (row, partner) manifest-row pairs):
+
+- ``positive``: (anchor, positive) where the positive is another photo; ``self_share`` counts the rest (two
+  views of the anchor: every pair of ``augmentation`` positives, the fallbacks of ``neighbour`` ones);
+- ``negative``: (anchor, its own extra negative);
+- ``masked``: (anchor, in-batch anchor) and (anchor, extra negative) pairs masked as false negatives, excluding
+  an anchor masked against its own row;
+- ``random``: (anchor, a uniform other row of the strategy's negative pool), the baseline.
+
+For each kind: ``n`` pairs, then the share of pairs with the same species, genus, family, observer and
+observation date (over the pairs where both rows have that fact; ``n_<fact>`` is that count) and distance
+quantiles in km (over the pairs where both rows have coordinates). A kind the strategy's batches do not have
+(no positive view, no negative view, no ``mask`` option) is null.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from geocontrast.geo.coords import chord_to_km, unit_vectors
+from geocontrast.strategies.base import PairBatch, Strategy, random_negatives
+
+FACTS = ("species", "genus", "family", "observer_id", "observed_on")
+"""Manifest columns compared between the two rows of a pair (as ``same_<column>``)."""
+SHARE_NAMES = {"observer_id": "observer", "observed_on": "date"}
+DISTANCE_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+MAX_BATCHES = 64
+"""Batches sampled per job: one epoch of the embedded world (~22 batches of 128), bounded on large data."""
+
+
+def fact_codes(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
+    """(N,) int64 codes per :data:`FACTS` column (equal values share a code; missing: -1) and ``unit`` (N, 3)
+    unit vectors, NaN rows where the row has no usable coordinates (``has_coords``)."""
+    codes = {column: pd.factorize(manifest[column].reset_index(drop=True))[0].astype(np.int64) for column in FACTS}
+    usable = manifest["has_coords"].to_numpy(bool)
+    lat = np.where(usable, manifest["lat"].to_numpy(np.float64, na_value=np.nan), np.nan)
+    lon = np.where(usable, manifest["lon"].to_numpy(np.float64, na_value=np.nan), np.nan)
+    return {**codes, "unit": unit_vectors(lat, lon)}
+
+
+def pair_summary(facts: dict[str, np.ndarray], rows: np.ndarray, partners: np.ndarray) -> dict:
+    """Shares of same facts and distance quantiles over the pairs (rows[i], partners[i]); None where no pair has
+    the fact."""
+    rows, partners = np.asarray(rows, dtype=np.int64), np.asarray(partners, dtype=np.int64)
+    summary: dict = {"n": int(rows.size)}
+    for column in FACTS:
+        a, b = facts[column][rows], facts[column][partners]
+        known = (a >= 0) & (b >= 0)
+        name = SHARE_NAMES.get(column, column)
+        summary[f"n_{name}"] = int(known.sum())
+        summary[f"same_{name}"] = float((a[known] == b[known]).mean()) if known.any() else None
+    diff = facts["unit"][rows] - facts["unit"][partners]  # (n, 3), NaN where either row has no coordinates
+    chord = np.sqrt((diff * diff).sum(axis=1))
+    km = chord_to_km(chord[np.isfinite(chord)])
+    summary["n_distance"] = int(km.size)
+    summary["distance_km"] = (
+        {f"p{round(q * 100)}": float(np.quantile(km, q)) for q in DISTANCE_QUANTILES} if km.size else None
+    )
+    return summary
+
+
+def batch_pairs(batch: PairBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The (rows, partners) of each pair kind one batch has (see the module docstring): ``positive`` with a
+    positive view, ``negative`` with a negative view, ``masked`` with a false-negative mask."""
+    anchors = batch.views["anchor"]
+    pairs = {}
+    if "positive" in batch.views:
+        positive = batch.views["positive"]
+        moved = positive != anchors
+        pairs["positive"] = (anchors[moved], positive[moved])
+    if "negative" in batch.views:
+        pairs["negative"] = (anchors, batch.views["negative"])
+    masks = [
+        (mask, partners)
+        for mask, partners in (
+            (batch.false_negatives, anchors),
+            (batch.extra_false_negatives, batch.views.get("negative")),
+        )
+        if mask is not None
+    ]
+    if masks:
+        rows, partners = [], []
+        for mask, candidates in masks:
+            i, j = np.nonzero(mask)
+            other = anchors[i] != candidates[j]  # an anchor masked against its own row is no geo-near pair
+            rows.append(anchors[i[other]])
+            partners.append(candidates[j[other]])
+        pairs["masked"] = (np.concatenate(rows), np.concatenate(partners))
+    return pairs
+
+
+def fallback_causes(strategy: Strategy, anchors: np.ndarray) -> dict | None:
+    """Why ``neighbour`` positives of ``anchors`` are the anchor itself, by cause; None for other strategies.
+
+    ``no_coordinates``; ``no_neighbour_within_r`` (flagged by the table, nothing usable in its row);
+    ``neighbours_outside_split`` (its row holds neighbours, none of them allowed under ``pairs_from``). Also
+    ``nearest_beyond_r``: flagged anchors that get their nearest photo beyond the radius (fallback ``nearest``).
+    """
+    if strategy.options.get("positive") != "neighbour":
+        return None
+    table, allowed = strategy.data.neighbours, strategy.allowed
+    starts, ends = table.indptr[anchors], table.indptr[anchors + 1]
+    if allowed is None:
+        usable = ends > starts
+    else:
+        allowed_so_far = np.r_[0, np.cumsum(allowed[table.indices])]  # allowed entries before each table slot
+        usable = allowed_so_far[ends] > allowed_so_far[starts]
+    located = table.has_coords[anchors]
+    flagged = table.fallback[anchors] & located
+    return {
+        "n_anchors": int(anchors.size),
+        "no_coordinates": int((~located).sum()),
+        "no_neighbour_within_r": int((flagged & ~usable).sum()),
+        "neighbours_outside_split": int((located & ~flagged & ~usable).sum()),
+        "nearest_beyond_r": int((flagged & usable).sum()),
+    }
+
+
+def sample_batches(
+    strategy: Strategy, batch_size: int, rng: np.random.Generator, max_batches: int = MAX_BATCHES
+) -> list[PairBatch]:
+    """Up to ``max_batches`` batches of one epoch as the loop draws them: a permutation of the anchors cut into
+    batches of ``batch_size``, each sampled by the strategy from ``rng``."""
+    order = rng.permutation(strategy.anchor_rows())
+    n_batches = min(max_batches, max(1, order.size // batch_size))
+    return [strategy.sample(order[i * batch_size : (i + 1) * batch_size], rng) for i in range(n_batches)]
+
+
+def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[PairBatch], rng) -> dict:
+    """The pairs.json record of ``strategy`` over ``batches`` (module docstring); ``rng`` draws the random pairs."""
+    facts = fact_codes(manifest)
+    drawn: dict[str, list] = {}
+    for batch in batches:
+        for kind, pair in batch_pairs(batch).items():
+            drawn.setdefault(kind, []).append(pair)
+    summaries = {
+        kind: pair_summary(facts, *(np.concatenate(side) for side in zip(*drawn[kind]))) if kind in drawn else None
+        for kind in ("positive", "negative", "masked")
+    }
+    if not strategy.options.get("mask"):
+        summaries["masked"] = None  # only an anchor against its own row is masked: no geo-near pairs to show
+    anchors = np.concatenate([batch.views["anchor"] for batch in batches])
+    if summaries["positive"] is not None:
+        summaries["positive"]["self_share"] = 1.0 - summaries["positive"]["n"] / anchors.size
+    summaries["random"] = pair_summary(facts, anchors, random_negatives(anchors, strategy.negative_pool(), rng))
+    return {
+        "strategy": strategy.name,
+        "options": strategy.options,
+        "n_batches": len(batches),
+        "n_anchors": int(anchors.size),
+        "pairs": summaries,
+        "fallbacks": fallback_causes(strategy, anchors),
+    }

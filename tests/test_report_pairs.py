@@ -1,0 +1,60 @@
+"""The pair-diagnostics table and figure aggregate pairs.json over seeds, one row per run and pair kind."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from geocontrast.report import pairs as pairs_report
+
+
+def summary(same_species: float, median_km: float, n: int = 10, **extra) -> dict:
+    return {
+        "n": n,
+        **{f"same_{fact}": same_species / 2 for fact in ("genus", "family", "observer", "date")},
+        "same_species": same_species,
+        "distance_km": {"p5": 0.0, "p25": 0.0, "p50": median_km, "p75": 0.0, "p95": 0.0},
+        **extra,
+    }
+
+
+def write_run(root, run: str, seed: int, species: float, fallbacks=None, negative=None) -> None:
+    folder = root / "pretrain" / run / f"seed{seed}"
+    folder.mkdir(parents=True)
+    record = {
+        "strategy": run,
+        "pairs": {
+            "positive": summary(species, 2.0, self_share=0.25),
+            "negative": negative,
+            "masked": None,
+            "random": summary(0.05, 80.0),
+        },
+        "fallbacks": fallbacks,
+    }
+    (folder / "pairs.json").write_text(json.dumps(record))
+
+
+def test_table_averages_seeds_per_run_and_kind_and_the_figure_is_written(tmp_path):
+    causes = {"n_anchors": 100, "no_coordinates": 10, "no_neighbour_within_r": 5, "neighbours_outside_split": 2}
+    write_run(tmp_path, "context_pos", 0, 0.2, fallbacks={**causes, "nearest_beyond_r": 0})
+    write_run(tmp_path, "context_pos", 1, 0.4, fallbacks={**causes, "no_coordinates": 20, "nearest_beyond_r": 0})
+    write_run(tmp_path, "cpn_random_negatives", 0, 0.3, negative=summary(0.1, 60.0))
+    out = tmp_path / "pairs.png"
+    paths = sorted(str(p) for p in tmp_path.glob("pretrain/*/seed*/pairs.json"))
+    assert pairs_report.main(["--pairs", *paths, "--out", str(out), "--table", str(tmp_path / "pairs.csv")]) == 0
+    assert out.exists() and out.with_suffix(".svg").exists()
+    table = pd.read_csv(tmp_path / "pairs.csv").set_index(["run", "kind"])
+    assert list(table.index) == [
+        ("context_pos", "positive"),
+        ("context_pos", "random"),
+        ("cpn_random_negatives", "positive"),
+        ("cpn_random_negatives", "negative"),
+        ("cpn_random_negatives", "random"),
+    ]
+    assert table.loc[("context_pos", "positive"), "seeds"] == 2
+    assert table.loc[("context_pos", "positive"), "same_species"] == pytest.approx(0.3)
+    assert table.loc[("context_pos", "positive"), "fallback_no_coordinates"] == pytest.approx(0.15)
+    assert table.loc[("cpn_random_negatives", "negative"), "median_km"] == pytest.approx(60.0)
+    assert pd.isna(table.loc[("cpn_random_negatives", "positive"), "fallback_no_coordinates"])
