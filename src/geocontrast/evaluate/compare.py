@@ -37,8 +37,8 @@ comparison is *resolved* when its interval excludes 0.
 ``n_pairs`` (replicates with both values), ``n_unpaired`` (replicates with only one, or a NaN);
 ``strategy_mean``, ``reference_mean`` (over the paired replicates); ``diff`` (mean paired difference);
 ``low``, ``high`` (the interval; NaN below two pairs); ``se``, ``replicate_se`` (sqrt(s2 / n)),
-``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``; ``resolved`` (bool); ``verdict``
-(``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``).
+``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``;
+``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``).
 
 CLI (called by the workflow's comparisons rule; prints the plain-words text)::
 
@@ -312,7 +312,7 @@ def plain_words(comparisons: pd.DataFrame) -> str:
     if comparisons.empty:
         return "Paired comparisons: none (the results hold no strategy to compare with the reference or random_init).\n"
     confidence = float(comparisons["confidence"].iloc[0])
-    sampling = set(comparisons["test_sampling"])
+    sampling = set(comparisons.loc[comparisons["n_pairs"] > 1, "test_sampling"])
     notes = {
         "in_replicates": "each replicate drew its own test photos, so the interval holds test-set sampling",
         "photo_bootstrap": "replicates share one test split: a paired bootstrap over test photos is added",
@@ -327,7 +327,11 @@ def plain_words(comparisons: pd.DataFrame) -> str:
     for (base, strategy, protocol, label_fraction), group in comparisons.groupby(keys, sort=False):
         counts = sorted(set(group["n_pairs"]))
         n = f"n={counts[0]}" if len(counts) == 1 else f"n={counts[0]}\u2013{counts[-1]}"
-        words = "; ".join(metric_words(row) for _, row in group.iterrows())
+        if (group["n_pairs"] == 1).all():  # one verdict for all: no metric has an interval
+            words = ", ".join(f"\u0394{METRIC_NAMES[m]} {points(d)}" for m, d in zip(group["metric"], group["diff"]))
+            words += " points, unresolved (1 replicate)"
+        else:
+            words = "; ".join(metric_words(row) for _, row in group.iterrows())
         title = PROTOCOL_TITLES.get(protocol, protocol)
         lines.append(f"{strategy} vs {base}, {title}, {label_fraction:g}% labels: {words} ({n})")
     return "\n".join(lines) + "\n"
