@@ -249,7 +249,7 @@ def compare(
     rows = results[~results["protocol"].isin(NOT_COMPARED)]
     if rows.duplicated(["strategy", "protocol", "label_fraction", "seed"]).any():
         raise ValueError("results hold two rows for one (strategy, protocol, label_fraction, seed)")
-    table = rows.set_index(["strategy", "protocol", "label_fraction", "seed"])[metrics]
+    table = rows.set_index(["strategy", "protocol", "label_fraction", "seed"])[metrics].sort_index()
     protocols = [p for p in PROTOCOL_TITLES if p in set(rows["protocol"])]
     protocols += [p for p in dict.fromkeys(rows["protocol"]) if p not in protocols]
     records = []
