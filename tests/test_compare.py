@@ -305,3 +305,13 @@ def test_forest_plot_rows_and_markers():
     first = next(line for line in axes[0].get_lines() if line.get_marker() == "o")
     assert first.get_xdata()[0] == pytest.approx(20.0) and first.get_markerfacecolor() != "white"
     plt.close(figure)
+
+
+def test_the_schema_defaults_are_the_library_defaults():
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    keys = schema["properties"]["compare"]["properties"]
+    assert {key: keys[key]["default"] for key in cmp.DEFAULTS} == cmp.DEFAULTS
+    assert keys["metrics"]["items"]["enum"] == list(cmp.METRICS)
