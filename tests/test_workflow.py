@@ -72,6 +72,8 @@ def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
         "finetune": strategies * seeds,
         "most_common_baseline": 1,
         "results_table": 1,
+        "comparisons": 1,
+        "report_comparisons": 1,
         "report_accuracy": 1,
         "report_ranks": 1,
         "report_geo_prior": 1,
@@ -148,9 +150,18 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     assert ((table["top1"] <= table["top5"]) & (table["acc_species"] <= table["acc_genus"] + 1e-12)).all()
     summary = (results / "results_summary.txt").read_text()
     assert summary in first.stdout + first.stderr  # the run ends by printing the table
+    comparisons = pd.read_csv(results / "comparisons.csv")  # no `augmented` here: only the random_init reference
+    assert set(zip(comparisons["strategy"], comparisons["reference"])) == {
+        ("supervised", "random_init"),
+        ("context_pos_neg", "random_init"),
+    }
+    assert len(comparisons) == 2 * 3 * 3 and (comparisons["n_pairs"] == 2).all()  # pairs x protocols x metrics
+    assert set(comparisons["test_sampling"]) == {"photo_bootstrap"}  # the seeds share one split
+    assert (results / "comparisons.txt").read_text() in first.stdout + first.stderr
     report = results / "report"
     for figure in (
         "accuracy",
+        "comparisons",
         "ranks",
         "geo_prior",
         "training_curves",

@@ -29,6 +29,7 @@ def all_outputs():
         negative_table_path(),
         *pretrain_outputs(),
         f"{RESULTS}/results.csv",
+        f"{RESULTS}/comparisons.csv",
         *report_outputs(),
     ]
 
@@ -240,6 +241,7 @@ def report_outputs():
         "ranks",
         "geo_prior",
         "training_curves",
+        "comparisons",
         "example_pairs",
         "map_splits",
         "map_radius",

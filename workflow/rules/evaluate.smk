@@ -145,3 +145,24 @@ rule results_table:
     shell:
         "python -m geocontrast.evaluate.results {input} --out {output.table} --summary {output.summary}"
         " --text {output.text} 2> {log}"
+
+
+# Paired comparisons (geocontrast.evaluate.compare): every strategy against compare.reference and against
+# random_init, per protocol and label budget, with intervals. The evaluation JSONs supply the per-photo hits for
+# the test-photo bootstrap when replicates share one test split.
+rule comparisons:
+    input:
+        results=f"{RESULTS}/results.csv",
+        evaluations=evaluation_outputs(),
+    output:
+        table=f"{RESULTS}/comparisons.csv",
+        text=f"{RESULTS}/comparisons.txt",
+    log:
+        f"{LOGS}/comparisons.log",
+    params:
+        compare=json.dumps(config["compare"], sort_keys=True),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.evaluate.compare --results {input.results} --evaluations {input.evaluations}"
+        " --out {output.table} --text {output.text} --params-json {params.compare:q} > /dev/null 2> {log}"

@@ -296,3 +296,25 @@ rule report_pairs:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.pairs --pairs {input} --out {output.png} --table {output.table} 2> {log}"
+
+
+rule report_comparisons:
+    input:
+        comparisons=f"{RESULTS}/comparisons.csv",
+    output:
+        png=report(
+            f"{REPORT}/comparisons.png",
+            caption="../report/comparisons.rst",
+            category="Results",
+            labels={"figure": "paired comparisons (forest plot)"},
+        ),
+        svg=f"{REPORT}/comparisons.svg",
+    log:
+        f"{LOGS}/report_comparisons.log",
+    params:
+        plot=report_params("figure_width_in", "label_fraction"),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.forest --comparisons {input.comparisons} --out {output.png}"
+        " --params-json {params.plot:q} 2> {log}"

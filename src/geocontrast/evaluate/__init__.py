@@ -10,14 +10,19 @@ Files (``R = results/<dataset>``):
   model's own val/test accuracy; ``grid.npz``: the prior on a lat/lon grid, for range maps.
 - ``R/eval/<strategy>/seed<seed>/<protocol>_l<pct>.json``: one evaluation (see :data:`RESULT_COLUMNS`); protocol
   is ``finetune``, ``linear`` or ``knn``, or a downstream task of :data:`TASKS`; the most-common-species baseline
-  is strategy ``most_common``, protocol ``baseline``.
+  is strategy ``most_common``, protocol ``baseline``. Species-identification records also keep which test photos
+  were hit (``test_hits``, :func:`geocontrast.evaluate.metrics.hit_record`).
 - ``R/tasks/genus_pairs_l<pct>.json``: the genus pairs of the genus-discrimination task, chosen once for all
   strategies from the labelled train images' pixels.
 - ``R/results.csv``: one row per evaluation JSON, columns :data:`RESULT_COLUMNS`;
   ``R/results_summary.csv``: mean, std and n_seeds per (strategy, protocol, label_fraction)
   (:func:`geocontrast.evaluate.results.summarise`).
+- ``R/comparisons.csv`` and ``comparisons.txt``: paired differences of every strategy against the reference and
+  against ``random_init``, with intervals (:mod:`geocontrast.evaluate.compare`).
 """
 
+PROTOCOL_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN on frozen features"}
+"""How figures and plain-words summaries name the species-identification protocols."""
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 PROBE_RANKS = RANKS[1:]
 TASKS = ("genus_pairs", "mislabel", "clustering", *(f"{rank}_probe" for rank in PROBE_RANKS))

@@ -7,6 +7,9 @@ stability.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -50,6 +53,40 @@ def most_common_scores(train_labels: np.ndarray, n_classes: int, n_rows: int) ->
     """
     counts = np.bincount(np.asarray(train_labels), minlength=n_classes).astype(np.float64)
     return np.tile(counts / max(1.0, counts.sum()), (n_rows, 1))
+
+
+HIT_KS = (1, 5)
+"""The top-k whose per-photo hits :func:`hit_record` keeps (what the paired test-photo bootstrap needs)."""
+
+
+def hit_record(scores: np.ndarray, labels: np.ndarray, test_rows: np.ndarray) -> dict:
+    """Which test photos each top-k got right, compactly, for paired statistics over test photos.
+
+    Photos are the scored test rows in splits-file (= manifest) order. ``top<k>``: base64 of the packed bits of
+    :func:`hits_at_k` (``np.packbits``, big bit order); ``labels``: base64 of the class indices (``label_dtype``);
+    ``rows_sha1``: digest of the manifest row numbers and labels, equal exactly when two records scored the same
+    photos. :func:`read_hits` decodes.
+    """
+    labels, test_rows = np.asarray(labels), np.asarray(test_rows, dtype=np.int64)
+    label_dtype = np.min_scalar_type(max(int(labels.max()), 0)).newbyteorder("<")
+    packed_labels = labels.astype(label_dtype)
+    digest = hashlib.sha1(test_rows.astype("<i8").tobytes() + packed_labels.tobytes()).hexdigest()
+    record = {"n": int(labels.size), "rows_sha1": digest, "label_dtype": label_dtype.str}
+    record["labels"] = base64.b64encode(packed_labels.tobytes()).decode("ascii")
+    for k in HIT_KS:
+        record[f"top{k}"] = base64.b64encode(np.packbits(hits_at_k(scores, labels, k)).tobytes()).decode("ascii")
+    return record
+
+
+def read_hits(record: dict) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Inverse of :func:`hit_record`: ({k: (n,) bool hits}, (n,) int64 labels)."""
+    n = int(record["n"])
+    hits = {
+        k: np.unpackbits(np.frombuffer(base64.b64decode(record[f"top{k}"]), np.uint8), count=n).astype(bool)
+        for k in HIT_KS
+    }
+    labels = np.frombuffer(base64.b64decode(record["labels"]), np.dtype(record["label_dtype"])).astype(np.int64)
+    return hits, labels
 
 
 def ancestor_codes(species_names: list[str], taxonomy: pd.DataFrame) -> dict[str, np.ndarray]:

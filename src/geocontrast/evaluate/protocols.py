@@ -22,6 +22,7 @@ from geocontrast.evaluate.geoprior import combine
 from geocontrast.evaluate.metrics import (
     ancestor_codes,
     confused_pairs,
+    hit_record,
     macro_top_k_accuracy,
     rank_accuracy,
     top_k_accuracy,
@@ -228,7 +229,8 @@ def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np
 
 
 def score(test_probs: np.ndarray, rows: EvalRows, location_probs: np.ndarray | None = None) -> dict:
-    """Test metrics (:data:`geocontrast.evaluate.METRIC_COLUMNS`) plus the most frequent confusions.
+    """Test metrics (:data:`geocontrast.evaluate.METRIC_COLUMNS`), the most frequent confusions and which test
+    photos were hit (:func:`~geocontrast.evaluate.metrics.hit_record`, for paired statistics).
 
     ``location_probs``: (N, C) geographic prior of every manifest row; without it the prior columns are NaN.
     """
@@ -247,4 +249,5 @@ def score(test_probs: np.ndarray, rows: EvalRows, location_probs: np.ndarray | N
         result[f"prior_gain_top{k}"] = result[f"prior_top{k}"] - result[f"top{k}"]
     result.update({f"acc_{rank}": value for rank, value in rank_accuracy(predicted, labels, rows.ancestors).items()})
     result["confused_pairs"] = confused_pairs(predicted, labels, rows.names)
+    result["test_hits"] = hit_record(test_probs, labels, rows.test)
     return result

@@ -15,7 +15,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from geocontrast.evaluate import TASKS
+from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
 from geocontrast.evaluate.results import summarise
 from geocontrast.report.style import plt, strategy_colour
 
@@ -25,7 +25,6 @@ BASELINES = (MOST_COMMON, "random_init")
 """Drawn before every pretraining strategy, in this order."""
 PROTOCOLS = ("finetune", "linear", "knn")
 """Panel order; any other protocol in the results follows these."""
-PROTOCOL_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN on frozen features"}
 ERROR_BARS = ("std", "sem")
 MOST_COMMON_LABEL = "most common species"
 # Fill of the bars of the j-th top-k (or without / with prior): solid first, then lighter and hatched.

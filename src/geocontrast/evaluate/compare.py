@@ -1,0 +1,379 @@
+"""Paired comparisons: every strategy against a reference and against ``random_init``, with intervals.
+
+Replicate r (the ``seed`` column of ``results.csv``) trains and evaluates every strategy; within a replicate all
+strategies share the split, the label subset, the geo tables and the prior, so the paired difference
+d_r = m(strategy, r) - m(reference, r) is free of everything they share. For each (strategy, reference,
+protocol, label budget, metric), over the n replicates where both have a value::
+
+    mean = mean_r d_r          s2 = var_r d_r (ddof 1)          se = sqrt(s2 / n + v_photo)
+    half-width = sqrt((t(n - 1, q) * sqrt(s2 / n))**2 + (z(q) * sqrt(v_photo))**2),   q = (1 + confidence) / 2
+    interval = mean -/+ half-width
+
+i.e. the t interval over replicates (Student's t with n - 1 degrees of freedom: only n differences measure the
+spread), widened in quadrature by the test-photo term with the normal quantile z (it rests on hundreds of photos).
+Welch-Satterthwaite degrees of freedom were tried and rejected: with three replicates a low s2 inflates them just
+when the interval should be wide (simulated coverage 0.93 where the photo term is small); the quadrature form
+covered 0.95 there and 0.98 where the photo term dominates (conservative, never below nominal).
+
+**Test-set sampling error** enters through ``v_photo``, decided from the per-photo hit records of the evaluation
+JSONs (:func:`geocontrast.evaluate.metrics.hit_record`):
+
+- the replicates scored *different* test photos (each replicate redrew the split): each d_r carries its own
+  test-sampling error, so s2 already contains it; ``v_photo = 0`` (``test_sampling = in_replicates``).
+- the replicates all scored *the same* test photos (the fixed-split mode): that error is common to every d_r and
+  s2 cannot see it; ``v_photo`` is the variance of the paired, species-stratified bootstrap over test photos (the
+  same photos resampled for both strategies and every replicate, each species keeping its test count), in closed
+  form (:func:`photo_variance`) rather than by Monte Carlo, so it is exact and needs no seed
+  (``test_sampling = photo_bootstrap``).
+- no records (JSONs not given, or written before records existed), or under two replicates:
+  ``v_photo = 0`` and ``test_sampling = unknown``; with a fixed split the interval then covers initialisation
+  and training only.
+
+With one replicate there is no spread to estimate: no interval, verdict ``unresolved (1 replicate)``. A
+comparison is *resolved* when its interval excludes 0.
+
+``comparisons.csv`` columns (differences and means are fractions, like ``results.csv``):
+``reference``, ``strategy``, ``protocol``, ``label_fraction`` (percent), ``metric`` (top1, top5, macro_top1);
+``n_pairs`` (replicates with both values), ``n_unpaired`` (replicates with only one, or a NaN);
+``strategy_mean``, ``reference_mean`` (over the paired replicates); ``diff`` (mean paired difference);
+``low``, ``high`` (the interval; NaN below two pairs); ``se``, ``replicate_se`` (sqrt(s2 / n)),
+``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``;
+``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``).
+
+CLI (called by the workflow's comparisons rule; prints the plain-words text)::
+
+    python -m geocontrast.evaluate.compare --results results.csv --evaluations eval/*/seed*/*.json \\
+        --out comparisons.csv --text comparisons.txt [--params-json '{"reference": "augmented"}']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from geocontrast.atomic import atomic_path
+from geocontrast.cli import json_object
+from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
+from geocontrast.evaluate.metrics import read_hits
+
+RANDOM_INIT = "random_init"
+METRICS = {"top1": (1, "micro"), "top5": (5, "micro"), "macro_top1": (1, "macro")}
+"""Compared metrics: the top-k of their per-photo hits, and how photos are weighed (micro: each photo the same;
+macro: each species the same)."""
+METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "macro_top1": "macro top-1"}
+DEFAULTS = {"reference": "augmented", "confidence": 0.95, "metrics": list(METRICS)}
+COLUMNS = (
+    "reference",
+    "strategy",
+    "protocol",
+    "label_fraction",
+    "metric",
+    "n_pairs",
+    "n_unpaired",
+    "strategy_mean",
+    "reference_mean",
+    "diff",
+    "low",
+    "high",
+    "se",
+    "replicate_se",
+    "photo_se",
+    "df",
+    "confidence",
+    "test_sampling",
+    "resolved",
+    "verdict",
+)
+NOT_COMPARED = ("baseline", *TASKS)
+"""Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
+
+
+def comparison_pairs(strategies: Iterable[str], reference: str) -> list[tuple[str, str]]:
+    """(strategy, reference) pairs: each strategy against ``reference``, then each against ``random_init``.
+
+    ``random_init`` is only ever a reference, so no comparison appears twice with its sign flipped. A reference
+    absent from ``strategies`` yields no pairs.
+    """
+    strategies = list(dict.fromkeys(strategies))
+    pairs = []
+    for base in dict.fromkeys([reference, RANDOM_INIT]):
+        if base in strategies:
+            pairs += [(s, base) for s in strategies if s not in (base, RANDOM_INIT)]
+    return pairs
+
+
+def paired_interval(differences: np.ndarray, confidence: float = 0.95, photo_variance: float = 0.0) -> dict:
+    """Mean of paired differences and its t interval (module docstring); NaN differences are dropped.
+
+    Returns n, mean, se, replicate_se, photo_se, df, low and high; below two differences the spread is unknown
+    and se, df, low and high are NaN.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    n = d.size
+    out = {"n": n, "mean": float(d.mean()) if n else np.nan, "photo_se": float(np.sqrt(photo_variance))}
+    out.update(se=np.nan, replicate_se=np.nan, df=np.nan, low=np.nan, high=np.nan)
+    if n < 2:
+        return out
+    replicate_var = d.var(ddof=1) / n
+    total = replicate_var + photo_variance
+    quantile = (1 + confidence) / 2
+    # Each part with its own quantile, added in quadrature: t with n - 1 df for the replicates, the normal one for
+    # the photo term (it rests on hundreds of photos). See the module docstring for why not Welch-Satterthwaite.
+    half = np.hypot(
+        stats.t.ppf(quantile, n - 1) * np.sqrt(replicate_var), stats.norm.ppf(quantile) * np.sqrt(photo_variance)
+    )
+    out.update(
+        se=float(np.sqrt(total)),
+        replicate_se=float(np.sqrt(replicate_var)),
+        df=float(n - 1),
+        low=out["mean"] - half,
+        high=out["mean"] + half,
+    )
+    return out
+
+
+def photo_weights(labels: np.ndarray, weighting: str) -> np.ndarray:
+    """(N,) weights of the photos in the metric, summing to 1: micro 1/N; macro 1/(species x its test count)."""
+    labels = np.asarray(labels)
+    if weighting == "micro":
+        return np.full(labels.size, 1.0 / labels.size)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / (counts.size * counts[inverse])
+
+
+def photo_variance(per_photo: np.ndarray, labels: np.ndarray, weighting: str) -> float:
+    """Test-photo sampling variance of the mean paired difference when every replicate scored the same photos.
+
+    ``per_photo``: (n, N) per-replicate, per-photo differences of hits (strategy minus reference, in {-1, 0, 1});
+    ``labels``: (N,) species of the photos. With photo weights w (:func:`photo_weights`, equal within a species)
+    and D_i = mean over replicates of photo i's difference, the species-stratified bootstrap over photos has
+    variance sum_c n_c w_c**2 var_c(D) (var_c over the photos of species c, ddof 1; a species with one test photo
+    adds nothing). var_c(D) also holds the replicate x photo noise, whose share s2 / n already counts; it is
+    estimated by the two-way residual mean square e2 and taken out:
+    ``v_photo = max(0, sum_c n_c w_c**2 (var_c(D) - e2 / n))``.
+    """
+    per_photo = np.asarray(per_photo, dtype=float)
+    n, n_photos = per_photo.shape
+    weights = photo_weights(labels, weighting)
+    photo_means = per_photo.mean(axis=0)
+    residual = per_photo - photo_means - per_photo.mean(axis=1, keepdims=True) + per_photo.mean()
+    noise = (residual**2).sum() / ((n - 1) * (n_photos - 1)) if n > 1 and n_photos > 1 else 0.0
+    _, species, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.bincount(species, photo_means)
+    squares = np.bincount(species, (photo_means - (sums / counts)[species]) ** 2)
+    several = counts > 1
+    spread = squares[several] / (counts[several] - 1)
+    weight = np.bincount(species, weights)[several] / counts[several]  # equal within a species
+    total = (counts[several] * weight**2 * (spread - noise / n)).sum()
+    return max(0.0, float(total))
+
+
+def verdict(n: int, low: float, high: float) -> str:
+    if n == 0:
+        return "no pairs"
+    if n == 1:
+        return "unresolved (1 replicate)"
+    return "resolved" if low > 0 or high < 0 else "unresolved"
+
+
+HitKey = tuple[str, str, float, int]
+"""(strategy, protocol, label_fraction, seed) of one evaluation record."""
+
+
+@dataclass(frozen=True)
+class PhotoHits:
+    """One evaluation's decoded hit record: which test photos (``rows_sha1``), hits per top-k, species."""
+
+    rows_sha1: str
+    hits: dict[int, np.ndarray]
+    labels: np.ndarray
+
+    @classmethod
+    def from_record(cls, record: dict) -> PhotoHits:
+        hits, labels = read_hits(record)
+        return cls(record["rows_sha1"], hits, labels)
+
+
+def test_sampling(
+    strategy: str, reference: str, protocol: str, label_fraction: float, seeds: list[int], hits: Mapping
+) -> tuple[str, list[tuple[PhotoHits, PhotoHits]]]:
+    """How test-set sampling enters one comparison (module docstring), and the paired hit records if shared.
+
+    Refuses a replicate whose two records scored different photos: the pair would not be a pair.
+    """
+    pairs = [
+        (hits.get((strategy, protocol, label_fraction, s)), hits.get((reference, protocol, label_fraction, s)))
+        for s in seeds
+    ]
+    if len(pairs) < 2 or any(a is None or b is None for a, b in pairs):
+        return "unknown", []
+    for seed, (a, b) in zip(seeds, pairs):
+        if a.rows_sha1 != b.rows_sha1:
+            raise ValueError(
+                f"replicate {seed}, {protocol} at {label_fraction:g} %: {strategy} and {reference} were scored on "
+                "different test photos"
+            )
+    if len({a.rows_sha1 for a, _ in pairs}) == 1:
+        return "photo_bootstrap", pairs
+    return "in_replicates", []
+
+
+def compare(
+    results: pd.DataFrame,
+    hits: Mapping[HitKey, PhotoHits] | None = None,
+    *,
+    reference: str = DEFAULTS["reference"],
+    confidence: float = DEFAULTS["confidence"],
+    metrics: Iterable[str] = DEFAULTS["metrics"],
+) -> pd.DataFrame:
+    """One row per (reference, strategy, protocol, label budget, metric) with the columns :data:`COLUMNS`.
+
+    ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`.
+    """
+    metrics = list(metrics)
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"cannot compare metrics {unknown}; known: {list(METRICS)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), not {confidence}")
+    hits = hits or {}
+    rows = results[~results["protocol"].isin(NOT_COMPARED)]
+    if rows.duplicated(["strategy", "protocol", "label_fraction", "seed"]).any():
+        raise ValueError("results hold two rows for one (strategy, protocol, label_fraction, seed)")
+    table = rows.set_index(["strategy", "protocol", "label_fraction", "seed"])[metrics].sort_index()
+    protocols = [p for p in PROTOCOL_TITLES if p in set(rows["protocol"])]
+    protocols += [p for p in dict.fromkeys(rows["protocol"]) if p not in protocols]
+    records = []
+    for strategy, base in comparison_pairs(rows["strategy"], reference):
+        for protocol in protocols:
+            for label_fraction in sorted(rows.loc[rows["protocol"] == protocol, "label_fraction"].unique()):
+                key = (protocol, label_fraction)
+                if (strategy, *key) not in table.index or (base, *key) not in table.index:
+                    continue
+                ours, theirs = table.loc[(strategy, *key)], table.loc[(base, *key)]
+                for metric in metrics:
+                    paired = pd.concat([ours[metric], theirs[metric]], axis=1, keys=["s", "r"])
+                    both = paired.dropna()
+                    seeds = [int(s) for s in both.index]
+                    sampling, pairs = test_sampling(strategy, base, protocol, float(label_fraction), seeds, hits)
+                    variance = 0.0
+                    if pairs:
+                        k, weighting = METRICS[metric]
+                        per_photo = np.stack([a.hits[k].astype(int) - b.hits[k].astype(int) for a, b in pairs])
+                        variance = photo_variance(per_photo, pairs[0][0].labels, weighting)
+                    interval = paired_interval((both["s"] - both["r"]).to_numpy(), confidence, variance)
+                    records.append(
+                        {
+                            "reference": base,
+                            "strategy": strategy,
+                            "protocol": protocol,
+                            "label_fraction": label_fraction,
+                            "metric": metric,
+                            "n_pairs": interval["n"],
+                            "n_unpaired": len(paired) - len(both),
+                            "strategy_mean": both["s"].mean(),
+                            "reference_mean": both["r"].mean(),
+                            "diff": interval["mean"],
+                            **{c: interval[c] for c in ("low", "high", "se", "replicate_se", "photo_se", "df")},
+                            "confidence": confidence,
+                            "test_sampling": sampling,
+                            "resolved": bool(interval["low"] > 0 or interval["high"] < 0),
+                            "verdict": verdict(interval["n"], interval["low"], interval["high"]),
+                        }
+                    )
+    return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+
+def points(value: float, sign: bool = True) -> str:
+    """A fraction as percentage points with one decimal and a true minus sign."""
+    return f"{100 * value:{'+' if sign else ''}.1f}".replace("-", "\u2212")
+
+
+def metric_words(row: pd.Series) -> str:
+    """'Δtop-1 −10.4 [−13.1, −7.7] points, resolved' (or without the interval when there is none)."""
+    name = f"\u0394{METRIC_NAMES[row['metric']]}"
+    if row["n_pairs"] == 0:
+        return f"{name}: no paired replicates"
+    interval = "" if np.isnan(row["low"]) else f" [{points(row['low'])}, {points(row['high'])}]"
+    return f"{name} {points(row['diff'])}{interval} points, {row['verdict']}"
+
+
+def plain_words(comparisons: pd.DataFrame) -> str:
+    """One line per (reference, strategy, protocol, label budget): every metric's difference, interval, verdict."""
+    if comparisons.empty:
+        return "Paired comparisons: none (the results hold no strategy to compare with the reference or random_init).\n"
+    confidence = float(comparisons["confidence"].iloc[0])
+    sampling = set(comparisons.loc[comparisons["n_pairs"] > 1, "test_sampling"])
+    notes = {
+        "in_replicates": "each replicate drew its own test photos, so the interval holds test-set sampling",
+        "photo_bootstrap": "replicates share one test split: a paired bootstrap over test photos is added",
+        "unknown": "no per-photo records: test-set sampling is not included beyond the replicates' spread",
+    }
+    lines = [
+        f"Paired differences, strategy minus reference, in points of test accuracy: mean over replicates "
+        f"[{confidence:.0%} t interval]; resolved: the interval excludes 0.",
+        *(f"  ({notes[s]})" for s in notes if s in sampling),
+    ]
+    keys = ["reference", "strategy", "protocol", "label_fraction"]
+    for (base, strategy, protocol, label_fraction), group in comparisons.groupby(keys, sort=False):
+        counts = sorted(set(group["n_pairs"]))
+        n = f"n={counts[0]}" if len(counts) == 1 else f"n={counts[0]}\u2013{counts[-1]}"
+        if (group["n_pairs"] == 1).all():  # one verdict for all: no metric has an interval
+            words = ", ".join(f"\u0394{METRIC_NAMES[m]} {points(d)}" for m, d in zip(group["metric"], group["diff"]))
+            words += " points, unresolved (1 replicate)"
+        else:
+            words = "; ".join(metric_words(row) for _, row in group.iterrows())
+        title = PROTOCOL_TITLES.get(protocol, protocol)
+        lines.append(f"{strategy} vs {base}, {title}, {label_fraction:g}% labels: {words} ({n})")
+    return "\n".join(lines) + "\n"
+
+
+def read_hit_records(paths: Iterable[Path]) -> dict[HitKey, PhotoHits]:
+    """The decoded ``test_hits`` of every evaluation JSON that has them, keyed by :data:`HitKey`."""
+    records = {}
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        if "test_hits" in record:
+            key = (record["strategy"], record["protocol"], float(record["label_fraction"]), int(record["seed"]))
+            records[key] = PhotoHits.from_record(record["test_hits"])
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", required=True, type=Path, help="results.csv")
+    parser.add_argument(
+        "--evaluations", nargs="*", type=Path, default=[], help="evaluation JSONs (their per-photo hit records)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="comparisons.csv")
+    parser.add_argument("--text", type=Path, help="also write the plain-words summary here")
+    parser.add_argument(
+        "--params-json", type=json_object, default="{}", help=f"any of {sorted(DEFAULTS)} as a JSON object"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.params_json) - set(DEFAULTS))
+    if unknown:
+        parser.error(f"unknown params {unknown}; known: {sorted(DEFAULTS)}")
+    params = {**DEFAULTS, **args.params_json}
+    comparisons = compare(pd.read_csv(args.results), read_hit_records(args.evaluations), **params)
+    with atomic_path(args.out) as partial:
+        comparisons.to_csv(partial, index=False)
+    text = plain_words(comparisons)
+    if args.text:
+        with atomic_path(args.text) as partial:
+            partial.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

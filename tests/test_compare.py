@@ -1,0 +1,317 @@
+"""Paired comparisons (geocontrast.evaluate.compare), per-photo hit records and the forest plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from geocontrast.evaluate import compare as cmp
+from geocontrast.evaluate.metrics import hit_record, hits_at_k, read_hits
+
+
+def results_frame(values: dict[str, list[float]], protocol="linear", label_fraction=10.0) -> pd.DataFrame:
+    """results.csv rows: one per (strategy, seed) with top1 = the listed value (NaN allowed), top5 = top1 + 0.1."""
+    rows = [
+        {
+            "strategy": s,
+            "protocol": protocol,
+            "label_fraction": label_fraction,
+            "seed": seed,
+            "top1": v,
+            "top5": v + 0.1,
+        }
+        for s, vs in values.items()
+        for seed, v in enumerate(vs)
+        if v is not None
+    ]
+    frame = pd.DataFrame(rows)
+    frame["macro_top1"] = frame["top1"]
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- the t interval
+def test_paired_interval_hand_computed():
+    # d = 0.02, 0.04, 0.09: mean 0.05; deviations -0.03, -0.01, 0.04, squares sum 0.0026, s2 = 0.0026 / 2 = 0.0013;
+    # se = sqrt(0.0013 / 3) = 0.0208167; t(2 df, 0.975) = 4.302653; half-width = 0.0895675.
+    interval = cmp.paired_interval(np.array([0.02, 0.04, 0.09]), 0.95)
+    assert interval["n"] == 3 and interval["df"] == 2
+    assert interval["mean"] == pytest.approx(0.05)
+    assert interval["se"] == pytest.approx(0.0208167, abs=1e-7)
+    assert interval["low"] == pytest.approx(0.05 - 0.0895675, abs=1e-6)
+    assert interval["high"] == pytest.approx(0.05 + 0.0895675, abs=1e-6)
+
+
+def test_photo_term_widens_in_quadrature():
+    # replicate part t(2) * 0.0208167 = 0.0895675; photo part z(0.975) * 0.03 = 1.959964 * 0.03 = 0.0587989;
+    # half-width sqrt(0.0895675**2 + 0.0587989**2) = 0.1071418.
+    interval = cmp.paired_interval(np.array([0.02, 0.04, 0.09]), 0.95, photo_variance=0.03**2)
+    assert interval["high"] - interval["mean"] == pytest.approx(0.1071418, abs=1e-6)
+    assert interval["se"] == pytest.approx(np.sqrt(0.0013 / 3 + 0.0009))
+
+
+def test_paired_interval_one_or_no_replicate_and_nan():
+    one = cmp.paired_interval(np.array([0.03, np.nan]))
+    assert one["n"] == 1 and one["mean"] == pytest.approx(0.03) and np.isnan(one["low"]) and np.isnan(one["high"])
+    assert cmp.paired_interval(np.array([np.nan]))["n"] == 0
+    assert cmp.verdict(0, np.nan, np.nan) == "no pairs"
+    assert cmp.verdict(1, np.nan, np.nan) == "unresolved (1 replicate)"
+    assert cmp.verdict(3, 0.001, 0.2) == "resolved"
+    assert cmp.verdict(3, -0.2, -0.001) == "resolved"
+    assert cmp.verdict(3, -0.01, 0.2) == "unresolved"
+
+
+def test_t_interval_coverage_with_redrawn_test_sets():
+    """2000 simulated experiments, 3 replicates, each drawing its own 200 test photos and both strategies' hits.
+
+    The true difference is the population's: strategy B hits a photo with probability p + 0.04 where A has p.
+    """
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        p = rng.uniform(0.2, 0.8, (3, 200))
+        init = rng.normal(0, 0.02, (3, 1))  # B's initialisation luck, per replicate
+        differences = (rng.random(p.shape) < p + 0.04 + init).mean(1) - (rng.random(p.shape) < p).mean(1)
+        interval = cmp.paired_interval(differences, 0.95)
+        covered += interval["low"] <= 0.04 <= interval["high"]
+    assert 0.93 <= covered / 2000 <= 0.97
+
+
+def shared_split_experiment(rng, labels, n=3):
+    """Per-photo hit differences (n, N) on one shared test set; the strategy's gain is photo-specific:
+    +0.40 on half the photos (population share), -0.30 on the rest, so the true mean difference is 0.05.
+    Hit probabilities stay within [0.05, 1]."""
+    p = rng.uniform(0.35, 0.5, labels.size) + 0.02 * labels
+    gain = np.where(rng.random(labels.size) < 0.5, 0.40, -0.30)
+    init = rng.normal(0, 0.01, (n, 1))
+    return (rng.random((n, labels.size)) < p + gain + init).astype(int) - (rng.random((n, labels.size)) < p)
+
+
+def test_photo_bootstrap_restores_coverage_on_a_shared_test_split():
+    """With one shared test split the replicate spread misses the photos' sampling error: the t interval alone
+    under-covers; with the photo term it covers at least nominally (it is conservative where photos dominate)."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 50)
+    with_photos = without = 0
+    for _ in range(1000):
+        per_photo = shared_split_experiment(rng, labels)
+        differences = per_photo.mean(1)
+        plain = cmp.paired_interval(differences, 0.95)
+        full = cmp.paired_interval(differences, 0.95, cmp.photo_variance(per_photo, labels, "micro"))
+        without += plain["low"] <= 0.05 <= plain["high"]
+        with_photos += full["low"] <= 0.05 <= full["high"]
+    assert without / 1000 < 0.92
+    assert 0.94 <= with_photos / 1000 <= 0.995
+
+
+# ---------------------------------------------------------------------------------------------- the photo term
+def test_photo_variance_hand_computed():
+    # Two replicates, four photos, species 0 0 1 1. D (mean over replicates) = 1, 0, 0.5, 0; var within species
+    # (ddof 1): 0.5 and 0.125. Replicate means 0.5, 0.25, grand 0.375; residuals E - D - row + grand:
+    # row 0: -0.125 -0.125 0.375 -0.125, row 1 their negatives: sum of squares 0.375, / ((2-1)(4-1)) = 0.125.
+    # micro weights 1/4: 2 * (1/16) * (0.5 - 0.125/2) + 2 * (1/16) * (0.125 - 0.125/2) = 0.0546875 + 0.0078125.
+    per_photo = np.array([[1, 0, 1, 0], [1, 0, 0, 0]])
+    labels = np.array([0, 0, 1, 1])
+    assert cmp.photo_variance(per_photo, labels, "micro") == pytest.approx(0.0625)
+    # Macro weights are 1/(2 species x 2 photos) = 1/4 as well: the same here.
+    assert cmp.photo_variance(per_photo, labels, "macro") == pytest.approx(0.0625)
+    # Identical replicates have no residual: then it is the raw stratified variance 2/16 * 0.5 + 2/16 * 0.125.
+    assert cmp.photo_variance(per_photo[[0, 0]], labels, "micro") == pytest.approx(0.125 * 0.5 + 0.125 * 0.5)
+
+
+@pytest.mark.parametrize("weighting", ["micro", "macro"])
+def test_photo_variance_is_the_stratified_bootstrap_in_closed_form(weighting):
+    """A brute-force species-stratified bootstrap of the weighted mean of one replicate's photo differences agrees
+    with the closed form (whose within-species variances have ddof 1, the bootstrap's ddof 0)."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2], [30, 50, 80])
+    per_photo = rng.integers(-1, 2, (1, labels.size))
+    weights = cmp.photo_weights(labels, weighting)
+    draws = np.empty(20000)
+    index = [np.flatnonzero(labels == c) for c in range(3)]
+    for b in range(draws.size):
+        sample = np.concatenate([rng.choice(rows, rows.size) for rows in index])
+        draws[b] = (weights[sample] * per_photo[0, sample]).sum()
+    bootstrap = sum(rows.size * weights[rows[0]] ** 2 * per_photo[0, rows].var(ddof=0) for rows in index)
+    assert draws.var() == pytest.approx(bootstrap, rel=0.05)
+    ddof_1 = sum(rows.size * weights[rows[0]] ** 2 * per_photo[0, rows].var(ddof=1) for rows in index)
+    assert cmp.photo_variance(per_photo, labels, weighting) == pytest.approx(ddof_1)
+
+
+def test_photo_weights():
+    labels = np.array([3, 3, 3, 7])
+    assert cmp.photo_weights(labels, "micro") == pytest.approx([0.25] * 4)
+    assert cmp.photo_weights(labels, "macro") == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])
+
+
+# ---------------------------------------------------------------------------------------------- hit records
+def test_hit_record_round_trip():
+    rng = np.random.default_rng(3)
+    scores, labels = rng.random((13, 300)), rng.integers(0, 300, 13)  # 13 photos: not a whole byte; labels > 255
+    labels[:4] = scores[:4].argmax(1)  # some top-1 hits
+    record = json.loads(json.dumps(hit_record(scores, labels, np.arange(100, 113))))
+    hits, decoded_labels = read_hits(record)
+    assert record["n"] == 13 and record["label_dtype"] == "<u2"
+    for k in (1, 5):
+        np.testing.assert_array_equal(hits[k], hits_at_k(scores, labels, k))
+    assert hits[1][:4].all()
+    np.testing.assert_array_equal(decoded_labels, labels)
+    assert len(record["top1"]) == 4  # 13 bits -> 2 bytes -> 4 base64 characters
+    other_photos = hit_record(scores, labels, np.arange(200, 213))
+    assert other_photos["rows_sha1"] != record["rows_sha1"]
+    assert hit_record(scores[::-1], labels, np.arange(100, 113))["rows_sha1"] == record["rows_sha1"]
+
+
+def test_score_records_the_hits():
+    from geocontrast.evaluate.protocols import EvalRows, score
+
+    labels = np.array([0, 1, 1, 0])
+    rows = EvalRows(
+        train=np.arange(2),
+        val=np.arange(2),
+        test=np.array([2, 3, 4, 5]),
+        codes=np.array([0, 1, *labels]),
+        names=["a", "b"],
+        ancestors={"species": np.arange(2)},
+    )
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    hits, decoded = read_hits(score(probs, rows)["test_hits"])
+    np.testing.assert_array_equal(hits[1], [True, False, True, False])
+    np.testing.assert_array_equal(decoded, labels)
+
+
+# ---------------------------------------------------------------------------------------------- the table and words
+def test_comparison_pairs_each_once():
+    pairs = cmp.comparison_pairs(["augmented", "context_pos", "random_init", "supervised"], "augmented")
+    assert pairs == [
+        ("context_pos", "augmented"),
+        ("supervised", "augmented"),
+        ("augmented", "random_init"),
+        ("context_pos", "random_init"),
+        ("supervised", "random_init"),
+    ]
+    assert cmp.comparison_pairs(["context_pos", "random_init"], "augmented") == [("context_pos", "random_init")]
+
+
+def test_plain_words_lines():
+    results = results_frame(
+        {
+            "augmented": [0.50, 0.52, 0.55],
+            "context_pos_neg": [0.48, 0.48, 0.46],  # differences -0.02, -0.04, -0.09
+            "context_pos": [0.40, 0.41, 0.42],  # differences -0.10, -0.11, -0.13
+        }
+    )
+    comparisons = cmp.compare(results, metrics=["top1"])
+    lines = cmp.plain_words(comparisons).splitlines()
+    # -0.05 -/+ 0.0895675 (the hand case above, mirrored)
+    prefix = "context_pos_neg vs augmented, linear probe, 10% labels: "
+    assert f"{prefix}\u0394top-1 \u22125.0 [\u221214.0, +4.0] points, unresolved (n=3)" in lines
+    # mean -0.11333, s = 0.015275, se = 0.0088192, half-width 4.302653 * 0.0088192 = 0.037946
+    prefix = "context_pos vs augmented, linear probe, 10% labels: "
+    assert f"{prefix}\u0394top-1 \u221211.3 [\u221215.1, \u22127.5] points, resolved (n=3)" in lines
+    row = comparisons.set_index(["strategy", "reference"]).loc[("context_pos", "augmented")]
+    assert row["resolved"] and row["test_sampling"] == "unknown"
+    assert list(comparisons.columns) == list(cmp.COLUMNS)
+
+
+def test_missing_pairs_nan_and_one_replicate():
+    results = results_frame(
+        {"augmented": [0.50, 0.52, 0.55], "byol": [0.60], "triplet": [0.51, np.nan, 0.57], "random_init": [0.3, 0.3]}
+    )
+    comparisons = cmp.compare(results, metrics=["top1"]).set_index(["strategy", "reference"])
+    byol = comparisons.loc[("byol", "augmented")]
+    assert byol["n_pairs"] == 1 and byol["n_unpaired"] == 2 and byol["verdict"] == "unresolved (1 replicate)"
+    assert byol["diff"] == pytest.approx(0.10) and not byol["resolved"]
+    triplet = comparisons.loc[("triplet", "augmented")]
+    assert triplet["n_pairs"] == 2 and triplet["n_unpaired"] == 1
+    assert triplet["diff"] == pytest.approx(0.015)
+    half = stats.t.ppf(0.975, 1) * np.std([0.01, 0.02], ddof=1) / np.sqrt(2)
+    assert triplet["high"] == pytest.approx(0.015 + half)
+    assert comparisons.loc[("augmented", "random_init"), "n_pairs"] == 2
+    words = cmp.plain_words(comparisons.reset_index())
+    assert (
+        "byol vs augmented, linear probe, 10% labels: \u0394top-1 +10.0 points, unresolved (1 replicate) (n=1)" in words
+    )
+
+
+def hit_records(results, photo_sets):
+    """Hit records for every results row; ``photo_sets[seed]`` names the test photos of that replicate."""
+    rng = np.random.default_rng(4)
+    records = {}
+    for row in results.itertuples():
+        n = 40
+        labels = np.arange(n) % 4
+        scores = rng.random((n, 4))
+        key = (row.strategy, row.protocol, float(row.label_fraction), int(row.seed))
+        records[key] = cmp.PhotoHits.from_record(hit_record(scores, labels, photo_sets[row.seed] + np.arange(n)))
+    return records
+
+
+def test_test_sampling_from_the_records():
+    results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.40, 0.41, 0.45]})
+    shared = cmp.compare(results, hit_records(results, [0, 0, 0]), metrics=["top1", "macro_top1"])
+    assert set(shared["test_sampling"]) == {"photo_bootstrap"} and (shared["photo_se"] >= 0).all()
+    redrawn = cmp.compare(results, hit_records(results, [0, 100, 200]), metrics=["top1"])
+    assert set(redrawn["test_sampling"]) == {"in_replicates"} and (redrawn["photo_se"] == 0).all()
+    broken = hit_records(results, [0, 100, 200])
+    broken[("context_pos", "linear", 10.0, 1)] = broken[("context_pos", "linear", 10.0, 0)]
+    with pytest.raises(ValueError, match="different test photos"):
+        cmp.compare(results, broken)
+
+
+def test_compare_refuses_unknown_metric():
+    with pytest.raises(ValueError, match="prior_top1"):
+        cmp.compare(results_frame({"augmented": [0.5]}), metrics=["prior_top1"])
+
+
+def test_cli_writes_table_and_text(tmp_path, capsys):
+    results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.40, 0.41, 0.45]})
+    results.to_csv(tmp_path / "results.csv", index=False)
+    args = [
+        "--results",
+        str(tmp_path / "results.csv"),
+        "--out",
+        str(tmp_path / "c.csv"),
+        "--text",
+        str(tmp_path / "c.txt"),
+    ]
+    assert cmp.main([*args, "--params-json", '{"confidence": 0.9}']) == 0
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert len(table) == 3 and (table["confidence"] == 0.9).all()
+    assert (tmp_path / "c.txt").read_text() == capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cmp.main([*args, "--params-json", '{"bootstrap": 10}'])
+
+
+# ---------------------------------------------------------------------------------------------- forest plot
+def test_forest_plot_rows_and_markers():
+    from geocontrast.report.forest import forest_plot
+    from geocontrast.report.style import plt
+
+    strategies = ["augmented", "random_init", *(f"s{i}" for i in range(10))]
+    rng = np.random.default_rng(5)
+    values = {s: list(0.5 + rng.normal(0, 0.02, 3)) for s in strategies}
+    values["s0"] = [v + 0.2 for v in values["augmented"]]  # resolved for sure: the same spread, shifted
+    frames = [results_frame(values, protocol=p) for p in ("finetune", "linear")]
+    comparisons = cmp.compare(pd.concat(frames, ignore_index=True))
+    figure = forest_plot(comparisons, figure_width_in=7.0)
+    axes = figure.axes
+    assert [ax.get_title() for ax in axes] == ["fine-tune", "linear probe"]
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert len(labels) == 21 and labels[0] == "s0 \u2212 augmented" and labels[10] == "augmented \u2212 random_init"
+    first = next(line for line in axes[0].get_lines() if line.get_marker() == "o")
+    assert first.get_xdata()[0] == pytest.approx(20.0) and first.get_markerfacecolor() != "white"
+    plt.close(figure)
+
+
+def test_the_schema_defaults_are_the_library_defaults():
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    keys = schema["properties"]["compare"]["properties"]
+    assert {key: keys[key]["default"] for key in cmp.DEFAULTS} == cmp.DEFAULTS
+    assert keys["metrics"]["items"]["enum"] == list(cmp.METRICS)
