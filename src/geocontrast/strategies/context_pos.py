@@ -15,7 +15,6 @@ from geocontrast.strategies.contrastive import ContrastiveStrategy
 
 class ContextPositive(ContrastiveStrategy):
     name = "context_pos"
-    requires = ("neighbours",)
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)

@@ -18,7 +18,6 @@ from geocontrast.strategies.context_pos import ContextPositive
 
 class ContextPositiveNegative(ContextPositive):
     name = "context_pos_neg"
-    requires = ("neighbours", "negatives")
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)

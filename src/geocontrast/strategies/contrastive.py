@@ -18,8 +18,6 @@ class ContrastiveStrategy(Strategy):
     params: ``temperature`` (0.1). Options: ``projection_dim`` (128), ``projection_hidden_dim`` (512).
     """
 
-    OPTIONS = {"projection_dim": 128, "projection_hidden_dim": 512}
-
     def __init__(self, data, params):
         super().__init__(data, params)
         self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)), gather_distributed=True)
