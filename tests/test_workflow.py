@@ -193,15 +193,13 @@ def test_a_bad_arm_or_strategy_name_stops_the_dry_run_naming_it(tmp_path, arms, 
 
 
 @pytest.mark.slow
-def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
-    first = snakemake(tmp_path)
-    assert first.returncode == 0, first.stderr
-    results = tmp_path / "results" / "tiny"
+def test_tiny_world_runs_end_to_end(tiny_world_run):
+    workdir, first = tiny_world_run
+    results = workdir / "results" / "tiny"
     manifest = read_manifest(results / "manifest.parquet")
     cache = load_image_cache(results / "cache" / "32px.npy")
     assert cache.shape == (len(manifest), 32, 32, 3)
     assert cache.reshape(len(cache), -1).std(axis=1).min() > 0  # every row holds a decoded photo
-    assert (tmp_path / "results" / "logs" / "tiny" / "synthetic_world.log").exists()
     neighbours = load_neighbour_table(results / "neighbours" / "r5_k64.npz")
     assert len(neighbours.indptr) == len(manifest) + 1
     assert not np.any(np.diff(neighbours.indptr)[~manifest["has_coords"].to_numpy()])  # no coords, no positives
@@ -211,6 +209,8 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     encoder = results / "pretrain" / "context_pos_neg" / "seed0" / "encoder.pt"
     metrics = encoder.with_name("metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 1 and encoder.with_name("last.pt").exists()
+    embeddings = np.load(results / "embeddings" / "random_init" / "seed1.npy")
+    assert embeddings.shape[0] == len(manifest) and embeddings.dtype == np.float16
     table = pd.read_csv(results / "results.csv")
     evaluated = {"supervised", "context_pos_neg", "random_init"}
     assert set(table["strategy"]) == evaluated | {"most_common"}
@@ -231,23 +231,43 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
         "nearest_neighbours/random_init_seed0",
     ):
         assert Image.open(report / f"{figure}.png").size[0] > 300, figure
-    html = snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
+
+
+@pytest.mark.slow
+def test_every_job_logs_its_output_and_its_errors(tiny_world_run):
+    logs = tiny_world_run[0] / "results" / "logs" / "tiny"
+    assert (logs / "synthetic_world.log").exists()
+    frozen = (logs / "evaluate_frozen_context_pos_neg_seed0.log").read_text()
+    assert "embeddings/context_pos_neg/seed0.npy: " in frozen  # printed to stdout
+    assert "eval/context_pos_neg/seed0/knn_l10.json" in frozen
+    summary = (tiny_world_run[0] / "results" / "tiny" / "results_summary.txt").read_text()
+    assert summary in (logs / "results_table.log").read_text()  # the results CLI prints the table
+
+
+@pytest.mark.slow
+def test_tiny_world_report_gathers_the_figures(tiny_world_run, tmp_path):
+    workdir = tiny_world_run[0]
+    html = snakemake(workdir, "--report", str(tmp_path / "report.html"))
     assert html.returncode == 0, html.stderr
     assert "example_pairs.png" in (tmp_path / "report.html").read_text(errors="replace")
 
-    again = snakemake(tmp_path, "-n")
+
+@pytest.mark.slow
+def test_tiny_world_reruns_only_what_changed(tiny_world_run, tmp_path):
+    workdir = tiny_world_run[0]
+    again = snakemake(workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     changed = tmp_path / "changed.yaml"
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["report"] = {"error_bar": "sem"}
     changed.write_text(yaml.safe_dump(config))
-    replot = planned_jobs(snakemake(tmp_path, "-n", configfile=changed))
+    replot = planned_jobs(snakemake(workdir, "-n", configfile=changed))
     assert "report_accuracy" in replot and all(job.startswith("report_") or job == "all" for job in replot), replot
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["neighbours"] = {"radius_km": 2.5}
     changed.write_text(yaml.safe_dump(config))
-    rerun = planned_jobs(snakemake(tmp_path, "-n", configfile=changed))
+    rerun = planned_jobs(snakemake(workdir, "-n", configfile=changed))
     assert rerun["neighbour_table"] == 1 and "splits" not in rerun
     assert rerun["pretrain"] == 2 and rerun["evaluate_frozen"] == 2  # only the geo strategy's seeds
