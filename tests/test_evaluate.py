@@ -291,6 +291,15 @@ def test_finetune_is_deterministic_on_cpu(tiny, tmp_path):
     assert first["top1"] == second["top1"] and first["selection"] == second["selection"]
 
 
+def test_finetune_validates_every_few_epochs_and_after_the_last(tiny, tmp_path):
+    params = {"max_epochs": 5, "patience": 10, "val_every": 2}
+    extra = {"cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps(params)}
+    selection = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)["selection"]
+    assert list(selection["val_top1_by_epoch"]) == ["2", "4", "5"]
+    assert selection["best_epoch"] in (2, 4, 5)
+    assert selection["val_top1"] == max(selection["val_top1_by_epoch"].values())
+
+
 def test_protocol_params_are_resolved_over_defaults_and_typos_refused():
     assert resolve_params("knn", {"k": 5}) == {"k": 5, "temperature": 0.07}
     with pytest.raises(ValueError, match=r"unknown finetune params \['max_epoch'\]"):
