@@ -35,7 +35,7 @@ KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
 FINETUNE_DEFAULTS = {
     "max_epochs": 30,
     "patience": 6,
-    "val_every": 1,
+    "val_every": 3,
     "batch_size": 32,
     "lr": 0.001,
     "weight_decay": 1e-4,
