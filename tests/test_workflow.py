@@ -147,6 +147,13 @@ def test_the_schema_offers_exactly_the_registered_strategies_and_options():
         assert sorted(section["properties"]) == sorted(spec.options), name
 
 
+def test_the_registry_lists_exactly_the_strategy_classes():
+    from geocontrast.strategies import STRATEGIES
+
+    assert list(registry.STRATEGIES) == list(STRATEGIES)
+    assert all(strategy.name == name for name, strategy in STRATEGIES.items())
+
+
 def test_the_schema_offers_exactly_the_registered_protocols_and_tasks():
     evaluate = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"][
         "evaluate"

@@ -64,7 +64,7 @@ rule evaluate_frozen:
         run=run_facts,
         label_fractions=joined(label_percents()),
         protocols=joined(frozen_protocols()),
-        protocol=frozen_params(),
+        sections=frozen_params(),
         pairs=pairs_argument,
         out_dir=eval_folder,
     conda:
@@ -76,7 +76,7 @@ rule evaluate_frozen:
         "python -m geocontrast.evaluate.frozen --cache {input.cache} {params.source} --resolution {params.resolution}"
         " {params.deterministic} --manifest {input.manifest} --splits {input.splits}"
         " --label-fractions {params.label_fractions} --priors {input.priors} {params.pairs}"
-        " --protocols {params.protocols} --params-json {params.protocol:q} --run-json {params.run:q}"
+        " --protocols {params.protocols} --params-json {params.sections:q} --run-json {params.run:q}"
         " --threads {threads} --embeddings-out {output.embeddings} --out-dir {params.out_dir} > {log} 2>&1"
 
 
