@@ -74,6 +74,19 @@ def load_config(path: Path = TINY_CONFIG) -> dict:
     return config
 
 
+@pytest.fixture(scope="session")
+def tiny_world_run(tmp_path_factory):
+    """The workflow run once to the end on the tiny world (.test/config/config.yaml): (workdir, the finished
+    process). The slow end-to-end tests read it instead of each running the workflow again; under pytest-xdist
+    each worker that needs it runs it once."""
+    from test_workflow import snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny_world")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
 @pytest.fixture
 def tiny_world_params() -> dict:
     """The `world` section of the tests' tiny config (300 photos at 32 px)."""

@@ -28,7 +28,7 @@ def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_a_gpu_requ
     )
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
-    for rule in ("pretrain", "embed", "finetune"):
+    for rule in ("pretrain", "evaluate_frozen", "finetune"):
         blocks = job_blocks(output, rule)
         assert blocks, rule
         for block in blocks:
@@ -36,8 +36,8 @@ def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_a_gpu_requ
                 "gpu": "1",
                 "slurm_partition": "gpu",
             }, (rule, block)
-    evaluation = resources(job_blocks(output, "evaluate_frozen")[0])
-    assert "gpu" not in evaluation and evaluation["slurm_partition"] == "cpu"
+    baseline = resources(job_blocks(output, "most_common_baseline")[0])
+    assert "gpu" not in baseline and baseline["slurm_partition"] == "cpu"
 
 
 def test_pretraining_on_several_gpus_asks_for_them_and_runs_under_torchrun(tmp_path):

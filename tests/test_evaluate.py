@@ -12,7 +12,7 @@ from test_strategies import build_tiny_inputs
 from geocontrast.data.manifest import read_manifest, write_manifest
 from geocontrast.evaluate import RESULT_COLUMNS, TASK_METRIC_COLUMNS
 from geocontrast.evaluate import __main__ as cli
-from geocontrast.evaluate import embed as embed_cli
+from geocontrast.evaluate import frozen as frozen_cli
 from geocontrast.evaluate import results as results_cli
 from geocontrast.evaluate.metrics import (
     ancestor_codes,
@@ -160,14 +160,21 @@ def run_cli(tiny, out, protocol, **extra) -> dict:
     return json.loads(out.read_text())
 
 
+def embed_random_init(tiny, out, *protocols: str) -> int:
+    """The frozen-evaluation CLI on the untrained cnn5: embeddings to ``out``, results beside them."""
+    return frozen_cli.main(
+        [
+            *("--cache", str(tiny["cache"]), "--random-init", "cnn5", "--resolution", "32"),
+            *("--manifest", str(tiny["manifest"]), "--splits", str(tiny["splits"]), "--label-fractions", "10", "100"),
+            *("--protocols", *protocols, "--run-json", json.dumps({"seed": 0, "strategy": "s", "resolution": 32})),
+            *("--embeddings-out", str(out), "--out-dir", str(out.parent)),
+        ]
+    )
+
+
 def test_embeddings_cover_every_manifest_row(tiny, tmp_path):
     out = tmp_path / "emb.npy"
-    assert (
-        embed_cli.main(
-            ["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5", "--resolution", "32"]
-        )
-        == 0
-    )
+    assert embed_random_init(tiny, out) == 0
     features = np.load(out)
     assert features.shape == (len(read_manifest(tiny["manifest"])), 256) and features.dtype == np.float16
     assert np.isfinite(features).all() and features.std(axis=0).max() > 0
@@ -197,22 +204,20 @@ def test_model_selection_never_reads_test_labels(tiny, tmp_path, protocol):
         }
     )
     if protocol == "linear":
-        embed_cli.main(
-            [
-                "--cache",
-                str(tiny["cache"]),
-                "--out",
-                str(extra["embeddings"]),
-                "--random-init",
-                "cnn5",
-                "--resolution",
-                "32",
-            ]
-        )
+        embed_random_init(tiny, extra["embeddings"])
     honest = run_cli(tiny, tmp_path / "a.json", protocol, **extra)
     relabelled = run_cli(tiny, tmp_path / "b.json", protocol, manifest=relabel_test_rows(tiny, tmp_path), **extra)
     assert relabelled["selection"] == honest["selection"]  # same choice, whatever the test labels say
     assert relabelled["confused_pairs"] != honest["confused_pairs"]  # ... while the test scores did change
+
+
+def test_frozen_job_writes_each_protocol_at_each_budget_as_the_single_protocol_cli_would(tiny, tmp_path):
+    assert embed_random_init(tiny, tmp_path / "emb.npy", "linear", "knn", "clustering") == 0
+    written = sorted(path.name for path in tmp_path.glob("*.json"))
+    assert written == [f"{p}_l{pct}.json" for p in ("clustering", "knn", "linear") for pct in (10, 100)]
+    alone = run_cli(tiny, tmp_path / "alone.json", "knn", embeddings=tmp_path / "emb.npy", label_fraction=100)
+    together = json.loads((tmp_path / "knn_l100.json").read_text())
+    assert together == alone and together["label_fraction"] == 100 and together["n_labelled"] > 0
 
 
 def test_result_record_holds_every_result_column(tiny, tmp_path):
@@ -294,6 +299,15 @@ def test_finetune_is_deterministic_on_cpu(tiny, tmp_path):
     first = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)
     second = run_cli(tiny, tmp_path / "b.json", "finetune", **extra)
     assert first["top1"] == second["top1"] and first["selection"] == second["selection"]
+
+
+def test_finetune_validates_every_few_epochs_and_after_the_last(tiny, tmp_path):
+    params = {"max_epochs": 5, "patience": 10, "val_every": 2}
+    extra = {"cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps(params)}
+    selection = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)["selection"]
+    assert list(selection["val_top1_by_epoch"]) == ["2", "4", "5"]
+    assert selection["best_epoch"] in (2, 4, 5)
+    assert selection["val_top1"] == max(selection["val_top1_by_epoch"].values())
 
 
 def test_protocol_params_are_resolved_over_defaults_and_typos_refused():

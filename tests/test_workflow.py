@@ -15,18 +15,22 @@ import yaml
 from conftest import REPO, TINY_CONFIG
 from PIL import Image
 
+from geocontrast import registry
 from geocontrast.data.cache import load_image_cache
 from geocontrast.data.manifest import read_manifest
 from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 
 
-def snakemake_command(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> tuple[list[str], dict]:
+def snakemake_command(
+    workdir: Path, *args: str, configfile: Path = TINY_CONFIG, python_flags: tuple[str, ...] = ()
+) -> tuple[list[str], dict]:
     """The command line and environment that run the repository's workflow in workdir, with this interpreter's
-    environment first on PATH."""
+    environment first on PATH (``python_flags``: options of the interpreter that runs Snakemake)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = [
         sys.executable,
+        *python_flags,
         "-m",
         "snakemake",
         "-s",
@@ -42,9 +46,9 @@ def snakemake_command(workdir: Path, *args: str, configfile: Path = TINY_CONFIG)
     return command, env
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, **options) -> subprocess.CompletedProcess:
     """Run the repository's workflow in workdir to the end (see :func:`snakemake_command`)."""
-    command, env = snakemake_command(workdir, *args, configfile=configfile)
+    command, env = snakemake_command(workdir, *args, configfile=configfile, **options)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -54,11 +58,21 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if name != "total"}
 
 
-def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
-    result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "config.yaml")
-    assert result.returncode == 0, result.stderr
+@pytest.fixture(scope="module")
+def default_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """A dry run of the default config, its imports timed (python -X importtime writes them to stderr)."""
+    workdir = tmp_path_factory.mktemp("default_dry_run")
+    return snakemake(workdir, "-n", configfile=REPO / "config" / "config.yaml", python_flags=("-X", "importtime"))
+
+
+def imported_modules(importtime_log: str) -> set[str]:
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", importtime_log, re.M))
+
+
+def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
+    assert default_dry_run.returncode == 0, default_dry_run.stderr[-3000:]
     strategies, seeds = 4 + 1, 3  # four pretrained strategies and the random-init baseline
-    assert planned_jobs(result) == {
+    assert planned_jobs(default_dry_run) == {
         "synthetic_world": 1,
         "manifest": 1,
         "image_cache": 2,
@@ -66,9 +80,8 @@ def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
         "neighbour_table": 1,
         "negative_table": 1,
         "pretrain": 4 * seeds,
-        "embed": strategies * seeds,
         "geo_prior": 1,
-        "evaluate_frozen": 2 * strategies * seeds,
+        "evaluate_frozen": strategies * seeds,  # embeds once, then linear and knn
         "finetune": strategies * seeds,
         "most_common_baseline": 1,
         "results_table": 1,
@@ -87,12 +100,21 @@ def test_dry_run_of_the_default_config_plans_every_stage(tmp_path):
     }
 
 
+def test_planning_imports_neither_torch_nor_numba(default_dry_run):
+    modules = imported_modules(default_dry_run.stderr)
+    assert "snakemake.workflow" in modules and "geocontrast.registry" in modules  # the log is the dry run's
+    heavy = sorted(name for name in modules if name.split(".")[0] in ("torch", "numba"))
+    assert not heavy, heavy[:10]
+
+
 def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_it_uses(tmp_path):
     result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "families.yaml")
     assert result.returncode == 0, result.stderr
-    strategies, seeds, frozen = 10 + 1, 3, 2 + 5  # linear, knn and five tasks per strategy x seed
+    strategies, seeds = 10 + 1, 3
     jobs = planned_jobs(result)
-    assert jobs["pretrain"] == 10 * seeds and jobs["evaluate_frozen"] == strategies * seeds * frozen
+    assert jobs["pretrain"] == 10 * seeds and jobs["evaluate_frozen"] == strategies * seeds  # 2 protocols, 5 tasks
+    frozen = re.search(r"^Shell command: python -m geocontrast.evaluate.frozen .*$", result.stdout, re.M)
+    assert "--protocols linear knn genus_probe family_probe genus_pairs mislabel clustering " in frozen[0]
     assert jobs["genus_pairs"] == 1 and jobs["report_tasks"] == 1 and jobs["report_mislabel_roc"] == 1
     assert "finetune" not in jobs
     tables = {}
@@ -114,25 +136,79 @@ def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_
     }
 
 
-def test_the_schema_offers_exactly_the_registered_strategies():
-    from geocontrast.strategies import STRATEGIES
-
+def test_the_schema_offers_exactly_the_registered_strategies_and_options():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     pretrain = schema["properties"]["pretrain"]["properties"]
-    assert sorted(pretrain["strategies"]["items"]["enum"]) == sorted(STRATEGIES)
-    assert sorted(pretrain["strategy_options"]["properties"]) == sorted(STRATEGIES)
+    assert sorted(schema["$defs"]["strategy_name"]["enum"]) == sorted(registry.STRATEGIES)
+    options = pretrain["strategy_options"]["properties"]
+    assert sorted(options) == sorted(registry.STRATEGIES)
+    for name, spec in registry.STRATEGIES.items():
+        section = options[name]
+        if "$ref" in section:
+            section = schema["$defs"][section["$ref"].removeprefix("#/$defs/")]
+        assert sorted(section["properties"]) == sorted(spec.options), name
+
+
+def test_the_registry_lists_exactly_the_strategy_classes():
+    from geocontrast.strategies import STRATEGIES
+
+    assert list(registry.STRATEGIES) == list(STRATEGIES)
+    assert all(strategy.name == name for name, strategy in STRATEGIES.items())
+
+
+def test_the_schema_offers_exactly_the_registered_protocols_and_tasks():
+    evaluate = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"][
+        "evaluate"
+    ]["properties"]
+    assert sorted(evaluate["protocols"]["items"]["enum"]) == sorted(registry.PROTOCOLS)
+    assert sorted(evaluate["tasks"]["items"]["enum"]) == sorted(registry.TASKS)
+    sections = {spec.section for spec in (*registry.PROTOCOLS.values(), *registry.TASKS.values())}
+    assert sections <= set(evaluate)
+
+
+def arm_config(tmp_path: Path, arms: dict, strategies: list[str]) -> Path:
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["pretrain"].update(strategies=strategies, arms=arms, seeds=[0])
+    path = tmp_path / "arms.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_an_arm_trains_its_base_strategy_with_its_options_and_only_the_tables_they_need(tmp_path):
+    arms = {"triplet_random_negatives": {"strategy": "triplet", "options": {"negative": "random"}}}
+    result = snakemake(tmp_path, "-n", configfile=arm_config(tmp_path, arms, ["triplet", "triplet_random_negatives"]))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert jobs["pretrain"] == 2 and jobs["evaluate_frozen"] == 3  # and random_init
+    commands = re.findall(r"^Shell command: python -m geocontrast.train (.*)$", result.stdout, re.M)
+    arm = next(command for command in commands if "/triplet_random_negatives/" in command)
+    plain = next(command for command in commands if "/triplet/" in command)
+    assert "--strategy triplet " in arm and '"negative": "random"' in arm
+    assert "--neighbours " in arm and "--negatives " not in arm  # a random negative needs no negative table
+    assert "--negatives " in plain and '"options": {}' in plain
+
+
+@pytest.mark.parametrize(
+    ("arms", "strategies", "named"),
+    [
+        ({"fast": {"strategy": "triplet", "options": {"negativ": "random"}}}, ["fast"], "negativ"),
+        ({"triplet": {"strategy": "triplet"}}, ["triplet"], "pretrain.arms.triplet"),
+        ({}, ["not_a_strategy"], "not_a_strategy"),
+    ],
+)
+def test_a_bad_arm_or_strategy_name_stops_the_dry_run_naming_it(tmp_path, arms, strategies, named):
+    result = snakemake(tmp_path, "-n", configfile=arm_config(tmp_path, arms, strategies))
+    assert result.returncode != 0 and named in result.stdout + result.stderr
 
 
 @pytest.mark.slow
-def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
-    first = snakemake(tmp_path)
-    assert first.returncode == 0, first.stderr
-    results = tmp_path / "results" / "tiny"
+def test_tiny_world_runs_end_to_end(tiny_world_run):
+    workdir, first = tiny_world_run
+    results = workdir / "results" / "tiny"
     manifest = read_manifest(results / "manifest.parquet")
     cache = load_image_cache(results / "cache" / "32px.npy")
     assert cache.shape == (len(manifest), 32, 32, 3)
     assert cache.reshape(len(cache), -1).std(axis=1).min() > 0  # every row holds a decoded photo
-    assert (tmp_path / "results" / "logs" / "tiny" / "synthetic_world.log").exists()
     neighbours = load_neighbour_table(results / "neighbours" / "r5_k64.npz")
     assert len(neighbours.indptr) == len(manifest) + 1
     assert not np.any(np.diff(neighbours.indptr)[~manifest["has_coords"].to_numpy()])  # no coords, no positives
@@ -142,6 +218,8 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     encoder = results / "pretrain" / "context_pos_neg" / "seed0" / "encoder.pt"
     metrics = encoder.with_name("metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 1 and encoder.with_name("last.pt").exists()
+    embeddings = np.load(results / "embeddings" / "random_init" / "seed1.npy")
+    assert embeddings.shape[0] == len(manifest) and embeddings.dtype == np.float16
     table = pd.read_csv(results / "results.csv")
     evaluated = {"supervised", "context_pos_neg", "random_init"}
     assert set(table["strategy"]) == evaluated | {"most_common"}
@@ -171,23 +249,43 @@ def test_tiny_world_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
         "nearest_neighbours/random_init_seed0",
     ):
         assert Image.open(report / f"{figure}.png").size[0] > 300, figure
-    html = snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
+
+
+@pytest.mark.slow
+def test_every_job_logs_its_output_and_its_errors(tiny_world_run):
+    logs = tiny_world_run[0] / "results" / "logs" / "tiny"
+    assert (logs / "synthetic_world.log").exists()
+    frozen = (logs / "evaluate_frozen_context_pos_neg_seed0.log").read_text()
+    assert "embeddings/context_pos_neg/seed0.npy: " in frozen  # printed to stdout
+    assert "eval/context_pos_neg/seed0/knn_l10.json" in frozen
+    summary = (tiny_world_run[0] / "results" / "tiny" / "results_summary.txt").read_text()
+    assert summary in (logs / "results_table.log").read_text()  # the results CLI prints the table
+
+
+@pytest.mark.slow
+def test_tiny_world_report_gathers_the_figures(tiny_world_run, tmp_path):
+    workdir = tiny_world_run[0]
+    html = snakemake(workdir, "--report", str(tmp_path / "report.html"))
     assert html.returncode == 0, html.stderr
     assert "example_pairs.png" in (tmp_path / "report.html").read_text(errors="replace")
 
-    again = snakemake(tmp_path, "-n")
+
+@pytest.mark.slow
+def test_tiny_world_reruns_only_what_changed(tiny_world_run, tmp_path):
+    workdir = tiny_world_run[0]
+    again = snakemake(workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     changed = tmp_path / "changed.yaml"
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["report"] = {"error_bar": "sem"}
     changed.write_text(yaml.safe_dump(config))
-    replot = planned_jobs(snakemake(tmp_path, "-n", configfile=changed))
+    replot = planned_jobs(snakemake(workdir, "-n", configfile=changed))
     assert "report_accuracy" in replot and all(job.startswith("report_") or job == "all" for job in replot), replot
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["neighbours"] = {"radius_km": 2.5}
     changed.write_text(yaml.safe_dump(config))
-    rerun = planned_jobs(snakemake(tmp_path, "-n", configfile=changed))
+    rerun = planned_jobs(snakemake(workdir, "-n", configfile=changed))
     assert rerun["neighbour_table"] == 1 and "splits" not in rerun
-    assert rerun["pretrain"] == 2 and rerun["embed"] == 2  # only the geo strategy's seeds, not supervised's
+    assert rerun["pretrain"] == 2 and rerun["evaluate_frozen"] == 2  # only the geo strategy's seeds

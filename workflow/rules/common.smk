@@ -1,6 +1,9 @@
-# Config lookups and input functions shared by the rules.
+# Config lookups and input functions shared by the rules. The workflow plans from geocontrast.registry (plain data),
+# never from the strategy classes, so `snakemake -n` imports no torch.
 import json
 import os
+
+from geocontrast import registry
 
 DATASET = config["dataset"]["name"]
 RESULTS = f"results/{DATASET}"
@@ -14,7 +17,7 @@ wildcard_constraints:
     m=r"\d+",
     radius_km=r"\d+(\.\d+)?",
     rule=r"far|band|random",
-    strategy=r"[a-z_]+",
+    strategy=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
     pct=r"\d+(\.\d+)?",
 
@@ -59,16 +62,48 @@ def joined(values):
     return " ".join(str(v) for v in values)
 
 
-def strategy_options(strategy):
-    """The strategy's own settings (pretrain.strategy_options.<strategy>; empty: its defaults)."""
-    return config["pretrain"]["strategy_options"].get(strategy, {})
+def check_strategies():
+    """Every name in pretrain.strategies is a registered strategy or an arm of pretrain.arms, every arm a
+    registered strategy with options it knows; raised at planning time, naming the config key."""
+    arms = config["pretrain"]["arms"]
+    reserved = {*registry.STRATEGIES, registry.RANDOM_INIT, registry.BASELINE}
+    for arm, spec in arms.items():
+        if arm in reserved:
+            raise ValueError(f"pretrain.arms.{arm}: the name of a registered strategy or baseline; choose another")
+        registry.strategy(spec["strategy"]).resolve_options(strategy_options(arm))
+    for name in config["pretrain"]["strategies"]:
+        if name not in registry.STRATEGIES and name not in arms:
+            raise ValueError(
+                f"pretrain.strategies: {name!r} is neither a registered strategy ({', '.join(registry.STRATEGIES)})"
+                f" nor an arm of pretrain.arms ({', '.join(arms) or 'none'})"
+            )
 
 
-def strategy_tables(strategy):
-    """The geo tables a strategy reads under its options, as the strategy itself declares them."""
-    from geocontrast.strategies import required_tables
+def base_strategy(name):
+    """The registered strategy a pretraining arm runs (a strategy's own name is its own base)."""
+    arm = config["pretrain"]["arms"].get(name)
+    return arm["strategy"] if arm else name
 
-    return required_tables(strategy, strategy_options(strategy))
+
+def pretrain_strategy(wildcards):
+    """What the train CLI runs for a pretraining job: the strategy, or the arm's base strategy."""
+    return base_strategy(wildcards.strategy)
+
+
+def strategy_options(name):
+    """A strategy's own settings (pretrain.strategy_options.<strategy>; empty: its defaults); an arm's are its
+    base strategy's, updated with the arm's options."""
+    arm = config["pretrain"]["arms"].get(name, {})
+    base = config["pretrain"]["strategy_options"].get(base_strategy(name), {})
+    return {**base, **arm.get("options", {})}
+
+
+def strategy_tables(name):
+    """The geo tables a strategy (or arm) reads under its options, from the registry."""
+    return registry.strategy(base_strategy(name)).tables(strategy_options(name))
+
+
+check_strategies()
 
 
 def pretrain_outputs():
@@ -110,16 +145,24 @@ def pretrain_launcher():
 def pretrain_params_json(wildcards):
     """The training params of one job: the pretrain section less the job-level keys (which jobs, how many GPUs),
     with only its own strategy's options (changing them re-trains only that strategy) and the deterministic switch."""
-    job_keys = ("strategies", "seeds", "gpus", "strategy_options")
+    job_keys = ("strategies", "arms", "seeds", "gpus", "strategy_options")
     training = {key: value for key, value in config["pretrain"].items() if key not in job_keys}
     options = strategy_options(wildcards.strategy)
+    arm = config["pretrain"]["arms"].get(wildcards.strategy, {})
+    augment = {**training["augment"], **arm.get("augment", {})}
     return json.dumps(
-        {**training, "options": options, "seed": int(wildcards.seed), "deterministic": config["deterministic"]},
+        {
+            **training,
+            "augment": augment,
+            "options": options,
+            "seed": int(wildcards.seed),
+            "deterministic": config["deterministic"],
+        },
         sort_keys=True,
     )
 
 
-RANDOM_INIT = "random_init"  # baseline: the pretraining encoder with random weights, evaluated like the others
+RANDOM_INIT = registry.RANDOM_INIT  # baseline: the pretraining encoder with random weights, evaluated like the others
 
 
 def label_percents():
@@ -131,19 +174,35 @@ def evaluated_strategies():
     return [*config["pretrain"]["strategies"], *([RANDOM_INIT] if config["evaluate"]["random_init"] else [])]
 
 
+def frozen_protocols():
+    """What the frozen job of a (strategy, seed) runs from its one embedding: the frozen protocols of
+    evaluate.protocols and every task of evaluate.tasks."""
+    evaluate = config["evaluate"]
+    return [p for p in evaluate["protocols"] if registry.PROTOCOLS[p].frozen] + list(evaluate["tasks"])
+
+
+def frozen_outputs():
+    """The frozen job's result files, one per (protocol, label budget), with {strategy} and {seed} left open."""
+    return expand(
+        f"{RESULTS}/eval/{{{{strategy}}}}/seed{{{{seed}}}}/{{protocol}}_l{{pct}}.json",
+        protocol=frozen_protocols(),
+        pct=label_percents(),
+    )
+
+
 def evaluation_outputs():
     """Every evaluation JSON that results.csv collects: protocols and downstream tasks."""
-    protocols = [*config["evaluate"]["protocols"], *config["evaluate"]["tasks"]]
+    finetune = ["finetune"] if "finetune" in config["evaluate"]["protocols"] else []
     return [
         *expand(
             f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
             strategy=evaluated_strategies(),
             seed=config["pretrain"]["seeds"],
-            protocol=protocols,
+            protocol=[*frozen_protocols(), *finetune],
             pct=label_percents(),
         ),
         *expand(
-            f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
+            f"{RESULTS}/eval/{registry.BASELINE}/seed{{seed}}/baseline_l{{pct}}.json",
             seed=config["splits"]["seed"],
             pct=label_percents(),
         ),
@@ -154,28 +213,38 @@ def encoder_path(wildcards):
     return f"{RESULTS}/pretrain/{wildcards.strategy}/seed{wildcards.seed}/encoder.pt"
 
 
-def embed_inputs(wildcards):
+def encoder_inputs(wildcards):
     inputs = {"cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy"}
     if wildcards.strategy != RANDOM_INIT:
         inputs["encoder"] = encoder_path(wildcards)
     return inputs
 
 
-def embed_source(wildcards):
+def encoder_source(wildcards):
     """The CLIs' encoder argument: a pretrained encoder.pt, or the random-init baseline's encoder name."""
     if wildcards.strategy == RANDOM_INIT:
         return f"--random-init {config['pretrain']['encoder']}"
     return f"--encoder {encoder_path(wildcards)}"
 
 
+def split_inputs():
+    return {"manifest": f"{RESULTS}/manifest.parquet", "splits": f"{RESULTS}/splits.parquet"}
+
+
 def evaluation_inputs(wildcards):
+    """Manifest, splits and the geographic prior of the job's label budget."""
+    return {**split_inputs(), "prior": f"{RESULTS}/geoprior/l{wildcards.pct}/probs.npy"}
+
+
+def frozen_inputs(wildcards):
+    """Encoder and cache, manifest and splits, and per label budget its prior (and genus pairs when asked)."""
     inputs = {
-        "manifest": f"{RESULTS}/manifest.parquet",
-        "splits": f"{RESULTS}/splits.parquet",
-        "prior": f"{RESULTS}/geoprior/l{wildcards.pct}/probs.npy",
+        **encoder_inputs(wildcards),
+        **split_inputs(),
+        "priors": expand(f"{RESULTS}/geoprior/l{{pct}}/probs.npy", pct=label_percents()),
     }
-    if wildcards.get("protocol") == "genus_pairs":
-        inputs["pairs"] = f"{RESULTS}/tasks/genus_pairs_l{wildcards.pct}.json"
+    if "genus_pairs" in frozen_protocols():
+        inputs["pairs"] = expand(f"{RESULTS}/tasks/genus_pairs_l{{pct}}.json", pct=label_percents())
     return inputs
 
 
@@ -183,16 +252,27 @@ def pairs_argument(wildcards, input):
     return f"--pairs {input.pairs}" if "pairs" in input.keys() else ""
 
 
+def frozen_params():
+    """The config sections the frozen protocols read (registry: each one's section), as one JSON argument."""
+    specs = {**registry.PROTOCOLS, **registry.TASKS}
+    sections = sorted({specs[protocol].section for protocol in frozen_protocols()})
+    return json.dumps({section: config["evaluate"][section] for section in sections}, sort_keys=True)
+
+
+def eval_folder(wildcards):
+    return f"{RESULTS}/eval/{wildcards.strategy}/seed{wildcards.seed}"
+
+
 def run_facts(wildcards, strategy=None):
     """What a results row records about its run (geocontrast.evaluate.RUN_COLUMNS), as a JSON argument."""
     strategy = strategy or wildcards.strategy
-    pretrained = strategy not in (RANDOM_INIT, "most_common")
+    pretrained = strategy not in (RANDOM_INIT, registry.BASELINE)
     return json.dumps(
         {
             "dataset": DATASET,
             "strategy": strategy,
             "seed": int(wildcards.seed),
-            "encoder": config["pretrain"]["encoder"] if strategy != "most_common" else None,
+            "encoder": config["pretrain"]["encoder"] if strategy != registry.BASELINE else None,
             "resolution": config["pretrain"]["resolution"],
             "epochs": config["pretrain"]["epochs"] if pretrained else 0,
             "split_mode": config["splits"]["mode"],
@@ -202,17 +282,7 @@ def run_facts(wildcards, strategy=None):
 
 
 def most_common_run_facts(wildcards):
-    return run_facts(wildcards, strategy="most_common")
-
-
-def protocol_params(wildcards):
-    """A protocol's config section as JSON; rank probes and the genus-pair probes use the linear probe's."""
-    protocol = wildcards.protocol
-    if protocol.endswith("_probe"):
-        return json.dumps(config["evaluate"]["linear"], sort_keys=True)
-    if protocol == "genus_pairs":
-        return json.dumps({"linear": config["evaluate"]["linear"]}, sort_keys=True)
-    return json.dumps(config["evaluate"][protocol], sort_keys=True)
+    return run_facts(wildcards, strategy=registry.BASELINE)
 
 
 def finetune_params(wildcards):
@@ -220,7 +290,7 @@ def finetune_params(wildcards):
 
 
 def deterministic_flag():
-    """The embedding CLI's switch for the top-level `deterministic` key."""
+    """The frozen-evaluation CLI's switch for the top-level `deterministic` key."""
     return "--deterministic" if config["deterministic"] else ""
 
 
@@ -241,6 +311,7 @@ def report_outputs():
         "ranks",
         "geo_prior",
         "training_curves",
+        "pairs",
         "comparisons",
         "example_pairs",
         "map_splits",
@@ -263,6 +334,15 @@ def report_outputs():
             strategy=evaluated_strategies(),
         ),
     ]
+
+
+def pair_records():
+    """The pair diagnostics (pairs.json) of every pretraining job."""
+    return expand(
+        f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/pairs.json",
+        strategy=config["pretrain"]["strategies"],
+        seed=config["pretrain"]["seeds"],
+    )
 
 
 def mislabel_records():

@@ -23,7 +23,7 @@ if config["dataset"]["source"] == "synthetic":
         threads: 8
         shell:
             "python -m geocontrast.data.synthetic --world-json {params.world:q} --source {output.source}"
-            " --image-root {output.images} --world-dir {params.world_dir} --workers {threads} 2> {log}"
+            " --image-root {output.images} --world-dir {params.world_dir} --workers {threads} > {log} 2>&1"
 
 
 rule manifest:
@@ -39,7 +39,7 @@ rule manifest:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.data.manifest --source {input.source} --image-root {input.images}"
-        " --out {output.manifest} --summary {output.summary} 2> {log}"
+        " --out {output.manifest} --summary {output.summary} > {log} 2>&1"
 
 
 rule image_cache:
@@ -61,7 +61,7 @@ rule image_cache:
     shell:
         "python -m geocontrast.data.cache --manifest {input.manifest} --image-root {input.images}"
         " --resolution {wildcards.res} --out {output.cache} --report {output.report}"
-        " --workers {threads} {params.skip_corrupt} 2> {log}"
+        " --workers {threads} {params.skip_corrupt} > {log} 2>&1"
 
 
 rule splits:
@@ -85,4 +85,4 @@ rule splits:
         "python -m geocontrast.data.splits --manifest {input.manifest} --out {output.splits}"
         " --summary {output.summary} --mode {params.mode} --fractions {params.fractions}"
         " --label-fractions {params.label_fractions} --seed {params.seed}"
-        " --block-km {params.block_km} --min-labelled-per-species {params.min_labelled} 2> {log}"
+        " --block-km {params.block_km} --min-labelled-per-species {params.min_labelled} > {log} 2>&1"

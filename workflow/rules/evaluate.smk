@@ -1,27 +1,8 @@
-# Evaluation stage: frozen features, the geographic prior, one job per (strategy, seed, protocol, label budget),
-# and the results table. The baselines are the strategies random_init (the untrained encoder) and most_common.
-
-
-rule embed:
-    input:
-        unpack(embed_inputs),
-    output:
-        f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
-    log:
-        f"{LOGS}/embed_{{strategy}}_seed{{seed}}.log",
-    params:
-        source=embed_source,
-        resolution=config["pretrain"]["resolution"],
-        deterministic=deterministic_flag(),
-    conda:
-        "../envs/train.yaml"
-    threads: 8
-    resources:
-        gpu=1,
-    shell:
-        "python -m geocontrast.evaluate.embed --cache {input.cache} --out {output} {params.source}"
-        " --seed {wildcards.seed} --resolution {params.resolution} --threads {threads} {params.deterministic}"
-        " 2> {log}"
+# Evaluation stage: the geographic prior, one frozen-evaluation job per (strategy, seed) that embeds every photo once
+# and runs every frozen protocol and task at every label budget from it (one job start and one embedding instead of
+# one job per protocol x budget plus an embedding job: each Python start-up with torch costs seconds), a fine-tuning
+# job per (strategy, seed, label budget), and the results table. The baselines are the strategies random_init (the
+# untrained encoder) and most_common.
 
 
 rule geo_prior:
@@ -44,7 +25,7 @@ rule geo_prior:
     shell:
         "python -m geocontrast.evaluate.geoprior --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --out-dir {params.out_dir} --params-json {params.geoprior:q}"
-        " --seed {params.seed} --threads {threads} 2> {log}"
+        " --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 
 rule genus_pairs:
@@ -63,37 +44,46 @@ rule genus_pairs:
     shell:
         "python -m geocontrast.evaluate.tasks --cache {input.cache} --manifest {input.manifest}"
         " --splits {input.splits} --label-fraction {wildcards.pct} --params-json {params.task:q}"
-        " --out {output} 2> {log}"
+        " --out {output} > {log} 2>&1"
 
 
 rule evaluate_frozen:
     input:
-        unpack(evaluation_inputs),
-        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+        unpack(frozen_inputs),
     output:
-        f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
+        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+        results=frozen_outputs(),
     log:
-        f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_{{protocol}}_l{{pct}}.log",
+        f"{LOGS}/evaluate_frozen_{{strategy}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_frozen_{{strategy}}_seed{{seed}}.tsv"
     params:
+        source=encoder_source,
+        resolution=config["pretrain"]["resolution"],
+        deterministic=deterministic_flag(),
         run=run_facts,
-        protocol=protocol_params,
+        label_fractions=joined(label_percents()),
+        protocols=joined(frozen_protocols()),
+        sections=frozen_params(),
         pairs=pairs_argument,
-    wildcard_constraints:
-        protocol="linear|knn|genus_pairs|mislabel|clustering|[a-z]+_probe",
+        out_dir=eval_folder,
     conda:
         "../envs/train.yaml"
-    threads: 1
+    threads: 8
+    resources:
+        gpu=1,
     shell:
-        "python -m geocontrast.evaluate --protocol {wildcards.protocol} --manifest {input.manifest}"
-        " --splits {input.splits} --label-fraction {wildcards.pct} --embeddings {input.embeddings}"
-        " --prior {input.prior} {params.pairs} --run-json {params.run:q} --params-json {params.protocol:q}"
-        " --threads {threads} --out {output} 2> {log}"
+        "python -m geocontrast.evaluate.frozen --cache {input.cache} {params.source} --resolution {params.resolution}"
+        " {params.deterministic} --manifest {input.manifest} --splits {input.splits}"
+        " --label-fractions {params.label_fractions} --priors {input.priors} {params.pairs}"
+        " --protocols {params.protocols} --params-json {params.sections:q} --run-json {params.run:q}"
+        " --threads {threads} --embeddings-out {output.embeddings} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule finetune:
     input:
         unpack(evaluation_inputs),
-        unpack(embed_inputs),
+        unpack(encoder_inputs),
     output:
         f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/finetune_l{{pct}}.json",
     log:
@@ -103,7 +93,7 @@ rule finetune:
     params:
         run=run_facts,
         protocol=finetune_params,
-        source=embed_source,
+        source=encoder_source,
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -112,7 +102,7 @@ rule finetune:
     shell:
         "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} --prior {input.prior}"
-        " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} 2> {log}"
+        " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule most_common_baseline:
@@ -128,7 +118,7 @@ rule most_common_baseline:
         "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate --protocol baseline --manifest {input.manifest} --splits {input.splits}"
-        " --label-fraction {wildcards.pct} --prior {input.prior} --run-json {params.run:q} --out {output} 2> {log}"
+        " --label-fraction {wildcards.pct} --prior {input.prior} --run-json {params.run:q} --out {output} > {log} 2>&1"
 
 
 rule results_table:
@@ -144,7 +134,7 @@ rule results_table:
         "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate.results {input} --out {output.table} --summary {output.summary}"
-        " --text {output.text} 2> {log}"
+        " --text {output.text} > {log} 2>&1"
 
 
 # Paired comparisons (geocontrast.evaluate.compare): every strategy against compare.reference and against
@@ -165,4 +155,4 @@ rule comparisons:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.evaluate.compare --results {input.results} --evaluations {input.evaluations}"
-        " --out {output.table} --text {output.text} --params-json {params.compare:q} > /dev/null 2> {log}"
+        " --out {output.table} --text {output.text} --params-json {params.compare:q} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule neighbour_table:
         "python -m geocontrast.geo.neighbours --manifest {input.manifest} --out {output.table}"
         " --summary {output.summary} --radius-km {wildcards.radius_km} --k {wildcards.k} --seed {params.seed}"
         " --min-km {params.min_km} --fallback {params.fallback} --memory-budget-gb {params.memory_budget_gb}"
-        " {params.exclude_same_observer} --threads {threads} 2> {log}"
+        " {params.exclude_same_observer} --threads {threads} > {log} 2>&1"
 
 
 rule negative_table:
@@ -45,4 +45,4 @@ rule negative_table:
     shell:
         "python -m geocontrast.geo.negatives --manifest {input.manifest} --out {output.table}"
         " --summary {output.summary} --m {wildcards.m} --rule {wildcards.rule} --r-neg-km {params.r_neg_km}"
-        " --band-km {params.band_km} --seed {params.seed} --threads {threads} 2> {log}"
+        " --band-km {params.band_km} --seed {params.seed} --threads {threads} > {log} 2>&1"

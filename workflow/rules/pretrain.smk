@@ -1,4 +1,5 @@
-# Pretraining stage: one job per (strategy, seed). last.pt beside the outputs is not an output, so a killed job
+# Pretraining stage: one job per (strategy, seed); {strategy} is a registered strategy or an arm (pretrain.arms),
+# which runs its base strategy with its own options. last.pt beside the outputs is not an output, so a killed job
 # keeps it and resumes from it when Snakemake runs the job again.
 
 
@@ -8,11 +9,13 @@ rule pretrain:
     output:
         encoder=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/encoder.pt",
         metrics=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/metrics.jsonl",
+        pairs=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/pairs.json",
     log:
         f"{LOGS}/pretrain_{{strategy}}_seed{{seed}}.log",
     benchmark:
         f"{BENCHMARKS}/pretrain_{{strategy}}_seed{{seed}}.tsv"
     params:
+        strategy=pretrain_strategy,
         training=pretrain_params_json,
         tables=pretrain_table_args,
         out_dir=output_folder,
@@ -23,6 +26,6 @@ rule pretrain:
     resources:
         gpu=config["pretrain"]["gpus"],
     shell:
-        "{params.launcher} -m geocontrast.train --strategy {wildcards.strategy} --cache {input.cache}"
+        "{params.launcher} -m geocontrast.train --strategy {params.strategy} --cache {input.cache}"
         " --manifest {input.manifest} --splits {input.splits} --out-dir {params.out_dir}"
-        " --params-json {params.training:q} {params.tables} --threads {threads} 2> {log}"
+        " --params-json {params.training:q} {params.tables} --threads {threads} > {log} 2>&1"

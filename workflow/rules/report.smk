@@ -22,7 +22,7 @@ rule report_accuracy:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures accuracy --results {input.results} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_ranks:
@@ -44,7 +44,7 @@ rule report_ranks:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures ranks --results {input.results} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_geo_prior:
@@ -66,7 +66,7 @@ rule report_geo_prior:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures geo_prior --results {input.results} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_label_budget:
@@ -88,7 +88,7 @@ rule report_label_budget:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures label_budget --results {input.results} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_training_curves:
@@ -110,7 +110,7 @@ rule report_training_curves:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures training_curves --metrics {input.metrics}"
-        " --out {output.png} --params-json {params.plot:q} 2> {log}"
+        " --out {output.png} --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_table:
@@ -133,7 +133,7 @@ rule report_table:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures table --results {input.results} --out {output.markdown}"
-        " --params-json {params.table:q} 2> {log}"
+        " --params-json {params.table:q} > {log} 2>&1"
 
 
 rule report_example_pairs:
@@ -159,7 +159,7 @@ rule report_example_pairs:
     shell:
         "python -m geocontrast.report.examples pairs --manifest {input.manifest} --cache {input.cache}"
         " --neighbours {input.neighbours} --negatives {input.negatives} --out {output.png}"
-        " --augment-strength {params.augment_strength} 2> {log}"
+        " --augment-strength {params.augment_strength} > {log} 2>&1"
 
 
 rule report_nearest_neighbours:
@@ -183,7 +183,7 @@ rule report_nearest_neighbours:
     shell:
         "python -m geocontrast.report.examples neighbours --manifest {input.manifest} --splits {input.splits}"
         " --cache {input.cache} --embeddings {input.embeddings} --strategy {wildcards.strategy}"
-        " --run-seed {wildcards.seed} --out {output.png} 2> {log}"
+        " --run-seed {wildcards.seed} --out {output.png} > {log} 2>&1"
 
 
 rule report_embedding:
@@ -207,7 +207,7 @@ rule report_embedding:
         # One thread: t-SNE's OpenMP threads measured up to 8x slower on a busy 2-core machine.
         "python -m geocontrast.report.embedding --manifest {input.manifest} --splits {input.splits}"
         " --embeddings {input.embeddings} --strategy {wildcards.strategy} --run-seed {wildcards.seed}"
-        " --out {output.png} --threads 1 2> {log}"
+        " --out {output.png} --threads 1 > {log} 2>&1"
 
 
 rule report_map:
@@ -227,7 +227,7 @@ rule report_map:
     conda:
         "../envs/train.yaml"
     shell:
-        "python -m geocontrast.report.maps {wildcards.kind} {params.inputs} --out {output.png} 2> {log}"
+        "python -m geocontrast.report.maps {wildcards.kind} {params.inputs} --out {output.png} > {log} 2>&1"
 
 
 rule report_tasks:
@@ -249,7 +249,7 @@ rule report_tasks:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.task_figures tasks --results {input.results} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_mislabel_roc:
@@ -271,16 +271,12 @@ rule report_mislabel_roc:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.task_figures mislabel_roc --records {input} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"
 
 
 rule report_pairs:
     input:
-        expand(
-            f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/pairs.json",
-            strategy=config["pretrain"]["strategies"],
-            seed=config["pretrain"]["seeds"],
-        ),
+        pair_records(),
     output:
         png=report(
             f"{REPORT}/pairs.png",
@@ -295,7 +291,7 @@ rule report_pairs:
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m geocontrast.report.pairs --pairs {input} --out {output.png} --table {output.table} 2> {log}"
+        "python -m geocontrast.report.pairs --pairs {input} --out {output.png} --table {output.table} > {log} 2>&1"
 
 
 rule report_comparisons:
@@ -317,4 +313,4 @@ rule report_comparisons:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.forest --comparisons {input.comparisons} --out {output.png}"
-        " --params-json {params.plot:q} 2> {log}"
+        " --params-json {params.plot:q} > {log} 2>&1"

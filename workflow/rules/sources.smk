@@ -21,7 +21,7 @@ if config["dataset"]["source"] == "inat2021":
         threads: 1
         shell:
             "python -m geocontrast.data.inat2021 --config-json {params.settings:q} --source {output.source}"
-            " --image-root {output.images} --cache-dir {params.cache_dir:q} 2> {log}"
+            " --image-root {output.images} --cache-dir {params.cache_dir:q} > {log} 2>&1"
 
 
 if config["dataset"]["source"] == "inat_api":
@@ -42,7 +42,7 @@ if config["dataset"]["source"] == "inat_api":
         threads: 1
         shell:
             "python -m geocontrast.data.inat_api --config-json {params.settings:q} --source {output.source}"
-            " --image-root {output.images} --cache-dir {params.cache_dir:q} 2> {log}"
+            " --image-root {output.images} --cache-dir {params.cache_dir:q} > {log} 2>&1"
 
 
 if config["dataset"]["source"] == "csv":
@@ -64,4 +64,4 @@ if config["dataset"]["source"] == "csv":
         threads: 1
         shell:
             "python -m geocontrast.data.csv_source --config-json {params.settings:q} --source {output.source}"
-            " --image-root {output.images} 2> {log}"
+            " --image-root {output.images} > {log} 2>&1"

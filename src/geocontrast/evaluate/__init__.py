@@ -21,11 +21,14 @@ Files (``R = results/<dataset>``):
   against ``random_init``, with intervals (:mod:`geocontrast.evaluate.compare`).
 """
 
+from geocontrast.registry import PROBE_RANKS as PROBE_RANKS
+from geocontrast.registry import RANKS as RANKS
+from geocontrast.registry import TASKS as TASK_SPECS
+
 PROTOCOL_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN on frozen features"}
 """How figures and plain-words summaries name the species-identification protocols."""
-RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
-PROBE_RANKS = RANKS[1:]
-TASKS = ("genus_pairs", "mislabel", "clustering", *(f"{rank}_probe" for rank in PROBE_RANKS))
+
+TASKS = tuple(TASK_SPECS)
 """Downstream tasks on frozen features (:mod:`geocontrast.evaluate.tasks`); ``<rank>_probe`` is the linear
 probe trained on labels at that rank (its top-k columns are then at that rank)."""
 TOP_K = (1, 2, 3, 4, 5)

@@ -1,13 +1,16 @@
-"""CLI of one evaluation (called by the workflow's evaluate rules)::
+"""CLI of one evaluation at one label budget (the workflow's finetune and most_common_baseline rules)::
 
-    python -m geocontrast.evaluate --protocol linear --manifest manifest.parquet --splits splits.parquet \\
-        --label-fraction 10 --embeddings embeddings/augmented/seed0.npy [--prior geoprior/probs.npy] \\
-        --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' [--params-json '{...}'] --out linear_l10.json
+    python -m geocontrast.evaluate --protocol finetune --manifest manifest.parquet --splits splits.parquet \\
+        --label-fraction 10 --cache cache/32px.npy (--encoder encoder.pt | --random-init cnn5) \\
+        [--prior geoprior/probs.npy] --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
+        [--params-json '{...}'] --out finetune_l10.json
 
-Protocols and what they read: ``linear``, ``knn`` and the downstream tasks (``<rank>_probe``, ``genus_pairs``
-with ``--pairs``, ``mislabel``, ``clustering``) the embeddings; ``finetune`` the image cache plus
-``--encoder encoder.pt`` or ``--random-init <encoder name>``; ``baseline`` (most common species) neither.
-``--run-json`` carries what the row records about its run (:data:`geocontrast.evaluate.RUN_COLUMNS`).
+Protocols and what they read: ``finetune`` the image cache plus ``--encoder`` or ``--random-init``;
+``baseline`` (most common species) neither; the frozen protocols and tasks (``linear``, ``knn``, ``<rank>_probe``,
+``genus_pairs`` with ``--pairs``, ``mislabel``, ``clustering``) saved ``--embeddings`` (the workflow runs those
+all from one embedding, :mod:`geocontrast.evaluate.frozen`). ``--params-json``: the protocol's config section
+(:data:`geocontrast.registry.PROTOCOLS`). ``--run-json`` carries what the row records about its run
+(:data:`geocontrast.evaluate.RUN_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -17,70 +20,40 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from geocontrast.cli import json_object
-from geocontrast.evaluate import TASKS
+from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header
 
-PROTOCOLS = ("finetune", "linear", "knn", "baseline", *TASKS)
-FROZEN = ("linear", "knn", *TASKS)
+PROTOCOLS = ("finetune", "baseline", *FROZEN)
 
 
 def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     """Run one protocol and return its result record (run facts, metrics, selection, params)."""
+    import numpy as np
     import pandas as pd
     import torch
 
     from geocontrast.data.cache import load_image_cache
     from geocontrast.data.manifest import read_manifest
-    from geocontrast.evaluate import protocols, tasks
+    from geocontrast.evaluate import protocols
     from geocontrast.evaluate.embed import load_or_init_encoder
     from geocontrast.evaluate.metrics import most_common_scores
     from geocontrast.runtime import resolve_amp, resolve_device
 
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
-    header = {
-        **run,
-        "protocol": args.protocol,
-        "label_fraction": args.label_fraction,
-        "n_labelled": int(rows.train.size),
-        "n_test": int(rows.test.size),
-        "n_classes": rows.n_classes,
-    }
-    probe_rank = args.protocol.removesuffix("_probe") if args.protocol.endswith("_probe") else None
+    run = {**run, "label_fraction": args.label_fraction}
+    prior = None if args.prior is None else np.load(args.prior, mmap_mode="r")  # (N, C) over species
     if args.protocol in FROZEN:
         features = np.load(args.embeddings, mmap_mode="r")
         if features.shape[0] != len(manifest):
             raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
-        features = np.asarray(features, dtype=np.float32)
-    if args.protocol in TASKS and probe_rank is None:
         pairs = None if args.pairs is None else json.loads(args.pairs.read_text())
-        linear = protocols.resolve_params("linear", params.get("linear", {}))  # the binary probes of genus_pairs
-        if args.protocol == "genus_pairs":
-            params = {"linear": linear}
-        else:
-            params = tasks.resolve_params(args.protocol, params)
-        record = tasks.task_metrics(
-            args.protocol, features, rows, manifest, params, int(run["seed"]), pairs=pairs, linear_params=linear
-        )
-        return {**header, **record, "params": params}
-    if probe_rank is not None:
-        rows = tasks.at_rank(rows, manifest, probe_rank)
-        header["n_classes"] = rows.n_classes
-    params = protocols.resolve_params("linear" if probe_rank else args.protocol, params)
-    train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
+        features = np.asarray(features, dtype=np.float32)
+        return frozen_record(args.protocol, features, manifest, rows, run, params, prior, pairs)
+    params = protocols.resolve_params(args.protocol, params)
     selection: dict = {}
     if args.protocol == "baseline":
-        test_probs = most_common_scores(train_y, rows.n_classes, rows.test.size)
-    elif args.protocol in FROZEN:
-        train_x, val_x, test_x = (features[r] for r in (rows.train, rows.val, rows.test))
-        if args.protocol != "knn":
-            test_probs, selection = protocols.linear_probe(
-                train_x, train_y, val_x, val_y, test_x, rows.n_classes, params, seed=int(run["seed"])
-            )
-        else:
-            test_probs = protocols.knn_probabilities(train_x, train_y, test_x, rows.n_classes, params)
+        test_probs = most_common_scores(rows.codes[rows.train], rows.n_classes, rows.test.size)
     else:
         resolution = int(run["resolution"])
         encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]), small_input=resolution < 96)
@@ -96,9 +69,9 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
             amp_dtype=resolve_amp("auto", device),
         )
         torch.cuda.empty_cache()
-    prior = None if args.prior is None or probe_rank else np.load(args.prior, mmap_mode="r")  # a species prior
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
+    header = result_header(run, args.protocol, rows)
     return {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
 
 
@@ -108,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fraction", type=float, default=10, help="percent: the labelled_<pct> subset")
-    parser.add_argument("--embeddings", type=Path, help="(N, D) features (.npy), for linear and knn")
+    parser.add_argument("--embeddings", type=Path, help="(N, D) features (.npy), for the frozen protocols")
     parser.add_argument("--cache", type=Path, help="uint8 image cache (.npy), for finetune")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--encoder", type=Path, help="encoder.pt to fine-tune")
@@ -133,9 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     if "seed" not in run:
         parser.error("--run-json must hold the seed")
     if args.threads:
-        import torch
+        from geocontrast.runtime import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
+    if getattr(args, "encoder", None) is not None:
+        from geocontrast.train.budget import pretraining_facts
+
+        run = {**run, **pretraining_facts(args.encoder)}
     from geocontrast.atomic import write_json
 
     write_json(evaluate(args, run, params), args.out)

@@ -37,6 +37,7 @@ TIE_BREAK = 1e-3  # zero-vote classes share at most this fraction of a row's sma
 FINETUNE_DEFAULTS = {
     "max_epochs": 30,
     "patience": 6,
+    "val_every": 3,
     "batch_size": 32,
     "lr": 0.001,
     "weight_decay": 1e-4,
@@ -174,9 +175,10 @@ def finetune(
 ):
     """Train encoder + linear head end to end on the labelled train rows, early-stopped on val top-1.
 
-    After each epoch the val top-1 is measured; training stops after ``patience`` epochs without improvement
-    (or at ``max_epochs``) and the weights of the best val epoch are restored. Returns (test probabilities
-    (n, C), selection record with the best epoch and the val curve).
+    Every ``val_every`` epochs (and after the last) the val top-1 is measured; training stops once ``patience``
+    epochs have passed without improvement (or at ``max_epochs``) and the weights of the best validated epoch
+    are restored. Returns (test probabilities (n, C), selection record with the best epoch and the val top-1 of
+    each validated epoch).
     """
     params = resolve_params("finetune", params)
     if params["deterministic"]:
@@ -194,8 +196,9 @@ def finetune(
     train_labels = torch.as_tensor(rows.codes[rows.train], device=device)
     val_labels = rows.codes[rows.val]
     batch_size = min(int(params["batch_size"]), rows.train.size)
-    curve, best = [], (-1.0, 0, None)
-    for epoch in range(int(params["max_epochs"])):
+    max_epochs, val_every = int(params["max_epochs"]), int(params["val_every"])
+    curve, best = {}, (-1.0, 0, None)
+    for epoch in range(max_epochs):
         model.train()
         order = np.random.default_rng([seed, epoch]).permutation(rows.train.size)
         for start in range(0, order.size - batch_size + 1, batch_size):  # drop the ragged batch: BN needs > 1
@@ -208,10 +211,11 @@ def finetune(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-        val_top1 = top_k_accuracy(_predict(model, cache, rows.val, resolution, device, amp_dtype), val_labels, ks=(1,))[
-            1
-        ]
-        curve.append(val_top1)
+        if (epoch + 1) % val_every and epoch + 1 < max_epochs:
+            continue
+        val_probs = _predict(model, cache, rows.val, resolution, device, amp_dtype)
+        val_top1 = top_k_accuracy(val_probs, val_labels, ks=(1,))[1]
+        curve[str(epoch + 1)] = val_top1
         if val_top1 > best[0]:
             best = (val_top1, epoch + 1, copy.deepcopy(model.state_dict()))
         elif epoch + 1 - best[1] >= int(params["patience"]):

@@ -1,9 +1,11 @@
 """Pretraining strategies by name (a plain registry, as solo-learn's ``METHODS``).
 
 Each strategy supplies how pairs are drawn and which loss; the loop in :mod:`geocontrast.train.loop` owns the
-rest. Adding a strategy: one module here and one entry below.
+rest. Adding a strategy: one module here, one entry below and one in :data:`geocontrast.registry.STRATEGIES`
+(its options and geo tables, which the workflow plans with).
 """
 
+from geocontrast import registry
 from geocontrast.geo.training_data import TrainingData
 from geocontrast.strategies.augmented import Augmented
 from geocontrast.strategies.autoencoder import Autoencoder
@@ -40,10 +42,7 @@ def build_strategy(name: str, data: TrainingData, params: dict) -> Strategy:
 
 def required_tables(name: str, options: dict | None = None) -> tuple[str, ...]:
     """The geo tables strategy ``name`` needs under its ``options`` ("neighbours", "negatives")."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(STRATEGIES)}")
-    strategy = STRATEGIES[name]
-    return strategy.required_tables(strategy.resolve_options(options or {}))
+    return registry.strategy(name).tables(options)
 
 
 __all__ = ["STRATEGIES", "PairBatch", "Strategy", "build_strategy", "required_tables"]

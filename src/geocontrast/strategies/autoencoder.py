@@ -16,7 +16,6 @@ from geocontrast.strategies.base import PairBatch, Strategy
 
 class Autoencoder(Strategy):
     name = "autoencoder"
-    OPTIONS = {"latent_dim": 256, "decoder_channels": 256}
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         return PairBatch(views={"anchor": np.asarray(anchors, dtype=np.int64)})

@@ -12,7 +12,7 @@ augmentation, the encoder forward pass, optimiser, checkpoints, metrics). One st
     strategy.after_step(heads, encoder, progress)      # e.g. BYOL's momentum update of its target network
 
 Strategy-specific settings come from ``params["options"]`` (config ``pretrain.strategy_options.<name>``), checked
-against the strategy's :attr:`Strategy.OPTIONS` defaults.
+against the strategy's defaults in :mod:`geocontrast.registry`, which also lists the geo tables each one reads.
 
 Rows are always manifest rows (the cache, splits and geo tables share that order); the per-row facts strategies
 draw from are a :class:`~geocontrast.geo.training_data.TrainingData`.
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from geocontrast import registry
 from geocontrast.geo.training_data import TrainingData
 
 
@@ -46,39 +47,19 @@ class PairBatch:
     extra: dict = field(default_factory=dict)
 
 
-POSITIVE_SOURCES = ("augmentation", "neighbour")
-NEGATIVE_SOURCES = ("random", "geo")
-EXTRA_NEGATIVE_SOURCES = ("none", *NEGATIVE_SOURCES)
-"""Values of the ``positive`` / ``negative`` / ``extra_negatives`` options of the strategies that offer them."""
-
-
 class Strategy:
     """Base of every strategy: anchors are the train rows; subclasses supply ``sample``, ``heads`` and ``loss``.
 
-    ``requires`` names the geo tables a strategy cannot run without ("neighbours", "negatives");
-    :meth:`required_tables` refines it where an option chooses between geography and augmentation.
-    ``OPTIONS``: the strategy's own settings and their defaults (``params["options"]`` overrides them; unknown
-    keys are refused). ``params["pairs_from"]``: "train" (positives/negatives only from train rows, so val/test
+    Its options (defaults, allowed sources) and the geo tables it needs under them come from its entry in
+    :data:`geocontrast.registry.STRATEGIES` (``params["options"]`` overrides the defaults; unknown keys are
+    refused). ``params["pairs_from"]``: "train" (positives/negatives only from train rows, so val/test
     pixels never reach pretraining) or "all" (any manifest row); :attr:`allowed` is that row mask (None: all).
     """
 
     name: str = ""
-    requires: tuple[str, ...] = ()
-    OPTIONS: dict = {}
 
     def __init__(self, data: TrainingData, params: dict):
         self.options = self.resolve_options(params.get("options") or {})
-        for option, sources in (
-            ("positive", POSITIVE_SOURCES),
-            ("negative", NEGATIVE_SOURCES),
-            ("extra_negatives", EXTRA_NEGATIVE_SOURCES),
-            ("mask", (True, False)),
-        ):
-            if option in self.options and self.options[option] not in sources:
-                raise ValueError(
-                    f"pretrain.strategy_options.{self.name}.{option} must be one of {list(sources)}, "
-                    f"got {self.options[option]!r}"
-                )
         for table in self.required_tables(self.options):
             if getattr(data, table) is None:
                 raise ValueError(f"strategy {self.name!r} needs the {table} table ({table}_path= / --{table} PATH)")
@@ -91,20 +72,13 @@ class Strategy:
 
     @classmethod
     def resolve_options(cls, options: dict) -> dict:
-        """``options`` over :attr:`OPTIONS`; an unknown key is refused, naming the known ones."""
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"unknown options {unknown} for strategy {cls.name!r} "
-                f"(pretrain.strategy_options.{cls.name}); known: {sorted(cls.OPTIONS) or 'none'}"
-            )
-        return {**cls.OPTIONS, **options}
+        """``options`` over the registered defaults; an unknown key or source is refused, naming the known ones."""
+        return registry.strategy(cls.name).resolve_options(options)
 
     @classmethod
     def required_tables(cls, options: dict) -> tuple[str, ...]:
-        """The geo tables this strategy needs under ``options`` (the workflow asks before scheduling): its
-        ``requires`` and those of geographic ``positive`` / ``negative`` source options."""
-        return tuple(dict.fromkeys((*cls.requires, *tables_for(options))))
+        """The geo tables this strategy needs under ``options`` (the registry's answer, which the workflow reads)."""
+        return registry.strategy(cls.name).tables(options)
 
     def anchor_rows(self) -> np.ndarray:
         """Manifest rows the anchors are drawn from; every epoch has the steps of one over the train split
@@ -206,16 +180,6 @@ def draw_one_per_row(
         if group.size:
             rows[i], found[i] = group[rng.integers(group.size)], True
     return rows, found
-
-
-def tables_for(options: dict) -> tuple[str, ...]:
-    """Geo tables needed by the source options: neighbour positives need the neighbour table; geo negatives
-    (``negative`` / ``extra_negatives``) and the geo-near ``mask`` (its radius) need the negative table."""
-    negatives = options.get("negative") == "geo" or options.get("extra_negatives") == "geo" or options.get("mask")
-    return (
-        *(("neighbours",) if options.get("positive") == "neighbour" else ()),
-        *(("negatives",) if negatives else ()),
-    )
 
 
 def ingredient_streams(rng: np.random.Generator) -> tuple[np.random.Generator, np.random.Generator]:

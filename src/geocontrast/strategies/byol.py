@@ -19,7 +19,6 @@ from geocontrast.strategies.simsiam import SimSiam
 
 class BYOL(SimSiam):
     name = "byol"
-    OPTIONS = {**SimSiam.OPTIONS, "predictor_hidden_dim": 512, "momentum": 0.99}
 
     def __init__(self, data, params):
         super().__init__(data, params)

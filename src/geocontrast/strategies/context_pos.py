@@ -13,4 +13,3 @@ from geocontrast.strategies.contrastive import ContrastiveStrategy
 
 class ContextPositive(ContrastiveStrategy):
     name = "context_pos"
-    OPTIONS = {**ContrastiveStrategy.OPTIONS, "positive": "neighbour"}

@@ -16,4 +16,3 @@ from geocontrast.strategies.contrastive import ContrastiveStrategy
 
 class ContextPositiveNegative(ContrastiveStrategy):
     name = "context_pos_neg"
-    OPTIONS = {**ContrastiveStrategy.OPTIONS, "positive": "neighbour", "extra_negatives": "geo", "mask": True}

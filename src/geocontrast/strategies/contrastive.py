@@ -30,8 +30,6 @@ from geocontrast.strategies.base import (
     positives_from,
 )
 
-PROJECTION_OPTIONS = {"projection_dim": 128, "projection_hidden_dim": 512}
-
 
 class ContrastiveStrategy(Strategy):
     """NT-Xent (SimCLR) between views ``anchor`` and ``positive``; a ``negative`` view, when sampled, is passed
@@ -40,8 +38,6 @@ class ContrastiveStrategy(Strategy):
     params: ``temperature`` (0.1). Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
     (False), ``projection_dim`` (128), ``projection_hidden_dim`` (512).
     """
-
-    OPTIONS = {"positive": "augmentation", "extra_negatives": "none", "mask": False, **PROJECTION_OPTIONS}
 
     def __init__(self, data, params):
         super().__init__(data, params)

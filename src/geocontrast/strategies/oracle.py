@@ -14,12 +14,11 @@ from torch import nn
 
 from geocontrast.losses import SupConLoss
 from geocontrast.strategies.base import PairBatch, Strategy
-from geocontrast.strategies.contrastive import PROJECTION_OPTIONS, projection_head
+from geocontrast.strategies.contrastive import projection_head
 
 
 class Oracle(Strategy):
     name = "oracle"
-    OPTIONS = PROJECTION_OPTIONS
 
     def __init__(self, data, params):
         super().__init__(data, params)

@@ -21,12 +21,6 @@ from geocontrast.strategies.contrastive import projection_head
 
 class SimSiam(Strategy):
     name = "simsiam"
-    OPTIONS = {
-        "positive": "augmentation",
-        "projection_dim": 128,
-        "projection_hidden_dim": 512,
-        "predictor_hidden_dim": 64,
-    }
 
     def __init__(self, data, params):
         super().__init__(data, params)

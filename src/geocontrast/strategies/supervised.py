@@ -19,7 +19,6 @@ from geocontrast.strategies.base import PairBatch, Strategy
 
 class Supervised(Strategy):
     name = "supervised"
-    OPTIONS = {"hidden_dim": 0, "dropout": 0.0}
 
     def __init__(self, data, params):
         super().__init__(data, params)
@@ -73,4 +72,3 @@ class SupervisedFull(Supervised):
 
 class Classifier(Supervised):
     name = "classifier"
-    OPTIONS = {"hidden_dim": 512, "dropout": 0.5}

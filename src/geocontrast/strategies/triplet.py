@@ -19,13 +19,6 @@ from geocontrast.strategies.base import PairBatch, Strategy, ingredient_streams,
 
 class Triplet(Strategy):
     name = "triplet"
-    OPTIONS = {
-        "positive": "neighbour",
-        "negative": "geo",
-        "margin": 0.2,
-        "embedding_dim": 128,
-        "embedding_hidden_dim": 512,
-    }
 
     def __init__(self, data, params):
         super().__init__(data, params)

@@ -14,14 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from geocontrast import registry
 from geocontrast.cli import json_object
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geocontrast.strategies import STRATEGIES, required_tables
-
     parser = argparse.ArgumentParser(prog="python -m geocontrast.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--strategy", required=True, help=f"one of: {', '.join(STRATEGIES)}")
+    parser.add_argument("--strategy", required=True, help=f"one of: {', '.join(registry.STRATEGIES)}")
     parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
@@ -32,11 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     args = parser.parse_args(argv)
 
-    if args.strategy not in STRATEGIES:
-        parser.error(f"unknown strategy {args.strategy!r}; registered: {', '.join(STRATEGIES)}")
     params = args.params_json
     try:
-        tables = required_tables(args.strategy, params.get("options"))
+        tables = registry.strategy(args.strategy).tables(params.get("options"))
     except ValueError as error:
         parser.error(str(error))
     missing = [f"--{table}" for table in tables if getattr(args, table) is None]

@@ -1,0 +1,162 @@
+"""Frozen-encoder evaluation of one (strategy, seed): embed every image once, then run every frozen protocol and
+downstream task at every label budget from those features, one result record per (protocol, budget).
+
+CLI (the workflow's evaluate_frozen rule; one job per strategy x seed)::
+
+    python -m geocontrast.evaluate.frozen --cache cache/32px.npy \\
+        (--encoder pretrain/augmented/seed0/encoder.pt | --random-init cnn5) --resolution 32 [--deterministic] \\
+        --manifest manifest.parquet --splits splits.parquet --label-fractions 10 1 \\
+        --priors geoprior/l10/probs.npy geoprior/l1/probs.npy [--pairs tasks/genus_pairs_l10.json ...] \\
+        --protocols linear knn mislabel --params-json '{"linear": {...}, "knn": {...}}' \\
+        --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
+        --embeddings-out embeddings/augmented/seed0.npy --out-dir eval/augmented/seed0
+
+Writes ``<out-dir>/<protocol>_l<pct>.json`` for every protocol and budget (``pct`` as ``%g``: 10, 0.5) and the
+(N, D) float16 features to ``--embeddings-out`` (the report's retrieval and embedding figures read them).
+``--params-json`` holds each protocol's ``evaluate.<section>`` config (:data:`geocontrast.registry.PROTOCOLS`,
+:data:`~geocontrast.registry.TASKS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from geocontrast import registry
+from geocontrast.cli import json_object
+
+FROZEN = (*(name for name, spec in registry.PROTOCOLS.items() if spec.frozen), *registry.TASKS)
+"""Every protocol and task that reads frozen features."""
+
+
+def result_header(run: dict, protocol: str, rows) -> dict:
+    """What a result record says about its run (``run``: the facts of :data:`geocontrast.evaluate.RUN_COLUMNS`
+    the workflow knows, label_fraction included) and its evaluation rows."""
+    return {
+        **run,
+        "protocol": protocol,
+        "n_labelled": int(rows.train.size),
+        "n_test": int(rows.test.size),
+        "n_classes": rows.n_classes,
+    }
+
+
+def frozen_record(protocol: str, features, manifest, rows, run: dict, params: dict, prior=None, pairs=None) -> dict:
+    """The result record of one frozen protocol or task on ``features`` (N, D) float32 of every manifest row.
+
+    ``rows``: the evaluation rows of the label budget (:func:`geocontrast.evaluate.protocols.eval_rows`);
+    ``run``: the run's facts, with the seed and label_fraction; ``params``: the protocol's config section;
+    ``prior``: (N, C) geographic prior (species protocols only); ``pairs``: the genus pairs (genus_pairs only).
+    """
+    from geocontrast.evaluate import protocols, tasks
+
+    seed = int(run["seed"])
+    header = result_header(run, protocol, rows)
+    probe_rank = protocol.removesuffix("_probe") if protocol.endswith("_probe") else None
+    if protocol in registry.TASKS and probe_rank is None:
+        linear = protocols.resolve_params("linear", params if protocol == "genus_pairs" else {})
+        params = {"linear": linear} if protocol == "genus_pairs" else tasks.resolve_params(protocol, params)
+        record = tasks.task_metrics(protocol, features, rows, manifest, params, seed, pairs=pairs, linear_params=linear)
+        return {**header, **record, "params": params}
+    if probe_rank is not None:
+        rows = tasks.at_rank(rows, manifest, probe_rank)
+        header["n_classes"] = rows.n_classes
+        prior = None  # the prior is over species
+    params = protocols.resolve_params("linear" if probe_rank else protocol, params)
+    train_x, val_x, test_x = (features[r] for r in (rows.train, rows.val, rows.test))
+    train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
+    selection: dict = {}
+    if protocol == "knn":
+        test_probs = protocols.knn_probabilities(train_x, train_y, test_x, rows.n_classes, params)
+    else:
+        test_probs, selection = protocols.linear_probe(
+            train_x, train_y, val_x, val_y, test_x, rows.n_classes, params, seed=seed
+        )
+    if prior is not None and prior.shape != (len(manifest), rows.n_classes):
+        raise ValueError(f"the prior has shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
+    return {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+
+
+def result_path(out_dir: Path, protocol: str, label_fraction: float) -> Path:
+    return out_dir / f"{protocol}_l{label_fraction:g}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.frozen", description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--encoder", type=Path, help="encoder.pt of a pretraining job")
+    source.add_argument("--random-init", help="encoder name for the untrained baseline (seeded by the run's seed)")
+    parser.add_argument("--resolution", required=True, type=int)
+    parser.add_argument("--deterministic", action="store_true", help="one CPU thread, deterministic kernels")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--manifest", required=True, type=Path)
+    parser.add_argument("--splits", required=True, type=Path)
+    parser.add_argument("--label-fractions", required=True, type=float, nargs="+", help="percent, one per budget")
+    parser.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
+    parser.add_argument("--pairs", type=Path, nargs="+", help="genus pairs per budget (.json), for genus_pairs")
+    parser.add_argument("--protocols", nargs="*", default=[], choices=FROZEN, metavar="PROTOCOL")
+    parser.add_argument("--params-json", type=json_object, default="{}", help="config sections by name")
+    parser.add_argument("--run-json", required=True, type=json_object, help="the run's facts as a JSON object")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--embeddings-out", required=True, type=Path)
+    parser.add_argument("--out-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    budgets = len(args.label_fractions)
+    for name in ("priors", "pairs"):
+        if getattr(args, name) is not None and len(getattr(args, name)) != budgets:
+            parser.error(f"--{name} needs one path per label fraction ({budgets})")
+    if "genus_pairs" in args.protocols and args.pairs is None:
+        parser.error("protocol genus_pairs needs --pairs")
+    if "seed" not in args.run_json:
+        parser.error("--run-json must hold the seed")
+
+    import numpy as np
+    import pandas as pd
+
+    from geocontrast.atomic import atomic_path, write_json
+    from geocontrast.data.cache import load_image_cache
+    from geocontrast.data.manifest import read_manifest
+    from geocontrast.determinism import make_deterministic
+    from geocontrast.evaluate.embed import embed, load_or_init_encoder
+    from geocontrast.evaluate.protocols import eval_rows
+    from geocontrast.runtime import resolve_amp, resolve_device, set_threads
+    from geocontrast.train.budget import pretraining_facts
+
+    if args.threads:
+        set_threads(args.threads)
+    seed = int(args.run_json["seed"])
+    spent = pretraining_facts(args.encoder) if args.encoder is not None else {}
+    encoder, _ = load_or_init_encoder(args.encoder, args.random_init, seed, small_input=args.resolution < 96)
+    device = resolve_device(args.device)
+    if args.deterministic:
+        make_deterministic(device)
+    embeddings = embed(encoder, load_image_cache(args.cache), args.resolution, device, resolve_amp("auto", device))
+    with atomic_path(args.embeddings_out) as partial:
+        np.save(partial, embeddings)
+    print(f"{args.embeddings_out}: {embeddings.shape[0]} x {embeddings.shape[1]} features")
+
+    features = embeddings.astype(np.float32)
+    manifest, splits = read_manifest(args.manifest), pd.read_parquet(args.splits)
+    if features.shape[0] != len(manifest):
+        raise ValueError(f"{args.cache}: {features.shape[0]} rows, the manifest {len(manifest)}")
+    for budget, label_fraction in enumerate(args.label_fractions):
+        rows = eval_rows(manifest, splits, label_fraction)
+        prior = None if args.priors is None else np.load(args.priors[budget], mmap_mode="r")
+        pairs = None if args.pairs is None else json.loads(args.pairs[budget].read_text())
+        run = {**args.run_json, **spent, "label_fraction": label_fraction}
+        for protocol in args.protocols:
+            section = {**registry.PROTOCOLS, **registry.TASKS}[protocol].section
+            record = frozen_record(
+                protocol, features, manifest, rows, run, args.params_json.get(section, {}), prior, pairs
+            )
+            out = result_path(args.out_dir, protocol, label_fraction)
+            write_json(record, out)
+            print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
