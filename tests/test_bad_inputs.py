@@ -239,7 +239,7 @@ def test_k_larger_than_every_neighbourhood_takes_each_ball_whole():
     [
         ({"pretrain": {"epochs": "ten"}}, "['pretrain']['epochs']"),
         ({"pretrain": {"batch_size": 1}}, "['pretrain']['batch_size']"),
-        ({"pretrain": {"strategies": ["simclr"]}}, "['pretrain']['strategies'][0]"),
+        ({"pretrain": {"strategies": ["Sim-CLR"]}}, "['pretrain']['strategies'][0]"),
         ({"neighbours": {"radius_km": 0}}, "['neighbours']['radius_km']"),
         ({"neighbours": {"k": 2.5}}, "['neighbours']['k']"),
         ({"negatives": {"rule": "near"}}, "['negatives']['rule']"),

@@ -17,6 +17,7 @@ wildcard_constraints:
     m=r"\d+",
     radius_km=r"\d+(\.\d+)?",
     rule=r"far|band|random",
+    rep=r"\d+",
     strategy=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
     pct=r"\d+(\.\d+)?",
@@ -26,10 +27,7 @@ def all_outputs():
     """What `snakemake` builds by default (extended as later stages land)."""
     return [
         f"{RESULTS}/manifest.parquet",
-        f"{RESULTS}/splits.parquet",
         *expand(f"{RESULTS}/cache/{{res}}px.npy", res=config["image_cache"]["resolutions"]),
-        neighbour_table_path(),
-        negative_table_path(),
         *pretrain_outputs(),
         f"{RESULTS}/results.csv",
         f"{RESULTS}/comparisons.csv",
@@ -37,15 +35,47 @@ def all_outputs():
     ]
 
 
-def neighbour_table_path():
-    """The positives table named by its radius and K, as its contract in docs/architecture.md has it."""
+def replicate(seed):
+    """The data replicate of pretraining seed ``seed``: the seed itself when replicates redraw the data
+    (splits.resample), else 0 for every seed (one split, label subsets, geo tables and prior shared by all)."""
+    return int(seed) if config["splits"]["resample"] else 0
+
+
+def replicate_seed(base, rep):
+    """The seed a data product of replicate ``rep`` is drawn with: its config seed + rep."""
+    return int(base) + int(rep)
+
+
+def replicate_folder(seed):
+    """Where the data products of pretraining seed ``seed``'s replicate live (splits, geo tables, prior, pairs)."""
+    return f"{RESULTS}/replicates/{replicate(seed)}"
+
+
+def splits_path(seed):
+    return f"{replicate_folder(seed)}/splits.parquet"
+
+
+def neighbour_table_path(seed):
+    """The positives table of a replicate, named by its radius and K, as its contract in docs/architecture.md
+    has it."""
     neighbours = config["neighbours"]
-    return f"{RESULTS}/neighbours/r{neighbours['radius_km']:g}_k{neighbours['k']}.npz"
+    return f"{replicate_folder(seed)}/neighbours/r{neighbours['radius_km']:g}_k{neighbours['k']}.npz"
 
 
-def negative_table_path():
+def negative_table_path(seed):
     negatives = config["negatives"]
-    return f"{RESULTS}/negatives/{negatives['rule']}_m{negatives['m']}.npz"
+    return f"{replicate_folder(seed)}/negatives/{negatives['rule']}_m{negatives['m']}.npz"
+
+
+def prior_path(seed, pct, name="probs.npy"):
+    return f"{replicate_folder(seed)}/geoprior/l{pct}/{name}"
+
+
+def genus_pairs_path(seed, pct):
+    return f"{replicate_folder(seed)}/tasks/genus_pairs_l{pct}.json"
+
+
+FIRST_SEED = config["pretrain"]["seeds"][0]  # figures that show one split (maps, retrieval grids) show this one's
 
 
 def source_settings(name):
@@ -122,13 +152,13 @@ def pretrain_inputs(wildcards):
     inputs = {
         "cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
         "manifest": f"{RESULTS}/manifest.parquet",
-        "splits": f"{RESULTS}/splits.parquet",
+        "splits": splits_path(wildcards.seed),
     }
     tables = strategy_tables(wildcards.strategy)
     if "neighbours" in tables:
-        inputs["neighbours"] = neighbour_table_path()
+        inputs["neighbours"] = neighbour_table_path(wildcards.seed)
     if "negatives" in tables:
-        inputs["negatives"] = negative_table_path()
+        inputs["negatives"] = negative_table_path(wildcards.seed)
     return inputs
 
 
@@ -203,7 +233,7 @@ def evaluation_outputs():
         ),
         *expand(
             f"{RESULTS}/eval/{registry.BASELINE}/seed{{seed}}/baseline_l{{pct}}.json",
-            seed=config["splits"]["seed"],
+            seed=config["pretrain"]["seeds"],
             pct=label_percents(),
         ),
     ]
@@ -227,24 +257,25 @@ def encoder_source(wildcards):
     return f"--encoder {encoder_path(wildcards)}"
 
 
-def split_inputs():
-    return {"manifest": f"{RESULTS}/manifest.parquet", "splits": f"{RESULTS}/splits.parquet"}
+def split_inputs(wildcards):
+    """The manifest and the splits of the job's replicate."""
+    return {"manifest": f"{RESULTS}/manifest.parquet", "splits": splits_path(wildcards.seed)}
 
 
 def evaluation_inputs(wildcards):
-    """Manifest, splits and the geographic prior of the job's label budget."""
-    return {**split_inputs(), "prior": f"{RESULTS}/geoprior/l{wildcards.pct}/probs.npy"}
+    """Manifest, splits and the geographic prior of the job's replicate and label budget."""
+    return {**split_inputs(wildcards), "prior": prior_path(wildcards.seed, wildcards.pct)}
 
 
 def frozen_inputs(wildcards):
     """Encoder and cache, manifest and splits, and per label budget its prior (and genus pairs when asked)."""
     inputs = {
         **encoder_inputs(wildcards),
-        **split_inputs(),
-        "priors": expand(f"{RESULTS}/geoprior/l{{pct}}/probs.npy", pct=label_percents()),
+        **split_inputs(wildcards),
+        "priors": [prior_path(wildcards.seed, pct) for pct in label_percents()],
     }
     if "genus_pairs" in frozen_protocols():
-        inputs["pairs"] = expand(f"{RESULTS}/tasks/genus_pairs_l{{pct}}.json", pct=label_percents())
+        inputs["pairs"] = [genus_pairs_path(wildcards.seed, pct) for pct in label_percents()]
     return inputs
 
 
@@ -276,6 +307,7 @@ def run_facts(wildcards, strategy=None):
             "resolution": config["pretrain"]["resolution"],
             "epochs": config["pretrain"]["epochs"] if pretrained else 0,
             "split_mode": config["splits"]["mode"],
+            "replicate": replicate(wildcards.seed),
         },
         sort_keys=True,
     )
@@ -372,11 +404,11 @@ def world_truth():
 def map_inputs(wildcards):
     inputs = {"manifest": f"{RESULTS}/manifest.parquet"}
     if wildcards.kind == "splits":
-        inputs["splits"] = f"{RESULTS}/splits.parquet"
+        inputs["splits"] = splits_path(FIRST_SEED)
     elif wildcards.kind == "radius":
-        inputs["neighbours"] = neighbour_table_path()
+        inputs["neighbours"] = neighbour_table_path(FIRST_SEED)
     else:
-        inputs["prior_grid"] = f"{RESULTS}/geoprior/l{config['report']['label_fraction']:g}/grid.npz"
+        inputs["prior_grid"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "grid.npz")
     if world_truth():
         inputs["truth"] = world_truth()
     return inputs

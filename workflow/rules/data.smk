@@ -68,15 +68,15 @@ rule splits:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
     output:
-        splits=f"{RESULTS}/splits.parquet",
-        summary=f"{RESULTS}/splits_summary.json",
+        splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
+        summary=f"{RESULTS}/replicates/{{rep}}/splits_summary.json",
     log:
-        f"{LOGS}/splits.log",
+        f"{LOGS}/splits_rep{{rep}}.log",
     params:
         mode=config["splits"]["mode"],
         fractions=joined(config["splits"]["fractions"]),
         label_fractions=joined(config["splits"]["label_fractions"]),
-        seed=config["splits"]["seed"],
+        seed=lambda wildcards: replicate_seed(config["splits"]["seed"], wildcards.rep),
         block_km=config["splits"]["block_km"],
         min_labelled=config["splits"]["min_labelled_per_species"],
     conda:

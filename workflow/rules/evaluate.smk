@@ -8,16 +8,16 @@
 rule geo_prior:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
-        splits=f"{RESULTS}/splits.parquet",
+        splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
     output:
-        probs=f"{RESULTS}/geoprior/l{{pct}}/probs.npy",
-        summary=f"{RESULTS}/geoprior/l{{pct}}/prior.json",
-        grid=f"{RESULTS}/geoprior/l{{pct}}/grid.npz",
+        probs=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/probs.npy",
+        summary=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/prior.json",
+        grid=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/grid.npz",
     log:
-        f"{LOGS}/geo_prior_l{{pct}}.log",
+        f"{LOGS}/geo_prior_rep{{rep}}_l{{pct}}.log",
     params:
         geoprior=json.dumps(config["evaluate"]["geoprior"], sort_keys=True),
-        seed=config["evaluate"]["geoprior_seed"],
+        seed=lambda wildcards: replicate_seed(config["evaluate"]["geoprior_seed"], wildcards.rep),
         out_dir=output_folder,
     conda:
         "../envs/train.yaml"
@@ -32,11 +32,11 @@ rule genus_pairs:
     input:
         cache=f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
         manifest=f"{RESULTS}/manifest.parquet",
-        splits=f"{RESULTS}/splits.parquet",
+        splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
     output:
-        f"{RESULTS}/tasks/genus_pairs_l{{pct}}.json",
+        f"{RESULTS}/replicates/{{rep}}/tasks/genus_pairs_l{{pct}}.json",
     log:
-        f"{LOGS}/genus_pairs_l{{pct}}.log",
+        f"{LOGS}/genus_pairs_rep{{rep}}_l{{pct}}.log",
     params:
         task=json.dumps(config["evaluate"]["genus_pairs"], sort_keys=True),
     conda:

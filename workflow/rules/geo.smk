@@ -1,18 +1,19 @@
-# Geo stage: neighbour tables (positives) and negative tables, from the validated manifest.
+# Geo stage: neighbour tables (positives) and negative tables, from the validated manifest; one per data replicate,
+# each drawn with its config seed + the replicate.
 
 
 rule neighbour_table:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
     output:
-        table=f"{RESULTS}/neighbours/r{{radius_km}}_k{{k}}.npz",
-        summary=f"{RESULTS}/neighbours/r{{radius_km}}_k{{k}}.json",
+        table=f"{RESULTS}/replicates/{{rep}}/neighbours/r{{radius_km}}_k{{k}}.npz",
+        summary=f"{RESULTS}/replicates/{{rep}}/neighbours/r{{radius_km}}_k{{k}}.json",
     log:
-        f"{LOGS}/neighbour_table_r{{radius_km}}_k{{k}}.log",
+        f"{LOGS}/neighbour_table_rep{{rep}}_r{{radius_km}}_k{{k}}.log",
     benchmark:
-        f"{BENCHMARKS}/neighbour_table_r{{radius_km}}_k{{k}}.tsv"
+        f"{BENCHMARKS}/neighbour_table_rep{{rep}}_r{{radius_km}}_k{{k}}.tsv"
     params:
-        seed=config["neighbours"]["seed"],
+        seed=lambda wildcards: replicate_seed(config["neighbours"]["seed"], wildcards.rep),
         min_km=config["neighbours"]["min_km"],
         fallback=config["neighbours"]["fallback"],
         memory_budget_gb=config["neighbours"]["memory_budget_gb"],
@@ -31,12 +32,12 @@ rule negative_table:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
     output:
-        table=f"{RESULTS}/negatives/{{rule}}_m{{m}}.npz",
-        summary=f"{RESULTS}/negatives/{{rule}}_m{{m}}.json",
+        table=f"{RESULTS}/replicates/{{rep}}/negatives/{{rule}}_m{{m}}.npz",
+        summary=f"{RESULTS}/replicates/{{rep}}/negatives/{{rule}}_m{{m}}.json",
     log:
-        f"{LOGS}/negative_table_{{rule}}_m{{m}}.log",
+        f"{LOGS}/negative_table_rep{{rep}}_{{rule}}_m{{m}}.log",
     params:
-        seed=config["negatives"]["seed"],
+        seed=lambda wildcards: replicate_seed(config["negatives"]["seed"], wildcards.rep),
         r_neg_km=config["negatives"]["r_neg_km"],
         band_km=joined(config["negatives"]["band_km"]),
     conda:

@@ -140,8 +140,8 @@ rule report_example_pairs:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         cache=display_cache(),
-        neighbours=neighbour_table_path(),
-        negatives=negative_table_path(),
+        neighbours=neighbour_table_path(FIRST_SEED),
+        negatives=negative_table_path(FIRST_SEED),
     output:
         png=report(
             f"{REPORT}/example_pairs.png",
@@ -165,7 +165,7 @@ rule report_example_pairs:
 rule report_nearest_neighbours:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
-        splits=f"{RESULTS}/splits.parquet",
+        splits=splits_path(FIRST_SEED),
         cache=display_cache(),
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
     output:
@@ -189,7 +189,7 @@ rule report_nearest_neighbours:
 rule report_embedding:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
-        splits=f"{RESULTS}/splits.parquet",
+        splits=splits_path(FIRST_SEED),
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
     output:
         png=report(

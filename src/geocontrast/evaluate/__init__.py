@@ -72,6 +72,7 @@ RUN_COLUMNS = (
     "pretrain_images",
     "pretrain_seconds",
     "split_mode",
+    "replicate",  # the data replicate (splits, label subsets, geo tables, prior): the seed, or 0 when shared
     "label_fraction",
     "n_labelled",
     "n_test",

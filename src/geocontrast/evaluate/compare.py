@@ -57,7 +57,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from geocontrast.atomic import atomic_path
 from geocontrast.cli import json_object
@@ -69,7 +68,7 @@ METRICS = {"top1": (1, "micro"), "top5": (5, "micro"), "macro_top1": (1, "macro"
 """Compared metrics: the top-k of their per-photo hits, and how photos are weighed (micro: each photo the same;
 macro: each species the same)."""
 METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "macro_top1": "macro top-1"}
-DEFAULTS = {"reference": "augmented", "confidence": 0.95, "metrics": list(METRICS)}
+DEFAULTS = {"reference": "augmented", "confidence": 0.95, "metrics": list(METRICS), "contrasts": []}
 COLUMNS = (
     "reference",
     "strategy",
@@ -96,8 +95,11 @@ NOT_COMPARED = ("baseline", *TASKS)
 """Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
 
 
-def comparison_pairs(strategies: Iterable[str], reference: str) -> list[tuple[str, str]]:
-    """(strategy, reference) pairs: each strategy against ``reference``, then each against ``random_init``.
+def comparison_pairs(
+    strategies: Iterable[str], reference: str, contrasts: Iterable[Iterable[str]] = ()
+) -> list[tuple[str, str]]:
+    """(strategy, reference) pairs: each strategy against ``reference``, then each against ``random_init``, then
+    the named ``contrasts`` (strategy, against) such as an ablation's one-factor controls, where both ran.
 
     ``random_init`` is only ever a reference, so no comparison appears twice with its sign flipped. A reference
     absent from ``strategies`` yields no pairs.
@@ -107,7 +109,23 @@ def comparison_pairs(strategies: Iterable[str], reference: str) -> list[tuple[st
     for base in dict.fromkeys([reference, RANDOM_INIT]):
         if base in strategies:
             pairs += [(s, base) for s in strategies if s not in (base, RANDOM_INIT)]
+    for strategy, against in (tuple(contrast) for contrast in contrasts):
+        if strategy in strategies and against in strategies and (strategy, against) not in pairs:
+            pairs.append((strategy, against))
     return pairs
+
+
+def t_quantile(quantile: float, df: int) -> float:
+    """Student's t quantile (scipy imported here: the CLI's --help stays light)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(quantile, df))
+
+
+def normal_quantile(quantile: float) -> float:
+    from scipy import stats
+
+    return float(stats.norm.ppf(quantile))
 
 
 def paired_interval(differences: np.ndarray, confidence: float = 0.95, photo_variance: float = 0.0) -> dict:
@@ -129,7 +147,7 @@ def paired_interval(differences: np.ndarray, confidence: float = 0.95, photo_var
     # Each part with its own quantile, added in quadrature: t with n - 1 df for the replicates, the normal one for
     # the photo term (it rests on hundreds of photos). See the module docstring for why not Welch-Satterthwaite.
     half = np.hypot(
-        stats.t.ppf(quantile, n - 1) * np.sqrt(replicate_var), stats.norm.ppf(quantile) * np.sqrt(photo_variance)
+        t_quantile(quantile, n - 1) * np.sqrt(replicate_var), normal_quantile(quantile) * np.sqrt(photo_variance)
     )
     out.update(
         se=float(np.sqrt(total)),
@@ -234,6 +252,7 @@ def compare(
     reference: str = DEFAULTS["reference"],
     confidence: float = DEFAULTS["confidence"],
     metrics: Iterable[str] = DEFAULTS["metrics"],
+    contrasts: Iterable[Iterable[str]] = (),
 ) -> pd.DataFrame:
     """One row per (reference, strategy, protocol, label budget, metric) with the columns :data:`COLUMNS`.
 
@@ -253,7 +272,7 @@ def compare(
     protocols = [p for p in PROTOCOL_TITLES if p in set(rows["protocol"])]
     protocols += [p for p in dict.fromkeys(rows["protocol"]) if p not in protocols]
     records = []
-    for strategy, base in comparison_pairs(rows["strategy"], reference):
+    for strategy, base in comparison_pairs(rows["strategy"], reference, contrasts):
         for protocol in protocols:
             for label_fraction in sorted(rows.loc[rows["protocol"] == protocol, "label_fraction"].unique()):
                 key = (protocol, label_fraction)
