@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -76,16 +77,17 @@ def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
         "synthetic_world": 1,
         "manifest": 1,
         "image_cache": 2,
-        "splits": 1,
-        "neighbour_table": 1,
-        "negative_table": 1,
+        "splits": seeds,  # one data replicate per seed (splits.resample)
+        "neighbour_table": seeds,
+        "negative_table": seeds,
         "pretrain": 4 * seeds,
-        "geo_prior": 1,
+        "geo_prior": seeds,
         "evaluate_frozen": strategies * seeds,  # embeds once, then linear and knn
         "finetune": strategies * seeds,
-        "most_common_baseline": 1,
+        "most_common_baseline": seeds,
         "results_table": 1,
         "comparisons": 1,
+        "report_pairs": 1,
         "report_comparisons": 1,
         "report_accuracy": 1,
         "report_ranks": 1,
@@ -209,10 +211,10 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
     cache = load_image_cache(results / "cache" / "32px.npy")
     assert cache.shape == (len(manifest), 32, 32, 3)
     assert cache.reshape(len(cache), -1).std(axis=1).min() > 0  # every row holds a decoded photo
-    neighbours = load_neighbour_table(results / "neighbours" / "r5_k64.npz")
+    neighbours = load_neighbour_table(results / "replicates" / "0" / "neighbours" / "r5_k64.npz")
     assert len(neighbours.indptr) == len(manifest) + 1
     assert not np.any(np.diff(neighbours.indptr)[~manifest["has_coords"].to_numpy()])  # no coords, no positives
-    negatives = load_negative_table(results / "negatives" / "far_m64.npz")
+    negatives = load_negative_table(results / "replicates" / "0" / "negatives" / "far_m64.npz")
     assert negatives.candidates.shape == (len(manifest), 64)
 
     encoder = results / "pretrain" / "context_pos_neg" / "seed0" / "encoder.pt"
@@ -223,7 +225,8 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
     table = pd.read_csv(results / "results.csv")
     evaluated = {"supervised", "context_pos_neg", "random_init"}
     assert set(table["strategy"]) == evaluated | {"most_common"}
-    assert len(table) == len(evaluated) * 2 * 3 + 1  # strategies x seeds x protocols, plus the baseline
+    assert len(table) == len(evaluated) * 2 * 3 + 2  # strategies x seeds x protocols, plus a baseline per replicate
+    assert (table["replicate"] == table["seed"]).all()  # splits.resample: replicate r is seed r's data
     assert table[["top1", "top5", "prior_top1", "acc_genus"]].notna().all().all()
     assert ((table["top1"] <= table["top5"]) & (table["acc_species"] <= table["acc_genus"] + 1e-12)).all()
     summary = (results / "results_summary.txt").read_text()
@@ -234,7 +237,7 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
         ("context_pos_neg", "random_init"),
     }
     assert len(comparisons) == 2 * 3 * 3 and (comparisons["n_pairs"] == 2).all()  # pairs x protocols x metrics
-    assert set(comparisons["test_sampling"]) == {"photo_bootstrap"}  # the seeds share one split
+    assert set(comparisons["test_sampling"]) == {"in_replicates"}  # each replicate drew its own test split
     assert (results / "comparisons.txt").read_text() in first.stdout + first.stderr
     report = results / "report"
     for figure in (
@@ -249,6 +252,36 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
         "nearest_neighbours/random_init_seed0",
     ):
         assert Image.open(report / f"{figure}.png").size[0] > 300, figure
+
+
+@pytest.mark.slow
+def test_replicates_draw_their_own_data_which_every_strategy_of_one_shares(tiny_world_run):
+    results = tiny_world_run[0] / "results" / "tiny"
+    first, second = (pd.read_parquet(results / "replicates" / r / "splits.parquet") for r in ("0", "1"))
+    assert (first["image_id"] == second["image_id"]).all() and (first["split"] != second["split"]).any()
+    for table in ("neighbours/r5_k64.npz", "negatives/far_m64.npz"):
+        tables = [np.load(results / "replicates" / r / table) for r in ("0", "1")]
+        assert any(not np.array_equal(tables[0][key], tables[1][key]) for key in tables[0].files), table
+    logs = tiny_world_run[0] / "results" / "logs" / "tiny"
+    for seed in (0, 1):  # both strategies of one seed read that replicate's splits
+        for strategy in ("supervised", "context_pos_neg"):
+            record = json.loads((results / "eval" / strategy / f"seed{seed}" / "linear_l10.json").read_text())
+            assert record["replicate"] == seed
+    assert logs.exists()
+
+
+def test_every_pretraining_job_of_a_seed_reads_that_replicates_data(tmp_path):
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = re.findall(r"^Shell command: python -m geocontrast.train (.*)$", result.stdout, re.M)
+    splits = {
+        (re.search(r"pretrain/(\w+)/seed(\d)", c).groups()): re.search(r"--splits (\S+)", c).group(1) for c in commands
+    }
+    assert splits == {
+        (strategy, seed): f"results/tiny/replicates/{seed}/splits.parquet"
+        for strategy in ("supervised", "context_pos_neg")
+        for seed in ("0", "1")
+    }
 
 
 @pytest.mark.slow
@@ -287,5 +320,5 @@ def test_tiny_world_reruns_only_what_changed(tiny_world_run, tmp_path):
     config["neighbours"] = {"radius_km": 2.5}
     changed.write_text(yaml.safe_dump(config))
     rerun = planned_jobs(snakemake(workdir, "-n", configfile=changed))
-    assert rerun["neighbour_table"] == 1 and "splits" not in rerun
+    assert rerun["neighbour_table"] == 2 and "splits" not in rerun  # one table per data replicate
     assert rerun["pretrain"] == 2 and rerun["evaluate_frozen"] == 2  # only the geo strategy's seeds
