@@ -24,8 +24,9 @@ run: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 
 # CI gates first (formatting and Snakemake's linter), then the suite, which includes the cluster-path smoke test.
+# Two workers (measured faster on 2 cores); --dist loadfile keeps a file's shared workflow runs on one worker.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Every benchmark in bench/ (figures to bench/results/, summary.md against the targets); lightly is installed only
 # here, as the reference pipeline.
