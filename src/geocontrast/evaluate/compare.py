@@ -1,7 +1,8 @@
 """Paired comparisons: every strategy against a reference and against ``random_init``, with intervals.
 
-Replicate r (the ``seed`` column of ``results.csv``) trains and evaluates every strategy; within a replicate all
-strategies share the split, the label subset, the geo tables and the prior, so the paired difference
+Replicate r (the ``seed`` column of ``results.csv``: with ``splits.resample`` seed r also draws replicate r's data,
+the ``replicate`` column; without it every seed shares replicate 0) trains and evaluates every strategy; within a
+replicate all strategies share the split, the label subset, the geo tables and the prior, so the paired difference
 d_r = m(strategy, r) - m(reference, r) is free of everything they share. For each (strategy, reference,
 protocol, label budget, metric), over the n replicates where both have a value::
 
