@@ -322,3 +322,15 @@ def test_tiny_world_reruns_only_what_changed(tiny_world_run, tmp_path):
     rerun = planned_jobs(snakemake(workdir, "-n", configfile=changed))
     assert rerun["neighbour_table"] == 2 and "splits" not in rerun  # one table per data replicate
     assert rerun["pretrain"] == 2 and rerun["evaluate_frozen"] == 2  # only the geo strategy's seeds
+
+
+def test_a_label_trained_strategy_evaluated_at_another_budget_is_flagged_before_the_run(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["evaluate"] = {**config.get("evaluate", {}), "label_fractions": [10, 100]}
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", configfile=path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: supervised pretrain on the labels of pretrain.label_fraction 10 %" in result.stderr
+    assert "evaluated at 100 %" in result.stderr
+    assert "warning: supervised" not in snakemake(tmp_path, "-n").stderr  # one budget, the pretraining one

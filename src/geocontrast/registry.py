@@ -41,12 +41,14 @@ class StrategySpec:
 
     ``options``: its own settings and their defaults (config ``pretrain.strategy_options.<name>`` overrides them);
     ``requires``: geo tables it reads whatever its options ("neighbours", "negatives"); the ``positive`` /
-    ``negative`` options add the table of a geographic source (:data:`TABLE_OF_CHOICE`).
+    ``negative`` options add the table of a geographic source (:data:`TABLE_OF_CHOICE`); ``label_budget``: it
+    trains on the labels of ``pretrain.label_fraction``, so it is evaluated fairly only at that budget.
     """
 
     name: str
     options: dict = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    label_budget: bool = False  # trains on the labelled subset of pretrain.label_fraction
 
     @property
     def config_section(self) -> str:
@@ -79,12 +81,12 @@ class StrategySpec:
 STRATEGIES: dict[str, StrategySpec] = {
     spec.name: spec
     for spec in (
-        StrategySpec("supervised", CLASSIFIER),
+        StrategySpec("supervised", CLASSIFIER, label_budget=True),
         StrategySpec("supervised_full", CLASSIFIER),
         StrategySpec("augmented", NT_XENT),
         StrategySpec("context_pos", {**NT_XENT, "positive": "neighbour"}),
         StrategySpec("context_pos_neg", {**NT_XENT, "positive": "neighbour", "extra_negatives": "geo", "mask": True}),
-        StrategySpec("classifier", {"hidden_dim": 512, "dropout": 0.5}),
+        StrategySpec("classifier", {"hidden_dim": 512, "dropout": 0.5}, label_budget=True),
         StrategySpec(
             "triplet",
             {

@@ -2,6 +2,7 @@
 # never from the strategy classes, so `snakemake -n` imports no torch.
 import json
 import os
+import sys
 
 from geocontrast import registry
 
@@ -109,6 +110,20 @@ def check_strategies():
             )
 
 
+def warn_label_budgets():
+    """A strategy that pretrains on the labels of pretrain.label_fraction is evaluated fairly at that budget only:
+    at a smaller one its encoder saw labels the evaluation hides, at a larger one fewer. Said before any job runs."""
+    budget = float(config["pretrain"]["label_fraction"])
+    others = sorted({float(pct) for pct in config["evaluate"]["label_fractions"]} - {budget})
+    trained = [name for name in config["pretrain"]["strategies"] if registry.strategy(base_strategy(name)).label_budget]
+    if trained and others:
+        print(
+            f"warning: {', '.join(trained)} pretrain on the labels of pretrain.label_fraction {budget:g} % and are "
+            f"also evaluated at {', '.join(f'{pct:g}' for pct in others)} %: those rows are not a fair comparison",
+            file=sys.stderr,
+        )
+
+
 def base_strategy(name):
     """The registered strategy a pretraining arm runs (a strategy's own name is its own base)."""
     arm = config["pretrain"]["arms"].get(name)
@@ -134,6 +149,7 @@ def strategy_tables(name):
 
 
 check_strategies()
+warn_label_budgets()
 
 
 def pretrain_outputs():
