@@ -63,6 +63,21 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join([header, *lines]) + "\n"
 
 
+def not_computed_text(records: list[dict]) -> str:
+    """The "what could not be computed and why" section: each (what, reason) of the records' ``not_computed``
+    once, with the protocols it concerns and how many evaluations; empty when everything was computed."""
+    concerns: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        for what, reason in record.get("not_computed", {}).items():
+            concerns.setdefault((what, reason), []).append(record.get("protocol", "?"))
+    if not concerns:
+        return ""
+    lines = ["", "What could not be computed and why:"]
+    for (what, reason), protocols in sorted(concerns.items()):
+        lines.append(f"- {what} ({', '.join(sorted(set(protocols)))}; {len(protocols)} evaluations): {reason}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.results", description=__doc__)
     parser.add_argument("evaluations", nargs="+", type=Path, help="evaluation JSON files")
@@ -81,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for frame, path in ((results, args.out), (summary, args.summary)):
         with atomic_path(path) as partial:
             frame.to_csv(partial, index=False)
-    text = format_summary(summary)
+    text = format_summary(summary) + not_computed_text(records)
     if args.text:
         with atomic_path(args.text) as partial:
             partial.write_text(text)

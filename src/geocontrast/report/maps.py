@@ -395,6 +395,14 @@ def range_figure(
     return figure
 
 
+def note_figure(note: str) -> plt.Figure:
+    """A figure that only says why the map it stands in for was not drawn (the rule's output must exist)."""
+    figure, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True)
+    return figure
+
+
 def main(argv: list[str] | None = None) -> int:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.geo.neighbours import load_neighbour_table
@@ -424,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = read_manifest(args.manifest)
     truth, outline = load_truth(args.truth) if args.truth else (None, None)
+    if not manifest["has_coords"].any():
+        save_figure(note_figure(f"map {args.figure} not drawn: no photo of the manifest has coordinates"), args.out)
+        print(f"maps {args.figure}: skipped: no photo has coordinates", file=sys.stderr)
+        return 0
     try:
         if args.figure == "splits":
             figure = observations_figure(
@@ -436,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.prior_grid is not None:
                 predicted = load_range_grid(args.prior_grid)
+                if predicted.species.size == 0:  # a skipped prior (geocontrast.evaluate.geoprior.skip_prior)
+                    save_figure(note_figure("map ranges not drawn: the geographic prior was skipped"), args.out)
+                    return 0
             else:
                 classes = json.loads(args.prior_json.read_text())["classes"]
                 predicted = prior_points(np.load(args.prior_probs), classes, *coordinates(manifest))
