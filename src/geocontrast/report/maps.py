@@ -55,7 +55,7 @@ from geocontrast.atomic import atomic_path
 from geocontrast.geo.coords import unit_vectors
 from geocontrast.report.backdrop import draw_backdrop
 from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
-from geocontrast.report.style import save_figure
+from geocontrast.report.style import note_figure, save_figure
 
 SPLIT_COLOURS = {"train": "#0072B2", "val": "#E69F00", "test": "#CC79A7"}  # Okabe-Ito
 ANCHOR_COLOURS = ("#D55E00", "#009E73", "#56B4E9", "#E69F00", "#CC79A7", "#0072B2")
@@ -392,14 +392,6 @@ def range_figure(
         f"Predicted and true ranges (black circles: observations of the species). {projection.describe()}", fontsize=9
     )
     figure.tight_layout()
-    return figure
-
-
-def note_figure(note: str) -> plt.Figure:
-    """A figure that only says why the map it stands in for was not drawn (the rule's output must exist)."""
-    figure, ax = plt.subplots(figsize=(6, 1.5))
-    ax.axis("off")
-    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True)
     return figure
 
 
