@@ -143,3 +143,21 @@ def test_a_dry_run_with_the_prior_off_plans_no_prior(tmp_path):
     jobs = planned_jobs(result)
     assert "geo_prior" not in jobs and "report_geo_prior" not in jobs and jobs["evaluate_frozen"] > 0
     assert "--no-prior-reason 'evaluate.prior is false'" in result.stdout and "--prior" not in result.stdout
+
+
+def test_the_prior_figure_and_the_maps_say_why_they_are_empty(make_manifest, tmp_path):
+    from geocontrast.report import maps
+    from geocontrast.report.results_figures import geo_prior_comparison
+
+    no_prior = pd.DataFrame(
+        {"strategy": ["s"], "protocol": ["linear"], "label_fraction": [10.0], "seed": [0], "top1": [0.5]}
+        | {"top5": [0.9], "prior_top1": [np.nan], "prior_top5": [np.nan]}
+    )
+    (text,) = geo_prior_comparison(no_prior).axes[0].texts
+    assert "no geographic prior" in text.get_text()
+    manifest = tmp_path / "manifest.parquet"
+    write_manifest(validate_manifest(make_manifest(4, lat=[None] * 4, lon=[None] * 4)), manifest)
+    pd.DataFrame({"image_id": [f"img{i}" for i in range(4)], "split": ["train"] * 4}).to_parquet(tmp_path / "s.pq")
+    out = tmp_path / "map.png"
+    argv = ["splits", "--splits", str(tmp_path / "s.pq"), "--manifest", str(manifest), "--out", str(out)]
+    assert maps.main(argv) == 0 and out.exists()
