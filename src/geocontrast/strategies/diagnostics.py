@@ -130,7 +130,7 @@ def fallback_causes(strategy: Strategy, anchors: np.ndarray) -> dict | None:
 def negative_fallbacks(strategy: Strategy, anchors: np.ndarray) -> dict | None:
     """How many ``geo`` negatives of ``anchors`` are random draws instead, by cause (``no_coordinates``; the
     table's ``fallback``: no candidate under its rule); None for strategies without geo negatives."""
-    if strategy.options.get("negative") != "geo":
+    if "geo" not in (strategy.options.get("negative"), strategy.options.get("extra_negatives")):
         return None
     located = np.isfinite(strategy.data.unit[anchors]).all(axis=1)
     return {
