@@ -4,7 +4,7 @@ The species of a genus differ mainly by petal hue; a hue jitter wider than those
 ignore the main species cue. This prints, in the YIQ chroma plane that BatchAugment rotates, the angle between
 the mean petal colours of every congeneric pair and from each species to its nearest congener::
 
-    PYTHONPATH=src:tests python bench/hue_gaps.py [config/config.yaml]
+    PYTHONPATH=src:tests python bench/measure/hue_gaps.py [config/config.yaml]
 """
 
 from __future__ import annotations
