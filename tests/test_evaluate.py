@@ -335,3 +335,19 @@ def test_cli_refuses_params_that_are_not_a_json_object(tiny, tmp_path, capsys):
             ]
         )
     assert "--params-json: must be a JSON object" in capsys.readouterr().err
+
+
+def test_the_summary_states_what_each_pretraining_strategy_spent():
+    from geocontrast.evaluate.results import budget_text
+
+    rows = [
+        {"strategy": "supervised", "pretrain_steps": 110, "pretrain_anchors": 14080, "pretrain_images": 14080},
+        {"strategy": "augmented", "pretrain_steps": 110, "pretrain_anchors": 14080, "pretrain_images": 28160},
+        {"strategy": "augmented", "pretrain_steps": 110, "pretrain_anchors": 14080, "pretrain_images": 28160},
+        {"strategy": "random_init", "pretrain_steps": float("nan")},
+    ]
+    results = pd.DataFrame(rows).assign(pretrain_seconds=[30.0, 70.0, 80.0, float("nan")])
+    lines = budget_text(results).strip().splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["supervised", "augmented"]  # random_init spent nothing
+    assert "images     28160" in lines[1] and "75.0 s" in lines[1] and "steps     110" in lines[0]
+    assert budget_text(results.iloc[3:]) == ""

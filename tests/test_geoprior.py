@@ -198,14 +198,15 @@ def test_cli_writes_the_prior_on_a_grid_covering_the_observations(world, tmp_pat
     assert grid["lon"][0] <= manifest["lon"].min() and grid["lon"][-1] >= manifest["lon"].max()
 
 
-def test_cli_fails_clearly_when_no_labelled_row_has_coordinates(world, tmp_path, capsys):
+def test_cli_skips_the_prior_saying_why_when_no_labelled_row_has_coordinates(world, tmp_path, capsys):
     manifest_path, splits_path, splits = world
     splits["labelled_10"] = splits["image_id"].isin(["img0", "img30"])  # the two rows without coordinates
     splits.to_parquet(splits_path)
-    assert _run(manifest_path, splits_path, tmp_path / "prior") == 1
+    assert _run(manifest_path, splits_path, tmp_path / "prior") == 0
     error = capsys.readouterr().err
-    assert str(splits_path) in error and "coordinates" in error
-    assert not (tmp_path / "prior" / "probs.npy").exists()
+    assert "skipped" in error and "none of the 2 train rows" in error and "coordinates" in error
+    assert np.load(tmp_path / "prior" / "probs.npy").shape == (60, 0)
+    assert np.load(tmp_path / "prior" / "grid.npz")["species"].size == 0
 
 
 def test_cli_names_a_missing_label_budget(world, tmp_path, capsys):

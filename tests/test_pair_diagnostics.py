@@ -13,7 +13,7 @@ from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 from geocontrast.geo.training_data import training_data
 from geocontrast.strategies import build_strategy
-from geocontrast.strategies.diagnostics import fallback_causes, pair_diagnostics, sample_batches
+from geocontrast.strategies.diagnostics import fallback_causes, negative_fallbacks, pair_diagnostics, sample_batches
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,17 @@ def test_fallback_causes_match_a_brute_force_count(tiny_data):
     # every cause is a fallback: exactly those anchors get their own row as the positive
     positive = strategy.sample(anchors, np.random.default_rng(0)).views["positive"]
     assert (positive == anchors).sum() == sum(expected[key] for key in expected if key != "nearest_beyond_r")
+
+
+def test_negative_fallbacks_count_anchors_without_coordinates_and_flagged_rows(tiny_data):
+    manifest, data = tiny_data
+    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()
+    located = manifest["has_coords"].to_numpy(bool)[anchors]
+    expected = {
+        "n_anchors": anchors.size,
+        "no_coordinates": int((~located).sum()),
+        "no_candidate_under_rule": int((data.negatives.fallback[anchors] & located).sum()),
+    }
+    assert negative_fallbacks(build_strategy("context_pos_neg", data, {}), anchors) == expected
+    assert expected["no_coordinates"] > 0
+    assert negative_fallbacks(build_strategy("context_pos", data, {}), anchors) is None  # no geo negatives

@@ -278,21 +278,34 @@ def split_inputs(wildcards):
     return {"manifest": f"{RESULTS}/manifest.parquet", "splits": splits_path(wildcards.seed)}
 
 
+PRIOR = config["evaluate"]["prior"]  # false: no geo_prior jobs; the prior columns of results.csv are NaN
+
+
 def evaluation_inputs(wildcards):
-    """Manifest, splits and the geographic prior of the job's replicate and label budget."""
-    return {**split_inputs(wildcards), "prior": prior_path(wildcards.seed, wildcards.pct)}
+    """Manifest, splits and (evaluate.prior) the geographic prior of the job's replicate and label budget."""
+    inputs = split_inputs(wildcards)
+    if PRIOR:
+        inputs["prior"] = prior_path(wildcards.seed, wildcards.pct)
+    return inputs
 
 
 def frozen_inputs(wildcards):
-    """Encoder and cache, manifest and splits, and per label budget its prior (and genus pairs when asked)."""
-    inputs = {
-        **encoder_inputs(wildcards),
-        **split_inputs(wildcards),
-        "priors": [prior_path(wildcards.seed, pct) for pct in label_percents()],
-    }
+    """Encoder and cache, manifest and splits, and per label budget its prior (evaluate.prior; and genus pairs
+    when asked)."""
+    inputs = {**encoder_inputs(wildcards), **split_inputs(wildcards)}
+    if PRIOR:
+        inputs["priors"] = [prior_path(wildcards.seed, pct) for pct in label_percents()]
     if "genus_pairs" in frozen_protocols():
         inputs["pairs"] = [genus_pairs_path(wildcards.seed, pct) for pct in label_percents()]
     return inputs
+
+
+def prior_argument(wildcards, input):
+    """The evaluation CLIs' prior argument(s): --prior/--priors with the job's prior files, none without a prior."""
+    for name in ("prior", "priors"):
+        if name in input.keys():
+            return f"--{name} {input[name]}"
+    return "--no-prior-reason 'evaluate.prior is false'"
 
 
 def pairs_argument(wildcards, input):
@@ -352,19 +365,20 @@ REPORT = f"{RESULTS}/report"
 
 def report_outputs():
     """What `rule all` builds of the report. The label-budget curve needs two or more evaluated label fractions;
-    with one it is not scheduled; the task figures only come with evaluate.tasks. Retrieval grids and embedding
+    with one it is not scheduled; the task figures only come with evaluate.tasks, the prior's figure and range map
+    only with evaluate.prior. Retrieval grids and embedding
     maps are drawn for the first seed."""
     figures = [
         "accuracy",
         "ranks",
-        "geo_prior",
+        *(["geo_prior"] if PRIOR else []),
         "training_curves",
         "pairs",
         "comparisons",
         "example_pairs",
         "map_splits",
         "map_radius",
-        "map_ranges",
+        *(["map_ranges"] if PRIOR else []),  # the prior's predicted ranges
     ]
     if len(set(config["evaluate"]["label_fractions"])) > 1:
         figures.append("label_budget")

@@ -66,6 +66,7 @@ rule evaluate_frozen:
         protocols=joined(frozen_protocols()),
         sections=frozen_params(),
         pairs=pairs_argument,
+        prior=prior_argument,
         out_dir=eval_folder,
     conda:
         "../envs/train.yaml"
@@ -75,7 +76,7 @@ rule evaluate_frozen:
     shell:
         "python -m geocontrast.evaluate.frozen --cache {input.cache} {params.source} --resolution {params.resolution}"
         " {params.deterministic} --manifest {input.manifest} --splits {input.splits}"
-        " --label-fractions {params.label_fractions} --priors {input.priors} {params.pairs}"
+        " --label-fractions {params.label_fractions} {params.prior} {params.pairs}"
         " --protocols {params.protocols} --params-json {params.sections:q} --run-json {params.run:q}"
         " --threads {threads} --embeddings-out {output.embeddings} --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -94,6 +95,7 @@ rule finetune:
         run=run_facts,
         protocol=finetune_params,
         source=encoder_source,
+        prior=prior_argument,
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -101,7 +103,7 @@ rule finetune:
         gpu=1,
     shell:
         "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
-        " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} --prior {input.prior}"
+        " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} {params.prior}"
         " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -114,11 +116,12 @@ rule most_common_baseline:
         f"{LOGS}/evaluate_most_common_seed{{seed}}_l{{pct}}.log",
     params:
         run=most_common_run_facts,
+        prior=prior_argument,
     conda:
         "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate --protocol baseline --manifest {input.manifest} --splits {input.splits}"
-        " --label-fraction {wildcards.pct} --prior {input.prior} --run-json {params.run:q} --out {output} > {log} 2>&1"
+        " --label-fraction {wildcards.pct} {params.prior} --run-json {params.run:q} --out {output} > {log} 2>&1"
 
 
 rule results_table:

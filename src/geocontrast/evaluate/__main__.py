@@ -2,7 +2,8 @@
 
     python -m geocontrast.evaluate --protocol finetune --manifest manifest.parquet --splits splits.parquet \\
         --label-fraction 10 --cache cache/32px.npy (--encoder encoder.pt | --random-init cnn5) \\
-        [--prior geoprior/probs.npy] --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
+        [--prior geoprior/probs.npy | --no-prior-reason WHY] \\
+        --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
         [--params-json '{...}'] --out finetune_l10.json
 
 Protocols and what they read: ``finetune`` the image cache plus ``--encoder`` or ``--random-init``;
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 from geocontrast.cli import json_object
-from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header
+from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header, with_reasons
 
 PROTOCOLS = ("finetune", "baseline", *FROZEN)
 
@@ -36,20 +37,21 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.evaluate import protocols
     from geocontrast.evaluate.embed import load_or_init_encoder
+    from geocontrast.evaluate.geoprior import load_prior
     from geocontrast.evaluate.metrics import most_common_scores
     from geocontrast.runtime import resolve_amp, resolve_device
 
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
     run = {**run, "label_fraction": args.label_fraction}
-    prior = None if args.prior is None else np.load(args.prior, mmap_mode="r")  # (N, C) over species
+    prior, prior_reason = load_prior(args.prior, args.no_prior_reason)  # (N, C) over species, or why none
     if args.protocol in FROZEN:
         features = np.load(args.embeddings, mmap_mode="r")
         if features.shape[0] != len(manifest):
             raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
         pairs = None if args.pairs is None else json.loads(args.pairs.read_text())
         features = np.asarray(features, dtype=np.float32)
-        return frozen_record(args.protocol, features, manifest, rows, run, params, prior, pairs)
+        return frozen_record(args.protocol, features, manifest, rows, run, params, prior, pairs, prior_reason)
     params = protocols.resolve_params(args.protocol, params)
     selection: dict = {}
     if args.protocol == "baseline":
@@ -72,7 +74,8 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
     header = result_header(run, args.protocol, rows)
-    return {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+    record = {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+    return with_reasons(record, {"prior": prior_reason, **rows.missing_ranks})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--encoder", type=Path, help="encoder.pt to fine-tune")
     source.add_argument("--random-init", help="encoder name to fine-tune from random weights")
-    parser.add_argument("--prior", type=Path, help="(N, C) geographic prior (.npy); omitted: prior columns NaN")
+    prior = parser.add_mutually_exclusive_group()
+    prior.add_argument("--prior", type=Path, help="(N, C) geographic prior (.npy); omitted: prior columns NaN")
+    prior.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --prior")
     parser.add_argument("--pairs", type=Path, help="genus pairs (.json), for genus_pairs")
     parser.add_argument("--run-json", required=True, type=json_object, help="the run's facts as a JSON object")
     parser.add_argument("--params-json", type=json_object, default="{}", help="protocol params as a JSON object")

@@ -6,7 +6,8 @@ CLI (the workflow's evaluate_frozen rule; one job per strategy x seed)::
     python -m geocontrast.evaluate.frozen --cache cache/32px.npy \\
         (--encoder pretrain/augmented/seed0/encoder.pt | --random-init cnn5) --resolution 32 [--deterministic] \\
         --manifest manifest.parquet --splits splits.parquet --label-fractions 10 1 \\
-        --priors geoprior/l10/probs.npy geoprior/l1/probs.npy [--pairs tasks/genus_pairs_l10.json ...] \\
+        (--priors geoprior/l10/probs.npy geoprior/l1/probs.npy | --no-prior-reason WHY) \\
+        [--pairs tasks/genus_pairs_l10.json ...] \\
         --protocols linear knn mislabel --params-json '{"linear": {...}, "knn": {...}}' \\
         --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
         --embeddings-out embeddings/augmented/seed0.npy --out-dir eval/augmented/seed0
@@ -43,12 +44,15 @@ def result_header(run: dict, protocol: str, rows) -> dict:
     }
 
 
-def frozen_record(protocol: str, features, manifest, rows, run: dict, params: dict, prior=None, pairs=None) -> dict:
+def frozen_record(
+    protocol: str, features, manifest, rows, run: dict, params: dict, prior=None, pairs=None, prior_reason=None
+) -> dict:
     """The result record of one frozen protocol or task on ``features`` (N, D) float32 of every manifest row.
 
     ``rows``: the evaluation rows of the label budget (:func:`geocontrast.evaluate.protocols.eval_rows`);
     ``run``: the run's facts, with the seed and label_fraction; ``params``: the protocol's config section;
-    ``prior``: (N, C) geographic prior (species protocols only); ``pairs``: the genus pairs (genus_pairs only).
+    ``prior``: (N, C) geographic prior (species protocols only), or None and ``prior_reason``, why there is none;
+    ``pairs``: the genus pairs (genus_pairs only).
     """
     from geocontrast.evaluate import protocols, tasks
 
@@ -60,6 +64,10 @@ def frozen_record(protocol: str, features, manifest, rows, run: dict, params: di
         params = {"linear": linear} if protocol == "genus_pairs" else tasks.resolve_params(protocol, params)
         record = tasks.task_metrics(protocol, features, rows, manifest, params, seed, pairs=pairs, linear_params=linear)
         return {**header, **record, "params": params}
+    if probe_rank is not None and probe_rank not in rows.ancestors:
+        reason = f"not every species has a {probe_rank} in the manifest"
+        print(f"{protocol}: not computed: {reason}", file=sys.stderr)
+        return with_reasons({**header, "params": params}, {protocol: reason})
     if probe_rank is not None:
         rows = tasks.at_rank(rows, manifest, probe_rank)
         header["n_classes"] = rows.n_classes
@@ -76,7 +84,15 @@ def frozen_record(protocol: str, features, manifest, rows, run: dict, params: di
         )
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"the prior has shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
-    return {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+    record = {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+    return with_reasons(record, {"prior": None if probe_rank else prior_reason, **rows.missing_ranks})
+
+
+def with_reasons(record: dict, reasons: dict) -> dict:
+    """``record`` with ``not_computed``: what it could not compute and why (``reasons`` without the None ones),
+    when there is any; results_summary.txt lists them."""
+    reasons = {what: why for what, why in reasons.items() if why}
+    return {**record, "not_computed": reasons} if reasons else record
 
 
 def result_path(out_dir: Path, protocol: str, label_fraction: float) -> Path:
@@ -95,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fractions", required=True, type=float, nargs="+", help="percent, one per budget")
-    parser.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
+    priors = parser.add_mutually_exclusive_group()
+    priors.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
+    priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")
     parser.add_argument("--pairs", type=Path, nargs="+", help="genus pairs per budget (.json), for genus_pairs")
     parser.add_argument("--protocols", nargs="*", default=[], choices=FROZEN, metavar="PROTOCOL")
     parser.add_argument("--params-json", type=json_object, default="{}", help="config sections by name")
@@ -121,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.determinism import make_deterministic
     from geocontrast.evaluate.embed import embed, load_or_init_encoder
+    from geocontrast.evaluate.geoprior import load_prior
     from geocontrast.evaluate.protocols import eval_rows
     from geocontrast.runtime import resolve_amp, resolve_device, set_threads
     from geocontrast.train.budget import pretraining_facts
@@ -144,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"{args.cache}: {features.shape[0]} rows, the manifest {len(manifest)}")
     for budget, label_fraction in enumerate(args.label_fractions):
         rows = eval_rows(manifest, splits, label_fraction)
-        prior = None if args.priors is None else np.load(args.priors[budget], mmap_mode="r")
+        prior, prior_reason = load_prior(None if args.priors is None else args.priors[budget], args.no_prior_reason)
         pairs = None if args.pairs is None else json.loads(args.pairs[budget].read_text())
         run = {**args.run_json, **spent, "label_fraction": label_fraction}
         for protocol in args.protocols:
             section = {**registry.PROTOCOLS, **registry.TASKS}[protocol].section
             record = frozen_record(
-                protocol, features, manifest, rows, run, args.params_json.get(section, {}), prior, pairs
+                protocol, features, manifest, rows, run, args.params_json.get(section, {}), prior, pairs, prior_reason
             )
             out = result_path(args.out_dir, protocol, label_fraction)
             write_json(record, out)

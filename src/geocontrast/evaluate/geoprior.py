@@ -16,7 +16,8 @@ writes ``probs.npy`` ((N, C) float32, every manifest row, manifest order, rows w
 ``prior.json`` (``classes``, params, ``n_train`` and the location model's own val/test accuracy, for reporting
 only) and ``grid.npz`` (the prior on a lat/lon grid over the observations, for range maps: ``lat`` (n_lat,),
 ``lon`` (n_lon,) ascending cell centres, ``values`` (C, n_lat, n_lon) float32, ``species`` (C,)) into
-``--out-dir``.
+``--out-dir``. When no labelled train row has coordinates the prior is skipped: ``probs.npy`` has no columns,
+``grid.npz`` no species and ``prior.json`` says why under ``skipped`` (:func:`load_prior` reads both).
 """
 
 from __future__ import annotations
@@ -271,12 +272,40 @@ def range_grid_axes(lat, lon, cells: int = GRID_CELLS, pad: float = 0.05) -> tup
     return axes[0], axes[1]
 
 
+def skip_prior(reason: str, n_rows: int, classes: list[str], label_fraction: float, out_dir: Path) -> dict:
+    """Write the outputs of a prior that cannot be fitted: ``probs.npy`` (n_rows, 0), an empty ``grid.npz`` and
+    ``prior.json`` with ``skipped``: the reason (which :func:`load_prior` hands to the evaluations)."""
+    print(f"geoprior: skipped: {reason}", file=sys.stderr)
+    with atomic_path(out_dir / PROBS) as partial:
+        np.save(partial, np.zeros((n_rows, 0), np.float32))
+    with atomic_path(out_dir / GRID) as partial:
+        empty = np.zeros(0)
+        np.savez(partial, lat=empty, lon=empty, species=np.array([], dtype=str), values=np.zeros((0, 0, 0)))
+    prior = {"classes": classes, "label_fraction": label_fraction, "skipped": reason}
+    write_json(prior, out_dir / PRIOR)
+    return prior
+
+
+def load_prior(path: Path | None, reason_without: str) -> tuple[np.ndarray | None, str | None]:
+    """The (N, C) prior at ``path`` (memory-mapped) and None, or None and why there is none: ``reason_without``
+    when ``path`` is None, the ``skipped`` reason of the ``prior.json`` beside a prior that was skipped."""
+    if path is None:
+        return None, reason_without
+    probs = np.load(path, mmap_mode="r")
+    if probs.ndim == 2 and probs.shape[1] == 0:
+        summary = Path(path).with_name(PRIOR)
+        reason = json.loads(summary.read_text()).get("skipped") if summary.exists() else None
+        return None, f"geographic prior skipped: {reason or 'no labelled train row with coordinates'}"
+    return probs, None
+
+
 def geoprior(
     manifest_path: Path, splits_path: Path, label_fraction: float, out_dir: Path, params: dict, seed: int = 0
 ) -> dict:
     """Fit the prior on the labelled train rows with coordinates; write ``probs.npy`` and ``prior.json``.
 
-    Returns the ``prior.json`` content. Raises ValueError naming the file when no labelled row is usable.
+    Returns the ``prior.json`` content. Without a labelled train row with coordinates the prior is skipped
+    (:func:`skip_prior`); raises ValueError naming the file when no row has a species.
     """
     params = resolve_params(params)
     manifest = read_manifest(Path(manifest_path))
@@ -293,10 +322,11 @@ def geoprior(
         raise ValueError(f"{splits_path}: {error}") from None
     train = labelled[has_coords[labelled] & (codes[labelled] >= 0)]
     if train.size == 0:
-        raise ValueError(
-            f"{splits_path}: none of the {labelled.size} train rows labelled under "
-            f"label_fraction {label_fraction:g} has coordinates and a species in {manifest_path}"
+        reason = (
+            f"none of the {labelled.size} train rows labelled under label_fraction {label_fraction:g} has "
+            f"coordinates and a species in {manifest_path}"
         )
+        return skip_prior(reason, len(manifest), classes, label_fraction, Path(out_dir))
 
     started = time.perf_counter()
     model = fit_location_model(lat[train], lon[train], codes[train], len(classes), params, seed)

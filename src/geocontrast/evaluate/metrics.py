@@ -90,22 +90,23 @@ def read_hits(record: dict) -> tuple[dict[int, np.ndarray], np.ndarray]:
 
 
 def ancestor_codes(species_names: list[str], taxonomy: pd.DataFrame) -> dict[str, np.ndarray]:
-    """For each rank of :data:`RANKS`, a (C,) int array mapping a species class index to its ancestor's index.
+    """For each rank of :data:`RANKS` at which every species has an ancestor, a (C,) int array mapping a species
+    class index to its ancestor's index; a rank that some species lack (a partial taxonomy: species, genus and
+    family only, say) is left out, and the accuracy at it is not computed.
 
-    ``taxonomy``: one row per image (the manifest) or per species, with a ``species`` column and one column
-    per rank. A species with two different ancestors at one rank is refused (the taxonomy must be a tree).
+    ``taxonomy``: one row per image (the manifest) or per species, with a ``species`` column and a column per
+    rank it knows. A species with two different ancestors at one rank is refused (the taxonomy must be a tree).
     """
-    known = taxonomy.dropna(subset=["species"]).drop_duplicates(subset=["species", *RANKS[1:]])
+    ranks = [rank for rank in RANKS[1:] if rank in taxonomy.columns]
+    known = taxonomy.dropna(subset=["species"]).drop_duplicates(subset=["species", *ranks])
     clashes = known["species"][known["species"].duplicated()]
     if len(clashes):
         raise ValueError(f"species with two lineages in the taxonomy: {sorted(set(clashes))[:5]}")
     lineage = known.set_index("species").reindex(species_names)
-    missing = lineage.index[lineage[list(RANKS[1:])].isna().any(axis=1)]
-    if len(missing):
-        raise ValueError(f"species without a full lineage ({', '.join(RANKS[1:])}): {list(missing)[:5]}")
     codes = {"species": np.arange(len(species_names))}
-    for rank in RANKS[1:]:
-        codes[rank] = pd.factorize(lineage[rank], sort=True)[0].astype(np.int64)
+    for rank in ranks:
+        if lineage[rank].notna().all():
+            codes[rank] = pd.factorize(lineage[rank], sort=True)[0].astype(np.int64)
     return codes
 
 

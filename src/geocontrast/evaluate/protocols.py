@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocontrast.determinism import make_deterministic
-from geocontrast.evaluate import TOP_K
+from geocontrast.evaluate import RANKS, TOP_K
 from geocontrast.evaluate.geoprior import combine
 from geocontrast.evaluate.metrics import (
     ancestor_codes,
@@ -72,6 +72,17 @@ class EvalRows:
     @property
     def n_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def missing_ranks(self) -> dict[str, str]:
+        """Why the accuracy at a rank coarser than the classes' own that the taxonomy does not give every class is
+        not computed, per metric (acc_<rank>)."""
+        finest = RANKS.index(next(iter(self.ancestors)))
+        return {
+            f"acc_{rank}": f"not every species has a {rank} in the manifest"
+            for rank in RANKS[finest:]
+            if rank not in self.ancestors
+        }
 
 
 def eval_rows(manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: float) -> EvalRows:

@@ -63,6 +63,40 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join([header, *lines]) + "\n"
 
 
+BUDGET_COLUMNS = ("pretrain_steps", "pretrain_anchors", "pretrain_images", "pretrain_seconds")
+
+
+def budget_text(results: pd.DataFrame) -> str:
+    """What each pretraining strategy spent, mean over seeds: optimiser steps, anchors, images through the encoder
+    (all views) and wall seconds; one budget means equal steps and anchors."""
+    pretrained = results.dropna(subset=["pretrain_steps"])
+    if pretrained.empty:
+        return ""
+    spent = pretrained.groupby("strategy", sort=False)[list(BUDGET_COLUMNS)].mean()
+    lines = ["", "Pretraining budget, mean over seeds: optimiser steps, anchors seen, images through the encoder, s"]
+    for strategy, row in spent.iterrows():
+        lines.append(
+            f"{strategy:<16}  steps {row['pretrain_steps']:7.0f}  anchors {row['pretrain_anchors']:9.0f}"
+            f"  images {row['pretrain_images']:9.0f}  {row['pretrain_seconds']:7.1f} s"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def not_computed_text(records: list[dict]) -> str:
+    """The "what could not be computed and why" section: each (what, reason) of the records' ``not_computed``
+    once, with the protocols it concerns and how many evaluations; empty when everything was computed."""
+    concerns: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        for what, reason in record.get("not_computed", {}).items():
+            concerns.setdefault((what, reason), []).append(record.get("protocol", "?"))
+    if not concerns:
+        return ""
+    lines = ["", "What could not be computed and why:"]
+    for (what, reason), protocols in sorted(concerns.items()):
+        lines.append(f"- {what} ({', '.join(sorted(set(protocols)))}; {len(protocols)} evaluations): {reason}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.results", description=__doc__)
     parser.add_argument("evaluations", nargs="+", type=Path, help="evaluation JSON files")
@@ -81,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for frame, path in ((results, args.out), (summary, args.summary)):
         with atomic_path(path) as partial:
             frame.to_csv(partial, index=False)
-    text = format_summary(summary)
+    text = format_summary(summary) + budget_text(results) + not_computed_text(records)
     if args.text:
         with atomic_path(args.text) as partial:
             partial.write_text(text)

@@ -39,7 +39,7 @@ def coarser_ancestors(ancestors: dict[str, np.ndarray], rank: str) -> dict[str, 
     source = ancestors[rank]
     coarser = RANKS[RANKS.index(rank) :]
     result = {}
-    for q in coarser:
+    for q in (q for q in coarser if q in ancestors):
         mapping = np.zeros(source.max() + 1, dtype=np.int64)
         mapping[source] = ancestors[q]
         result[q] = mapping
@@ -233,7 +233,7 @@ def task_metrics(
     if task == "clustering":
         test = features[rows.test]
         result = {}
-        for rank in ("species", "genus"):
+        for rank in (rank for rank in ("species", "genus") if rank in rows.ancestors):
             labels = rows.ancestors[rank][rows.codes[rows.test]]
             scores = clustering_scores(test, labels, seed, int(params["n_init"]))
             result.update({f"nmi_{rank}": scores["nmi"], f"ari_{rank}": scores["ari"]})

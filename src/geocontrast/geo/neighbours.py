@@ -142,6 +142,9 @@ def neighbour_table(
         "min_km": float(min_km),
         "fallback": fallback,
     }
+    if n_valid == 0:  # no row has coordinates: every row empty (pretraining falls back to the anchor itself)
+        empty = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        return NeighbourTable(np.zeros(n + 1, dtype=np.int64), *empty, np.zeros(n, dtype=bool), has_coords, params)
 
     output_bytes = n_valid * k * 8  # int32 index + float32 distance per slot
     _check_budget(output_bytes + n * _BYTES_PER_POINT, memory_budget_gb)
@@ -471,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.manifest}: {error}", file=sys.stderr)
         return 1
     write_table(save_neighbour_table, table, args.out, args.summary)
+    if not table.has_coords.any():
+        print(f"{args.manifest}: no row has coordinates: every row of the table is empty", file=sys.stderr)
     return 0
 
 

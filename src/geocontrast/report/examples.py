@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from pyproj import Geod
 
-from geocontrast.report.style import save_figure
+from geocontrast.report.style import note_figure, save_figure
 from geocontrast.runtime import MEAN, STD
 from geocontrast.train.augment import BatchAugment
 
@@ -159,12 +159,12 @@ def example_pairs_figure(
     ``images``: uint8 (N, R, R, 3) cache in manifest order; ``neighbours`` / ``negatives``: the geo tables
     (:class:`~geocontrast.geo.neighbours.NeighbourTable`, :class:`~geocontrast.geo.negatives.NegativeTable`).
     The augmented view is :class:`~geocontrast.train.augment.BatchAugment` at resolution R and
-    ``augment_strength``, with a torch Generator seeded by ``seed``. Raises ValueError when no row has a
-    context positive.
+    ``augment_strength``, with a torch Generator seeded by ``seed``. When no row has a context positive (no
+    coordinates, every photo alone within its radius) the figure says so instead.
     """
     rows = example_pair_rows(manifest, neighbours, negatives, n_anchors, seed)
     if rows.size == 0:
-        raise ValueError("no row has a context positive within the radius and a context negative")
+        return note_figure("no example pairs: no photo has a context positive within the radius")
     species = rank_names(manifest)
     lat, lon = coordinates(manifest)
     anchors = rows[:, 0]

@@ -55,7 +55,7 @@ from geocontrast.atomic import atomic_path
 from geocontrast.geo.coords import unit_vectors
 from geocontrast.report.backdrop import draw_backdrop
 from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
-from geocontrast.report.style import save_figure
+from geocontrast.report.style import note_figure, save_figure
 
 SPLIT_COLOURS = {"train": "#0072B2", "val": "#E69F00", "test": "#CC79A7"}  # Okabe-Ito
 ANCHOR_COLOURS = ("#D55E00", "#009E73", "#56B4E9", "#E69F00", "#CC79A7", "#0072B2")
@@ -424,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = read_manifest(args.manifest)
     truth, outline = load_truth(args.truth) if args.truth else (None, None)
+    if not manifest["has_coords"].any():
+        save_figure(note_figure(f"map {args.figure} not drawn: no photo of the manifest has coordinates"), args.out)
+        print(f"maps {args.figure}: skipped: no photo has coordinates", file=sys.stderr)
+        return 0
     try:
         if args.figure == "splits":
             figure = observations_figure(
@@ -436,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.prior_grid is not None:
                 predicted = load_range_grid(args.prior_grid)
+                if predicted.species.size == 0:  # a skipped prior (geocontrast.evaluate.geoprior.skip_prior)
+                    save_figure(note_figure("map ranges not drawn: the geographic prior was skipped"), args.out)
+                    return 0
             else:
                 classes = json.loads(args.prior_json.read_text())["classes"]
                 predicted = prior_points(np.load(args.prior_probs), classes, *coordinates(manifest))

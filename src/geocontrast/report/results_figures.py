@@ -62,7 +62,7 @@ from geocontrast.report.panels import (
     species_summary,
     strategy_order,
 )
-from geocontrast.report.style import plt, save_figure, strategy_colour
+from geocontrast.report.style import note_figure, plt, save_figure, strategy_colour
 
 ACCURACY_LABEL = "accuracy on test (%)"
 TABLE_METRICS = ("top1", "top5", "macro_top1", "prior_top1", "prior_top5")
@@ -172,10 +172,13 @@ def geo_prior_comparison(
     """Figure 3: accuracy without and with the geographic prior, paired bars per strategy.
 
     One row of panels per k of ``top_k``, one column per protocol (fewer when the width is narrow); the number
-    above each pair is the mean gain (``prior_gain_top<k>``, percentage points, paired per seed).
+    above each pair is the mean gain (``prior_gain_top<k>``, percentage points, paired per seed). Results without
+    any prior (evaluate.prior false, or no coordinates) get a figure that says so.
     """
     top_k = check_options(error_bar, top_k)
     require_columns(results, [c for k in top_k for c in (f"top{k}", f"prior_top{k}")], "geo-prior")
+    if results[[f"prior_top{k}" for k in top_k]].isna().all(axis=None):
+        return note_figure("no geographic prior in these results: see results_summary.txt for why")
     summary = species_summary(at_label_fraction(results, label_fraction))
     protocols = panel_protocols(summary)
     baseline = most_common_rows(summary)

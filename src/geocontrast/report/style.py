@@ -59,3 +59,11 @@ def save_figure(figure: plt.Figure, png_path: Path) -> list[Path]:
         written.append(path)
     plt.close(figure)
     return written
+
+
+def note_figure(note: str) -> plt.Figure:
+    """A figure that only says why the figure it stands in for was not drawn (a rule's output must exist)."""
+    figure, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True)
+    return figure

@@ -4,8 +4,9 @@ The answer to "why does a strategy win or lose" is often in its pairs: how many 
 anchor's species (or only its observer), whether geo negatives are really of other species, which pairs the
 geo-near mask removes. :func:`pair_diagnostics` counts that over a sample of the strategy's own batches, drawn
 with a separate random stream so training is unchanged, and :func:`fallback_causes` says why anchors got an
-augmented view of themselves instead of a neighbour. The training loop writes the result as ``pairs.json``
-beside ``metrics.jsonl``.
+augmented view of themselves instead of a neighbour, :func:`negative_fallbacks` why geo negatives are random
+draws. The training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns
+(:func:`fallback_warnings`) when every geographic positive or negative fell back.
 
 Pair kinds (each a list of (row, partner) manifest-row pairs):
 
@@ -126,6 +127,40 @@ def fallback_causes(strategy: Strategy, anchors: np.ndarray) -> dict | None:
     }
 
 
+def negative_fallbacks(strategy: Strategy, anchors: np.ndarray) -> dict | None:
+    """How many ``geo`` negatives of ``anchors`` are random draws instead, by cause (``no_coordinates``; the
+    table's ``fallback``: no candidate under its rule); None for strategies without geo negatives."""
+    if "geo" not in (strategy.options.get("negative"), strategy.options.get("extra_negatives")):
+        return None
+    located = np.isfinite(strategy.data.unit[anchors]).all(axis=1)
+    return {
+        "n_anchors": int(anchors.size),
+        "no_coordinates": int((~located).sum()),
+        "no_candidate_under_rule": int((strategy.data.negatives.fallback[anchors] & located).sum()),
+    }
+
+
+def fallback_warnings(record: dict) -> list[str]:
+    """Loud sentences for a pairs.json ``record`` whose geographic positives or negatives all fell back (the
+    strategy then trains on the anchor itself or on random negatives: no geography at all)."""
+    warnings = []
+    for key, kind, instead in (
+        ("fallbacks", "positives", "the anchor itself"),
+        ("negative_fallbacks", "negatives", "random photos"),
+    ):
+        counts = record.get(key)
+        if not counts or not counts["n_anchors"]:
+            continue
+        causes = {cause: n for cause, n in counts.items() if cause not in ("n_anchors", "nearest_beyond_r") and n}
+        if sum(causes.values()) == counts["n_anchors"]:
+            detail = ", ".join(f"{n} {cause.replace('_', ' ')}" for cause, n in causes.items())
+            warnings.append(
+                f"{record['strategy']}: every geographic {kind[:-1]} of the {counts['n_anchors']} sampled anchors"
+                f" fell back to {instead} ({detail}): its {kind} carry no geography"
+            )
+    return warnings
+
+
 def sample_batches(
     strategy: Strategy, batch_size: int, rng: np.random.Generator, max_batches: int = MAX_BATCHES
 ) -> list[PairBatch]:
@@ -160,4 +195,5 @@ def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[P
         "n_anchors": int(anchors.size),
         "pairs": summaries,
         "fallbacks": fallback_causes(strategy, anchors),
+        "negative_fallbacks": negative_fallbacks(strategy, anchors),
     }

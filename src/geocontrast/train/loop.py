@@ -54,7 +54,7 @@ from geocontrast.geo.training_data import TrainingData, training_data
 from geocontrast.models import build_encoder
 from geocontrast.runtime import gather_rows, keep_freed_memory, resolve_amp, resolve_device, set_threads
 from geocontrast.strategies import STRATEGIES, Strategy, build_strategy
-from geocontrast.strategies.diagnostics import pair_diagnostics, sample_batches
+from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnostics, sample_batches
 from geocontrast.train.augment import AugmentRecipe, BatchAugment
 from geocontrast.train.budget import SPENT_KEYS, Budget, epoch_batches, plan_budget
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
@@ -328,7 +328,10 @@ def write_pair_diagnostics(job: Job, manifest: pd.DataFrame) -> None:
     """``pairs.json``: what the strategy's pairs share, over one epoch's worth of batches from their own stream."""
     rng = np.random.default_rng([int(job.params["seed"]), PAIRS_STREAM])
     batches = sample_batches(job.strategy, job.budget.batch_size, rng)
-    write_json(pair_diagnostics(manifest, job.strategy, batches, rng), job.out_dir / PAIRS)
+    record = pair_diagnostics(manifest, job.strategy, batches, rng)
+    for warning in fallback_warnings(record):
+        warnings.warn(warning, stacklevel=2)
+    write_json(record, job.out_dir / PAIRS)
 
 
 def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
