@@ -11,7 +11,7 @@ from test_evaluate import run_cli
 from test_strategies import build_tiny_inputs
 
 from geocontrast.data.manifest import read_manifest
-from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS, TASKS
+from geocontrast.evaluate import METRIC_COLUMNS, RUN_COLUMNS, TASKS
 from geocontrast.evaluate import tasks as tasks_cli
 from geocontrast.evaluate.protocols import eval_rows
 from geocontrast.evaluate.tasks import (
@@ -22,6 +22,7 @@ from geocontrast.evaluate.tasks import (
     inject_label_noise,
     neighbourhood_disagreement,
 )
+from geocontrast.train.budget import PRETRAINING_FACTS
 
 
 @pytest.mark.parametrize(("n", "fraction"), [(100, 0.1), (37, 0.2), (10, 0.05)])
@@ -94,15 +95,14 @@ def test_rank_rows_map_species_to_their_genus(tiny):
 
 @pytest.fixture(scope="module")
 def embeddings(tiny, tmp_path_factory):
-    from geocontrast.evaluate import embed as embed_cli
+    import torch
+
+    from geocontrast.data.cache import load_image_cache
+    from geocontrast.evaluate.embed import embed, load_or_init_encoder
 
     out = tmp_path_factory.mktemp("task_embeddings") / "emb.npy"
-    assert (
-        embed_cli.main(
-            ["--cache", str(tiny["cache"]), "--out", str(out), "--random-init", "cnn5", "--resolution", "32"]
-        )
-        == 0
-    )
+    encoder, _ = load_or_init_encoder(None, "cnn5", seed=0, small_input=True)
+    np.save(out, embed(encoder, load_image_cache(tiny["cache"]), 32, torch.device("cpu")))
     return out
 
 
@@ -138,12 +138,8 @@ def test_every_task_cli_writes_a_result_row_with_its_metrics(tiny, embeddings, t
     if task in ("mislabel", "clustering"):
         extra["params_json"] = json.dumps({"noise_fraction": 0.2} if task == "mislabel" else {"n_init": 2})
     record = run_cli(tiny, tmp_path / "out.json", task, **extra)
-    assert record["protocol"] == task and set(RESULT_COLUMNS[:12]) - {
-        "dataset",
-        "encoder",
-        "epochs",
-        "split_mode",
-    } <= set(record)
+    from_the_workflow = {"dataset", "encoder", "epochs", "split_mode", "replicate", *PRETRAINING_FACTS.values()}
+    assert record["protocol"] == task and set(RUN_COLUMNS) - from_the_workflow <= set(record)
     own = {
         "genus_probe": ["top1", "acc_genus", "acc_family"],
         "family_probe": ["top1", "acc_family"],
