@@ -32,17 +32,21 @@ def atomic_path(path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+def write_text(text: str, path) -> None:
+    """``text`` at ``path``, atomically."""
+    with atomic_path(path) as partial:
+        partial.write_text(text)
+
+
 def write_json(obj, path) -> None:
     """``obj`` as indented JSON at ``path``, atomically."""
-    with atomic_path(path) as partial:
-        partial.write_text(json.dumps(obj, indent=2) + "\n")
+    write_text(json.dumps(obj, indent=2) + "\n", path)
 
 
 def write_jsonl(records, path) -> None:
     """``records`` as JSON lines (one compact object per line) at ``path``, atomically: the whole file each time,
     so a kill never leaves a half line that a reader would fail on."""
-    with atomic_path(path) as partial:
-        partial.write_text("".join(json.dumps(record) + "\n" for record in records))
+    write_text("".join(json.dumps(record) + "\n" for record in records), path)
 
 
 def _partial_path(path: Path, pid: int | str) -> Path:

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geocontrast.atomic import atomic_path
+from geocontrast.atomic import atomic_path, write_text
 from geocontrast.cli import json_object
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
 from geocontrast.evaluate.metrics import read_hits
@@ -389,8 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         comparisons.to_csv(partial, index=False)
     text = plain_words(comparisons)
     if args.text:
-        with atomic_path(args.text) as partial:
-            partial.write_text(text)
+        write_text(text, args.text)
     print(text, end="")
     return 0
 

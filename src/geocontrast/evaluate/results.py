@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from geocontrast.atomic import atomic_path
+from geocontrast.atomic import atomic_path, write_text
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
 
 GROUP_COLUMNS = ("strategy", "protocol", "label_fraction")
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             frame.to_csv(partial, index=False)
     text = format_summary(summary) + budget_text(results) + not_computed_text(records)
     if args.text:
-        with atomic_path(args.text) as partial:
-            partial.write_text(text)
+        write_text(text, args.text)
     print(text, end="")
     return 0
 
