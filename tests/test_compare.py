@@ -196,6 +196,16 @@ def test_comparison_pairs_each_once():
     assert cmp.comparison_pairs(["context_pos", "random_init"], "augmented") == [("context_pos", "random_init")]
 
 
+def test_replicates_to_resolve():
+    sd = np.std([-0.02, -0.04, -0.09], ddof=1)
+    assert cmp.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3) == 5
+    # a photo term of its own as wide as the mean: no replicate count resolves it
+    assert np.isnan(cmp.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.05 / 1.96))
+    assert cmp.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.02) > 5
+    assert np.isnan(cmp.replicates_to_resolve(0.001, 0.05, 3))  # beyond MAX_REPLICATES
+    assert np.isnan(cmp.replicates_to_resolve(-0.05, np.nan, 1))
+
+
 def test_plain_words_lines():
     results = results_frame(
         {
@@ -208,7 +218,9 @@ def test_plain_words_lines():
     lines = cmp.plain_words(comparisons).splitlines()
     # -0.05 -/+ 0.0895675 (the hand case above, mirrored)
     prefix = "context_pos_neg vs augmented, linear probe, 10% labels: "
-    assert f"{prefix}\u0394top-1 \u22125.0 [\u221214.0, +4.0] points, unresolved (n=3)" in lines
+    # sd 0.036056: t(3) 3.182 * sd / 2 = 0.0574 >= 0.05, t(4) 2.776 * sd / sqrt(5) = 0.0448 < 0.05 -> 5
+    resolve = "(~5 replicates at this spread would resolve it)"
+    assert f"{prefix}\u0394top-1 \u22125.0 [\u221214.0, +4.0] points, unresolved {resolve} (n=3)" in lines
     # mean -0.11333, s = 0.015275, se = 0.0088192, half-width 4.302653 * 0.0088192 = 0.037946
     prefix = "context_pos vs augmented, linear probe, 10% labels: "
     assert f"{prefix}\u0394top-1 \u221211.3 [\u221215.1, \u22127.5] points, resolved (n=3)" in lines

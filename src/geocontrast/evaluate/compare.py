@@ -33,13 +33,21 @@ JSONs (:func:`geocontrast.evaluate.metrics.hit_record`):
 With one replicate there is no spread to estimate: no interval, verdict ``unresolved (1 replicate)``. A
 comparison is *resolved* when its interval excludes 0.
 
+**Replicates to resolve** (a planning aid, not a power analysis): for an unresolved comparison with two or more
+pairs, the smallest number of replicates m at which the same mean and the same per-replicate spread would give an
+interval excluding 0, i.e. hypot(t(m - 1, q) * sd / sqrt(m), z(q) * photo_se) < |mean|, searched up to
+:data:`MAX_REPLICATES`. The photo term does not shrink with replicates, so where it alone reaches |mean| no number
+of replicates will do (NaN). The observed mean of a few replicates is itself noisy: read m as an order of
+magnitude for choosing ``pretrain.seeds``, not a promise.
+
 ``comparisons.csv`` columns (differences and means are fractions, like ``results.csv``):
 ``reference``, ``strategy``, ``protocol``, ``label_fraction`` (percent), ``metric`` (top1, top5, macro_top1);
 ``n_pairs`` (replicates with both values), ``n_unpaired`` (replicates with only one, or a NaN);
 ``strategy_mean``, ``reference_mean`` (over the paired replicates); ``diff`` (mean paired difference);
 ``low``, ``high`` (the interval; NaN below two pairs); ``se``, ``replicate_se`` (sqrt(s2 / n)),
 ``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``;
-``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``).
+``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``);
+``replicates_to_resolve`` (unresolved comparisons only; NaN otherwise or beyond :data:`MAX_REPLICATES`).
 
 CLI (called by the workflow's comparisons rule; prints the plain-words text)::
 
@@ -91,7 +99,10 @@ COLUMNS = (
     "test_sampling",
     "resolved",
     "verdict",
+    "replicates_to_resolve",
 )
+MAX_REPLICATES = 100
+"""The largest replicate count :func:`replicates_to_resolve` searches."""
 NOT_COMPARED = ("baseline", *TASKS)
 """Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
 
@@ -158,6 +169,26 @@ def paired_interval(differences: np.ndarray, confidence: float = 0.95, photo_var
         high=out["mean"] + half,
     )
     return out
+
+
+def replicates_to_resolve(
+    mean: float, replicate_se: float, n: int, photo_se: float = 0.0, confidence: float = 0.95
+) -> float:
+    """The smallest replicate count whose interval would exclude 0 at this mean and spread (module docstring).
+
+    ``replicate_se`` is sqrt(s2 / n) from ``n`` replicates; NaN when undefined (n < 2, mean 0) or when more than
+    :data:`MAX_REPLICATES` would be needed.
+    """
+    if n < 2 or not np.isfinite(replicate_se) or not mean:
+        return np.nan
+    from scipy import stats
+
+    quantile = (1 + confidence) / 2
+    m = np.arange(2, MAX_REPLICATES + 1)
+    sd = replicate_se * np.sqrt(n)
+    half = np.hypot(stats.t.ppf(quantile, m - 1) * sd / np.sqrt(m), normal_quantile(quantile) * photo_se)
+    enough = np.flatnonzero(half < abs(mean))
+    return float(m[enough[0]]) if enough.size else np.nan
 
 
 def photo_weights(labels: np.ndarray, weighting: str) -> np.ndarray:
@@ -291,6 +322,12 @@ def compare(
                         per_photo = np.stack([a.hits[k].astype(int) - b.hits[k].astype(int) for a, b in pairs])
                         variance = photo_variance(per_photo, pairs[0][0].labels, weighting)
                     interval = paired_interval((both["s"] - both["r"]).to_numpy(), confidence, variance)
+                    resolved = bool(interval["low"] > 0 or interval["high"] < 0)
+                    needed = np.nan
+                    if not resolved:
+                        needed = replicates_to_resolve(
+                            interval["mean"], interval["replicate_se"], interval["n"], interval["photo_se"], confidence
+                        )
                     records.append(
                         {
                             "reference": base,
@@ -306,8 +343,9 @@ def compare(
                             **{c: interval[c] for c in ("low", "high", "se", "replicate_se", "photo_se", "df")},
                             "confidence": confidence,
                             "test_sampling": sampling,
-                            "resolved": bool(interval["low"] > 0 or interval["high"] < 0),
+                            "resolved": resolved,
                             "verdict": verdict(interval["n"], interval["low"], interval["high"]),
+                            "replicates_to_resolve": needed,
                         }
                     )
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
@@ -324,7 +362,12 @@ def metric_words(row: pd.Series) -> str:
     if row["n_pairs"] == 0:
         return f"{name}: no paired replicates"
     interval = "" if np.isnan(row["low"]) else f" [{points(row['low'])}, {points(row['high'])}]"
-    return f"{name} {points(row['diff'])}{interval} points, {row['verdict']}"
+    words = f"{name} {points(row['diff'])}{interval} points, {row['verdict']}"
+    if row["verdict"] == "unresolved":
+        needed = row["replicates_to_resolve"]
+        beyond = f"more than {MAX_REPLICATES}"
+        words += f" ({beyond if np.isnan(needed) else f'~{needed:.0f}'} replicates at this spread would resolve it)"
+    return words
 
 
 def plain_words(comparisons: pd.DataFrame) -> str:
