@@ -7,7 +7,7 @@ from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, Tripl
 
 
 def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, extra_false_negatives=None):
-    """NT-Xent written out term by term."""
+    """NT-Xent written out term by term; a false negative of degree f (True: 1) weighs 1 - f in a denominator."""
     batch = z_a.shape[0]
     views = [torch.nn.functional.normalize(v, dim=0) for v in list(z_a) + list(z_b)]
     extra = [] if extra is None else [torch.nn.functional.normalize(e, dim=0) for e in extra]
@@ -20,13 +20,13 @@ def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, ex
             other = j % batch
             if j == i:
                 continue
-            if j != positive and other != item and false_negatives is not None and false_negatives[item, other]:
-                continue
-            denominator += math.exp(float(views[i] @ views[j]) / temperature)
+            weight = 1.0
+            if j != positive and other != item and false_negatives is not None:
+                weight -= float(false_negatives[item, other])
+            denominator += weight * math.exp(float(views[i] @ views[j]) / temperature)
         for e, negative in enumerate(extra):
-            if extra_false_negatives is not None and extra_false_negatives[item, e]:
-                continue
-            denominator += math.exp(float(views[i] @ negative) / temperature)
+            weight = 1.0 if extra_false_negatives is None else 1.0 - float(extra_false_negatives[item, e])
+            denominator += weight * math.exp(float(views[i] @ negative) / temperature)
         total += -math.log(numerator / denominator)
     return total / (2 * batch)
 
@@ -80,6 +80,65 @@ def test_geo_near_items_drop_out_of_each_others_denominators():
     loss = NTXentLoss(temperature=0.2)
     assert loss(z_a, z_b, false_negatives=false_negatives).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(z_a, z_b).item() > 0.01
+
+
+def test_false_negative_degrees_of_one_are_the_hard_mask():
+    z_a, z_b, extra, false_negatives, extra_false_negatives = random_inputs(6)
+    loss = NTXentLoss(temperature=0.3)
+    hard = loss(z_a, z_b, extra, false_negatives, extra_false_negatives)
+    soft = loss(z_a, z_b, extra, false_negatives.float(), extra_false_negatives.float())
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-6)
+
+
+def test_false_negative_degrees_of_zero_are_plain_ntxent():
+    z_a, z_b, extra, false_negatives, extra_false_negatives = random_inputs(7)
+    loss = NTXentLoss(temperature=0.3)
+    zeros = loss(z_a, z_b, extra, torch.zeros(false_negatives.shape), torch.zeros(extra_false_negatives.shape))
+    assert zeros.item() == pytest.approx(loss(z_a, z_b, extra).item(), rel=1e-6)
+
+
+def test_false_negative_degrees_between_weigh_the_denominator_terms():
+    z_a, z_b, extra, *_ = random_inputs(8)
+    g = torch.Generator().manual_seed(8)
+    degrees, extra_degrees = torch.rand(4, 4, generator=g), torch.rand(4, 3, generator=g)
+    loss = NTXentLoss(temperature=0.3)(z_a, z_b, extra, degrees, extra_degrees)
+    expected = reference_ntxent(z_a, z_b, 0.3, extra, degrees, extra_degrees)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_false_negative_with_smoothing_matches_a_hand_computed_value():
+    # Two orthogonal items, both views identical, temperature 1: each view's positive scores e^1 and the other
+    # item's two views e^0, each weighted 1 - 0.5, so the denominator is e + 1. Smoothing 0.2 moves 0.2 of the
+    # target onto those two views (0.1 each).
+    z = torch.eye(2, 3)
+    degrees = torch.tensor([[0.0, 0.5], [0.5, 0.0]])
+    weighted = NTXentLoss(temperature=1.0)(z, z.clone(), false_negatives=degrees)
+    assert weighted.item() == pytest.approx(math.log(1 + 1 / math.e), rel=1e-6)
+    smoothed = NTXentLoss(temperature=1.0, false_negative_smoothing=0.2)(z, z.clone(), false_negatives=degrees)
+    expected = -0.8 * math.log(math.e / (math.e + 1)) - 0.2 * math.log(0.5 / (math.e + 1))
+    assert smoothed.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_smoothing_without_false_negatives_is_plain_ntxent():
+    z_a, z_b, *_ = random_inputs(9)
+    smoothed = NTXentLoss(temperature=0.3, false_negative_smoothing=0.3)
+    assert smoothed(z_a, z_b, false_negatives=torch.zeros(4, 4)).item() == pytest.approx(
+        NTXentLoss(temperature=0.3)(z_a, z_b).item(), rel=1e-6
+    )
+
+
+def test_smoothing_refuses_a_dropped_false_negative_and_an_epsilon_of_one():
+    z_a, z_b, *_ = random_inputs(10, batch=2)
+    with pytest.raises(ValueError, match="degrees below 1"):
+        NTXentLoss(false_negative_smoothing=0.1)(z_a, z_b, false_negatives=torch.tensor([[False, True], [True, False]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        NTXentLoss(false_negative_smoothing=1.0)
+
+
+def test_false_negative_degrees_outside_zero_one_are_refused():
+    z_a, z_b, *_ = random_inputs(11, batch=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        NTXentLoss()(z_a, z_b, false_negatives=torch.full((2, 2), 1.5))
 
 
 def test_perfect_positives_and_orthogonal_negatives_give_low_loss():
