@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, TripletMarginLoss
+from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, SwAVLoss, TripletMarginLoss, sinkhorn_knopp
 
 
 def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, extra_false_negatives=None):
@@ -232,3 +232,58 @@ def test_negative_cosine_matches_reference_and_stops_target_gradients():
     loss.backward()
     assert p_a.grad is not None and p_b.grad is not None
     assert z_a.grad is None and z_b.grad is None  # the targets are detached
+
+
+@pytest.mark.parametrize(("samples", "prototypes"), [(32, 8), (16, 40)])
+def test_sinkhorn_assignments_have_uniform_marginals(samples, prototypes):
+    g = torch.Generator().manual_seed(0)
+    scores = torch.nn.functional.normalize(torch.randn(samples, 6, generator=g), dim=1) @ (
+        torch.nn.functional.normalize(torch.randn(prototypes, 6, generator=g), dim=1).T
+    )
+    codes = sinkhorn_knopp(scores, epsilon=0.05, iterations=100)
+    assert codes.shape == (samples, prototypes) and (codes >= 0).all()
+    torch.testing.assert_close(codes.sum(dim=1), torch.ones(samples), atol=1e-5, rtol=0)  # one unit per sample
+    uniform = torch.full((prototypes,), samples / prototypes)
+    torch.testing.assert_close(codes.sum(dim=0), uniform, atol=1e-3 * samples / prototypes, rtol=0)
+    few = sinkhorn_knopp(scores, epsilon=0.05, iterations=3)  # SwAV's: samples exact, prototypes on their way
+    torch.testing.assert_close(few.sum(dim=1), torch.ones(samples), atol=1e-5, rtol=0)
+
+
+def test_sinkhorn_keeps_each_samples_preference_among_prototypes():
+    scores = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
+    codes = sinkhorn_knopp(scores, epsilon=0.1, iterations=50)
+    assert codes.argmax(dim=1).tolist() == [0, 0, 1, 1]
+
+
+def test_swav_loss_is_the_swapped_cross_entropy_of_the_codes():
+    g = torch.Generator().manual_seed(1)
+    z_a, z_b, crop = (torch.randn(8, 5, generator=g) for _ in range(3))
+    prototypes = torch.randn(4, 5, generator=g)
+    c = torch.nn.functional.normalize(prototypes, dim=1)
+    scores = [torch.nn.functional.normalize(z, dim=1) @ c.T for z in (z_a, z_b, crop)]
+    codes = [sinkhorn_knopp(s, 0.05, 3) for s in scores[:2]]
+
+    def cross_entropy(code, view):
+        return -(code * (scores[view] / 0.1).log_softmax(dim=1)).sum(dim=1).mean()
+
+    two_views = (cross_entropy(codes[0], 1) + cross_entropy(codes[1], 0)) / 2
+    assert SwAVLoss(0.1)([z_a, z_b], prototypes).item() == pytest.approx(two_views.item(), rel=1e-6)
+    with_crop = (cross_entropy(codes[0], 1) + cross_entropy(codes[0], 2) + cross_entropy(codes[1], 0)) / 4 + (
+        cross_entropy(codes[1], 2) / 4
+    )
+    assert SwAVLoss(0.1)([z_a, z_b, crop], prototypes).item() == pytest.approx(with_crop.item(), rel=1e-6)
+
+
+def test_swav_gradients_flow_through_the_predictions_only():
+    g = torch.Generator().manual_seed(3)
+    z_a, z_b = (torch.randn(8, 5, generator=g, requires_grad=True) for _ in range(2))
+    prototypes = torch.randn(4, 5, generator=g)
+    SwAVLoss(0.1)([z_a, z_b], prototypes).backward()
+    c = torch.nn.functional.normalize(prototypes, dim=1)
+    # z_a's gradient comes only from its prediction of z_b's code, a constant: its own code passes none
+    q_b = sinkhorn_knopp(torch.nn.functional.normalize(z_b.detach(), dim=1) @ c.T, 0.05, 3)
+    z = z_a.detach().requires_grad_()
+    (
+        -(q_b * ((torch.nn.functional.normalize(z, dim=1) @ c.T) / 0.1).log_softmax(dim=1)).sum(dim=1).mean() / 2
+    ).backward()
+    torch.testing.assert_close(z_a.grad, z.grad)

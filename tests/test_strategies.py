@@ -463,3 +463,28 @@ def test_soft_geo_mask_degrees_are_one_minus_the_near_weight_on_the_geo_near_pai
 def test_smoothing_the_targets_of_dropped_items_is_refused(tiny_data):
     with pytest.raises(ValueError, match=r"context_pos_neg.near_smoothing.*near_weight > 0"):
         build_strategy("context_pos_neg", tiny_data[1], {"options": {"near_smoothing": 0.1}})
+
+
+def test_swav_prototypes_stay_frozen_for_the_first_steps_and_on_the_unit_sphere(tiny_data):
+    import torch
+
+    strategy = build_strategy("swav", tiny_data[1], {"options": {"freeze_prototypes_steps": 2, "extra_crops": 1}})
+    anchors = strategy.anchor_rows()[:16]
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    assert list(batch.views) == ["anchor", "positive", "crop1"]
+    assert all(np.array_equal(rows, anchors) for rows in batch.views.values())  # augmentation positives
+    torch.manual_seed(0)
+    heads = strategy.heads(SimpleNamespace(feature_dim=16))
+    features = {view: torch.randn(16, 16) for view in batch.views}
+    prototype_gradients = []
+    for _ in range(3):
+        heads.zero_grad()
+        strategy.loss(features, heads, batch, views={}).backward()
+        prototype_gradients.append(heads["prototypes"].weight.grad.abs().sum().item())
+        with torch.no_grad():
+            heads["prototypes"].weight.mul_(2.0)  # an optimiser step that leaves the sphere
+        strategy.after_step(heads, encoder=None, progress=0.5)
+    assert prototype_gradients[:2] == [0.0, 0.0] and prototype_gradients[2] > 0
+    assert int(heads["prototypes"].steps) == 3
+    torch.testing.assert_close(heads["prototypes"].weight.norm(dim=1), torch.ones(128))
+    assert heads["projection"].layers[0].weight.grad.abs().sum() > 0  # the projection trains while they are frozen

@@ -1,6 +1,9 @@
-"""Losses of the pretraining strategies: NT-Xent (SimCLR), SupCon, triplet margin, negative cosine (BYOL, SimSiam)."""
+"""Losses of the pretraining strategies: NT-Xent (SimCLR), SupCon, triplet margin, negative cosine (BYOL, SimSiam),
+swapped prototype prediction with Sinkhorn-Knopp assignments (SwAV)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -261,3 +264,79 @@ class NegativeCosineLoss(nn.Module):
             forward = F.cosine_similarity(p_a.float(), z_b.detach().float(), dim=1)  # (B,)
             backward = F.cosine_similarity(p_b.float(), z_a.detach().float(), dim=1)  # (B,)
             return 2.0 - (forward + backward).mean()
+
+
+@torch.no_grad()
+def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
+    """Soft assignments of B samples to K prototypes that share the samples equally (SwAV, Caron et al. 2020).
+
+    The entropy-regularised transport of ``exp(scores / epsilon)`` onto uniform marginals, by Sinkhorn-Knopp's
+    alternate normalisations: every prototype is brought to 1/K of the mass, then every sample to 1/B. Returns
+    (B, K): each row sums to 1 exactly (a distribution over prototypes) and each column to B / K once the
+    iterations have converged (SwAV stops after 3, on its way there). Float32, no gradient.
+
+    Args:
+        scores: (B, K) similarities of samples and prototypes (cosines).
+        epsilon: entropic regularisation; smaller is closer to a hard assignment, > 0.
+        iterations: rounds of the two normalisations, >= 1.
+    """
+    if not epsilon > 0 or iterations < 1:
+        raise ValueError(f"epsilon must be > 0 and iterations >= 1, got {epsilon} and {iterations}")
+    with torch.autocast(device_type=scores.device.type, enabled=False):
+        q = torch.exp((scores.float() - scores.float().max()) / epsilon).T  # (K, B); the shift cancels below
+        n_prototypes, n_samples = q.shape
+        q /= q.sum()
+        for _ in range(iterations):
+            q /= q.sum(dim=1, keepdim=True) * n_prototypes  # every prototype holds 1/K
+            q /= q.sum(dim=0, keepdim=True) * n_samples  # every sample holds 1/B
+        return (q * n_samples).T  # (B, K)
+
+
+class SwAVLoss(nn.Module):
+    """Swapped prediction of prototype assignments, SwAV (Caron et al. 2020).
+
+    Each view's projection is scored against the prototypes (cosine). The first ``n_assigned`` views (the two
+    full-size views) get codes from :func:`sinkhorn_knopp` on their scores, without gradient; every other view
+    predicts each code by a softmax of its own scores at ``temperature``, and the loss is the mean cross entropy
+    over those (code, other view) pairs. Float32 even under autocast.
+
+    Args:
+        temperature: softmax temperature of the predictions; > 1e-8.
+        epsilon, iterations: of :func:`sinkhorn_knopp`.
+
+    forward(projections, prototypes, n_assigned=2): projections, one (B, D) per view (normalised here);
+    prototypes (K, D) (normalised here). Each process assigns its own share of the batch (SwAV sums the
+    transport over processes; not done here).
+
+    Example:
+        >>> loss = SwAVLoss(temperature=0.1)
+        >>> value = loss([project(encoder(view_a)), project(encoder(view_b))], prototypes.weight)
+    """
+
+    def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3) -> None:
+        super().__init__()
+        self.temperature = checked_temperature(temperature)
+        if not epsilon > 0 or iterations < 1:
+            raise ValueError(f"sinkhorn epsilon must be > 0 and iterations >= 1, got {epsilon} and {iterations}")
+        self.epsilon, self.iterations = float(epsilon), int(iterations)
+
+    def forward(
+        self, projections: Sequence[torch.Tensor], prototypes: torch.Tensor, n_assigned: int = 2
+    ) -> torch.Tensor:
+        if len(projections) < 2 or not 1 <= n_assigned <= len(projections):
+            raise ValueError(
+                f"SwAVLoss needs >= 2 views and 1 <= n_assigned <= views, got {len(projections)} and {n_assigned}"
+            )
+        if prototypes.ndim != 2 or any(z.ndim != 2 or z.shape[1] != prototypes.shape[1] for z in projections):
+            raise ValueError("projections must be (B, D) each and prototypes (K, D), with one D")
+        with torch.autocast(device_type=prototypes.device.type, enabled=False):
+            c = F.normalize(prototypes.float(), dim=1)  # (K, D)
+            scores = [F.normalize(z.float(), dim=1) @ c.T for z in projections]  # (B, K) per view
+            losses = []
+            for assigned in range(n_assigned):
+                codes = sinkhorn_knopp(scores[assigned].detach(), self.epsilon, self.iterations)  # (B, K)
+                for view, view_scores in enumerate(scores):
+                    if view != assigned:
+                        log_prob = F.log_softmax(view_scores / self.temperature, dim=1)  # (B, K)
+                        losses.append(-(codes * log_prob).sum(dim=1).mean())
+            return torch.stack(losses).mean()

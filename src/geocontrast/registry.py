@@ -104,6 +104,18 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("autoencoder", {"latent_dim": 256, "decoder_channels": 256}),
         StrategySpec("simsiam", SIAMESE),
         StrategySpec("byol", {**SIAMESE, "predictor_hidden_dim": 512, "momentum": 0.99}),
+        StrategySpec(
+            "swav",
+            {
+                "positive": "augmentation",
+                **PROJECTION,
+                "n_prototypes": 128,
+                "sinkhorn_epsilon": 0.05,
+                "sinkhorn_iterations": 3,
+                "freeze_prototypes_steps": 20,
+                "extra_crops": 0,
+            },
+        ),
         StrategySpec("oracle", PROJECTION),
     )
 }
