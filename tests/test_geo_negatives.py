@@ -3,10 +3,18 @@
 import json
 
 import numpy as np
+import pytest
 
 from geocontrast.data.manifest import validate_manifest, write_manifest
 from geocontrast.geo.coords import great_circle_km, unit_vectors
-from geocontrast.geo.negatives import geo_near_mask, load_negative_table, main, negative_table, save_negative_table
+from geocontrast.geo.negatives import (
+    false_negative_degrees,
+    geo_near_mask,
+    load_negative_table,
+    main,
+    negative_table,
+    save_negative_table,
+)
 
 
 def points(n=300, seed=0):
@@ -84,6 +92,27 @@ def test_geo_near_mask_matches_brute_force():
     mask = geo_near_mask(u[:30], u, 5.0)
     np.testing.assert_array_equal(mask, expected[:30])
     assert mask.sum() > 30 and not mask.all()
+
+
+def test_false_negative_degrees_soften_the_mask_and_fade_with_distance():
+    # Points due north of the origin at 0, 3, 6 and 20 km, and one without coordinates; radius 10 km.
+    km = np.array([0.0, 3.0, 6.0, 20.0])
+    lat = np.append(np.degrees(km / 6371.0088), np.nan)
+    u = unit_vectors(lat, np.zeros(lat.size))
+    near = geo_near_mask(u[:1], u, 10.0)[0]
+    hard = false_negative_degrees(u[:1], u, 10.0, near_weight=0.0)[0]
+    np.testing.assert_array_equal(hard, near.astype(float))  # near_weight 0: the hard mask
+    assert not false_negative_degrees(u[:1], u, 10.0, near_weight=1.0).any()  # near_weight 1: no mask
+    faded = false_negative_degrees(u[:1], u, 10.0, near_weight=0.25, scale_km=3.0)[0]
+    np.testing.assert_allclose(faded, [0.75, 0.75 * np.exp(-1.0), 0.75 * np.exp(-2.0), 0.0, 0.0], rtol=1e-6)
+
+
+def test_false_negative_degrees_refuse_a_weight_outside_zero_one_and_a_scale_of_zero():
+    u = unit_vectors(np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="near_weight"):
+        false_negative_degrees(u, u, 10.0, near_weight=1.5)
+    with pytest.raises(ValueError, match="scale_km"):
+        false_negative_degrees(u, u, 10.0, scale_km=0.0)
 
 
 def test_cli_writes_table_and_summary_from_manifest(tmp_path, make_manifest):

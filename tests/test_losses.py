@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, TripletMarginLoss
+from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, SwAVLoss, TripletMarginLoss, sinkhorn_knopp
 
 
 def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, extra_false_negatives=None):
-    """NT-Xent written out term by term."""
+    """NT-Xent written out term by term; a false negative of degree f (True: 1) weighs 1 - f in a denominator."""
     batch = z_a.shape[0]
     views = [torch.nn.functional.normalize(v, dim=0) for v in list(z_a) + list(z_b)]
     extra = [] if extra is None else [torch.nn.functional.normalize(e, dim=0) for e in extra]
@@ -20,13 +20,13 @@ def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, ex
             other = j % batch
             if j == i:
                 continue
-            if j != positive and other != item and false_negatives is not None and false_negatives[item, other]:
-                continue
-            denominator += math.exp(float(views[i] @ views[j]) / temperature)
+            weight = 1.0
+            if j != positive and other != item and false_negatives is not None:
+                weight -= float(false_negatives[item, other])
+            denominator += weight * math.exp(float(views[i] @ views[j]) / temperature)
         for e, negative in enumerate(extra):
-            if extra_false_negatives is not None and extra_false_negatives[item, e]:
-                continue
-            denominator += math.exp(float(views[i] @ negative) / temperature)
+            weight = 1.0 if extra_false_negatives is None else 1.0 - float(extra_false_negatives[item, e])
+            denominator += weight * math.exp(float(views[i] @ negative) / temperature)
         total += -math.log(numerator / denominator)
     return total / (2 * batch)
 
@@ -80,6 +80,65 @@ def test_geo_near_items_drop_out_of_each_others_denominators():
     loss = NTXentLoss(temperature=0.2)
     assert loss(z_a, z_b, false_negatives=false_negatives).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(z_a, z_b).item() > 0.01
+
+
+def test_false_negative_degrees_of_one_are_the_hard_mask():
+    z_a, z_b, extra, false_negatives, extra_false_negatives = random_inputs(6)
+    loss = NTXentLoss(temperature=0.3)
+    hard = loss(z_a, z_b, extra, false_negatives, extra_false_negatives)
+    soft = loss(z_a, z_b, extra, false_negatives.float(), extra_false_negatives.float())
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-6)
+
+
+def test_false_negative_degrees_of_zero_are_plain_ntxent():
+    z_a, z_b, extra, false_negatives, extra_false_negatives = random_inputs(7)
+    loss = NTXentLoss(temperature=0.3)
+    zeros = loss(z_a, z_b, extra, torch.zeros(false_negatives.shape), torch.zeros(extra_false_negatives.shape))
+    assert zeros.item() == pytest.approx(loss(z_a, z_b, extra).item(), rel=1e-6)
+
+
+def test_false_negative_degrees_between_weigh_the_denominator_terms():
+    z_a, z_b, extra, *_ = random_inputs(8)
+    g = torch.Generator().manual_seed(8)
+    degrees, extra_degrees = torch.rand(4, 4, generator=g), torch.rand(4, 3, generator=g)
+    loss = NTXentLoss(temperature=0.3)(z_a, z_b, extra, degrees, extra_degrees)
+    expected = reference_ntxent(z_a, z_b, 0.3, extra, degrees, extra_degrees)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_false_negative_with_smoothing_matches_a_hand_computed_value():
+    # Two orthogonal items, both views identical, temperature 1: each view's positive scores e^1 and the other
+    # item's two views e^0, each weighted 1 - 0.5, so the denominator is e + 1. Smoothing 0.2 moves 0.2 of the
+    # target onto those two views (0.1 each).
+    z = torch.eye(2, 3)
+    degrees = torch.tensor([[0.0, 0.5], [0.5, 0.0]])
+    weighted = NTXentLoss(temperature=1.0)(z, z.clone(), false_negatives=degrees)
+    assert weighted.item() == pytest.approx(math.log(1 + 1 / math.e), rel=1e-6)
+    smoothed = NTXentLoss(temperature=1.0, false_negative_smoothing=0.2)(z, z.clone(), false_negatives=degrees)
+    expected = -0.8 * math.log(math.e / (math.e + 1)) - 0.2 * math.log(0.5 / (math.e + 1))
+    assert smoothed.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_smoothing_without_false_negatives_is_plain_ntxent():
+    z_a, z_b, *_ = random_inputs(9)
+    smoothed = NTXentLoss(temperature=0.3, false_negative_smoothing=0.3)
+    assert smoothed(z_a, z_b, false_negatives=torch.zeros(4, 4)).item() == pytest.approx(
+        NTXentLoss(temperature=0.3)(z_a, z_b).item(), rel=1e-6
+    )
+
+
+def test_smoothing_refuses_a_dropped_false_negative_and_an_epsilon_of_one():
+    z_a, z_b, *_ = random_inputs(10, batch=2)
+    with pytest.raises(ValueError, match="degrees below 1"):
+        NTXentLoss(false_negative_smoothing=0.1)(z_a, z_b, false_negatives=torch.tensor([[False, True], [True, False]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        NTXentLoss(false_negative_smoothing=1.0)
+
+
+def test_false_negative_degrees_outside_zero_one_are_refused():
+    z_a, z_b, *_ = random_inputs(11, batch=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        NTXentLoss()(z_a, z_b, false_negatives=torch.full((2, 2), 1.5))
 
 
 def test_perfect_positives_and_orthogonal_negatives_give_low_loss():
@@ -173,3 +232,58 @@ def test_negative_cosine_matches_reference_and_stops_target_gradients():
     loss.backward()
     assert p_a.grad is not None and p_b.grad is not None
     assert z_a.grad is None and z_b.grad is None  # the targets are detached
+
+
+@pytest.mark.parametrize(("samples", "prototypes"), [(32, 8), (16, 40)])
+def test_sinkhorn_assignments_have_uniform_marginals(samples, prototypes):
+    g = torch.Generator().manual_seed(0)
+    scores = torch.nn.functional.normalize(torch.randn(samples, 6, generator=g), dim=1) @ (
+        torch.nn.functional.normalize(torch.randn(prototypes, 6, generator=g), dim=1).T
+    )
+    codes = sinkhorn_knopp(scores, epsilon=0.05, iterations=100)
+    assert codes.shape == (samples, prototypes) and (codes >= 0).all()
+    torch.testing.assert_close(codes.sum(dim=1), torch.ones(samples), atol=1e-5, rtol=0)  # one unit per sample
+    uniform = torch.full((prototypes,), samples / prototypes)
+    torch.testing.assert_close(codes.sum(dim=0), uniform, atol=1e-3 * samples / prototypes, rtol=0)
+    few = sinkhorn_knopp(scores, epsilon=0.05, iterations=3)  # SwAV's: samples exact, prototypes on their way
+    torch.testing.assert_close(few.sum(dim=1), torch.ones(samples), atol=1e-5, rtol=0)
+
+
+def test_sinkhorn_keeps_each_samples_preference_among_prototypes():
+    scores = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
+    codes = sinkhorn_knopp(scores, epsilon=0.1, iterations=50)
+    assert codes.argmax(dim=1).tolist() == [0, 0, 1, 1]
+
+
+def test_swav_loss_is_the_swapped_cross_entropy_of_the_codes():
+    g = torch.Generator().manual_seed(1)
+    z_a, z_b, crop = (torch.randn(8, 5, generator=g) for _ in range(3))
+    prototypes = torch.randn(4, 5, generator=g)
+    c = torch.nn.functional.normalize(prototypes, dim=1)
+    scores = [torch.nn.functional.normalize(z, dim=1) @ c.T for z in (z_a, z_b, crop)]
+    codes = [sinkhorn_knopp(s, 0.05, 3) for s in scores[:2]]
+
+    def cross_entropy(code, view):
+        return -(code * (scores[view] / 0.1).log_softmax(dim=1)).sum(dim=1).mean()
+
+    two_views = (cross_entropy(codes[0], 1) + cross_entropy(codes[1], 0)) / 2
+    assert SwAVLoss(0.1)([z_a, z_b], prototypes).item() == pytest.approx(two_views.item(), rel=1e-6)
+    with_crop = (cross_entropy(codes[0], 1) + cross_entropy(codes[0], 2) + cross_entropy(codes[1], 0)) / 4 + (
+        cross_entropy(codes[1], 2) / 4
+    )
+    assert SwAVLoss(0.1)([z_a, z_b, crop], prototypes).item() == pytest.approx(with_crop.item(), rel=1e-6)
+
+
+def test_swav_gradients_flow_through_the_predictions_only():
+    g = torch.Generator().manual_seed(3)
+    z_a, z_b = (torch.randn(8, 5, generator=g, requires_grad=True) for _ in range(2))
+    prototypes = torch.randn(4, 5, generator=g)
+    SwAVLoss(0.1)([z_a, z_b], prototypes).backward()
+    c = torch.nn.functional.normalize(prototypes, dim=1)
+    # z_a's gradient comes only from its prediction of z_b's code, a constant: its own code passes none
+    q_b = sinkhorn_knopp(torch.nn.functional.normalize(z_b.detach(), dim=1) @ c.T, 0.05, 3)
+    z = z_a.detach().requires_grad_()
+    (
+        -(q_b * ((torch.nn.functional.normalize(z, dim=1) @ c.T) / 0.1).log_softmax(dim=1)).sum(dim=1).mean() / 2
+    ).backward()
+    torch.testing.assert_close(z_a.grad, z.grad)

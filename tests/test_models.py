@@ -1,8 +1,17 @@
+import re
+
 import pytest
 import torch
 from torch import nn
 
-from geocontrast.models import ENCODERS, ClassifierHead, ProjectionHead, ResizeConvDecoder, build_encoder
+from geocontrast.models import (
+    ENCODERS,
+    ClassifierHead,
+    ProjectionHead,
+    ResizeConvDecoder,
+    build_encoder,
+    load_initial_weights,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +92,51 @@ def test_decoder_maps_a_latent_to_an_image_of_the_resolution(resolution):
 def test_decoder_refuses_a_resolution_upsampling_cannot_reach(resolution):
     with pytest.raises(ValueError, match="cannot be reached"):
         ResizeConvDecoder(resolution=resolution)
+
+
+def same_weights(first: nn.Module, second: nn.Module) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+@pytest.mark.parametrize("wrap", [lambda state: state, lambda state: {"encoder": state, "encoder_name": "cnn5"}])
+def test_initial_weights_load_from_a_state_dict_file(tmp_path, wrap):
+    torch.manual_seed(1)
+    trained = build_encoder("cnn5")
+    torch.save(wrap(trained.state_dict()), tmp_path / "weights.pt")
+    torch.manual_seed(2)
+    encoder = build_encoder("cnn5")
+    assert not same_weights(encoder, trained)
+    load_initial_weights(encoder, str(tmp_path / "weights.pt"))
+    assert same_weights(encoder, trained)
+
+
+def test_a_torchvision_weights_name_is_read_from_the_local_hub_cache_only(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(3)
+    imagenet = torchvision.models.resnet18(weights=None)  # stands in for the real file: same names and shapes
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(imagenet.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    encoder = load_initial_weights(build_encoder("resnet18", small_input=False), "ResNet18_Weights.IMAGENET1K_V1")
+    assert torch.equal(encoder.conv1.weight, imagenet.conv1.weight)  # every tensor but the classifier, fc
+    assert torch.equal(encoder.layer4[1].bn2.running_mean, imagenet.layer4[1].bn2.running_mean)
+    with pytest.raises(ValueError, match=r"conv1.weight.*resolution >= 96"):
+        load_initial_weights(build_encoder("resnet18", small_input=True), "ResNet18_Weights.IMAGENET1K_V1")
+
+
+def test_a_missing_weights_file_is_a_named_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    missing = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        load_initial_weights(build_encoder("resnet50"), "ResNet50_Weights.IMAGENET1K_V1")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nowhere.pt"))):
+        load_initial_weights(build_encoder("cnn5"), str(tmp_path / "nowhere.pt"))
+    with pytest.raises(ValueError, match="not a torchvision weights name"):
+        load_initial_weights(build_encoder("cnn5"), "ResNet18_Weights.NOPE")
+
+
+def test_weights_of_another_encoder_are_refused_naming_the_tensors(tmp_path):
+    torch.save(build_encoder("cnn5").state_dict(), tmp_path / "cnn5.pt")
+    with pytest.raises(ValueError, match=r"missing \['bn1"):
+        load_initial_weights(build_encoder("resnet18"), str(tmp_path / "cnn5.pt"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -419,3 +420,71 @@ def test_nearest_fallback_gives_flagged_anchors_positives_beyond_the_radius(tiny
     positive = strategy.sample(flagged, np.random.default_rng(0)).views["positive"]
     d = great_circle_km(lat[flagged], lon[flagged], lat[positive], lon[positive])
     assert (positive != flagged).all() and (d > RADIUS_KM).all()
+
+
+def nt_xent_loss(strategy, batch) -> float:
+    """The strategy's loss of ``batch`` on fixed random features (16-d) through freshly seeded heads."""
+    import torch
+
+    torch.manual_seed(0)
+    heads = strategy.heads(SimpleNamespace(feature_dim=16))
+    generator = torch.Generator().manual_seed(1)
+    features = {view: torch.randn(rows.size, 16, generator=generator) for view, rows in batch.views.items()}
+    return strategy.loss(features, heads, batch, views={}).item()
+
+
+def test_soft_geo_mask_spans_the_hard_mask_and_plain_ntxent(tiny_data):
+    _, data = tiny_data
+    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()[:64]
+
+    def loss(options):
+        strategy = build_strategy("context_pos_neg", data, {"options": options})
+        return nt_xent_loss(strategy, strategy.sample(anchors, np.random.default_rng(3)))
+
+    hard, plain = loss({}), loss({"mask": False})
+    assert loss({"near_scale_km": 1e9}) == pytest.approx(hard, rel=1e-5)  # no fading within 50 km: the hard mask
+    assert loss({"near_weight": 1.0}) == pytest.approx(plain, rel=1e-6)  # full weight: no mask
+    assert hard < loss({"near_weight": 0.5}) < plain  # every denominator term grows with its weight
+    assert np.isfinite(loss({"near_weight": 0.5, "near_smoothing": 0.1}))
+
+
+def test_soft_geo_mask_degrees_are_one_minus_the_near_weight_on_the_geo_near_pairs(tiny_data):
+    _, data = tiny_data
+    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()[:64]
+    hard = build_strategy("context_pos_neg", data, {}).sample(anchors, np.random.default_rng(3))
+    soft = build_strategy("context_pos_neg", data, {"options": {"near_weight": 0.25}}).sample(
+        anchors, np.random.default_rng(3)
+    )
+    np.testing.assert_array_equal(soft.false_negatives, 0.75 * hard.false_negatives)
+    itself = hard.views["negative"][None, :] == anchors[:, None]
+    np.testing.assert_array_equal(soft.extra_false_negatives, np.where(itself, 1.0, 0.75 * hard.extra_false_negatives))
+
+
+def test_smoothing_the_targets_of_dropped_items_is_refused(tiny_data):
+    with pytest.raises(ValueError, match=r"context_pos_neg.near_smoothing.*near_weight > 0"):
+        build_strategy("context_pos_neg", tiny_data[1], {"options": {"near_smoothing": 0.1}})
+
+
+def test_swav_prototypes_stay_frozen_for_the_first_steps_and_on_the_unit_sphere(tiny_data):
+    import torch
+
+    strategy = build_strategy("swav", tiny_data[1], {"options": {"freeze_prototypes_steps": 2, "extra_crops": 1}})
+    anchors = strategy.anchor_rows()[:16]
+    batch = strategy.sample(anchors, np.random.default_rng(0))
+    assert list(batch.views) == ["anchor", "positive", "crop1"]
+    assert all(np.array_equal(rows, anchors) for rows in batch.views.values())  # augmentation positives
+    torch.manual_seed(0)
+    heads = strategy.heads(SimpleNamespace(feature_dim=16))
+    features = {view: torch.randn(16, 16) for view in batch.views}
+    prototype_gradients = []
+    for _ in range(3):
+        heads.zero_grad()
+        strategy.loss(features, heads, batch, views={}).backward()
+        prototype_gradients.append(heads["prototypes"].weight.grad.abs().sum().item())
+        with torch.no_grad():
+            heads["prototypes"].weight.mul_(2.0)  # an optimiser step that leaves the sphere
+        strategy.after_step(heads, encoder=None, progress=0.5)
+    assert prototype_gradients[:2] == [0.0, 0.0] and prototype_gradients[2] > 0
+    assert int(heads["prototypes"].steps) == 3
+    torch.testing.assert_close(heads["prototypes"].weight.norm(dim=1), torch.ones(128))
+    assert heads["projection"].layers[0].weight.grad.abs().sum() > 0  # the projection trains while they are frozen

@@ -379,6 +379,14 @@ def test_non_contrastive_strategies_do_not_collapse_on_the_tiny_world(tiny_input
         assert not line["collapsed"] and line["embedding_std"] > 0.002, line
 
 
+def test_swav_trains_on_the_tiny_world_without_collapsing(tiny_inputs, tmp_path):
+    run(tiny_inputs, tmp_path, strategy="swav", epochs=2, options={"freeze_prototypes_steps": 3})
+    lines = metrics(tmp_path)
+    assert all(math.isfinite(line["loss"]) for line in lines)
+    assert lines[-1]["loss"] < lines[0]["loss"], lines
+    assert not lines[-1]["collapsed"] and lines[-1]["embedding_std"] > 0.002, lines[-1]
+
+
 def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny_inputs):
     class Constant(torch.nn.Module):
         feature_dim = 8

@@ -112,9 +112,9 @@ def test_planning_imports_neither_torch_nor_numba(default_dry_run):
 def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_it_uses(tmp_path):
     result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "families.yaml")
     assert result.returncode == 0, result.stderr
-    strategies, seeds = 10 + 1, 3
+    strategies, seeds = 11 + 1, 3
     jobs = planned_jobs(result)
-    assert jobs["pretrain"] == 10 * seeds and jobs["evaluate_frozen"] == strategies * seeds  # 2 protocols, 5 tasks
+    assert jobs["pretrain"] == 11 * seeds and jobs["evaluate_frozen"] == strategies * seeds  # 2 protocols, 5 tasks
     frozen = re.search(r"^Shell command: python -m geocontrast.evaluate.frozen .*$", result.stdout, re.M)
     assert "--protocols linear knn genus_probe family_probe genus_pairs mislabel clustering " in frozen[0]
     assert jobs["genus_pairs"] == seeds  # one set of genus pairs per data replicate
@@ -135,6 +135,7 @@ def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_
         "autoencoder": (False, False),
         "simsiam": (False, False),
         "byol": (False, False),
+        "swav": (False, False),
         "oracle": (False, False),
     }
 

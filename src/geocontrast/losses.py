@@ -1,6 +1,9 @@
-"""Losses of the pretraining strategies: NT-Xent (SimCLR), SupCon, triplet margin, negative cosine (BYOL, SimSiam)."""
+"""Losses of the pretraining strategies: NT-Xent (SimCLR), SupCon, triplet margin, negative cosine (BYOL, SimSiam),
+swapped prototype prediction with Sinkhorn-Knopp assignments (SwAV)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +30,10 @@ class NTXentLoss(nn.Module):
 
     Args:
         temperature: softmax temperature; must be > 1e-8 (division by a near-zero temperature overflows).
+        false_negative_smoothing: epsilon in [0, 1) of the targets' smoothing towards the false negatives (the
+            AN-LS idea of Cole et al. 2021, here over the denominator's likely false negatives): an anchor with
+            false negatives puts 1 - epsilon of its target on its positive and epsilon on the in-batch false
+            negatives' views, shared in proportion to their degree; 0 (default) is NT-Xent's one-hot target.
         gather_distributed: in a torch.distributed run (DistributedDataParallel, one process per GPU), each process
             passes its contiguous share of the global batch (rank r: items r*b ... r*b + b - 1) and the views and
             extra negatives of every process are gathered, so the denominators hold the whole global batch, as a
@@ -39,19 +46,30 @@ class NTXentLoss(nn.Module):
             process's share of the global batch of B items when gathering.
         extra_negatives: (e, D) additional negatives shared by all anchors (e.g. geo-chosen negatives); gathered
             into the global (E, D) like the views.
-        false_negatives: bool (b, B); True at (n, m), n != m, removes both views of global item m from both
-            views of this process's item n's denominators (geo-near items). The item's own column is ignored: the
-            positive is never masked.
-        extra_false_negatives: bool (b, E); True removes global extra negative e from item n's denominators.
+        false_negatives: (b, B) bool, or float degrees in [0, 1]: how much global item m, m != n, is a false
+            negative of this process's item n (geo-near items). Both views of m enter both views of n's
+            denominators weighted by 1 - degree: True or 1 removes them (the hard mask), 0 keeps them (plain
+            NT-Xent), between down-weights them (weak negatives). The item's own column is ignored: the positive
+            is never masked.
+        extra_false_negatives: (b, E) bool or float degrees; global extra negative e enters item n's denominators
+            weighted by 1 - degree (True removes it). The smoothing never targets extra negatives.
 
     Example:
         >>> loss = NTXentLoss(temperature=0.1)
         >>> value = loss(projection(encoder(view_a)), projection(encoder(view_b)))
     """
 
-    def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
+    def __init__(
+        self, temperature: float = 0.1, false_negative_smoothing: float = 0.0, gather_distributed: bool = False
+    ) -> None:
         super().__init__()
         self.temperature = checked_temperature(temperature)
+        if not 0.0 <= false_negative_smoothing < 1.0:
+            raise ValueError(
+                f"false_negative_smoothing must be in [0, 1) (the positive keeps 1 - epsilon), "
+                f"got {false_negative_smoothing}"
+            )
+        self.false_negative_smoothing = float(false_negative_smoothing)
         self.gather_distributed = bool(gather_distributed)
 
     def _gather(self, z: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -81,19 +99,21 @@ class NTXentLoss(nn.Module):
             item = offset + row % local_size  # (2b,) global item of each row
             second_view = row >= local_size  # (2b,) rows of view b
             positive = item + batch_size * (~second_view)  # (2b,) column of the other view of the same item
-            mask = torch.zeros_like(logits, dtype=torch.bool)  # (2b, 2B) True = drop
-            mask[row, item + batch_size * second_view] = True  # the view itself
+            itself = torch.zeros_like(logits, dtype=torch.bool)  # (2b, 2B)
+            itself[row, item + batch_size * second_view] = True
+            logits = logits.masked_fill(itself, float("-inf"))
+            degree = None  # (2b, 2B) false-negative degree of each column
             if false_negatives is not None:
                 if false_negatives.shape != (local_size, batch_size):
                     raise ValueError(
                         f"false_negatives must be (b, B) = {(local_size, batch_size)}, "
                         f"got {tuple(false_negatives.shape)}"
                     )
-                items = false_negatives.to(device=device, dtype=torch.bool).clone()  # (b, B)
+                items = _degrees(false_negatives, device)  # (b, B)
                 own = torch.arange(local_size, device=device)
-                items[own, offset + own] = False  # the item diagonal: the positive sits there
-                mask = mask | items.repeat(2, 2)  # (2b, 2B)
-            logits = logits.masked_fill(mask, float("-inf"))
+                items[own, offset + own] = 0.0  # the item diagonal: the positive sits there
+                degree = items.repeat(2, 2)  # (2b, 2B)
+                logits = logits + torch.log1p(-degree)  # weight 1 - degree; log(0) = -inf drops a term
             if extra_negatives is not None:
                 if extra_negatives.ndim != 2 or extra_negatives.shape[1] != z.shape[1]:
                     raise ValueError(
@@ -107,12 +127,43 @@ class NTXentLoss(nn.Module):
                             f"extra_false_negatives must be (b, E) = {(local_size, e.shape[0])}, "
                             f"got {tuple(extra_false_negatives.shape)}"
                         )
-                    extra_mask = extra_false_negatives.to(device=device, dtype=torch.bool).repeat(2, 1)  # (2b, E)
-                    extra_logits = extra_logits.masked_fill(extra_mask, float("-inf"))  # (2b, E)
+                    extra_degree = _degrees(extra_false_negatives, device).repeat(2, 1)  # (2b, E)
+                    extra_logits = extra_logits + torch.log1p(-extra_degree)
                 logits = torch.cat([logits, extra_logits], dim=1)  # (2b, 2B + E)
             elif extra_false_negatives is not None:
                 raise ValueError("extra_false_negatives given without extra_negatives")
-            return F.cross_entropy(logits, positive)
+            if self.false_negative_smoothing == 0.0 or degree is None:
+                return F.cross_entropy(logits, positive)
+            return self._smoothed_cross_entropy(logits, positive, degree)
+
+    def _smoothed_cross_entropy(
+        self, logits: torch.Tensor, positive: torch.Tensor, degree: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross entropy against targets that move ``false_negative_smoothing`` of a row's mass from its positive
+        to its in-batch false negatives, in proportion to their degree (rows without any keep the one-hot)."""
+        if (degree >= 1.0).any():
+            raise ValueError(
+                "false_negative_smoothing needs false-negative degrees below 1: an item of degree 1 has left the "
+                "denominator and cannot take target mass"
+            )
+        epsilon = self.false_negative_smoothing
+        total = degree.sum(dim=1, keepdim=True)  # (2b, 1)
+        target = torch.zeros_like(logits)  # (2b, 2B [+ E])
+        target[:, : degree.shape[1]] = epsilon * degree / total.clamp_min(1e-12)
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        target[rows, positive] = 1.0 - epsilon * (total[:, 0] > 0).float()
+        log_prob = logits.log_softmax(dim=1)  # -inf at dropped terms, where the target is 0
+        return -torch.where(target > 0, target * log_prob, torch.zeros_like(log_prob)).sum(dim=1).mean()
+
+
+def _degrees(false_negatives: torch.Tensor, device) -> torch.Tensor:
+    """False-negative degrees as float32 on ``device``: a bool mask gives 0 or 1; float degrees are checked to lie
+    in [0, 1] (a host sync, which the plain mask spares the GPU)."""
+    false_negatives = torch.as_tensor(false_negatives, device=device)
+    degree = false_negatives.to(torch.float32).clone()
+    if false_negatives.is_floating_point() and degree.numel() and not 0.0 <= degree.min() <= degree.max() <= 1.0:
+        raise ValueError("false-negative degrees must lie in [0, 1]")
+    return degree
 
 
 class SupConLoss(nn.Module):
@@ -213,3 +264,79 @@ class NegativeCosineLoss(nn.Module):
             forward = F.cosine_similarity(p_a.float(), z_b.detach().float(), dim=1)  # (B,)
             backward = F.cosine_similarity(p_b.float(), z_a.detach().float(), dim=1)  # (B,)
             return 2.0 - (forward + backward).mean()
+
+
+@torch.no_grad()
+def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
+    """Soft assignments of B samples to K prototypes that share the samples equally (SwAV, Caron et al. 2020).
+
+    The entropy-regularised transport of ``exp(scores / epsilon)`` onto uniform marginals, by Sinkhorn-Knopp's
+    alternate normalisations: every prototype is brought to 1/K of the mass, then every sample to 1/B. Returns
+    (B, K): each row sums to 1 exactly (a distribution over prototypes) and each column to B / K once the
+    iterations have converged (SwAV stops after 3, on its way there). Float32, no gradient.
+
+    Args:
+        scores: (B, K) similarities of samples and prototypes (cosines).
+        epsilon: entropic regularisation; smaller is closer to a hard assignment, > 0.
+        iterations: rounds of the two normalisations, >= 1.
+    """
+    if not epsilon > 0 or iterations < 1:
+        raise ValueError(f"epsilon must be > 0 and iterations >= 1, got {epsilon} and {iterations}")
+    with torch.autocast(device_type=scores.device.type, enabled=False):
+        q = torch.exp((scores.float() - scores.float().max()) / epsilon).T  # (K, B); the shift cancels below
+        n_prototypes, n_samples = q.shape
+        q /= q.sum()
+        for _ in range(iterations):
+            q /= q.sum(dim=1, keepdim=True) * n_prototypes  # every prototype holds 1/K
+            q /= q.sum(dim=0, keepdim=True) * n_samples  # every sample holds 1/B
+        return (q * n_samples).T  # (B, K)
+
+
+class SwAVLoss(nn.Module):
+    """Swapped prediction of prototype assignments, SwAV (Caron et al. 2020).
+
+    Each view's projection is scored against the prototypes (cosine). The first ``n_assigned`` views (the two
+    full-size views) get codes from :func:`sinkhorn_knopp` on their scores, without gradient; every other view
+    predicts each code by a softmax of its own scores at ``temperature``, and the loss is the mean cross entropy
+    over those (code, other view) pairs. Float32 even under autocast.
+
+    Args:
+        temperature: softmax temperature of the predictions; > 1e-8.
+        epsilon, iterations: of :func:`sinkhorn_knopp`.
+
+    forward(projections, prototypes, n_assigned=2): projections, one (B, D) per view (normalised here);
+    prototypes (K, D) (normalised here). Each process assigns its own share of the batch (SwAV sums the
+    transport over processes; not done here).
+
+    Example:
+        >>> loss = SwAVLoss(temperature=0.1)
+        >>> value = loss([project(encoder(view_a)), project(encoder(view_b))], prototypes.weight)
+    """
+
+    def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3) -> None:
+        super().__init__()
+        self.temperature = checked_temperature(temperature)
+        if not epsilon > 0 or iterations < 1:
+            raise ValueError(f"sinkhorn epsilon must be > 0 and iterations >= 1, got {epsilon} and {iterations}")
+        self.epsilon, self.iterations = float(epsilon), int(iterations)
+
+    def forward(
+        self, projections: Sequence[torch.Tensor], prototypes: torch.Tensor, n_assigned: int = 2
+    ) -> torch.Tensor:
+        if len(projections) < 2 or not 1 <= n_assigned <= len(projections):
+            raise ValueError(
+                f"SwAVLoss needs >= 2 views and 1 <= n_assigned <= views, got {len(projections)} and {n_assigned}"
+            )
+        if prototypes.ndim != 2 or any(z.ndim != 2 or z.shape[1] != prototypes.shape[1] for z in projections):
+            raise ValueError("projections must be (B, D) each and prototypes (K, D), with one D")
+        with torch.autocast(device_type=prototypes.device.type, enabled=False):
+            c = F.normalize(prototypes.float(), dim=1)  # (K, D)
+            scores = [F.normalize(z.float(), dim=1) @ c.T for z in projections]  # (B, K) per view
+            losses = []
+            for assigned in range(n_assigned):
+                codes = sinkhorn_knopp(scores[assigned].detach(), self.epsilon, self.iterations)  # (B, K)
+                for view, view_scores in enumerate(scores):
+                    if view != assigned:
+                        log_prob = F.log_softmax(view_scores / self.temperature, dim=1)  # (B, K)
+                        losses.append(-(codes * log_prob).sum(dim=1).mean())
+            return torch.stack(losses).mean()

@@ -28,9 +28,13 @@ TABLE_OF_CHOICE = {
 }
 
 PROJECTION = {"projection_dim": 128, "projection_hidden_dim": 512}
-NT_XENT = {"positive": "augmentation", "extra_negatives": "none", "mask": False, **PROJECTION}
+SOFT_MASK = {"near_weight": 0.0, "near_scale_km": None, "near_smoothing": 0.0}
+"""How hard the geo-near mask is: the denominator weight of a geo-near item (0: dropped, 1: a plain negative),
+fading towards 1 with distance over ``near_scale_km`` (None: no fading), and the target share its views take."""
+NT_XENT = {"positive": "augmentation", "extra_negatives": "none", "mask": False, **SOFT_MASK, **PROJECTION}
 """The NT-Xent strategies are points of one factorial (:mod:`geocontrast.strategies.contrastive`): each option
-switches one geographic ingredient, so a control differs from its counterpart by that ingredient alone."""
+switches one geographic ingredient, so a control differs from its counterpart by that ingredient alone; the
+``near_*`` options soften the mask (they act only with ``mask`` true)."""
 CLASSIFIER = {"hidden_dim": 0, "dropout": 0.0}
 SIAMESE = {"positive": "augmentation", **PROJECTION, "predictor_hidden_dim": 64}
 
@@ -100,6 +104,18 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("autoencoder", {"latent_dim": 256, "decoder_channels": 256}),
         StrategySpec("simsiam", SIAMESE),
         StrategySpec("byol", {**SIAMESE, "predictor_hidden_dim": 512, "momentum": 0.99}),
+        StrategySpec(
+            "swav",
+            {
+                "positive": "augmentation",
+                **PROJECTION,
+                "n_prototypes": 128,
+                "sinkhorn_epsilon": 0.05,
+                "sinkhorn_iterations": 3,
+                "freeze_prototypes_steps": 20,
+                "extra_crops": 0,
+            },
+        ),
         StrategySpec("oracle", PROJECTION),
     )
 }

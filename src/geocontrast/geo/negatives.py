@@ -6,7 +6,8 @@ candidates are drawn by rejection from all points instead of enumerating regions
 independently (with replacement): rows stay uniform even when a region holds fewer than M points.
 
 Pretraining also masks geo-near items of a batch as false negatives: :func:`geo_near_mask` does that on the
-batch's unit vectors with the table's ``false_negative_radius_km``.
+batch's unit vectors with the table's ``false_negative_radius_km``, and :func:`false_negative_degrees` softens
+it into weights.
 
 CLI (called by the workflow's negative rule)::
 
@@ -33,7 +34,7 @@ from geocontrast.geo._common import (
     uniform_index,
     write_table,
 )
-from geocontrast.geo.coords import km_to_chord, unit_vectors
+from geocontrast.geo.coords import chord_to_km, km_to_chord, unit_vectors
 
 RULES = ("far", "band", "random")
 _RULE_CODE = {"far": 0, "band": 1, "random": 2}
@@ -155,6 +156,26 @@ def geo_near_mask(unit_a, unit_b, radius_km: float):
     chord2 = float(km_to_chord(radius_km)) ** 2
     diff = unit_a[:, None, :] - unit_b[None, :, :]
     return (diff * diff).sum(-1) <= chord2
+
+
+def false_negative_degrees(unit_a, unit_b, radius_km: float, near_weight: float = 0.0, scale_km: float | None = None):
+    """Float (len(a), len(b)) matrix in [0, 1]: how much b is a likely false negative of a, the share of its
+    denominator weight a contrastive loss takes away (:class:`geocontrast.losses.NTXentLoss`).
+
+    0 beyond ``radius_km`` (and for rows without coordinates). Within it ``1 - near_weight`` (``near_weight`` 0:
+    the hard geo-near mask; 1: no mask), or, with ``scale_km``, ``(1 - near_weight) * exp(-d / scale_km)``: the
+    discount fades with the great-circle distance d, as the chance of sharing the species does.
+    """
+    if not 0.0 <= near_weight <= 1.0:
+        raise ValueError(f"near_weight must be in [0, 1], got {near_weight}")
+    near = geo_near_mask(unit_a, unit_b, radius_km)
+    degrees = np.where(near, 1.0 - near_weight, 0.0)
+    if scale_km is not None:
+        if not scale_km > 0:
+            raise ValueError(f"scale_km must be > 0 (or None: no fading within the radius), got {scale_km}")
+        chord = np.sqrt(((unit_a[:, None, :] - unit_b[None, :, :]) ** 2).sum(-1))  # NaN without coordinates
+        degrees = degrees * np.exp(-np.nan_to_num(chord_to_km(chord)) / scale_km)
+    return degrees
 
 
 def save_negative_table(table: NegativeTable, path) -> None:

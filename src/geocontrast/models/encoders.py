@@ -1,4 +1,5 @@
-"""Image encoders trained from scratch: a small 5-layer CNN and torchvision ResNets (no downloaded weights).
+"""Image encoders: a small 5-layer CNN and torchvision ResNets, built with random weights (initial weights from
+local files only: :mod:`geocontrast.models.weights`).
 
 Every encoder maps float images (B, 3, H, W) to features (B, D) and has an int attribute ``feature_dim`` = D.
 """

@@ -1,4 +1,4 @@
-"""Heads on top of encoder features: SimCLR's projection head and a classifier."""
+"""Heads on top of encoder features: SimCLR's projection head, a classifier and SwAV's prototypes."""
 
 from __future__ import annotations
 
@@ -65,3 +65,29 @@ class ClassifierHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)  # (B, in_dim) -> (B, n_classes)
+
+
+class Prototypes(nn.Module):
+    """SwAV's prototypes (Caron et al. 2020): ``n_prototypes`` trainable vectors of the projections' dimension,
+    kept on the unit sphere by :meth:`normalise_` after every step.
+
+    ``steps`` counts those steps; a buffer, so a resumed run knows how far it is (the prototypes stay frozen for
+    the first steps). ``vectors(frozen)``: the prototypes as the loss uses them; while ``frozen`` (a bool tensor,
+    so no host sync) they pass no gradient, yet stay in the graph, so every process of a distributed run reduces
+    the same parameters.
+    """
+
+    def __init__(self, dim: int, n_prototypes: int) -> None:
+        super().__init__()
+        if dim <= 0 or n_prototypes <= 0:
+            raise ValueError(f"dim and n_prototypes must be positive, got {dim} and {n_prototypes}")
+        self.weight = nn.Parameter(nn.functional.normalize(torch.randn(n_prototypes, dim), dim=1))  # (K, D)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def vectors(self, frozen: torch.Tensor) -> torch.Tensor:
+        return torch.where(frozen, self.weight.detach(), self.weight)  # (K, D)
+
+    @torch.no_grad()
+    def normalise_(self) -> None:
+        self.weight.copy_(nn.functional.normalize(self.weight, dim=1))
+        self.steps += 1

@@ -38,6 +38,7 @@ STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the
     "autoencoder": "#CC79A7",
     "byol": "#882255",
     "simsiam": "#44AA99",
+    "swav": "#DDCC77",
     "oracle": "#332288",
 }
 

@@ -16,6 +16,7 @@ from geocontrast.strategies.context_pos_neg import ContextPositiveNegative
 from geocontrast.strategies.oracle import Oracle
 from geocontrast.strategies.simsiam import SimSiam
 from geocontrast.strategies.supervised import Classifier, Supervised, SupervisedFull
+from geocontrast.strategies.swav import SwAV
 from geocontrast.strategies.triplet import Triplet
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -29,6 +30,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "autoencoder": Autoencoder,
     "simsiam": SimSiam,
     "byol": BYOL,
+    "swav": SwAV,
     "oracle": Oracle,
 }
 

@@ -35,8 +35,9 @@ class PairBatch:
     """One step's rows: ``views`` maps a view name to the manifest rows to gather and augment (in order).
 
     ``targets``: class indices of the ``anchor`` view (supervised). ``false_negatives`` (B, B) bool: True where
-    anchor i and in-batch item j are geo-near (masked from i's denominator). ``extra_false_negatives`` (B, E)
-    bool: the same for the ``negative`` view's items. Every array, and every array of a dict field, has the batch
+    anchor i and in-batch item j are geo-near (masked from i's denominator), or float degrees in [0, 1] under a
+    soft mask (the share of j's denominator weight taken away). ``extra_false_negatives`` (B, E): the same for
+    the ``negative`` view's items. Every array, and every array of a dict field, has the batch
     items on its first axis: :meth:`geocontrast.distributed.Ranks.share` cuts each process's share that way.
     """
 

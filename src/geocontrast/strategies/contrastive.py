@@ -5,7 +5,11 @@
 - ``extra_negatives``: ``none``, ``random`` (one uniform allowed row per anchor) or ``geo`` (one row of its
   negative-table row); all B of them are shared extra negatives of every anchor, a third view through the encoder;
 - ``mask``: True masks geo-near items (within the negative table's ``false_negative_radius_km``) from each
-  anchor's denominator: in-batch anchor pairs and anchor/extra-negative pairs.
+  anchor's denominator: in-batch anchor pairs and anchor/extra-negative pairs. ``near_weight`` (0) softens it:
+  a geo-near item keeps that weight in the denominator (0: the hard mask; 1: plain NT-Xent; between: Cole et
+  al.'s weak negatives), fading towards 1 with distance when ``near_scale_km`` is set
+  (:func:`~geocontrast.geo.negatives.false_negative_degrees`); ``near_smoothing`` (epsilon, 0) moves that share
+  of each anchor's target from its positive to its in-batch geo-near items (AN-LS-like; needs ``near_weight`` > 0).
 
 ``augmented``, ``context_pos`` and ``context_pos_neg`` are named points of it (their option defaults). A control
 differs from its counterpart by one option alone: positives and negatives come from separate random streams
@@ -19,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geocontrast.geo.negatives import geo_near_mask
+from geocontrast.geo.negatives import false_negative_degrees, geo_near_mask
 from geocontrast.losses import NTXentLoss
 from geocontrast.models import ProjectionHead
 from geocontrast.strategies.base import (
@@ -36,12 +40,27 @@ class ContrastiveStrategy(Strategy):
     as shared extra negatives.
 
     params: ``temperature`` (0.1). Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
-    (False), ``projection_dim`` (128), ``projection_hidden_dim`` (512).
+    (False), ``near_weight`` (0), ``near_scale_km`` (None), ``near_smoothing`` (0), ``projection_dim`` (128),
+    ``projection_hidden_dim`` (512).
     """
 
     def __init__(self, data, params):
         super().__init__(data, params)
-        self.criterion = NTXentLoss(temperature=float(params.get("temperature", 0.1)), gather_distributed=True)
+        weight, scale, smoothing = (self.options[key] for key in ("near_weight", "near_scale_km", "near_smoothing"))
+        section = f"pretrain.strategy_options.{self.name}"
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"{section}.near_weight must be in [0, 1] (0: the hard mask, 1: none), got {weight}")
+        if scale is not None and not scale > 0:
+            raise ValueError(f"{section}.near_scale_km must be > 0 km, or null for no fading, got {scale}")
+        if smoothing and not weight > 0:
+            raise ValueError(
+                f"{section}.near_smoothing {smoothing} needs near_weight > 0: a dropped item cannot take target mass"
+            )
+        self.criterion = NTXentLoss(
+            temperature=float(params.get("temperature", 0.1)),
+            false_negative_smoothing=float(smoothing),
+            gather_distributed=True,
+        )
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)
@@ -58,19 +77,27 @@ class ContrastiveStrategy(Strategy):
 
     def masks(self, anchors: np.ndarray, negative: np.ndarray | None) -> dict:
         """``false_negatives`` (B, B) and ``extra_false_negatives`` (B, E) of a batch. An anchor is never its own
-        extra negative (whatever ``mask``); with ``mask`` the geo-near pairs are masked too (the diagonal never).
-        Rows without coordinates are never geo-near (their NaN unit vectors compare False)."""
+        extra negative (whatever ``mask``); with ``mask`` the geo-near pairs are masked too (the diagonal never):
+        bool under the hard mask, float degrees in [0, 1] under a soft one (``near_weight`` > 0 or
+        ``near_scale_km``). Rows without coordinates are never geo-near (their NaN unit vectors compare False)."""
         masks = {}
         if self.options["mask"]:
-            radius, unit = self.data.negatives.false_negative_radius_km, self.data.unit
-            masks["false_negatives"] = geo_near_mask(unit[anchors], unit[anchors], radius)  # (B, B)
+            masks["false_negatives"] = self.geo_near(anchors, anchors)  # (B, B)
             np.fill_diagonal(masks["false_negatives"], False)
         if negative is not None:
             itself = negative[None, :] == anchors[:, None]  # (B, E)
             if self.options["mask"]:
-                itself |= geo_near_mask(unit[anchors], unit[negative], radius)
+                itself = np.maximum(itself, self.geo_near(anchors, negative))
             masks["extra_false_negatives"] = itself
         return masks
+
+    def geo_near(self, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """(len(rows), len(others)): the geo-near mask, or the false-negative degrees of a soft mask."""
+        radius, unit = self.data.negatives.false_negative_radius_km, self.data.unit
+        weight, scale = float(self.options["near_weight"]), self.options["near_scale_km"]
+        if weight == 0.0 and scale is None:
+            return geo_near_mask(unit[rows], unit[others], radius)
+        return false_negative_degrees(unit[rows], unit[others], radius, weight, scale)
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
         return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})
@@ -102,4 +129,8 @@ def projection_head(feature_dim: int, options: dict) -> ProjectionHead:
 
 
 def _as_mask(mask: np.ndarray | None, device) -> torch.Tensor | None:
-    return None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool), device=device)
+    """A mask (bool) or false-negative degrees (float32) as a tensor on ``device``."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    return torch.as_tensor(mask if mask.dtype == bool else mask.astype(np.float32), device=device)

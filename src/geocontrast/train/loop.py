@@ -51,7 +51,7 @@ from geocontrast.determinism import make_deterministic
 from geocontrast.geo.negatives import load_negative_table
 from geocontrast.geo.neighbours import load_neighbour_table
 from geocontrast.geo.training_data import TrainingData, training_data
-from geocontrast.models import build_encoder
+from geocontrast.models import build_encoder, load_initial_weights
 from geocontrast.runtime import gather_rows, keep_freed_memory, resolve_amp, resolve_device, set_threads
 from geocontrast.strategies import STRATEGIES, Strategy, build_strategy
 from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnostics, sample_batches
@@ -62,6 +62,7 @@ from geocontrast.train.monitor import Monitor
 
 DEFAULTS: dict = {
     "encoder": "cnn5",
+    "init_weights": None,  # a weights file or torchvision weights name, from local files only (models.weights)
     "resolution": 32,
     "epochs": 5,  # epochs over the train split, whatever the strategy's anchors (geocontrast.train.budget)
     "batch_size": 128,
@@ -275,6 +276,8 @@ def build_job(
         )
     resolution = int(params["resolution"])
     encoder = build_encoder(params["encoder"], small_input=resolution < 96)
+    if params["init_weights"]:
+        load_initial_weights(encoder, params["init_weights"])
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
     model = nn.ModuleDict({"encoder": encoder, "heads": strategy.heads(encoder)})
     model = model.to(ranks.device).to(memory_format=memory_format)
