@@ -470,6 +470,7 @@ def map_inputs(wildcards):
         inputs["neighbours"] = neighbour_table_path(FIRST_SEED)
     else:
         inputs["prior_grid"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "grid.npz")
+        inputs["prior_json"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "prior.json")
     if world_truth():
         inputs["truth"] = world_truth()
     return inputs
