@@ -12,14 +12,19 @@ import torch
 
 from geocontrast.data.manifest import read_manifest, validate_manifest, write_manifest
 from geocontrast.evaluate.geoprior import (
+    MARGINAL_DAYS,
     assume_negative_loss,
+    choose_prior_weight,
+    class_frequencies,
     combine,
+    encode_day,
     encode_location,
     fit_location_model,
     location_bbox,
     location_probabilities,
     main,
     random_locations,
+    range_auc,
     resolve_params,
 )
 
@@ -36,6 +41,23 @@ def test_encoding_values_at_known_points():
 
 def test_encoding_wraps_around_the_antimeridian():
     np.testing.assert_allclose(encode_location([12.5], [-180.0]), encode_location([12.5], [180.0]), atol=1e-7)
+
+
+def test_regional_encoding_is_continuous_across_the_antimeridian_and_keeps_the_box_edges_apart():
+    region = location_bbox([-20.0, -10.0], [170.0, -170.0])  # 20 degrees wide, across the antimeridian
+    either_side = encode_location([-15.0, -15.0], [179.9, -179.9], region)
+    assert np.linalg.norm(either_side[0] - either_side[1]) < 0.05
+    edges = encode_location([-20.0, -20.0], [170.0, -170.0], region)
+    assert np.linalg.norm(edges[0] - edges[1]) > 1.0  # half a circle apart, not wrapped onto each other
+
+
+def test_day_encoding_wraps_at_the_new_year():
+    days = encode_day([365.0, 1.0, 366.0, 183.0])
+    one_day = np.linalg.norm(encode_day([100.0]) - encode_day([101.0]))
+    assert np.linalg.norm(days[0] - days[1]) == pytest.approx(one_day, rel=1e-3)  # 31 Dec and 1 Jan: a day apart
+    np.testing.assert_allclose(days[2], days[1], atol=0.02)  # a leap year's day 366 is next to 1 January
+    assert np.linalg.norm(days[3] - days[1]) > 1.9  # mid-year is across the circle
+    assert np.isnan(encode_day([np.nan])).all()
 
 
 def test_encoding_of_missing_coordinates_is_nan():
@@ -58,6 +80,71 @@ def test_combine_with_a_row_of_ones_leaves_the_image_probabilities():
 
 def test_combine_keeps_the_image_row_when_the_prior_rules_out_every_allowed_species():
     np.testing.assert_array_equal(combine([[1.0, 0.0]], [[0.0, 1.0]]), [[1.0, 0.0]])
+
+
+def test_calibrated_combination_is_bayes_rule_on_a_toy_world():
+    """P(y, image, x) = P(y) P(image | y) P(x | y): the posterior given both, from the joint, equals combine() of
+    P(y | image), P(y | x) (even scaled by a row constant, as presence probabilities are) and P(y)."""
+    class_prior = np.array([0.6, 0.3, 0.1])
+    image_given_y = np.array([[0.7, 0.2, 0.5], [0.3, 0.8, 0.5]])  # (images, y), columns sum to 1
+    place_given_y = np.array([[0.1, 0.6, 0.3], [0.9, 0.4, 0.7]])  # (places, y)
+    joint = class_prior[None, None] * image_given_y[:, None] * place_given_y[None]  # (image, place, y)
+    for image in range(2):
+        for place in range(2):
+            y_given_image = class_prior * image_given_y[image] / (class_prior * image_given_y[image]).sum()
+            y_given_place = class_prior * place_given_y[place] / (class_prior * place_given_y[place]).sum()
+            expected = joint[image, place] / joint[image, place].sum()
+            presence = 0.37 * y_given_place  # unnormalised, as a presence-only prior's output
+            combined = combine(y_given_image[None], presence[None], class_prior, weight=1.0)
+            np.testing.assert_allclose(combined[0], expected, rtol=1e-12)
+            assert not np.allclose(combine(y_given_image[None], presence[None])[0], expected)  # P(y) twice
+
+
+def test_prior_weight_zero_returns_the_image_and_rows_without_a_prior_stay():
+    image = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    location = np.array([[0.9, 0.1, 0.1], [1.0, 1.0, 1.0]])
+    prior = np.array([0.2, 0.5, 0.3])
+    np.testing.assert_allclose(combine(image, location, prior, weight=0.0), image, rtol=1e-12)
+    np.testing.assert_allclose(combine(image, location, prior, weight=1.0)[1], image[1], rtol=1e-12)
+
+
+def test_prior_weight_is_chosen_on_val_and_ties_go_to_bayes():
+    image = np.array([[0.6, 0.4], [0.6, 0.4], [0.4, 0.6]])
+    helpful = np.array([[0.1, 0.9], [0.1, 0.9], [0.1, 0.9]])
+    prior = np.array([0.5, 0.5])
+    # Labels 1, 1, 1: the prior turns the first two right at any weight > log(1.5)/log(9) = 0.18.
+    chosen = choose_prior_weight(image, helpful, np.array([1, 1, 1]), prior)
+    assert chosen["weight"] == 1.0 and chosen["val_top1"]["0"] == pytest.approx(1 / 3)
+    # Labels 0, 0, 1: the prior only hurts; weight 0 (the image alone) is the best.
+    assert choose_prior_weight(image, helpful, np.array([0, 0, 1]), prior)["weight"] == 0.0
+
+
+def test_class_frequencies_are_add_one_smoothed():
+    np.testing.assert_allclose(class_frequencies([0, 0, 0, 2], 3), [4 / 7, 1 / 7, 2 / 7])
+
+
+def test_range_auc_against_hand_counts():
+    predicted = np.array([[0.9, 0.8, 0.1, 0.8], [0.5, 0.5, 0.5, 0.5], [0.1, 0.2, 0.3, 0.4]])
+    present = np.array([[True, True, False, False], [True, False, False, False], [True] * 4])
+    # Species 0: present {0.9, 0.8} vs absent {0.1, 0.8}: pairs won 1+1+1+0.5 of 4.
+    np.testing.assert_allclose(range_auc(predicted, present), [3.5 / 4, 0.5, np.nan])
+
+
+@pytest.mark.parametrize(
+    ("variant", "terms"),
+    [
+        ("random_locations", lambda s: -3 * math.log(s(1.0)) - math.log(1 - s(2.0))),
+        ("data_locations", lambda s: -3 * math.log(s(1.0)) - math.log(1 - s(0.0))),
+    ],
+)
+def test_loss_variants_equal_a_hand_computation(variant, terms):
+    logits, random_logits = torch.tensor([[0.0, 1.0]]), torch.tensor([[-1.0, 2.0]])
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + math.exp(-z))
+
+    loss = assume_negative_loss(logits, random_logits, torch.tensor([1]), 3.0, variant)
+    assert loss.item() == pytest.approx(terms(sigmoid), rel=1e-6)
 
 
 def test_loss_equals_a_hand_computation():
@@ -113,6 +200,25 @@ def test_fitted_model_prefers_each_regions_species_there():
     probs = location_probabilities(model, [38.0, 34.0], [-122.0, -117.0])
     assert probs.dtype == np.float32 and probs.shape == (2, 2)
     assert probs[0, 0] > probs[0, 1] and probs[1, 1] > probs[1, 0]
+
+
+def test_a_date_model_uses_what_a_row_has():
+    lat, lon, labels = _two_regions(10)
+    days = np.where(labels == 0, 100.0, 250.0)
+    params = {**FAST, "epochs": 3, "inputs": ["date", "location"], "scaling": "regional"}
+    model = fit_location_model(lat, lon, labels, 2, params, seed=0, day_of_year=days)
+    assert model.encoding.inputs == ("location", "date") and model.encoding.region is not None
+    probs = location_probabilities(
+        model, [38.0, 38.0, np.nan, np.nan], [-122.0, -122.0, np.nan, np.nan], [np.nan, 100.0, 100.0, np.nan]
+    )
+    over_the_year = location_probabilities(
+        model, np.full(MARGINAL_DAYS.size, 38.0), np.full(MARGINAL_DAYS.size, -122.0), MARGINAL_DAYS
+    ).mean(axis=0)
+    np.testing.assert_allclose(probs[0], over_the_year, rtol=1e-5)
+    places = model.marginal_locations
+    over_places = location_probabilities(model, places[:, 0], places[:, 1], np.full(len(places), 100.0)).mean(0)
+    np.testing.assert_allclose(probs[2], over_places, rtol=1e-5)
+    assert probs[3].tolist() == [1.0, 1.0] and not np.allclose(probs[0], probs[1])
 
 
 def test_fit_is_deterministic_given_the_seed():

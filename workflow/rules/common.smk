@@ -84,9 +84,40 @@ def source_settings(name):
     return json.dumps({k: v for k, v in config["dataset"][name].items() if k != "cache_dir"}, sort_keys=True)
 
 
-def world_json():
-    """The world section as one JSON argument, so any change to it re-renders the world."""
-    return json.dumps(config["world"], sort_keys=True)
+def world_json(with_occurrences=False):
+    """The world section as one JSON argument, so any change to it re-renders the world; n_occurrences only
+    reaches the occurrence table (with_occurrences), so changing it leaves the photos alone."""
+    world = config["world"] if with_occurrences else {k: v for k, v in config["world"].items() if k != "n_occurrences"}
+    return json.dumps(world, sort_keys=True)
+
+
+def prior_occurrences():
+    """The occurrence table the geographic prior also trains on (evaluate.geoprior_occurrences), or None."""
+    source = config["evaluate"]["geoprior_occurrences"]
+    if source == "world":
+        if config["dataset"]["source"] != "synthetic":
+            raise ValueError("evaluate.geoprior_occurrences: 'world' needs dataset.source synthetic; give a path")
+        return f"{RESULTS}/world/occurrences.csv"
+    return source
+
+
+def geo_prior_inputs(wildcards):
+    """The prior's manifest and splits, its occurrence table when configured and the world's truth to score it."""
+    inputs = {
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "splits": f"{RESULTS}/replicates/{wildcards.rep}/splits.parquet",
+    }
+    if prior_occurrences():
+        inputs["occurrences"] = prior_occurrences()
+    if world_truth():
+        inputs["truth"] = world_truth()
+        inputs["taxonomy"] = f"{RESULTS}/world/taxonomy.parquet"  # read beside truth.npz
+    return inputs
+
+
+def geo_prior_arguments(wildcards, input):
+    """--occurrences and --truth of the geoprior CLI, for the inputs it has."""
+    return " ".join(f"--{name} {input[name]}" for name in ("occurrences", "truth") if name in input.keys())
 
 
 def joined(values):
@@ -439,6 +470,7 @@ def map_inputs(wildcards):
         inputs["neighbours"] = neighbour_table_path(FIRST_SEED)
     else:
         inputs["prior_grid"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "grid.npz")
+        inputs["prior_json"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "prior.json")
     if world_truth():
         inputs["truth"] = world_truth()
     return inputs

@@ -25,6 +25,18 @@ if config["dataset"]["source"] == "synthetic":
             "python -m geocontrast.data.synthetic --world-json {params.world:q} --source {output.source}"
             " --image-root {output.images} --world-dir {params.world_dir} --workers {threads} > {log} 2>&1"
 
+    rule world_occurrences:
+        output:
+            f"{RESULTS}/world/occurrences.csv",
+        log:
+            f"{LOGS}/world_occurrences.log",
+        params:
+            world=world_json(with_occurrences=True),
+        conda:
+            "../envs/data.yaml"
+        shell:
+            "python -m geocontrast.data.synthetic.truth --world-json {params.world:q} --out {output} > {log} 2>&1"
+
 
 rule manifest:
     input:

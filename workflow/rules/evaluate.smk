@@ -7,8 +7,7 @@
 
 rule geo_prior:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
+        unpack(geo_prior_inputs),
     output:
         probs=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/probs.npy",
         summary=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/prior.json",
@@ -19,13 +18,14 @@ rule geo_prior:
         geoprior=json.dumps(config["evaluate"]["geoprior"], sort_keys=True),
         seed=lambda wildcards: replicate_seed(config["evaluate"]["geoprior_seed"], wildcards.rep),
         out_dir=output_folder,
+        extra=geo_prior_arguments,
     conda:
         "../envs/train.yaml"
     threads: 1  # a small MLP: a second thread measured slower on 2 busy cores
     shell:
         "python -m geocontrast.evaluate.geoprior --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --out-dir {params.out_dir} --params-json {params.geoprior:q}"
-        " --seed {params.seed} --threads {threads} > {log} 2>&1"
+        " --seed {params.seed} {params.extra} --threads {threads} > {log} 2>&1"
 
 
 rule genus_pairs:

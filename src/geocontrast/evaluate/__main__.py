@@ -54,13 +54,14 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         return frozen_record(args.protocol, features, manifest, rows, run, params, prior, pairs, prior_reason)
     params = protocols.resolve_params(args.protocol, params)
     selection: dict = {}
+    val_probs = None  # the baseline has none: the prior's weight is then 1
     if args.protocol == "baseline":
         test_probs = most_common_scores(rows.codes[rows.train], rows.n_classes, rows.test.size)
     else:
         resolution = int(run["resolution"])
         encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]), small_input=resolution < 96)
         device = resolve_device(params.get("device", "auto"))
-        test_probs, selection = protocols.finetune(
+        test_probs, selection, val_probs = protocols.finetune(
             encoder,
             load_image_cache(args.cache),
             rows,
@@ -74,7 +75,8 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
     header = result_header(run, args.protocol, rows)
-    record = {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+    scores = protocols.score(test_probs, rows, prior, val_probs)
+    record = {**header, **scores, "selection": selection, "params": params}
     return with_reasons(record, {"prior": prior_reason, **rows.missing_ranks})
 
 

@@ -54,6 +54,8 @@ def frozen_record(
     ``prior``: (N, C) geographic prior (species protocols only), or None and ``prior_reason``, why there is none;
     ``pairs``: the genus pairs (genus_pairs only).
     """
+    import numpy as np
+
     from geocontrast.evaluate import protocols, tasks
 
     seed = int(run["seed"])
@@ -76,15 +78,18 @@ def frozen_record(
     train_x, val_x, test_x = (features[r] for r in (rows.train, rows.val, rows.test))
     train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
     selection: dict = {}
+    val_and_test = np.concatenate([val_x, test_x])  # val predictions choose the prior's weight
     if protocol == "knn":
-        test_probs = protocols.knn_probabilities(train_x, train_y, test_x, rows.n_classes, params)
+        probs = protocols.knn_probabilities(train_x, train_y, val_and_test, rows.n_classes, params)
     else:
-        test_probs, selection = protocols.linear_probe(
-            train_x, train_y, val_x, val_y, test_x, rows.n_classes, params, seed=seed
+        probs, selection = protocols.linear_probe(
+            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, params, seed=seed
         )
+    val_probs, test_probs = probs[: rows.val.size], probs[rows.val.size :]
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"the prior has shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
-    record = {**header, **protocols.score(test_probs, rows, prior), "selection": selection, "params": params}
+    scores = protocols.score(test_probs, rows, prior, val_probs)
+    record = {**header, **scores, "selection": selection, "params": params}
     return with_reasons(record, {"prior": None if probe_rank else prior_reason, **rows.missing_ranks})
 
 

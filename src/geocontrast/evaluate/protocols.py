@@ -18,7 +18,7 @@ from torch import nn
 
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import RANKS, TOP_K
-from geocontrast.evaluate.geoprior import combine
+from geocontrast.evaluate.geoprior import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
 from geocontrast.evaluate.metrics import (
     ancestor_codes,
     confused_pairs,
@@ -189,7 +189,7 @@ def finetune(
     Every ``val_every`` epochs (and after the last) the val top-1 is measured; training stops once ``patience``
     epochs have passed without improvement (or at ``max_epochs``) and the weights of the best validated epoch
     are restored. Returns (test probabilities (n, C), selection record with the best epoch and the val top-1 of
-    each validated epoch).
+    each validated epoch, val probabilities (n_val, C) of the restored model, for the prior's weight).
     """
     params = resolve_params("finetune", params)
     if params["deterministic"]:
@@ -234,7 +234,8 @@ def finetune(
     val_top1, best_epoch, state = best
     model.load_state_dict(state)
     probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
-    return probs, {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve}
+    val_probs = _predict(model, cache, rows.val, resolution, device, amp_dtype)
+    return probs, {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve}, val_probs
 
 
 def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np.ndarray:
@@ -243,11 +244,19 @@ def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np
     return logits.softmax(dim=1).cpu().numpy()
 
 
-def score(test_probs: np.ndarray, rows: EvalRows, location_probs: np.ndarray | None = None) -> dict:
+def score(
+    test_probs: np.ndarray,
+    rows: EvalRows,
+    location_probs: np.ndarray | None = None,
+    val_probs: np.ndarray | None = None,
+) -> dict:
     """Test metrics (:data:`geocontrast.evaluate.METRIC_COLUMNS`), the most frequent confusions and which test
     photos were hit (:func:`~geocontrast.evaluate.metrics.hit_record`, for paired statistics).
 
     ``location_probs``: (N, C) geographic prior of every manifest row; without it the prior columns are NaN.
+    With it, the prior is combined by :func:`~geocontrast.evaluate.geoprior.combine` with the labelled train
+    class frequencies divided out, at the weight chosen on ``val_probs`` ((n_val, C) image probabilities of the
+    val rows; None: weight 1); ``prior_weighting`` records how.
     """
     labels = rows.codes[rows.test]
     micro = top_k_accuracy(test_probs, labels)
@@ -258,8 +267,16 @@ def score(test_probs: np.ndarray, rows: EvalRows, location_probs: np.ndarray | N
     if location_probs is None:
         result.update({f"prior_top{k}": float("nan") for k in TOP_K})
     else:
-        with_prior = top_k_accuracy(combine(test_probs, location_probs[rows.test]), labels)
+        class_prior = class_frequencies(rows.codes[rows.train], rows.n_classes)
+        weighting = (
+            dict(WEIGHT_WITHOUT_VAL)
+            if val_probs is None
+            else choose_prior_weight(val_probs, location_probs[rows.val], rows.codes[rows.val], class_prior)
+        )
+        combined = combine(test_probs, location_probs[rows.test], class_prior, weighting["weight"])
+        with_prior = top_k_accuracy(combined, labels)
         result.update({f"prior_top{k}": with_prior[k] for k in TOP_K})
+        result["prior_weighting"] = weighting
     for k in (1, 5):
         result[f"prior_gain_top{k}"] = result[f"prior_top{k}"] - result[f"top{k}"]
     result.update({f"acc_{rank}": value for rank, value in rank_accuracy(predicted, labels, rows.ancestors).items()})

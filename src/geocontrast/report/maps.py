@@ -28,7 +28,7 @@ CLI (three figures; each writes ``--out`` as PNG at 300 dpi and an SVG beside it
         --out map_radius.png [--truth world/truth.npz] [--n-anchors 3] [--seed 0]
 
     python -m geocontrast.report.maps ranges --manifest manifest.parquet \\
-        (--prior-grid grid.npz | --prior-probs geoprior/probs.npy --prior-json geoprior/prior.json) \\
+        (--prior-grid grid.npz [--prior-json prior.json] | --prior-probs geoprior/probs.npy --prior-json prior.json) \\
         --out map_ranges.png [--truth world/truth.npz] [--species NAME ...] [--n-species 3]
 
 ``--truth`` (the synthetic world's ``truth.npz``) adds the region outline to every map and the true-range
@@ -360,9 +360,12 @@ def range_figure(
     truth: RangeGrid | None = None,
     projection: EqualAreaProjection | None = None,
     outline: np.ndarray | None = None,
+    aucs: dict[str, float | None] | None = None,
 ) -> plt.Figure:
     """Figure 8c: one row per name in ``species``: the predicted range, and the true suitability when ``truth``
     is given (the column is omitted otherwise); black dots mark the species' observations in the manifest.
+    ``aucs``: the predicted range's AUC against the true range per species (``range_auc`` of the prior's
+    prior.json), shown in the prediction's title.
     """
     sources = [predicted] if truth is None else [predicted, truth]
     for source in sources:
@@ -386,7 +389,8 @@ def range_figure(
                 x[observed], y[observed], s=5, facecolors="none", edgecolors="black", linewidths=0.3, zorder=4
             )  # hollow, so that the values under them stay visible
             _map_axes(ax, projection, outline)
-            ax.set_title(f"{name}: {source.name}")
+            auc = (aucs or {}).get(name) if source is predicted else None
+            ax.set_title(f"{name}: {source.name}" + ("" if auc is None else f" (range AUC {auc:.2f})"))
             figure.colorbar(mappable, ax=ax, shrink=0.8, label=source.unit)
     figure.suptitle(
         f"Predicted and true ranges (black circles: observations of the species). {projection.describe()}", fontsize=9
@@ -411,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     prior = ranges.add_mutually_exclusive_group(required=True)
     prior.add_argument("--prior-grid", type=Path, help="range grid (.npz) of the geo prior")
     prior.add_argument("--prior-probs", type=Path, help="geo prior per manifest row (probs.npy); needs --prior-json")
-    ranges.add_argument("--prior-json", type=Path, help="prior.json beside probs.npy (its 'classes')")
+    ranges.add_argument(
+        "--prior-json", type=Path, help="prior.json beside the prior (its 'classes'; its 'range_auc' in the titles)"
+    )
     ranges.add_argument("--species", nargs="+", default=None, help="species to map (default: most observed)")
     ranges.add_argument("--n-species", type=int, default=3)
     for command in (splits, radius, ranges):
@@ -448,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
                 predicted = prior_points(np.load(args.prior_probs), classes, *coordinates(manifest))
             available = [predicted.species] if truth is None else [predicted.species, truth.species]
             species = args.species or default_range_species(manifest, available, args.n_species)
-            figure = range_figure(manifest, predicted, species, truth, outline=outline)
+            summary = json.loads(args.prior_json.read_text()) if args.prior_json is not None else {}
+            figure = range_figure(manifest, predicted, species, truth, outline=outline, aucs=summary.get("range_auc"))
     except ValueError as error:
         print(f"maps {args.figure}: {error}", file=sys.stderr)
         return 1

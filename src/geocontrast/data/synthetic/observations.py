@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from .landscape import Landscape
 from .region import Region
 
 OBSCURED_CELL_DEGREES = 0.2
 OBSCURED_UNCERTAINTY_M = 28_000.0  # about the diagonal of a 0.2 degree cell at these latitudes
+# Visit dates: day of year ~ Normal(mean, sd), clipped to [1, 364] and rounded (more visits in spring).
+VISIT_DAY_MEAN, VISIT_DAY_SD, LAST_VISIT_DAY = 130.0, 70.0, 364
 
 
 def _observers(region: Region, n_observers: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +28,22 @@ def _observers(region: Region, n_observers: int, rng: np.random.Generator) -> tu
     homes = region.scatter_around(region.hotspots[hotspot], 25.0, rng)
     activity = 1.0 / (rng.permutation(n_observers) + 1.0)
     return homes, activity / activity.sum()
+
+
+def visit_day_probabilities() -> np.ndarray:
+    """(LAST_VISIT_DAY,) P(a visit falls on day d + 1): the exact distribution of the clipped, rounded draw."""
+    edges = norm.cdf((np.arange(1, LAST_VISIT_DAY) + 0.5 - VISIT_DAY_MEAN) / VISIT_DAY_SD)  # P(day <= d)
+    return np.diff(np.concatenate([[0.0], edges, [1.0]]))
+
+
+def species_weights(local_suitability: np.ndarray, day_of_year: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarray:
+    """(n, S) unnormalised P(species | place, day): abundance x suitability x flowering season, with abundance x
+    suitability where no species flowers. ``local_suitability``: (n, S) at the places; ``day_of_year``: (n,)."""
+    abundance = taxonomy["abundance"].to_numpy()[None]
+    weight = abundance * local_suitability * _season_weight(np.asarray(day_of_year, dtype=float), taxonomy)
+    out_of_season = weight.sum(axis=1) <= 1e-12
+    weight[out_of_season] = abundance * (local_suitability[out_of_season] + 1e-6)
+    return weight
 
 
 def _season_weight(day_of_year: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarray:
@@ -69,14 +88,14 @@ def simulate_observations(
     # Dates: one per visit, in the configured years, more visits in spring.
     first_year, last_year = params["years"]
     year = rng.integers(first_year, last_year + 1, size=n_visits)
-    day_of_year = np.clip(rng.normal(130, 70, size=n_visits), 1, 364).round().astype(int)
+    day_of_year = (
+        np.clip(rng.normal(VISIT_DAY_MEAN, VISIT_DAY_SD, size=n_visits), 1, LAST_VISIT_DAY).round().astype(int)
+    )
     obs_doy = day_of_year[visit_of_obs]
 
     # Which plant: abundance x suitability x flowering season at that place and day.
     local = landscape.sample(suitability, location[:, 0], location[:, 1]).T  # (n_obs, S)
-    weight = taxonomy["abundance"].to_numpy()[None] * local * _season_weight(obs_doy.astype(float), taxonomy)
-    out_of_season = weight.sum(axis=1) <= 1e-12
-    weight[out_of_season] = taxonomy["abundance"].to_numpy()[None] * (local[out_of_season] + 1e-6)
+    weight = species_weights(local, obs_doy, taxonomy)
     cumulative = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
     species_index = np.minimum((cumulative < rng.random(n_obs)[:, None]).sum(axis=1), len(taxonomy) - 1)
 

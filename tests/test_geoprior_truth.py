@@ -1,0 +1,109 @@
+"""The geographic prior's truth: the world's oracle P(species | place[, day]) on a hand-made world, and the
+occurrence table the prior can train on (its errors name the row and column)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geocontrast.data.occurrences import read_occurrences
+from geocontrast.data.synthetic.landscape import Landscape
+from geocontrast.data.synthetic.observations import visit_day_probabilities
+from geocontrast.data.synthetic.truth import Truth, oracle_probabilities
+
+
+@pytest.fixture
+def truth():
+    """A 2 x 2 cell world, the same in both rows: only 'A' grows in the west column; in the east column 'A' and
+    'B' are equally suitable,
+    'B' three times as abundant; 'A' flowers around day 100, 'B' around day 280, both 20 days wide."""
+    zeros = np.zeros((2, 2))
+    landscape = Landscape(np.array([0.0, 1.0]), np.array([0.0, 1.0]), zeros, zeros, zeros == 0)
+    suitability = np.array([[[1.0, 0.5]] * 2, [[0.0, 0.5]] * 2])  # (S, H, W)
+    taxonomy = pd.DataFrame(
+        {
+            "species": ["A", "B"],
+            "abundance": [0.25, 0.75],
+            "flowering_peak_doy": [100, 280],
+            "flowering_width_days": [20, 20],
+        }
+    )
+    return Truth(landscape, suitability, taxonomy)
+
+
+def _season(day, peak, width=20.0):
+    gap = min(abs(day - peak), 365 - abs(day - peak))
+    return np.exp(-0.5 * (gap / width) ** 2)
+
+
+def test_the_oracle_given_the_day_is_abundance_times_suitability_times_season(truth):
+    probs = oracle_probabilities(truth, ["B", "A"], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0], [100, 100, 280])
+    assert probs[0].tolist() == [0.0, 1.0]  # west: only A grows
+    a, b = 0.25 * 0.5 * _season(100, 100), 0.75 * 0.5 * _season(100, 280)
+    np.testing.assert_allclose(probs[1], [b / (a + b), a / (a + b)], rtol=1e-9)
+    a, b = 0.25 * 0.5 * _season(280, 100), 0.75 * 0.5 * _season(280, 280)
+    np.testing.assert_allclose(probs[2], [b / (a + b), a / (a + b)], rtol=1e-9)
+
+
+def test_the_oracle_without_the_day_averages_over_the_visit_days(truth):
+    days = visit_day_probabilities()
+    drawn = np.clip(np.random.default_rng(0).normal(130, 70, 400_000), 1, 364).round().astype(int)  # the process
+    np.testing.assert_allclose(days, np.bincount(drawn, minlength=365)[1:] / drawn.size, atol=3e-4)
+    expected_a = sum(
+        p * 0.25 * _season(d, 100) / (0.25 * _season(d, 100) + 0.75 * _season(d, 280))
+        for d, p in enumerate(days, start=1)
+    )
+    probs = oracle_probabilities(truth, ["A", "B"], [0.0, np.nan], [1.0, np.nan])
+    np.testing.assert_allclose(probs[0], [expected_a, 1 - expected_a], rtol=1e-9)
+    assert np.isnan(probs[1]).all()  # no coordinates: no oracle
+
+
+def test_the_oracle_names_classes_the_world_lacks(truth):
+    with pytest.raises(ValueError, match="no species.*'C'"):
+        oracle_probabilities(truth, ["A", "C"], [0.0], [0.0])
+
+
+def _write(tmp_path, rows, suffix=".csv"):
+    table = pd.DataFrame(rows, columns=["species", "decimalLatitude", "decimalLongitude", "eventDate"])
+    path = tmp_path / f"occurrences{suffix}"
+    table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path)
+    return path
+
+
+GOOD = [
+    ["Quercus lobata", "38.1", "-122.2", "2021-05-03"],
+    ["Quercus lobata", "38.2", "-122.1", "2021-12-31T10:00:00Z"],
+    ["", "38.0", "-122.0", "2021-05-03"],
+    ["Quercus agrifolia", "", "", "2020-01-01/2020-01-31"],
+    ["Quercus agrifolia", "34.0", "-117.0", "2020"],
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_occurrences_keep_usable_records_and_count_the_rest(tmp_path, suffix):
+    records, counts = read_occurrences(_write(tmp_path, GOOD, suffix))
+    assert counts == {"read": 5, "kept": 3, "no_species": 1, "no_coordinates": 1}
+    assert records["species"].tolist() == ["Quercus lobata", "Quercus lobata", "Quercus agrifolia"]
+    np.testing.assert_allclose(records["day_of_year"], [123, 365, np.nan])
+    np.testing.assert_allclose(records["lon"], [-122.2, -122.1, -117.0])
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["Quercus lobata", "38.1", "-122.2", "3 May 2021"], r"row 2, column eventDate: '3 May 2021'"),
+        (["Quercus lobata", "98.1", "-122.2", "2021-05-03"], r"row 2, column decimalLatitude: '98.1'"),
+        (["Quercus lobata", "38.1", "east", "2021-05-03"], r"row 2, column decimalLongitude: 'east'"),
+    ],
+)
+def test_occurrence_errors_name_the_row_and_column(tmp_path, row, message):
+    with pytest.raises(ValueError, match=message):
+        read_occurrences(_write(tmp_path, [GOOD[0], row]))
+
+
+def test_occurrences_without_a_darwin_core_column_are_refused(tmp_path):
+    path = tmp_path / "occurrences.csv"
+    pd.DataFrame({"species": ["A"], "decimalLatitude": [1.0], "decimalLongitude": [2.0]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"occurrences.csv: missing Darwin Core column\(s\) \['eventDate'\]"):
+        read_occurrences(path)
