@@ -27,19 +27,21 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from geocontrast.atomic import atomic_path, write_json
 from geocontrast.cli import json_object
 from geocontrast.data.manifest import read_manifest
 from geocontrast.evaluate.metrics import most_common_scores, top_k_accuracy
 from geocontrast.geo.training_data import training_data
-from geocontrast.runtime import resolve_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from geocontrast.models.location import LocationModel
 
 # Chosen on the val split of the default world (labelled_10: 286 observations, 71 species; 2-3 seeds each):
 # λ 8-256, 25-300 epochs, batch 64 to full, lr 1e-3 to 1e-2, weight decay 1e-4 to 1e-2 and dropout 0 or 0.5 all
@@ -95,39 +97,6 @@ def encode_location(lat, lon) -> np.ndarray:
     ).astype(np.float32)
 
 
-class ResidualBlock(nn.Module):
-    """x + ReLU(W2 · Dropout(ReLU(W1 · x))), width preserved."""
-
-    def __init__(self, width: int, dropout: float):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width), nn.ReLU()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class LocationModel(nn.Module):
-    """Residual MLP from the (N, 4) location encoding to (N, C) presence logits (σ of a logit: P(species here)).
-
-    Input 4 → Linear-ReLU to ``hidden`` → ``n_blocks`` :class:`ResidualBlock` → a bias-free Linear to C logits
-    (as in SINR: each species is a vector in the location-embedding space).
-    """
-
-    def __init__(self, n_classes: int, hidden: int = 256, n_blocks: int = 4, dropout: float = 0.5):
-        super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        self.features = nn.Sequential(
-            nn.Linear(4, hidden), nn.ReLU(), *(ResidualBlock(hidden, dropout) for _ in range(n_blocks))
-        )
-        self.classes = nn.Linear(hidden, n_classes, bias=False)
-
-    def forward(self, encoded: torch.Tensor) -> torch.Tensor:
-        return self.classes(self.features(encoded))  # (N, C)
-
-
 def assume_negative_loss(
     logits: torch.Tensor, random_logits: torch.Tensor, targets: torch.Tensor, pos_weight: float
 ) -> torch.Tensor:
@@ -139,6 +108,8 @@ def assume_negative_loss(
     species; ``pos_weight``: λ > 0. Sums over species (SINR averages over them, which only rescales the loss).
     log σ(z) and log(1 − σ(z)) = log σ(−z) are computed as logsigmoid, exact and finite for any logit.
     """
+    import torch.nn.functional as F
+
     if pos_weight <= 0:
         raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
     targets = targets.reshape(-1, 1)
@@ -176,12 +147,18 @@ def random_locations(
 
 
 def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int) -> LocationModel:
-    """Train a :class:`LocationModel` on presence-only observations; returns it in eval mode on its device.
+    """Train a :class:`~geocontrast.models.location.LocationModel` on presence-only observations; returns it in
+    eval mode on its device.
 
     ``lat``, ``lon``: (N,) finite degrees; ``labels``: (N,) species indices in [0, n_classes); ``params``: see
     :data:`DEFAULTS`. AdamW at a constant lr; each step pairs every observation with a fresh
     random location. Deterministic given ``seed`` (on one device and thread count); the global RNGs are untouched.
     """
+    import torch
+
+    from geocontrast.models.location import LocationModel
+    from geocontrast.runtime import resolve_device
+
     params = resolve_params(params)
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -227,18 +204,20 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     return model.eval()
 
 
-@torch.no_grad()
 def location_probabilities(model: LocationModel, lat, lon, chunk: int = 65536) -> np.ndarray:
     """(N, C) float32 presence probabilities σ(f(x)); rows with NaN lat or lon are 1.0 everywhere (no prior)."""
+    import torch
+
     encoded = encode_location(lat, lon)  # (N, 4)
     usable = np.isfinite(encoded).all(axis=1)
     device = next(model.parameters()).device
     model.eval()
     probs = np.ones((encoded.shape[0], model.classes.out_features), dtype=np.float32)
     rows = np.flatnonzero(usable)
-    for start in range(0, rows.size, chunk):
-        part = rows[start : start + chunk]
-        probs[part] = torch.sigmoid(model(torch.from_numpy(encoded[part]).to(device))).float().cpu().numpy()
+    with torch.no_grad():
+        for start in range(0, rows.size, chunk):
+            part = rows[start : start + chunk]
+            probs[part] = torch.sigmoid(model(torch.from_numpy(encoded[part]).to(device))).float().cpu().numpy()
     return probs
 
 
@@ -381,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
     params = args.params_json
+
+    import torch
 
     torch.set_num_threads(args.threads)
     try:
