@@ -13,6 +13,8 @@ from conftest import REPO
 SOURCE = REPO / "src"
 HEAVY = ("torch", "numba", "matplotlib", "sklearn", "scipy")
 """Packages that take seconds to import on a busy 2-core machine."""
+
+
 def cli_modules() -> list[str]:
     """Every module of the package that runs as ``python -m``: a __main__.py, or a module with a __main__ guard."""
     modules = []
