@@ -13,23 +13,6 @@ from conftest import REPO
 SOURCE = REPO / "src"
 HEAVY = ("torch", "numba", "matplotlib", "sklearn", "scipy")
 """Packages that take seconds to import on a busy 2-core machine."""
-NOT_YET_LAZY = {
-    "geocontrast.data.synthetic": {"matplotlib", "scipy"},
-    "geocontrast.evaluate.geoprior": {"torch", "numba", "scipy"},
-    "geocontrast.evaluate.tasks": {"torch", "numba", "sklearn", "scipy"},
-    "geocontrast.geo.negatives": {"numba", "scipy"},
-    "geocontrast.geo.neighbours": {"numba", "scipy"},
-    "geocontrast.report.embedding": {"matplotlib", "scipy", "sklearn", "torch"},
-    "geocontrast.report.examples": {"matplotlib", "numba", "scipy", "torch"},
-    "geocontrast.report.maps": {"matplotlib", "numba", "scipy", "torch"},
-    "geocontrast.report.forest": {"matplotlib"},
-    "geocontrast.report.pairs": {"matplotlib"},
-    "geocontrast.report.results_figures": {"matplotlib"},
-    "geocontrast.report.task_figures": {"matplotlib"},
-}
-"""Library modules that are also CLIs and import the heavy stack at module level (numba kernels, nn.Module
-subclasses, matplotlib at the top of the report modules, upward imports): the most each may load today, so that
-none grows; shrink an entry when its module turns lazy."""
 
 
 def cli_modules() -> list[str]:
@@ -64,10 +47,9 @@ def test_help_answers_without_the_heavy_stack(module):
     assert result.returncode == 0, result.stderr[-2000:]
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert outcome["code"] == 0 and "usage:" in result.stdout
-    assert set(outcome["heavy"]) <= NOT_YET_LAZY.get(module, set()), outcome["heavy"]
+    assert not outcome["heavy"], outcome["heavy"]
 
 
 def test_the_cli_list_is_complete():
     found = cli_modules()
     assert {"geocontrast.train", "geocontrast.evaluate", "geocontrast.evaluate.frozen"} <= set(found)
-    assert set(NOT_YET_LAZY) <= set(found)

@@ -66,6 +66,12 @@ def default_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
     return snakemake(workdir, "-n", configfile=REPO / "config" / "config.yaml", python_flags=("-X", "importtime"))
 
 
+@pytest.fixture(scope="module")
+def tiny_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """A dry run of the tests' tiny config, shared by the tests that read its plan."""
+    return snakemake(tmp_path_factory.mktemp("tiny_dry_run"), "-n")
+
+
 def imported_modules(importtime_log: str) -> set[str]:
     return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", importtime_log, re.M))
 
@@ -272,10 +278,9 @@ def test_replicates_draw_their_own_data_which_every_strategy_of_one_shares(tiny_
     assert logs.exists()
 
 
-def test_every_pretraining_job_of_a_seed_reads_that_replicates_data(tmp_path):
-    result = snakemake(tmp_path, "-n")
-    assert result.returncode == 0, result.stderr[-3000:]
-    commands = re.findall(r"^Shell command: python -m geocontrast.train (.*)$", result.stdout, re.M)
+def test_every_pretraining_job_of_a_seed_reads_that_replicates_data(tiny_dry_run):
+    assert tiny_dry_run.returncode == 0, tiny_dry_run.stderr[-3000:]
+    commands = re.findall(r"^Shell command: python -m geocontrast.train (.*)$", tiny_dry_run.stdout, re.M)
     splits = {
         (re.search(r"pretrain/(\w+)/seed(\d)", c).groups()): re.search(r"--splits (\S+)", c).group(1) for c in commands
     }
@@ -326,7 +331,7 @@ def test_tiny_world_reruns_only_what_changed(tiny_world_run, tmp_path):
     assert rerun["pretrain"] == 2 and rerun["evaluate_frozen"] == 2  # only the geo strategy's seeds
 
 
-def test_a_label_trained_strategy_evaluated_at_another_budget_is_flagged_before_the_run(tmp_path):
+def test_a_label_trained_strategy_evaluated_at_another_budget_is_flagged_before_the_run(tmp_path, tiny_dry_run):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["evaluate"] = {**config.get("evaluate", {}), "label_fractions": [10, 100]}
     path = tmp_path / "budgets.yaml"
@@ -335,4 +340,4 @@ def test_a_label_trained_strategy_evaluated_at_another_budget_is_flagged_before_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning: supervised pretrain on the labels of pretrain.label_fraction 10 %" in result.stderr
     assert "evaluated at 100 %" in result.stderr
-    assert "warning: supervised" not in snakemake(tmp_path, "-n").stderr  # one budget, the pretraining one
+    assert tiny_dry_run.returncode == 0 and "warning: supervised" not in tiny_dry_run.stderr  # one budget

@@ -34,20 +34,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from scipy.stats import rankdata
-from torch import nn
 
 from geocontrast.atomic import atomic_path, write_json
 from geocontrast.cli import json_object
 from geocontrast.data.manifest import read_manifest
 from geocontrast.evaluate.metrics import most_common_scores, top_k_accuracy
 from geocontrast.geo.training_data import training_data
-from geocontrast.runtime import resolve_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from geocontrast.models.location import LocationModel
 
 # Chosen on the val split of the default world (labelled_10: 286 observations, 71 species; 2-3 seeds each):
 # λ 8-256, 25-300 epochs, batch 64 to full, lr 1e-3 to 1e-2, weight decay 1e-4 to 1e-2 and dropout 0 or 0.5 all
@@ -161,50 +162,6 @@ class InputEncoding:
         return np.concatenate(parts, axis=1)
 
 
-class ResidualBlock(nn.Module):
-    """x + ReLU(W2 · Dropout(ReLU(W1 · x))), width preserved."""
-
-    def __init__(self, width: int, dropout: float):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width), nn.ReLU()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class LocationModel(nn.Module):
-    """Residual MLP from the :class:`InputEncoding` of its inputs to (N, C) presence logits (σ of a logit:
-    P(species here[, now])).
-
-    Input → Linear-ReLU to ``hidden`` → ``n_blocks`` :class:`ResidualBlock` → a bias-free Linear to C logits
-    (as in SINR: each species is a vector in the location-embedding space). ``encoding`` and
-    ``marginal_locations`` ((L, 2) lat/lon of training records, for records without coordinates) travel with it.
-    """
-
-    def __init__(
-        self,
-        n_classes: int,
-        hidden: int = 256,
-        n_blocks: int = 4,
-        dropout: float = 0.5,
-        encoding: InputEncoding = InputEncoding(),
-    ):
-        super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        self.encoding = encoding
-        self.marginal_locations = np.zeros((0, 2))
-        self.features = nn.Sequential(
-            nn.Linear(encoding.width, hidden), nn.ReLU(), *(ResidualBlock(hidden, dropout) for _ in range(n_blocks))
-        )
-        self.classes = nn.Linear(hidden, n_classes, bias=False)
-
-    def forward(self, encoded: torch.Tensor) -> torch.Tensor:
-        return self.classes(self.features(encoded))  # (N, C)
-
-
 def assume_negative_loss(
     logits: torch.Tensor,
     random_logits: torch.Tensor | None,
@@ -224,6 +181,8 @@ def assume_negative_loss(
     positive; here λ weights it in every variant). Sums over species (SINR averages, which only rescales).
     log σ(z) and log(1 − σ(z)) = log σ(−z) are computed as logsigmoid, exact and finite for any logit.
     """
+    import torch.nn.functional as F
+
     if pos_weight <= 0:
         raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
     if variant not in LOSSES:
@@ -274,6 +233,11 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     constant lr; each step pairs every record with a fresh random location (and a uniform random day).
     Deterministic given ``seed`` (on one device and thread count); the global RNGs are untouched.
     """
+    import torch
+
+    from geocontrast.models.location import LocationModel
+    from geocontrast.runtime import resolve_device
+
     params = resolve_params(params)
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -329,13 +293,15 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     return model.eval()
 
 
-@torch.no_grad()
 def _presence(model: LocationModel, encoded: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    import torch
+
     device = next(model.parameters()).device
-    parts = [
-        torch.sigmoid(model(torch.from_numpy(encoded[start : start + chunk]).to(device))).float().cpu().numpy()
-        for start in range(0, encoded.shape[0], chunk)
-    ]
+    with torch.no_grad():
+        parts = [
+            torch.sigmoid(model(torch.from_numpy(encoded[start : start + chunk]).to(device))).float().cpu().numpy()
+            for start in range(0, encoded.shape[0], chunk)
+        ]
     return np.concatenate(parts) if parts else np.zeros((0, model.classes.out_features), np.float32)
 
 
@@ -457,6 +423,8 @@ def range_probabilities(model: LocationModel, lat, lon) -> np.ndarray:
 def range_auc(predicted: np.ndarray, present: np.ndarray) -> np.ndarray:
     """(C,) per species, the ROC AUC of ``predicted`` (C, M) presence scores against ``present`` (C, M) bool
     cells (Mann-Whitney, ties counted half); NaN for a species with no presence or no absence cell."""
+    from scipy.stats import rankdata
+
     aucs = np.full(predicted.shape[0], np.nan)
     for c, (scores, truth) in enumerate(zip(predicted, present)):
         n_present, n_absent = int(truth.sum()), int((~truth).sum())
@@ -703,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     # The matrices are small: one thread fitted the default world in 4.7 s, two took 35 s on 2 busy cores.
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
+
+    import torch
 
     torch.set_num_threads(args.threads)
     try:

@@ -10,15 +10,15 @@ every train label), so its scores favour those encoders; the report's caption sa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score, roc_curve
 
 from geocontrast.evaluate import PROBE_RANKS, RANKS
-from geocontrast.evaluate.protocols import EvalRows, linear_probe
+
+if TYPE_CHECKING:
+    from geocontrast.evaluate.protocols import EvalRows
 
 GENUS_PAIRS_DEFAULTS = {"n_pairs": 3, "min_images": 2}
 MISLABEL_DEFAULTS = {"noise_fraction": 0.1, "k": 10}
@@ -51,6 +51,9 @@ def reference_pixels(images: np.ndarray, side: int = 8) -> np.ndarray:
 
     A reference that belongs to no strategy, so the genus pairs chosen from it are the same for all of them.
     """
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
     return F.adaptive_avg_pool2d(x, side).flatten(1).numpy()
 
@@ -100,6 +103,9 @@ def inject_label_noise(
 
 def neighbourhood_disagreement(features: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """(n,) suspicion score per row: the share of its k nearest other rows (cosine) whose label differs."""
+    import torch
+    import torch.nn.functional as F
+
     z = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
     similarity = z @ z.T  # (n, n)
     similarity.fill_diagonal_(-float("inf"))  # a row is not its own neighbour
@@ -111,6 +117,8 @@ def neighbourhood_disagreement(features: np.ndarray, labels: np.ndarray, k: int)
 def detection_scores(suspicion: np.ndarray, flipped: np.ndarray) -> dict:
     """ROC-AUC of ``suspicion`` for finding the ``flipped`` rows, precision among the top ``flipped.sum()``
     suspects (precision at the true noise rate), and the ROC curve."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     n_noisy = int(flipped.sum())
     ranked = np.argsort(-suspicion, kind="stable")[:n_noisy]
     fpr, tpr, _ = roc_curve(flipped, suspicion)
@@ -123,6 +131,9 @@ def detection_scores(suspicion: np.ndarray, flipped: np.ndarray) -> dict:
 
 def clustering_scores(features: np.ndarray, labels: np.ndarray, seed: int, n_init: int = 10) -> dict[str, float]:
     """k-means on L2-normalised features with k = the number of distinct labels; NMI and ARI against them."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     z = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
     k = np.unique(labels).size
     clusters = KMeans(n_clusters=k, n_init=int(n_init), random_state=int(seed)).fit_predict(z.astype(np.float64))
@@ -134,6 +145,8 @@ def clustering_scores(features: np.ndarray, labels: np.ndarray, seed: int, n_ini
 
 def at_rank(rows: EvalRows, manifest: pd.DataFrame, rank: str) -> EvalRows:
     """The same labelled rows with their classes replaced by the ancestors at ``rank`` (genus, family, ...)."""
+    from geocontrast.evaluate.protocols import EvalRows
+
     if rank not in PROBE_RANKS:
         raise ValueError(f"rank must be one of {list(PROBE_RANKS)}, got {rank!r}")
     species = rows.codes
@@ -161,6 +174,8 @@ def genus_pair_accuracies(
     ``rows`` at genus rank (:func:`at_rank`); ``pairs`` from :func:`choose_genus_pairs`. A pair missing train,
     val or test images of either genus is listed under ``skipped`` with the reason, not scored.
     """
+    from geocontrast.evaluate.protocols import linear_probe
+
     lookup = {name: code for code, name in enumerate(genus_names)}
     result: dict = {"pairs": [], "skipped": []}
     for kind in ("similar", "distinct"):
@@ -251,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from geocontrast.atomic import write_json
     from geocontrast.cli import json_object
-    from geocontrast.data.cache import load_image_cache
-    from geocontrast.data.manifest import read_manifest
-    from geocontrast.evaluate.protocols import eval_rows
 
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.tasks", description=main.__doc__)
     parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
@@ -265,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params-json", type=json_object, default="{}", help="n_pairs, min_images")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
+
+    from geocontrast.atomic import write_json
+    from geocontrast.data.cache import load_image_cache
+    from geocontrast.data.manifest import read_manifest
+    from geocontrast.evaluate.protocols import eval_rows
+
     params = resolve_params("genus_pairs", args.params_json)
     manifest = read_manifest(args.manifest)
     rows = at_rank(eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction), manifest, "genus")

@@ -1,7 +1,6 @@
-"""Helpers shared by the neighbour and negative tables: counter-based random streams and id encoding.
+"""Helpers shared by the neighbour and negative tables: id encoding, the CLIs' arguments, reading and writing.
 
-Each anchor draws from its own splitmix64 stream keyed by (seed, anchor row), so a table depends only on the seed
-and the data, never on how many threads built it or in which order.
+Their random streams and loops are in :mod:`geocontrast.geo.kernels`.
 """
 
 from __future__ import annotations
@@ -11,40 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from geocontrast.atomic import atomic_path, write_json
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
-
-
-@njit(cache=True, inline="always")
-def mix64(z):
-    """splitmix64 finaliser: a bijective scramble of a uint64."""
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True, inline="always")
-def stream_key(seed_key, row):
-    """Key of the random stream of one anchor row."""
-    return mix64(seed_key ^ mix64(np.uint64(row) * _GOLDEN + _GOLDEN))
-
-
-@njit(cache=True, inline="always")
-def uniform_index(key, counter, n):
-    """The counter-th draw of stream ``key``: an integer uniform in [0, n)."""
-    z = mix64(key + np.uint64(counter) * _GOLDEN)
-    return min(np.int64((z >> np.uint64(11)) * _TO_UNIT * n), n - 1)
-
-
-def seed_key(seed: int) -> np.uint64:
-    """uint64 key for a user seed (any int; negative seeds wrap)."""
-    return np.uint64(mix64(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)))
 
 
 def encode_ids(ids, n: int, missing_unique: bool) -> np.ndarray:

@@ -21,19 +21,9 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
-from numba import njit, prange
 
-from geocontrast.geo._common import (
-    encode_ids,
-    manifest_coordinates,
-    seed_key,
-    stream_key,
-    table_parser,
-    uniform_index,
-    write_table,
-)
+from geocontrast.geo._common import encode_ids, manifest_coordinates, table_parser, write_table
 from geocontrast.geo.coords import chord_to_km, km_to_chord, unit_vectors
 
 RULES = ("far", "band", "random")
@@ -122,7 +112,9 @@ def negative_table(
     hi_chord2 = float(km_to_chord(hi_km)) ** 2 if np.isfinite(hi_km) else np.inf
     candidates = np.empty((n, m), dtype=np.int32)
     fallback = np.zeros(n, dtype=bool)
-    _draw(
+    from geocontrast.geo.kernels import draw_negatives, seed_key
+
+    draw_negatives(
         u,
         has_coords,
         obs,
@@ -200,64 +192,6 @@ def load_negative_table(path) -> NegativeTable:
         )
 
 
-@njit(cache=True, inline="always")
-def _draw_other(order, start, group, stream, counter):
-    """A uniform row of ``order`` outside ``group``'s run [start[group], start[group+1]), or -1 if none."""
-    g0, g1 = start[group], start[group + 1]
-    n_other = order.size - (g1 - g0)
-    if n_other <= 0:
-        return -1
-    j = uniform_index(stream, counter, n_other)
-    return order[j if j < g0 else j + (g1 - g0)]
-
-
-@njit(cache=True, parallel=True)
-def _draw(
-    u,
-    has_coords,
-    obs,
-    by_obs_all,
-    start_all,
-    by_obs_coord,
-    start_coord,
-    rule,
-    lo_chord2,
-    hi_chord2,
-    key_seed,
-    max_tries,
-    candidates,
-    fallback,
-):
-    n, m = candidates.shape
-    for i in prange(n):
-        stream = stream_key(key_seed, i)
-        counter = 0
-        slot = 0
-        if rule != 2 and has_coords[i]:
-            while slot < m:
-                tries = 0
-                while tries < max_tries:
-                    q = _draw_other(by_obs_coord, start_coord, obs[i], stream, counter)
-                    counter += 1
-                    tries += 1
-                    if q < 0:
-                        tries = max_tries
-                        break
-                    d2 = (u[q, 0] - u[i, 0]) ** 2 + (u[q, 1] - u[i, 1]) ** 2 + (u[q, 2] - u[i, 2]) ** 2
-                    # far: strictly beyond r_neg; band: within [r1, r2].
-                    if (d2 > lo_chord2) if rule == 0 else (lo_chord2 <= d2 <= hi_chord2):
-                        candidates[i, slot] = q
-                        slot += 1
-                        break
-                if tries >= max_tries:
-                    fallback[i] = True
-                    break
-        while slot < m:
-            candidates[i, slot] = _draw_other(by_obs_all, start_all, obs[i], stream, counter)
-            counter += 1
-            slot += 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = table_parser("python -m geocontrast.geo.negatives", __doc__.split("\n")[0], "negative table")
     parser.add_argument("--m", type=int, required=True, help="candidates per anchor")
@@ -268,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.threads:
+        import numba
+
         numba.set_num_threads(args.threads)
     manifest, lat, lon = manifest_coordinates(args.manifest)
     try:

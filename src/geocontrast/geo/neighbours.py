@@ -22,21 +22,10 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
-from numba import njit, prange
-from scipy.spatial import cKDTree
 
-from geocontrast.geo._common import (
-    encode_ids,
-    manifest_coordinates,
-    seed_key,
-    stream_key,
-    table_parser,
-    uniform_index,
-    write_table,
-)
-from geocontrast.geo.coords import EARTH_RADIUS_KM, chord_to_km, km_to_chord, unit_vectors
+from geocontrast.geo._common import encode_ids, manifest_coordinates, table_parser, write_table
+from geocontrast.geo.coords import chord_to_km, km_to_chord, unit_vectors
 
 FALLBACKS = ("self", "nearest")
 # Cells never smaller than this, so the int64 cell key (nc³ with nc ~ 2/side) cannot overflow; larger cells
@@ -146,6 +135,10 @@ def neighbour_table(
         empty = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
         return NeighbourTable(np.zeros(n + 1, dtype=np.int64), *empty, np.zeros(n, dtype=bool), has_coords, params)
 
+    import numba
+
+    from geocontrast.geo.kernels import compact_rows, pool_sizes, sample_neighbours, seed_key
+
     output_bytes = n_valid * k * 8  # int32 index + float32 distance per slot
     _check_budget(output_bytes + n * _BYTES_PER_POINT, memory_budget_gb)
 
@@ -165,7 +158,7 @@ def neighbour_table(
     cell_start = np.r_[first, n_valid].astype(np.int64)
     del keys
 
-    pool_size = _pool_sizes(cell_keys, cell_start, n_side)
+    pool_size = pool_sizes(cell_keys, cell_start, n_side)
     chunks = _chunk_bounds(pool_size, np.diff(cell_start), k)
     max_pool = int(pool_size.max(initial=0))
     _check_budget(
@@ -176,7 +169,7 @@ def neighbour_table(
     slots = np.empty(n_valid * k, dtype=np.int32)  # positions among rows, row-major with stride k
     dist_km = np.empty(n_valid * k, dtype=np.float32)
     counts = np.zeros(n_valid, dtype=np.int64)
-    _sample(
+    sample_neighbours(
         np.ascontiguousarray(u[order]),
         obs[order],
         observer[order],
@@ -189,6 +182,7 @@ def neighbour_table(
         chord * chord,
         float(km_to_chord(min_km)) ** 2 if min_km > 0 else -1.0,
         k,
+        _REJECTION_FACTOR * k + _REJECTION_SLACK,
         seed_key(seed),
         bool(exclude_same_observer),
         slots,
@@ -202,7 +196,7 @@ def neighbour_table(
         )
 
     # In place, so the peak stays at the stride-k buffers; copy only when that frees a lot.
-    nnz = _compact(slots, dist_km, counts, k, rows.astype(np.int32))
+    nnz = compact_rows(slots, dist_km, counts, k, rows.astype(np.int32))
     indices, dist_km = slots[:nnz], dist_km[:nnz]
     if nnz < slots.size // 2:
         indices, dist_km = indices.copy(), dist_km.copy()
@@ -258,153 +252,10 @@ def _chunk_bounds(pool_size: np.ndarray, n_anchors: np.ndarray, k: int) -> np.nd
     return np.unique(np.r_[0, cuts, work.size]).astype(np.int64)
 
 
-@njit(cache=True, inline="always")
-def _chord2_to_km(d2):
-    """Great-circle km for a squared chord, in float64 before the float32 store."""
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(min(0.5 * np.sqrt(d2), 1.0))
-
-
-@njit(cache=True, inline="always")
-def _find_cell(cell_keys, key):
-    """Index of ``key`` in the sorted ``cell_keys``, or -1."""
-    j = np.searchsorted(cell_keys, key)
-    if j < cell_keys.size and cell_keys[j] == key:
-        return j
-    return -1
-
-
-@njit(cache=True, parallel=True)
-def _pool_sizes(cell_keys, cell_start, n_side):
-    """Points in the 3×3×3 block of cells around each cell."""
-    n_cells = cell_keys.size
-    sizes = np.zeros(n_cells, dtype=np.int64)
-    for c in prange(n_cells):
-        key = cell_keys[c]
-        total = 0
-        for dx in range(-1, 2):
-            for dy in range(-1, 2):
-                for dz in range(-1, 2):
-                    j = _find_cell(cell_keys, key + (dx * n_side + dy) * n_side + dz)
-                    if j >= 0:
-                        total += cell_start[j + 1] - cell_start[j]
-        sizes[c] = total
-    return sizes
-
-
-@njit(cache=True, parallel=True)
-def _sample(
-    su,
-    sobs,
-    sobserver,
-    srow,
-    cell_keys,
-    cell_start,
-    n_side,
-    chunks,
-    pool_size,
-    chord2,
-    min_chord2,
-    k,
-    key_seed,
-    exclude_observer,
-    slots,
-    dist_km,
-    counts,
-):
-    """Fill ``slots[r*k : r*k+counts[r]]`` with sampled neighbour positions for every anchor position r.
-
-    Inputs are sorted by cell (``srow`` maps a sorted point back to its position among rows with coordinates).
-    Each cell resets its pool permutation, so results do not depend on which thread handles which chunk.
-    """
-    reject_limit = _REJECTION_FACTOR * k + _REJECTION_SLACK
-    for ch in prange(chunks.size - 1):
-        c0, c1 = chunks[ch], chunks[ch + 1]
-        cap = 0
-        for c in range(c0, c1):
-            cap = max(cap, pool_size[c])
-        px = np.empty(cap)
-        py = np.empty(cap)
-        pz = np.empty(cap)
-        pobs = np.empty(cap, dtype=np.int64)
-        pobserver = np.empty(cap, dtype=np.int64)
-        prow = np.empty(cap, dtype=np.int32)
-        perm = np.empty(cap, dtype=np.int32)
-        found = np.empty(cap, dtype=np.int32)
-        for c in range(c0, c1):
-            # Gather the pool once for all anchors of this cell.
-            size = 0
-            key = cell_keys[c]
-            for dx in range(-1, 2):
-                for dy in range(-1, 2):
-                    for dz in range(-1, 2):
-                        j = _find_cell(cell_keys, key + (dx * n_side + dy) * n_side + dz)
-                        if j < 0:
-                            continue
-                        for s in range(cell_start[j], cell_start[j + 1]):
-                            px[size] = su[s, 0]
-                            py[size] = su[s, 1]
-                            pz[size] = su[s, 2]
-                            pobs[size] = sobs[s]
-                            pobserver[size] = sobserver[s]
-                            prow[size] = srow[s]
-                            size += 1
-            for t in range(size):
-                perm[t] = t
-            for a in range(cell_start[c], cell_start[c + 1]):
-                ax, ay, az = su[a, 0], su[a, 1], su[a, 2]
-                aobs, aobserver = sobs[a], sobserver[a]
-                row = srow[a]
-                base = row * k
-                stream = stream_key(key_seed, row)
-                got = 0
-                t = 0
-                # Partial Fisher–Yates: perm[:t] are the pool slots drawn so far, each at most once.
-                while got < k and t < size and t - got <= reject_limit:
-                    j = t + uniform_index(stream, t, size - t)
-                    q = perm[j]
-                    perm[j] = perm[t]
-                    perm[t] = q
-                    t += 1
-                    d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                    if (
-                        d2 <= chord2
-                        and d2 >= min_chord2
-                        and pobs[q] != aobs
-                        and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)
-                    ):
-                        slots[base + got] = prow[q]
-                        dist_km[base + got] = _chord2_to_km(d2)
-                        got += 1
-                if got < k and t < size:
-                    # Rejection keeps failing: enumerate the undrawn rest of the pool, then sample from it.
-                    n_found = 0
-                    for i in range(t, size):
-                        q = perm[i]
-                        d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                        if (
-                            d2 <= chord2
-                            and d2 >= min_chord2
-                            and pobs[q] != aobs
-                            and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)
-                        ):
-                            found[n_found] = q
-                            n_found += 1
-                    draws = 0
-                    while got < k and n_found > 0:
-                        j = uniform_index(stream, size + draws, n_found)
-                        draws += 1
-                        q = found[j]
-                        found[j] = found[n_found - 1]
-                        n_found -= 1
-                        d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                        slots[base + got] = prow[q]
-                        dist_km[base + got] = _chord2_to_km(d2)
-                        got += 1
-                counts[row] = got
-
-
 def _nearest_eligible(u, obs, observer, anchors, exclude_same_observer, min_km, k, slots, dist_km, counts):
     """Give each anchor in ``anchors`` its single nearest eligible point (all lie beyond the radius)."""
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(u)
     min_chord = float(km_to_chord(min_km)) if min_km > 0 else -1.0
     pending = anchors
@@ -429,20 +280,6 @@ def _nearest_eligible(u, obs, observer, anchors, exclude_same_observer, min_km, 
         n_query *= 8
 
 
-@njit(cache=True)
-def _compact(slots, dist_km, counts, k, rows):
-    """Move the stride-k rows to CSR order in place (each row moves forward, so nothing is overwritten),
-    turning positions among rows with coordinates into manifest rows."""
-    pos = 0
-    for r in range(counts.size):
-        base = r * k
-        for i in range(counts[r]):
-            slots[pos + i] = rows[slots[base + i]]
-            dist_km[pos + i] = dist_km[base + i]
-        pos += counts[r]
-    return pos
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = table_parser("python -m geocontrast.geo.neighbours", __doc__.split("\n")[0], "neighbour table")
     parser.add_argument("--radius-km", type=float, required=True)
@@ -454,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.threads:
+        import numba
+
         numba.set_num_threads(args.threads)
     manifest, lat, lon = manifest_coordinates(args.manifest)
     try:

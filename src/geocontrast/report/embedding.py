@@ -20,14 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.manifold import TSNE
-from threadpoolctl import threadpool_limits
 
 from geocontrast.report.examples import UNIDENTIFIED, rank_names, split_of_rows
-from geocontrast.report.style import save_figure
+from geocontrast.report.style import plt, save_figure
 
 RANKS = ("genus", "family")
 MAX_NAMED = 20  # legend entries per panel; rarer taxa share one grey "other" entry
@@ -40,6 +37,9 @@ def tsne_coordinates(features: np.ndarray, seed: int, perplexity: float = 30.0, 
     The perplexity is capped at (n - 1) / 3 so that small sets still work. ``threads`` caps OpenMP: on a busy
     2-core machine two spinning OpenMP threads ran 800 points 8x slower than one.
     """
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
     features = np.asarray(features, dtype=np.float32)
     if features.shape[0] < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {features.shape[0]}")

@@ -29,16 +29,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from pyproj import Geod
 
-from geocontrast.report.style import note_figure, save_figure
-from geocontrast.runtime import MEAN, STD
-from geocontrast.train.augment import BatchAugment
+from geocontrast.report.style import note_figure, plt, save_figure
+
+if TYPE_CHECKING:
+    import torch
 
 PAIR_COLUMNS = ("anchor", "augmented view", "context positive", "random negative", "context negative")
 UNIDENTIFIED = "unidentified"
@@ -121,6 +121,10 @@ def example_pair_rows(manifest: pd.DataFrame, neighbours, negatives, n_anchors: 
 
 def denormalise(views: torch.Tensor) -> np.ndarray:
     """Undo :func:`~geocontrast.runtime.normalise`: float (B, 3, R, R) -> (B, R, R, 3) RGB in [0, 1]."""
+    import torch
+
+    from geocontrast.runtime import MEAN, STD
+
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (views.cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
@@ -162,6 +166,10 @@ def example_pairs_figure(
     ``augment_strength``, with a torch Generator seeded by ``seed``. When no row has a context positive (no
     coordinates, every photo alone within its radius) the figure says so instead.
     """
+    import torch
+
+    from geocontrast.train.augment import BatchAugment
+
     rows = example_pair_rows(manifest, neighbours, negatives, n_anchors, seed)
     if rows.size == 0:
         return note_figure("no example pairs: no photo has a context positive within the radius")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
 
 from geocontrast.cli import json_object
 from geocontrast.evaluate.compare import METRIC_NAMES
@@ -54,6 +53,8 @@ def forest_plot(
 
     Filled points: resolved (the interval excludes 0); open: unresolved; a point without a line: one replicate.
     """
+    from matplotlib.lines import Line2D
+
     if metric not in METRIC_NAMES:
         raise ValueError(f"metric must be one of {list(METRIC_NAMES)}, not {metric!r}")
     if comparisons.empty:

@@ -46,16 +46,14 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from pyproj import CRS, Geod, Transformer
 
 from geocontrast.atomic import atomic_path
 from geocontrast.geo.coords import unit_vectors
-from geocontrast.report.backdrop import draw_backdrop
 from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
-from geocontrast.report.style import note_figure, save_figure
+from geocontrast.report.style import note_figure, plt, save_figure
 
 SPLIT_COLOURS = {"train": "#0072B2", "val": "#E69F00", "test": "#CC79A7"}  # Okabe-Ito
 ANCHOR_COLOURS = ("#D55E00", "#009E73", "#56B4E9", "#E69F00", "#CC79A7", "#0072B2")
@@ -222,6 +220,8 @@ def _cell_edges(centres: np.ndarray) -> np.ndarray:
 def _map_axes(ax: plt.Axes, projection: EqualAreaProjection, outline: np.ndarray | None) -> None:
     """Land, coastlines and borders behind the data (called after it is drawn), equal aspect, km labels, and the
     region outline when there is one."""
+    from geocontrast.report.backdrop import draw_backdrop
+
     if outline is not None:
         ring = densify_outline(outline)
         ax.plot(*projection(ring[:, 1], ring[:, 0]), color="black", linewidth=0.6, zorder=3)

@@ -8,16 +8,18 @@ Summaries are :func:`geocontrast.evaluate.results.summarise` tables (``<metric>_
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import to_rgba
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
 from geocontrast.evaluate.results import summarise
 from geocontrast.report.style import plt, strategy_colour
+
+if TYPE_CHECKING:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
 MOST_COMMON = "most_common"
 BASELINE_PROTOCOL = "baseline"
@@ -196,6 +198,8 @@ def finish_figure(figure: plt.Figure, handles: list, labels: list[str], legend_t
 
 
 def bar_style(colour: str, j: int) -> dict:
+    from matplotlib.colors import to_rgba
+
     return {
         "facecolor": to_rgba(colour, BAR_ALPHAS[j % len(BAR_ALPHAS)]),
         "edgecolor": colour,
@@ -237,10 +241,14 @@ def baseline_lines(ax, baseline: pd.DataFrame, metrics: Sequence[str]) -> None:
 
 
 def fill_handles(labels: Sequence[str]) -> list[Patch]:
+    from matplotlib.patches import Patch
+
     return [Patch(**bar_style("0.35", j), label=label) for j, label in enumerate(labels)]
 
 
 def baseline_handles(baseline: pd.DataFrame, metrics: Sequence[str], labels: Sequence[str]) -> list[Line2D]:
+    from matplotlib.lines import Line2D
+
     return [
         Line2D(
             [],

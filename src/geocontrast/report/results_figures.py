@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator, NullLocator
 
 from geocontrast.atomic import atomic_path
 from geocontrast.cli import json_object
@@ -230,6 +229,8 @@ def label_budget_curve(
     One row of panels per k of ``top_k``, one column per protocol (fewer when the width is narrow). Refused
     (ValueError) when the results hold fewer than two label fractions: a curve needs at least two points.
     """
+    from matplotlib.ticker import NullLocator
+
     top_k = check_options(error_bar, top_k)
     require_columns(results, [f"top{k}" for k in top_k], "label-budget")
     fractions = sorted(float(f) for f in results["label_fraction"].unique())
@@ -311,6 +312,8 @@ def training_curves(metrics: pd.DataFrame, *, error_bar: str = "std", figure_wid
 
     ``metrics``: :func:`read_metrics`'s table. The band is the seeds' std (or standard error) at each epoch.
     """
+    from matplotlib.ticker import MaxNLocator
+
     check_options(error_bar)
     require_columns(metrics, ["strategy", "seed", "epoch", *(panel[0] for panel in TRAINING_PANELS)], "training-curves")
     figure, axes, columns = panel_grid(len(TRAINING_PANELS), figure_width_in, 0.34, 2)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never open a window (also on headless cluster nodes)
-import matplotlib.pyplot as plt  # noqa: E402
+from types import ModuleType
 
 from geocontrast.atomic import atomic_path
 
@@ -24,7 +21,6 @@ STYLE = {
     "savefig.bbox": "tight",
     "svg.fonttype": "none",  # keep text as text in SVG, editable in a vector editor
 }
-plt.rcParams.update(STYLE)  # every report module imports this one
 STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the same colour in every figure
     "most_common": "#999999",
     "random_init": "#000000",
@@ -41,6 +37,28 @@ STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the
     "swav": "#DDCC77",
     "oracle": "#332288",
 }
+
+
+@functools.cache
+def _pyplot() -> ModuleType:
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files; never open a window (also on headless cluster nodes)
+    import matplotlib.pyplot
+
+    matplotlib.pyplot.rcParams.update(STYLE)
+    return matplotlib.pyplot
+
+
+class _LazyPyplot:
+    """``matplotlib.pyplot`` in this style, imported at its first use: the report modules import it at their top,
+    and a CLI's --help or a caller that draws nothing loads no matplotlib."""
+
+    def __getattr__(self, name: str):
+        return getattr(_pyplot(), name)
+
+
+plt = _LazyPyplot()
 
 
 def strategy_colour(strategy: str) -> str:

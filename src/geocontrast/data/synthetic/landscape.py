@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from .region import KM_PER_DEGREE, Region
 
@@ -33,6 +32,8 @@ class Landscape:
 
 
 def _smooth_noise(shape: tuple[int, int], sigma_cells: float, rng: np.random.Generator) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter  # only the world's generation needs it, not its CLI's --help
+
     field = gaussian_filter(rng.normal(size=shape), sigma_cells, mode="reflect")
     return (field - field.min()) / (np.ptp(field) + 1e-12)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.path import Path
 
 KM_PER_DEGREE = 111.32
 
@@ -85,6 +84,8 @@ class Region:
 
     def contains(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Boolean mask of the points inside the land polygon."""
+        from matplotlib.path import Path  # only the world's generation needs it, not its CLI's --help
+
         points = np.column_stack([np.ravel(lon), np.ravel(lat)])
         return Path(self.outline).contains_points(points).reshape(np.shape(lon))
 
