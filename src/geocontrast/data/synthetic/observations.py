@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from .landscape import Landscape
 from .region import Region
@@ -32,6 +31,8 @@ def _observers(region: Region, n_observers: int, rng: np.random.Generator) -> tu
 
 def visit_day_probabilities() -> np.ndarray:
     """(LAST_VISIT_DAY,) P(a visit falls on day d + 1): the exact distribution of the clipped, rounded draw."""
+    from scipy.stats import norm
+
     edges = norm.cdf((np.arange(1, LAST_VISIT_DAY) + 0.5 - VISIT_DAY_MEAN) / VISIT_DAY_SD)  # P(day <= d)
     return np.diff(np.concatenate([[0.0], edges, [1.0]]))
 
