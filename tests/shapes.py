@@ -125,14 +125,13 @@ def write_collection(shape: str, folder: Path) -> Path:
     return csv
 
 
-def shape_config(shape: str, folder: Path, **sections) -> Path:
-    """A workflow config: the tiny config with the shape's CSV as the source (results/<shape>/), one seed and the
-    frozen protocols (fine-tuning sees nothing a shape changes), ``sections`` replacing whole sections."""
+def shape_config(shape: str, folder: Path, strategies: tuple[str, ...] = ("supervised", "context_pos_neg")) -> Path:
+    """A workflow config: the tiny config with the shape's CSV as the source (results/<shape>/), ``strategies``,
+    one seed and the frozen protocols (fine-tuning sees nothing a shape changes)."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["dataset"] = {"name": shape, "source": "csv", "csv": {"path": str(write_collection(shape, folder))}}
-    config["pretrain"]["seeds"] = [0]
+    config["pretrain"].update(strategies=list(strategies), seeds=[0])
     config["evaluate"]["protocols"] = ["linear", "knn"]
-    config.update(sections)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import TINY_CONFIG
-from shapes import SHAPES, shape_manifest
-from test_workflow import planned_jobs, snakemake
+from shapes import SHAPES, shape_config, shape_manifest
+from test_workflow import planned_jobs, snakemake, snakemake_command
 
 from geocontrast.data.manifest import TAXONOMIC_RANKS, read_manifest, validate_manifest, write_manifest
 from geocontrast.data.splits import SplitError, make_splits
@@ -283,3 +284,69 @@ def test_any_subset_of_ranks_scores_the_ranks_every_species_has(ranks):
     assert {key.removeprefix("acc_") for key in record if key.startswith("acc_")} == set(ranks)
     assert record["acc_species"] == 1.0  # a feature per species: every test photo is told apart
     assert set(record["not_computed"]) == {"prior", *(f"acc_{rank}" for rank in TAXONOMIC_RANKS if rank not in ranks)}
+
+
+# --- the shapes through the tiny workflow to results.csv and the report -----------------------------------------
+
+SHAPE_RUN_TIMEOUT_S = 3600  # a shape takes 2-4 min on an idle 2-core machine; much longer on a shared one
+
+
+def run_shape(shape: str, tmp_path, strategies=("supervised", "context_pos_neg")):
+    """The shape's collection through the tiny workflow and `snakemake --report`: its results folder and the
+    report's HTML."""
+    config = shape_config(shape, tmp_path / "collection", strategies)
+    workdir = tmp_path / "work"
+    for args in ((), ("--report", str(tmp_path / "report.html"))):
+        command, env = snakemake_command(workdir, *args, configfile=config)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=SHAPE_RUN_TIMEOUT_S)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return workdir / "results" / shape, (tmp_path / "report.html").read_text(errors="replace")
+
+
+def check_shape_run(shape: str, results_dir, report_html: str, strategies) -> str:
+    """What every shape's run must show: a results row with a top-1 for every strategy and protocol, the
+    report's figures, and each run whose geographic pairs all fell back named as a warning in
+    results_summary.txt and in the report's results table; returns the summary's not-computed section."""
+    table = pd.read_csv(results_dir / "results.csv")
+    assert set(table["strategy"]) == {*strategies, "random_init", "most_common"}
+    assert table["top1"].notna().all() and table["acc_species"].notna().all()
+    report = results_dir / "report"
+    for figure in ("accuracy", "ranks", "geo_prior", "pairs", "example_pairs", "map_splits", "map_radius"):
+        assert (report / f"{figure}.png").stat().st_size > 0, figure
+    assert "example_pairs.png" in report_html
+    summary = (results_dir / "results_summary.txt").read_text()
+    warned = set(re.findall(r"^- WARNING (.+?) \(context_pos_neg seed 0\)", summary, re.M))
+    assert warned == EVERY_FALLBACK[shape], summary
+    assert (report / "results_table.html").read_text().count("<b>WARNING") == len(warned)
+    _, _, section = summary.partition("What could not be computed and why:")
+    return section
+
+
+@pytest.mark.slow
+def test_a_collection_without_coordinates_runs_to_the_report_saying_what_could_not_be_computed(tmp_path):
+    results_dir, report_html = run_shape("no_coordinates", tmp_path, strategies=("context_pos_neg",))
+    section = check_shape_run("no_coordinates", results_dir, report_html, ("context_pos_neg",))
+    table = pd.read_csv(results_dir / "results.csv")
+    assert table["prior_top1"].isna().all() and table["acc_kingdom"].notna().all()
+    assert "- prior (baseline, knn, linear; 5 evaluations): geographic prior skipped: none of the" in section
+    assert "fell back to the anchor itself" in section and "fell back to random photos" in section
+    assert "What could not be computed and why" in (results_dir / "report" / "results_table.md").read_text()
+
+
+PRIOR_SKIPPED = {"no_coordinates", "few_coordinates"}  # few: none of the 6 labelled train photos is located
+
+
+@pytest.mark.slow
+@pytest.mark.shapes
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_collection_shape_runs_to_results_and_the_report(shape, tmp_path):
+    strategies = ("supervised", "context_pos_neg")
+    results_dir, report_html = run_shape(shape, tmp_path, strategies)
+    section = check_shape_run(shape, results_dir, report_html, strategies)
+    print(f"{shape}: what could not be computed and why:{section}")
+    table = pd.read_csv(results_dir / "results.csv")
+    skipped = shape in PRIOR_SKIPPED
+    assert table["prior_top1"].isna().all() == skipped and ("geographic prior skipped" in section) == skipped
+    if shape == "partial_taxonomy":
+        assert table["acc_family"].notna().all() and table["acc_order"].isna().all()
+        assert "- acc_order (" in section and "not every species has a order in the manifest" in section

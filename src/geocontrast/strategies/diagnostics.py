@@ -5,8 +5,10 @@ anchor's species (or only its observer), whether geo negatives are really of oth
 geo-near mask removes. :func:`pair_diagnostics` counts that over a sample of the strategy's own batches, drawn
 with a separate random stream so training is unchanged, and :func:`fallback_causes` says why anchors got an
 augmented view of themselves instead of a neighbour, :func:`negative_fallbacks` why geo negatives are random
-draws. The training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns
-(:func:`fallback_warnings`) when every geographic positive or negative fell back.
+draws, :func:`mask_coverage` how much of each anchor's contrast the geo-near mask removes, and
+:func:`fallback_notes` says all that in words (``notes``: results_summary.txt and the report list them). The
+training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns (:func:`fallback_warnings`)
+when every geographic positive or negative fell back, or the mask left no anchor a negative.
 
 Pair kinds (each a list of (row, partner) manifest-row pairs):
 
