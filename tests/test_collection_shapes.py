@@ -286,6 +286,20 @@ def test_any_subset_of_ranks_scores_the_ranks_every_species_has(ranks):
     assert set(record["not_computed"]) == {"prior", *(f"acc_{rank}" for rank in TAXONOMIC_RANKS if rank not in ranks)}
 
 
+def test_a_shape_plans_from_its_csv_and_hands_the_pair_notes_to_the_results_and_the_report(tmp_path):
+    result = snakemake(tmp_path / "work", "-n", configfile=shape_config("one_site", tmp_path / "collection"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert jobs["csv"] == 1 and "synthetic_world" not in jobs and jobs["pretrain"] == 2
+    results = re.search(r"^Shell command: python -m geocontrast.evaluate.results .*$", result.stdout, re.M)[0]
+    assert "--pairs results/one_site/pretrain/supervised/seed0/pairs.json" in results
+    assert "--not-computed results/one_site/not_computed.csv" in results
+    assert (
+        "--not-computed results/one_site/not_computed.csv"
+        in re.search(r"^Shell command: .*table --results .*$", result.stdout, re.M)[0]
+    )
+
+
 # --- the shapes through the tiny workflow to results.csv and the report -----------------------------------------
 
 SHAPE_RUN_TIMEOUT_S = 3600  # a shape takes 2-4 min on an idle 2-core machine; much longer on a shared one
