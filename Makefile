@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup run test bench dry-run lint clean
+.PHONY: setup run test test-shapes bench dry-run lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ run: $(STAMP)
 # Two workers (measured faster on 2 cores); --dist loadfile keeps a file's shared workflow runs on one worker.
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# Every collection shape of tests/shapes.py (no coordinates, a few, one site, one cell, two far-apart clusters,
+# a partial taxonomy) through the tiny workflow to results.csv and the report; left out of `make test` (pyproject's
+# addopts deselect the shapes marker; the no-coordinate shape runs there).
+test-shapes: $(STAMP)
+	$(BIN)/python -m pytest -m shapes -n 2 --dist load --durations 0 tests/test_collection_shapes.py
 
 # Every benchmark in bench/ (figures to bench/results/, summary.md against the targets); lightly is installed only
 # here, as the reference pipeline.

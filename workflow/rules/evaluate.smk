@@ -126,18 +126,20 @@ rule most_common_baseline:
 
 rule results_table:
     input:
-        evaluation_outputs(),
+        evaluations=evaluation_outputs(),
+        pairs=pair_records(),
     output:
         table=f"{RESULTS}/results.csv",
         summary=f"{RESULTS}/results_summary.csv",
         text=f"{RESULTS}/results_summary.txt",
+        not_computed=f"{RESULTS}/not_computed.csv",
     log:
         f"{LOGS}/results_table.log",
     conda:
         "../envs/train.yaml"
     shell:
-        "python -m geocontrast.evaluate.results {input} --out {output.table} --summary {output.summary}"
-        " --text {output.text} > {log} 2>&1"
+        "python -m geocontrast.evaluate.results {input.evaluations} --pairs {input.pairs} --out {output.table}"
+        " --summary {output.summary} --text {output.text} --not-computed {output.not_computed} > {log} 2>&1"
 
 
 # Paired comparisons (geocontrast.evaluate.compare): every strategy against compare.reference and against

@@ -116,6 +116,7 @@ rule report_training_curves:
 rule report_table:
     input:
         results=f"{RESULTS}/results.csv",
+        not_computed=f"{RESULTS}/not_computed.csv",
     output:
         markdown=f"{REPORT}/results_table.md",
         csv=f"{REPORT}/results_table.csv",
@@ -133,7 +134,7 @@ rule report_table:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.report.results_figures table --results {input.results} --out {output.markdown}"
-        " --params-json {params.table:q} > {log} 2>&1"
+        " --not-computed {input.not_computed} --params-json {params.table:q} > {log} 2>&1"
 
 
 rule report_example_pairs:

@@ -41,6 +41,11 @@ _TO_EQUAL_AREA = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
 _BLOCK_OFFSET = 2**30
 
 
+class SplitError(ValueError):
+    """The collection cannot be split as asked (a spatial split without enough located blocks); the message says
+    why and what to change."""
+
+
 def labelled_column(fraction: float) -> str:
     """Column name of a label budget: 0.1 -> 'labelled_10', 0.01 -> 'labelled_1', 0.005 -> 'labelled_0.5'."""
     return f"labelled_{round(fraction * 100, 6):g}"
@@ -77,7 +82,8 @@ def make_splits(
         mode: 'random' stratifies by species: each species' observations are shuffled and divided by
             ``fractions`` with largest-remainder rounding (ties go to train, then test, then val).
             'spatial' assigns whole ``block_km`` blocks, shuffled, greedily to the split furthest below its
-            share of images; observations without coordinates go to train.
+            share of images; observations without coordinates go to train. :class:`SplitError` when a split
+            with a share would get no labelled observation (no coordinates, or all in too few blocks).
             'date' orders observations by their earliest observed_on: the earliest images fill train, then
             val, then test; observations without a date go to train.
         fractions: shares of (train, val, test), each >= 0, summing to 1.
@@ -100,7 +106,9 @@ def make_splits(
     elif mode == "spatial":
         blocks = spatial_blocks(manifest["lat"], manifest["lon"], block_km)
         observation_block = observations.first(pd.Series(blocks, dtype="Int64").where(blocks >= 0)).fillna(-1)
-        observation_split = _spatial_split(observations, observation_block.to_numpy(np.int64), fractions, seed)
+        observation_block = observation_block.to_numpy(np.int64)
+        observation_split = _spatial_split(observations, observation_block, fractions, seed)
+        _check_spatial_split(observations, observation_block, observation_split, fractions, block_km)
     else:
         observation_date = observations.earliest(manifest["observed_on"])
         observation_split = _date_split(observations, observation_date.to_numpy(), fractions)
@@ -240,6 +248,31 @@ def _spatial_split(
         filled[block_split[block]] += block_images[block]
     split[placed] = block_split[block_of_observation]
     return split
+
+
+def _check_spatial_split(
+    observations: _Observations, observation_block: np.ndarray, split: np.ndarray, fractions, block_km: float
+) -> None:
+    """Raise :class:`SplitError` when a split with a share gets no labelled observation: a spatial split needs
+    labelled photos with coordinates in at least as many blocks as there are splits to fill. Falling back to a
+    random split instead would label the results spatial while they measure something else."""
+    labelled = observations.labelled
+    empty = [name for i, name in enumerate(SPLITS) if fractions[i] > 0 and not (labelled & (split == i)).any()]
+    if not empty:
+        return
+    located = labelled & (observation_block >= 0)
+    advice = "use splits.mode random (or date)"
+    if not located.any():
+        raise SplitError(
+            f"splits.mode spatial needs coordinates, and none of the {int(labelled.sum())} labelled observations "
+            f"has them (they would all go to train, leaving {' and '.join(empty)} empty): {advice}"
+        )
+    n_blocks = np.unique(observation_block[located]).size
+    raise SplitError(
+        f"splits.mode spatial: the {int(located.sum())} labelled observations with coordinates lie in "
+        f"{n_blocks} block(s) of {block_km:g} km, too few to fill train, val and test ({' and '.join(empty)} "
+        f"would be empty): lower splits.block_km or {advice}"
+    )
 
 
 def _date_split(observations: _Observations, observation_date: np.ndarray, fractions: np.ndarray) -> np.ndarray:

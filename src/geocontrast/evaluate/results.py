@@ -1,10 +1,12 @@
-"""Collect evaluation JSONs into ``results.csv`` and summarise them over seeds."""
+"""Collect evaluation JSONs into ``results.csv`` and summarise them over seeds, with what could not be computed
+and why (the evaluations' reasons and the pretraining runs' pair fallbacks, from their pairs.json)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -82,18 +84,48 @@ def budget_text(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def not_computed_text(records: list[dict]) -> str:
-    """The "what could not be computed and why" section: each (what, reason) of the records' ``not_computed``
-    once, with the protocols it concerns and how many evaluations; empty when everything was computed."""
+def read_pair_records(paths: Iterable[Path]) -> list[dict]:
+    """The pairs.json records of pretraining runs (:mod:`geocontrast.strategies.diagnostics`), each with ``run``
+    (the strategy or arm, from its pretrain/<run>/seed<s>/ folder) and ``seed``."""
+    records = []
+    for path in map(Path, paths):
+        record = json.loads(path.read_text())
+        records.append({**record, "run": path.parent.parent.name, "seed": path.parent.name.removeprefix("seed")})
+    return records
+
+
+NOT_COMPUTED_COLUMNS = ("level", "what", "where", "why")
+
+
+def not_computed_table(records: list[dict], pair_records: Iterable[dict] = ()) -> pd.DataFrame:
+    """What could not be computed and why, one row per (what, why) of the evaluation records' ``not_computed``
+    (``where``: the protocols it concerns and how many evaluations) and per fallback note of the pretraining runs'
+    pairs.json (``where``: run and seed); ``level`` is ``warning`` for notes that concern every sampled anchor
+    (those pairs carry no geography at all), else ``note``."""
     concerns: dict[tuple[str, str], list[str]] = {}
     for record in records:
         for what, reason in record.get("not_computed", {}).items():
             concerns.setdefault((what, reason), []).append(record.get("protocol", "?"))
-    if not concerns:
+    rows = [
+        ("note", what, f"{', '.join(sorted(set(protocols)))}; {len(protocols)} evaluations", reason)
+        for (what, reason), protocols in sorted(concerns.items())
+    ]
+    for record in pair_records:
+        for note in record.get("notes", []):
+            level = "warning" if note["every"] else "note"
+            rows.append((level, note["what"], f"{record['run']} seed {record['seed']}", note["why"]))
+    return pd.DataFrame(rows, columns=list(NOT_COMPUTED_COLUMNS))
+
+
+def not_computed_text(table: pd.DataFrame) -> str:
+    """The "what could not be computed and why" section of results_summary.txt (:func:`not_computed_table`);
+    empty when everything was computed."""
+    if table.empty:
         return ""
     lines = ["", "What could not be computed and why:"]
-    for (what, reason), protocols in sorted(concerns.items()):
-        lines.append(f"- {what} ({', '.join(sorted(set(protocols)))}; {len(protocols)} evaluations): {reason}")
+    for row in table.itertuples(index=False):
+        loud = "WARNING " if row.level == "warning" else ""
+        lines.append(f"- {loud}{row.what} ({row.where}): {row.why}")
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="results.csv")
     parser.add_argument("--summary", required=True, type=Path, help="results_summary.csv")
     parser.add_argument("--text", type=Path, help="also write the summary as a text table here")
+    parser.add_argument("--pairs", type=Path, nargs="*", default=[], help="pretrain/<run>/seed<s>/pairs.json files")
+    parser.add_argument("--not-computed", type=Path, help="also write what could not be computed and why as .csv")
     args = parser.parse_args(argv)
     records = []
     for path in args.evaluations:
@@ -112,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: not valid JSON ({error})")
     results = collect(records)
     summary = summarise(results)
-    for frame, path in ((results, args.out), (summary, args.summary)):
-        with atomic_path(path) as partial:
-            frame.to_csv(partial, index=False)
-    text = format_summary(summary) + budget_text(results) + not_computed_text(records)
+    not_computed = not_computed_table(records, read_pair_records(args.pairs))
+    outputs = ((results, args.out), (summary, args.summary), (not_computed, args.not_computed))
+    for frame, path in outputs:
+        if path is not None:
+            with atomic_path(path) as partial:
+                frame.to_csv(partial, index=False)
+    text = format_summary(summary) + budget_text(results) + not_computed_text(not_computed)
     if args.text:
         write_text(text, args.text)
     print(text, end="")

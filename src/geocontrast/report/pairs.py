@@ -11,31 +11,20 @@ anchors whose positive fell back to the anchor itself, by cause (:mod:`geocontra
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.evaluate.results import read_pair_records
 from geocontrast.report.style import plt, save_figure
 
 KINDS = ("positive", "negative", "masked", "random")
 SHARES = ("species", "genus", "family", "observer", "date")
 CAUSES = ("no_coordinates", "no_neighbour_within_r", "neighbours_outside_split")
 KIND_COLOURS = {"positive": "#009E73", "negative": "#D55E00", "masked": "#CC79A7", "random": "#999999"}
-
-
-def read_pairs(paths: Iterable[Path]) -> list[dict]:
-    """The pairs.json records, each with ``run`` (the strategy or arm, from its pretrain/<run>/seed<s>/ folder)
-    and ``seed``."""
-    records = []
-    for path in map(Path, paths):
-        record = json.loads(path.read_text())
-        records.append({**record, "run": path.parent.parent.name, "seed": path.parent.name.removeprefix("seed")})
-    return records
 
 
 def pairs_table(records: list[dict]) -> pd.DataFrame:
@@ -133,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", required=True, type=Path, help="the table as .csv")
     parser.add_argument("--figure-width-in", type=float, default=10.0)
     args = parser.parse_args(argv)
-    table = pairs_table(read_pairs(args.pairs))
+    table = pairs_table(read_pair_records(args.pairs))
     with atomic_path(args.table) as partial:
         table.to_csv(partial, index=False, float_format="%.4g")
     save_figure(pairs_figure(table, figure_width_in=args.figure_width_in), args.out)

@@ -27,6 +27,7 @@ import inspect
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -390,38 +391,60 @@ def results_table(results: pd.DataFrame, *, metrics: Sequence[str] = TABLE_METRI
 
 
 TABLE_NOTE = "Test accuracy in percent, mean ± std over seeds (ddof 1); seeds: number of seeds per row."
+NOT_COMPUTED_TITLE = "What could not be computed and why"
 
 
-def table_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (text columns left-aligned, numbers right-aligned) with its note."""
+def not_computed_lines(not_computed: pd.DataFrame | None) -> list[str]:
+    """The rows of results.py's not_computed.csv (level, what, where, why) as sentences, warnings marked."""
+    if not_computed is None:
+        return []
+    return [
+        f"{'WARNING ' if row.level == 'warning' else ''}{row.what} ({row.where}): {row.why}"
+        for row in not_computed.itertuples(index=False)
+    ]
+
+
+def table_markdown(table: pd.DataFrame, not_computed: pd.DataFrame | None = None) -> str:
+    """A GitHub-flavoured Markdown table (text columns left-aligned, numbers right-aligned) with its note, then
+    what could not be computed and why (when anything could not)."""
     columns = list(table.columns)
     align = [":---" if c in ("strategy", "protocol") else "---:" for c in columns]
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    missing = not_computed_lines(not_computed)
+    if missing:
+        lines += ["", f"{NOT_COMPUTED_TITLE}:", "", *(f"- {line}" for line in missing)]
     return "\n".join([TABLE_NOTE, "", *lines]) + "\n"
 
 
-def table_html(table: pd.DataFrame) -> str:
-    """A standalone HTML page of the table (Snakemake's report shows HTML inline, Markdown and CSV only as files)."""
+def table_html(table: pd.DataFrame, not_computed: pd.DataFrame | None = None) -> str:
+    """A standalone HTML page of the table (Snakemake's report shows HTML inline, Markdown and CSV only as files),
+    then what could not be computed and why, warnings in bold."""
     style = (
         "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
         " th,td{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}"
         " th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}"
     )
+    missing = "".join(
+        f"<li>{'<b>' + escape(line) + '</b>' if line.startswith('WARNING') else escape(line)}</li>"
+        for line in not_computed_lines(not_computed)
+    )
+    section = f"<h3>{NOT_COMPUTED_TITLE}</h3><ul>{missing}</ul>" if missing else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
-        f"<p>{TABLE_NOTE}</p>{table.to_html(index=False, border=0)}</body></html>\n"
+        f"<p>{TABLE_NOTE}</p>{table.to_html(index=False, border=0)}{section}</body></html>\n"
     )
 
 
-def write_table(table: pd.DataFrame, markdown_path: Path) -> list[Path]:
-    """Write ``markdown_path`` and the same table as .csv and .html beside it (each atomically); returns the paths."""
+def write_table(table: pd.DataFrame, markdown_path: Path, not_computed: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``markdown_path`` and the same table as .csv and .html beside it (each atomically); returns the paths.
+    ``not_computed`` (results.py's not_computed.csv) adds its section to the Markdown and HTML pages."""
     markdown_path = Path(markdown_path)
     paths = [markdown_path, markdown_path.with_suffix(".csv"), markdown_path.with_suffix(".html")]
     writers = (
-        lambda path: path.write_text(table_markdown(table)),
+        lambda path: path.write_text(table_markdown(table, not_computed)),
         lambda path: table.to_csv(path, index=False),
-        lambda path: path.write_text(table_html(table)),
+        lambda path: path.write_text(table_html(table, not_computed)),
     )
     for path, write in zip(paths, writers):
         with atomic_path(path) as partial:
@@ -458,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--params-json", type=json_object, default="{}", help="keyword arguments of the figure as a JSON object"
     )
+    parser.add_argument("--not-computed", type=Path, help="table: not_computed.csv of results.py, shown below it")
     args = parser.parse_args(argv)
 
     function = FIGURES[args.figure]
@@ -476,7 +500,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.figure} needs --results")
         data = pd.read_csv(args.results)
     output = function(data, **params)
-    written = write_table(output, args.out) if args.figure == "table" else save_figure(output, args.out)
+    if args.figure == "table":
+        not_computed = pd.read_csv(args.not_computed, keep_default_na=False) if args.not_computed else None
+        written = write_table(output, args.out, not_computed)
+    else:
+        written = save_figure(output, args.out)
     print("\n".join(map(str, written)))
     return 0
 

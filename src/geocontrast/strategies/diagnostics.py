@@ -5,8 +5,10 @@ anchor's species (or only its observer), whether geo negatives are really of oth
 geo-near mask removes. :func:`pair_diagnostics` counts that over a sample of the strategy's own batches, drawn
 with a separate random stream so training is unchanged, and :func:`fallback_causes` says why anchors got an
 augmented view of themselves instead of a neighbour, :func:`negative_fallbacks` why geo negatives are random
-draws. The training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns
-(:func:`fallback_warnings`) when every geographic positive or negative fell back.
+draws, :func:`mask_coverage` how much of each anchor's contrast the geo-near mask removes, and
+:func:`fallback_notes` says all that in words (``notes``: results_summary.txt and the report list them). The
+training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns (:func:`fallback_warnings`)
+when every geographic positive or negative fell back, or the mask left no anchor a negative.
 
 Pair kinds (each a list of (row, partner) manifest-row pairs):
 
@@ -140,25 +142,101 @@ def negative_fallbacks(strategy: Strategy, anchors: np.ndarray) -> dict | None:
     }
 
 
-def fallback_warnings(record: dict) -> list[str]:
-    """Loud sentences for a pairs.json ``record`` whose geographic positives or negatives all fell back (the
-    strategy then trains on the anchor itself or on random negatives: no geography at all)."""
-    warnings = []
-    for key, kind, instead in (
-        ("fallbacks", "positives", "the anchor itself"),
-        ("negative_fallbacks", "negatives", "random photos"),
+def mask_coverage(strategy: Strategy, batches: list[PairBatch]) -> dict | None:
+    """How much of the anchors' contrast the geo-near mask removes; None without the ``mask`` option.
+
+    ``n_anchors``; ``masked_share``: the masked share of the (anchor, other item) pairs, in-batch and extra
+    negatives (an anchor drawn as its own extra negative is no pair); ``without_negatives``: anchors whose every
+    negative is masked, so their loss term has nothing to contrast with (every photo at one site)."""
+    if not strategy.options.get("mask"):
+        return None
+    n_anchors = pairs = masked = without = 0
+    for batch in batches:
+        anchors = batch.views["anchor"]
+        in_batch = batch.false_negatives & ~np.eye(anchors.size, dtype=bool)
+        candidates, removed = np.full(anchors.size, anchors.size - 1), in_batch.sum(axis=1)
+        if batch.extra_false_negatives is not None:
+            other = anchors[:, None] != batch.views["negative"][None, :]  # (B, E)
+            candidates = candidates + other.sum(axis=1)
+            removed = removed + (batch.extra_false_negatives & other).sum(axis=1)
+        n_anchors += anchors.size
+        pairs += int(candidates.sum())
+        masked += int(removed.sum())
+        without += int((removed == candidates).sum())
+    return {"n_anchors": n_anchors, "masked_share": masked / pairs if pairs else 0.0, "without_negatives": without}
+
+
+CAUSE_TEXTS = {
+    "no_coordinates": "without coordinates",
+    "no_neighbour_within_r": "with no neighbour within the radius",
+    "neighbours_outside_split": "with neighbours only outside the split",
+}
+
+
+def fallback_notes(record: dict) -> list[dict]:
+    """What of a pairs.json ``record``'s geographic pairs fell back, and why: one note per kind with any, each
+    ``what`` (geographic positives, geographic negatives, negatives left by the geo-near mask), ``why`` (the share
+    of sampled anchors, its causes and what they got instead) and ``every`` (true when all anchors did: the
+    strategy's pairs of that kind then carry no geography)."""
+    rule = record.get("negative_rule") or {}
+    random_km = ((record["pairs"].get("random") or {}).get("distance_km") or {}).get("p50")
+    spread = "" if random_km is None else f"; its photos lie a median {random_km:.3g} km apart"
+    causes_text = {**CAUSE_TEXTS, "no_candidate_under_rule": f"with no photo {negative_rule_text(rule)}{spread}"}
+    notes = []
+    for key, what, instead in (
+        ("fallbacks", "geographic positives", "the anchor itself"),
+        ("negative_fallbacks", "geographic negatives", "random photos"),
     ):
         counts = record.get(key)
         if not counts or not counts["n_anchors"]:
             continue
         causes = {cause: n for cause, n in counts.items() if cause not in ("n_anchors", "nearest_beyond_r") and n}
-        if sum(causes.values()) == counts["n_anchors"]:
-            detail = ", ".join(f"{n} {cause.replace('_', ' ')}" for cause, n in causes.items())
-            warnings.append(
-                f"{record['strategy']}: every geographic {kind[:-1]} of the {counts['n_anchors']} sampled anchors"
-                f" fell back to {instead} ({detail}): its {kind} carry no geography"
-            )
-    return warnings
+        if causes:
+            share = sum(causes.values()) / counts["n_anchors"]
+            detail = ", ".join(f"{n} {causes_text[cause]}" for cause, n in causes.items())
+            why = f"{_percent(share)} of the {counts['n_anchors']} sampled anchors fell back to {instead} ({detail})"
+            notes.append(_note(what, why, share, f"its {what} carry no geography"))
+    mask = record.get("mask")
+    if mask and mask["without_negatives"]:
+        share = mask["without_negatives"] / mask["n_anchors"]
+        why = (
+            f"{_percent(share)} of the {mask['n_anchors']} sampled anchors had every negative masked as geo-near"
+            f" (within {rule.get('false_negative_radius_km', float('nan')):g} km{spread});"
+            f" {_percent(mask['masked_share'])} of all pairs masked"
+        )
+        consequence = "the loss contrasts nothing, no gradient"
+        notes.append(_note("negatives left by the geo-near mask", why, share, consequence))
+    return notes
+
+
+def _note(what: str, why: str, share: float, consequence: str) -> dict:
+    every = share == 1.0
+    return {"what": what, "why": f"{why}: {consequence}" if every else why, "every": every}
+
+
+def negative_rule_text(rule: dict) -> str:
+    """The negative table's rule in words: "under rule far (beyond 50 km)"."""
+    if rule.get("rule") == "far":
+        return f"under rule far (beyond {rule['r_neg_km']:g} km)"
+    if rule.get("rule") == "band":
+        return f"under rule band ({rule['band_km'][0]:g}-{rule['band_km'][1]:g} km)"
+    return "under the negative rule"
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage that says 0 % and 100 % only when exact."""
+    if 0 < share < 0.01:
+        return "< 1 %"
+    if 0.99 < share < 1:
+        return "> 99 %"
+    return f"{100 * share:.0f} %"
+
+
+def fallback_warnings(record: dict) -> list[str]:
+    """Loud sentences for the notes of a pairs.json ``record`` (:func:`fallback_notes`) that concern every anchor:
+    every geographic positive or negative fell back (the strategy then trains on the anchor itself or on random
+    negatives: no geography at all), or the mask left no negative."""
+    return [f"{record['strategy']}: {note['what']}: {note['why']}" for note in fallback_notes(record) if note["every"]]
 
 
 def sample_batches(
@@ -188,7 +266,8 @@ def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[P
     if summaries["positive"] is not None:
         summaries["positive"]["self_share"] = 1.0 - summaries["positive"]["n"] / anchors.size
     summaries["random"] = pair_summary(facts, anchors, random_negatives(anchors, strategy.negative_pool(), rng))
-    return {
+    negatives = strategy.data.negatives
+    record = {
         "strategy": strategy.name,
         "options": strategy.options,
         "n_batches": len(batches),
@@ -196,4 +275,9 @@ def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[P
         "pairs": summaries,
         "fallbacks": fallback_causes(strategy, anchors),
         "negative_fallbacks": negative_fallbacks(strategy, anchors),
+        "mask": mask_coverage(strategy, batches),
+        "negative_rule": None
+        if negatives is None
+        else {**negatives.params, "false_negative_radius_km": negatives.false_negative_radius_km},
     }
+    return {**record, "notes": fallback_notes(record)}

@@ -334,6 +334,9 @@ def write_pair_diagnostics(job: Job, manifest: pd.DataFrame) -> None:
     record = pair_diagnostics(manifest, job.strategy, batches, rng)
     for warning in fallback_warnings(record):
         warnings.warn(warning, stacklevel=2)
+    for note in record["notes"]:
+        if not note["every"]:
+            print(f"{job.name}: {note['what']}: {note['why']}", file=sys.stderr)
     write_json(record, job.out_dir / PAIRS)
 
 
