@@ -67,17 +67,24 @@ BUDGET_COLUMNS = ("pretrain_steps", "pretrain_anchors", "pretrain_images", "pret
 
 
 def budget_text(results: pd.DataFrame) -> str:
-    """What each pretraining strategy spent, mean over seeds: optimiser steps, anchors, images through the encoder
+    """What each pretraining job spent, mean over seeds, per strategy and the train labels it trained on (a
+    label-trained strategy has one encoder per label budget): optimiser steps, anchors, images through the encoder
     (all views) and wall seconds; one budget means equal steps and anchors."""
     pretrained = results.dropna(subset=["pretrain_steps"])
     if pretrained.empty:
         return ""
-    spent = pretrained.groupby("strategy", sort=False)[list(BUDGET_COLUMNS)].mean()
-    lines = ["", "Pretraining budget, mean over seeds: optimiser steps, anchors seen, images through the encoder, s"]
-    for strategy, row in spent.iterrows():
+    jobs = pretrained.groupby(["strategy", "pretrain_label_fraction"], sort=False, dropna=False)
+    spent = jobs[list(BUDGET_COLUMNS)].mean()
+    lines = [
+        "",
+        "Pretraining budget, mean over seeds: % of train labels trained on, optimiser steps, anchors seen,"
+        " images through the encoder, s",
+    ]
+    for (strategy, labels), row in spent.iterrows():
         lines.append(
-            f"{strategy:<16}  steps {row['pretrain_steps']:7.0f}  anchors {row['pretrain_anchors']:9.0f}"
-            f"  images {row['pretrain_images']:9.0f}  {row['pretrain_seconds']:7.1f} s"
+            f"{strategy:<16}  labels {labels:>4g} %  steps {row['pretrain_steps']:7.0f}"
+            f"  anchors {row['pretrain_anchors']:9.0f}  images {row['pretrain_images']:9.0f}"
+            f"  {row['pretrain_seconds']:7.1f} s"
         )
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.report.panels import pretraining_run
 from geocontrast.report.style import plt, save_figure
 
 KINDS = ("positive", "negative", "masked", "random")
@@ -29,12 +30,12 @@ KIND_COLOURS = {"positive": "#009E73", "negative": "#D55E00", "masked": "#CC79A7
 
 
 def read_pairs(paths: Iterable[Path]) -> list[dict]:
-    """The pairs.json records, each with ``run`` (the strategy or arm, from its pretrain/<run>/seed<s>/ folder)
-    and ``seed``."""
+    """The pairs.json records, each with ``run`` (the strategy or arm, ``<strategy>_l<pct>`` at a label budget)
+    and ``seed``, from its folder (:func:`geocontrast.report.panels.pretraining_run`)."""
     records = []
     for path in map(Path, paths):
-        record = json.loads(path.read_text())
-        records.append({**record, "run": path.parent.parent.name, "seed": path.parent.name.removeprefix("seed")})
+        run, seed = pretraining_run(path)
+        records.append({**json.loads(path.read_text()), "run": run, "seed": seed})
     return records
 
 
@@ -128,7 +129,9 @@ def pairs_figure(table: pd.DataFrame, *, figure_width_in: float = 10.0) -> plt.F
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.report.pairs", description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", required=True, type=Path, nargs="+", help="pretrain/<run>/seed<s>/pairs.json")
+    parser.add_argument(
+        "--pairs", required=True, type=Path, nargs="+", help="pretrain/<strategy>/seed<s>/[l<pct>/]pairs.json"
+    )
     parser.add_argument("--out", required=True, type=Path, help="figure .png (an .svg is written beside it)")
     parser.add_argument("--table", required=True, type=Path, help="the table as .csv")
     parser.add_argument("--figure-width-in", type=float, default=10.0)

@@ -7,7 +7,9 @@ Summaries are :func:`geocontrast.evaluate.results.summarise` tables (``<metric>_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,6 +39,18 @@ LEGEND_COLUMN_IN = 1.7  # width one legend entry needs, to choose the legend's c
 
 
 # ---------------------------------------------------------------------------------------------- ordering
+def pretraining_run(path: Path) -> tuple[str, int]:
+    """(run, seed) of a pretraining job's file, from its folders as the pretrain rules lay them out:
+    ``<strategy>/seed<s>/<file>`` (run: the strategy or arm) or, for a strategy pretrained at each label budget,
+    ``<strategy>/seed<s>/l<pct>/<file>`` (run: ``<strategy>_l<pct>``). Other layouts are refused."""
+    folder, budget = Path(path).parent, ""
+    if re.fullmatch(r"l\d+(\.\d+)?", folder.name):
+        folder, budget = folder.parent, f"_{folder.name}"
+    if not re.fullmatch(r"seed\d+", folder.name):
+        raise ValueError(f"{path}: expected <strategy>/seed<seed>/[l<pct>/]{Path(path).name}")
+    return f"{folder.parent.name}{budget}", int(folder.name.removeprefix("seed"))
+
+
 def strategy_order(strategies: Iterable[str]) -> list[str]:
     """Unique strategies in order of first appearance, with :data:`BASELINES` moved to the front."""
     seen = list(dict.fromkeys(strategies))

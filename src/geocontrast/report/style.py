@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -43,7 +44,8 @@ STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the
 
 
 def strategy_colour(strategy: str) -> str:
-    return STRATEGY_COLOURS.get(strategy, "#777777")
+    """The strategy's colour; a pretraining run at a label budget (``supervised_l50``) has its strategy's."""
+    return STRATEGY_COLOURS.get(re.sub(r"_l\d+(\.\d+)?$", "", strategy), "#777777")
 
 
 def save_figure(figure: plt.Figure, png_path: Path) -> list[Path]:
