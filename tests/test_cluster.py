@@ -28,7 +28,7 @@ def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_a_gpu_requ
     )
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
-    for rule in ("pretrain", "evaluate_frozen", "finetune"):
+    for rule in ("pretrain", "pretrain_at_budget", "evaluate_frozen", "evaluate_frozen_at_budget", "finetune"):
         blocks = job_blocks(output, rule)
         assert blocks, rule
         for block in blocks:
@@ -47,8 +47,9 @@ def test_pretraining_on_several_gpus_asks_for_them_and_runs_under_torchrun(tmp_p
     result = snakemake(tmp_path, "-n", "--workflow-profile", str(SLURM_PROFILE), configfile=tmp_path / "config.yaml")
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
-    blocks = job_blocks(output, "pretrain")
-    assert len(blocks) == planned_jobs(result)["pretrain"] == 4
+    blocks = job_blocks(output, "pretrain") + job_blocks(output, "pretrain_at_budget")  # supervised: per budget
+    jobs = planned_jobs(result)
+    assert len(blocks) == jobs["pretrain"] + jobs["pretrain_at_budget"] == 4
     assert all(resources(block)["gpu"] == "4" for block in blocks)
     assert output.count("Shell command: torchrun --standalone --nproc_per_node 4 -m geocontrast.train") == 4
 

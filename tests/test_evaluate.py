@@ -25,7 +25,7 @@ from geocontrast.evaluate.metrics import (
 )
 from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
 from geocontrast.evaluate.results import collect, summarise
-from geocontrast.train.budget import PRETRAINING_FACTS
+from geocontrast.train.budget import PRETRAINING_FACTS, PRETRAINING_LABELS
 
 SCORES = np.array(
     [
@@ -223,6 +223,7 @@ def test_frozen_job_writes_each_protocol_at_each_budget_as_the_single_protocol_c
 def test_result_record_holds_every_result_column(tiny, tmp_path):
     record = run_cli(tiny, tmp_path / "baseline.json", "baseline")
     from_the_workflow = {"dataset", "encoder", "epochs", "split_mode", "replicate", *PRETRAINING_FACTS.values()}
+    from_the_workflow.add(PRETRAINING_LABELS)  # read from the encoder, like the spent budget
     missing = set(RESULT_COLUMNS) - set(record) - from_the_workflow - set(TASK_METRIC_COLUMNS)  # tasks: own scores
     assert not missing
     assert np.isnan(record["prior_top1"])  # no prior given
@@ -337,17 +338,25 @@ def test_cli_refuses_params_that_are_not_a_json_object(tiny, tmp_path, capsys):
     assert "--params-json: must be a JSON object" in capsys.readouterr().err
 
 
-def test_the_summary_states_what_each_pretraining_strategy_spent():
+def test_the_summary_states_what_each_pretraining_job_spent_and_on_which_labels():
     from geocontrast.evaluate.results import budget_text
 
+    spent = {"pretrain_steps": 110, "pretrain_anchors": 14080}
     rows = [
-        {"strategy": "supervised", "pretrain_steps": 110, "pretrain_anchors": 14080, "pretrain_images": 14080},
-        {"strategy": "augmented", "pretrain_steps": 110, "pretrain_anchors": 14080, "pretrain_images": 28160},
-        {"strategy": "augmented", "pretrain_steps": 110, "pretrain_anchors": 14080, "pretrain_images": 28160},
+        {"strategy": "supervised", "pretrain_label_fraction": 10, **spent, "pretrain_images": 14080},
+        {"strategy": "supervised", "pretrain_label_fraction": 50, **spent, "pretrain_images": 14080},
+        {"strategy": "augmented", "pretrain_label_fraction": 0, **spent, "pretrain_images": 28160},
+        {"strategy": "augmented", "pretrain_label_fraction": 0, **spent, "pretrain_images": 28160},
         {"strategy": "random_init", "pretrain_steps": float("nan")},
     ]
-    results = pd.DataFrame(rows).assign(pretrain_seconds=[30.0, 70.0, 80.0, float("nan")])
+    results = pd.DataFrame(rows).assign(pretrain_seconds=[30.0, 40.0, 70.0, 80.0, float("nan")])
     lines = budget_text(results).strip().splitlines()[1:]
-    assert [line.split()[0] for line in lines] == ["supervised", "augmented"]  # random_init spent nothing
-    assert "images     28160" in lines[1] and "75.0 s" in lines[1] and "steps     110" in lines[0]
-    assert budget_text(results.iloc[3:]) == ""
+    # random_init spent nothing; supervised has one encoder per label budget, each its own line
+    assert [line.split()[:3] for line in lines] == [
+        ["supervised", "labels", "10"],
+        ["supervised", "labels", "50"],
+        ["augmented", "labels", "0"],
+    ]
+    assert "images     28160" in lines[2] and "75.0 s" in lines[2] and "steps     110" in lines[0]
+    assert "30.0 s" in lines[0] and "40.0 s" in lines[1]
+    assert budget_text(results.iloc[4:]) == ""

@@ -54,7 +54,8 @@ def test_the_module_plans_the_same_jobs_as_the_repository_workflow(tmp_path):
     direct = snakemake(tmp_path / "direct", "-n")
     assert direct.returncode == 0, direct.stderr
     assert planned_jobs(module) == planned_jobs(direct)
-    assert planned_jobs(module)["pretrain"] == 4  # two strategies x two seeds: the tiny config reached the module
+    jobs = planned_jobs(module)  # two strategies x two seeds: the tiny config reached the module
+    assert jobs["pretrain"] == jobs["pretrain_at_budget"] == 2  # supervised: once per label budget (one here)
     assert f"GEOCONTRAST_PACKAGE={REPO}\n" in module.stdout  # the environments install this checkout
 
 
@@ -64,7 +65,8 @@ def test_the_module_fills_what_the_user_config_leaves_out_from_the_schema(tmp_pa
     result = run_in(project, "-n")
     assert result.returncode == 0, result.stderr
     assert "results/mine/results.csv" in result.stdout
-    assert planned_jobs(result)["pretrain"] == 4 * 3  # the schema's four default strategies and three seeds
+    jobs = planned_jobs(result)  # the schema's four default strategies (supervised at its one budget), three seeds
+    assert jobs["pretrain"] == 3 * 3 and jobs["pretrain_at_budget"] == 3
 
 
 @pytest.mark.slow

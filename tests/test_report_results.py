@@ -14,9 +14,10 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
+from geocontrast.evaluate.results import pretraining_run
 from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
-from geocontrast.report.style import save_figure
+from geocontrast.report.style import STRATEGY_COLOURS, save_figure
 
 STRATEGIES = ("random_init", "supervised", "augmented", "context_pos", "context_pos_neg")
 PROTOCOLS = ("finetune", "linear")
@@ -219,6 +220,31 @@ def test_training_curves_average_seeds_with_a_band(tmp_path):
     knn = axes[1].get_lines()[1].get_ydata()
     np.testing.assert_allclose(knn, [10.0 * e + 1.0 for e in range(1, 5)])  # percent
     assert_png(save_figure(figure, tmp_path / "training_curves.png")[0])
+
+
+def test_a_run_pretrained_at_a_label_budget_is_its_own_curve_in_its_strategys_colour(tmp_path):
+    paths = []
+    for folder in ("supervised/seed0/l10", "supervised/seed0/l50", "supervised/seed1/l50", "augmented/seed1"):
+        path = tmp_path / folder / "metrics.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text(
+            json.dumps({"epoch": 1, "loss": 1.0, "knn_top1": 0.1, "embedding_std": 0.1, "mean_pairwise_cosine": 0.2})
+            + "\n"
+        )
+        paths.append(path)
+    metrics = rf.read_metrics(paths)
+    assert list(zip(metrics["strategy"], metrics["seed"])) == [
+        ("supervised_l10", 0),
+        ("supervised_l50", 0),
+        ("supervised_l50", 1),
+        ("augmented", 1),
+    ]
+    figure = rf.training_curves(metrics)
+    assert legend_texts(figure) == ["supervised_l10 (1 seed)", "supervised_l50 (2 seeds)", "augmented (1 seed)"]
+    colours = [line.get_color() for line in figure.get_axes()[0].get_lines()]
+    assert colours[0] == colours[1] == STRATEGY_COLOURS["supervised"] != colours[2]
+    with pytest.raises(ValueError, match="seed<seed>"):
+        pretraining_run(tmp_path / "supervised" / "l10" / "metrics.jsonl")
 
 
 def test_read_metrics_refuses_a_path_without_strategy_and_seed(tmp_path):

@@ -249,6 +249,29 @@ def test_supervised_batches_hold_only_labelled_rows_of_the_fraction(tiny_data, n
     assert [strategy.classes[t] for t in batch.targets] == list(species)
 
 
+@pytest.mark.parametrize("name", ["supervised", "classifier"])
+@pytest.mark.parametrize("budget", [1, 10, 100])
+def test_a_label_trained_strategy_at_a_budget_trains_on_exactly_the_rows_the_evaluation_labels(
+    tiny_data, tiny_inputs, name, budget
+):
+    """The workflow pretrains supervised once per evaluated label budget (params label_fraction = the budget): its
+    anchors are the labelled train rows that the evaluation at that budget trains its probes on, and the encoder
+    records the budget."""
+    from geocontrast.evaluate.protocols import eval_rows
+
+    manifest, data = tiny_data
+    strategy = build_strategy(name, data, {"label_fraction": budget})
+    evaluated = eval_rows(manifest, pd.read_parquet(tiny_inputs["splits"]), budget).train
+    assert np.array_equal(strategy.anchor_rows(), evaluated)
+    assert strategy.label_fraction == budget
+
+
+def test_label_free_strategies_record_no_training_labels_and_the_oracle_every_one(tiny_data):
+    _, data = tiny_data
+    assert build_strategy("augmented", data, {"label_fraction": 50}).label_fraction == 0
+    assert build_strategy("oracle", data, {}).label_fraction == 100
+
+
 def test_pair_draws_pick_only_allowed_rows_and_fall_back_to_the_default():
     from geocontrast.strategies.base import draw_one_per_row
 

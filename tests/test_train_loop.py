@@ -20,7 +20,13 @@ from geocontrast.models import build_encoder
 from geocontrast.strategies import STRATEGIES
 from geocontrast.train import __main__ as cli
 from geocontrast.train import loop
-from geocontrast.train.budget import PRETRAINING_FACTS, epoch_batches, plan_budget, pretraining_facts
+from geocontrast.train.budget import (
+    PRETRAINING_FACTS,
+    PRETRAINING_LABELS,
+    epoch_batches,
+    plan_budget,
+    pretraining_facts,
+)
 from geocontrast.train.loop import METRIC_KEYS, train
 from geocontrast.train.monitor import Monitor
 
@@ -168,12 +174,14 @@ def test_encoder_and_metrics_record_the_same_budget(one_budget):
             pretraining_facts(out_dir / "encoder.pt"),
             pretraining_facts(out_dir / "metrics.jsonl"),
         )
+        labels = from_encoder.pop(PRETRAINING_LABELS)  # only the encoder records the labels it trained on
         assert from_encoder == from_metrics, strategy
         assert from_encoder["pretrain_steps"] == 6 and from_encoder["pretrain_anchors"] == 96, strategy
+        assert labels == (10 if strategy == "supervised" else 0), strategy  # supervised: loop default label_fraction
 
 
 def test_results_rows_have_a_column_for_every_pretraining_fact():
-    assert set(PRETRAINING_FACTS.values()) <= set(RUN_COLUMNS)
+    assert {*PRETRAINING_FACTS.values(), PRETRAINING_LABELS} <= set(RUN_COLUMNS)
 
 
 def test_label_only_anchors_get_the_steps_of_an_epoch_over_the_train_split():

@@ -86,9 +86,11 @@ def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
         "splits": seeds,  # one data replicate per seed (splits.resample)
         "neighbour_table": seeds,
         "negative_table": seeds,
-        "pretrain": 4 * seeds,
+        "pretrain": 3 * seeds,
+        "pretrain_at_budget": seeds,  # supervised: once per evaluated label budget (one by default)
         "geo_prior": seeds,
-        "evaluate_frozen": strategies * seeds,  # embeds once, then linear and knn
+        "evaluate_frozen": (strategies - 1) * seeds,  # embeds once, then linear and knn at every budget
+        "evaluate_frozen_at_budget": seeds,  # supervised: the encoder of each budget
         "finetune": strategies * seeds,
         "most_common_baseline": seeds,
         "results_table": 1,
@@ -120,14 +122,15 @@ def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_
     assert result.returncode == 0, result.stderr
     strategies, seeds = 11 + 1, 3
     jobs = planned_jobs(result)
-    assert jobs["pretrain"] == 11 * seeds and jobs["evaluate_frozen"] == strategies * seeds  # 2 protocols, 5 tasks
+    assert jobs["pretrain"] + jobs["pretrain_at_budget"] == 11 * seeds  # supervised, classifier: at one budget
+    assert jobs["evaluate_frozen"] + jobs["evaluate_frozen_at_budget"] == strategies * seeds  # 2 protocols, 5 tasks
     frozen = re.search(r"^Shell command: python -m geocontrast.evaluate.frozen .*$", result.stdout, re.M)
     assert "--protocols linear knn genus_probe family_probe genus_pairs mislabel clustering " in frozen[0]
     assert jobs["genus_pairs"] == seeds  # one set of genus pairs per data replicate
     assert jobs["report_tasks"] == 1 and jobs["report_mislabel_roc"] == 1
     assert "finetune" not in jobs
     tables = {}
-    for block in result.stdout.split("rule pretrain:")[1:]:
+    for block in re.split(r"rule pretrain(?:_at_budget)?:", result.stdout)[1:]:
         inputs = re.search(r"input: (.*)", block).group(1)
         strategy = re.search(r"wildcards: strategy=(\w+)", block).group(1)
         tables[strategy] = ("neighbours/" in inputs, "negatives/" in inputs)
@@ -235,6 +238,10 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
     assert set(table["strategy"]) == evaluated | {"most_common"}
     assert len(table) == len(evaluated) * 2 * 3 + 2  # strategies x seeds x protocols, plus a baseline per replicate
     assert (table["replicate"] == table["seed"]).all()  # splits.resample: replicate r is seed r's data
+    labels = table.groupby("strategy", dropna=False)["pretrain_label_fraction"].unique()  # labels it trained on
+    assert list(labels["supervised"]) == [10] and list(labels["context_pos_neg"]) == [0]
+    assert np.isnan(labels["random_init"]).all()  # no pretraining
+    assert (results / "pretrain" / "supervised" / "seed1" / "l10" / "encoder.pt").exists()  # at its one budget
     assert table[["top1", "top5", "prior_top1", "acc_genus"]].notna().all().all()
     assert ((table["top1"] <= table["top5"]) & (table["acc_species"] <= table["acc_genus"] + 1e-12)).all()
     summary = (results / "results_summary.txt").read_text()
@@ -331,13 +338,42 @@ def test_tiny_world_reruns_only_what_changed(tiny_world_run, tmp_path):
     assert rerun["pretrain"] == 2 and rerun["evaluate_frozen"] == 2  # only the geo strategy's seeds
 
 
-def test_a_label_trained_strategy_evaluated_at_another_budget_is_flagged_before_the_run(tmp_path, tiny_dry_run):
+def test_a_label_trained_strategy_is_pretrained_and_evaluated_at_each_label_budget(tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["evaluate"] = {**config.get("evaluate", {}), "label_fractions": [10, 100]}
+    config["splits"] = {"label_fractions": [0.1, 0.5, 1.0]}
+    config["evaluate"] = {**config["evaluate"], "label_fractions": [10, 50]}
     path = tmp_path / "budgets.yaml"
     path.write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", configfile=path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "warning: supervised pretrain on the labels of pretrain.label_fraction 10 %" in result.stderr
-    assert "evaluated at 100 %" in result.stderr
-    assert tiny_dry_run.returncode == 0 and "warning: supervised" not in tiny_dry_run.stderr  # one budget
+    jobs = planned_jobs(result)
+    seeds = 2
+    assert jobs["pretrain"] == seeds  # context_pos_neg: one encoder per seed, evaluated at both budgets
+    assert jobs["pretrain_at_budget"] == 2 * seeds  # supervised: one encoder per seed and budget
+    assert jobs["evaluate_frozen"] == 2 * seeds and jobs["evaluate_frozen_at_budget"] == 2 * seeds  # + random_init
+    training = {}
+    for command in re.findall(r"^Shell command: python -m geocontrast.train (.*)$", result.stdout, re.M):
+        folder = re.search(r"--out-dir results/tiny/pretrain/(\S+)", command).group(1)
+        training[folder] = json.loads(re.search(r"--params-json '(.*?)'", command).group(1))["label_fraction"]
+    assert training == {
+        "context_pos_neg/seed0": 10,  # pretrain.label_fraction: the online kNN monitor's bank only
+        "context_pos_neg/seed1": 10,
+        "supervised/seed0/l10": 10,
+        "supervised/seed0/l50": 50,
+        "supervised/seed1/l10": 10,
+        "supervised/seed1/l50": 50,
+    }
+    encoders = {}  # the frozen and fine-tuning evaluations of seed 0: (strategy, budget) -> encoders read
+    evaluations = re.findall(r"^Shell command: python -m geocontrast\.evaluate(?:\.frozen)? (.*)$", result.stdout, re.M)
+    for command in evaluations:
+        encoder = re.search(r"--encoder results/tiny/pretrain/(\S+)/encoder\.pt", command)
+        out = re.search(r"--out(?:-dir)? results/tiny/eval/(\w+)/seed0\b", command)
+        if encoder and out:
+            for budget in re.search(r"--label-fractions? ((?:[\d.]+ )+)", command).group(1).split():
+                encoders.setdefault((out.group(1), budget), []).append(encoder.group(1))
+    assert {key: sorted(paths) for key, paths in encoders.items()} == {
+        ("supervised", "10"): ["supervised/seed0/l10"] * 2,  # frozen and fine-tuned
+        ("supervised", "50"): ["supervised/seed0/l50"] * 2,
+        ("context_pos_neg", "10"): ["context_pos_neg/seed0"] * 2,
+        ("context_pos_neg", "50"): ["context_pos_neg/seed0"] * 2,
+    }

@@ -46,13 +46,14 @@ class StrategySpec:
     ``options``: its own settings and their defaults (config ``pretrain.strategy_options.<name>`` overrides them);
     ``requires``: geo tables it reads whatever its options ("neighbours", "negatives"); the ``positive`` /
     ``negative`` options add the table of a geographic source (:data:`TABLE_OF_CHOICE`); ``label_budget``: it
-    trains on the labels of ``pretrain.label_fraction``, so it is evaluated fairly only at that budget.
+    trains on the labels of a label budget, so the workflow pretrains it once per evaluated budget
+    (``evaluate.label_fractions``) on that budget's labelled rows and evaluates each budget with its own encoder.
     """
 
     name: str
     options: dict = field(default_factory=dict)
     requires: tuple[str, ...] = ()
-    label_budget: bool = False  # trains on the labelled subset of pretrain.label_fraction
+    label_budget: bool = False  # trains on the labelled subset of a budget: one encoder per evaluated budget
 
     @property
     def config_section(self) -> str:

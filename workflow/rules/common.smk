@@ -2,7 +2,7 @@
 # never from the strategy classes, so `snakemake -n` imports no torch.
 import json
 import os
-import sys
+import re
 
 from geocontrast import registry
 
@@ -141,20 +141,6 @@ def check_strategies():
             )
 
 
-def warn_label_budgets():
-    """A strategy that pretrains on the labels of pretrain.label_fraction is evaluated fairly at that budget only:
-    at a smaller one its encoder saw labels the evaluation hides, at a larger one fewer. Said before any job runs."""
-    budget = float(config["pretrain"]["label_fraction"])
-    others = sorted({float(pct) for pct in config["evaluate"]["label_fractions"]} - {budget})
-    trained = [name for name in config["pretrain"]["strategies"] if registry.strategy(base_strategy(name)).label_budget]
-    if trained and others:
-        print(
-            f"warning: {', '.join(trained)} pretrain on the labels of pretrain.label_fraction {budget:g} % and are "
-            f"also evaluated at {', '.join(f'{pct:g}' for pct in others)} %: those rows are not a fair comparison",
-            file=sys.stderr,
-        )
-
-
 def base_strategy(name):
     """The registered strategy a pretraining arm runs (a strategy's own name is its own base)."""
     arm = config["pretrain"]["arms"].get(name)
@@ -180,18 +166,50 @@ def strategy_tables(name):
 
 
 check_strategies()
-warn_label_budgets()
+
+
+def label_trained(name):
+    """Whether strategy or arm ``name`` trains on the labels of a label budget (registry label_budget): it is then
+    pretrained once per evaluated budget, on exactly that budget's labelled rows, and evaluated at each budget
+    with the encoder of that budget."""
+    return name != registry.RANDOM_INIT and registry.strategy(base_strategy(name)).label_budget
+
+
+def label_trained_names():
+    """Every name a label-trained pretraining job may have (registered strategies and arms), as a regex
+    alternation: the wildcard constraint of the per-budget rules."""
+    registered = [name for name, spec in registry.STRATEGIES.items() if spec.label_budget]
+    arms = [arm for arm in config["pretrain"]["arms"] if label_trained(arm)]
+    return "|".join(re.escape(name) for name in [*registered, *arms])
+
+
+def pretrain_folder(strategy, seed, pct):
+    """Where the encoder evaluated at label budget ``pct`` is trained: pretrain/<strategy>/seed<s>/, or for a
+    label-trained strategy its budget's folder l<pct>/ inside it."""
+    folder = f"{RESULTS}/pretrain/{strategy}/seed{seed}"
+    if not label_trained(strategy):
+        return folder
+    if pct is None:
+        raise ValueError(f"{strategy} is pretrained per label budget: only a job at one budget reads its encoder")
+    return f"{folder}/l{pct}"
+
+
+def pretrain_jobs():
+    """The folder of every pretraining job: one per (strategy, seed), one per (strategy, seed, label budget) of
+    a label-trained strategy."""
+    return list(
+        dict.fromkeys(
+            pretrain_folder(strategy, seed, pct)
+            for strategy in config["pretrain"]["strategies"]
+            for seed in config["pretrain"]["seeds"]
+            for pct in label_percents()
+        )
+    )
 
 
 def pretrain_outputs():
-    """Encoder and training curves of every (strategy, seed): the report plots the curves."""
-    pretrain = config["pretrain"]
-    return expand(
-        f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/{{name}}",
-        strategy=pretrain["strategies"],
-        seed=pretrain["seeds"],
-        name=["encoder.pt", "metrics.jsonl"],
-    )
+    """Encoder and training curves of every pretraining job: the report plots the curves."""
+    return [f"{folder}/{name}" for folder in pretrain_jobs() for name in ("encoder.pt", "metrics.jsonl")]
 
 
 def pretrain_inputs(wildcards):
@@ -221,12 +239,15 @@ def pretrain_launcher():
 
 def pretrain_params_json(wildcards):
     """The training params of one job: the pretrain section less the job-level keys (which jobs, how many GPUs),
-    with only its own strategy's options (changing them re-trains only that strategy) and the deterministic switch."""
+    with only its own strategy's options (changing them re-trains only that strategy) and the deterministic switch.
+    A label-trained job trains on the labels of its budget {pct} (label_fraction)."""
     job_keys = ("strategies", "arms", "seeds", "gpus", "strategy_options")
     training = {key: value for key, value in config["pretrain"].items() if key not in job_keys}
     options = strategy_options(wildcards.strategy)
     arm = config["pretrain"]["arms"].get(wildcards.strategy, {})
     augment = {**training["augment"], **arm.get("augment", {})}
+    if "pct" in wildcards.keys():
+        training["label_fraction"] = float(wildcards.pct)
     return json.dumps(
         {
             **training,
@@ -251,19 +272,26 @@ def evaluated_strategies():
     return [*config["pretrain"]["strategies"], *([RANDOM_INIT] if config["evaluate"]["random_init"] else [])]
 
 
+def job_budgets(wildcards):
+    """The label budgets of an evaluation job: its {pct}, or every evaluated budget (the frozen job of an
+    encoder that every budget shares)."""
+    return [wildcards.pct] if "pct" in wildcards.keys() else label_percents()
+
+
 def frozen_protocols():
-    """What the frozen job of a (strategy, seed) runs from its one embedding: the frozen protocols of
-    evaluate.protocols and every task of evaluate.tasks."""
+    """What a frozen job runs from its one embedding: the frozen protocols of evaluate.protocols and every task
+    of evaluate.tasks."""
     evaluate = config["evaluate"]
     return [p for p in evaluate["protocols"] if registry.PROTOCOLS[p].frozen] + list(evaluate["tasks"])
 
 
-def frozen_outputs():
-    """The frozen job's result files, one per (protocol, label budget), with {strategy} and {seed} left open."""
+def frozen_outputs(pcts):
+    """A frozen job's result files, one per (protocol, label budget of ``pcts``), with {strategy} and {seed} (and
+    a {pct} of ``pcts``) left open."""
     return expand(
         f"{RESULTS}/eval/{{{{strategy}}}}/seed{{{{seed}}}}/{{protocol}}_l{{pct}}.json",
         protocol=frozen_protocols(),
-        pct=label_percents(),
+        pct=pcts,
     )
 
 
@@ -287,7 +315,21 @@ def evaluation_outputs():
 
 
 def encoder_path(wildcards):
-    return f"{RESULTS}/pretrain/{wildcards.strategy}/seed{wildcards.seed}/encoder.pt"
+    """The encoder an evaluation job reads: its strategy's, or for a label-trained strategy the one trained at
+    the job's label budget."""
+    pct = wildcards.pct if "pct" in wildcards.keys() else None
+    return f"{pretrain_folder(wildcards.strategy, wildcards.seed, pct)}/encoder.pt"
+
+
+def embeddings_path(wildcards):
+    """The frozen features the report's retrieval and embedding figures show: a label-trained strategy's are
+    those of its encoder at report.label_fraction."""
+    folder = f"{RESULTS}/embeddings/{wildcards.strategy}/seed{wildcards.seed}"
+    return (
+        f"{folder}/l{config['report']['label_fraction']:g}.npy"
+        if label_trained(wildcards.strategy)
+        else f"{folder}.npy"
+    )
 
 
 def encoder_inputs(wildcards):
@@ -325,9 +367,9 @@ def frozen_inputs(wildcards):
     when asked)."""
     inputs = {**encoder_inputs(wildcards), **split_inputs(wildcards)}
     if PRIOR:
-        inputs["priors"] = [prior_path(wildcards.seed, pct) for pct in label_percents()]
+        inputs["priors"] = [prior_path(wildcards.seed, pct) for pct in job_budgets(wildcards)]
     if "genus_pairs" in frozen_protocols():
-        inputs["pairs"] = [genus_pairs_path(wildcards.seed, pct) for pct in label_percents()]
+        inputs["pairs"] = [genus_pairs_path(wildcards.seed, pct) for pct in job_budgets(wildcards)]
     return inputs
 
 
@@ -431,11 +473,7 @@ def report_outputs():
 
 def pair_records():
     """The pair diagnostics (pairs.json) of every pretraining job."""
-    return expand(
-        f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/pairs.json",
-        strategy=config["pretrain"]["strategies"],
-        seed=config["pretrain"]["seeds"],
-    )
+    return [f"{folder}/pairs.json" for folder in pretrain_jobs()]
 
 
 def mislabel_records():

@@ -1,8 +1,9 @@
 # Evaluation stage: the geographic prior, one frozen-evaluation job per (strategy, seed) that embeds every photo once
 # and runs every frozen protocol and task at every label budget from it (one job start and one embedding instead of
 # one job per protocol x budget plus an embedding job: each Python start-up with torch costs seconds), a fine-tuning
-# job per (strategy, seed, label budget), and the results table. The baselines are the strategies random_init (the
-# untrained encoder) and most_common.
+# job per (strategy, seed, label budget), and the results table. A label-trained strategy (supervised) has one
+# encoder per label budget, so its frozen job is one per (strategy, seed, label budget), reading that budget's
+# encoder. The baselines are the strategies random_init (the untrained encoder) and most_common.
 
 
 rule geo_prior:
@@ -52,7 +53,7 @@ rule evaluate_frozen:
         unpack(frozen_inputs),
     output:
         embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
-        results=frozen_outputs(),
+        results=frozen_outputs(label_percents()),
     log:
         f"{LOGS}/evaluate_frozen_{{strategy}}_seed{{seed}}.log",
     benchmark:
@@ -62,7 +63,7 @@ rule evaluate_frozen:
         resolution=config["pretrain"]["resolution"],
         deterministic=deterministic_flag(),
         run=run_facts,
-        label_fractions=joined(label_percents()),
+        label_fractions=lambda wildcards: joined(job_budgets(wildcards)),
         protocols=joined(frozen_protocols()),
         sections=frozen_params(),
         pairs=pairs_argument,
@@ -79,6 +80,22 @@ rule evaluate_frozen:
         " --label-fractions {params.label_fractions} {params.prior} {params.pairs}"
         " --protocols {params.protocols} --params-json {params.sections:q} --run-json {params.run:q}"
         " --threads {threads} --embeddings-out {output.embeddings} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+use rule evaluate_frozen as evaluate_frozen_at_budget with:
+    output:
+        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}/l{{pct}}.npy",
+        results=frozen_outputs(["{pct}"]),
+    log:
+        f"{LOGS}/evaluate_frozen_{{strategy}}_seed{{seed}}_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_frozen_{{strategy}}_seed{{seed}}_l{{pct}}.tsv"
+    wildcard_constraints:
+        strategy=label_trained_names(),
+
+
+# Both frozen rules can write a label-trained strategy's results; its encoder differs per budget.
+ruleorder: evaluate_frozen_at_budget > evaluate_frozen
 
 
 rule finetune:

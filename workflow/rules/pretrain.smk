@@ -29,3 +29,19 @@ rule pretrain:
         "{params.launcher} -m geocontrast.train --strategy {params.strategy} --cache {input.cache}"
         " --manifest {input.manifest} --splits {input.splits} --out-dir {params.out_dir}"
         " --params-json {params.training:q} {params.tables} --threads {threads} > {log} 2>&1"
+
+
+# A label-trained strategy (registry label_budget: supervised, classifier, and their arms) is pretrained once per
+# evaluated label budget, on that budget's labelled rows, in l<pct>/ inside its seed folder: the same job with the
+# budget as its label_fraction.
+use rule pretrain as pretrain_at_budget with:
+    output:
+        encoder=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/l{{pct}}/encoder.pt",
+        metrics=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/l{{pct}}/metrics.jsonl",
+        pairs=f"{RESULTS}/pretrain/{{strategy}}/seed{{seed}}/l{{pct}}/pairs.json",
+    log:
+        f"{LOGS}/pretrain_{{strategy}}_seed{{seed}}_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/pretrain_{{strategy}}_seed{{seed}}_l{{pct}}.tsv"
+    wildcard_constraints:
+        strategy=label_trained_names(),

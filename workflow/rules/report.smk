@@ -168,7 +168,7 @@ rule report_nearest_neighbours:
         manifest=f"{RESULTS}/manifest.parquet",
         splits=splits_path(FIRST_SEED),
         cache=display_cache(),
-        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+        embeddings=embeddings_path,
     output:
         png=report(
             f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.png",
@@ -191,7 +191,7 @@ rule report_embedding:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         splits=splits_path(FIRST_SEED),
-        embeddings=f"{RESULTS}/embeddings/{{strategy}}/seed{{seed}}.npy",
+        embeddings=embeddings_path,
     output:
         png=report(
             f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.png",

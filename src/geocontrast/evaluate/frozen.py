@@ -1,7 +1,8 @@
 """Frozen-encoder evaluation of one (strategy, seed): embed every image once, then run every frozen protocol and
 downstream task at every label budget from those features, one result record per (protocol, budget).
 
-CLI (the workflow's evaluate_frozen rule; one job per strategy x seed)::
+CLI (the workflow's evaluate_frozen rule: one job per strategy x seed; evaluate_frozen_at_budget: one job per
+strategy x seed x label budget of a strategy pretrained at each budget, with its encoder of that budget)::
 
     python -m geocontrast.evaluate.frozen --cache cache/32px.npy \\
         (--encoder pretrain/augmented/seed0/encoder.pt | --random-init cnn5) --resolution 32 [--deterministic] \\

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -69,28 +70,48 @@ BUDGET_COLUMNS = ("pretrain_steps", "pretrain_anchors", "pretrain_images", "pret
 
 
 def budget_text(results: pd.DataFrame) -> str:
-    """What each pretraining strategy spent, mean over seeds: optimiser steps, anchors, images through the encoder
+    """What each pretraining job spent, mean over seeds, per strategy and the train labels it trained on (a
+    label-trained strategy has one encoder per label budget): optimiser steps, anchors, images through the encoder
     (all views) and wall seconds; one budget means equal steps and anchors."""
     pretrained = results.dropna(subset=["pretrain_steps"])
     if pretrained.empty:
         return ""
-    spent = pretrained.groupby("strategy", sort=False)[list(BUDGET_COLUMNS)].mean()
-    lines = ["", "Pretraining budget, mean over seeds: optimiser steps, anchors seen, images through the encoder, s"]
-    for strategy, row in spent.iterrows():
+    jobs = pretrained.groupby(["strategy", "pretrain_label_fraction"], sort=False, dropna=False)
+    spent = jobs[list(BUDGET_COLUMNS)].mean()
+    lines = [
+        "",
+        "Pretraining budget, mean over seeds: % of train labels trained on, optimiser steps, anchors seen,"
+        " images through the encoder, s",
+    ]
+    for (strategy, labels), row in spent.iterrows():
         lines.append(
-            f"{strategy:<16}  steps {row['pretrain_steps']:7.0f}  anchors {row['pretrain_anchors']:9.0f}"
-            f"  images {row['pretrain_images']:9.0f}  {row['pretrain_seconds']:7.1f} s"
+            f"{strategy:<16}  labels {labels:>4g} %  steps {row['pretrain_steps']:7.0f}"
+            f"  anchors {row['pretrain_anchors']:9.0f}  images {row['pretrain_images']:9.0f}"
+            f"  {row['pretrain_seconds']:7.1f} s"
         )
     return "\n".join(lines) + "\n"
 
 
+def pretraining_run(path: Path) -> tuple[str, int]:
+    """(run, seed) of a pretraining job's file, from its folders as the pretrain rules lay them out:
+    ``<strategy>/seed<s>/<file>`` (run: the strategy or arm) or, for a strategy pretrained at each label budget,
+    ``<strategy>/seed<s>/l<pct>/<file>`` (run: ``<strategy>_l<pct>``). Other layouts are refused."""
+    folder, budget = Path(path).parent, ""
+    if re.fullmatch(r"l\d+(\.\d+)?", folder.name):
+        folder, budget = folder.parent, f"_{folder.name}"
+    if not re.fullmatch(r"seed\d+", folder.name):
+        raise ValueError(f"{path}: expected <strategy>/seed<seed>/[l<pct>/]{Path(path).name}")
+    return f"{folder.parent.name}{budget}", int(folder.name.removeprefix("seed"))
+
+
 def read_pair_records(paths: Iterable[Path]) -> list[dict]:
     """The pairs.json records of pretraining runs (:mod:`geocontrast.strategies.diagnostics`), each with ``run``
-    (the strategy or arm, from its pretrain/<run>/seed<s>/ folder) and ``seed``."""
+    (the strategy or arm, ``<strategy>_l<pct>`` at a label budget) and ``seed``, from its folder
+    (:func:`pretraining_run`)."""
     records = []
     for path in map(Path, paths):
-        record = json.loads(path.read_text())
-        records.append({**record, "run": path.parent.parent.name, "seed": path.parent.name.removeprefix("seed")})
+        run, seed = pretraining_run(path)
+        records.append({**json.loads(path.read_text()), "run": run, "seed": seed})
     return records
 
 

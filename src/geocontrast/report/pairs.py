@@ -117,7 +117,9 @@ def pairs_figure(table: pd.DataFrame, *, figure_width_in: float = 10.0) -> plt.F
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.report.pairs", description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", required=True, type=Path, nargs="+", help="pretrain/<run>/seed<s>/pairs.json")
+    parser.add_argument(
+        "--pairs", required=True, type=Path, nargs="+", help="pretrain/<strategy>/seed<s>/[l<pct>/]pairs.json"
+    )
     parser.add_argument("--out", required=True, type=Path, help="figure .png (an .svg is written beside it)")
     parser.add_argument("--table", required=True, type=Path, help="the table as .csv")
     parser.add_argument("--figure-width-in", type=float, default=10.0)

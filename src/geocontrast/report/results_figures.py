@@ -36,6 +36,7 @@ import pandas as pd
 from geocontrast.atomic import atomic_path
 from geocontrast.cli import json_object
 from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS
+from geocontrast.evaluate.results import pretraining_run
 from geocontrast.report.panels import (
     MOST_COMMON,
     MOST_COMMON_LABEL,
@@ -287,21 +288,21 @@ TRAINING_PANELS = (
 
 
 def read_metrics(paths: Iterable[Path]) -> pd.DataFrame:
-    """One row per epoch of every ``<strategy>/seed<seed>/metrics.jsonl``, with ``strategy`` and ``seed`` columns.
+    """One row per epoch of every pretraining job's ``metrics.jsonl``, with ``strategy`` (the run:
+    ``<strategy>_l<pct>`` for a job at a label budget) and ``seed`` columns.
 
-    Strategy and seed come from the path, as the pretrain rule lays it out; other layouts are refused.
+    Strategy and seed come from the path, as the pretrain rules lay it out
+    (:func:`~geocontrast.evaluate.results.pretraining_run`); other layouts are refused.
     """
     frames = []
     for path in map(Path, paths):
-        seed_dir = path.parent.name
-        if not (seed_dir.startswith("seed") and seed_dir[4:].isdigit()):
-            raise ValueError(f"{path}: expected <strategy>/seed<seed>/metrics.jsonl")
+        run, seed = pretraining_run(path)
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"{path} holds no epoch: pretraining wrote no metrics")
         frame = pd.DataFrame(lines)
-        frame.insert(0, "seed", int(seed_dir[4:]))
-        frame.insert(0, "strategy", path.parent.parent.name)
+        frame.insert(0, "seed", seed)
+        frame.insert(0, "strategy", run)
         frames.append(frame)
     if not frames:
         raise ValueError("no metrics.jsonl given")

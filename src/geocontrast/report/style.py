@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -62,7 +63,8 @@ plt = _LazyPyplot()
 
 
 def strategy_colour(strategy: str) -> str:
-    return STRATEGY_COLOURS.get(strategy, "#777777")
+    """The strategy's colour; a pretraining run at a label budget (``supervised_l50``) has its strategy's."""
+    return STRATEGY_COLOURS.get(re.sub(r"_l\d+(\.\d+)?$", "", strategy), "#777777")
 
 
 def save_figure(figure: plt.Figure, png_path: Path) -> list[Path]:

@@ -58,6 +58,9 @@ class Strategy:
     """
 
     name: str = ""
+    label_fraction: float = 0.0
+    """Percent of the train labels the strategy trains on (its ``labelled_<pct>`` rows; 100: every train label),
+    recorded in ``encoder.pt`` and results.csv (``pretrain_label_fraction``); 0 for the label-free strategies."""
 
     def __init__(self, data: TrainingData, params: dict):
         self.options = self.resolve_options(params.get("options") or {})

@@ -19,6 +19,7 @@ from geocontrast.strategies.contrastive import projection_head
 
 class Oracle(Strategy):
     name = "oracle"
+    label_fraction = 100.0
 
     def __init__(self, data, params):
         super().__init__(data, params)

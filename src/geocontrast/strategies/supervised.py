@@ -1,7 +1,8 @@
 """Supervised baseline: cross-entropy on the labelled train rows (encoder from scratch).
 
-``supervised`` sees the ``label_fraction`` budget (percent, default 10: column ``labelled_10``);
-``supervised_full`` sees every labelled train row (``labelled_100``). Both put a linear classifier on the encoder
+``supervised`` sees the ``label_fraction`` budget (percent, default 10: column ``labelled_10``; the workflow
+pretrains it once per evaluated label budget, with that budget as ``label_fraction``); ``supervised_full`` sees
+every labelled train row (``labelled_100``). Both put a linear classifier on the encoder
 unless the options ``hidden_dim`` / ``dropout`` ask for two dense layers; ``classifier`` is the herbarium studies'
 classifier network: the ``supervised`` budget with two dense layers, each preceded by batch-norm and dropout.
 """

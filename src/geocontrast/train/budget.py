@@ -14,7 +14,8 @@ meaning, and ``epochs`` × ``steps_per_epoch`` is the budget in steps all the sa
 (before, ``supervised`` took 2 steps per epoch on its 295 labelled rows against ~22 for the others).
 
 What a job spent is recorded cumulatively in every ``metrics.jsonl`` line and, at the end, as the ``budget`` of
-``encoder.pt``: :data:`SPENT_KEYS`. :func:`pretraining_facts` reads them back for a results row.
+``encoder.pt``: :data:`SPENT_KEYS`, there with the labels it trained on (``label_fraction``, percent).
+:func:`pretraining_facts` reads them back for a results row.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ PRETRAINING_FACTS = {
     "wall_seconds": "pretrain_seconds",
 }
 """Results-row column of each spent key (:func:`pretraining_facts`)."""
+PRETRAINING_LABELS = "pretrain_label_fraction"
+"""Results-row column of the percent of the train labels the encoder's pretraining trained on: 0 for a
+label-free strategy; a label-trained one (``supervised``) is pretrained at each evaluated label budget."""
 
 
 @dataclass(frozen=True)
@@ -78,23 +82,23 @@ def epoch_batches(anchors: np.ndarray, batch_size: int, steps: int, rng: np.rand
     return np.concatenate([rng.permutation(anchors)[:cut].reshape(per_pass, batch_size) for _ in range(passes)])[:steps]
 
 
-def read_spent(path: Path) -> dict:
-    """:data:`SPENT_KEYS` of a pretraining job from its ``metrics.jsonl`` (the last line) or ``encoder.pt``
-    (its ``budget``)."""
+def last_record(path: Path) -> dict:
+    """The last record of a pretraining job: the last line of its ``metrics.jsonl``, or the ``budget`` of its
+    ``encoder.pt``."""
     path = Path(path)
     if path.suffix == ".jsonl":
         lines = path.read_text().splitlines()
         if not lines:
             raise ValueError(f"{path}: no epoch recorded")
-        last = json.loads(lines[-1])
-    else:
-        import torch  # only for checkpoints: reading metrics.jsonl stays torch-free
+        return json.loads(lines[-1])
+    import torch  # only for checkpoints: reading metrics.jsonl stays torch-free
 
-        last = torch.load(path, map_location="cpu", weights_only=False)["budget"]
-    return {key: last[key] for key in SPENT_KEYS}
+    return torch.load(path, map_location="cpu", weights_only=False)["budget"]
 
 
 def pretraining_facts(path: Path) -> dict:
     """The results-row columns of :data:`PRETRAINING_FACTS` for the job that wrote ``path`` (metrics.jsonl or
-    encoder.pt)."""
-    return {PRETRAINING_FACTS[key]: value for key, value in read_spent(path).items()}
+    encoder.pt); from encoder.pt also :data:`PRETRAINING_LABELS` (its ``budget["label_fraction"]``)."""
+    last = last_record(path)
+    facts = {PRETRAINING_FACTS[key]: last[key] for key in SPENT_KEYS}
+    return {**facts, PRETRAINING_LABELS: last["label_fraction"]} if "label_fraction" in last else facts

@@ -75,7 +75,7 @@ DEFAULTS: dict = {
     "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: train rows // batch_size)
     "warmup_fraction": 0.1,  # share of all steps spent in linear warm-up
     "knn_k": 20,
-    "label_fraction": 10,  # percent; labelled_<pct> column for supervised and the kNN monitor's train bank
+    "label_fraction": 10,  # percent; labelled_<pct> rows supervised trains on and the kNN monitor's train bank
     "monitor_size": 512,  # at most this many val and labelled train images in the per-epoch monitors
     "pairs_from": "train",  # rows positives/negatives may come from: train, or all
     "device": "auto",  # auto: cuda if available, else cpu
@@ -219,7 +219,12 @@ def train(
         progress = record_epoch(job, progress, run, monitor, started)
     if not ranks.is_main:
         return job.out_dir / ENCODER
-    budget = {**progress.spent, "anchor_pool": job.budget.anchor_pool, "batch_size": job.budget.batch_size}
+    budget = {
+        **progress.spent,
+        "anchor_pool": job.budget.anchor_pool,
+        "batch_size": job.budget.batch_size,
+        "label_fraction": job.strategy.label_fraction,
+    }
     return save_encoder(job.out_dir, job.model["encoder"], strategy_name, params, budget)
 
 
