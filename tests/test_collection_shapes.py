@@ -290,9 +290,9 @@ def test_a_shape_plans_from_its_csv_and_hands_the_pair_notes_to_the_results_and_
     result = snakemake(tmp_path / "work", "-n", configfile=shape_config("one_site", tmp_path / "collection"))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert jobs["csv"] == 1 and "synthetic_world" not in jobs and jobs["pretrain"] == 2
+    assert jobs["csv"] == 1 and "synthetic_world" not in jobs and jobs["pretrain"] == jobs["pretrain_at_budget"] == 1
     results = re.search(r"^Shell command: python -m geocontrast.evaluate.results .*$", result.stdout, re.M)[0]
-    assert "--pairs results/one_site/pretrain/supervised/seed0/pairs.json" in results
+    assert "--pairs results/one_site/pretrain/supervised/seed0/l10/pairs.json" in results
     assert "--not-computed results/one_site/not_computed.csv" in results
     assert (
         "--not-computed results/one_site/not_computed.csv"
