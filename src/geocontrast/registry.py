@@ -152,6 +152,11 @@ TASKS: dict[str, EvaluationSpec] = {
 probe on labels at that rank, with the linear probe's params; genus_pairs' binary probes use them too (its pairs
 are chosen once per budget with ``evaluate.genus_pairs``)."""
 
+FUSION = EvaluationSpec("fusion", "linear", frozen=False)
+"""The linear probe on the concatenated frozen features of two strategies (config ``evaluate.fusion``): its rows
+are strategy ``<first>+<second>`` (:data:`FUSION_SEPARATOR`), protocol ``fusion``, with the linear probe's params."""
+FUSION_SEPARATOR = "+"
+
 BASELINE = "most_common"
 """The most-common-species baseline, evaluated as protocol ``baseline`` of this pseudo-strategy."""
 RANDOM_INIT = "random_init"

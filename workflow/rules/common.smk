@@ -22,6 +22,8 @@ wildcard_constraints:
     strategy=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
     pct=r"\d+(\.\d+)?",
+    first=r"[a-z][a-z0-9_]*",
+    second=r"[a-z][a-z0-9_]*",
 
 
 def all_outputs():
@@ -236,8 +238,54 @@ def frozen_outputs():
     )
 
 
+def fused_pairs():
+    """The fused pairs of evaluate.fusion as their strategy names (augmented+context_pos_neg)."""
+    return [registry.FUSION_SEPARATOR.join(pair) for pair in config["evaluate"]["fusion"]]
+
+
+def check_fusion():
+    """Every pair of evaluate.fusion is two different evaluated strategies; raised at planning time."""
+    evaluated = evaluated_strategies()
+    for first, second in config["evaluate"]["fusion"]:
+        missing = [name for name in (first, second) if name not in evaluated]
+        if missing or first == second:
+            raise ValueError(
+                f"evaluate.fusion: [{first}, {second}] must name two different evaluated strategies "
+                f"({', '.join(evaluated)})"
+            )
+
+
+check_fusion()
+
+
+def fusion_outputs():
+    return expand(
+        f"{RESULTS}/eval/{{fused}}/seed{{seed}}/fusion_l{{pct}}.json",
+        fused=fused_pairs(),
+        seed=config["pretrain"]["seeds"],
+        pct=label_percents(),
+    )
+
+
+def fusion_inputs(wildcards):
+    """The two strategies' embeddings of the seed, the manifest and splits, and per label budget its prior."""
+    inputs = {
+        "embeddings": [
+            f"{RESULTS}/embeddings/{name}/seed{wildcards.seed}.npy" for name in (wildcards.first, wildcards.second)
+        ],
+        **split_inputs(wildcards),
+    }
+    if PRIOR:
+        inputs["priors"] = [prior_path(wildcards.seed, pct) for pct in label_percents()]
+    return inputs
+
+
+def fusion_run_facts(wildcards):
+    return run_facts(wildcards, strategy=registry.FUSION_SEPARATOR.join((wildcards.first, wildcards.second)))
+
+
 def evaluation_outputs():
-    """Every evaluation JSON that results.csv collects: protocols and downstream tasks."""
+    """Every evaluation JSON that results.csv collects: protocols, downstream tasks and fused pairs."""
     finetune = ["finetune"] if "finetune" in config["evaluate"]["protocols"] else []
     return [
         *expand(
@@ -252,6 +300,7 @@ def evaluation_outputs():
             seed=config["pretrain"]["seeds"],
             pct=label_percents(),
         ),
+        *fusion_outputs(),
     ]
 
 

@@ -81,6 +81,34 @@ rule evaluate_frozen:
         " --threads {threads} --embeddings-out {output.embeddings} --out-dir {params.out_dir} > {log} 2>&1"
 
 
+# Feature fusion (evaluate.fusion): a linear probe on two strategies' frozen features side by side, per seed and
+# label budget, from the embeddings their frozen jobs saved; rows of strategy <first>+<second>, protocol fusion.
+rule evaluate_fusion:
+    input:
+        unpack(fusion_inputs),
+    output:
+        expand(
+            f"{RESULTS}/eval/{{{{first}}}}+{{{{second}}}}/seed{{{{seed}}}}/fusion_l{{pct}}.json",
+            pct=label_percents(),
+        ),
+    log:
+        f"{LOGS}/evaluate_fusion_{{first}}+{{second}}_seed{{seed}}.log",
+    params:
+        run=fusion_run_facts,
+        label_fractions=joined(label_percents()),
+        linear=json.dumps(config["evaluate"]["linear"], sort_keys=True),
+        prior=prior_argument,
+        out_dir=output_folder,
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    shell:
+        "python -m geocontrast.evaluate.fusion --embeddings {input.embeddings} --manifest {input.manifest}"
+        " --splits {input.splits} --label-fractions {params.label_fractions} {params.prior}"
+        " --params-json {params.linear:q} --run-json {params.run:q} --threads {threads}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule finetune:
     input:
         unpack(evaluation_inputs),
