@@ -22,6 +22,7 @@ NOT_YET_LAZY = {
     "geocontrast.report.embedding": {"matplotlib", "scipy", "sklearn", "torch"},
     "geocontrast.report.examples": {"matplotlib", "numba", "scipy", "torch"},
     "geocontrast.report.maps": {"matplotlib", "numba", "scipy", "torch"},
+    "geocontrast.report.cam": {"matplotlib"},
     "geocontrast.report.forest": {"matplotlib"},
     "geocontrast.report.pairs": {"matplotlib"},
     "geocontrast.report.results_figures": {"matplotlib"},

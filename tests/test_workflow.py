@@ -84,6 +84,8 @@ def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
         "geo_prior": seeds,
         "evaluate_frozen": strategies * seeds,  # embeds once, then linear and knn
         "finetune": strategies * seeds,
+        "cam": strategies,  # the class-activation maps' classifiers: first seed, report.label_fraction
+        "report_cam": 1,
         "most_common_baseline": seeds,
         "results_table": 1,
         "comparisons": 1,

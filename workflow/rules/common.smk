@@ -435,6 +435,8 @@ def report_outputs():
         figures.append("tasks")
     if "mislabel" in config["evaluate"]["tasks"]:
         figures.append("mislabel_roc")
+    if draw_cam():
+        figures.append("cam")
     first_seed = config["pretrain"]["seeds"][0]
     return [
         *(f"{REPORT}/{figure}.png" for figure in figures),
@@ -462,6 +464,20 @@ def mislabel_records():
         f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/mislabel_l{config['report']['label_fraction']:g}.json",
         strategy=evaluated_strategies(),
         seed=config["pretrain"]["seeds"],
+    )
+
+
+def draw_cam():
+    """The class-activation maps are of the fine-tuned classifiers: drawn with the finetune protocol and
+    report.cam.n_photos > 0."""
+    return config["report"]["cam"]["n_photos"] > 0 and "finetune" in config["evaluate"]["protocols"]
+
+
+def cam_paths():
+    """The maps of every evaluated strategy's classifier, fine-tuned on the first seed at report.label_fraction."""
+    return expand(
+        f"{RESULTS}/cam/{{strategy}}/seed{FIRST_SEED}_l{config['report']['label_fraction']:g}.npz",
+        strategy=evaluated_strategies(),
     )
 
 

@@ -135,6 +135,34 @@ rule finetune:
         " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
+# Class-activation maps for the report (report.cam): the encoder fine-tuned as the finetune job does it (same
+# params and seed; the finetune jobs keep no weights), then the maps of a few test photos, the same for every
+# strategy.
+rule cam:
+    input:
+        unpack(split_inputs),
+        unpack(encoder_inputs),
+    output:
+        f"{RESULTS}/cam/{{strategy}}/seed{{seed}}_l{{pct}}.npz",
+    log:
+        f"{LOGS}/cam_{{strategy}}_seed{{seed}}_l{{pct}}.log",
+    params:
+        source=encoder_source,
+        resolution=config["pretrain"]["resolution"],
+        finetune=finetune_params,
+        cam=json.dumps(config["report"]["cam"], sort_keys=True),
+    conda:
+        "../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    shell:
+        "python -m geocontrast.evaluate.cam --cache {input.cache} {params.source} --resolution {params.resolution}"
+        " --manifest {input.manifest} --splits {input.splits} --label-fraction {wildcards.pct}"
+        " --seed {wildcards.seed} --params-json {params.finetune:q} --cam-json {params.cam:q}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
 rule most_common_baseline:
     input:
         unpack(evaluation_inputs),
