@@ -113,6 +113,10 @@ def strategy(name: str) -> StrategySpec:
     return STRATEGIES[name]
 
 
+QUALITIES = ("clean", "down2", "down4", "jpeg10", "saltpepper")
+"""Pretraining-image qualities of an arm (``pretrain.arms.<arm>.quality``, :mod:`geocontrast.data.quality`):
+evaluation always reads the clean cache."""
+
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 PROBE_RANKS = RANKS[1:]
 

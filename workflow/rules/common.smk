@@ -22,6 +22,7 @@ wildcard_constraints:
     strategy=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
     pct=r"\d+(\.\d+)?",
+    quality="|".join(registry.QUALITIES[1:]),
     first=r"[a-z][a-z0-9_]*",
     second=r"[a-z][a-z0-9_]*",
 
@@ -165,10 +166,18 @@ def pretrain_outputs():
     )
 
 
+def pretrain_cache(name):
+    """The image cache a strategy (or arm) pretrains on: the clean one, or an arm's degraded copy
+    (pretrain.arms.<arm>.quality); evaluation always reads the clean one."""
+    quality = config["pretrain"]["arms"].get(name, {}).get("quality", "clean")
+    suffix = "" if quality == "clean" else f"_{quality}"
+    return f"{RESULTS}/cache/{config['pretrain']['resolution']}px{suffix}.npy"
+
+
 def pretrain_inputs(wildcards):
     """A strategy depends on the geo tables only if it uses them, so changing the radius re-trains only those."""
     inputs = {
-        "cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
+        "cache": pretrain_cache(wildcards.strategy),
         "manifest": f"{RESULTS}/manifest.parquet",
         "splits": splits_path(wildcards.seed),
     }
