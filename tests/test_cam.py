@@ -113,10 +113,11 @@ def test_the_figure_has_a_photo_row_and_two_map_rows_per_strategy(tmp_path):
     assert len(figure.axes) == 3 * (1 + 2)
 
 
-def test_upsampled_maps_span_zero_to_one_and_a_flat_map_is_zero():
-    maps = np.stack([np.array([[0.0, 1.0], [2.0, 3.0]]), np.full((2, 2), 5.0)]).astype(np.float32)
+def test_upsampled_maps_share_their_row_s_scale_and_a_flat_map_stays_zero():
+    maps = np.stack([np.array([[0.0, 1.0], [2.0, 3.0]]), np.full((2, 2), 5.0), np.array([[4, 4], [4, 4.3]])])
     from geocontrast.report.cam import upsampled
 
-    large = upsampled(maps, 8)
-    assert large.shape == (2, 8, 8)
-    assert large[0].min() == 0 and large[0].max() == 1 and (large[1] == 0).all()
+    large = upsampled(maps.astype(np.float32), 8)
+    assert large.shape == (3, 8, 8)
+    assert large[0].min() == 0 and large[0].max() == pytest.approx(1) and (large[1] == 0).all()
+    assert large[2].max() == pytest.approx(0.1, abs=1e-5)  # a nearly flat map is not stretched to full range

@@ -3,8 +3,8 @@
 The top row shows the photos (their class); below it each strategy has two rows: the map of the photo's own class
 (``class_maps``) and the mean over the classes of its group at the coarser rank (CAM-Agg, ``rank_maps``), from the
 ``cam/<strategy>/seed<s>_l<pct>.npz`` files of :mod:`geocontrast.evaluate.cam`. Each map is upsampled to the
-displayed photo and scaled to its own range (bright: the most evidence for the class in that photo); a title in
-red marks a photo the classifier got wrong.
+displayed photo, less its minimum, and divided by the largest range in its row (bright: the most evidence for the
+class; a flat map stays dark); a title in red marks a photo the classifier got wrong.
 
 CLI (the workflow's report_cam rule)::
 
@@ -26,14 +26,16 @@ ALPHA = 0.55  # the map over the photo: enough of both to see what lies under th
 
 
 def upsampled(maps: np.ndarray, size: int) -> np.ndarray:
-    """(n, h, w) maps bilinearly upsampled to (n, size, size), each scaled to [0, 1] (a flat map is 0)."""
+    """(n, h, w) maps bilinearly upsampled to (n, size, size), each less its minimum and divided by the largest
+    range of the n maps: the row's strongest contrast spans [0, 1], a flat map stays 0 (dark) instead of being
+    stretched into a false hot spot."""
     import torch
     import torch.nn.functional as F
 
     large = F.interpolate(torch.from_numpy(maps[:, None]).float(), size=(size, size), mode="bilinear")[:, 0].numpy()
     low = large.min(axis=(1, 2), keepdims=True)
-    span = large.max(axis=(1, 2), keepdims=True) - low
-    return np.divide(large - low, span, out=np.zeros_like(large), where=span > 0)
+    span = (large.max(axis=(1, 2), keepdims=True) - low).max()
+    return (large - low) / span if span > 0 else np.zeros_like(large)
 
 
 def cam_figure(cams: dict[str, dict], photos: np.ndarray, figure_width_in: float = 7.0) -> plt.Figure:
@@ -57,7 +59,8 @@ def cam_figure(cams: dict[str, dict], photos: np.ndarray, figure_width_in: float
                 ax.imshow(heat, cmap="inferno", alpha=ALPHA, vmin=0, vmax=1)
                 if offset == 0:
                     right = record["predicted"][column] == record["classes"][column]
-                    ax.set_title(f"→ {record['predicted'][column]}", fontsize=5, color="black" if right else "red")
+                    colour = "black" if right else "red"
+                    ax.set_title(f"predicted {record['predicted'][column]}", fontsize=5, color=colour)
             axes[row, 0].set_ylabel(label, fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])
