@@ -92,6 +92,8 @@ def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
         "evaluate_frozen": (strategies - 1) * seeds,  # embeds once, then linear and knn at every budget
         "evaluate_frozen_at_budget": seeds,  # supervised: the encoder of each budget
         "finetune": strategies * seeds,
+        "cam": strategies,  # the class-activation maps' classifiers: first seed, report.label_fraction
+        "report_cam": 1,
         "most_common_baseline": seeds,
         "results_table": 1,
         "comparisons": 1,
@@ -199,6 +201,33 @@ def test_an_arm_trains_its_base_strategy_with_its_options_and_only_the_tables_th
     assert "--strategy triplet " in arm and '"negative": "random"' in arm
     assert "--neighbours " in arm and "--negatives " not in arm  # a random negative needs no negative table
     assert "--negatives " in plain and '"options": {}' in plain
+
+
+def test_a_quality_arm_pretrains_on_its_degraded_cache_and_fused_pairs_read_both_embeddings(tmp_path):
+    arms = {"augmented_down2": {"strategy": "augmented", "quality": "down2"}}
+    path = arm_config(tmp_path, arms, ["augmented", "augmented_down2"])
+    config = yaml.safe_load(path.read_text())
+    config["evaluate"]["fusion"] = [["augmented", "augmented_down2"]]
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", configfile=path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert jobs["degraded_cache"] == 1 and jobs["evaluate_fusion"] == 1
+    commands = re.findall(r"^Shell command: python -m geocontrast\.(train|evaluate\.frozen|evaluate\.fusion) (.*)$",
+                          result.stdout, re.M)  # fmt: skip
+    caches = {(module, re.search(r"/(\w+)/seed0", command)[1]): re.search(r"--cache (\S+)", command)
+              for module, command in commands}  # fmt: skip
+    assert caches[("train", "augmented_down2")][1].endswith("/cache/32px_down2.npy")
+    assert caches[("train", "augmented")][1].endswith("/cache/32px.npy")
+    assert caches[("evaluate.frozen", "augmented_down2")][1].endswith("/cache/32px.npy")  # evaluated on clean photos
+    fusion = next(command for module, command in commands if module == "evaluate.fusion")
+    assert "embeddings/augmented/seed0.npy" in fusion and "embeddings/augmented_down2/seed0.npy" in fusion
+
+
+def test_the_schema_offers_exactly_the_registered_qualities():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    arm = schema["properties"]["pretrain"]["properties"]["arms"]["additionalProperties"]
+    assert arm["properties"]["quality"]["enum"] == list(registry.QUALITIES)
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,10 @@ def strategy(name: str) -> StrategySpec:
     return STRATEGIES[name]
 
 
+QUALITIES = ("clean", "down2", "down4", "jpeg10", "saltpepper")
+"""Pretraining-image qualities of an arm (``pretrain.arms.<arm>.quality``, :mod:`geocontrast.data.quality`):
+evaluation always reads the clean cache."""
+
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 PROBE_RANKS = RANKS[1:]
 
@@ -168,6 +172,11 @@ TASKS: dict[str, EvaluationSpec] = {
 """The downstream tasks of config ``evaluate.tasks`` (all on frozen features); ``<rank>_probe`` is the linear
 probe on labels at that rank, with the linear probe's params; genus_pairs' binary probes use them too (its pairs
 are chosen once per budget with ``evaluate.genus_pairs``)."""
+
+FUSION = EvaluationSpec("fusion", "linear", frozen=False)
+"""The linear probe on the concatenated frozen features of two strategies (config ``evaluate.fusion``): its rows
+are strategy ``<first>+<second>`` (:data:`FUSION_SEPARATOR`), protocol ``fusion``, with the linear probe's params."""
+FUSION_SEPARATOR = "+"
 
 BASELINE = "most_common"
 """The most-common-species baseline, evaluated as protocol ``baseline`` of this pseudo-strategy."""

@@ -22,6 +22,9 @@ wildcard_constraints:
     strategy=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
     pct=r"\d+(\.\d+)?",
+    quality="|".join(registry.QUALITIES[1:]),
+    first=r"[a-z][a-z0-9_]*",
+    second=r"[a-z][a-z0-9_]*",
 
 
 def all_outputs():
@@ -212,10 +215,18 @@ def pretrain_outputs():
     return [f"{folder}/{name}" for folder in pretrain_jobs() for name in ("encoder.pt", "metrics.jsonl")]
 
 
+def pretrain_cache(name):
+    """The image cache a strategy (or arm) pretrains on: the clean one, or an arm's degraded copy
+    (pretrain.arms.<arm>.quality); evaluation always reads the clean one."""
+    quality = config["pretrain"]["arms"].get(name, {}).get("quality", "clean")
+    suffix = "" if quality == "clean" else f"_{quality}"
+    return f"{RESULTS}/cache/{config['pretrain']['resolution']}px{suffix}.npy"
+
+
 def pretrain_inputs(wildcards):
     """A strategy depends on the geo tables only if it uses them, so changing the radius re-trains only those."""
     inputs = {
-        "cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
+        "cache": pretrain_cache(wildcards.strategy),
         "manifest": f"{RESULTS}/manifest.parquet",
         "splits": splits_path(wildcards.seed),
     }
@@ -295,8 +306,60 @@ def frozen_outputs(pcts):
     )
 
 
+def fused_pairs():
+    """The fused pairs of evaluate.fusion as their strategy names (augmented+context_pos_neg)."""
+    return [registry.FUSION_SEPARATOR.join(pair) for pair in config["evaluate"]["fusion"]]
+
+
+def check_fusion():
+    """Every pair of evaluate.fusion is two different evaluated, label-free strategies; raised at planning time."""
+    evaluated = evaluated_strategies()
+    for first, second in config["evaluate"]["fusion"]:
+        missing = [name for name in (first, second) if name not in evaluated]
+        if missing or first == second:
+            raise ValueError(
+                f"evaluate.fusion: [{first}, {second}] must name two different evaluated strategies "
+                f"({', '.join(evaluated)})"
+            )
+        trained = [name for name in (first, second) if label_trained(name)]
+        if trained:  # one frozen job fuses every budget, but such an encoder differs per budget
+            raise ValueError(
+                f"evaluate.fusion: [{first}, {second}]: {', '.join(trained)} is pretrained per label budget; fuse "
+                "label-free strategies"
+            )
+
+
+check_fusion()
+
+
+def fusion_outputs():
+    return expand(
+        f"{RESULTS}/eval/{{fused}}/seed{{seed}}/fusion_l{{pct}}.json",
+        fused=fused_pairs(),
+        seed=config["pretrain"]["seeds"],
+        pct=label_percents(),
+    )
+
+
+def fusion_inputs(wildcards):
+    """The two strategies' embeddings of the seed, the manifest and splits, and per label budget its prior."""
+    inputs = {
+        "embeddings": [
+            f"{RESULTS}/embeddings/{name}/seed{wildcards.seed}.npy" for name in (wildcards.first, wildcards.second)
+        ],
+        **split_inputs(wildcards),
+    }
+    if PRIOR:
+        inputs["priors"] = [prior_path(wildcards.seed, pct) for pct in label_percents()]
+    return inputs
+
+
+def fusion_run_facts(wildcards):
+    return run_facts(wildcards, strategy=registry.FUSION_SEPARATOR.join((wildcards.first, wildcards.second)))
+
+
 def evaluation_outputs():
-    """Every evaluation JSON that results.csv collects: protocols and downstream tasks."""
+    """Every evaluation JSON that results.csv collects: protocols, downstream tasks and fused pairs."""
     finetune = ["finetune"] if "finetune" in config["evaluate"]["protocols"] else []
     return [
         *expand(
@@ -311,6 +374,7 @@ def evaluation_outputs():
             seed=config["pretrain"]["seeds"],
             pct=label_percents(),
         ),
+        *fusion_outputs(),
     ]
 
 
@@ -459,6 +523,8 @@ def report_outputs():
         figures.append("tasks")
     if "mislabel" in config["evaluate"]["tasks"]:
         figures.append("mislabel_roc")
+    if draw_cam():
+        figures.append("cam")
     first_seed = config["pretrain"]["seeds"][0]
     return [
         *(f"{REPORT}/{figure}.png" for figure in figures),
@@ -482,6 +548,20 @@ def mislabel_records():
         f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/mislabel_l{config['report']['label_fraction']:g}.json",
         strategy=evaluated_strategies(),
         seed=config["pretrain"]["seeds"],
+    )
+
+
+def draw_cam():
+    """The class-activation maps are of the fine-tuned classifiers: drawn with the finetune protocol and
+    report.cam.n_photos > 0."""
+    return config["report"]["cam"]["n_photos"] > 0 and "finetune" in config["evaluate"]["protocols"]
+
+
+def cam_paths():
+    """The maps of every evaluated strategy's classifier, fine-tuned on the first seed at report.label_fraction."""
+    return expand(
+        f"{RESULTS}/cam/{{strategy}}/seed{FIRST_SEED}_l{config['report']['label_fraction']:g}.npz",
+        strategy=evaluated_strategies(),
     )
 
 

@@ -76,6 +76,23 @@ rule image_cache:
         " --workers {threads} {params.skip_corrupt} > {log} 2>&1"
 
 
+# A degraded copy of a cache for the arms that pretrain on worse photos (pretrain.arms.<arm>.quality).
+rule degraded_cache:
+    input:
+        f"{RESULTS}/cache/{{res}}px.npy",
+    output:
+        f"{RESULTS}/cache/{{res}}px_{{quality}}.npy",
+    log:
+        f"{LOGS}/degraded_cache_{{res}}px_{{quality}}.log",
+    params:
+        seed=config["image_cache"]["quality_seed"],
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.data.quality --cache {input} --quality {wildcards.quality} --seed {params.seed}"
+        " --out {output} > {log} 2>&1"
+
+
 rule splits:
     input:
         manifest=f"{RESULTS}/manifest.parquet",

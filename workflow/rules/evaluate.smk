@@ -98,6 +98,34 @@ use rule evaluate_frozen as evaluate_frozen_at_budget with:
 ruleorder: evaluate_frozen_at_budget > evaluate_frozen
 
 
+# Feature fusion (evaluate.fusion): a linear probe on two strategies' frozen features side by side, per seed and
+# label budget, from the embeddings their frozen jobs saved; rows of strategy <first>+<second>, protocol fusion.
+rule evaluate_fusion:
+    input:
+        unpack(fusion_inputs),
+    output:
+        expand(
+            f"{RESULTS}/eval/{{{{first}}}}+{{{{second}}}}/seed{{{{seed}}}}/fusion_l{{pct}}.json",
+            pct=label_percents(),
+        ),
+    log:
+        f"{LOGS}/evaluate_fusion_{{first}}+{{second}}_seed{{seed}}.log",
+    params:
+        run=fusion_run_facts,
+        label_fractions=joined(label_percents()),
+        linear=json.dumps(config["evaluate"]["linear"], sort_keys=True),
+        prior=prior_argument,
+        out_dir=output_folder,
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    shell:
+        "python -m geocontrast.evaluate.fusion --embeddings {input.embeddings} --manifest {input.manifest}"
+        " --splits {input.splits} --label-fractions {params.label_fractions} {params.prior}"
+        " --params-json {params.linear:q} --run-json {params.run:q} --threads {threads}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule finetune:
     input:
         unpack(evaluation_inputs),
@@ -122,6 +150,34 @@ rule finetune:
         "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} {params.prior}"
         " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} > {log} 2>&1"
+
+
+# Class-activation maps for the report (report.cam): the encoder fine-tuned as the finetune job does it (same
+# params and seed; the finetune jobs keep no weights), then the maps of a few test photos, the same for every
+# strategy.
+rule cam:
+    input:
+        unpack(split_inputs),
+        unpack(encoder_inputs),
+    output:
+        f"{RESULTS}/cam/{{strategy}}/seed{{seed}}_l{{pct}}.npz",
+    log:
+        f"{LOGS}/cam_{{strategy}}_seed{{seed}}_l{{pct}}.log",
+    params:
+        source=encoder_source,
+        resolution=config["pretrain"]["resolution"],
+        finetune=finetune_params,
+        cam=json.dumps(config["report"]["cam"], sort_keys=True),
+    conda:
+        "../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    shell:
+        "python -m geocontrast.evaluate.cam --cache {input.cache} {params.source} --resolution {params.resolution}"
+        " --manifest {input.manifest} --splits {input.splits} --label-fraction {wildcards.pct}"
+        " --seed {wildcards.seed} --params-json {params.finetune:q} --cam-json {params.cam:q}"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule most_common_baseline:

@@ -315,3 +315,27 @@ rule report_comparisons:
     shell:
         "python -m geocontrast.report.forest --comparisons {input.comparisons} --out {output.png}"
         " --params-json {params.plot:q} > {log} 2>&1"
+
+
+rule report_cam:
+    input:
+        cams=cam_paths(),
+        cache=display_cache(),
+    output:
+        png=report(
+            f"{REPORT}/cam.png",
+            caption="../report/cam.rst",
+            category="Results",
+            labels={"figure": "class-activation maps of the fine-tuned classifiers"},
+        ),
+        svg=f"{REPORT}/cam.svg",
+    log:
+        f"{LOGS}/report_cam.log",
+    params:
+        strategies=joined(evaluated_strategies()),
+        width=config["report"]["figure_width_in"],
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m geocontrast.report.cam --cams {input.cams} --strategies {params.strategies}"
+        " --cache {input.cache} --out {output.png} --figure-width-in {params.width} > {log} 2>&1"

@@ -10,7 +10,8 @@ Files (``R = results/<dataset>``):
   model's own val/test accuracy; ``grid.npz``: the prior on a lat/lon grid, for range maps.
 - ``R/eval/<strategy>/seed<seed>/<protocol>_l<pct>.json``: one evaluation (see :data:`RESULT_COLUMNS`); protocol
   is ``finetune``, ``linear`` or ``knn``, or a downstream task of :data:`TASKS`; the most-common-species baseline
-  is strategy ``most_common``, protocol ``baseline``. Species-identification records also keep which test photos
+  is strategy ``most_common``, protocol ``baseline``; a fused pair (:mod:`geocontrast.evaluate.fusion`) is
+  strategy ``<first>+<second>``, protocol ``fusion``. Species-identification records also keep which test photos
   were hit (``test_hits``, :func:`geocontrast.evaluate.metrics.hit_record`).
 - ``R/tasks/genus_pairs_l<pct>.json``: the genus pairs of the genus-discrimination task, chosen once for all
   strategies from the labelled train images' pixels.
@@ -25,7 +26,12 @@ from geocontrast.registry import PROBE_RANKS as PROBE_RANKS
 from geocontrast.registry import RANKS as RANKS
 from geocontrast.registry import TASKS as TASK_SPECS
 
-PROTOCOL_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN on frozen features"}
+PROTOCOL_TITLES = {
+    "finetune": "fine-tune",
+    "linear": "linear probe",
+    "knn": "kNN on frozen features",
+    "fusion": "linear probe on two strategies' fused features",
+}
 """How figures and plain-words summaries name the species-identification protocols."""
 
 TASKS = tuple(TASK_SPECS)

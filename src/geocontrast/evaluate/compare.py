@@ -30,6 +30,9 @@ JSONs (:func:`geocontrast.evaluate.metrics.hit_record`):
   ``v_photo = 0`` and ``test_sampling = unknown``; with a fixed split the interval then covers initialisation
   and training only.
 
+A fused pair's rows (strategy ``a+b``, protocol ``fusion``: :mod:`geocontrast.evaluate.fusion`) are compared as
+linear probes: with the reference, random_init, ``a`` and ``b``.
+
 With one replicate there is no spread to estimate: no interval, verdict ``unresolved (1 replicate)``. A
 comparison is *resolved* when its interval excludes 0.
 
@@ -71,6 +74,7 @@ from geocontrast.atomic import atomic_path, write_text
 from geocontrast.cli import json_object
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
 from geocontrast.evaluate.metrics import read_hits
+from geocontrast.registry import FUSION, FUSION_SEPARATOR
 
 RANDOM_INIT = "random_init"
 METRICS = {"top1": (1, "micro"), "top5": (5, "micro"), "macro_top1": (1, "macro")}
@@ -105,13 +109,16 @@ MAX_REPLICATES = 100
 """The largest replicate count :func:`replicates_to_resolve` searches."""
 NOT_COMPARED = ("baseline", *TASKS)
 """Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
+COMPARED_AS = {FUSION.name: "linear"}
+"""A fused pair's probe is a linear probe: its rows are compared with the linear rows of other strategies."""
 
 
 def comparison_pairs(
     strategies: Iterable[str], reference: str, contrasts: Iterable[Iterable[str]] = ()
 ) -> list[tuple[str, str]]:
     """(strategy, reference) pairs: each strategy against ``reference``, then each against ``random_init``, then
-    the named ``contrasts`` (strategy, against) such as an ablation's one-factor controls, where both ran.
+    the named ``contrasts`` (strategy, against) such as an ablation's one-factor controls, then each fused pair
+    ``a+b`` against ``a`` and against ``b``, where both ran.
 
     ``random_init`` is only ever a reference, so no comparison appears twice with its sign flipped. A reference
     absent from ``strategies`` yields no pairs.
@@ -121,7 +128,8 @@ def comparison_pairs(
     for base in dict.fromkeys([reference, RANDOM_INIT]):
         if base in strategies:
             pairs += [(s, base) for s in strategies if s not in (base, RANDOM_INIT)]
-    for strategy, against in (tuple(contrast) for contrast in contrasts):
+    fused = [(s, part) for s in strategies if FUSION_SEPARATOR in s for part in s.split(FUSION_SEPARATOR)]
+    for strategy, against in [*(tuple(contrast) for contrast in contrasts), *fused]:
         if strategy in strategies and against in strategies and (strategy, against) not in pairs:
             pairs.append((strategy, against))
     return pairs
@@ -297,7 +305,7 @@ def compare(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), not {confidence}")
     hits = hits or {}
-    rows = results[~results["protocol"].isin(NOT_COMPARED)]
+    rows = results[~results["protocol"].isin(NOT_COMPARED)].replace({"protocol": COMPARED_AS})
     if rows.duplicated(["strategy", "protocol", "label_fraction", "seed"]).any():
         raise ValueError("results hold two rows for one (strategy, protocol, label_fraction, seed)")
     table = rows.set_index(["strategy", "protocol", "label_fraction", "seed"])[metrics].sort_index()
@@ -406,7 +414,8 @@ def read_hit_records(paths: Iterable[Path]) -> dict[HitKey, PhotoHits]:
     for path in paths:
         record = json.loads(Path(path).read_text())
         if "test_hits" in record:
-            key = (record["strategy"], record["protocol"], float(record["label_fraction"]), int(record["seed"]))
+            protocol = COMPARED_AS.get(record["protocol"], record["protocol"])
+            key = (record["strategy"], protocol, float(record["label_fraction"]), int(record["seed"]))
             records[key] = PhotoHits.from_record(record["test_hits"])
     return records
 

@@ -184,12 +184,29 @@ def finetune(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
 ):
+    """Fine-tune a classifier (:func:`fit_classifier`) and return (test probabilities (n, C), selection record,
+    val probabilities (n_val, C) of the restored model, for the prior's weight)."""
+    model, selection = fit_classifier(encoder, cache, rows, resolution, params, seed, device, amp_dtype)
+    test_probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
+    return test_probs, selection, _predict(model, cache, rows.val, resolution, device, amp_dtype)
+
+
+def fit_classifier(
+    encoder: nn.Module,
+    cache: np.ndarray,
+    rows: EvalRows,
+    resolution: int,
+    params: dict,
+    seed: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[nn.Sequential, dict]:
     """Train encoder + linear head end to end on the labelled train rows, early-stopped on val top-1.
 
     Every ``val_every`` epochs (and after the last) the val top-1 is measured; training stops once ``patience``
     epochs have passed without improvement (or at ``max_epochs``) and the weights of the best validated epoch
-    are restored. Returns (test probabilities (n, C), selection record with the best epoch and the val top-1 of
-    each validated epoch, val probabilities (n_val, C) of the restored model, for the prior's weight).
+    are restored. Returns (the classifier ``Sequential(encoder, Linear)`` in eval mode, selection record with the
+    best epoch and the val top-1 of each validated epoch).
     """
     params = resolve_params("finetune", params)
     if params["deterministic"]:
@@ -233,9 +250,7 @@ def finetune(
             break
     val_top1, best_epoch, state = best
     model.load_state_dict(state)
-    probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
-    val_probs = _predict(model, cache, rows.val, resolution, device, amp_dtype)
-    return probs, {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve}, val_probs
+    return model.eval(), {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve}
 
 
 def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np.ndarray:
