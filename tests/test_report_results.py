@@ -13,7 +13,7 @@ from conftest import REPO, load_config
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
+from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K, cam
 from geocontrast.evaluate.results import pretraining_run
 from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
@@ -332,8 +332,9 @@ def test_cli_builds_training_curves_and_the_table(tmp_path):
 def test_every_report_config_key_is_a_keyword_of_the_cli():
     report = load_config()["report"]
     keywords = {name for function in rf.FIGURES.values() for name in inspect.signature(function).parameters}
-    assert set(report) - {"table"} <= keywords
+    assert set(report) - {"table", "cam"} <= keywords
     assert set(report["table"]) <= set(inspect.signature(rf.results_table).parameters)
+    assert report["cam"] == cam.DEFAULTS  # the cam section is the maps' own stage's parameters
 
 
 def test_the_schema_offers_every_result_metric_for_the_table():
