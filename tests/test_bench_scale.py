@@ -30,13 +30,14 @@ def test_a_benchmark_file_belongs_to_the_longest_rule_its_name_starts_with(scale
 def test_growth_exponents_recover_power_laws_and_project_along_them(scale):
     photos = [1_000, 4_000, 16_000]
     stages = pd.DataFrame(
-        [{"photos": n, "stage": "knn", "seconds": 2e-3 * n**1.5, "max_rss_mb": 100 + 0 * n} for n in photos]
-        + [{"photos": n, "stage": "table", "seconds": 1e-2 * n, "max_rss_mb": 0.01 * n} for n in photos]
+        [{"photos": n, "stage": "knn", "seconds": 2e-3 * n**1.5, "cpu_seconds": n, "max_rss_mb": 100} for n in photos]
+        + [{"photos": n, "stage": "table", "seconds": n / 100, "cpu_seconds": n, "max_rss_mb": n / 100} for n in photos]
     )
     exponents = scale.growth_exponents(stages).set_index("stage")
     assert exponents.loc["knn", "seconds_exponent"] == pytest.approx(1.5)
     assert exponents.loc["knn", "max_rss_mb_exponent"] == pytest.approx(0.0)
     assert exponents.loc["table", "max_rss_mb_exponent"] == pytest.approx(1.0)
+    assert exponents.loc["knn", "cpu_seconds_exponent"] == pytest.approx(1.0)
     projected = scale.projection(stages, exponents.reset_index(), 64_000).set_index("stage")
     assert projected.loc["knn", "seconds"] == pytest.approx(2e-3 * 64_000**1.5)
     checks = scale.target_checks(stages, exponents.reset_index())
