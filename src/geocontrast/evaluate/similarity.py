@@ -4,8 +4,9 @@ The dense way, ``(queries @ bank.T).topk(k)``, holds a (queries, bank) matrix: 1
 labelled ones is 20 GB in float32. Here only a (block, bank) slice exists at a time, sized by ``block_bytes``, so
 memory is O(bank) for the slice plus O(queries x k) for the answer. Blocks split query rows only, never the bank:
 each row's top-k is taken over its whole row of similarities exactly as the dense matrix would give it, ties
-included. A blocked torch matmul + topk was measured against faiss-cpu's exact inner-product index
-(bench/results/knn_blocks.json) and kept: see README's scale section.
+included. faiss-cpu's exact inner-product index measured about 3x faster (bench/knn_blocks.py, one thread, on a
+loaded machine) but agrees with the dense top-k on 99.999 % of neighbours, not all (its own summation order moves
+near-ties); these blocks give the dense answer exactly and need no further dependency.
 """
 
 from __future__ import annotations
