@@ -47,6 +47,8 @@ rule manifest:
         summary=f"{RESULTS}/manifest_summary.json",
     log:
         f"{LOGS}/manifest.log",
+    benchmark:
+        f"{BENCHMARKS}/manifest.tsv"
     conda:
         "../envs/data.yaml"
     shell:
@@ -101,6 +103,8 @@ rule splits:
         summary=f"{RESULTS}/replicates/{{rep}}/splits_summary.json",
     log:
         f"{LOGS}/splits_rep{{rep}}.log",
+    benchmark:
+        f"{BENCHMARKS}/splits_rep{{rep}}.tsv"
     params:
         mode=config["splits"]["mode"],
         fractions=joined(config["splits"]["fractions"]),

@@ -15,6 +15,8 @@ rule geo_prior:
         grid=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/grid.npz",
     log:
         f"{LOGS}/geo_prior_rep{{rep}}_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/geo_prior_rep{{rep}}_l{{pct}}.tsv"
     params:
         geoprior=json.dumps(config["evaluate"]["geoprior"], sort_keys=True),
         seed=lambda wildcards: replicate_seed(config["evaluate"]["geoprior_seed"], wildcards.rep),
@@ -38,6 +40,8 @@ rule genus_pairs:
         f"{RESULTS}/replicates/{{rep}}/tasks/genus_pairs_l{{pct}}.json",
     log:
         f"{LOGS}/genus_pairs_rep{{rep}}_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/genus_pairs_rep{{rep}}_l{{pct}}.tsv"
     params:
         task=json.dumps(config["evaluate"]["genus_pairs"], sort_keys=True),
     conda:
@@ -187,6 +191,8 @@ rule most_common_baseline:
         f"{RESULTS}/eval/most_common/seed{{seed}}/baseline_l{{pct}}.json",
     log:
         f"{LOGS}/evaluate_most_common_seed{{seed}}_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/most_common_baseline_seed{{seed}}_l{{pct}}.tsv"
     params:
         run=most_common_run_facts,
         prior=prior_argument,
@@ -208,6 +214,8 @@ rule results_table:
         not_computed=f"{RESULTS}/not_computed.csv",
     log:
         f"{LOGS}/results_table.log",
+    benchmark:
+        f"{BENCHMARKS}/results_table.tsv"
     conda:
         "../envs/train.yaml"
     shell:
@@ -227,6 +235,8 @@ rule comparisons:
         text=f"{RESULTS}/comparisons.txt",
     log:
         f"{LOGS}/comparisons.log",
+    benchmark:
+        f"{BENCHMARKS}/comparisons.tsv"
     params:
         compare=json.dumps(config["compare"], sort_keys=True),
     conda:

@@ -36,6 +36,8 @@ rule negative_table:
         summary=f"{RESULTS}/replicates/{{rep}}/negatives/{{rule}}_m{{m}}.json",
     log:
         f"{LOGS}/negative_table_rep{{rep}}_{{rule}}_m{{m}}.log",
+    benchmark:
+        f"{BENCHMARKS}/negative_table_rep{{rep}}_{{rule}}_m{{m}}.tsv"
     params:
         seed=lambda wildcards: replicate_seed(config["negatives"]["seed"], wildcards.rep),
         r_neg_km=config["negatives"]["r_neg_km"],

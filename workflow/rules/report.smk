@@ -16,6 +16,8 @@ rule report_accuracy:
         svg=f"{REPORT}/accuracy.svg",
     log:
         f"{LOGS}/report_accuracy.log",
+    benchmark:
+        f"{BENCHMARKS}/report_accuracy.tsv"
     params:
         plot=report_params("top_k", "error_bar", "figure_width_in", "label_fraction"),
     conda:
@@ -38,6 +40,8 @@ rule report_ranks:
         svg=f"{REPORT}/ranks.svg",
     log:
         f"{LOGS}/report_ranks.log",
+    benchmark:
+        f"{BENCHMARKS}/report_ranks.tsv"
     params:
         plot=report_params("error_bar", "figure_width_in", "label_fraction"),
     conda:
@@ -60,6 +64,8 @@ rule report_geo_prior:
         svg=f"{REPORT}/geo_prior.svg",
     log:
         f"{LOGS}/report_geo_prior.log",
+    benchmark:
+        f"{BENCHMARKS}/report_geo_prior.tsv"
     params:
         plot=report_params("top_k", "error_bar", "figure_width_in", "label_fraction"),
     conda:
@@ -82,6 +88,8 @@ rule report_label_budget:
         svg=f"{REPORT}/label_budget.svg",
     log:
         f"{LOGS}/report_label_budget.log",
+    benchmark:
+        f"{BENCHMARKS}/report_label_budget.tsv"
     params:
         plot=report_params("top_k", "error_bar", "figure_width_in"),
     conda:
@@ -104,6 +112,8 @@ rule report_training_curves:
         svg=f"{REPORT}/training_curves.svg",
     log:
         f"{LOGS}/report_training_curves.log",
+    benchmark:
+        f"{BENCHMARKS}/report_training_curves.tsv"
     params:
         plot=report_params("error_bar", "figure_width_in"),
     conda:
@@ -128,6 +138,8 @@ rule report_table:
         ),
     log:
         f"{LOGS}/report_table.log",
+    benchmark:
+        f"{BENCHMARKS}/report_table.tsv"
     params:
         table=json.dumps(config["report"]["table"], sort_keys=True),
     conda:
@@ -153,6 +165,8 @@ rule report_example_pairs:
         svg=f"{REPORT}/example_pairs.svg",
     log:
         f"{LOGS}/report_example_pairs.log",
+    benchmark:
+        f"{BENCHMARKS}/report_example_pairs.tsv"
     params:
         augment_strength=config["pretrain"]["augment_strength"],
     conda:
@@ -179,6 +193,8 @@ rule report_nearest_neighbours:
         svg=f"{REPORT}/nearest_neighbours/{{strategy}}_seed{{seed}}.svg",
     log:
         f"{LOGS}/report_nearest_neighbours_{{strategy}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/report_nearest_neighbours_{{strategy}}_seed{{seed}}.tsv"
     conda:
         "../envs/train.yaml"
     shell:
@@ -202,6 +218,8 @@ rule report_embedding:
         svg=f"{REPORT}/embedding/{{strategy}}_seed{{seed}}.svg",
     log:
         f"{LOGS}/report_embedding_{{strategy}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/report_embedding_{{strategy}}_seed{{seed}}.tsv"
     conda:
         "../envs/train.yaml"
     shell:
@@ -221,6 +239,8 @@ rule report_map:
         svg=f"{REPORT}/map_{{kind}}.svg",
     log:
         f"{LOGS}/report_map_{{kind}}.log",
+    benchmark:
+        f"{BENCHMARKS}/report_map_{{kind}}.tsv"
     params:
         inputs=map_arguments,
     wildcard_constraints:
@@ -244,6 +264,8 @@ rule report_tasks:
         svg=f"{REPORT}/tasks.svg",
     log:
         f"{LOGS}/report_tasks.log",
+    benchmark:
+        f"{BENCHMARKS}/report_tasks.tsv"
     params:
         plot=report_params("error_bar", "figure_width_in", "label_fraction"),
     conda:
@@ -266,6 +288,8 @@ rule report_mislabel_roc:
         svg=f"{REPORT}/mislabel_roc.svg",
     log:
         f"{LOGS}/report_mislabel_roc.log",
+    benchmark:
+        f"{BENCHMARKS}/report_mislabel_roc.tsv"
     params:
         plot=report_params("figure_width_in"),
     conda:
@@ -289,6 +313,8 @@ rule report_pairs:
         table=f"{REPORT}/pairs.csv",
     log:
         f"{LOGS}/report_pairs.log",
+    benchmark:
+        f"{BENCHMARKS}/report_pairs.tsv"
     conda:
         "../envs/data.yaml"
     shell:
@@ -308,6 +334,8 @@ rule report_comparisons:
         svg=f"{REPORT}/comparisons.svg",
     log:
         f"{LOGS}/report_comparisons.log",
+    benchmark:
+        f"{BENCHMARKS}/report_comparisons.tsv"
     params:
         plot=report_params("figure_width_in", "label_fraction"),
     conda:

@@ -57,6 +57,8 @@ if config["dataset"]["source"] == "csv":
             images=directory(f"{RESULTS}/images"),
         log:
             f"{LOGS}/csv.log",
+        benchmark:
+            f"{BENCHMARKS}/csv.tsv"
         params:
             settings=source_settings("csv"),
         conda:

@@ -50,7 +50,6 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         if features.shape[0] != len(manifest):
             raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
         pairs = None if args.pairs is None else json.loads(args.pairs.read_text())
-        features = np.asarray(features, dtype=np.float32)
         return frozen_record(args.protocol, features, manifest, rows, run, params, prior, pairs, prior_reason)
     params = protocols.resolve_params(args.protocol, params)
     selection: dict = {}

@@ -14,7 +14,8 @@ strategy x seed x label budget of a strategy pretrained at each budget, with its
         --embeddings-out embeddings/augmented/seed0.npy --out-dir eval/augmented/seed0
 
 Writes ``<out-dir>/<protocol>_l<pct>.json`` for every protocol and budget (``pct`` as ``%g``: 10, 0.5) and the
-(N, D) float16 features to ``--embeddings-out`` (the report's retrieval and embedding figures read them).
+(N, D) float16 features to ``--embeddings-out`` (the report's retrieval and embedding figures read them), streamed
+there chunk by chunk and read back memory-mapped, so the job never holds all features in memory at once.
 ``--params-json`` holds each protocol's ``evaluate.<section>`` config (:data:`geocontrast.registry.PROTOCOLS`,
 :data:`~geocontrast.registry.TASKS`).
 """
@@ -48,7 +49,8 @@ def result_header(run: dict, protocol: str, rows) -> dict:
 def frozen_record(
     protocol: str, features, manifest, rows, run: dict, params: dict, prior=None, pairs=None, prior_reason=None
 ) -> dict:
-    """The result record of one frozen protocol or task on ``features`` (N, D) float32 of every manifest row.
+    """The result record of one frozen protocol or task on ``features`` (N, D) of every manifest row (any float
+    dtype, e.g. the float16 memory-mapped embeddings; the rows used are read as float32).
 
     ``rows``: the evaluation rows of the label budget (:func:`geocontrast.evaluate.protocols.eval_rows`);
     ``run``: the run's facts, with the seed and label_fraction; ``params``: the protocol's config section;
@@ -76,7 +78,7 @@ def frozen_record(
         header["n_classes"] = rows.n_classes
         prior = None  # the prior is over species
     params = protocols.resolve_params("linear" if probe_rank else protocol, params)
-    train_x, val_x, test_x = (features[r] for r in (rows.train, rows.val, rows.test))
+    train_x, val_x, test_x = (protocols.feature_rows(features, r) for r in (rows.train, rows.val, rows.test))
     train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
     selection: dict = {}
     val_and_test = np.concatenate([val_x, test_x])  # val predictions choose the prior's weight
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.data.cache import load_image_cache
     from geocontrast.data.manifest import read_manifest
     from geocontrast.determinism import make_deterministic
-    from geocontrast.evaluate.embed import embed, load_or_init_encoder
+    from geocontrast.evaluate.embed import embed, load_or_init_encoder, open_features
     from geocontrast.evaluate.geoprior import load_prior
     from geocontrast.evaluate.protocols import eval_rows
     from geocontrast.runtime import resolve_amp, resolve_device, set_threads
@@ -158,12 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if args.deterministic:
         make_deterministic(device)
-    embeddings = embed(encoder, load_image_cache(args.cache), args.resolution, device, resolve_amp("auto", device))
+    cache = load_image_cache(args.cache)
     with atomic_path(args.embeddings_out) as partial:
-        np.save(partial, embeddings)
-    print(f"{args.embeddings_out}: {embeddings.shape[0]} x {embeddings.shape[1]} features")
+        streamed = open_features(partial, len(cache), encoder.feature_dim)
+        embed(encoder, cache, args.resolution, device, resolve_amp("auto", device), out=streamed)
+        streamed.flush()
+        del streamed
+    features = np.load(args.embeddings_out, mmap_mode="r")  # float16; each protocol reads its rows as float32
+    print(f"{args.embeddings_out}: {features.shape[0]} x {features.shape[1]} features")
 
-    features = embeddings.astype(np.float32)
     manifest, splits = read_manifest(args.manifest), pd.read_parquet(args.splits)
     if features.shape[0] != len(manifest):
         raise ValueError(f"{args.cache}: {features.shape[0]} rows, the manifest {len(manifest)}")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocontrast.determinism import make_deterministic
-from geocontrast.evaluate import RANKS, TOP_K
+from geocontrast.evaluate import RANKS, TOP_K, similarity
 from geocontrast.evaluate.geoprior import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
 from geocontrast.evaluate.metrics import (
     ancestor_codes,
@@ -108,6 +108,12 @@ def _with_species(rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return rows[codes[rows] >= 0]
 
 
+def feature_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, D) float32 features of ``rows`` from (N, D) features of any float dtype; on a memory-mapped file only
+    those rows are read."""
+    return np.asarray(features[rows], dtype=np.float32)
+
+
 def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params: dict, seed: int):
     """Softmax regression on frozen features; the weight decay is chosen by val top-1 from a grid.
 
@@ -153,25 +159,31 @@ def _fit_softmax(
     return model.eval()
 
 
-def knn_probabilities(train_x, train_y, test_x, n_classes: int, params: dict) -> np.ndarray:
+def knn_probabilities(
+    train_x, train_y, test_x, n_classes: int, params: dict, block_bytes: int = similarity.BLOCK_BYTES
+) -> np.ndarray:
     """Cosine kNN: the k most similar labelled train rows vote with weight exp(similarity / temperature).
 
     Returns (n, C) vote shares (rows sum to 1). Classes without a vote are ranked below every voted class by
     their labelled frequency (as the most-common baseline would), not by class index: each gets
     ``TIE_BREAK`` × (its labelled share) × (the row's smallest vote), which changes no order among voted classes.
+    Test rows are scored in blocks (:func:`geocontrast.evaluate.similarity.top_k_blocks`, ``block_bytes`` of
+    similarities at a time), so no (test, train) matrix is ever held; the answer equals the dense computation.
     """
     params = resolve_params("knn", params)
     bank = F.normalize(torch.as_tensor(train_x, dtype=torch.float32), dim=1)
     queries = F.normalize(torch.as_tensor(test_x, dtype=torch.float32), dim=1)
     k = min(int(params["k"]), bank.shape[0])
-    similarity, index = (queries @ bank.T).topk(k, dim=1)  # (n, k)
     labels = torch.as_tensor(train_y)
-    votes = torch.zeros(queries.shape[0], n_classes, dtype=torch.float64)
-    votes.scatter_add_(1, labels[index], (similarity.double() / float(params["temperature"])).exp())
-    smallest_vote = torch.where(votes > 0, votes, torch.inf).amin(dim=1, keepdim=True)  # (n, 1)
     labelled_share = torch.bincount(labels, minlength=n_classes).double() / labels.numel()  # (C,)
-    votes = torch.where(votes > 0, votes, TIE_BREAK * labelled_share * smallest_vote)
-    return (votes / votes.sum(dim=1, keepdim=True)).float().numpy()
+    shares = np.empty((queries.shape[0], n_classes), dtype=np.float32)
+    for start, top_similarity, index in similarity.top_k_blocks(queries, bank, k, block_bytes=block_bytes):
+        votes = torch.zeros(index.shape[0], n_classes, dtype=torch.float64)  # (b, C)
+        votes.scatter_add_(1, labels[index], (top_similarity.double() / float(params["temperature"])).exp())
+        smallest_vote = torch.where(votes > 0, votes, torch.inf).amin(dim=1, keepdim=True)  # (b, 1)
+        votes = torch.where(votes > 0, votes, TIE_BREAK * labelled_share * smallest_vote)
+        shares[start : start + index.shape[0]] = (votes / votes.sum(dim=1, keepdim=True)).float().numpy()
+    return shares
 
 
 def finetune(

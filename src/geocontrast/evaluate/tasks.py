@@ -101,16 +101,23 @@ def inject_label_noise(
     return noisy, flipped
 
 
-def neighbourhood_disagreement(features: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """(n,) suspicion score per row: the share of its k nearest other rows (cosine) whose label differs."""
+def neighbourhood_disagreement(
+    features: np.ndarray, labels: np.ndarray, k: int, block_bytes: int | None = None
+) -> np.ndarray:
+    """(n,) suspicion score per row: the share of its k nearest other rows (cosine) whose label differs.
+
+    The neighbours come in blocks of rows (:func:`geocontrast.evaluate.similarity.top_k_blocks`; ``block_bytes``
+    None: its default), never as an (n, n) matrix; the scores equal the dense computation's.
+    """
     import torch
     import torch.nn.functional as F
 
+    from geocontrast.evaluate import similarity
+
+    block_bytes = similarity.BLOCK_BYTES if block_bytes is None else block_bytes
     z = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
-    similarity = z @ z.T  # (n, n)
-    similarity.fill_diagonal_(-float("inf"))  # a row is not its own neighbour
     k = min(int(k), z.shape[0] - 1)
-    index = similarity.topk(k, dim=1).indices.numpy()  # (n, k)
+    index = similarity.top_k_indices(z, z, k, exclude_self=True, block_bytes=block_bytes).numpy()  # (n, k)
     return (labels[index] != labels[:, None]).mean(axis=1)
 
 
@@ -174,7 +181,7 @@ def genus_pair_accuracies(
     ``rows`` at genus rank (:func:`at_rank`); ``pairs`` from :func:`choose_genus_pairs`. A pair missing train,
     val or test images of either genus is listed under ``skipped`` with the reason, not scored.
     """
-    from geocontrast.evaluate.protocols import linear_probe
+    from geocontrast.evaluate.protocols import feature_rows, linear_probe
 
     lookup = {name: code for code, name in enumerate(genus_names)}
     result: dict = {"pairs": [], "skipped": []}
@@ -199,9 +206,8 @@ def genus_pair_accuracies(
                 )
                 continue
             (train, train_y), (val, val_y), (test, test_y) = roles["train"], roles["val"], roles["test"]
-            probs, _ = linear_probe(
-                features[train], train_y, features[val], val_y, features[test], 2, linear_params, seed
-            )
+            train_x, val_x, test_x = (feature_rows(features, r) for r in (train, val, test))
+            probs, _ = linear_probe(train_x, train_y, val_x, val_y, test_x, 2, linear_params, seed)
             accuracy = float((probs.argmax(axis=1) == test_y).mean())
             scores.append(accuracy)
             result["pairs"].append(
@@ -231,22 +237,24 @@ def task_metrics(
     linear_params: dict | None = None,
 ) -> dict:
     """Metrics of ``genus_pairs``, ``mislabel`` or ``clustering`` on frozen ``features`` (N, D) of every manifest
-    row (``<rank>_probe`` is a classification protocol and scored as one)."""
+    row, any float dtype (read as float32 rows; ``<rank>_probe`` is a classification protocol and scored as one)."""
     if task == "genus_pairs":
         if pairs is None:
             raise ValueError("task genus_pairs needs the pairs file (--pairs)")
         genus = at_rank(rows, manifest, "genus")
         return genus_pair_accuracies(features, genus, pairs, genus.names, linear_params or {}, seed)
+    from geocontrast.evaluate.protocols import feature_rows
+
     params = resolve_params(task, params)
     if task == "mislabel":
         labels = rows.codes[rows.train]
         noisy, flipped = inject_label_noise(
             labels, float(params["noise_fraction"]), rows.n_classes, np.random.default_rng([seed, 1])
         )
-        suspicion = neighbourhood_disagreement(features[rows.train], noisy, int(params["k"]))
+        suspicion = neighbourhood_disagreement(feature_rows(features, rows.train), noisy, int(params["k"]))
         return {**detection_scores(suspicion, flipped), "n_flipped": int(flipped.sum())}
     if task == "clustering":
-        test = features[rows.test]
+        test = feature_rows(features, rows.test)
         result = {}
         for rank in (rank for rank in ("species", "genus") if rank in rows.ancestors):
             labels = rows.ancestors[rank][rows.codes[rows.test]]

@@ -1,0 +1,52 @@
+"""bench/scale.py's arithmetic: stages of benchmark files, growth exponents, projection, scaled configs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def scale():
+    spec = importlib.util.spec_from_file_location("scale", REPO / "bench" / "scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_benchmark_file_belongs_to_the_longest_rule_its_name_starts_with(scale):
+    rules = scale.rule_names()
+    assert scale.stage_of("report_map_species", rules) == "report_map"
+    assert scale.stage_of("negative_table_rep0_far_m64", rules) == "negative_table"
+    assert scale.stage_of("evaluate_frozen_context_pos_seed0", rules) == "evaluate_frozen"
+    assert scale.stage_of("most_common_baseline_seed0_l10", rules) == "most_common_baseline"
+
+
+def test_growth_exponents_recover_power_laws_and_project_along_them(scale):
+    photos = [1_000, 4_000, 16_000]
+    stages = pd.DataFrame(
+        [{"photos": n, "stage": "knn", "seconds": 2e-3 * n**1.5, "cpu_seconds": n, "max_rss_mb": 100} for n in photos]
+        + [{"photos": n, "stage": "table", "seconds": n / 100, "cpu_seconds": n, "max_rss_mb": n / 100} for n in photos]
+    )
+    exponents = scale.growth_exponents(stages).set_index("stage")
+    assert exponents.loc["knn", "seconds_exponent"] == pytest.approx(1.5)
+    assert exponents.loc["knn", "max_rss_mb_exponent"] == pytest.approx(0.0)
+    assert exponents.loc["table", "max_rss_mb_exponent"] == pytest.approx(1.0)
+    assert exponents.loc["knn", "cpu_seconds_exponent"] == pytest.approx(1.0)
+    projected = scale.projection(stages, exponents.reset_index(), 64_000).set_index("stage")
+    assert projected.loc["knn", "seconds"] == pytest.approx(2e-3 * 64_000**1.5)
+    checks = scale.target_checks(stages, exponents.reset_index())
+    assert not checks["exponent_ok"] and checks["worst_exponent"] == pytest.approx(1.5)
+
+
+def test_a_scaled_config_keeps_photos_per_observer_and_applies_overrides(scale):
+    base = {"dataset": {"name": "scale"}, "world": {"n_images": 500_000, "n_observers": 25_000}}
+    config = scale.scaled_config(base, 50_000, ["world.taxonomy.n_orders=4", "pretrain.steps_per_epoch=10"])
+    assert config["world"]["n_observers"] == 2_500 and config["world"]["n_images"] == 50_000
+    assert config["world"]["taxonomy"] == {"n_orders": 4} and config["pretrain"]["steps_per_epoch"] == 10
+    assert config["dataset"]["name"] == "scale_50000" and base["world"]["n_images"] == 500_000
