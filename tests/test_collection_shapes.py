@@ -104,7 +104,7 @@ def test_evaluation_scores_the_ranks_present_and_says_why_not_the_others(collect
     assert not {f"acc_{rank}" for rank in COARSE_RANKS} & set(record)
     assert np.isnan(record["prior_top1"])
     assert record["not_computed"]["prior"] == "evaluate.prior is false"
-    assert record["not_computed"]["acc_order"] == "not every species has a order in the manifest"
+    assert record["not_computed"]["acc_order"] == "not every species has its order in the manifest"
 
 
 def test_a_probe_at_a_rank_present_runs_and_one_at_a_missing_rank_says_why(collection):
@@ -112,7 +112,7 @@ def test_a_probe_at_a_rank_present_runs_and_one_at_a_missing_rank_says_why(colle
     assert family["n_classes"] == 2 and family["top1"] > 0.5 and "prior" not in family.get("not_computed", {})
     order = evaluate(collection, "order_probe")
     assert "top1" not in order and order["not_computed"] == {
-        "order_probe": "not every species has a order in the manifest"
+        "order_probe": "not every species has its order in the manifest"
     }
 
 
@@ -363,4 +363,4 @@ def test_each_collection_shape_runs_to_results_and_the_report(shape, tmp_path):
     assert table["prior_top1"].isna().all() == skipped and ("geographic prior skipped" in section) == skipped
     if shape == "partial_taxonomy":
         assert table["acc_family"].notna().all() and table["acc_order"].isna().all()
-        assert "- acc_order (" in section and "not every species has a order in the manifest" in section
+        assert "- acc_order (" in section and "not every species has its order in the manifest" in section

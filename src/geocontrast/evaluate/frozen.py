@@ -70,7 +70,7 @@ def frozen_record(
         record = tasks.task_metrics(protocol, features, rows, manifest, params, seed, pairs=pairs, linear_params=linear)
         return {**header, **record, "params": params}
     if probe_rank is not None and probe_rank not in rows.ancestors:
-        reason = f"not every species has a {probe_rank} in the manifest"
+        reason = f"not every species has its {probe_rank} in the manifest"
         print(f"{protocol}: not computed: {reason}", file=sys.stderr)
         return with_reasons({**header, "params": params}, {protocol: reason})
     if probe_rank is not None:

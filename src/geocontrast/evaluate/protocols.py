@@ -79,7 +79,7 @@ class EvalRows:
         not computed, per metric (acc_<rank>)."""
         finest = RANKS.index(next(iter(self.ancestors)))
         return {
-            f"acc_{rank}": f"not every species has a {rank} in the manifest"
+            f"acc_{rank}": f"not every species has its {rank} in the manifest"
             for rank in RANKS[finest:]
             if rank not in self.ancestors
         }
