@@ -1,9 +1,10 @@
-"""Argument types shared by the command-line entry points the workflow's rules call."""
+"""Argument types and groups shared by the command-line entry points the workflow's rules call."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def json_object(text: str) -> dict:
@@ -15,3 +16,14 @@ def json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def add_evaluation_rows_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rows an evaluation scores and its prior: --manifest, --splits, --label-fractions (one per budget) and
+    either --priors (one per budget) or --no-prior-reason."""
+    parser.add_argument("--manifest", required=True, type=Path)
+    parser.add_argument("--splits", required=True, type=Path)
+    parser.add_argument("--label-fractions", required=True, type=float, nargs="+", help="percent, one per budget")
+    priors = parser.add_mutually_exclusive_group()
+    priors.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
+    priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from geocontrast import registry
-from geocontrast.cli import json_object
+from geocontrast.cli import add_evaluation_rows_arguments, json_object
 
 FROZEN = (*(name for name, spec in registry.PROTOCOLS.items() if spec.frozen), *registry.TASKS)
 """Every protocol and task that reads frozen features."""
@@ -116,12 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", required=True, type=int)
     parser.add_argument("--deterministic", action="store_true", help="one CPU thread, deterministic kernels")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--manifest", required=True, type=Path)
-    parser.add_argument("--splits", required=True, type=Path)
-    parser.add_argument("--label-fractions", required=True, type=float, nargs="+", help="percent, one per budget")
-    priors = parser.add_mutually_exclusive_group()
-    priors.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
-    priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")
+    add_evaluation_rows_arguments(parser)
     parser.add_argument("--pairs", type=Path, nargs="+", help="genus pairs per budget (.json), for genus_pairs")
     parser.add_argument("--protocols", nargs="*", default=[], choices=FROZEN, metavar="PROTOCOL")
     parser.add_argument("--params-json", type=json_object, default="{}", help="config sections by name")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geocontrast.cli import json_object
+from geocontrast.cli import add_evaluation_rows_arguments, json_object
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
 
 
@@ -51,12 +51,7 @@ def fusion_record(features: list[np.ndarray], manifest, rows, run: dict, params:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.fusion", description=__doc__.splitlines()[0])
     parser.add_argument("--embeddings", required=True, type=Path, nargs=2, help="(N, D) features of each strategy")
-    parser.add_argument("--manifest", required=True, type=Path)
-    parser.add_argument("--splits", required=True, type=Path)
-    parser.add_argument("--label-fractions", required=True, type=float, nargs="+", help="percent, one per budget")
-    priors = parser.add_mutually_exclusive_group()
-    priors.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
-    priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")
+    add_evaluation_rows_arguments(parser)
     parser.add_argument("--params-json", type=json_object, default="{}", help="the linear probe's params")
     parser.add_argument("--run-json", required=True, type=json_object, help="the run's facts as a JSON object")
     parser.add_argument("--threads", type=int)
