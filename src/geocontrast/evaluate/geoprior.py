@@ -5,8 +5,8 @@ Cole et al. 2023, "Spatial implicit neural representations for global-scale spec
 MLP maps a wrap-around encoding of the location and, optionally, the day of year (:class:`InputEncoding`) to one
 presence logit per species, trained from presence-only records with one of the "assume negative" losses
 (:func:`assume_negative_loss`). At test time P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))^w
-(:func:`combine`): Bayes' rule at w = 1, with the image model's own class prior P(y) divided out; w is chosen on
-val (:func:`choose_prior_weight`).
+(:func:`geocontrast.evaluate.prior_scores.combine`): Bayes' rule at w = 1, with the image model's own class
+prior P(y) divided out; w is chosen on val (:func:`~geocontrast.evaluate.prior_scores.choose_prior_weight`).
 
 The training records are the labelled train photos with coordinates and, with ``--occurrences``, an occurrence
 table (:mod:`geocontrast.data.occurrences`) of the classifier's species.
@@ -42,7 +42,8 @@ import pandas as pd
 from geocontrast.atomic import atomic_path, write_json
 from geocontrast.cli import json_object
 from geocontrast.data.manifest import read_manifest
-from geocontrast.evaluate.metrics import most_common_scores, top_k_accuracy
+from geocontrast.evaluate.metrics import most_common_scores
+from geocontrast.evaluate.prior_scores import limits, prior_only_scores, reliability
 from geocontrast.geo.training_data import training_data
 
 if TYPE_CHECKING:
@@ -80,9 +81,6 @@ DAYS_PER_YEAR = 365.0
 MARGINAL_DAYS = (np.arange(12) + 0.5) * DAYS_PER_YEAR / 12 + 1  # mid-month days: a date model without a date
 MARGINAL_LOCATIONS = 256  # training locations averaged over for a record with a date but no coordinates
 MIN_HALF_EXTENT_DEG = 0.5  # regional scaling of a (near) one-point box
-PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # w in (P(y | x) / P(y))^w, chosen on val
-PRESENT_FRACTION = 0.1  # a world cell is in a species' true range where its suitability >= this x its maximum
-RELIABILITY_BINS = 10
 
 
 def resolve_params(params: dict) -> dict:
@@ -349,60 +347,6 @@ def _averaged(model: LocationModel, lat, lon, days, n: int) -> np.ndarray:
     return presence.reshape(-1, n, presence.shape[1]).mean(axis=1)
 
 
-def class_frequencies(train_labels, n_classes: int) -> np.ndarray:
-    """(C,) add-one smoothed class frequencies of the image model's labelled train rows: the class prior it
-    learned (never zero, so it can be divided out)."""
-    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
-    return (counts + 1.0) / (counts.sum() + n_classes)
-
-
-def combine(image_probs, location_probs, class_prior=None, weight: float = 1.0) -> np.ndarray:
-    """(N, C) P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))^weight, each row normalised (float64 products).
-
-    With ``class_prior`` P(y) (C,), the image model's training class frequencies, and weight 1 this is Bayes'
-    rule for an image and a location independent given the species: the product would count P(y) twice.
-    ``class_prior`` None divides by nothing (the plain product at weight 1); weight 0 returns the image row.
-    A row of ones in ``location_probs`` (no prior for that row) returns the image probabilities unchanged. A row
-    whose product is zero everywhere (the prior rules out every species the image allows) also keeps the image
-    row. Returns ``image_probs``' float dtype (float64 for integer input).
-    """
-    image = np.asarray(image_probs)
-    location = np.asarray(location_probs, dtype=np.float64)
-    if image.shape != location.shape or image.ndim != 2:
-        raise ValueError(f"image_probs {image.shape} and location_probs {location.shape} must be equal (N, C)")
-    ratio = location if class_prior is None else location / np.asarray(class_prior, dtype=np.float64)[None]
-    ratio = np.where((location == 1.0).all(axis=1, keepdims=True), 1.0, ratio)  # no prior: leave the row
-    product = image.astype(np.float64) * ratio**weight  # (N, C)
-    total = product.sum(axis=1, keepdims=True)  # (N, 1)
-    image_total = image.sum(axis=1, keepdims=True, dtype=np.float64)
-    combined = np.where(total > 0, product / np.where(total > 0, total, 1.0), image / image_total)
-    return combined.astype(image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64)
-
-
-def choose_prior_weight(val_probs, val_location, val_labels, class_prior, weights=PRIOR_WEIGHTS) -> dict:
-    """The prior's weight w in :func:`combine` with the best val top-1 (ties: the w nearest 1, Bayes' rule),
-    as the record written beside the results: ``weight``, ``class_prior``, ``rule`` and ``val_top1`` per w."""
-    by_weight = {
-        f"{w:g}": top_k_accuracy(combine(val_probs, val_location, class_prior, w), val_labels, ks=(1,))[1]
-        for w in weights
-    }
-    best = max(weights, key=lambda w: (by_weight[f"{w:g}"], -abs(w - 1.0)))
-    return {
-        "weight": float(best),
-        "class_prior": "labelled train class frequencies (add-one), divided out",
-        "rule": "best val top-1 over weights; ties to the weight nearest 1 (Bayes' rule)",
-        "val_top1": by_weight,
-    }
-
-
-# How the weight is set when there are no val predictions to choose it on (the most-common baseline).
-WEIGHT_WITHOUT_VAL = {
-    "weight": 1.0,
-    "class_prior": "labelled train class frequencies (add-one), divided out",
-    "rule": "no val predictions: weight 1 (Bayes' rule)",
-}
-
-
 def range_grid_axes(lat, lon, cells: int = GRID_CELLS, pad: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Ascending cell-centre axes (n_lat,), (n_lon,) of a grid over the observations' extent plus ``pad`` of it
     on each side, for range maps of the prior."""
@@ -418,40 +362,6 @@ def range_grid_axes(lat, lon, cells: int = GRID_CELLS, pad: float = 0.05) -> tup
 def range_probabilities(model: LocationModel, lat, lon) -> np.ndarray:
     """(N, C) the prior's range at points: the presence probability, averaged over the year for a date model."""
     return location_probabilities(model, lat, lon)  # no day given: a date model averages over MARGINAL_DAYS
-
-
-def range_auc(predicted: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """(C,) per species, the ROC AUC of ``predicted`` (C, M) presence scores against ``present`` (C, M) bool
-    cells (Mann-Whitney, ties counted half); NaN for a species with no presence or no absence cell."""
-    from scipy.stats import rankdata
-
-    aucs = np.full(predicted.shape[0], np.nan)
-    for c, (scores, truth) in enumerate(zip(predicted, present)):
-        n_present, n_absent = int(truth.sum()), int((~truth).sum())
-        if n_present and n_absent:
-            ranks = rankdata(scores)
-            aucs[c] = (ranks[truth].sum() - n_present * (n_present + 1) / 2) / (n_present * n_absent)
-    return aucs
-
-
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = RELIABILITY_BINS) -> dict:
-    """Calibration of the normalised prior as a classifier: per confidence bin (max probability, equal widths on
-    [0, 1]) its count, mean confidence and accuracy, and the expected calibration error (count-weighted gap)."""
-    normalised = probs / probs.sum(axis=1, keepdims=True)
-    confidence = normalised.max(axis=1)
-    correct = normalised.argmax(axis=1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    count = np.bincount(which, minlength=bins)
-    mean_confidence = np.bincount(which, confidence, bins) / np.maximum(count, 1)
-    accuracy = np.bincount(which, correct.astype(float), bins) / np.maximum(count, 1)
-    filled = count > 0
-    return {
-        "bin_edges": np.linspace(0, 1, bins + 1).round(6).tolist(),
-        "count": count.tolist(),
-        "confidence": np.where(filled, mean_confidence, np.nan).tolist(),
-        "accuracy": np.where(filled, accuracy, np.nan).tolist(),
-        "ece": float((count * np.abs(mean_confidence - accuracy)).sum() / max(count.sum(), 1)),
-    }
 
 
 def skip_prior(reason: str, n_rows: int, classes: list[str], label_fraction: float, out_dir: Path) -> dict:
@@ -519,39 +429,6 @@ def occurrence_training_records(path: Path, classes: list[str]) -> tuple[Records
         table["lat"].to_numpy(np.float64), table["lon"].to_numpy(np.float64), table["day_of_year"].to_numpy(), label
     )
     return records.subset(known), counts
-
-
-def prior_only_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
-    """top<k> of the prior alone on rows (None: no row)."""
-    accuracy = top_k_accuracy(probs, labels, TOP_K) if labels.size else dict.fromkeys(TOP_K)
-    return {f"top{k}": accuracy[k] for k in TOP_K}
-
-
-def limits(truth_path: Path, classes: list[str], lat, lon, days, labels, model_probs, grid_of_model) -> dict:
-    """What the world's truth says of the prior on the test rows given: the prior-only table (the learned prior
-    beside the oracles P(y | x) and P(y | x, date), the "limit" rows) and each species' range AUC over the
-    world's land cells (true range: suitability >= :data:`PRESENT_FRACTION` x the species' maximum)."""
-    from geocontrast.data.synthetic.truth import Truth, oracle_probabilities
-
-    truth = Truth.load(truth_path)
-    table = [{"model": "learned prior", **prior_only_scores(model_probs, labels)}]
-    for name, given in (("limit: oracle P(y | x)", None), ("limit: oracle P(y | x, date)", days)):
-        oracle = oracle_probabilities(truth, classes, lat, lon, given)
-        usable = np.isfinite(oracle).all(axis=1)
-        table.append({"model": name, **prior_only_scores(oracle[usable], labels[usable]), "n": int(usable.sum())})
-    land = truth.landscape
-    lon_mesh, lat_mesh = np.meshgrid(land.lon, land.lat)
-    cells = land.land.ravel()
-    predicted = grid_of_model(lat_mesh.ravel()[cells], lon_mesh.ravel()[cells]).T  # (C, M)
-    suitability = truth.suitability[truth.class_order(classes)].reshape(len(classes), -1)[:, cells]  # (C, M)
-    present = suitability >= PRESENT_FRACTION * suitability.max(axis=1, keepdims=True)
-    aucs = range_auc(predicted, present)
-    return {
-        "prior_only_test": table,
-        "range_auc": {name: (None if np.isnan(auc) else round(float(auc), 4)) for name, auc in zip(classes, aucs)},
-        "range_auc_mean": None if np.isnan(aucs).all() else float(np.nanmean(aucs)),
-        "range_presence": f"world land cells with suitability >= {PRESENT_FRACTION:g} x the species' maximum",
-    }
 
 
 def geoprior(

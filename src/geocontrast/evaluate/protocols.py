@@ -18,7 +18,6 @@ from torch import nn
 
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import RANKS, TOP_K, similarity
-from geocontrast.evaluate.geoprior import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
 from geocontrast.evaluate.metrics import (
     ancestor_codes,
     confused_pairs,
@@ -27,6 +26,7 @@ from geocontrast.evaluate.metrics import (
     rank_accuracy,
     top_k_accuracy,
 )
+from geocontrast.evaluate.prior_scores import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
 from geocontrast.geo.training_data import training_data
 from geocontrast.runtime import encode_rows, gather_rows, keep_freed_memory
 from geocontrast.train.augment import AugmentRecipe, BatchAugment
@@ -281,7 +281,7 @@ def score(
     photos were hit (:func:`~geocontrast.evaluate.metrics.hit_record`, for paired statistics).
 
     ``location_probs``: (N, C) geographic prior of every manifest row; without it the prior columns are NaN.
-    With it, the prior is combined by :func:`~geocontrast.evaluate.geoprior.combine` with the labelled train
+    With it, the prior is combined by :func:`~geocontrast.evaluate.prior_scores.combine` with the labelled train
     class frequencies divided out, at the weight chosen on ``val_probs`` ((n_val, C) image probabilities of the
     val rows; None: weight 1); ``prior_weighting`` records how.
     """
