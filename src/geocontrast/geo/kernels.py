@@ -115,6 +115,18 @@ def chord2_to_km(d2):
 
 
 @njit(cache=True, inline="always")
+def eligible(d2, chord2, min_chord2, obs, anchor_obs, observer, anchor_observer, exclude_observer):
+    """Whether a pool photo at squared chord ``d2`` can be the anchor's positive: within the radius, beyond the
+    minimum distance, another observation, and (with ``exclude_observer``) another known observer."""
+    return (
+        d2 <= chord2
+        and d2 >= min_chord2
+        and obs != anchor_obs
+        and not (exclude_observer and anchor_observer >= 0 and observer == anchor_observer)
+    )
+
+
+@njit(cache=True, inline="always")
 def find_cell(cell_keys, key):
     """Index of ``key`` in the sorted ``cell_keys``, or -1."""
     j = np.searchsorted(cell_keys, key)
@@ -217,12 +229,7 @@ def sample_neighbours(
                     perm[t] = q
                     t += 1
                     d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                    if (
-                        d2 <= chord2
-                        and d2 >= min_chord2
-                        and pobs[q] != aobs
-                        and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)
-                    ):
+                    if eligible(d2, chord2, min_chord2, pobs[q], aobs, pobserver[q], aobserver, exclude_observer):
                         slots[base + got] = prow[q]
                         dist_km[base + got] = chord2_to_km(d2)
                         got += 1
@@ -232,12 +239,7 @@ def sample_neighbours(
                     for i in range(t, size):
                         q = perm[i]
                         d2 = (px[q] - ax) ** 2 + (py[q] - ay) ** 2 + (pz[q] - az) ** 2
-                        if (
-                            d2 <= chord2
-                            and d2 >= min_chord2
-                            and pobs[q] != aobs
-                            and not (exclude_observer and aobserver >= 0 and pobserver[q] == aobserver)
-                        ):
+                        if eligible(d2, chord2, min_chord2, pobs[q], aobs, pobserver[q], aobserver, exclude_observer):
                             found[n_found] = q
                             n_found += 1
                     draws = 0
