@@ -27,3 +27,12 @@ def add_evaluation_rows_arguments(parser: argparse.ArgumentParser) -> None:
     priors = parser.add_mutually_exclusive_group()
     priors.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
     priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")
+
+
+def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """The encoder a job reads and its images: --cache, --encoder or --random-init, --resolution."""
+    parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--encoder", type=Path, help="encoder.pt of a pretraining job")
+    source.add_argument("--random-init", help="encoder name for the untrained baseline (seeded by the run's seed)")
+    parser.add_argument("--resolution", required=True, type=int)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geocontrast.cli import json_object
+from geocontrast.cli import add_encoder_arguments, json_object
 from geocontrast.registry import RANKS
 
 DEFAULTS = {"n_photos": 6, "class_rank": "species", "average_rank": "genus", "seed": 0}
@@ -104,11 +104,7 @@ def photo_cams(classifier, cache, rows: np.ndarray, classes: np.ndarray, ancesto
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.cam", description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy) of the pretraining size")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--encoder", type=Path, help="encoder.pt of a pretraining job")
-    source.add_argument("--random-init", help="encoder name for the untrained baseline (seeded by --seed)")
-    parser.add_argument("--resolution", required=True, type=int)
+    add_encoder_arguments(parser)
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fraction", required=True, type=float, help="percent: the labelled_<pct> subset")

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from geocontrast import registry
-from geocontrast.cli import add_evaluation_rows_arguments, json_object
+from geocontrast.cli import add_encoder_arguments, add_evaluation_rows_arguments, json_object
 
 FROZEN = (*(name for name, spec in registry.PROTOCOLS.items() if spec.frozen), *registry.TASKS)
 """Every protocol and task that reads frozen features."""
@@ -109,11 +109,7 @@ def result_path(out_dir: Path, protocol: str, label_fraction: float) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.frozen", description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--encoder", type=Path, help="encoder.pt of a pretraining job")
-    source.add_argument("--random-init", help="encoder name for the untrained baseline (seeded by the run's seed)")
-    parser.add_argument("--resolution", required=True, type=int)
+    add_encoder_arguments(parser)
     parser.add_argument("--deterministic", action="store_true", help="one CPU thread, deterministic kernels")
     parser.add_argument("--device", default="auto")
     add_evaluation_rows_arguments(parser)
