@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000)
     args = parser.parse_args()
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.json"))
     params = {**config["world"], "n_images": args.images}
 
     results = {"n_images": args.images, "image_size": params["image_size"]}

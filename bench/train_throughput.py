@@ -116,7 +116,7 @@ class Case:
 
 def load_config() -> dict:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # fills the defaults
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.json"))  # fills the defaults
     return config
 
 

@@ -70,7 +70,7 @@ def load_config(path: Path = TINY_CONFIG) -> dict:
     from snakemake.utils import validate
 
     config = yaml.safe_load(path.read_text())
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.json"))
     return config
 
 

@@ -25,7 +25,7 @@ from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_
 from geocontrast.geo.neighbours import neighbour_table
 
 BAD = REPO / "tests" / "data" / "bad"
-SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.json")
 
 
 def cached(tmp_path, name: str, resolution: int = 24) -> np.ndarray:

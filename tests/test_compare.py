@@ -320,10 +320,31 @@ def test_forest_plot_rows_and_markers():
 
 
 def test_the_schema_defaults_are_the_library_defaults():
-    import yaml
     from conftest import REPO
 
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
     keys = schema["properties"]["compare"]["properties"]
     assert {key: keys[key]["default"] for key in cmp.DEFAULTS} == cmp.DEFAULTS
     assert keys["metrics"]["items"]["enum"] == list(cmp.METRICS)
+
+
+def test_the_prior_gain_is_averaged_over_replicates_with_a_t_interval():
+    results = pd.DataFrame(
+        {
+            "strategy": ["augmented"] * 3 + ["supervised"],
+            "protocol": ["linear"] * 4,
+            "label_fraction": [10.0] * 4,
+            "seed": [0, 1, 2, 0],
+            "prior_gain_top1": [0.02, 0.025, 0.03, -0.01],
+        }
+    )
+    gains = cmp.prior_gains(results)
+    augmented = gains.iloc[0]
+    half = stats.t.ppf(0.975, 2) * 0.005 / np.sqrt(3)
+    assert augmented["diff"] == pytest.approx(0.025)
+    assert (augmented["low"], augmented["high"]) == pytest.approx((0.025 - half, 0.025 + half))
+    assert augmented["verdict"] == "resolved" and gains.iloc[1]["verdict"] == "unresolved (1 replicate)"
+    words = cmp.prior_gain_words(gains)
+    assert "augmented, linear probe, 10% labels: \u0394top-1 +2.5 [" in words and "(n=3)" in words
+    assert cmp.prior_gain_words(cmp.prior_gains(results.assign(prior_gain_top1=np.nan))) == ""
+    assert cmp.prior_gains(results.drop(columns="prior_gain_top1")).empty

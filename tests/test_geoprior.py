@@ -14,6 +14,7 @@ from geocontrast.data.manifest import read_manifest, validate_manifest, write_ma
 from geocontrast.evaluate.geoprior import (
     MARGINAL_DAYS,
     assume_negative_loss,
+    batch_size,
     encode_day,
     encode_location,
     fit_location_model,
@@ -26,7 +27,15 @@ from geocontrast.evaluate.geoprior import (
 from geocontrast.evaluate.prior_scores import choose_prior_weight, class_frequencies, combine, range_auc
 
 # Small enough to fit in well under a second on one core; separates the two regions below for 20 of 20 seeds.
-FAST = {"hidden": 32, "n_blocks": 1, "dropout": 0.0, "epochs": 100, "batch_size": 64, "lr": 1e-2}
+FAST = {
+    "inputs": ["location"],
+    "hidden": 32,
+    "n_blocks": 1,
+    "dropout": 0.0,
+    "epochs": 100,
+    "batch_size": 64,
+    "lr": 1e-2,
+}
 
 
 def test_encoding_values_at_known_points():
@@ -181,6 +190,14 @@ def test_bounding_box_takes_the_short_way_across_the_antimeridian():
 def test_unknown_params_are_refused():
     with pytest.raises(ValueError, match="unknown geoprior params.*'epoch'"):
         resolve_params({"epoch": 3})
+
+
+def test_an_auto_batch_keeps_an_epoch_to_a_bounded_number_of_steps():
+    assert batch_size("auto", 286) == 64 and batch_size("auto", 64 * 32) == 64
+    assert batch_size("auto", 19252) == 602  # ceil(19252 / 32): 32 steps an epoch
+    assert batch_size(128, 50) == 50 and batch_size(128, 500) == 128
+    with pytest.raises(ValueError, match="batch_size must be >= 1 or 'auto'"):
+        resolve_params({"batch_size": 0})
 
 
 def _two_regions(n: int = 30):

@@ -338,9 +338,7 @@ def test_every_report_config_key_is_a_keyword_of_the_cli():
 
 
 def test_the_schema_offers_every_result_metric_for_the_table():
-    import yaml
-
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
     table = schema["properties"]["report"]["properties"]["table"]["properties"]["metrics"]
     assert table["items"]["enum"] == list(CLASSIFICATION_METRIC_COLUMNS)
     assert set(table["default"]) == set(rf.TABLE_METRICS)

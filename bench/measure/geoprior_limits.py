@@ -7,7 +7,7 @@ is read or written::
 
     nice python bench/measure/geoprior_limits.py --config config/config.yaml --out-dir /tmp/geoprior_limits \\
         [--label-fraction 10] [--losses full random_locations data_locations] [--params-json '{}'] \\
-        [--occurrence-params-json '{"epochs": 3}']
+        [--occurrence-params-json '{"epochs": 3}'] [--inputs location location+date] [--data photos occurrences]
 
 prints a Markdown table (val and test, learned rows then the limit rows) and writes it with every prior.json
 under ``--out-dir``.
@@ -32,7 +32,8 @@ from geocontrast.data.synthetic.truth import simulate_occurrences
 from geocontrast.evaluate.geoprior import LOSSES, geoprior
 
 REPO = Path(__file__).resolve().parents[2]
-INPUT_SETS = (["location"], ["location", "date"])
+INPUT_SETS = {"location": ["location"], "location+date": ["location", "date"]}
+DATA = {"photos": "labelled photos", "occurrences": "+ occurrence table"}
 
 
 def prepare(config: dict, out_dir: Path) -> dict[str, Path]:
@@ -69,20 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--occurrence-params-json", default="{}", help="params over those for the occurrence-table fits (e.g. epochs)"
     )
+    parser.add_argument("--inputs", nargs="+", default=list(INPUT_SETS), choices=list(INPUT_SETS))
+    parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA), help="the training records")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     config = yaml.safe_load(args.config.read_text())
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.json"))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     paths = prepare(config, args.out_dir)
     base = {**config["evaluate"]["geoprior"], **json.loads(args.params_json)}
     rows, limits = [], None
     for loss in args.losses:
-        for inputs in INPUT_SETS:
-            for data, occurrences in (("labelled photos", None), ("+ occurrence table", paths["occurrences.csv"])):
-                name = f"{'+'.join(inputs)}_{loss}_{'occ' if occurrences else 'photos'}"
+        for inputs in (INPUT_SETS[name] for name in args.inputs):
+            for records in args.data:
+                data, occurrences = DATA[records], paths["occurrences.csv"] if records == "occurrences" else None
+                name = f"{'+'.join(inputs)}_{loss}_{records}"
                 prior = geoprior(
                     paths["manifest.parquet"],
                     paths["splits.parquet"],

@@ -186,6 +186,12 @@ def label_trained_names():
     return "|".join(re.escape(name) for name in [*registered, *arms])
 
 
+def label_free_names():
+    """Any strategy name but a label-trained one: the wildcard constraint of the rules whose one job per
+    (strategy, seed) serves every label budget, so that planning never asks them for a per-budget encoder."""
+    return rf"(?!(?:{label_trained_names()})(?![a-z0-9_]))[a-z][a-z0-9_]*"
+
+
 def pretrain_folder(strategy, seed, pct):
     """Where the encoder evaluated at label budget ``pct`` is trained: pretrain/<strategy>/seed<s>/, or for a
     label-trained strategy its budget's folder l<pct>/ inside it."""
@@ -508,7 +514,7 @@ def report_outputs():
     figures = [
         "accuracy",
         "ranks",
-        *(["geo_prior"] if PRIOR else []),
+        *(["geo_prior", "prior"] if PRIOR else []),
         "training_curves",
         "pairs",
         "comparisons",
@@ -540,6 +546,17 @@ def report_outputs():
 def pair_records():
     """The pair diagnostics (pairs.json) of every pretraining job."""
     return [f"{folder}/pairs.json" for folder in pretrain_jobs()]
+
+
+def prior_records(pcts=None):
+    """The prior.json of every replicate's geographic prior at each label budget of ``pcts`` (default: every
+    evaluated one); none without evaluate.prior."""
+    if not PRIOR:
+        return []
+    seeds = config["pretrain"]["seeds"]
+    return list(
+        dict.fromkeys(prior_path(seed, pct, "prior.json") for seed in seeds for pct in pcts or label_percents())
+    )
 
 
 def mislabel_records():

@@ -52,6 +52,8 @@ rule genus_pairs:
         " --out {output} > {log} 2>&1"
 
 
+# One job per (strategy, seed) of a label-free strategy: its one encoder serves every label budget. A label-trained
+# strategy's encoder differs per budget: its frozen jobs are evaluate_frozen_at_budget's, below.
 rule evaluate_frozen:
     input:
         unpack(frozen_inputs),
@@ -73,6 +75,8 @@ rule evaluate_frozen:
         pairs=pairs_argument,
         prior=prior_argument,
         out_dir=eval_folder,
+    wildcard_constraints:
+        strategy=label_free_names(),
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -96,10 +100,6 @@ use rule evaluate_frozen as evaluate_frozen_at_budget with:
         f"{BENCHMARKS}/evaluate_frozen_{{strategy}}_seed{{seed}}_l{{pct}}.tsv"
     wildcard_constraints:
         strategy=label_trained_names(),
-
-
-# Both frozen rules can write a label-trained strategy's results; its encoder differs per budget.
-ruleorder: evaluate_frozen_at_budget > evaluate_frozen
 
 
 # Feature fusion (evaluate.fusion): a linear probe on two strategies' frozen features side by side, per seed and
@@ -207,6 +207,7 @@ rule results_table:
     input:
         evaluations=evaluation_outputs(),
         pairs=pair_records(),
+        priors=prior_records(),
     output:
         table=f"{RESULTS}/results.csv",
         summary=f"{RESULTS}/results_summary.csv",
@@ -220,7 +221,8 @@ rule results_table:
         "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate.results {input.evaluations} --pairs {input.pairs} --out {output.table}"
-        " --summary {output.summary} --text {output.text} --not-computed {output.not_computed} > {log} 2>&1"
+        " --summary {output.summary} --text {output.text} --not-computed {output.not_computed}"
+        " --priors {input.priors} > {log} 2>&1"
 
 
 # Paired comparisons (geocontrast.evaluate.compare): every strategy against compare.reference and against

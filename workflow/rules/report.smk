@@ -75,6 +75,30 @@ rule report_geo_prior:
         " --params-json {params.plot:q} > {log} 2>&1"
 
 
+rule report_prior:
+    input:
+        priors=prior_records([f"{config['report']['label_fraction']:g}"]),
+    output:
+        png=report(
+            f"{REPORT}/prior.png",
+            caption="../report/prior.rst",
+            category="Results",
+            labels={"figure": "the geographic prior alone, against its limits"},
+        ),
+        svg=f"{REPORT}/prior.svg",
+    log:
+        f"{LOGS}/report_prior.log",
+    benchmark:
+        f"{BENCHMARKS}/report_prior.tsv"
+    params:
+        width=config["report"]["figure_width_in"],
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.prior --priors {input.priors} --out {output.png}"
+        " --figure-width-in {params.width} > {log} 2>&1"
+
+
 rule report_label_budget:
     input:
         results=f"{RESULTS}/results.csv",

@@ -408,6 +408,41 @@ def plain_words(comparisons: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def prior_gains(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """What the geographic prior adds to each (strategy, protocol, label budget): the per-replicate difference
+    ``prior_gain_top1`` (the same model on the same test photos with and without the prior, so paired by
+    construction) averaged over replicates, with its t interval (the replicates' spread only) and verdict."""
+    columns = ["strategy", "protocol", "label_fraction", "n", "diff", "low", "high", "verdict"]
+    if "prior_gain_top1" not in results:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    gains = results.dropna(subset=["prior_gain_top1"])
+    for (strategy, protocol, pct), group in gains.groupby(["strategy", "protocol", "label_fraction"], sort=True):
+        interval = paired_interval(group["prior_gain_top1"].to_numpy(), confidence)
+        n, low, high = interval["n"], interval["low"], interval["high"]
+        rows.append([strategy, protocol, pct, n, interval["mean"], low, high, verdict(n, low, high)])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def prior_gain_words(gains: pd.DataFrame, confidence: float = 0.95) -> str:
+    """The comparisons.txt section on the prior (:func:`prior_gains`); empty when no result has a prior."""
+    if gains.empty:
+        return ""
+    lines = [
+        "",
+        f"What the geographic prior adds (calibrated combination, weight chosen on val): top-1 with the prior minus"
+        f" without, same model and test photos, mean over replicates [{confidence:.0%} t interval].",
+    ]
+    for row in gains.itertuples(index=False):
+        interval = "" if np.isnan(row.low) else f" [{points(row.low)}, {points(row.high)}]"
+        title = PROTOCOL_TITLES.get(row.protocol, row.protocol)
+        lines.append(
+            f"{row.strategy}, {title}, {row.label_fraction:g}% labels: \u0394top-1 {points(row.diff)}{interval}"
+            f" points, {row.verdict} (n={row.n})"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def read_hit_records(paths: Iterable[Path]) -> dict[HitKey, PhotoHits]:
     """The decoded ``test_hits`` of every evaluation JSON that has them, keyed by :data:`HitKey`."""
     records = {}
@@ -436,10 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown params {unknown}; known: {sorted(DEFAULTS)}")
     params = {**DEFAULTS, **args.params_json}
-    comparisons = compare(pd.read_csv(args.results), read_hit_records(args.evaluations), **params)
+    results = pd.read_csv(args.results)
+    comparisons = compare(results, read_hit_records(args.evaluations), **params)
     with atomic_path(args.out) as partial:
         comparisons.to_csv(partial, index=False)
-    text = plain_words(comparisons)
+    confidence = params["confidence"]
+    text = plain_words(comparisons) + prior_gain_words(prior_gains(results, confidence), confidence)
     if args.text:
         write_text(text, args.text)
     print(text, end="")

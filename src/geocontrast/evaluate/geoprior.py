@@ -55,8 +55,13 @@ if TYPE_CHECKING:
 # λ 8-256, 25-300 epochs, batch 64 to full, lr 1e-3 to 1e-2, weight decay 1e-4 to 1e-2 and dropout 0 or 0.5 all
 # gave top-1 0.14-0.19 and top-5 0.45-0.50 (most common species 0.158 / 0.437); λ <= 4 learns only the most
 # common species, 500 epochs overfit (top-5 0.43-0.45). These are among the best and take ~200 small steps.
+# Inputs and loss, val top-1 / top-5 over model seeds 0-2 (bench/measure/geoprior_limits.py --losses full
+# random_locations data_locations --data photos --seed S): location + date 0.182 / 0.557 (full),
+# 0.191 / 0.550 (data_locations), 0.059 / 0.321 (random_locations); location only 0.160 / 0.475 (full),
+# 0.154 / 0.477 (data_locations). The date is where the information is (the flowering season); full and
+# data_locations tie within the seeds' spread, full stays (the thesis's loss, lower ECE).
 DEFAULTS: dict = {
-    "inputs": ["location"],  # location and/or date (day of year)
+    "inputs": ["location", "date"],  # location and/or date (day of year)
     "scaling": "global",  # global: lon/180, lat/90; regional: the training records' bounding box spans the input
     "loss": "full",  # assume-negative variant: full, random_locations or data_locations
     "hidden": 256,  # width of the residual MLP
@@ -64,7 +69,7 @@ DEFAULTS: dict = {
     "dropout": 0.5,  # inside each residual block
     "pos_weight": 16.0,  # λ: weight of the observed species' term against the assumed absences
     "epochs": 40,
-    "batch_size": 64,
+    "batch_size": "auto",  # records per step; auto: 64, or n / AUTO_STEPS_PER_EPOCH for more than 64 x that
     "lr": 1e-3,
     "weight_decay": 1e-4,
     "background": "bbox",  # pseudo-negatives drawn within the training locations' bounding box, or the globe
@@ -81,6 +86,17 @@ DAYS_PER_YEAR = 365.0
 MARGINAL_DAYS = (np.arange(12) + 0.5) * DAYS_PER_YEAR / 12 + 1  # mid-month days: a date model without a date
 MARGINAL_LOCATIONS = 256  # training locations averaged over for a record with a date but no coordinates
 MIN_HALF_EXTENT_DEG = 0.5  # regional scaling of a (near) one-point box
+AUTO_MIN_BATCH = 64
+AUTO_STEPS_PER_EPOCH = 32  # batch_size auto: 19,000 occurrence records fit in 1,280 steps (~2 min), not 12,000
+
+
+def batch_size(param, n_records: int) -> int:
+    """The records per step: ``param``, or for "auto" 64 (:data:`AUTO_MIN_BATCH`) until the records fill more than
+    :data:`AUTO_STEPS_PER_EPOCH` such batches, then n / that: an epoch stays a bounded number of steps, so an
+    occurrence table far larger than the labelled photos does not multiply the fit's time."""
+    if param == "auto":
+        return max(AUTO_MIN_BATCH, -(-n_records // AUTO_STEPS_PER_EPOCH))
+    return min(int(param), n_records)
 
 
 def resolve_params(params: dict) -> dict:
@@ -96,7 +112,9 @@ def resolve_params(params: dict) -> dict:
     if not inputs or len(set(inputs)) != len(inputs) or not set(inputs) <= set(INPUTS):
         raise ValueError(f"geoprior param inputs must be distinct items of {INPUTS}, got {inputs}")
     params["inputs"] = [name for name in INPUTS if name in inputs]
-    for key in ("hidden", "epochs", "batch_size"):
+    if params["batch_size"] != "auto" and int(params["batch_size"]) < 1:
+        raise ValueError(f"geoprior param batch_size must be >= 1 or 'auto', got {params['batch_size']}")
+    for key in ("hidden", "epochs"):
         if int(params[key]) < 1:
             raise ValueError(f"geoprior param {key} must be >= 1, got {params[key]}")
     if float(params["pos_weight"]) <= 0:
@@ -262,7 +280,7 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     rng = np.random.default_rng(seed)
     encoded = torch.from_numpy(encoding(lat, lon, days)).to(device)  # (N, D)
     targets = torch.from_numpy(labels).to(device)  # (N,)
-    batch_size = min(int(params["batch_size"]), lat.size)
+    records_per_step = batch_size(params["batch_size"], lat.size)
     variant, pos_weight = params["loss"], float(params["pos_weight"])
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # weight init and dropout
@@ -275,7 +293,7 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
         model.train()
         for _ in range(int(params["epochs"])):
             order = torch.from_numpy(rng.permutation(lat.size)).to(device)
-            for batch in torch.split(order, batch_size):
+            for batch in torch.split(order, records_per_step):
                 n = batch.numel()
                 random_days = rng.uniform(1.0, 1.0 + DAYS_PER_YEAR, n)
                 random_encoded = torch.from_numpy(encoding(*random_locations(n, background, rng), random_days))

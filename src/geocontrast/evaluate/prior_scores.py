@@ -3,15 +3,17 @@
 The calibrated combination P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))^w with its weight chosen on val
 (:func:`combine`, :func:`choose_prior_weight`), the prior's own top-k and calibration (:func:`prior_only_scores`,
 :func:`reliability`), and on the synthetic world its "limit" rows and range AUC against the world's truth
-(:func:`limits`). The prior itself is fitted and written by :mod:`geocontrast.evaluate.geoprior`.
+(:func:`limits`), and those scores of every replicate as one table (:func:`prior_table`). The prior itself is
+fitted and written by :mod:`geocontrast.evaluate.geoprior`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from geocontrast.evaluate.metrics import top_k_accuracy
 
@@ -140,3 +142,50 @@ def limits(truth_path: Path, classes: list[str], lat, lon, days, labels, model_p
         "range_auc_mean": None if np.isnan(aucs).all() else float(np.nanmean(aucs)),
         "range_presence": f"world land cells with suitability >= {PRESENT_FRACTION:g} x the species' maximum",
     }
+
+
+LEARNED, MOST_COMMON = "learned prior", "most common species"
+PRIOR_TABLE_COLUMNS = (
+    "label_fraction",
+    "replicate",
+    "inputs",
+    "trained_on",
+    "model",
+    "top1",
+    "top5",
+    "range_auc",
+    "ece",
+    "n_train",
+)
+
+
+def prior_table(priors: Iterable[dict]) -> pd.DataFrame:
+    """The prior alone on the test photos with coordinates, one row per (prior, model) of ``priors`` (prior.json
+    contents, each with its ``replicate``): the learned prior (with its mean range AUC and ECE when scored), the
+    most-common-species baseline and, on the synthetic world, the oracle "limit" rows. ``inputs`` and
+    ``trained_on`` say what the prior saw; a skipped prior has no row (results_summary says why)."""
+    rows = []
+    for prior in priors:
+        if "skipped" in prior:
+            continue
+        key = {
+            "label_fraction": prior["label_fraction"],
+            "replicate": prior["replicate"],
+            "inputs": "+".join(prior["params"]["inputs"]),
+            "trained_on": " + ".join(name.replace("_", " ") for name in prior["sources"]),
+        }
+        rows.append(
+            {
+                **key,
+                "model": LEARNED,
+                **{f"top{k}": prior[f"test_top{k}"] for k in TOP_K},
+                "range_auc": prior.get("range_auc_mean"),
+                "ece": prior.get("reliability_test", {}).get("ece"),
+                "n_train": prior["n_train"],
+            }
+        )
+        rows.append({**key, "model": MOST_COMMON, **{f"top{k}": prior[f"test_most_common_top{k}"] for k in TOP_K}})
+        for limit in prior.get("prior_only_test", []):
+            if limit["model"] != LEARNED:
+                rows.append({**key, "model": limit["model"], **{f"top{k}": limit[f"top{k}"] for k in TOP_K}})
+    return pd.DataFrame(rows, columns=list(PRIOR_TABLE_COLUMNS)).astype({f"top{k}": float for k in TOP_K})

@@ -1,5 +1,6 @@
-"""Collect evaluation JSONs into ``results.csv`` and summarise them over seeds, with what could not be computed
-and why (the evaluations' reasons and the pretraining runs' pair fallbacks, from their pairs.json)."""
+"""Collect evaluation JSONs into ``results.csv`` and summarise them over seeds, with the geographic prior alone
+beside its limits (from each replicate's prior.json) and what could not be computed and why (the evaluations'
+reasons and the pretraining runs' pair fallbacks, from their pairs.json)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from geocontrast.atomic import atomic_path, write_text
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
+from geocontrast.evaluate.prior_scores import LEARNED, prior_table
 
 GROUP_COLUMNS = ("strategy", "protocol", "label_fraction")
 
@@ -115,6 +117,41 @@ def read_pair_records(paths: Iterable[Path]) -> list[dict]:
     return records
 
 
+def read_priors(paths: Iterable[Path]) -> list[dict]:
+    """The prior.json of each replicate's geographic prior, each with ``replicate`` from its folders
+    (``replicates/<replicate>/geoprior/l<pct>/prior.json``, as the geo_prior rule lays them out)."""
+    records = []
+    for path in map(Path, paths):
+        match = re.search(r"replicates/(\d+)/geoprior/l[^/]+/[^/]+$", path.as_posix())
+        if match is None:
+            raise ValueError(f"{path}: expected replicates/<replicate>/geoprior/l<pct>/{path.name}")
+        records.append({**json.loads(path.read_text()), "replicate": int(match.group(1))})
+    return records
+
+
+def prior_text(table: pd.DataFrame) -> str:
+    """The "geographic prior alone" section of results_summary.txt (:func:`prior_table`): per label budget and
+    prior (inputs, training data), each model's test top-1/top-5 mean ± std over replicates, the learned prior's
+    range AUC and calibration error; empty without a fitted prior."""
+    if table.empty:
+        return ""
+    lines = ["", "Geographic prior alone (test photos with coordinates), mean ± std over replicates, %:"]
+    groups = table.groupby(["label_fraction", "inputs", "trained_on"], sort=True)
+    for (labels, inputs, trained_on), group in groups:
+        lines.append(f"labels {labels:g} %, inputs {inputs}, trained on {trained_on}:")
+        for model, rows in group.groupby("model", sort=False):
+            cells = [f"  {model:<30}"]
+            cells += [
+                f"top{k} {100 * rows[f'top{k}'].mean():5.1f} ± {100 * rows[f'top{k}'].std():4.1f}" for k in (1, 5)
+            ]
+            if model == LEARNED:
+                for column, name in (("range_auc", "range AUC"), ("ece", "ECE")):
+                    value = rows[column].astype(float).mean()
+                    cells.append(f"{name} {value:.3f}" if pd.notna(value) else f"{name} -")
+            lines.append("  ".join([*cells, f"({rows['replicate'].nunique()} replicates)"]))
+    return "\n".join(lines) + "\n"
+
+
 NOT_COMPUTED_COLUMNS = ("level", "what", "where", "why")
 
 
@@ -158,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", type=Path, help="also write the summary as a text table here")
     parser.add_argument("--pairs", type=Path, nargs="*", default=[], help="pretrain/<run>/seed<s>/pairs.json files")
     parser.add_argument("--not-computed", type=Path, help="also write what could not be computed and why as .csv")
+    parser.add_argument("--priors", type=Path, nargs="*", default=[], help="replicates/<r>/geoprior/l<pct>/prior.json")
     args = parser.parse_args(argv)
     records = []
     for path in args.evaluations:
@@ -173,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None:
             with atomic_path(path) as partial:
                 frame.to_csv(partial, index=False)
-    text = format_summary(summary) + budget_text(results) + not_computed_text(not_computed)
+    text = (
+        format_summary(summary)
+        + budget_text(results)
+        + prior_text(prior_table(read_priors(args.priors)))
+        + not_computed_text(not_computed)
+    )
     if args.text:
         write_text(text, args.text)
     print(text, end="")
