@@ -413,3 +413,15 @@ def test_a_label_trained_strategy_is_pretrained_and_evaluated_at_each_label_budg
         ("context_pos_neg", "10"): ["context_pos_neg/seed0"] * 2,
         ("context_pos_neg", "50"): ["context_pos_neg/seed0"] * 2,
     }
+
+
+def test_every_rule_that_runs_a_job_writes_a_benchmark_file():
+    """bench/scale.py reads each job's time and memory from its benchmark file: a rule without one is a stage
+    the scale rehearsal cannot see."""
+    missing = []
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule |use rule )", path.read_text(), flags=re.M)[1:]:
+            name = re.match(r"(?:use )?rule (\w+)", block).group(1)
+            if name != "all" and "benchmark:" not in block.split("\n\n\n")[0]:
+                missing.append(f"{path.name}: {name}")
+    assert not missing, missing

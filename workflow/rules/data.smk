@@ -86,6 +86,8 @@ rule degraded_cache:
         f"{RESULTS}/cache/{{res}}px_{{quality}}.npy",
     log:
         f"{LOGS}/degraded_cache_{{res}}px_{{quality}}.log",
+    benchmark:
+        f"{BENCHMARKS}/degraded_cache_{{res}}px_{{quality}}.tsv"
     params:
         seed=config["image_cache"]["quality_seed"],
     conda:

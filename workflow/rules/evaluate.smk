@@ -114,6 +114,8 @@ rule evaluate_fusion:
         ),
     log:
         f"{LOGS}/evaluate_fusion_{{first}}+{{second}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_fusion_{{first}}+{{second}}_seed{{seed}}.tsv"
     params:
         run=fusion_run_facts,
         label_fractions=joined(label_percents()),
@@ -167,6 +169,8 @@ rule cam:
         f"{RESULTS}/cam/{{strategy}}/seed{{seed}}_l{{pct}}.npz",
     log:
         f"{LOGS}/cam_{{strategy}}_seed{{seed}}_l{{pct}}.log",
+    benchmark:
+        f"{BENCHMARKS}/cam_{{strategy}}_seed{{seed}}_l{{pct}}.tsv"
     params:
         source=encoder_source,
         resolution=config["pretrain"]["resolution"],

@@ -383,6 +383,8 @@ rule report_cam:
         svg=f"{REPORT}/cam.svg",
     log:
         f"{LOGS}/report_cam.log",
+    benchmark:
+        f"{BENCHMARKS}/report_cam.tsv"
     params:
         strategies=joined(evaluated_strategies()),
         width=config["report"]["figure_width_in"],
