@@ -369,6 +369,10 @@ def test_range_map_puts_the_prior_beside_the_true_range(manifest, truth):
     assert all((ax.get_xlabel(), ax.get_ylabel()) == ("x (km)", "y (km)") for ax in panels)
     mesh = panels[1].collections[0]
     assert np.ma.count_masked(mesh.get_array()) == 1  # the one sea cell of the truth is not drawn
+    # Each layer's colours span its own drawn values (a nearly flat prior still shows where it is higher).
+    assert panels[0].collections[0].get_clim() == pytest.approx((truth.lon[0] / 10, truth.lon[-1] / 10))
+    land = truth.values[0][truth.mask]
+    assert mesh.get_clim() == pytest.approx((land.min(), land.max()))
     plt.close(figure)
 
 

@@ -42,7 +42,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -335,21 +335,26 @@ def default_range_species(manifest: pd.DataFrame, available: list[np.ndarray], n
 def _draw_range(
     ax: plt.Axes, values: RangeGrid | RangePoints, species: str, projection: EqualAreaProjection
 ) -> plt.cm.ScalarMappable:
-    """One species' layer of a grid (projected cells) or of points (coloured dots), colour scale from 0 to its max."""
+    """One species' layer of a grid (projected cells) or of points (coloured dots), its colour scale from the
+    smallest to the largest drawn value: a prior's level is mostly how common the species is, its range is in how
+    that level varies (a scale from 0 showed a date model's year-averaged prior as one flat colour); the colour bar
+    keeps the values."""
     index = int(np.flatnonzero(values.species == species)[0])
     layer = np.asarray(values.values[index], dtype=np.float64)
-    vmax = max(float(np.nanmax(layer)), 1e-12)
+    drawn = layer if isinstance(values, RangePoints) or values.mask is None else np.where(values.mask, layer, np.nan)
+    vmin = float(np.nanmin(drawn))
+    vmax = max(float(np.nanmax(drawn)), vmin + 1e-12)
     if isinstance(values, RangePoints):
         x, y = projection(values.lat, values.lon)
         order = np.argsort(layer)  # high values on top
         return ax.scatter(
-            x[order], y[order], c=layer[order], s=3, cmap="viridis", vmin=0.0, vmax=vmax, linewidths=0, rasterized=True
+            x[order], y[order], c=layer[order], s=3, cmap="viridis", vmin=vmin, vmax=vmax, linewidths=0, rasterized=True
         )
     lon_edges, lat_edges = np.meshgrid(_cell_edges(values.lon), np.clip(_cell_edges(values.lat), -90, 90))
     x, y = projection(lat_edges, lon_edges)  # (n_lat + 1, n_lon + 1) cell corners
     hidden = ~np.isfinite(layer) if values.mask is None else ~values.mask | ~np.isfinite(layer)
     return ax.pcolormesh(
-        x, y, np.ma.masked_array(layer, hidden), cmap="viridis", vmin=0.0, vmax=vmax, shading="flat", rasterized=True
+        x, y, np.ma.masked_array(layer, hidden), cmap="viridis", vmin=vmin, vmax=vmax, shading="flat", rasterized=True
     )
 
 
@@ -455,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             available = [predicted.species] if truth is None else [predicted.species, truth.species]
             species = args.species or default_range_species(manifest, available, args.n_species)
             summary = json.loads(args.prior_json.read_text()) if args.prior_json is not None else {}
+            if "date" in summary.get("params", {}).get("inputs", []):  # grid.npz holds the mean over the year
+                predicted = replace(predicted, unit=f"{PRIOR_UNIT}, mean over the year")
             figure = range_figure(manifest, predicted, species, truth, outline=outline, aucs=summary.get("range_auc"))
     except ValueError as error:
         print(f"maps {args.figure}: {error}", file=sys.stderr)
