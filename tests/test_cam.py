@@ -111,6 +111,10 @@ def test_the_figure_has_a_photo_row_and_two_map_rows_per_strategy(tmp_path):
     assert (tmp_path / "cam.png").stat().st_size > 0 and (tmp_path / "cam.svg").exists()
     figure = cam_figure.cam_figure({"s": record}, np.zeros((3, 16, 16, 3), np.uint8))
     assert len(figure.axes) == 3 * (1 + 2)
+    # Each prediction sits inside its own class-map panel (row 1), red where wrong; the genus-mean row has none.
+    predictions = [[(t.get_text(), t.get_color()) for t in ax.texts] for ax in figure.axes[3:6]]
+    assert predictions == [[("predicted a", "black")], [("predicted c", "red")], [("predicted c", "black")]]
+    assert not any(ax.texts for ax in figure.axes[6:])
 
 
 def test_upsampled_maps_share_their_row_s_scale_and_a_flat_map_stays_zero():

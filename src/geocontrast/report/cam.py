@@ -4,7 +4,7 @@ The top row shows the photos (their class); below it each strategy has two rows:
 (``class_maps``) and the mean over the classes of its group at the coarser rank (CAM-Agg, ``rank_maps``), from the
 ``cam/<strategy>/seed<s>_l<pct>.npz`` files of :mod:`geocontrast.evaluate.cam`. Each map is upsampled to the
 displayed photo, less its minimum, and divided by the largest range in its row (bright: the most evidence for the
-class; a flat map stays dark); a title in red marks a photo the classifier got wrong.
+class; a flat map stays dark); the prediction under each class map is in red where the classifier got it wrong.
 
 CLI (the workflow's report_cam rule)::
 
@@ -57,10 +57,19 @@ def cam_figure(cams: dict[str, dict], photos: np.ndarray, figure_width_in: float
                 ax = axes[row, column]
                 ax.imshow(photos[column])
                 ax.imshow(heat, cmap="inferno", alpha=ALPHA, vmin=0, vmax=1)
-                if offset == 0:
+                if offset == 0:  # inside the panel, so that it cannot be read as the row above's
                     right = record["predicted"][column] == record["classes"][column]
-                    colour = "black" if right else "red"
-                    ax.set_title(f"predicted {record['predicted'][column]}", fontsize=5, color=colour)
+                    ax.text(
+                        0.5,
+                        0.02,
+                        f"predicted {record['predicted'][column]}",
+                        transform=ax.transAxes,
+                        ha="center",
+                        va="bottom",
+                        fontsize=4.5,
+                        color="black" if right else "red",
+                        bbox={"facecolor": "white", "alpha": 0.75, "pad": 0.6, "linewidth": 0},
+                    )
             axes[row, 0].set_ylabel(label, fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])
