@@ -123,6 +123,22 @@ def test_planning_imports_neither_torch_nor_numba(default_dry_run):
     assert not heavy, heavy[:10]
 
 
+@pytest.mark.parametrize(
+    "name, pretrained, frozen_jobs",
+    [
+        ("ablation", {"cpn_weak_near", "cpn_unmasked", "augmented_no_hue"}, 11 * 3),
+        ("quality", {"augmented_down4", "context_pos_neg_down4"}, 8 * 3),
+    ],
+)
+def test_the_shipped_arm_configs_plan_every_arm(tmp_path, name, pretrained, frozen_jobs):
+    result = snakemake(tmp_path, "-n", configfile=REPO / "config" / f"{name}.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Exception" not in result.stderr, result.stderr[-3000:]
+    trained = set(re.findall(r"pretrain/(\w+)/seed0/encoder\.pt", result.stdout))
+    assert pretrained <= trained, sorted(trained)
+    assert planned_jobs(result)["evaluate_frozen"] == frozen_jobs  # the arms, their bases and random_init
+
+
 def test_families_config_plans_every_strategy_and_task_with_only_the_geo_tables_it_uses(tmp_path):
     result = snakemake(tmp_path, "-n", configfile=REPO / "config" / "families.yaml")
     assert result.returncode == 0, result.stderr
