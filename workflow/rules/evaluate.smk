@@ -221,12 +221,14 @@ rule results_table:
         f"{LOGS}/results_table.log",
     benchmark:
         f"{BENCHMARKS}/results_table.tsv"
+    params:
+        priors=lambda wildcards, input: f"--priors {input.priors}" if input.priors else "",
     conda:
         "../envs/train.yaml"
     shell:
         "python -m geocontrast.evaluate.results {input.evaluations} --pairs {input.pairs} --out {output.table}"
         " --summary {output.summary} --text {output.text} --not-computed {output.not_computed}"
-        " --priors {input.priors} > {log} 2>&1"
+        " {params.priors} > {log} 2>&1"
 
 
 # Paired comparisons (geocontrast.evaluate.compare): every strategy against compare.reference and against
