@@ -133,3 +133,16 @@ def test_negative_fallbacks_count_anchors_without_coordinates_and_flagged_rows(t
     assert negative_fallbacks(build_strategy("context_pos_neg", data, {}), anchors) == expected
     assert expected["no_coordinates"] > 0
     assert negative_fallbacks(build_strategy("context_pos", data, {}), anchors) is None  # no geo negatives
+
+
+def test_a_soft_mask_counts_each_pair_by_the_weight_it_takes_away(tiny_data):
+    manifest, data = tiny_data
+    record = {}
+    for name, options in (("hard", {}), ("half", {"near_weight": 0.5})):
+        strategy = build_strategy("context_pos_neg", data, {"options": options})
+        batches = sample_batches(strategy, 32, np.random.default_rng(0))
+        record[name] = pair_diagnostics(manifest, strategy, batches, np.random.default_rng(1))["mask"]
+    assert record["hard"]["masked_share"] > 0
+    # The same batches (the draw does not depend on the weight), each geo-near pair half-discounted.
+    assert record["half"]["masked_share"] == pytest.approx(record["hard"]["masked_share"] / 2)
+    assert record["half"]["without_negatives"] == 0

@@ -146,23 +146,25 @@ def mask_coverage(strategy: Strategy, batches: list[PairBatch]) -> dict | None:
     """How much of the anchors' contrast the geo-near mask removes; None without the ``mask`` option.
 
     ``n_anchors``; ``masked_share``: the masked share of the (anchor, other item) pairs, in-batch and extra
-    negatives (an anchor drawn as its own extra negative is no pair); ``without_negatives``: anchors whose every
-    negative is masked, so their loss term has nothing to contrast with (every photo at one site)."""
+    negatives (an anchor drawn as its own extra negative is no pair), each pair counted by the share of its
+    denominator weight taken away (1 under the hard mask, its degree in [0, 1] under a soft one);
+    ``without_negatives``: anchors whose every negative is wholly masked, so their loss term has nothing to
+    contrast with (every photo at one site)."""
     if not strategy.options.get("mask"):
         return None
     n_anchors = pairs = masked = without = 0
     for batch in batches:
         anchors = batch.views["anchor"]
-        in_batch = batch.false_negatives & ~np.eye(anchors.size, dtype=bool)
+        in_batch = np.asarray(batch.false_negatives, dtype=float) * ~np.eye(anchors.size, dtype=bool)
         candidates, removed = np.full(anchors.size, anchors.size - 1), in_batch.sum(axis=1)
         if batch.extra_false_negatives is not None:
             other = anchors[:, None] != batch.views["negative"][None, :]  # (B, E)
             candidates = candidates + other.sum(axis=1)
-            removed = removed + (batch.extra_false_negatives & other).sum(axis=1)
+            removed = removed + (np.asarray(batch.extra_false_negatives, dtype=float) * other).sum(axis=1)
         n_anchors += anchors.size
         pairs += int(candidates.sum())
-        masked += int(removed.sum())
-        without += int((removed == candidates).sum())
+        masked += float(removed.sum())
+        without += int((removed >= candidates).sum())
     return {"n_anchors": n_anchors, "masked_share": masked / pairs if pairs else 0.0, "without_negatives": without}
 
 
