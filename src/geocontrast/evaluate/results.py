@@ -15,7 +15,7 @@ import pandas as pd
 
 from geocontrast.atomic import atomic_path, write_text
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
-from geocontrast.evaluate.prior_scores import LEARNED, prior_table
+from geocontrast.evaluate.prior_scores import LEARNED, TOP_K, prior_table
 
 GROUP_COLUMNS = ("strategy", "protocol", "label_fraction")
 
@@ -141,9 +141,7 @@ def prior_text(table: pd.DataFrame) -> str:
         lines.append(f"labels {labels:g} %, inputs {inputs}, trained on {trained_on}:")
         for model, rows in group.groupby("model", sort=False):
             cells = [f"  {model:<30}"]
-            cells += [
-                f"top{k} {100 * rows[f'top{k}'].mean():5.1f} ± {100 * rows[f'top{k}'].std():4.1f}" for k in (1, 5)
-            ]
+            cells += [f"top{k} {100 * rows[f'top{k}'].mean():5.1f} ± {100 * rows[f'top{k}'].std():4.1f}" for k in TOP_K]
             if model == LEARNED:
                 for column, name in (("range_auc", "range AUC"), ("ece", "ECE")):
                     value = rows[column].astype(float).mean()
