@@ -125,3 +125,19 @@ def test_upsampled_maps_share_their_row_s_scale_and_a_flat_map_stays_zero():
     assert large.shape == (3, 8, 8)
     assert large[0].min() == 0 and large[0].max() == pytest.approx(1) and (large[1] == 0).all()
     assert large[2].max() == pytest.approx(0.1, abs=1e-5)  # a nearly flat map is not stretched to full range
+
+
+def test_a_kept_classifier_loads_back_to_the_same_predictions(tmp_path):
+    from geocontrast.evaluate.protocols import load_classifier, save_classifier
+    from geocontrast.models import build_encoder
+
+    torch.manual_seed(0)
+    encoder = build_encoder("cnn5", small_input=True)
+    model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, 3)).eval()
+    selection = {"best_epoch": 6, "val_top1": 0.25}
+    save_classifier(tmp_path / "finetune_l10.pt", model, "cnn5", ["a b", "c d", "e f"], selection)
+    loaded, classes, kept_selection = load_classifier(tmp_path / "finetune_l10.pt", small_input=True)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images))
+    assert classes == ["a b", "c d", "e f"] and kept_selection == selection and not loaded.training

@@ -29,10 +29,13 @@ def add_evaluation_rows_arguments(parser: argparse.ArgumentParser) -> None:
     priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")
 
 
-def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    """The encoder a job reads and its images: --cache, --encoder or --random-init, --resolution."""
+def add_encoder_arguments(parser: argparse.ArgumentParser, classifier: bool = False) -> None:
+    """The encoder a job reads and its images: --cache, --encoder or --random-init (or, with ``classifier``,
+    --classifier: a fine-tuned classifier of the finetune protocol), --resolution."""
     parser.add_argument("--cache", required=True, type=Path, help="uint8 image cache (.npy), manifest order")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--encoder", type=Path, help="encoder.pt of a pretraining job")
     source.add_argument("--random-init", help="encoder name for the untrained baseline (seeded by the run's seed)")
+    if classifier:
+        source.add_argument("--classifier", type=Path, help="finetune_l<pct>.pt: a classifier already fine-tuned")
     parser.add_argument("--resolution", required=True, type=int)

@@ -574,6 +574,24 @@ def draw_cam():
     return config["report"]["cam"]["n_photos"] > 0 and "finetune" in config["evaluate"]["protocols"]
 
 
+def cam_of_kept_classifier():
+    """At the species rank the CAM job draws the classifier the finetune job kept; at a coarser rank it fine-tunes."""
+    return config["report"]["cam"]["class_rank"] == "species"
+
+
+def cam_inputs(wildcards):
+    if not cam_of_kept_classifier():
+        return encoder_inputs(wildcards)
+    folder = f"{RESULTS}/eval/{wildcards.strategy}/seed{wildcards.seed}"
+    return {"cache": encoder_inputs(wildcards)["cache"], "classifier": f"{folder}/finetune_l{wildcards.pct}.pt"}
+
+
+def cam_source(wildcards):
+    return (
+        f"--classifier {cam_inputs(wildcards)['classifier']}" if cam_of_kept_classifier() else encoder_source(wildcards)
+    )
+
+
 def cam_paths():
     """The maps of every evaluated strategy's classifier, fine-tuned on the first seed at report.label_fraction."""
     return expand(

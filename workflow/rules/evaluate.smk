@@ -137,7 +137,8 @@ rule finetune:
         unpack(evaluation_inputs),
         unpack(encoder_inputs),
     output:
-        f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/finetune_l{{pct}}.json",
+        json=f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/finetune_l{{pct}}.json",
+        classifier=f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/finetune_l{{pct}}.pt",
     log:
         f"{LOGS}/evaluate_{{strategy}}_seed{{seed}}_finetune_l{{pct}}.log",
     benchmark:
@@ -155,7 +156,8 @@ rule finetune:
     shell:
         "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} {params.prior}"
-        " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output} > {log} 2>&1"
+        " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output.json}"
+        " --classifier-out {output.classifier} > {log} 2>&1"
 
 
 # Class-activation maps for the report (report.cam): the encoder fine-tuned as the finetune job does it (same
@@ -164,7 +166,7 @@ rule finetune:
 rule cam:
     input:
         unpack(split_inputs),
-        unpack(encoder_inputs),
+        unpack(cam_inputs),
     output:
         f"{RESULTS}/cam/{{strategy}}/seed{{seed}}_l{{pct}}.npz",
     log:
@@ -172,7 +174,7 @@ rule cam:
     benchmark:
         f"{BENCHMARKS}/cam_{{strategy}}_seed{{seed}}_l{{pct}}.tsv"
     params:
-        source=encoder_source,
+        source=cam_source,
         resolution=config["pretrain"]["resolution"],
         finetune=finetune_params,
         cam=json.dumps(config["report"]["cam"], sort_keys=True),

@@ -4,14 +4,15 @@
         --label-fraction 10 --cache cache/32px.npy (--encoder encoder.pt | --random-init cnn5) \\
         [--prior geoprior/probs.npy | --no-prior-reason WHY] \\
         --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
-        [--params-json '{...}'] --out finetune_l10.json
+        [--params-json '{...}'] --out finetune_l10.json [--classifier-out finetune_l10.pt]
 
 Protocols and what they read: ``finetune`` the image cache plus ``--encoder`` or ``--random-init``;
 ``baseline`` (most common species) neither; the frozen protocols and tasks (``linear``, ``knn``, ``<rank>_probe``,
 ``genus_pairs`` with ``--pairs``, ``mislabel``, ``clustering``) saved ``--embeddings`` (the workflow runs those
-all from one embedding, :mod:`geocontrast.evaluate.frozen`). ``--params-json``: the protocol's config section
-(:data:`geocontrast.registry.PROTOCOLS`). ``--run-json`` carries what the row records about its run
-(:data:`geocontrast.evaluate.RUN_COLUMNS`).
+all from one embedding, :mod:`geocontrast.evaluate.frozen`). ``--classifier-out`` keeps the fine-tuned classifier
+(:func:`geocontrast.evaluate.protocols.save_classifier`; the CAM job draws it). ``--params-json``: the
+protocol's config section (:data:`geocontrast.registry.PROTOCOLS`). ``--run-json`` carries what the row records
+about its run (:data:`geocontrast.evaluate.RUN_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         test_probs = most_common_scores(rows.codes[rows.train], rows.n_classes, rows.test.size)
     else:
         resolution = int(run["resolution"])
-        encoder, _ = load_or_init_encoder(args.encoder, args.random_init, int(run["seed"]), small_input=resolution < 96)
+        encoder, trained = load_or_init_encoder(
+            args.encoder, args.random_init, int(run["seed"]), small_input=resolution < 96
+        )
         device = resolve_device(params.get("device", "auto"))
-        test_probs, selection, val_probs = protocols.finetune(
+        classifier, test_probs, selection, val_probs = protocols.finetune(
             encoder,
             load_image_cache(args.cache),
             rows,
@@ -70,6 +73,8 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
             device=device,
             amp_dtype=resolve_amp("auto", device),
         )
+        if args.classifier_out is not None:
+            protocols.save_classifier(args.classifier_out, classifier, trained["encoder"], rows.names, selection)
         torch.cuda.empty_cache()
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
         raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params-json", type=json_object, default="{}", help="protocol params as a JSON object")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--classifier-out", type=Path, help="finetune: where to keep the fine-tuned classifier (.pt)")
     args = parser.parse_args(argv)
 
     needs = {"finetune": ["cache"], "baseline": [], "genus_pairs": ["embeddings", "pairs"]}.get(
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f"--{name}" for name in needs if getattr(args, name) is None]
     if args.protocol == "finetune" and args.encoder is None and args.random_init is None:
         missing.append("--encoder or --random-init")
+    if args.classifier_out is not None and args.protocol != "finetune":
+        parser.error("--classifier-out is for the finetune protocol")
     if missing:
         parser.error(f"protocol {args.protocol} needs {' and '.join(missing)}")
     run, params = args.run_json, args.params_json

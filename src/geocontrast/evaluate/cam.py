@@ -8,14 +8,17 @@ rank (the genus of its species, say): where the model looks for the group rather
 
 CLI (the workflow's cam rule; one job per strategy, for the first seed at report.label_fraction)::
 
-    python -m geocontrast.evaluate.cam --cache cache/32px.npy (--encoder encoder.pt | --random-init cnn5) \\
-        --resolution 32 --manifest manifest.parquet --splits splits.parquet --label-fraction 10 \\
+    python -m geocontrast.evaluate.cam --cache cache/32px.npy \\
+        (--classifier finetune_l10.pt | --encoder encoder.pt | --random-init cnn5) --resolution 32 \\
+        --manifest manifest.parquet --splits splits.parquet --label-fraction 10 \\
         --seed 0 --params-json '{...evaluate.finetune...}' --cam-json '{"n_photos": 6, ...}' --out cam.npz
 
-It fine-tunes the encoder as the finetune protocol does (same params, seed and label budget; the finetune jobs
-keep no weights) and writes, for ``n_photos`` test photos of distinct classes chosen with ``cam.seed`` (the same
-photos for every strategy): ``rows`` (manifest rows), ``classes`` and ``predicted`` (class names), ``class_maps``
-and ``rank_maps`` (n, h, w) float32, ``rank`` and ``class_rank`` (the two ranks), ``val_top1``.
+At the species rank it draws the classifier the finetune job kept (``--classifier``: the very model whose
+accuracy the results report); at a coarser ``class_rank`` it fine-tunes the encoder itself as the finetune
+protocol does (same params, seed and label budget, classes of that rank). It writes, for ``n_photos`` test photos
+of distinct classes chosen with ``cam.seed`` (the same photos for every strategy): ``rows`` (manifest rows),
+``classes`` and ``predicted`` (class names), ``class_maps`` and ``rank_maps`` (n, h, w) float32, ``rank`` and
+``class_rank`` (the two ranks), ``val_top1``.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def photo_cams(classifier, cache, rows: np.ndarray, classes: np.ndarray, ancesto
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.cam", description=__doc__.splitlines()[0])
-    add_encoder_arguments(parser)
+    add_encoder_arguments(parser, classifier=True)
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fraction", required=True, type=float, help="percent: the labelled_<pct> subset")
@@ -137,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     if cam["average_rank"] not in rows.ancestors:
         raise ValueError(f"not every {cam['class_rank']} has a {cam['average_rank']} in the manifest")
     params = protocols.resolve_params("finetune", args.params_json)
-    encoder, _ = load_or_init_encoder(args.encoder, args.random_init, args.seed, small_input=args.resolution < 96)
     device = resolve_device(params["device"])
     cache = load_image_cache(args.cache)
-    classifier, selection = protocols.fit_classifier(
-        encoder, cache, rows, args.resolution, params, args.seed, device, resolve_amp("auto", device)
-    )
+    if args.classifier is not None:
+        classifier, classes, selection = protocols.load_classifier(args.classifier, small_input=args.resolution < 96)
+        if classes != list(rows.names):
+            raise ValueError(f"{args.classifier}: its classes are not the {cam['class_rank']} classes of {args.splits}")
+        classifier = classifier.to(device)
+    else:
+        encoder, _ = load_or_init_encoder(args.encoder, args.random_init, args.seed, small_input=args.resolution < 96)
+        classifier, selection = protocols.fit_classifier(
+            encoder, cache, rows, args.resolution, params, args.seed, device, resolve_amp("auto", device)
+        )
     photos = choose_photos(rows.test, rows.codes, int(cam["n_photos"]), int(cam["seed"]))
     classes = rows.codes[photos]
     class_maps, rank_maps, predicted = photo_cams(

@@ -28,8 +28,10 @@ from geocontrast.evaluate.metrics import (
 )
 from geocontrast.evaluate.prior_scores import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
 from geocontrast.geo.training_data import training_data
+from geocontrast.models import build_encoder
 from geocontrast.runtime import encode_rows, gather_rows, keep_freed_memory
 from geocontrast.train.augment import AugmentRecipe, BatchAugment
+from geocontrast.train.checkpoint import atomic_save
 
 LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
 KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
@@ -196,11 +198,28 @@ def finetune(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
 ):
-    """Fine-tune a classifier (:func:`fit_classifier`) and return (test probabilities (n, C), selection record,
-    val probabilities (n_val, C) of the restored model, for the prior's weight)."""
+    """Fine-tune a classifier (:func:`fit_classifier`) and return (the classifier, test probabilities (n, C),
+    selection record, val probabilities (n_val, C) of the restored model, for the prior's weight)."""
     model, selection = fit_classifier(encoder, cache, rows, resolution, params, seed, device, amp_dtype)
     test_probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
-    return test_probs, selection, _predict(model, cache, rows.val, resolution, device, amp_dtype)
+    return model, test_probs, selection, _predict(model, cache, rows.val, resolution, device, amp_dtype)
+
+
+def save_classifier(path, model: nn.Sequential, encoder_name: str, class_names: list[str], selection: dict) -> None:
+    """Write a fine-tuned ``Sequential(encoder, Linear)``: {"classifier": state_dict, "encoder_name", "classes"
+    (names in output order), "selection"}. The CAM job reads it instead of fine-tuning the same encoder again."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    saved = {"classifier": state, "encoder_name": encoder_name, "classes": list(class_names), "selection": selection}
+    atomic_save(saved, path)
+
+
+def load_classifier(path, small_input: bool) -> tuple[nn.Sequential, list[str], dict]:
+    """The classifier written by :func:`save_classifier` (eval mode, CPU), its class names and selection record."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    encoder = build_encoder(saved["encoder_name"], small_input=small_input)
+    model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, len(saved["classes"])))
+    model.load_state_dict(saved["classifier"])
+    return model.eval(), saved["classes"], saved["selection"]
 
 
 def fit_classifier(
