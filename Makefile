@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 CORES ?= all
+# Without an NVIDIA GPU the torch jobs run side by side on one core each (profiles/cpu); with one, profiles/default.
+PROFILE ?= $(shell nvidia-smi -L > /dev/null 2>&1 && echo default || echo cpu)
 
 .PHONY: setup run test test-shapes bench dry-run lint clean
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # The workflow, then its HTML report (every figure with its caption) gathered from the cached outputs.
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile profiles/$(PROFILE) --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
 # CI gates first (formatting and Snakemake's linter), then the suite, which includes the cluster-path smoke test.

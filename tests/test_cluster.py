@@ -81,3 +81,17 @@ def test_cluster_executor_runs_the_jobs_from_job_scripts(tmp_path):
     job_scripts = re.findall(r"^\s+Command: .* --mode remote$", result.stdout + result.stderr, re.M)
     assert len(job_scripts) == 7  # world, manifest, image cache, splits, neighbour and negative tables, pretrain
     assert (tmp_path / encoder).exists() and (tmp_path / encoder).with_name("metrics.jsonl").exists()
+
+
+def test_cpu_profile_runs_every_gpu_rule_on_one_thread(tmp_path):
+    """profiles/cpu (make run without a GPU) names every rule that asks for a GPU, and their jobs get one thread."""
+    profile = REPO / "profiles" / "cpu"
+    one_thread = yaml.safe_load((profile / "config.yaml").read_text())["set-threads"]
+    result = snakemake(tmp_path, "-n", "--workflow-profile", str(profile), configfile=REPO / "config" / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    jobs = re.findall(r"^rule (\w+):\n(.*?)^Shell command: (.*?)$", result.stdout + result.stderr, re.M | re.S)
+    gpu_jobs = [(rule, command) for rule, block, command in jobs if "gpu" in resources(block)]
+    assert {rule for rule, _ in gpu_jobs} >= {"pretrain", "evaluate_frozen", "finetune", "cam"}
+    for rule, command in gpu_jobs:
+        assert one_thread.get(rule) == 1, rule
+        assert "--threads 1 " in command, (rule, command)
