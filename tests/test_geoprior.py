@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from geocontrast.data.manifest import read_manifest, validate_manifest, write_manifest
-from geocontrast.evaluate.geoprior import (
+from geocontrast.evaluate.geoprior import main
+from geocontrast.evaluate.geoprior_model import (
     MARGINAL_DAYS,
     assume_negative_loss,
     batch_size,
@@ -20,7 +21,6 @@ from geocontrast.evaluate.geoprior import (
     fit_location_model,
     location_bbox,
     location_probabilities,
-    main,
     random_locations,
     resolve_params,
 )

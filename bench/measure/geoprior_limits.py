@@ -29,7 +29,8 @@ from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest, write
 from geocontrast.data.splits import make_splits
 from geocontrast.data.synthetic import generate_world, write_truth
 from geocontrast.data.synthetic.truth import simulate_occurrences
-from geocontrast.evaluate.geoprior import LOSSES, geoprior
+from geocontrast.evaluate.geoprior import geoprior
+from geocontrast.evaluate.geoprior_model import LOSSES
 
 REPO = Path(__file__).resolve().parents[2]
 INPUT_SETS = {"location": ["location"], "location+date": ["location", "date"]}
