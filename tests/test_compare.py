@@ -1,4 +1,5 @@
-"""Paired comparisons (geocontrast.evaluate.compare), per-photo hit records and the forest plot."""
+"""Paired comparisons (geocontrast.evaluate.compare) and their intervals (geocontrast.evaluate.intervals), per-photo
+hit records and the forest plot."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from scipy import stats
 
 from geocontrast.evaluate import compare as cmp
+from geocontrast.evaluate import intervals
 from geocontrast.evaluate.metrics import hit_record, hits_at_k, read_hits
 
 
@@ -37,7 +39,7 @@ def results_frame(values: dict[str, list[float]], protocol="linear", label_fract
 def test_paired_interval_hand_computed():
     # d = 0.02, 0.04, 0.09: mean 0.05; deviations -0.03, -0.01, 0.04, squares sum 0.0026, s2 = 0.0026 / 2 = 0.0013;
     # se = sqrt(0.0013 / 3) = 0.0208167; t(2 df, 0.975) = 4.302653; half-width = 0.0895675.
-    interval = cmp.paired_interval(np.array([0.02, 0.04, 0.09]), 0.95)
+    interval = intervals.paired_interval(np.array([0.02, 0.04, 0.09]), 0.95)
     assert interval["n"] == 3 and interval["df"] == 2
     assert interval["mean"] == pytest.approx(0.05)
     assert interval["se"] == pytest.approx(0.0208167, abs=1e-7)
@@ -48,20 +50,20 @@ def test_paired_interval_hand_computed():
 def test_photo_term_widens_in_quadrature():
     # replicate part t(2) * 0.0208167 = 0.0895675; photo part z(0.975) * 0.03 = 1.959964 * 0.03 = 0.0587989;
     # half-width sqrt(0.0895675**2 + 0.0587989**2) = 0.1071418.
-    interval = cmp.paired_interval(np.array([0.02, 0.04, 0.09]), 0.95, photo_variance=0.03**2)
+    interval = intervals.paired_interval(np.array([0.02, 0.04, 0.09]), 0.95, photo_variance=0.03**2)
     assert interval["high"] - interval["mean"] == pytest.approx(0.1071418, abs=1e-6)
     assert interval["se"] == pytest.approx(np.sqrt(0.0013 / 3 + 0.0009))
 
 
 def test_paired_interval_one_or_no_replicate_and_nan():
-    one = cmp.paired_interval(np.array([0.03, np.nan]))
+    one = intervals.paired_interval(np.array([0.03, np.nan]))
     assert one["n"] == 1 and one["mean"] == pytest.approx(0.03) and np.isnan(one["low"]) and np.isnan(one["high"])
-    assert cmp.paired_interval(np.array([np.nan]))["n"] == 0
-    assert cmp.verdict(0, np.nan, np.nan) == "no pairs"
-    assert cmp.verdict(1, np.nan, np.nan) == "unresolved (1 replicate)"
-    assert cmp.verdict(3, 0.001, 0.2) == "resolved"
-    assert cmp.verdict(3, -0.2, -0.001) == "resolved"
-    assert cmp.verdict(3, -0.01, 0.2) == "unresolved"
+    assert intervals.paired_interval(np.array([np.nan]))["n"] == 0
+    assert intervals.verdict(0, np.nan, np.nan) == "no pairs"
+    assert intervals.verdict(1, np.nan, np.nan) == "unresolved (1 replicate)"
+    assert intervals.verdict(3, 0.001, 0.2) == "resolved"
+    assert intervals.verdict(3, -0.2, -0.001) == "resolved"
+    assert intervals.verdict(3, -0.01, 0.2) == "unresolved"
 
 
 def test_t_interval_coverage_with_redrawn_test_sets():
@@ -75,7 +77,7 @@ def test_t_interval_coverage_with_redrawn_test_sets():
         p = rng.uniform(0.2, 0.8, (3, 200))
         init = rng.normal(0, 0.02, (3, 1))  # B's initialisation luck, per replicate
         differences = (rng.random(p.shape) < p + 0.04 + init).mean(1) - (rng.random(p.shape) < p).mean(1)
-        interval = cmp.paired_interval(differences, 0.95)
+        interval = intervals.paired_interval(differences, 0.95)
         covered += interval["low"] <= 0.04 <= interval["high"]
     assert 0.93 <= covered / 2000 <= 0.97
 
@@ -99,8 +101,8 @@ def test_photo_bootstrap_restores_coverage_on_a_shared_test_split():
     for _ in range(1000):
         per_photo = shared_split_experiment(rng, labels)
         differences = per_photo.mean(1)
-        plain = cmp.paired_interval(differences, 0.95)
-        full = cmp.paired_interval(differences, 0.95, cmp.photo_variance(per_photo, labels, "micro"))
+        plain = intervals.paired_interval(differences, 0.95)
+        full = intervals.paired_interval(differences, 0.95, intervals.photo_variance(per_photo, labels, "micro"))
         without += plain["low"] <= 0.05 <= plain["high"]
         with_photos += full["low"] <= 0.05 <= full["high"]
     assert without / 1000 < 0.92
@@ -115,11 +117,11 @@ def test_photo_variance_hand_computed():
     # micro weights 1/4: 2 * (1/16) * (0.5 - 0.125/2) + 2 * (1/16) * (0.125 - 0.125/2) = 0.0546875 + 0.0078125.
     per_photo = np.array([[1, 0, 1, 0], [1, 0, 0, 0]])
     labels = np.array([0, 0, 1, 1])
-    assert cmp.photo_variance(per_photo, labels, "micro") == pytest.approx(0.0625)
+    assert intervals.photo_variance(per_photo, labels, "micro") == pytest.approx(0.0625)
     # Macro weights are 1/(2 species x 2 photos) = 1/4 as well: the same here.
-    assert cmp.photo_variance(per_photo, labels, "macro") == pytest.approx(0.0625)
+    assert intervals.photo_variance(per_photo, labels, "macro") == pytest.approx(0.0625)
     # Identical replicates have no residual: then it is the raw stratified variance 2/16 * 0.5 + 2/16 * 0.125.
-    assert cmp.photo_variance(per_photo[[0, 0]], labels, "micro") == pytest.approx(0.125 * 0.5 + 0.125 * 0.5)
+    assert intervals.photo_variance(per_photo[[0, 0]], labels, "micro") == pytest.approx(0.125 * 0.5 + 0.125 * 0.5)
 
 
 @pytest.mark.parametrize("weighting", ["micro", "macro"])
@@ -129,7 +131,7 @@ def test_photo_variance_is_the_stratified_bootstrap_in_closed_form(weighting):
     rng = np.random.default_rng(2)
     labels = np.repeat([0, 1, 2], [30, 50, 80])
     per_photo = rng.integers(-1, 2, (1, labels.size))
-    weights = cmp.photo_weights(labels, weighting)
+    weights = intervals.photo_weights(labels, weighting)
     draws = np.empty(20000)
     index = [np.flatnonzero(labels == c) for c in range(3)]
     for b in range(draws.size):
@@ -138,13 +140,13 @@ def test_photo_variance_is_the_stratified_bootstrap_in_closed_form(weighting):
     bootstrap = sum(rows.size * weights[rows[0]] ** 2 * per_photo[0, rows].var(ddof=0) for rows in index)
     assert draws.var() == pytest.approx(bootstrap, rel=0.05)
     ddof_1 = sum(rows.size * weights[rows[0]] ** 2 * per_photo[0, rows].var(ddof=1) for rows in index)
-    assert cmp.photo_variance(per_photo, labels, weighting) == pytest.approx(ddof_1)
+    assert intervals.photo_variance(per_photo, labels, weighting) == pytest.approx(ddof_1)
 
 
 def test_photo_weights():
     labels = np.array([3, 3, 3, 7])
-    assert cmp.photo_weights(labels, "micro") == pytest.approx([0.25] * 4)
-    assert cmp.photo_weights(labels, "macro") == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])
+    assert intervals.photo_weights(labels, "micro") == pytest.approx([0.25] * 4)
+    assert intervals.photo_weights(labels, "macro") == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])
 
 
 # ---------------------------------------------------------------------------------------------- hit records
@@ -198,12 +200,12 @@ def test_comparison_pairs_each_once():
 
 def test_replicates_to_resolve():
     sd = np.std([-0.02, -0.04, -0.09], ddof=1)
-    assert cmp.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3) == 5
+    assert intervals.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3) == 5
     # a photo term of its own as wide as the mean: no replicate count resolves it
-    assert np.isnan(cmp.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.05 / 1.96))
-    assert cmp.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.02) > 5
-    assert np.isnan(cmp.replicates_to_resolve(0.001, 0.05, 3))  # beyond MAX_REPLICATES
-    assert np.isnan(cmp.replicates_to_resolve(-0.05, np.nan, 1))
+    assert np.isnan(intervals.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.05 / 1.96))
+    assert intervals.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.02) > 5
+    assert np.isnan(intervals.replicates_to_resolve(0.001, 0.05, 3))  # beyond MAX_REPLICATES
+    assert np.isnan(intervals.replicates_to_resolve(-0.05, np.nan, 1))
 
 
 def test_plain_words_lines():

@@ -17,6 +17,7 @@ from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_CO
 from geocontrast.evaluate.results import pretraining_run
 from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
+from geocontrast.report import results_table as rt
 from geocontrast.report.style import STRATEGY_COLOURS, save_figure
 
 STRATEGIES = ("random_init", "supervised", "augmented", "context_pos", "context_pos_neg")
@@ -256,7 +257,7 @@ def test_read_metrics_refuses_a_path_without_strategy_and_seed(tmp_path):
 
 def test_results_table_has_mean_and_std_per_strategy_and_protocol(tmp_path):
     results = make_results()
-    table = rf.results_table(results)
+    table = rt.results_table(results)
     assert len(table) == len(STRATEGIES) * len(PROTOCOLS) + 1
     assert list(table["strategy"][:3]) == ["most_common", "random_init", "random_init"]
     assert list(table.columns[:4]) == ["strategy", "protocol", "labels (%)", "seeds"]
@@ -265,7 +266,7 @@ def test_results_table_has_mean_and_std_per_strategy_and_protocol(tmp_path):
     row = table[(table["strategy"] == "augmented") & (table["protocol"] == "linear")].iloc[0]
     runs = results[(results["strategy"] == "augmented") & (results["protocol"] == "linear")]["top1"] * 100
     assert row["top-1 (%)"] == f"{runs.mean():.1f} ± {runs.std():.1f}"
-    written = rf.write_table(table, tmp_path / "results_table.md")
+    written = rt.write_table(table, tmp_path / "results_table.md")
     markdown = written[0].read_text()
     assert "| strategy | protocol | labels (%) | seeds | top-1 (%) |" in markdown
     assert f"| {runs.mean():.1f} ± {runs.std():.1f} |" in markdown
@@ -276,7 +277,7 @@ def test_results_table_has_mean_and_std_per_strategy_and_protocol(tmp_path):
 def test_results_table_shows_one_seed_without_spread_and_absent_metrics_as_dash():
     results = make_results(seeds=(0,))
     results.loc[results["strategy"] == "most_common", ["prior_top1", "prior_top5"]] = np.nan
-    table = rf.results_table(results, metrics=("top1", "prior_top1", "prior_gain_top1"))
+    table = rt.results_table(results, metrics=("top1", "prior_top1", "prior_gain_top1"))
     baseline = table.iloc[0]
     assert "±" not in baseline["top-1 (%)"]
     assert baseline["with geo prior top-1 (%)"] == "–"
@@ -333,7 +334,7 @@ def test_every_report_config_key_is_a_keyword_of_the_cli():
     report = load_config()["report"]
     keywords = {name for function in rf.FIGURES.values() for name in inspect.signature(function).parameters}
     assert set(report) - {"table", "cam"} <= keywords
-    assert set(report["table"]) <= set(inspect.signature(rf.results_table).parameters)
+    assert set(report["table"]) <= set(inspect.signature(rt.results_table).parameters)
     assert report["cam"] == cam.DEFAULTS  # the cam section is the maps' own stage's parameters
 
 
@@ -341,4 +342,4 @@ def test_the_schema_offers_every_result_metric_for_the_table():
     schema = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
     table = schema["properties"]["report"]["properties"]["table"]["properties"]["metrics"]
     assert table["items"]["enum"] == list(CLASSIFICATION_METRIC_COLUMNS)
-    assert set(table["default"]) == set(rf.TABLE_METRICS)
+    assert set(table["default"]) == set(rt.TABLE_METRICS)

@@ -10,6 +10,7 @@ import pytest
 from test_report_results import STRATEGIES, bar_count, make_results
 
 from geocontrast.report import results_figures as rf
+from geocontrast.report import results_table as rt
 from geocontrast.report import task_figures as tf
 
 
@@ -62,7 +63,7 @@ def test_task_bars_refuse_results_without_tasks():
 def test_species_figures_and_table_ignore_task_rows():
     plain, mixed = make_results(), with_tasks(make_results())
     assert [ax.get_title() for ax in rf.accuracy_bars(mixed).get_axes()] == ["fine-tune", "linear probe"]
-    assert rf.results_table(mixed).equals(rf.results_table(plain))
+    assert rt.results_table(mixed).equals(rt.results_table(plain))
 
 
 def test_mislabel_roc_has_a_panel_per_strategy_and_a_line_per_seed(tmp_path):

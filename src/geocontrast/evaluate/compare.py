@@ -4,17 +4,9 @@ Replicate r (the ``seed`` column of ``results.csv``: with ``splits.resample`` se
 the ``replicate`` column; without it every seed shares replicate 0) trains and evaluates every strategy; within a
 replicate all strategies share the split, the label subset, the geo tables and the prior, so the paired difference
 d_r = m(strategy, r) - m(reference, r) is free of everything they share. For each (strategy, reference,
-protocol, label budget, metric), over the n replicates where both have a value::
-
-    mean = mean_r d_r          s2 = var_r d_r (ddof 1)          se = sqrt(s2 / n + v_photo)
-    half-width = sqrt((t(n - 1, q) * sqrt(s2 / n))**2 + (z(q) * sqrt(v_photo))**2),   q = (1 + confidence) / 2
-    interval = mean -/+ half-width
-
-i.e. the t interval over replicates (Student's t with n - 1 degrees of freedom: only n differences measure the
-spread), widened in quadrature by the test-photo term with the normal quantile z (it rests on hundreds of photos).
-Welch-Satterthwaite degrees of freedom were tried and rejected: with three replicates a low s2 inflates them just
-when the interval should be wide (simulated coverage 0.93 where the photo term is small); the quadrature form
-covered 0.95 there and 0.98 where the photo term dominates (conservative, never below nominal).
+protocol, label budget, metric), over the n replicates where both have a value, the mean of d_r gets the t
+interval over replicates, widened in quadrature by a test-photo term ``v_photo`` (the formulas, and why:
+:mod:`geocontrast.evaluate.intervals`).
 
 **Test-set sampling error** enters through ``v_photo``, decided from the per-photo hit records of the evaluation
 JSONs (:func:`geocontrast.evaluate.metrics.hit_record`):
@@ -24,8 +16,8 @@ JSONs (:func:`geocontrast.evaluate.metrics.hit_record`):
 - the replicates all scored *the same* test photos (the fixed-split mode): that error is common to every d_r and
   s2 cannot see it; ``v_photo`` is the variance of the paired, species-stratified bootstrap over test photos (the
   same photos resampled for both strategies and every replicate, each species keeping its test count), in closed
-  form (:func:`photo_variance`) rather than by Monte Carlo, so it is exact and needs no seed
-  (``test_sampling = photo_bootstrap``).
+  form (:func:`~geocontrast.evaluate.intervals.photo_variance`) rather than by Monte Carlo, so it is exact and
+  needs no seed (``test_sampling = photo_bootstrap``).
 - no records (JSONs not given, or written before records existed), or under two replicates:
   ``v_photo = 0`` and ``test_sampling = unknown``; with a fixed split the interval then covers initialisation
   and training only.
@@ -34,14 +26,8 @@ A fused pair's rows (strategy ``a+b``, protocol ``fusion``: :mod:`geocontrast.ev
 linear probes: with the reference, random_init, ``a`` and ``b``.
 
 With one replicate there is no spread to estimate: no interval, verdict ``unresolved (1 replicate)``. A
-comparison is *resolved* when its interval excludes 0.
-
-**Replicates to resolve** (a planning aid, not a power analysis): for an unresolved comparison with two or more
-pairs, the smallest number of replicates m at which the same mean and the same per-replicate spread would give an
-interval excluding 0, i.e. hypot(t(m - 1, q) * sd / sqrt(m), z(q) * photo_se) < |mean|, searched up to
-:data:`MAX_REPLICATES`. The photo term does not shrink with replicates, so where it alone reaches |mean| no number
-of replicates will do (NaN). The observed mean of a few replicates is itself noisy: read m as an order of
-magnitude for choosing ``pretrain.seeds``, not a promise.
+comparison is *resolved* when its interval excludes 0. An unresolved comparison with two or more pairs also gets
+the replicates to resolve it (:func:`~geocontrast.evaluate.intervals.replicates_to_resolve`, a planning aid).
 
 ``comparisons.csv`` columns (differences and means are fractions, like ``results.csv``):
 ``reference``, ``strategy``, ``protocol``, ``label_fraction`` (percent), ``metric`` (top1, top5, macro_top1);
@@ -50,7 +36,11 @@ magnitude for choosing ``pretrain.seeds``, not a promise.
 ``low``, ``high`` (the interval; NaN below two pairs); ``se``, ``replicate_se`` (sqrt(s2 / n)),
 ``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``;
 ``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``);
-``replicates_to_resolve`` (unresolved comparisons only; NaN otherwise or beyond :data:`MAX_REPLICATES`).
+``replicates_to_resolve`` (unresolved comparisons only; NaN otherwise or beyond
+:data:`~geocontrast.evaluate.intervals.MAX_REPLICATES`).
+
+``comparisons.txt`` puts every comparison in plain words (:func:`plain_words`), then what the geographic prior
+adds to each strategy (:func:`prior_gains`, :func:`prior_gain_words`).
 
 CLI (called by the workflow's comparisons rule; prints the plain-words text)::
 
@@ -73,6 +63,13 @@ import pandas as pd
 from geocontrast.atomic import atomic_path, write_text
 from geocontrast.cli import json_object
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
+from geocontrast.evaluate.intervals import (
+    MAX_REPLICATES,
+    paired_interval,
+    photo_variance,
+    replicates_to_resolve,
+    verdict,
+)
 from geocontrast.evaluate.metrics import read_hits
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
 
@@ -105,8 +102,6 @@ COLUMNS = (
     "verdict",
     "replicates_to_resolve",
 )
-MAX_REPLICATES = 100
-"""The largest replicate count :func:`replicates_to_resolve` searches."""
 NOT_COMPARED = ("baseline", *TASKS)
 """Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
 COMPARED_AS = {FUSION.name: "linear"}
@@ -133,114 +128,6 @@ def comparison_pairs(
         if strategy in strategies and against in strategies and (strategy, against) not in pairs:
             pairs.append((strategy, against))
     return pairs
-
-
-def t_quantile(quantile: float, df: int) -> float:
-    """Student's t quantile (scipy imported here: the CLI's --help stays light)."""
-    from scipy import stats
-
-    return float(stats.t.ppf(quantile, df))
-
-
-def normal_quantile(quantile: float) -> float:
-    from scipy import stats
-
-    return float(stats.norm.ppf(quantile))
-
-
-def paired_interval(differences: np.ndarray, confidence: float = 0.95, photo_variance: float = 0.0) -> dict:
-    """Mean of paired differences and its t interval (module docstring); NaN differences are dropped.
-
-    Returns n, mean, se, replicate_se, photo_se, df, low and high; below two differences the spread is unknown
-    and se, df, low and high are NaN.
-    """
-    d = np.asarray(differences, dtype=float)
-    d = d[~np.isnan(d)]
-    n = d.size
-    out = {"n": n, "mean": float(d.mean()) if n else np.nan, "photo_se": float(np.sqrt(photo_variance))}
-    out.update(se=np.nan, replicate_se=np.nan, df=np.nan, low=np.nan, high=np.nan)
-    if n < 2:
-        return out
-    replicate_var = d.var(ddof=1) / n
-    total = replicate_var + photo_variance
-    quantile = (1 + confidence) / 2
-    # Each part with its own quantile, added in quadrature: t with n - 1 df for the replicates, the normal one for
-    # the photo term (it rests on hundreds of photos). See the module docstring for why not Welch-Satterthwaite.
-    half = np.hypot(
-        t_quantile(quantile, n - 1) * np.sqrt(replicate_var), normal_quantile(quantile) * np.sqrt(photo_variance)
-    )
-    out.update(
-        se=float(np.sqrt(total)),
-        replicate_se=float(np.sqrt(replicate_var)),
-        df=float(n - 1),
-        low=out["mean"] - half,
-        high=out["mean"] + half,
-    )
-    return out
-
-
-def replicates_to_resolve(
-    mean: float, replicate_se: float, n: int, photo_se: float = 0.0, confidence: float = 0.95
-) -> float:
-    """The smallest replicate count whose interval would exclude 0 at this mean and spread (module docstring).
-
-    ``replicate_se`` is sqrt(s2 / n) from ``n`` replicates; NaN when undefined (n < 2, mean 0) or when more than
-    :data:`MAX_REPLICATES` would be needed.
-    """
-    if n < 2 or not np.isfinite(replicate_se) or not mean:
-        return np.nan
-    from scipy import stats
-
-    quantile = (1 + confidence) / 2
-    m = np.arange(2, MAX_REPLICATES + 1)
-    sd = replicate_se * np.sqrt(n)
-    half = np.hypot(stats.t.ppf(quantile, m - 1) * sd / np.sqrt(m), normal_quantile(quantile) * photo_se)
-    enough = np.flatnonzero(half < abs(mean))
-    return float(m[enough[0]]) if enough.size else np.nan
-
-
-def photo_weights(labels: np.ndarray, weighting: str) -> np.ndarray:
-    """(N,) weights of the photos in the metric, summing to 1: micro 1/N; macro 1/(species x its test count)."""
-    labels = np.asarray(labels)
-    if weighting == "micro":
-        return np.full(labels.size, 1.0 / labels.size)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    return 1.0 / (counts.size * counts[inverse])
-
-
-def photo_variance(per_photo: np.ndarray, labels: np.ndarray, weighting: str) -> float:
-    """Test-photo sampling variance of the mean paired difference when every replicate scored the same photos.
-
-    ``per_photo``: (n, N) per-replicate, per-photo differences of hits (strategy minus reference, in {-1, 0, 1});
-    ``labels``: (N,) species of the photos. With photo weights w (:func:`photo_weights`, equal within a species)
-    and D_i = mean over replicates of photo i's difference, the species-stratified bootstrap over photos has
-    variance sum_c n_c w_c**2 var_c(D) (var_c over the photos of species c, ddof 1; a species with one test photo
-    adds nothing). var_c(D) also holds the replicate x photo noise, whose share s2 / n already counts; it is
-    estimated by the two-way residual mean square e2 and taken out:
-    ``v_photo = max(0, sum_c n_c w_c**2 (var_c(D) - e2 / n))``.
-    """
-    per_photo = np.asarray(per_photo, dtype=float)
-    n, n_photos = per_photo.shape
-    weights = photo_weights(labels, weighting)
-    photo_means = per_photo.mean(axis=0)
-    residual = per_photo - photo_means - per_photo.mean(axis=1, keepdims=True) + per_photo.mean()
-    noise = (residual**2).sum() / ((n - 1) * (n_photos - 1)) if n > 1 and n_photos > 1 else 0.0
-    _, species, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    sums = np.bincount(species, photo_means)
-    squares = np.bincount(species, (photo_means - (sums / counts)[species]) ** 2)
-    several = counts > 1
-    spread = squares[several] / (counts[several] - 1)
-    weight = np.bincount(species, weights)[several] / counts[several]  # equal within a species
-    total = (counts[several] * weight**2 * (spread - noise / n)).sum()
-    return max(0.0, float(total))
-
-
-def verdict(n: int, low: float, high: float) -> str:
-    if n == 0:
-        return "no pairs"
-    if n == 1:
-        return "unresolved (1 replicate)"
-    return "resolved" if low > 0 or high < 0 else "unresolved"
 
 
 HitKey = tuple[str, str, float, int]
