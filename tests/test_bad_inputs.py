@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-from test_sources import csv_config
+from test_sources_api_csv import csv_config
 from test_workflow import snakemake
 
 from geocontrast.data import csv_source

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_strategies import build_tiny_inputs
+from tiny_world import build_tiny_inputs
 
 from geocontrast import distributed
 from geocontrast.losses import NTXentLoss

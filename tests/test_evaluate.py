@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_strategies import build_tiny_inputs
+from tiny_world import build_tiny_inputs
 
 from geocontrast.data.manifest import read_manifest, write_manifest
 from geocontrast.evaluate import RESULT_COLUMNS, TASK_METRIC_COLUMNS

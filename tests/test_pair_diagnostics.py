@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_strategies import build_tiny_inputs
+from tiny_world import build_tiny_inputs
 
 from geocontrast.data.manifest import read_manifest
 from geocontrast.geo.coords import great_circle_km

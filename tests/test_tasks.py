@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_evaluate import run_cli
-from test_strategies import build_tiny_inputs
+from tiny_world import build_tiny_inputs
 
 from geocontrast.data.manifest import read_manifest
 from geocontrast.evaluate import METRIC_COLUMNS, RUN_COLUMNS, TASKS

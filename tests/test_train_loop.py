@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_strategies import build_tiny_inputs
+from tiny_world import build_tiny_inputs
 
 from geocontrast import runtime
 from geocontrast.data.manifest import read_manifest, write_manifest
