@@ -1,4 +1,4 @@
-"""Tests for the procedural flower-photo renderer (geocontrast.data.render)."""
+"""Tests for the procedural flower-photo renderer (geocontrast.data.render, geocontrast.data.plant_drawing)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geocontrast.data.render import (
-    LEAF_SHAPES,
-    PETAL_SHAPES,
-    FlowerTraits,
-    Habitat,
-    render_photo,
-    save_jpeg,
-)
+from geocontrast.data.plant_drawing import LEAF_SHAPES, PETAL_SHAPES, FlowerTraits
+from geocontrast.data.render import Habitat, render_photo, save_jpeg
 
 TRAITS = FlowerTraits(
     petal_count=5,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sources_fixtures import LocalServer, defaults, jpeg_bytes
 
-from geocontrast.data import csv_source, inat_api
+from geocontrast.data import csv_source, inat_api, inat_client
 from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest
 
 # --- inat_api -------------------------------------------------------------------------------------------------
@@ -131,21 +131,21 @@ def api_config(api: LocalServer, **overrides) -> dict:
 
 
 def test_api_pages_with_id_above_and_stops_at_the_last_page(api, tmp_path):
-    client = inat_api.InatClient(f"{api.url}/v1", tmp_path, inat_api.RateLimiter())
+    client = inat_client.InatClient(f"{api.url}/v1", tmp_path, inat_client.RateLimiter())
     ids = [o["id"] for o in inat_api.iter_observations(client, {}, per_page=4)]
     assert ids == [1, 2, 3, 4, 5, 6]
     assert [q["id_above"] for _, q, _ in api.requested("/v1/observations")] == [["0"], ["4"]]
 
 
 def test_api_keeps_at_most_max_per_species_observations_with_a_licensed_photo(api, tmp_path):
-    client = inat_api.InatClient(f"{api.url}/v1", tmp_path, inat_api.RateLimiter())
+    client = inat_client.InatClient(f"{api.url}/v1", tmp_path, inat_client.RateLimiter())
     selected = inat_api.select_observations(client, api_config(api, max_per_species=2))
     assert [o["id"] for o in selected] == [1, 2, 4, 6]
 
 
 def test_rate_limiter_schedules_the_61st_request_after_60_seconds():
     now = [0.0]
-    limiter = inat_api.RateLimiter(60, 60.0, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    limiter = inat_client.RateLimiter(60, 60.0, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
     times = [limiter.wait() for _ in range(61)]
     assert times[:60] == [0.0] * 60 and times[60] == 60.0
 
@@ -194,7 +194,7 @@ def api_requests(api: LocalServer) -> int:
 def test_api_daily_request_cap_stops_saying_how_far_it_got_and_resumes_the_next_day(api, tmp_path):
     config = api_config(api, max_requests_per_day=1)  # the observations page, then the taxa request is one too many
     today = datetime(2026, 12, 1, 21, 30, tzinfo=UTC).timestamp()
-    with pytest.raises(inat_api.DailyLimitReached) as stop:
+    with pytest.raises(inat_client.DailyLimitReached) as stop:
         inat_api.inat_api_photos(config, tmp_path / "images", tmp_path / "cache", now=lambda: today, progress=False)
     message = str(stop.value)
     for said in (
@@ -207,7 +207,7 @@ def test_api_daily_request_cap_stops_saying_how_far_it_got_and_resumes_the_next_
     assert api_requests(api) == 1 and not api.requested("/photos/")
 
     # The count is kept in the cache folder: a rerun the same day sends nothing and stops again.
-    with pytest.raises(inat_api.DailyLimitReached):
+    with pytest.raises(inat_client.DailyLimitReached):
         inat_api.inat_api_photos(config, tmp_path / "images", tmp_path / "cache", now=lambda: today, progress=False)
     assert api_requests(api) == 1
 
@@ -222,8 +222,8 @@ def test_api_daily_request_cap_stops_saying_how_far_it_got_and_resumes_the_next_
 
 def test_api_media_budget_stops_the_photo_downloads_and_persists_the_bytes(api, tmp_path):
     first_two = sum(len(api.files[f"/photos/{i}/medium.jpg"]) for i in (1001, 1002))
-    config = api_config(api, max_media_gb_per_day=(first_two - 0.5) / inat_api.GB)  # passed by the second photo
-    with pytest.raises(inat_api.DailyLimitReached) as stop:
+    config = api_config(api, max_media_gb_per_day=(first_two - 0.5) / inat_client.GB)  # passed by the second photo
+    with pytest.raises(inat_client.DailyLimitReached) as stop:
         inat_api.inat_api_photos(config, tmp_path / "images", tmp_path / "cache", progress=False)
     assert "downloading photos, with 2 of 5 in place" in str(stop.value)
     assert "raise dataset.inat_api.max_media_gb_per_day" in str(stop.value)

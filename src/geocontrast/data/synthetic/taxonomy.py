@@ -13,7 +13,7 @@ import colorsys
 import numpy as np
 import pandas as pd
 
-from ..render import PETAL_SHAPES, FlowerTraits
+from ..plant_drawing import PETAL_SHAPES, FlowerTraits
 from .region import Region, offset_km
 
 CLASSES = {
