@@ -16,7 +16,7 @@ from report_world import KM_PER_EQUATOR_DEGREE, LON, RADIUS_KM, SPECIES
 from geocontrast.data.manifest import write_manifest
 from geocontrast.geo.negatives import save_negative_table
 from geocontrast.geo.neighbours import save_neighbour_table
-from geocontrast.report import embedding, examples, maps
+from geocontrast.report import embedding, examples, maps, ranges
 
 
 def assert_valid_png(path) -> None:
@@ -97,12 +97,12 @@ def test_neighbour_radius_map_has_an_overview_and_one_zoom_per_anchor(manifest, 
 
 
 @pytest.fixture
-def truth() -> maps.RangeGrid:
+def truth() -> ranges.RangeGrid:
     lat, lon = np.linspace(-1.0, 1.0, 5), np.linspace(-0.5, 6.5, 8)
     suitability = np.random.default_rng(5).random((3, 5, 8)).astype(np.float32)
     land = np.ones((5, 8), bool)
     land[0, 0] = False
-    return maps.RangeGrid(lat, lon, suitability, np.array(list(SPECIES)), "true suitability", maps.TRUTH_UNIT, land)
+    return ranges.RangeGrid(lat, lon, suitability, np.array(list(SPECIES)), "true suitability", ranges.TRUTH_UNIT, land)
 
 
 def fake_prior(lat, lon):
@@ -116,14 +116,14 @@ def colour_bar_labels(figure: plt.Figure) -> list[str]:
 
 
 def test_prior_grid_evaluates_the_callable_at_the_cell_centres(truth):
-    grid = maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
+    grid = ranges.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
     assert grid.values.shape == (3, 5, 8)
     assert grid.values[0, 2, 7] == pytest.approx(truth.lon[7] / 10)
     assert grid.values[1, 4, 0] == pytest.approx(1.0)
 
 
 def test_range_map_puts_the_prior_beside_the_true_range(manifest, truth):
-    predicted = maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
+    predicted = ranges.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
     figure = maps.range_figure(manifest, predicted, ["Alpha una", "Beta una"], truth)
     panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
     assert [ax.get_title() for ax in panels] == [
@@ -132,7 +132,7 @@ def test_range_map_puts_the_prior_beside_the_true_range(manifest, truth):
         "Beta una: geo prior",
         "Beta una: true suitability",
     ]
-    assert colour_bar_labels(figure) == [maps.PRIOR_UNIT, maps.TRUTH_UNIT] * 2
+    assert colour_bar_labels(figure) == [ranges.PRIOR_UNIT, ranges.TRUTH_UNIT] * 2
     assert all((ax.get_xlabel(), ax.get_ylabel()) == ("x (km)", "y (km)") for ax in panels)
     mesh = panels[1].collections[0]
     assert np.ma.count_masked(mesh.get_array()) == 1  # the one sea cell of the truth is not drawn
@@ -147,24 +147,24 @@ def test_range_map_without_truth_omits_the_true_range(manifest):
     lat = manifest["lat"].to_numpy(np.float64, na_value=np.nan)
     lon = manifest["lon"].to_numpy(np.float64, na_value=np.nan)
     probs = np.where(np.isfinite(lat)[:, None], fake_prior(np.nan_to_num(lat), np.nan_to_num(lon)), 1.0)
-    predicted = maps.prior_points(probs, list(SPECIES), lat, lon)
+    predicted = ranges.prior_points(probs, list(SPECIES), lat, lon)
     figure = maps.range_figure(manifest, predicted, ["Alpha duo"])
     panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
     assert [ax.get_title() for ax in panels] == ["Alpha duo: geo prior at observed locations"]
-    assert colour_bar_labels(figure) == [maps.PRIOR_UNIT]
+    assert colour_bar_labels(figure) == [ranges.PRIOR_UNIT]
     assert len(panels[0].collections[0].get_offsets()) == 11  # every row with coordinates
     plt.close(figure)
 
 
 def test_range_map_refuses_a_species_the_prior_does_not_know(manifest, truth):
-    predicted = maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
+    predicted = ranges.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
     with pytest.raises(ValueError, match="Gamma"):
         maps.range_figure(manifest, predicted, ["Gamma nova"], truth)
 
 
 def test_default_range_species_are_the_most_observed_known_ones(manifest):
     known = np.array(["Alpha una", "Alpha duo", "Beta una"])
-    assert maps.default_range_species(manifest, [known, known[1:]], n=2) == ["Beta una", "Alpha duo"]
+    assert ranges.default_range_species(manifest, [known, known[1:]], n=2) == ["Beta una", "Alpha duo"]
 
 
 # CLIs: every figure renders to a valid PNG (and SVG)
@@ -202,7 +202,7 @@ def files(tmp_path, manifest, neighbours, negatives, images, truth):
         species=truth.species,
         outline=np.array([[-1.0, -1.0], [7.0, -1.0], [7.0, 1.0], [-1.0, 1.0]]),
     )
-    maps.save_range_grid(maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon), paths["grid.npz"])
+    ranges.save_range_grid(ranges.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon), paths["grid.npz"])
     probs = np.where(np.isfinite(LON)[:, None], fake_prior(np.zeros(LON.size), np.nan_to_num(LON)), 1.0)  # (N, 3)
     np.save(paths["probs.npy"], probs.astype(np.float32))
     paths["prior.json"].write_text(json.dumps({"classes": list(SPECIES)}))
@@ -244,13 +244,13 @@ def test_cli_writes_a_valid_png_and_svg(files, tmp_path, module, argv):
 
 
 def test_truth_loads_as_a_range_grid_with_its_outline(files, truth):
-    grid, outline = maps.load_truth(files["truth"])
-    assert grid.unit == maps.TRUTH_UNIT and grid.values.shape == (3, 5, 8) and outline.shape == (4, 2)
+    grid, outline = ranges.load_truth(files["truth"])
+    assert grid.unit == ranges.TRUTH_UNIT and grid.values.shape == (3, 5, 8) and outline.shape == (4, 2)
     np.testing.assert_array_equal(grid.mask, truth.mask)
 
 
 def test_range_grid_file_round_trips(files, truth):
-    grid = maps.load_range_grid(files["grid"])
-    expected = maps.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
+    grid = ranges.load_range_grid(files["grid"])
+    expected = ranges.prior_grid(fake_prior, list(SPECIES), truth.lat, truth.lon)
     np.testing.assert_allclose(grid.values, expected.values)
     assert grid.species.tolist() == list(SPECIES) and grid.mask is None

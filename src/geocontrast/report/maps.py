@@ -10,14 +10,9 @@ Every map uses a Lambert azimuthal equal-area projection of the WGS84 ellipsoid 
   with its geodesic radius-r circle, its sampled context positives (the neighbour table's row) and the other
   observations nearby, which shows that positives are a uniform sample of the ball, not its nearest points.
 - :func:`range_figure` (8c): per species, the geo prior's predicted range beside the world's true suitability
-  (synthetic world only; without a truth that panel is omitted). The prediction is a :class:`RangeGrid` (the
-  prior evaluated on a lat/lon grid: :func:`prior_grid` from a callable, or :func:`load_range_grid` from a file)
-  or, when no grid exists, a :class:`RangePoints` of the prior at the observed locations (:func:`prior_points`
-  from ``geoprior/probs.npy``).
-
-Range-grid file (``--prior-grid``, written by :func:`save_range_grid`): an .npz with ``lat`` (n_lat,) and ``lon``
-(n_lon,) ascending cell-centre degrees, ``values`` (S, n_lat, n_lon) float32 P(species | location), ``species``
-(S,) str, and optionally ``mask`` (n_lat, n_lon) bool, True where cells are drawn.
+  (synthetic world only; without a truth that panel is omitted). The prediction is a range grid (the prior
+  evaluated on a lat/lon grid, read from the ``--prior-grid`` file) or, when no grid exists, the prior at the
+  observed locations (from ``geoprior/probs.npy``): the values and the file are in :mod:`~geocontrast.report.ranges`.
 
 CLI (three figures; each writes ``--out`` as PNG at 300 dpi and an SVG beside it)::
 
@@ -41,8 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -50,16 +44,22 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS, Geod, Transformer
 
-from geocontrast.atomic import atomic_path
 from geocontrast.geo.coords import unit_vectors
 from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
+from geocontrast.report.ranges import (
+    PRIOR_UNIT,
+    RangeGrid,
+    RangePoints,
+    default_range_species,
+    load_range_grid,
+    load_truth,
+    prior_points,
+)
 from geocontrast.report.style import note_figure, plt, save_figure
 
 SPLIT_COLOURS = {"train": "#0072B2", "val": "#E69F00", "test": "#CC79A7"}  # Okabe-Ito
 ANCHOR_COLOURS = ("#D55E00", "#009E73", "#56B4E9", "#E69F00", "#CC79A7", "#0072B2")
 BACKGROUND_COLOUR = "#BBBBBB"
-PRIOR_UNIT = "P(species | location)"
-TRUTH_UNIT = "true suitability (unitless, 0–1)"
 _GEOD = Geod(ellps="WGS84")
 _OUTLINE_STEP_DEG = 0.05  # outline edges are straight in lon/lat; densified so they stay true when projected
 
@@ -111,104 +111,6 @@ def densify_outline(outline: np.ndarray, step_deg: float = _OUTLINE_STEP_DEG) ->
         n = max(1, int(np.ceil(np.abs(end - start).max() / step_deg)))
         pieces.append(start + (end - start) * np.linspace(0.0, 1.0, n, endpoint=False)[:, None])
     return np.vstack([*pieces, ring[-1:]])
-
-
-@dataclass(frozen=True)
-class RangeGrid:
-    """Per-species values on a regular lat/lon grid.
-
-    ``lat`` (n_lat,), ``lon`` (n_lon,): ascending cell-centre degrees; ``values`` (S, n_lat, n_lon);
-    ``species`` (S,) names; ``mask`` (n_lat, n_lon) bool, True where cells are drawn (None: all);
-    ``name``: what the values are (panel title), ``unit``: the colour-bar label.
-    """
-
-    lat: np.ndarray
-    lon: np.ndarray
-    values: np.ndarray
-    species: np.ndarray
-    name: str = "geo prior"
-    unit: str = PRIOR_UNIT
-    mask: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class RangePoints:
-    """Per-species values at points: ``lat``, ``lon`` (n,) degrees, ``values`` (S, n), ``species`` (S,) names."""
-
-    lat: np.ndarray
-    lon: np.ndarray
-    values: np.ndarray
-    species: np.ndarray
-    name: str = "geo prior at observed locations"
-    unit: str = PRIOR_UNIT
-
-
-def prior_grid(
-    prior: Callable[[np.ndarray, np.ndarray], np.ndarray], classes, lat, lon, mask: np.ndarray | None = None
-) -> RangeGrid:
-    """Evaluate ``prior(lat (n,), lon (n,)) -> (n, C)`` P(species | location) on the grid of cell centres
-    ``lat`` (n_lat,) x ``lon`` (n_lon,); ``classes``: the C species names in the prior's column order.
-
-    With the geo prior of :mod:`geocontrast.evaluate.geoprior_model`:
-    ``prior_grid(lambda la, lo: location_probabilities(model, la, lo), classes, truth.lat, truth.lon)``.
-    """
-    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
-    lon_mesh, lat_mesh = np.meshgrid(lon, lat)  # (n_lat, n_lon)
-    probs = np.asarray(prior(lat_mesh.ravel(), lon_mesh.ravel()), dtype=np.float32)  # (n_lat * n_lon, C)
-    values = probs.T.reshape(len(classes), lat.size, lon.size)
-    return RangeGrid(lat, lon, values, np.asarray(classes, dtype=str), mask=mask)
-
-
-def prior_points(probs: np.ndarray, classes, lat, lon) -> RangePoints:
-    """The prior's (N, C) per-row probabilities at the rows' coordinates; rows without coordinates are left out."""
-    lat, lon, probs = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64), np.asarray(probs)
-    if probs.shape != (lat.size, len(classes)):
-        raise ValueError(
-            f"prior probabilities have shape {probs.shape}, expected ({lat.size} rows, {len(classes)} classes)"
-        )
-    usable = np.isfinite(lat) & np.isfinite(lon)
-    return RangePoints(lat[usable], lon[usable], probs[usable].T, np.asarray(classes, dtype=str))
-
-
-def save_range_grid(grid: RangeGrid, path) -> None:
-    """Write ``grid`` as the range-grid .npz described in the module docstring (atomically)."""
-    arrays = {
-        "lat": grid.lat,
-        "lon": grid.lon,
-        "values": grid.values.astype(np.float32),
-        "species": grid.species.astype(str),
-    }
-    if grid.mask is not None:
-        arrays["mask"] = grid.mask
-    with atomic_path(path) as partial:
-        np.savez_compressed(partial, **arrays)
-
-
-def load_range_grid(path) -> RangeGrid:
-    """Read a range grid written by :func:`save_range_grid`."""
-    with np.load(path, allow_pickle=False) as data:
-        return RangeGrid(
-            data["lat"],
-            data["lon"],
-            data["values"],
-            data["species"],
-            mask=data["mask"] if "mask" in data.files else None,
-        )
-
-
-def load_truth(path) -> tuple[RangeGrid, np.ndarray]:
-    """The synthetic world's true suitability (land cells only) and its (V, 2) lon/lat outline, from truth.npz."""
-    with np.load(path, allow_pickle=False) as truth:
-        grid = RangeGrid(
-            truth["lat"],
-            truth["lon"],
-            truth["suitability"],
-            truth["species"],
-            name="true suitability",
-            unit=TRUTH_UNIT,
-            mask=truth["land"],
-        )
-        return grid, truth["outline"]
 
 
 def _cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -322,14 +224,6 @@ def neighbour_radius_figure(
     figure.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the panels
     figure.legend(*zooms[0].get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False)
     return figure
-
-
-def default_range_species(manifest: pd.DataFrame, available: list[np.ndarray], n: int) -> list[str]:
-    """The ``n`` most observed manifest species present in every array of ``available`` (ties by name)."""
-    counts = manifest["species"].dropna().value_counts()
-    known = set.intersection(*(set(names.tolist()) for names in available))
-    ordered = sorted((name for name in counts.index if name in known), key=lambda name: (-counts[name], name))
-    return ordered[:n]
 
 
 def _draw_range(
