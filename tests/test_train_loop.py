@@ -27,6 +27,7 @@ from geocontrast.train.budget import (
     plan_budget,
     pretraining_facts,
 )
+from geocontrast.train.job import resolve_params
 from geocontrast.train.loop import METRIC_KEYS, train
 from geocontrast.train.monitor import Monitor
 
@@ -185,7 +186,7 @@ def test_results_rows_have_a_column_for_every_pretraining_fact():
 
 
 def test_label_only_anchors_get_the_steps_of_an_epoch_over_the_train_split():
-    params = loop.resolve_params({"batch_size": 16})
+    params = resolve_params({"batch_size": 16})
     supervised, augmented = plan_budget(210, 23, params), plan_budget(210, 210, params)
     assert supervised.steps_per_epoch == augmented.steps_per_epoch == 210 // 16
     assert supervised.batch_size == augmented.batch_size == 16
@@ -407,7 +408,7 @@ def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny
     monitor = Monitor(
         np.load(tiny_inputs["cache"]),
         data,
-        loop.resolve_params(FAST),
+        resolve_params(FAST),
         32,
         torch.device("cpu"),
         None,

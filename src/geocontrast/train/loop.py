@@ -8,7 +8,8 @@ linear warm-up then cosine schedule. Every strategy gets the same budget of opti
 anchors cycles over them.
 
 :func:`train` reads as its steps: start the process, load the inputs, plan the budget, build the model and its
-schedule, resume, then per epoch run the epoch and record it; at the end save the encoder.
+schedule (those four in :mod:`geocontrast.train.job`), resume, then per epoch run the epoch and record it; at the
+end save the encoder.
 
 Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`METRIC_KEYS`) and then writes
 ``last.pt``, which holds those lines too; a run that finds ``last.pt`` in ``out_dir`` resumes from it and rewrites
@@ -40,52 +41,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from geocontrast import distributed
 from geocontrast.atomic import write_json, write_jsonl
-from geocontrast.data.cache import load_image_cache
-from geocontrast.data.manifest import read_manifest
-from geocontrast.determinism import make_deterministic
-from geocontrast.geo.negatives import load_negative_table
-from geocontrast.geo.neighbours import load_neighbour_table
-from geocontrast.geo.training_data import TrainingData, training_data
-from geocontrast.models import build_encoder, load_initial_weights
-from geocontrast.runtime import gather_rows, keep_freed_memory, resolve_amp, resolve_device, set_threads
-from geocontrast.strategies import STRATEGIES, Strategy, build_strategy
+from geocontrast.runtime import gather_rows
+from geocontrast.strategies import STRATEGIES
 from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnostics, sample_batches
-from geocontrast.train.augment import AugmentRecipe, BatchAugment
-from geocontrast.train.budget import SPENT_KEYS, Budget, epoch_batches, plan_budget
+from geocontrast.train.budget import SPENT_KEYS, epoch_batches
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
+from geocontrast.train.job import Job, build_job, load_inputs, resolve_params, start_process
 from geocontrast.train.monitor import Monitor
 
-DEFAULTS: dict = {
-    "encoder": "cnn5",
-    "init_weights": None,  # a weights file or torchvision weights name, from local files only (models.weights)
-    "resolution": 32,
-    "epochs": 5,  # epochs over the train split, whatever the strategy's anchors (geocontrast.train.budget)
-    "batch_size": 128,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "temperature": 0.1,
-    "augment_strength": 1.0,
-    "augment": {},  # AugmentRecipe settings over its defaults (config pretrain.augment)
-    "seed": 0,
-    "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: train rows // batch_size)
-    "warmup_fraction": 0.1,  # share of all steps spent in linear warm-up
-    "knn_k": 20,
-    "label_fraction": 10,  # percent; labelled_<pct> rows supervised trains on and the kNN monitor's train bank
-    "monitor_size": 512,  # at most this many val and labelled train images in the per-epoch monitors
-    "pairs_from": "train",  # rows positives/negatives may come from: train, or all
-    "device": "auto",  # auto: cuda if available, else cpu
-    "amp": "auto",  # auto: bf16 autocast on CUDA or on CPUs with bf16 support; bf16; fp32
-    "channels_last": True,
-    "compile": False,
-    "progress": True,  # tqdm bar on stderr
-    "options": {},  # the strategy's own settings (its OPTIONS; config pretrain.strategy_options.<strategy>)
-    "deterministic": False,  # geocontrast.determinism.make_deterministic: one CPU thread, deterministic kernels
-}
 METRIC_KEYS = (
     "epoch",
     "step",
@@ -118,51 +84,6 @@ METRICS = "metrics.jsonl"
 PAIRS = "pairs.json"
 PAIRS_STREAM = 2**31 - 2  # second seed word of the pair diagnostics' rng (epochs use 0, 1, ...)
 SYNC_EVERY = 20  # steps between host syncs (loss check and progress bar); every sync stalls a GPU
-
-
-def resolve_params(params: dict) -> dict:
-    """``params`` over :data:`DEFAULTS`; unknown keys are refused (a typo would silently use a default)."""
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown training params {unknown}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **params}
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int):
-    """LR multiplier: linear from 1/(warmup+1) to 1 over ``warmup_steps``, then cosine down to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-@dataclass
-class Job:
-    """What every epoch of one pretraining job works with."""
-
-    name: str
-    params: dict
-    out_dir: Path
-    ranks: distributed.Ranks
-    cache: np.ndarray
-    strategy: Strategy
-    anchors: np.ndarray
-    budget: Budget
-    model: nn.ModuleDict  # {"encoder", "heads"}
-    forward: nn.Module  # the encoder, or its DistributedDataParallel replica
-    augment: BatchAugment
-    amp_dtype: torch.dtype | None
-    memory_format: torch.memory_format
-    optimiser: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-
-    @property
-    def device(self) -> torch.device:
-        return self.ranks.device
 
 
 @dataclass
@@ -199,8 +120,8 @@ def train(
 ) -> Path:
     """Pretrain one encoder with strategy ``strategy_name``; returns the path of ``encoder.pt`` in ``out_dir``.
 
-    ``params``: see :data:`DEFAULTS`. ``neighbours_path`` / ``negatives_path``: geo tables (.npz), required by
-    the strategies that use them. ``threads``: torch intra-op threads (default: torch's choice).
+    ``params``: see :data:`geocontrast.train.job.DEFAULTS`. ``neighbours_path`` / ``negatives_path``: geo tables
+    (.npz), required by the strategies that use them. ``threads``: torch intra-op threads (default: torch's choice).
     Resumes from ``out_dir/last.pt`` when present.
     """
     if strategy_name not in STRATEGIES:
@@ -226,92 +147,6 @@ def train(
         "label_fraction": job.strategy.label_fraction,
     }
     return save_encoder(job.out_dir, job.model["encoder"], strategy_name, params, budget)
-
-
-def start_process(params: dict, threads: int | None) -> distributed.Ranks:
-    """Join the training processes (one without torchrun), then set threads, seeds and the deterministic switch."""
-    ranks = distributed.join(resolve_device(params["device"]))
-    keep_freed_memory()
-    if threads is not None:
-        set_threads(ranks.threads(int(threads)))
-    seed = int(params["seed"])
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    if params["deterministic"]:
-        make_deterministic(ranks.device)
-    return ranks
-
-
-def load_inputs(
-    cache_path: Path,
-    manifest_path: Path,
-    splits_path: Path,
-    neighbours_path: Path | None,
-    negatives_path: Path | None,
-) -> tuple[np.ndarray, pd.DataFrame, TrainingData]:
-    """The image cache (a memmap), the manifest and the per-row facts strategies draw from, checked to share one
-    row order."""
-    cache = load_image_cache(Path(cache_path))
-    manifest = read_manifest(Path(manifest_path))
-    if cache.shape[0] != len(manifest):
-        raise ValueError(f"{cache_path}: {cache.shape[0]} rows, but the manifest has {len(manifest)}")
-    data = training_data(
-        manifest,
-        pd.read_parquet(splits_path),
-        neighbours=None if neighbours_path is None else load_neighbour_table(neighbours_path),
-        negatives=None if negatives_path is None else load_negative_table(negatives_path),
-    )
-    return cache, manifest, data
-
-
-def build_job(
-    name: str, params: dict, out_dir: Path, ranks: distributed.Ranks, cache: np.ndarray, data: TrainingData
-) -> Job:
-    """The strategy, its budget, the model (encoder + the strategy's heads) and its optimiser and schedule."""
-    strategy = build_strategy(name, data, params)
-    anchors = strategy.anchor_rows()
-    if anchors.size < 2:
-        raise ValueError(f"strategy {name!r} has {anchors.size} anchor rows; at least 2 are needed")
-    budget = plan_budget(data.rows_of("train").size, anchors.size, params, ranks.batch_size)
-    if budget.batch_size < min(int(params["batch_size"]), data.rows_of("train").size):
-        warnings.warn(
-            f"{name}: its {anchors.size} anchors fill batches of {budget.batch_size} only, "
-            f"not pretrain.batch_size {params['batch_size']}",
-            stacklevel=3,
-        )
-    resolution = int(params["resolution"])
-    encoder = build_encoder(params["encoder"], small_input=resolution < 96)
-    if params["init_weights"]:
-        load_initial_weights(encoder, params["init_weights"])
-    memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
-    model = nn.ModuleDict({"encoder": encoder, "heads": strategy.heads(encoder)})
-    model = model.to(ranks.device).to(memory_format=memory_format)
-    forward = ranks.replicate(model)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
-    )
-    warmup_steps = round(float(params["warmup_fraction"]) * budget.total_steps)
-    return Job(
-        name=name,
-        params=params,
-        out_dir=out_dir,
-        ranks=ranks,
-        cache=cache,
-        strategy=strategy,
-        anchors=anchors,
-        budget=budget,
-        model=model,
-        forward=torch.compile(forward) if params["compile"] else forward,
-        augment=BatchAugment(
-            resolution,
-            strength=float(params["augment_strength"]),
-            recipe=AugmentRecipe.from_config(params["augment"]),
-        ).to(ranks.device),
-        amp_dtype=resolve_amp(params["amp"], ranks.device),
-        memory_format=memory_format,
-        optimiser=optimiser,
-        scheduler=torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(budget.total_steps, warmup_steps)),
-    )
 
 
 def resume(job: Job) -> Progress:
