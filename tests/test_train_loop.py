@@ -279,6 +279,19 @@ def test_finished_run_is_not_trained_again(tiny_inputs, two_epochs, tmp_path):
     assert len(metrics(tmp_path)) == 1
 
 
+def test_pretraining_starts_from_init_weights(tiny_inputs, two_epochs, tmp_path):
+    """pretrain.init_weights reaches the encoder: at lr 0 the saved weights are the file's, not a random init's."""
+    start = two_epochs / "encoder.pt"
+    run(tiny_inputs, tmp_path / "init", epochs=1, steps_per_epoch=1, lr=0.0, init_weights=str(start))
+    run(tiny_inputs, tmp_path / "random", epochs=1, steps_per_epoch=1, lr=0.0)
+    initial, loaded, random = (
+        encoder_state(path) for path in (start, tmp_path / "init" / "encoder.pt", tmp_path / "random" / "encoder.pt")
+    )
+    weights = [key for key in initial if key.endswith("weight")]  # BN running statistics move in train mode
+    assert all(torch.equal(loaded[key], initial[key]) for key in weights)
+    assert not any(torch.equal(random[key], initial[key]) for key in weights if initial[key].ndim == 4)
+
+
 def test_unknown_param_is_refused(tiny_inputs, tmp_path):
     with pytest.raises(ValueError, match="batchsize"):
         run(tiny_inputs, tmp_path, batchsize=8)
