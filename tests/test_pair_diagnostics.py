@@ -5,28 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_world import build_tiny_inputs
 
-from geocontrast.data.manifest import read_manifest
 from geocontrast.geo.coords import great_circle_km
-from geocontrast.geo.negatives import load_negative_table
-from geocontrast.geo.neighbours import load_neighbour_table
-from geocontrast.geo.training_data import training_data
 from geocontrast.strategies import build_strategy
 from geocontrast.strategies.diagnostics import fallback_causes, negative_fallbacks, pair_diagnostics, sample_batches
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    paths = build_tiny_inputs(tmp_path_factory.mktemp("tiny_world"))
-    manifest = read_manifest(paths["manifest"])
-    return manifest, training_data(
-        manifest,
-        pd.read_parquet(paths["splits"]),
-        neighbours=load_neighbour_table(paths["neighbours"]),
-        negatives=load_negative_table(paths["negatives"]),
-    )
-
 
 FACT_COLUMNS = {"species": "species", "genus": "genus", "family": "family", "observer": "observer_id"}
 

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_world import build_tiny_inputs
 
 from geocontrast import runtime
 from geocontrast.data.manifest import read_manifest, write_manifest
@@ -41,11 +40,6 @@ FAST = {
     "monitor_size": 64,
     "knn_k": 5,
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_inputs(tmp_path_factory) -> dict[str, Path]:
-    return build_tiny_inputs(tmp_path_factory.mktemp("tiny_world_train"))
 
 
 def run(inputs: dict[str, Path], out_dir: Path, strategy: str = "context_pos_neg", **params) -> Path:
