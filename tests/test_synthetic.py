@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, load_config
 from scipy.spatial import cKDTree
 
-from geocontrast.data.synthetic import generate_world, render_photos, write_truth
+from geocontrast.data.synthetic import generate_world, observations, render_photos, write_truth
 from geocontrast.data.synthetic.region import KM_PER_DEGREE, make_region
 
 RANKS = ["species", "genus", "family", "order", "class", "phylum", "kingdom"]
@@ -158,3 +158,13 @@ def test_truth_holds_a_suitability_raster_per_species(world, tmp_path):
 
 def _default_world() -> dict:
     return load_config(REPO / "config" / "config.yaml")["world"]
+
+
+def test_the_species_draw_in_row_blocks_equals_the_whole_matrix_draw(tiny_world_params, monkeypatch):
+    """Observations draw their species in row blocks (memory flat in the photos); any block size, same world."""
+    whole = generate_world(tiny_world_params)
+    n_species = len(whole.taxonomy)
+    monkeypatch.setattr(observations, "SPECIES_DRAW_ELEMENTS", 7 * n_species)  # blocks of 7 observations
+    blocked = generate_world(tiny_world_params)
+    assert len(whole.observations) > 7 * 3
+    pd.testing.assert_frame_equal(blocked.observations, whole.observations, check_exact=True)
