@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from geocontrast.data.manifest import read_manifest, validate_manifest, write_manifest
+from geocontrast.evaluate import geoprior, geoprior_model
 from geocontrast.evaluate.geoprior import main
 from geocontrast.evaluate.geoprior_model import (
     MARGINAL_DAYS,
@@ -242,6 +243,32 @@ def test_fit_is_deterministic_given_the_seed():
         location_probabilities(fit_location_model(lat, lon, labels, 2, params, seed=3), lat, lon) for _ in range(2)
     )
     np.testing.assert_array_equal(first, second)
+
+
+def test_presence_in_small_blocks_equals_presence_in_one_block(monkeypatch):
+    """Rows without a day (12 days each) or without a place (256 places each) and plain rows, computed a block of
+    points at a time (memory flat in the photos), equal the one-block computation."""
+    lat, lon, labels = _two_regions(10)
+    params = {**FAST, "epochs": 2, "inputs": ["location", "date"]}
+    model = fit_location_model(lat, lon, labels, 2, params, seed=0, day_of_year=np.where(labels == 0, 100.0, 250.0))
+    lat_q = np.array([38.0, 34.0, np.nan, 36.0, np.nan, 38.5, np.nan])
+    lon_q = np.array([-122.0, -117.0, np.nan, -119.0, np.nan, -121.0, np.nan])
+    day_q = np.array([100.0, np.nan, 250.0, np.nan, 30.0, 200.0, np.nan])
+    whole = location_probabilities(model, lat_q, lon_q, day_q)
+    monkeypatch.setattr(geoprior_model, "PRESENCE_BLOCK_ELEMENTS", 5 * 2)  # 5 points of 2 species a block
+    np.testing.assert_allclose(location_probabilities(model, lat_q, lon_q, day_q), whole, rtol=1e-6, atol=1e-7)
+
+
+def test_the_prior_file_written_a_block_of_rows_at_a_time_holds_every_row(tmp_path, monkeypatch):
+    lat, lon, labels = _two_regions(10)
+    model = fit_location_model(lat, lon, labels, 2, {**FAST, "epochs": 1}, seed=0)
+    lat, lon, days = np.append(lat, np.nan), np.append(lon, np.nan), np.full(lat.size + 1, np.nan)
+    whole = location_probabilities(model, lat, lon, days)
+    monkeypatch.setattr(geoprior_model, "PRESENCE_BLOCK_ELEMENTS", 3 * 2)  # blocks of 3 rows: 7 blocks
+    written = geoprior._save_probabilities(tmp_path / "probs.npy", model, lat, lon, days)
+    assert written.shape == whole.shape and written.dtype == np.float32
+    # A matrix product over fewer rows may round differently in the last bit; the default world fits one block.
+    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), whole, rtol=1e-6, atol=1e-7)
 
 
 def test_missing_coordinates_get_a_uniform_prior():

@@ -47,6 +47,7 @@ GRID_CELLS = 96  # per axis of the range grid written for maps
 DAYS_PER_YEAR = 365.0
 MARGINAL_DAYS = (np.arange(12) + 0.5) * DAYS_PER_YEAR / 12 + 1  # mid-month days: a date model without a date
 MARGINAL_LOCATIONS = 256  # training locations averaged over for a record with a date but no coordinates
+PRESENCE_BLOCK_ELEMENTS = 1 << 24  # (point, species) presence values computed at once: 64 MB of float32
 MIN_HALF_EXTENT_DEG = 0.5  # regional scaling of a (near) one-point box
 AUTO_MIN_BATCH = 64
 AUTO_STEPS_PER_EPOCH = 32  # batch_size auto: 19,000 occurrence records fit in 1,280 steps (~2 min), not 12,000
@@ -271,9 +272,15 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     return model.eval()
 
 
-def _presence(model: LocationModel, encoded: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def rows_per_block(model: LocationModel) -> int:
+    """Points whose presence over every species fits :data:`PRESENCE_BLOCK_ELEMENTS`."""
+    return max(1, PRESENCE_BLOCK_ELEMENTS // model.classes.out_features)
+
+
+def _presence(model: LocationModel, encoded: np.ndarray) -> np.ndarray:
     import torch
 
+    chunk = rows_per_block(model)
     device = next(model.parameters()).device
     with torch.no_grad():
         parts = [
@@ -322,9 +329,16 @@ def location_probabilities(model: LocationModel, lat, lon, day_of_year=None) -> 
 
 
 def _averaged(model: LocationModel, lat, lon, days, n: int) -> np.ndarray:
-    """(len(lat) / n, C) presence averaged over each run of ``n`` consecutive points."""
-    presence = _presence(model, model.encoding(lat, lon, days))
-    return presence.reshape(-1, n, presence.shape[1]).mean(axis=1)
+    """(len(lat) / n, C) presence averaged over each run of ``n`` consecutive points, a block of runs at a time:
+    a photo without coordinates averages over 256 places, so all such photos at once were (256 x photos, C)."""
+    runs, n_classes = len(lat) // n, model.classes.out_features
+    per_block = max(1, rows_per_block(model) // n)
+    averaged = np.empty((runs, n_classes), dtype=np.float32)
+    for first in range(0, runs, per_block):
+        points = slice(first * n, (first + per_block) * n)
+        presence = _presence(model, model.encoding(lat[points], lon[points], days[points]))
+        averaged[first : first + per_block] = presence.reshape(-1, n, n_classes).mean(axis=1)
+    return averaged
 
 
 def range_grid_axes(lat, lon, cells: int = GRID_CELLS, pad: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
