@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from geocontrast.data.manifest import read_manifest, validate_manifest, write_manifest
-from geocontrast.evaluate import geoprior, geoprior_model
+from geocontrast.evaluate import geoprior, geoprior_model, prior_scores
 from geocontrast.evaluate.geoprior import main
 from geocontrast.evaluate.geoprior_model import (
     MARGINAL_DAYS,
@@ -76,6 +76,17 @@ def test_combine_is_the_row_normalised_product():
     location = np.array([[0.2, 1.0, 0.5], [1.0, 0.0, 0.25]])
     # Products [0.1, 0.3, 0.1] (sum 0.5) and [0.1, 0, 0.2] (sum 0.3).
     np.testing.assert_allclose(combine(image, location), [[0.2, 0.6, 0.2], [1 / 3, 0.0, 2 / 3]], rtol=1e-12)
+
+
+def test_combine_in_row_blocks_equals_combine_in_one_block(monkeypatch):
+    rng = np.random.default_rng(0)
+    image = rng.dirichlet(np.ones(6), size=11).astype(np.float32)
+    location = rng.random((11, 6))
+    location[3] = 1.0  # a row without a prior
+    prior = class_frequencies(rng.integers(0, 6, 40), 6)
+    whole = combine(image, location, prior, 0.75)
+    monkeypatch.setattr(prior_scores, "COMBINE_BLOCK_ELEMENTS", 2 * 6)  # blocks of 2 rows
+    np.testing.assert_array_equal(combine(image, location, prior, 0.75), whole)
 
 
 def test_combine_with_a_row_of_ones_leaves_the_image_probabilities():

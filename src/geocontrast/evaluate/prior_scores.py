@@ -21,6 +21,7 @@ TOP_K = (1, 5)
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # w in (P(y | x) / P(y))^w, chosen on val
 PRESENT_FRACTION = 0.1  # a world cell is in a species' true range where its suitability >= this x its maximum
 RELIABILITY_BINS = 10
+COMBINE_BLOCK_ELEMENTS = 1 << 22  # (row, class) cells combined at once: a few float64 copies of 32 MB each
 
 
 def class_frequencies(train_labels, n_classes: int) -> np.ndarray:
@@ -40,17 +41,27 @@ def combine(image_probs, location_probs, class_prior=None, weight: float = 1.0) 
     whose product is zero everywhere (the prior rules out every species the image allows) also keeps the image
     row. Returns ``image_probs``' float dtype (float64 for integer input).
     """
-    image = np.asarray(image_probs)
+    image, location_probs = np.asarray(image_probs), np.asanyarray(location_probs)  # a memory map stays one
+    if image.shape != location_probs.shape or image.ndim != 2:
+        raise ValueError(
+            f"image_probs {image.shape} and location_probs {np.shape(location_probs)} must be equal (N, C)"
+        )
+    combined = np.empty(image.shape, dtype=image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64)
+    rows = max(1, COMBINE_BLOCK_ELEMENTS // max(1, image.shape[1]))  # each row is computed alone: same result
+    for start in range(0, image.shape[0], rows):
+        block = slice(start, start + rows)
+        combined[block] = _combine_rows(image[block], location_probs[block], class_prior, weight)
+    return combined
+
+
+def _combine_rows(image: np.ndarray, location_probs, class_prior, weight: float) -> np.ndarray:
     location = np.asarray(location_probs, dtype=np.float64)
-    if image.shape != location.shape or image.ndim != 2:
-        raise ValueError(f"image_probs {image.shape} and location_probs {location.shape} must be equal (N, C)")
     ratio = location if class_prior is None else location / np.asarray(class_prior, dtype=np.float64)[None]
     ratio = np.where((location == 1.0).all(axis=1, keepdims=True), 1.0, ratio)  # no prior: leave the row
-    product = image.astype(np.float64) * ratio**weight  # (N, C)
-    total = product.sum(axis=1, keepdims=True)  # (N, 1)
+    product = image.astype(np.float64) * ratio**weight  # (n, C)
+    total = product.sum(axis=1, keepdims=True)  # (n, 1)
     image_total = image.sum(axis=1, keepdims=True, dtype=np.float64)
-    combined = np.where(total > 0, product / np.where(total > 0, total, 1.0), image / image_total)
-    return combined.astype(image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64)
+    return np.where(total > 0, product / np.where(total > 0, total, 1.0), image / image_total)
 
 
 def choose_prior_weight(val_probs, val_location, val_labels, class_prior, weights=PRIOR_WEIGHTS) -> dict:
