@@ -36,6 +36,7 @@ RESULTS = REPO / "bench" / "results"
 PRETRAINING = "pretrain"
 MEASURES = ("seconds", "cpu_seconds", "max_rss_mb")
 TARGETS = {"max_rss_mb": 6 * 1024, "exponent": 1.15, "hours_without_pretraining": 2.0}
+ISSUE_PHOTOS = 500_000
 """Issue 18's targets at 500,000 photos on 2 cores: every job's peak RSS, every stage's growth exponent except
 the capped pretraining, and the wall time of everything but pretraining."""
 
@@ -154,6 +155,30 @@ def target_checks(stages: pd.DataFrame, exponents: pd.DataFrame) -> dict:
     }
 
 
+def highlighted_stages(projected: pd.DataFrame, per_measure: int = 5) -> list[str]:
+    """The stages the figure names in colour: the largest projected wall time and the largest projected peak RSS
+    (at most ten, the colour cycle's length); the others are drawn grey."""
+    named: list[str] = []
+    for column in ("seconds", "max_rss_mb"):
+        for stage in projected.nlargest(per_measure, column)["stage"]:
+            if stage not in named:
+                named.append(stage)
+    return named[:10]
+
+
+def projected_checks(stages: pd.DataFrame, exponents: pd.DataFrame, photos: int = ISSUE_PHOTOS) -> dict:
+    """Issue 18's memory and time targets on the projection to ``photos`` (its 500,000) from the largest measured
+    size, while that size has not been run: which stages would pass 6 GB, and the hours without pretraining."""
+    ahead = projection(stages, exponents, photos)
+    over = ahead.loc[ahead["max_rss_mb"] > TARGETS["max_rss_mb"], ["stage", "max_rss_mb"]]
+    return {
+        "photos": photos,
+        "max_rss_mb": float(ahead["max_rss_mb"].max()),
+        "stages_over_max_rss": dict(zip(over["stage"], over["max_rss_mb"].round(1))),
+        "hours_without_pretraining": float(ahead.loc[ahead["stage"] != PRETRAINING, "seconds"].sum() / 3600),
+    }
+
+
 def figure(stages: pd.DataFrame, projected: pd.DataFrame, out: Path) -> None:
     import matplotlib
 
@@ -161,23 +186,28 @@ def figure(stages: pd.DataFrame, projected: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(MEASURES), figsize=(15, 4.5))
+    named = highlighted_stages(projected)
+    colours = dict(zip(named, plt.get_cmap("tab10").colors))
     for stage, group in stages.groupby("stage"):
         group = group.sort_values("photos")
         ahead = projected[projected["stage"] == stage]
+        style = {
+            "color": colours.get(stage, "0.75"),
+            "lw": 1.2 if stage in colours else 0.6,
+            "zorder": 2 + (stage in colours),
+        }
         for ax, column in zip(axes, MEASURES):
-            (line,) = ax.plot(group["photos"], group[column], "o-", label=stage, lw=1)
+            ax.plot(group["photos"], group[column], "o-", ms=3, label=stage if stage in colours else None, **style)
             ax.plot(
-                [group["photos"].iloc[-1], *ahead["photos"]],
-                [group[column].iloc[-1], *ahead[column]],
-                ":",
-                color=line.get_color(),
-                lw=1,
+                [group["photos"].iloc[-1], *ahead["photos"]], [group[column].iloc[-1], *ahead[column]], ":", **style
             )
+    axes[0].plot([], [], "-", color="0.75", lw=0.6, label="other stages")
     labels = ("wall seconds (all jobs of the stage)", "CPU seconds (all jobs of the stage)", "peak RSS of one job (MB)")
     for ax, label in zip(axes, labels):
         ax.set(xscale="log", yscale="log", xlabel="photos", ylabel=label)
     axes[-1].axhline(TARGETS["max_rss_mb"], color="grey", lw=0.8, ls="--")
-    axes[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[-1].legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
     fig.suptitle("geocontrast scale rehearsal: measured (solid), projected (dotted)")
     fig.tight_layout()
     fig.savefig(out, dpi=150)
@@ -239,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "stages": table.to_dict(orient="records"),
         "projection": projected.to_dict(orient="records"),
         "checks": target_checks(stages, exponents),
+        "projected_checks": projected_checks(stages, exponents),
         "jobs": jobs.to_dict(orient="records"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,3 +50,22 @@ def test_a_scaled_config_keeps_photos_per_observer_and_applies_overrides(scale):
     assert config["world"]["n_observers"] == 2_500 and config["world"]["n_images"] == 50_000
     assert config["world"]["taxonomy"] == {"n_orders": 4} and config["pretrain"]["steps_per_epoch"] == 10
     assert config["dataset"]["name"] == "scale_50000" and base["world"]["n_images"] == 500_000
+
+
+def test_the_projection_to_the_issue_size_names_the_stages_over_the_memory_target(scale):
+    stages = pd.DataFrame(
+        [
+            {"photos": n, "stage": "prior", "seconds": n / 100, "cpu_seconds": n / 100, "max_rss_mb": n / 10}
+            for n in (5_000, 50_000)
+        ]
+        + [
+            {"photos": n, "stage": "pretrain", "seconds": 3600.0, "cpu_seconds": 3600.0, "max_rss_mb": 2000}
+            for n in (5_000, 50_000)
+        ]
+    )
+    checks = scale.projected_checks(stages, scale.growth_exponents(stages), photos=500_000)
+    assert checks["stages_over_max_rss"] == {"prior": pytest.approx(50_000.0)}  # 500,000 / 10 MB
+    assert checks["hours_without_pretraining"] == pytest.approx(5_000 / 3600)  # the capped pretraining left out
+    projected = scale.projection(stages, scale.growth_exponents(stages), 500_000)
+    assert scale.highlighted_stages(projected) == ["prior", "pretrain"]  # longest first, then the largest memory
+    assert scale.highlighted_stages(projected, per_measure=1) == ["prior"]
