@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TINY_CONFIG
-from test_train_loop import Killed, kill_at_save, metrics, run, tiny_inputs, two_epochs  # noqa: F401 (fixtures)
+from test_train_loop import Killed, kill_at_save, metrics, run, two_epochs  # noqa: F401 (fixtures)
 from test_workflow import snakemake, snakemake_command
 
 from geocontrast.atomic import atomic_path
