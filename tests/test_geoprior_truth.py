@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from geocontrast.data.occurrences import read_occurrences
+from geocontrast.data.synthetic import truth as truth_module
 from geocontrast.data.synthetic.landscape import Landscape
 from geocontrast.data.synthetic.observations import visit_day_probabilities
 from geocontrast.data.synthetic.truth import Truth, oracle_probabilities
@@ -57,6 +58,15 @@ def test_the_oracle_without_the_day_averages_over_the_visit_days(truth):
     probs = oracle_probabilities(truth, ["A", "B"], [0.0, np.nan], [1.0, np.nan])
     np.testing.assert_allclose(probs[0], [expected_a, 1 - expected_a], rtol=1e-9)
     assert np.isnan(probs[1]).all()  # no coordinates: no oracle
+
+
+@pytest.mark.parametrize("with_days", [False, True])
+def test_the_oracle_a_block_of_rows_at_a_time_equals_the_oracle_in_one_block(truth, monkeypatch, with_days):
+    lat, lon = np.array([0.0, 0.0, np.nan, 0.0, 0.0]), np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    days = np.array([100.0, 280.0, 100.0, np.nan, 200.0]) if with_days else None
+    whole = oracle_probabilities(truth, ["B", "A"], lat, lon, days)
+    monkeypatch.setattr(truth_module, "ORACLE_BLOCK_ELEMENTS", 2 * len(truth.taxonomy))  # blocks of 2 rows
+    np.testing.assert_array_equal(oracle_probabilities(truth, ["B", "A"], lat, lon, days), whole)
 
 
 def test_the_oracle_names_classes_the_world_lacks(truth):

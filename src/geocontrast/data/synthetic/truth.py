@@ -28,6 +28,7 @@ from .landscape import Landscape
 from .observations import simulate_observations, species_weights, visit_day_probabilities
 
 OCCURRENCE_STREAM = 3  # the occurrence records' own random stream: the photos' world is drawn before and unchanged
+ORACLE_BLOCK_ELEMENTS = 1 << 21  # (row, species) cells of one block of the oracle: 16 MB a float64 copy
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,21 @@ class Truth:
 def oracle_probabilities(truth: Truth, classes: list[str], lat, lon, day_of_year=None) -> np.ndarray:
     """(N, C) the world's P(class | place) or, with ``day_of_year`` (N,), P(class | place, day), over ``classes``
     (species names, in the classifier's order; renormalised over them). Rows without coordinates, or without a day
-    when days are given, are NaN."""
+    when days are given, are NaN. Computed a block of rows at a time (each row alone: the same numbers), so memory
+    stays flat in the rows: each float64 (N, species) copy of the whole was 180 MB at 7,500 test photos of 3,000
+    species."""
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+    days = None if day_of_year is None else np.asarray(day_of_year, dtype=float)
+    order = truth.class_order(classes)
+    probs = np.empty((lat.size, len(classes)))
+    rows = max(1, ORACLE_BLOCK_ELEMENTS // len(truth.taxonomy))
+    for start in range(0, lat.size, rows):
+        block = slice(start, start + rows)
+        probs[block] = _oracle_rows(truth, order, lat[block], lon[block], None if days is None else days[block])
+    return probs
+
+
+def _oracle_rows(truth: Truth, order: np.ndarray, lat, lon, day_of_year) -> np.ndarray:
     usable = np.isfinite(lat) & np.isfinite(lon)
     land = truth.landscape
     # (N, S) at the nearest cell; rows without coordinates look at the first cell and are blanked below.
@@ -75,7 +89,7 @@ def oracle_probabilities(truth: Truth, classes: list[str], lat, lon, day_of_year
         day_of_year = np.asarray(day_of_year, dtype=float)
         usable &= np.isfinite(day_of_year)
         probs = _normalised(species_weights(local, np.nan_to_num(day_of_year), truth.taxonomy))
-    probs = _normalised(probs[:, truth.class_order(classes)])
+    probs = _normalised(probs[:, order])
     probs[~usable] = np.nan
     return probs
 
