@@ -8,8 +8,14 @@ import pandas as pd
 import pytest
 
 from geocontrast.data.occurrences import read_occurrences
+from geocontrast.data.synthetic import truth as truth_module
 from geocontrast.data.synthetic.landscape import Landscape
-from geocontrast.data.synthetic.observations import visit_day_probabilities
+from geocontrast.data.synthetic.observations import (
+    OUT_OF_SEASON,
+    season_weights,
+    species_weights,
+    visit_day_probabilities,
+)
 from geocontrast.data.synthetic.truth import Truth, oracle_probabilities
 
 
@@ -57,6 +63,40 @@ def test_the_oracle_without_the_day_averages_over_the_visit_days(truth):
     probs = oracle_probabilities(truth, ["A", "B"], [0.0, np.nan], [1.0, np.nan])
     np.testing.assert_allclose(probs[0], [expected_a, 1 - expected_a], rtol=1e-9)
     assert np.isnan(probs[1]).all()  # no coordinates: no oracle
+
+
+@pytest.mark.parametrize("with_days", [False, True])
+def test_the_oracle_a_block_of_rows_at_a_time_equals_the_oracle_in_one_block(truth, monkeypatch, with_days):
+    lat, lon = np.array([0.0, 0.0, np.nan, 0.0, 0.0]), np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    days = np.array([100.0, 280.0, 100.0, np.nan, 200.0]) if with_days else None
+    whole = oracle_probabilities(truth, ["B", "A"], lat, lon, days)
+    monkeypatch.setattr(truth_module, "ORACLE_BLOCK_ELEMENTS", 2 * len(truth.taxonomy))  # blocks of 2 rows
+    np.testing.assert_array_equal(oracle_probabilities(truth, ["B", "A"], lat, lon, days), whole)
+
+
+def test_the_oracle_without_the_day_equals_the_day_by_day_average_also_where_nothing_flowers():
+    """Narrow seasons (5 days) leave most days with no species flowering at a place: those days take the
+    unseasonal weights (abundance x suitability), as the observation process does."""
+    zeros = np.zeros((2, 2))
+    landscape = Landscape(np.array([0.0, 1.0]), np.array([0.0, 1.0]), zeros, zeros, zeros == 0)
+    suitability = np.array([[[1.0, 0.5]] * 2, [[0.2, 0.5]] * 2, [[0.0, 0.9]] * 2])
+    taxonomy = pd.DataFrame(
+        {
+            "species": ["A", "B", "C"],
+            "abundance": [0.2, 0.5, 0.3],
+            "flowering_peak_doy": [60, 150, 300],
+            "flowering_width_days": [5, 5, 5],
+        }
+    )
+    world = Truth(landscape, suitability, taxonomy)
+    lat, lon = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0])
+    local = landscape.sample(suitability, lon, lat).T
+    by_day = sum(
+        p * (w := species_weights(local, np.full(lat.size, day), taxonomy)) / w.sum(axis=1, keepdims=True)
+        for day, p in enumerate(visit_day_probabilities(), start=1)
+    )
+    assert season_weights(np.array([220.0]), taxonomy).max() <= OUT_OF_SEASON  # e.g. day 220: nothing flowers
+    np.testing.assert_allclose(oracle_probabilities(world, ["A", "B", "C"], lat, lon), by_day, rtol=1e-9)
 
 
 def test_the_oracle_names_classes_the_world_lacks(truth):

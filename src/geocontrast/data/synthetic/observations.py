@@ -17,6 +17,7 @@ from .region import Region
 
 OBSCURED_CELL_DEGREES = 0.2
 OBSCURED_UNCERTAINTY_M = 28_000.0  # about the diagonal of a 0.2 degree cell at these latitudes
+OUT_OF_SEASON = 1e-12  # a place and day whose summed species weight is at most this: nothing flowers there then
 SPECIES_DRAW_ELEMENTS = 1 << 22  # (observation, species) cells per block of the species draw: 32 MB of float64
 # Visit dates: day of year ~ Normal(mean, sd), clipped to [1, 364] and rounded (more visits in spring).
 VISIT_DAY_MEAN, VISIT_DAY_SD, LAST_VISIT_DAY = 130.0, 70.0, 364
@@ -42,13 +43,18 @@ def species_weights(local_suitability: np.ndarray, day_of_year: np.ndarray, taxo
     """(n, S) unnormalised P(species | place, day): abundance x suitability x flowering season, with abundance x
     suitability where no species flowers. ``local_suitability``: (n, S) at the places; ``day_of_year``: (n,)."""
     abundance = taxonomy["abundance"].to_numpy()[None]
-    weight = abundance * local_suitability * _season_weight(np.asarray(day_of_year, dtype=float), taxonomy)
-    out_of_season = weight.sum(axis=1) <= 1e-12
-    weight[out_of_season] = abundance * (local_suitability[out_of_season] + 1e-6)
+    weight = abundance * local_suitability * season_weights(np.asarray(day_of_year, dtype=float), taxonomy)
+    out_of_season = weight.sum(axis=1) <= OUT_OF_SEASON
+    weight[out_of_season] = unseasonal_weights(local_suitability[out_of_season], taxonomy)
     return weight
 
 
-def _season_weight(day_of_year: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarray:
+def unseasonal_weights(local_suitability: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarray:
+    """(n, S) abundance x suitability, never all zero: the weights where no species flowers that day."""
+    return taxonomy["abundance"].to_numpy()[None] * (local_suitability + 1e-6)
+
+
+def season_weights(day_of_year: np.ndarray, taxonomy: pd.DataFrame) -> np.ndarray:
     """(n, S) Gaussian flowering-season weight on the circular calendar."""
     gap = np.abs(day_of_year[:, None] - taxonomy["flowering_peak_doy"].to_numpy()[None])
     gap = np.minimum(gap, 365 - gap)
