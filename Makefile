@@ -4,15 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Rules call `python -m geocontrast...`: put the virtualenv first on PATH for them.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# The package and what its workflow runs on; for the tests also the test and lint tools and the SLURM plugin (the
-# cluster tests dry-run profiles/slurm), which `make run` does not install.
 STAMP := $(VENV)/.installed
-TEST_STAMP := $(VENV)/.installed-test
 CORES ?= all
 # Without an NVIDIA GPU the torch jobs run side by side on one core each (profiles/cpu); with one, profiles/default.
 PROFILE ?= $(shell nvidia-smi -L > /dev/null 2>&1 && echo default || echo cpu)
 
-.PHONY: setup setup-slurm run test test-shapes bench dry-run lint clean
+.PHONY: setup run test test-shapes bench dry-run lint clean
 
 setup: $(STAMP)
 
@@ -20,16 +17,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e .
-	touch $(STAMP)
-
-$(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -e '.[test]'
-	touch $(TEST_STAMP)
-
-# On a SLURM login node: the executor plugin profiles/slurm runs on.
-setup-slurm: $(STAMP)
-	$(BIN)/python -m pip install -e '.[slurm]'
+	touch $(STAMP)
 
 # The workflow, then its HTML report (every figure with its caption) gathered from the cached outputs.
 run: $(STAMP)
@@ -44,7 +33,7 @@ test: lint
 # Every collection shape of tests/shapes.py (no coordinates, a few, one site, one cell, two far-apart clusters,
 # a partial taxonomy) through the tiny workflow to results.csv and the report; left out of `make test` (pyproject's
 # addopts deselect the shapes marker; the no-coordinate shape runs there).
-test-shapes: $(TEST_STAMP)
+test-shapes: $(STAMP)
 	$(BIN)/python -m pytest -m shapes -n 2 --dist load --durations 0 tests/test_collection_shapes.py
 
 # Every benchmark in bench/ (figures to bench/results/, summary.md against the targets); lightly is installed only
@@ -56,7 +45,7 @@ bench: $(STAMP)
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n
 
-lint: $(TEST_STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/snakefmt --check workflow/Snakefile workflow/rules/*.smk
