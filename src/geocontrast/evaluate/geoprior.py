@@ -135,7 +135,8 @@ def _save_probabilities(path: Path, model, lat, lon, days) -> np.ndarray:
             np.lib.format.write_array_header_1_0(file, {**header, "shape": (n_rows, n_classes)})
             for start in range(0, n_rows, block):
                 rows = slice(start, start + block)
-                file.write(location_probabilities(model, lat[rows], lon[rows], days[rows]).astype(np.float32).tobytes())
+                block_probs = location_probabilities(model, lat[rows], lon[rows], days[rows])
+                file.write(np.ascontiguousarray(block_probs, dtype=np.float32))
     return np.load(path, mmap_mode="r")
 
 
