@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(params["device"])
     cache = load_image_cache(args.cache)
     if args.classifier is not None:
-        classifier, classes, selection = protocols.load_classifier(args.classifier, small_input=args.resolution < 96)
-        if classes != list(rows.names):
+        small_input = args.resolution < 96
+        classifier, class_names, selection = protocols.load_classifier(args.classifier, small_input=small_input)
+        if class_names != list(rows.names):
             raise ValueError(f"{args.classifier}: its classes are not the {cam['class_rank']} classes of {args.splits}")
         classifier = classifier.to(device)
     else:
