@@ -6,6 +6,9 @@ any summation order: equal similarities (ties) are common, and exact equality is
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,88 @@ def test_probe_on_rows_read_from_float16_memory_map_equals_the_probe_on_all_feat
     from_map = [feature_rows(mapped, rows) for rows in (train, val, test)]
     probs, _ = linear_probe(from_map[0], labels[train], from_map[1], labels[val], from_map[2], 3, params, seed=0)
     np.testing.assert_array_equal(probs, expected)
+
+
+def test_softmax_written_over_the_logits_in_row_blocks_equals_the_softmax_of_all_rows(monkeypatch):
+    from geocontrast.evaluate import protocols
+
+    logits = torch.randn(10, 6, generator=torch.Generator().manual_seed(12)) * 5
+    expected = logits.softmax(dim=1)
+    monkeypatch.setattr(protocols, "SOFTMAX_BLOCK_ROWS", 3)
+    result = protocols.softmax_in_place(logits)
+    assert result.data_ptr() == logits.data_ptr()  # no second (n, C) tensor
+    assert torch.equal(result, expected)
+
+
+def test_rows_encoded_into_one_tensor_equal_each_batch_encoded_alone():
+    from geocontrast.runtime import encode_rows, gather_rows, normalise
+
+    cache = np.random.default_rng(13).integers(0, 256, size=(20, 16, 16, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    encoder = build_encoder("cnn5", small_input=True).eval()
+    rows = np.array([19, 0, 3, 3, 7, 11, 12, 5, 2])  # batches of 4 that do not divide the 9 rows
+    with torch.no_grad():
+        batches = [encoder(normalise(gather_rows(cache, rows[s : s + 4], torch.device("cpu")))) for s in (0, 4, 8)]
+    encoded = encode_rows(encoder, cache, rows, 16, torch.device("cpu"), batch_size=4)
+    assert torch.equal(encoded, torch.cat(batches))
+    assert encode_rows(encoder, cache, rows[:0], 16, torch.device("cpu")).shape == (0, encoder.feature_dim)
+
+
+def test_combine_reading_its_location_rows_in_blocks_equals_combine_on_the_rows_copied_out(monkeypatch):
+    from geocontrast.evaluate import prior_scores
+
+    rng = np.random.default_rng(14)
+    location = rng.random((30, 6))  # every photo's prior
+    rows = rng.choice(30, size=11, replace=False)
+    image = rng.dirichlet(np.ones(6), size=11).astype(np.float32)
+    prior = prior_scores.class_frequencies(rng.integers(0, 6, 40), 6)
+    expected = prior_scores.combine(image, location[rows], prior, 0.5)
+    monkeypatch.setattr(prior_scores, "COMBINE_BLOCK_ELEMENTS", 3 * 6)  # blocks of 3 rows
+    np.testing.assert_array_equal(prior_scores.combine(image, location, prior, 0.5, location_rows=rows), expected)
+    labels = rng.integers(0, 6, 11)
+    chosen = prior_scores.choose_prior_weight(image, location, labels, prior, location_rows=rows)
+    assert chosen == prior_scores.choose_prior_weight(image, location[rows], labels, prior)
+    with pytest.raises(ValueError, match="must be equal"):
+        prior_scores.combine(image, location, prior, 0.5, location_rows=rows[:5])
+
+
+def test_most_common_scores_are_one_shared_row_not_a_copy_per_photo():
+    scores = metrics.most_common_scores(np.array([2, 2, 1]), n_classes=3, n_rows=100_000)
+    np.testing.assert_array_equal(scores, np.tile([0.0, 1 / 3, 2 / 3], (100_000, 1)))
+    assert scores.strides[0] == 0 and not scores.flags.writeable
+
+
+def test_prior_scores_and_reliability_read_in_row_blocks_equal_those_of_the_rows_copied_out(tmp_path, monkeypatch):
+    from geocontrast.evaluate import prior_scores
+    from geocontrast.npy_rows import NpyRows
+
+    rng = np.random.default_rng(15)
+    probs = rng.dirichlet(np.ones(6), size=30).astype(np.float32)
+    np.save(tmp_path / "probs.npy", probs)
+    rows = np.sort(rng.choice(30, size=11, replace=False))
+    labels = rng.integers(0, 6, 11)
+    scores = prior_scores.prior_only_scores(probs[rows], labels)
+    calibration = prior_scores.reliability(probs[rows], labels)
+    assert scores == {f"top{k}": prior_scores.top_k_accuracy(probs[rows], labels)[k] for k in (1, 5)}
+    monkeypatch.setattr(prior_scores, "COMBINE_BLOCK_ELEMENTS", 2 * 6)  # blocks of 2 rows
+    on_disk = NpyRows(tmp_path / "probs.npy")
+    assert prior_scores.prior_only_scores(on_disk, labels, rows) == scores
+    assert json.dumps(prior_scores.reliability(on_disk, labels, rows=rows)) == json.dumps(calibration)  # NaN too
+    assert prior_scores.prior_only_scores(on_disk, labels[:0], rows[:0]) == {"top1": None, "top5": None}
+
+
+def test_npy_rows_reads_the_rows_asked_for_and_keeps_no_map_open(tmp_path):
+    import gc
+
+    from geocontrast.npy_rows import NpyRows
+
+    array = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.save(tmp_path / "a.npy", array)
+    rows = NpyRows(tmp_path / "a.npy")
+    assert (rows.shape, rows.dtype, rows.ndim, len(rows)) == ((10, 4), np.float32, 2, 10)
+    np.testing.assert_array_equal(rows[np.array([7, 2, 2])], array[[7, 2, 2]])
+    block = rows[3:5]
+    np.testing.assert_array_equal(block, array[3:5])
+    assert type(block) is np.ndarray and block.base is None  # a copy, not a view of a map
+    gc.collect()
+    assert str(tmp_path / "a.npy") not in Path("/proc/self/maps").read_text()  # no map of the file is left open

@@ -52,6 +52,7 @@ from geocontrast.evaluate.geoprior_model import (
 from geocontrast.evaluate.metrics import most_common_scores
 from geocontrast.evaluate.prior_scores import limits, prior_only_scores, reliability
 from geocontrast.geo.training_data import training_data
+from geocontrast.npy_rows import NpyRows
 
 TOP_K = (1, 5)
 PROBS, PRIOR, GRID = "probs.npy", "prior.json", "grid.npz"
@@ -71,12 +72,13 @@ def skip_prior(reason: str, n_rows: int, classes: list[str], label_fraction: flo
     return prior
 
 
-def load_prior(path: Path | None, reason_without: str) -> tuple[np.ndarray | None, str | None]:
-    """The (N, C) prior at ``path`` (memory-mapped) and None, or None and why there is none: ``reason_without``
-    when ``path`` is None, the ``skipped`` reason of the ``prior.json`` beside a prior that was skipped."""
+def load_prior(path: Path | None, reason_without: str) -> tuple[NpyRows | None, str | None]:
+    """The (N, C) prior at ``path`` (its rows read on demand, :class:`~geocontrast.npy_rows.NpyRows`) and None,
+    or None and why there is none: ``reason_without`` when ``path`` is None, the ``skipped`` reason of the
+    ``prior.json`` beside a prior that was skipped."""
     if path is None:
         return None, reason_without
-    probs = np.load(path, mmap_mode="r")
+    probs = NpyRows(path)
     if probs.ndim == 2 and probs.shape[1] == 0:
         summary = Path(path).with_name(PRIOR)
         reason = json.loads(summary.read_text()).get("skipped") if summary.exists() else None
@@ -126,7 +128,8 @@ def occurrence_training_records(path: Path, classes: list[str]) -> tuple[Records
 
 def _save_probabilities(path: Path, model, lat, lon, days) -> np.ndarray:
     """Write the (N, C) float32 prior of every manifest row to the .npy ``path`` a block of rows at a time (the
-    whole matrix is 6 GB at 500,000 photos of 3,000 species) and return it memory-mapped."""
+    whole matrix is 6 GB at 500,000 photos of 3,000 species) and return it to be read back a block of rows at a
+    time (:class:`~geocontrast.npy_rows.NpyRows`)."""
     n_rows, n_classes = lat.size, model.classes.out_features
     block = rows_per_block(model)
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
@@ -137,7 +140,7 @@ def _save_probabilities(path: Path, model, lat, lon, days) -> np.ndarray:
                 rows = slice(start, start + block)
                 block_probs = location_probabilities(model, lat[rows], lon[rows], days[rows])
                 file.write(np.ascontiguousarray(block_probs, dtype=np.float32))
-    return np.load(path, mmap_mode="r")
+    return NpyRows(path)
 
 
 def geoprior(
@@ -213,17 +216,16 @@ def geoprior(
         prior[f"n_{split}"] = int(rows.size)
         # The most common species is the baseline the prior has to beat. None (JSON null): no usable row.
         most_common = most_common_scores(prior_codes, len(classes), rows.size)
-        split_probs = np.asarray(probs[rows])
-        scores = prior_only_scores(split_probs, codes[rows])
+        scores = prior_only_scores(probs, codes[rows], rows)  # the split's rows read a block at a time
         baseline = prior_only_scores(most_common, codes[rows])
         for k in TOP_K:
             prior[f"{split}_top{k}"], prior[f"{split}_most_common_top{k}"] = scores[f"top{k}"], baseline[f"top{k}"]
         if split == "test" and rows.size:
-            prior["reliability_test"] = reliability(split_probs, codes[rows])
+            prior["reliability_test"] = reliability(probs, codes[rows], rows=rows)
             if truth is not None:
                 grid_of_model = lambda a, b: range_probabilities(model, a, b)  # noqa: E731
                 prior.update(
-                    limits(truth, classes, lat[rows], lon[rows], days[rows], codes[rows], split_probs, grid_of_model)
+                    limits(truth, classes, lat[rows], lon[rows], days[rows], codes[rows], scores, grid_of_model)
                 )
 
     grid_lat, grid_lon = range_grid_axes(lat[has_coords], lon[has_coords])

@@ -23,8 +23,8 @@ def ranked_classes(scores: np.ndarray, k: int) -> np.ndarray:
     """(N, k) class indices of the k highest scores per row, best first (ties: lower index first)."""
     scores = np.asarray(scores)
     k = min(int(k), scores.shape[1])
-    blocks = [
-        np.argsort(-scores[start : start + RANK_BLOCK_ROWS], axis=1, kind="stable")[:, :k]
+    blocks = [  # each block's first k columns copied out: a view would keep the block's whole (rows, C) sort alive
+        np.argsort(-scores[start : start + RANK_BLOCK_ROWS], axis=1, kind="stable")[:, :k].copy()
         for start in range(0, scores.shape[0], RANK_BLOCK_ROWS)
     ]
     return np.concatenate(blocks) if blocks else np.zeros((0, k), dtype=np.int64)
@@ -56,10 +56,11 @@ def macro_top_k_accuracy(scores: np.ndarray, labels: np.ndarray, ks=TOP_K) -> di
 def most_common_scores(train_labels: np.ndarray, n_classes: int, n_rows: int) -> np.ndarray:
     """(n_rows, C) scores of the most-common-species baseline: every row ranks classes by their train frequency.
 
-    Its top-1 is the majority class of ``train_labels``; top-k takes the k most frequent.
+    Its top-1 is the majority class of ``train_labels``; top-k takes the k most frequent. Every row is the same
+    one: a read-only broadcast view, no (n_rows, C) copy (100,000 test photos x 3,000 species would take 2.4 GB).
     """
     counts = np.bincount(np.asarray(train_labels), minlength=n_classes).astype(np.float64)
-    return np.tile(counts / max(1.0, counts.sum()), (n_rows, 1))
+    return np.broadcast_to(counts / max(1.0, counts.sum()), (n_rows, n_classes))
 
 
 HIT_KS = (1, 5)

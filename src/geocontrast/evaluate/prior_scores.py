@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geocontrast.evaluate.metrics import top_k_accuracy
+from geocontrast.evaluate.metrics import hits_at_k, top_k_accuracy
 
 TOP_K = (1, 5)
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # w in (P(y | x) / P(y))^w, chosen on val
@@ -31,7 +31,7 @@ def class_frequencies(train_labels, n_classes: int) -> np.ndarray:
     return (counts + 1.0) / (counts.sum() + n_classes)
 
 
-def combine(image_probs, location_probs, class_prior=None, weight: float = 1.0) -> np.ndarray:
+def combine(image_probs, location_probs, class_prior=None, weight: float = 1.0, location_rows=None) -> np.ndarray:
     """(N, C) P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))^weight, each row normalised (float64 products).
 
     With ``class_prior`` P(y) (C,), the image model's training class frequencies, and weight 1 this is Bayes'
@@ -39,18 +39,22 @@ def combine(image_probs, location_probs, class_prior=None, weight: float = 1.0) 
     ``class_prior`` None divides by nothing (the plain product at weight 1); weight 0 returns the image row.
     A row of ones in ``location_probs`` (no prior for that row) returns the image probabilities unchanged. A row
     whose product is zero everywhere (the prior rules out every species the image allows) also keeps the image
-    row. Returns ``image_probs``' float dtype (float64 for integer input).
+    row. ``location_rows``: which rows of ``location_probs`` (e.g. the test rows of every photo's memory-mapped
+    prior) pair with the image rows, read a block at a time instead of copied out whole; None: row for row.
+    Returns ``image_probs``' float dtype (float64 for integer input).
     """
-    image, location_probs = np.asarray(image_probs), np.asanyarray(location_probs)  # a memory map stays one
-    if image.shape != location_probs.shape or image.ndim != 2:
-        raise ValueError(
-            f"image_probs {image.shape} and location_probs {np.shape(location_probs)} must be equal (N, C)"
-        )
+    image = np.asarray(image_probs)
+    if not hasattr(location_probs, "shape"):
+        location_probs = np.asarray(location_probs)  # arrays, memory maps and NpyRows are read a block at a time
+    paired = location_probs.shape if location_rows is None else (len(location_rows), *location_probs.shape[1:])
+    if image.shape != paired or image.ndim != 2:
+        raise ValueError(f"image_probs {image.shape} and location_probs {paired} must be equal (N, C)")
     combined = np.empty(image.shape, dtype=image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64)
     rows = max(1, COMBINE_BLOCK_ELEMENTS // max(1, image.shape[1]))  # each row is computed alone: same result
     for start in range(0, image.shape[0], rows):
         block = slice(start, start + rows)
-        combined[block] = _combine_rows(image[block], location_probs[block], class_prior, weight)
+        location = location_probs[block] if location_rows is None else location_probs[location_rows[block]]
+        combined[block] = _combine_rows(image[block], location, class_prior, weight)
     return combined
 
 
@@ -64,11 +68,16 @@ def _combine_rows(image: np.ndarray, location_probs, class_prior, weight: float)
     return np.where(total > 0, product / np.where(total > 0, total, 1.0), image / image_total)
 
 
-def choose_prior_weight(val_probs, val_location, val_labels, class_prior, weights=PRIOR_WEIGHTS) -> dict:
+def choose_prior_weight(
+    val_probs, val_location, val_labels, class_prior, weights=PRIOR_WEIGHTS, location_rows=None
+) -> dict:
     """The prior's weight w in :func:`combine` with the best val top-1 (ties: the w nearest 1, Bayes' rule),
-    as the record written beside the results: ``weight``, ``class_prior``, ``rule`` and ``val_top1`` per w."""
+    as the record written beside the results: ``weight``, ``class_prior``, ``rule`` and ``val_top1`` per w.
+    ``location_rows``: the val rows of ``val_location`` (as in :func:`combine`)."""
     by_weight = {
-        f"{w:g}": top_k_accuracy(combine(val_probs, val_location, class_prior, w), val_labels, ks=(1,))[1]
+        f"{w:g}": top_k_accuracy(combine(val_probs, val_location, class_prior, w, location_rows), val_labels, ks=(1,))[
+            1
+        ]
         for w in weights
     }
     best = max(weights, key=lambda w: (by_weight[f"{w:g}"], -abs(w - 1.0)))
@@ -102,12 +111,18 @@ def range_auc(predicted: np.ndarray, present: np.ndarray) -> np.ndarray:
     return aucs
 
 
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = RELIABILITY_BINS) -> dict:
+def reliability(probs, labels: np.ndarray, bins: int = RELIABILITY_BINS, rows=None) -> dict:
     """Calibration of the normalised prior as a classifier: per confidence bin (max probability, equal widths on
-    [0, 1]) its count, mean confidence and accuracy, and the expected calibration error (count-weighted gap)."""
-    normalised = probs / probs.sum(axis=1, keepdims=True)
-    confidence = normalised.max(axis=1)
-    correct = normalised.argmax(axis=1) == labels
+    [0, 1]) its count, mean confidence and accuracy, and the expected calibration error (count-weighted gap).
+    ``rows``: which rows of ``probs`` pair with ``labels`` (as in :func:`prior_only_scores`)."""
+    labels = np.asarray(labels)
+    confidence, correct = [], []
+    for block in _row_blocks(labels.size, probs.shape[1]):
+        part = _read_rows(probs, rows, block)
+        normalised = part / part.sum(axis=1, keepdims=True)
+        confidence.append(normalised.max(axis=1))
+        correct.append(normalised.argmax(axis=1) == labels[block])
+    confidence, correct = np.concatenate(confidence), np.concatenate(correct)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     count = np.bincount(which, minlength=bins)
     mean_confidence = np.bincount(which, confidence, bins) / np.maximum(count, 1)
@@ -122,24 +137,50 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = RELIABILITY_B
     }
 
 
-def prior_only_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
-    """top<k> of the prior alone on rows (None: no row)."""
-    accuracy = top_k_accuracy(probs, labels, TOP_K) if labels.size else dict.fromkeys(TOP_K)
-    return {f"top{k}": accuracy[k] for k in TOP_K}
+def prior_only_scores(probs, labels: np.ndarray, rows=None) -> dict[str, float | None]:
+    """top<k> of the prior alone on rows (None: no row). ``probs``: (n, C) scores of the labelled rows, or with
+    ``rows``, every photo's (an array, a memory map, :class:`~geocontrast.npy_rows.NpyRows`), of which ``rows``
+    pair with ``labels``; either is read a block of rows at a time."""
+    labels = np.asarray(labels)
+    blocks = _row_blocks(labels.size, probs.shape[1])
+    return top_k_of_blocks((_read_rows(probs, rows, block), labels[block]) for block in blocks)
 
 
-def limits(truth_path: Path, classes: list[str], lat, lon, days, labels, model_probs, grid_of_model: Callable) -> dict:
-    """What the world's truth says of the prior on the test rows given: the prior-only table (the learned prior
-    beside the oracles P(y | x) and P(y | x, date), the "limit" rows) and each species' range AUC over the
-    world's land cells (true range: suitability >= :data:`PRESENT_FRACTION` x the species' maximum)."""
-    from geocontrast.data.synthetic.truth import Truth, oracle_probabilities
+def top_k_of_blocks(blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float | None]:
+    """top<k> over (scores, labels) blocks of rows, the same as over the blocks joined (None: no row)."""
+    hits: dict[int, list[np.ndarray]] = {k: [] for k in TOP_K}
+    for scores, labels in blocks:
+        for k in TOP_K:
+            hits[k].append(hits_at_k(scores, labels, k))
+    joined = {k: np.concatenate(parts) if parts else np.zeros(0, bool) for k, parts in hits.items()}
+    return {f"top{k}": float(joined[k].mean()) if joined[k].size else None for k in TOP_K}
+
+
+def _row_blocks(n_rows: int, n_classes: int) -> Iterable[slice]:
+    step = max(1, COMBINE_BLOCK_ELEMENTS // max(1, n_classes))
+    return (slice(start, start + step) for start in range(0, n_rows, step))
+
+
+def _read_rows(probs, rows, block: slice) -> np.ndarray:
+    return np.asarray(probs[block] if rows is None else probs[rows[block]])
+
+
+def limits(
+    truth_path: Path, classes: list[str], lat, lon, days, labels, learned: dict, grid_of_model: Callable
+) -> dict:
+    """What the world's truth says of the prior on the test rows given: the prior-only table (the learned prior's
+    ``learned`` top-k beside the oracles P(y | x) and P(y | x, date), the "limit" rows, each computed a block of
+    rows at a time) and each species' range AUC over the world's land cells (true range: suitability >=
+    :data:`PRESENT_FRACTION` x the species' maximum)."""
+    from geocontrast.data.synthetic.truth import Truth
 
     truth = Truth.load(truth_path)
-    table = [{"model": "learned prior", **prior_only_scores(model_probs, labels)}]
+    labels = np.asarray(labels)
+    table = [{"model": "learned prior", **learned}]
     for name, given in (("limit: oracle P(y | x)", None), ("limit: oracle P(y | x, date)", days)):
-        oracle = oracle_probabilities(truth, classes, lat, lon, given)
-        usable = np.isfinite(oracle).all(axis=1)
-        table.append({"model": name, **prior_only_scores(oracle[usable], labels[usable]), "n": int(usable.sum())})
+        usable_counts: list[int] = []
+        scores = top_k_of_blocks(_oracle_blocks(truth, classes, lat, lon, given, labels, usable_counts))
+        table.append({"model": name, **scores, "n": sum(usable_counts)})
     land = truth.landscape
     lon_mesh, lat_mesh = np.meshgrid(land.lon, land.lat)
     cells = land.land.ravel()
@@ -153,6 +194,18 @@ def limits(truth_path: Path, classes: list[str], lat, lon, days, labels, model_p
         "range_auc_mean": None if np.isnan(aucs).all() else float(np.nanmean(aucs)),
         "range_presence": f"world land cells with suitability >= {PRESENT_FRACTION:g} x the species' maximum",
     }
+
+
+def _oracle_blocks(truth, classes: list[str], lat, lon, days, labels: np.ndarray, usable_counts: list[int]):
+    """(oracle probabilities, labels) of the rows the oracle can score, a block of rows at a time; appends each
+    block's count of such rows to ``usable_counts``."""
+    from geocontrast.data.synthetic.truth import oracle_probabilities
+
+    for block in _row_blocks(labels.size, len(classes)):
+        oracle = oracle_probabilities(truth, classes, lat[block], lon[block], None if days is None else days[block])
+        usable = np.isfinite(oracle).all(axis=1)
+        usable_counts.append(int(usable.sum()))
+        yield oracle[usable], labels[block][usable]
 
 
 LEARNED, MOST_COMMON = "learned prior", "most common species"

@@ -136,7 +136,7 @@ def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params:
             best = (val_top1, weight_decay, model)
     val_top1, weight_decay, model = best
     with torch.no_grad():
-        probs = model(test_t).softmax(dim=1).numpy()
+        probs = softmax_in_place(model(test_t)).numpy()
     return probs, {"weight_decay": weight_decay, "val_top1": val_top1, "val_top1_by_weight_decay": by_decay}
 
 
@@ -286,8 +286,18 @@ def fit_classifier(
 
 def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np.ndarray:
     model.eval()
-    logits = encode_rows(model, cache, rows, resolution, device, amp_dtype)
-    return logits.softmax(dim=1).cpu().numpy()
+    return softmax_in_place(encode_rows(model, cache, rows, resolution, device, amp_dtype)).cpu().numpy()
+
+
+SOFTMAX_BLOCK_ROWS = 4096
+
+
+def softmax_in_place(logits: torch.Tensor) -> torch.Tensor:
+    """The row softmax of (n, C) ``logits`` written over them a block of rows at a time, so that no second (n, C)
+    tensor is held (each row's softmax is computed alone: the same values as ``logits.softmax(dim=1)``)."""
+    for block in logits.split(SOFTMAX_BLOCK_ROWS):
+        block.copy_(block.softmax(dim=1))
+    return logits
 
 
 def score(
@@ -317,9 +327,11 @@ def score(
         weighting = (
             dict(WEIGHT_WITHOUT_VAL)
             if val_probs is None
-            else choose_prior_weight(val_probs, location_probs[rows.val], rows.codes[rows.val], class_prior)
+            else choose_prior_weight(
+                val_probs, location_probs, rows.codes[rows.val], class_prior, location_rows=rows.val
+            )
         )
-        combined = combine(test_probs, location_probs[rows.test], class_prior, weighting["weight"])
+        combined = combine(test_probs, location_probs, class_prior, weighting["weight"], location_rows=rows.test)
         with_prior = top_k_accuracy(combined, labels)
         result.update({f"prior_top{k}": with_prior[k] for k in TOP_K})
         result["prior_weighting"] = weighting
