@@ -2,10 +2,13 @@
 
 For each ``--photos`` size the scale config is run end to end (``snakemake --cores``) with world.n_images set to
 that size and world.n_observers scaled with it (photos per observer stay as configured); every rule writes a
-Snakemake ``benchmark:`` file, which gives each job's wall time and peak RSS. Jobs are grouped into stages (their
-rule). Between sizes each stage's growth exponent b (time ~ photos^b, and the same for peak RSS) is fitted by
-least squares on log-log; the largest size is projected to ``--project`` photos. ``--plan`` sizes are only
-planned (``snakemake -n``): the DAG build time and job count, e.g. at iNaturalist 2021 train's 2.7 million.
+Snakemake ``benchmark:`` file, which gives each job's wall time and a sampled peak RSS (Snakemake samples once a
+second for 30 s, then every 30 s); every Python process the run starts also logs its exact peak RSS (the kernel's
+high-water mark, ``bench/peak_rss/sitecustomize.py``), which replaces the sampled one of its job. Jobs are grouped
+into stages (their rule). Between sizes each stage's growth exponent b (time ~ photos^b, and the same for peak
+RSS) is fitted by least squares on log-log; the largest size is projected to ``--project`` photos. ``--plan``
+sizes are only planned (``snakemake -n``): the DAG build time and job count, e.g. at iNaturalist 2021 train's
+2.7 million.
 
     PYTHONPATH=src .venv/bin/python bench/scale.py --photos 50000 500000 --plan 2700000
         [--config config/scale.yaml] [--set world.taxonomy.n_orders=4 ...] [--cores 2] [--workdir DIR]
@@ -61,10 +64,49 @@ def scaled_config(base: dict, photos: int, overrides: list[str]) -> dict:
     return config
 
 
+PEAK_RSS_LOG = "peak_rss.jsonl"
+"""Each job's exact peak RSS, one JSON line per Python process (``bench/peak_rss/sitecustomize.py``), in the
+size's workdir."""
+
+
 def snakemake(workdir: Path, config_path: Path, cores: int, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake on the scale config in ``workdir``; every Python process it starts logs its exact peak RSS."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
     command += ["--directory", str(workdir), "--configfile", str(config_path), "--cores", str(cores), *args]
-    return subprocess.run(command, capture_output=True, text=True)
+    paths = [str(REPO / "bench" / "peak_rss"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    env["GEOCONTRAST_PEAK_RSS_LOG"] = str(workdir.resolve() / PEAK_RSS_LOG)
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
+def job_outputs(log_folder: Path) -> dict[str, list[str]]:
+    """Benchmark file stem -> the job's output paths, from Snakemake's logs in ``log_folder`` (the latest log
+    wins for a job run again)."""
+    outputs: dict[str, list[str]] = {}
+    for log in sorted(log_folder.glob("*.log")):
+        for block in re.split(r"\n(?=(?:local)?rule \w+:)", log.read_text()):
+            output = re.search(r"^\s+output: (.+)$", block, re.M)
+            benchmark = re.search(r"^\s+benchmark: (.+)$", block, re.M)
+            if output and benchmark:
+                outputs[Path(benchmark.group(1).strip()).stem] = [path.strip() for path in output.group(1).split(",")]
+    return outputs
+
+
+def exact_peaks(peak_log: Path, outputs: dict[str, list[str]]) -> dict[str, float]:
+    """Benchmark file stem -> the job's exact peak RSS (MB): the record of the process whose command line names
+    one of the job's outputs (or, failing that, the folder of one, as ``--out-dir`` does); the last such record
+    for a job run again."""
+    if not peak_log.exists():
+        return {}
+    records = [json.loads(line) for line in peak_log.read_text().splitlines() if line.strip()]
+    peaks: dict[str, float] = {}
+    for stem, paths in outputs.items():
+        for names in (set(paths), {str(Path(path).parent) for path in paths}):
+            found = [r["max_rss_mb"] for r in records if names & set(r["argv"][1:])]
+            if found:
+                peaks[stem] = found[-1]
+                break
+    return peaks
 
 
 def rule_names() -> list[str]:
@@ -83,22 +125,27 @@ def stage_of(stem: str, rules: list[str]) -> str:
     return max(matches, key=len) if matches else stem
 
 
-def read_benchmarks(folder: Path, rules: list[str]) -> pd.DataFrame:
-    """One row per job: stage, job (file stem), wall seconds, cpu_seconds, max_rss_mb (from Snakemake's benchmark
-    TSV columns s, cpu_time, max_rss). CPU time is the steadier measure on a shared machine."""
+def read_benchmarks(folder: Path, rules: list[str], peaks: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per job: stage, job (file stem), wall seconds, cpu_seconds (Snakemake's benchmark TSV columns s,
+    cpu_time; CPU time is the steadier measure on a shared machine), sampled_rss_mb (its max_rss) and max_rss_mb:
+    the job's exact peak from ``peaks`` where recorded (``rss_source`` "exact"), else the sampled one."""
+    peaks = peaks or {}
     rows = []
     for path in sorted(folder.glob("*.tsv")):
         table = pd.read_csv(path, sep="\t")
+        sampled = float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1])
         rows.append(
             {
                 "stage": stage_of(path.stem, rules),
                 "job": path.stem,
                 "seconds": float(pd.to_numeric(table["s"], errors="coerce").iloc[-1]),
                 "cpu_seconds": float(pd.to_numeric(table["cpu_time"], errors="coerce").iloc[-1]),
-                "max_rss_mb": float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1]),
+                "max_rss_mb": peaks.get(path.stem, sampled),
+                "sampled_rss_mb": sampled,
+                "rss_source": "exact" if path.stem in peaks else "sampled",
             }
         )
-    return pd.DataFrame(rows, columns=["stage", "job", *MEASURES])
+    return pd.DataFrame(rows, columns=["stage", "job", *MEASURES, "sampled_rss_mb", "rss_source"])
 
 
 def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -249,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the run at {photos} photos failed:\n{result.stderr[-3000:]}")
         runs.append({**plan, "wall_seconds": wall})
         print(f"{photos} photos: ran in {wall:.0f} s", flush=True)
-        jobs = read_benchmarks(workdir / "results" / "benchmarks" / config["dataset"]["name"], rule_names())
+        peaks = exact_peaks(workdir / PEAK_RSS_LOG, job_outputs(workdir / ".snakemake" / "log"))
+        jobs = read_benchmarks(workdir / "results" / "benchmarks" / config["dataset"]["name"], rule_names(), peaks)
         all_jobs.append(jobs.assign(photos=photos))
     jobs = pd.concat(all_jobs, ignore_index=True)
     stages = stage_table(jobs)

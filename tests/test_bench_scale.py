@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -69,3 +70,55 @@ def test_the_projection_to_the_issue_size_names_the_stages_over_the_memory_targe
     projected = scale.projection(stages, scale.growth_exponents(stages), 500_000)
     assert scale.highlighted_stages(projected) == ["prior", "pretrain"]  # longest first, then the largest memory
     assert scale.highlighted_stages(projected, per_measure=1) == ["prior"]
+
+
+def test_a_jobs_exact_peak_rss_replaces_the_sampled_one_when_its_process_logged_it(scale, tmp_path):
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "run.snakemake.log").write_text(
+        "localrule finetune:\n    input: a.npy\n    output: eval/s/seed0/finetune_l10.json, eval/s/seed0/f.pt\n"
+        "    benchmark: benchmarks/finetune_s_seed0_l10.tsv\n\n"
+        "rule evaluate_frozen:\n    output: eval/s/seed0/linear_l10.json, eval/s/seed0/knn_l10.json\n"
+        "    benchmark: benchmarks/evaluate_frozen_s_seed0.tsv\n\n"
+        "rule manifest:\n    output: manifest.parquet\n    benchmark: benchmarks/manifest.tsv\n"
+    )
+    outputs = scale.job_outputs(logs)
+    assert outputs["finetune_s_seed0_l10"] == ["eval/s/seed0/finetune_l10.json", "eval/s/seed0/f.pt"]
+    peak_log = tmp_path / "peak_rss.jsonl"
+    records = [
+        {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0},
+        {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0},  # run again: the last
+        {"argv": ["m", "--out-dir", "eval/s/seed0"], "max_rss_mb": 2000.0},  # only the folder of its outputs
+        {"argv": ["-m", "snakemake", "-n"], "max_rss_mb": 150.0},  # no job's
+    ]
+    peak_log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    peaks = scale.exact_peaks(peak_log, outputs)
+    assert peaks == {"finetune_s_seed0_l10": 700.0, "evaluate_frozen_s_seed0": 2000.0}
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    for stem in outputs:
+        (bench / f"{stem}.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n10.0\t0:00:10\t500.0\t9.0\n")
+    jobs = scale.read_benchmarks(bench, ["finetune", "evaluate_frozen", "manifest"], peaks).set_index("job")
+    assert jobs.loc["finetune_s_seed0_l10", ["max_rss_mb", "sampled_rss_mb", "rss_source"]].tolist() == [
+        700.0,
+        500.0,
+        "exact",
+    ]
+    assert jobs.loc["manifest", ["max_rss_mb", "rss_source"]].tolist() == [500.0, "sampled"]
+
+
+def test_a_python_process_started_with_the_peak_rss_folder_logs_its_peak_only_when_asked(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "peak_rss.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "bench" / "peak_rss")}
+    allocate = "x = bytearray(300 * 2**20)"  # 300 MB, touched
+    subprocess.run([sys.executable, "-c", allocate, "--out", "a.json"], env=env, check=True)
+    assert not log.exists()  # without GEOCONTRAST_PEAK_RSS_LOG nothing is written
+    subprocess.run(
+        [sys.executable, "-c", allocate, "--out", "a.json"], env={**env, "GEOCONTRAST_PEAK_RSS_LOG": str(log)}
+    )
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["argv"] == ["-c", "--out", "a.json"] and 300 <= record["max_rss_mb"] < 1000
