@@ -93,16 +93,16 @@ def job_outputs(log_folder: Path) -> dict[str, list[str]]:
 
 
 def exact_peaks(peak_log: Path, outputs: dict[str, list[str]]) -> dict[str, float]:
-    """Benchmark file stem -> the job's exact peak RSS (MB): the record of the process whose command line names
-    one of the job's outputs (or, failing that, the folder of one, as ``--out-dir`` does); the last such record
-    for a job run again."""
+    """Benchmark file stem -> the job's exact peak RSS (MB): its process's own peak plus its largest child's (a
+    worker pool's), from the record of the process whose command line names one of the job's outputs (or, failing
+    that, the folder of one, as ``--out-dir`` does); the last such record for a job run again."""
     if not peak_log.exists():
         return {}
     records = [json.loads(line) for line in peak_log.read_text().splitlines() if line.strip()]
     peaks: dict[str, float] = {}
     for stem, paths in outputs.items():
         for names in (set(paths), {str(Path(path).parent) for path in paths}):
-            found = [r["max_rss_mb"] for r in records if names & set(r["argv"][1:])]
+            found = [r["max_rss_mb"] + r.get("children_max_rss_mb", 0.0) for r in records if names & set(r["argv"][1:])]
             if found:
                 peaks[stem] = found[-1]
                 break
@@ -128,7 +128,8 @@ def stage_of(stem: str, rules: list[str]) -> str:
 def read_benchmarks(folder: Path, rules: list[str], peaks: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per job: stage, job (file stem), wall seconds, cpu_seconds (Snakemake's benchmark TSV columns s,
     cpu_time; CPU time is the steadier measure on a shared machine), sampled_rss_mb (its max_rss) and max_rss_mb:
-    the job's exact peak from ``peaks`` where recorded (``rss_source`` "exact"), else the sampled one."""
+    the larger of the job's exact peak from ``peaks`` (``rss_source`` "exact") and the sampled one (a sample sums
+    the job's process tree at one moment)."""
     peaks = peaks or {}
     rows = []
     for path in sorted(folder.glob("*.tsv")):
@@ -140,7 +141,7 @@ def read_benchmarks(folder: Path, rules: list[str], peaks: dict[str, float] | No
                 "job": path.stem,
                 "seconds": float(pd.to_numeric(table["s"], errors="coerce").iloc[-1]),
                 "cpu_seconds": float(pd.to_numeric(table["cpu_time"], errors="coerce").iloc[-1]),
-                "max_rss_mb": peaks.get(path.stem, sampled),
+                "max_rss_mb": max(peaks.get(path.stem, sampled), sampled),
                 "sampled_rss_mb": sampled,
                 "rss_source": "exact" if path.stem in peaks else "sampled",
             }

@@ -88,7 +88,7 @@ def test_a_jobs_exact_peak_rss_replaces_the_sampled_one_when_its_process_logged_
     records = [
         {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0},
         {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0},  # run again: the last
-        {"argv": ["m", "--out-dir", "eval/s/seed0"], "max_rss_mb": 2000.0},  # only the folder of its outputs
+        {"argv": ["m", "--out-dir", "eval/s/seed0"], "max_rss_mb": 1500.0, "children_max_rss_mb": 500.0},
         {"argv": ["-m", "snakemake", "-n"], "max_rss_mb": 150.0},  # no job's
     ]
     peak_log.write_text("".join(json.dumps(record) + "\n" for record in records))
@@ -121,4 +121,5 @@ def test_a_python_process_started_with_the_peak_rss_folder_logs_its_peak_only_wh
         [sys.executable, "-c", allocate, "--out", "a.json"], env={**env, "GEOCONTRAST_PEAK_RSS_LOG": str(log)}
     )
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
-    assert record["argv"] == ["-c", "--out", "a.json"] and 300 <= record["max_rss_mb"] < 1000
+    assert record["argv"] == ["-c", "--out", "a.json"] and 300 <= record["max_rss_mb"] < 400  # its own, not pytest's
+    assert record["children_max_rss_mb"] == 0.0

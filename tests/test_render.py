@@ -255,3 +255,14 @@ def test_save_jpeg_rejects_non_uint8_rgb(tmp_path):
         save_jpeg(np.zeros((8, 8, 3), dtype=np.float32), tmp_path / "x.jpg")
     with pytest.raises(ValueError, match="image"):
         save_jpeg(np.zeros((8, 8), dtype=np.uint8), tmp_path / "x.jpg")
+
+
+def test_save_jpeg_does_not_list_its_folder_for_orphaned_partial_files(tmp_path, monkeypatch):
+    from geocontrast import atomic
+
+    def listed(path):
+        raise AssertionError(f"listed {path.parent} to write one photo")
+
+    monkeypatch.setattr(atomic, "_remove_orphaned_partials", listed)
+    save_jpeg(np.zeros((8, 8, 3), dtype=np.uint8), tmp_path / "a" / "x.jpg")
+    assert (tmp_path / "a" / "x.jpg").exists() and sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.jpg"]

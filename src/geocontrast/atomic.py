@@ -15,15 +15,17 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_path(path) -> Iterator[Path]:
+def atomic_path(path, remove_orphans: bool = True) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder (created if needed); rename it to ``path`` if the block succeeds.
 
     The temporary name keeps the suffix, so writers that infer the format from it (numpy, matplotlib) still work.
-    Temporary files of the same target left by writers that are no longer running are deleted first.
+    Temporary files of the same target left by writers that are no longer running are deleted first, unless
+    ``remove_orphans`` is False: finding them lists the folder, once per file written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphaned_partials(path)
+    if remove_orphans:
+        _remove_orphaned_partials(path)
     partial = _partial_path(path, os.getpid())
     try:
         yield partial

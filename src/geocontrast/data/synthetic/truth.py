@@ -68,9 +68,10 @@ class Truth:
 def oracle_probabilities(truth: Truth, classes: list[str], lat, lon, day_of_year=None) -> np.ndarray:
     """(N, C) the world's P(class | place) or, with ``day_of_year`` (N,), P(class | place, day), over ``classes``
     (species names, in the classifier's order; renormalised over them). Rows without coordinates, or without a day
-    when days are given, are NaN. Computed a block of rows at a time (each row alone: the same numbers), so memory
-    stays flat in the rows: each float64 (N, species) copy of the whole was 180 MB at 7,500 test photos of 3,000
-    species."""
+    when days are given, are NaN. Computed a block of rows at a time (each row alone: the same numbers, up to the
+    rounding of the matrix products without a day, which the BLAS may sum in another order for another block
+    shape), so memory stays flat in the rows: each float64 (N, species) copy of the whole was 180 MB at 7,500 test
+    photos of 3,000 species."""
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     days = None if day_of_year is None else np.asarray(day_of_year, dtype=float)
     order = truth.class_order(classes)
