@@ -227,3 +227,17 @@ def test_npy_rows_reads_the_rows_asked_for_and_keeps_no_map_open(tmp_path):
     assert type(block) is np.ndarray and block.base is None  # a copy, not a view of a map
     gc.collect()
     assert str(tmp_path / "a.npy") not in Path("/proc/self/maps").read_text()  # no map of the file is left open
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_top_k_by_partition_equals_the_first_k_of_a_stable_full_sort_ties_and_nan_included(dtype):
+    rng = np.random.default_rng(16)
+    tied = rng.integers(0, 3, size=(40, 9))  # many ties at every k
+    spread = rng.normal(size=(40, 9)) if dtype != np.int64 else rng.integers(-50, 50, size=(40, 9))
+    for scores in (tied.astype(dtype), spread.astype(dtype)):
+        if np.issubdtype(dtype, np.floating):
+            scores[3, [1, 4]] = np.nan  # a sort puts NaN last
+            scores[5] = [0.0, -0.0, np.inf, -np.inf, 0.0, 1.0, -0.0, np.inf, 2.0]
+        for k in range(1, 10):
+            expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            np.testing.assert_array_equal(ranked_classes(scores, k), expected)

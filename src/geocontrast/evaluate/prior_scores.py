@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geocontrast.evaluate.metrics import hits_at_k, top_k_accuracy
+from geocontrast.evaluate.metrics import hits_in_ranked, ranked_classes, top_k_accuracy
 
 TOP_K = (1, 5)
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # w in (P(y | x) / P(y))^w, chosen on val
@@ -150,8 +150,9 @@ def top_k_of_blocks(blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str
     """top<k> over (scores, labels) blocks of rows, the same as over the blocks joined (None: no row)."""
     hits: dict[int, list[np.ndarray]] = {k: [] for k in TOP_K}
     for scores, labels in blocks:
+        ranked = ranked_classes(scores, max(TOP_K))
         for k in TOP_K:
-            hits[k].append(hits_at_k(scores, labels, k))
+            hits[k].append(hits_in_ranked(ranked, labels, k))
     joined = {k: np.concatenate(parts) if parts else np.zeros(0, bool) for k, parts in hits.items()}
     return {f"top{k}": float(joined[k].mean()) if joined[k].size else None for k in TOP_K}
 
