@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         embed(encoder, cache, args.resolution, device, resolve_amp("auto", device), out=streamed)
         streamed.flush()
         del streamed
+    # Unmap the photos: every page the embedding read stays part of the job's memory while the map is open (1.5 GB
+    # at 500,000 photos of 32 px), and the protocols below read only the features.
+    del cache
     features = np.load(args.embeddings_out, mmap_mode="r")  # float16; each protocol reads its rows as float32
     print(f"{args.embeddings_out}: {features.shape[0]} x {features.shape[1]} features")
 
