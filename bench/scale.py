@@ -93,16 +93,18 @@ def job_outputs(log_folder: Path) -> dict[str, list[str]]:
 
 
 def exact_peaks(peak_log: Path, outputs: dict[str, list[str]]) -> dict[str, float]:
-    """Benchmark file stem -> the job's exact peak RSS (MB): its process's own peak plus its largest child's (a
-    worker pool's), from the record of the process whose command line names one of the job's outputs (or, failing
-    that, the folder of one, as ``--out-dir`` does); the last such record for a job run again."""
+    """Benchmark file stem -> the job's exact peak RSS (MB): its process's own peak, from the record of the process
+    whose command line names one of the job's outputs (or, failing that, the folder of one, as ``--out-dir``
+    does); the last such record for a job run again. A child's peak is not added: a forked child's counts the
+    parent's pages it was forked with (the short-lived child of each 500,000-photo torch job reported 450-560 MB);
+    the memory of a worker pool is in Snakemake's samples, which sum the job's processes."""
     if not peak_log.exists():
         return {}
     records = [json.loads(line) for line in peak_log.read_text().splitlines() if line.strip()]
     peaks: dict[str, float] = {}
     for stem, paths in outputs.items():
         for names in (set(paths), {str(Path(path).parent) for path in paths}):
-            found = [r["max_rss_mb"] + r.get("children_max_rss_mb", 0.0) for r in records if names & set(r["argv"][1:])]
+            found = [r["max_rss_mb"] for r in records if names & set(r["argv"][1:])]
             if found:
                 peaks[stem] = found[-1]
                 break

@@ -88,7 +88,7 @@ def test_a_jobs_exact_peak_rss_replaces_the_sampled_one_when_its_process_logged_
     records = [
         {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0},
         {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0},  # run again: the last
-        {"argv": ["m", "--out-dir", "eval/s/seed0"], "max_rss_mb": 1500.0, "children_max_rss_mb": 500.0},
+        {"argv": ["m", "--out-dir", "eval/s/seed0"], "max_rss_mb": 2000.0, "children_max_rss_mb": 500.0},
         {"argv": ["-m", "snakemake", "-n"], "max_rss_mb": 150.0},  # no job's
     ]
     peak_log.write_text("".join(json.dumps(record) + "\n" for record in records))
