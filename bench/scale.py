@@ -79,32 +79,37 @@ def snakemake(workdir: Path, config_path: Path, cores: int, *args: str) -> subpr
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
-def job_outputs(log_folder: Path) -> dict[str, list[str]]:
-    """Benchmark file stem -> the job's output paths, from Snakemake's logs in ``log_folder`` (the latest log
-    wins for a job run again)."""
-    outputs: dict[str, list[str]] = {}
+def job_outputs(log_folder: Path) -> dict[str, tuple[str, list[str]]]:
+    """Benchmark file stem -> (the module its shell command runs with ``python -m``, its output paths), from
+    Snakemake's logs in ``log_folder`` (the latest log wins for a job run again)."""
+    jobs: dict[str, tuple[str, list[str]]] = {}
     for log in sorted(log_folder.glob("*.log")):
         for block in re.split(r"\n(?=(?:local)?rule \w+:)", log.read_text()):
             output = re.search(r"^\s+output: (.+)$", block, re.M)
             benchmark = re.search(r"^\s+benchmark: (.+)$", block, re.M)
-            if output and benchmark:
-                outputs[Path(benchmark.group(1).strip()).stem] = [path.strip() for path in output.group(1).split(",")]
-    return outputs
+            module = re.search(r"python -m ([\w.]+)", block)
+            if output and benchmark and module:
+                paths = [path.strip() for path in output.group(1).split(",")]
+                jobs[Path(benchmark.group(1).strip()).stem] = (module.group(1), paths)
+    return jobs
 
 
-def exact_peaks(peak_log: Path, outputs: dict[str, list[str]]) -> dict[str, float]:
-    """Benchmark file stem -> the job's exact peak RSS (MB): its process's own peak, from the record of the process
-    whose command line names one of the job's outputs (or, failing that, the folder of one, as ``--out-dir``
-    does); the last such record for a job run again. A child's peak is not added: a forked child's counts the
-    parent's pages it was forked with (the short-lived child of each 500,000-photo torch job reported 450-560 MB);
-    the memory of a worker pool is in Snakemake's samples, which sum the job's processes."""
+def exact_peaks(peak_log: Path, jobs: dict[str, tuple[str, list[str]]]) -> dict[str, float]:
+    """Benchmark file stem -> the job's exact peak RSS (MB): its process's own peak, from the record of a process
+    of the job's module whose command line names one of the job's outputs (or, failing that, the folder of one, as
+    ``--out-dir`` does; the module tells a job from a later one that names the same file as its input); the last
+    such record for a job run again. A child's peak is not added: a forked child's counts the parent's pages it
+    was forked with (the short-lived child of each 500,000-photo torch job reported 450-560 MB); the memory of a
+    worker pool is in Snakemake's samples, which sum the job's processes."""
     if not peak_log.exists():
         return {}
     records = [json.loads(line) for line in peak_log.read_text().splitlines() if line.strip()]
     peaks: dict[str, float] = {}
-    for stem, paths in outputs.items():
+    for stem, (module, paths) in jobs.items():
+        files = module.replace(".", "/")
+        own = [r for r in records if r["argv"][0].endswith((f"{files}.py", f"{files}/__main__.py"))]
         for names in (set(paths), {str(Path(path).parent) for path in paths}):
-            found = [r["max_rss_mb"] for r in records if names & set(r["argv"][1:])]
+            found = [r["max_rss_mb"] for r in own if names & set(r["argv"][1:])]
             if found:
                 peaks[stem] = found[-1]
                 break

@@ -77,34 +77,44 @@ def test_a_jobs_exact_peak_rss_replaces_the_sampled_one_when_its_process_logged_
     logs.mkdir()
     (logs / "run.snakemake.log").write_text(
         "localrule finetune:\n    input: a.npy\n    output: eval/s/seed0/finetune_l10.json, eval/s/seed0/f.pt\n"
-        "    benchmark: benchmarks/finetune_s_seed0_l10.tsv\n\n"
+        "    benchmark: benchmarks/finetune_s_seed0_l10.tsv\nShell command: python -m geocontrast.evaluate --x\n\n"
         "rule evaluate_frozen:\n    output: eval/s/seed0/linear_l10.json, eval/s/seed0/knn_l10.json\n"
-        "    benchmark: benchmarks/evaluate_frozen_s_seed0.tsv\n\n"
+        "    benchmark: benchmarks/evaluate_frozen_s_seed0.tsv\n"
+        "Shell command: python -m geocontrast.evaluate.frozen --out-dir eval/s/seed0\n\n"
+        "rule genus_pairs:\n    output: tasks/pairs.json\n    benchmark: benchmarks/genus_pairs.tsv\n"
+        "Shell command: python -m geocontrast.evaluate.tasks --out tasks/pairs.json\n\n"
         "rule manifest:\n    output: manifest.parquet\n    benchmark: benchmarks/manifest.tsv\n"
+        "Shell command: python -m geocontrast.data.manifest --out manifest.parquet\n"
     )
-    outputs = scale.job_outputs(logs)
-    assert outputs["finetune_s_seed0_l10"] == ["eval/s/seed0/finetune_l10.json", "eval/s/seed0/f.pt"]
+    jobs = scale.job_outputs(logs)
+    assert jobs["finetune_s_seed0_l10"] == (
+        "geocontrast.evaluate",
+        ["eval/s/seed0/finetune_l10.json", "eval/s/seed0/f.pt"],
+    )
     peak_log = tmp_path / "peak_rss.jsonl"
+    evaluate, frozen = "src/geocontrast/evaluate/__main__.py", "src/geocontrast/evaluate/frozen.py"
     records = [
-        {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0},
-        {"argv": ["m", "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0},  # run again: the last
-        {"argv": ["m", "--out-dir", "eval/s/seed0"], "max_rss_mb": 2000.0, "children_max_rss_mb": 500.0},
+        {"argv": [evaluate, "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0},
+        {"argv": [evaluate, "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0},  # run again: the last
+        # only the folder of its outputs; the pairs file it reads is genus_pairs' output, not its job's
+        {"argv": [frozen, "--pairs", "tasks/pairs.json", "--out-dir", "eval/s/seed0"], "max_rss_mb": 2000.0},
         {"argv": ["-m", "snakemake", "-n"], "max_rss_mb": 150.0},  # no job's
     ]
     peak_log.write_text("".join(json.dumps(record) + "\n" for record in records))
-    peaks = scale.exact_peaks(peak_log, outputs)
+    peaks = scale.exact_peaks(peak_log, jobs)
     assert peaks == {"finetune_s_seed0_l10": 700.0, "evaluate_frozen_s_seed0": 2000.0}
     bench = tmp_path / "benchmarks"
     bench.mkdir()
-    for stem in outputs:
+    for stem in jobs:
         (bench / f"{stem}.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n10.0\t0:00:10\t500.0\t9.0\n")
-    jobs = scale.read_benchmarks(bench, ["finetune", "evaluate_frozen", "manifest"], peaks).set_index("job")
-    assert jobs.loc["finetune_s_seed0_l10", ["max_rss_mb", "sampled_rss_mb", "rss_source"]].tolist() == [
+    table = scale.read_benchmarks(bench, ["finetune", "evaluate_frozen", "genus_pairs", "manifest"], peaks)
+    table = table.set_index("job")
+    assert table.loc["finetune_s_seed0_l10", ["max_rss_mb", "sampled_rss_mb", "rss_source"]].tolist() == [
         700.0,
         500.0,
         "exact",
     ]
-    assert jobs.loc["manifest", ["max_rss_mb", "rss_source"]].tolist() == [500.0, "sampled"]
+    assert table.loc["genus_pairs", ["max_rss_mb", "rss_source"]].tolist() == [500.0, "sampled"]
 
 
 def test_a_python_process_started_with_the_peak_rss_folder_logs_its_peak_only_when_asked(tmp_path):
