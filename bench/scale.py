@@ -123,7 +123,9 @@ def rule_names() -> list[str]:
 
 
 def planned_jobs(dry_run_stdout: str) -> int:
-    return int(re.findall(r"^total\s+(\d+)$", dry_run_stdout, re.M)[-1])
+    """The jobs a dry run would run: its job table's total, 0 when it has none (nothing to be done)."""
+    totals = re.findall(r"^total\s+(\d+)$", dry_run_stdout, re.M)
+    return int(totals[-1]) if totals else 0
 
 
 def stage_of(stem: str, rules: list[str]) -> str:

@@ -133,3 +133,8 @@ def test_a_python_process_started_with_the_peak_rss_folder_logs_its_peak_only_wh
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert record["argv"] == ["-c", "--out", "a.json"] and 300 <= record["max_rss_mb"] < 400  # its own, not pytest's
     assert record["children_max_rss_mb"] == 0.0
+
+
+def test_a_dry_run_with_nothing_to_do_plans_no_job(scale):
+    assert scale.planned_jobs("Building DAG of jobs...\nNothing to be done (all requested files are present).\n") == 0
+    assert scale.planned_jobs("job     count\n----  -----\nall       1\ntotal    44\n") == 44
