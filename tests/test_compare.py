@@ -12,7 +12,7 @@ from scipy import stats
 
 from geocontrast.evaluate import compare as cmp
 from geocontrast.evaluate import intervals
-from geocontrast.evaluate.metrics import hit_record, hits_at_k, read_hits
+from geocontrast.evaluate.metrics import hit_record, hits_in_ranked, ranked_classes, read_hits
 
 
 def results_frame(values: dict[str, list[float]], protocol="linear", label_fraction=10.0) -> pd.DataFrame:
@@ -158,7 +158,7 @@ def test_hit_record_round_trip():
     hits, decoded_labels = read_hits(record)
     assert record["n"] == 13 and record["label_dtype"] == "<u2"
     for k in (1, 5):
-        np.testing.assert_array_equal(hits[k], hits_at_k(scores, labels, k))
+        np.testing.assert_array_equal(hits[k], hits_in_ranked(ranked_classes(scores, k), labels, k))
     assert hits[1][:4].all()
     np.testing.assert_array_equal(decoded_labels, labels)
     assert len(record["top1"]) == 4  # 13 bits -> 2 bytes -> 4 base64 characters

@@ -47,11 +47,6 @@ def _top_k_block(block: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(columns, order, axis=1)
 
 
-def hits_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """(N,) bool: the label is among the k highest-scored classes."""
-    return hits_in_ranked(ranked_classes(scores, k), labels, k)
-
-
 def hits_in_ranked(ranked: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """(N,) bool: the label is among the first k of ``ranked`` (:func:`ranked_classes` with at least k)."""
     return (ranked[:, :k] == np.asarray(labels)[:, None]).any(axis=1)
@@ -95,7 +90,7 @@ def hit_record(scores: np.ndarray, labels: np.ndarray, test_rows: np.ndarray) ->
     """Which test photos each top-k got right, compactly, for paired statistics over test photos.
 
     Photos are the scored test rows in splits-file (= manifest) order. ``top<k>``: base64 of the packed bits of
-    :func:`hits_at_k` (``np.packbits``, big bit order); ``labels``: base64 of the class indices (``label_dtype``);
+    :func:`hits_in_ranked` (``np.packbits``, big bit order); ``labels``: base64 of the class indices (``label_dtype``);
     ``rows_sha1``: digest of the manifest row numbers and labels, equal exactly when two records scored the same
     photos. :func:`read_hits` decodes.
     """
