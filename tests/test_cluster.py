@@ -95,3 +95,26 @@ def test_cpu_profile_runs_every_gpu_rule_on_one_thread(tmp_path):
     for rule, command in gpu_jobs:
         assert one_thread.get(rule) == 1, rule
         assert "--threads 1 " in command, (rule, command)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "default"])
+def test_local_profiles_run_pretraining_and_what_it_needs_first(tmp_path, profile):
+    """The longest chain (world, tables, pretraining) goes before the evaluation jobs that could fill the cores
+    around it: the profile's `prioritize` gives exactly the pretraining jobs and their inputs' jobs top priority."""
+    result = snakemake(
+        tmp_path,
+        "-n",
+        "--workflow-profile",
+        str(REPO / "profiles" / profile),
+        configfile=REPO / "config" / "config.yaml",
+    )
+    assert result.returncode == 0, result.stderr
+    blocks = re.findall(r"^(?:local)?rule (\w+):\n(.*?)^\s*$", result.stdout + result.stderr, re.M | re.S)
+    first = {rule for rule, block in blocks if "priority: highest" in block}
+    later = {rule for rule, block in blocks if "priority: highest" not in block}
+    assert first == {"synthetic_world", "manifest", "image_cache", "splits", "neighbour_table", "negative_table"} | {
+        "pretrain",
+        "pretrain_at_budget",
+    }
+    assert "pretrain" not in later and "pretrain_at_budget" not in later
+    assert {"evaluate_frozen", "finetune", "geo_prior", "results_table"} <= later
