@@ -10,6 +10,12 @@ DATASET = config["dataset"]["name"]
 RESULTS = f"results/{DATASET}"
 LOGS = f"results/logs/{DATASET}"
 BENCHMARKS = f"results/benchmarks/{DATASET}"
+# Scheduling: pretraining is the longest chain of jobs, so the jobs it needs run first, then pretraining, and the
+# evaluation jobs of finished encoders fill the cores around it. Snakemake starts the set of ready jobs with the
+# largest summed priority, so a job pretraining needs outranks any number of pretraining jobs that fit the cores
+# (a table job on every core is not starved by one-core pretraining jobs).
+PRETRAINING_PRIORITY = 1
+BEFORE_PRETRAINING_PRIORITY = 1000
 
 
 wildcard_constraints:

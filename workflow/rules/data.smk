@@ -18,6 +18,7 @@ if config["dataset"]["source"] == "synthetic":
         params:
             world=world_json(),
             world_dir=lambda wildcards, output: os.path.dirname(output.truth),
+        priority: BEFORE_PRETRAINING_PRIORITY
         conda:
             "../envs/data.yaml"
         threads: 8
@@ -49,6 +50,7 @@ rule manifest:
         f"{LOGS}/manifest.log",
     benchmark:
         f"{BENCHMARKS}/manifest.tsv"
+    priority: BEFORE_PRETRAINING_PRIORITY
     conda:
         "../envs/data.yaml"
     shell:
@@ -69,6 +71,7 @@ rule image_cache:
         f"{BENCHMARKS}/image_cache_{{res}}px.tsv"
     params:
         skip_corrupt="--skip-corrupt" if config["image_cache"]["skip_corrupt"] else "",
+    priority: BEFORE_PRETRAINING_PRIORITY
     conda:
         "../envs/data.yaml"
     threads: 8
@@ -114,6 +117,7 @@ rule splits:
         seed=lambda wildcards: replicate_seed(config["splits"]["seed"], wildcards.rep),
         block_km=config["splits"]["block_km"],
         min_labelled=config["splits"]["min_labelled_per_species"],
+    priority: BEFORE_PRETRAINING_PRIORITY
     conda:
         "../envs/data.yaml"
     shell:

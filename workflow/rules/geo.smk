@@ -18,6 +18,7 @@ rule neighbour_table:
         fallback=config["neighbours"]["fallback"],
         memory_budget_gb=config["neighbours"]["memory_budget_gb"],
         exclude_same_observer=("--exclude-same-observer" if config["neighbours"]["exclude_same_observer"] else ""),
+    priority: BEFORE_PRETRAINING_PRIORITY
     conda:
         "../envs/data.yaml"
     threads: 8
@@ -42,6 +43,7 @@ rule negative_table:
         seed=lambda wildcards: replicate_seed(config["negatives"]["seed"], wildcards.rep),
         r_neg_km=config["negatives"]["r_neg_km"],
         band_km=joined(config["negatives"]["band_km"]),
+    priority: BEFORE_PRETRAINING_PRIORITY
     conda:
         "../envs/data.yaml"
     threads: 8

@@ -20,6 +20,7 @@ rule pretrain:
         tables=pretrain_table_args,
         out_dir=output_folder,
         launcher=pretrain_launcher(),
+    priority: PRETRAINING_PRIORITY
     conda:
         "../envs/train.yaml"
     threads: 8
