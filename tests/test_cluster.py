@@ -84,7 +84,8 @@ def test_cluster_executor_runs_the_jobs_from_job_scripts(tmp_path):
 
 
 def test_cpu_profile_runs_every_gpu_rule_on_one_thread(tmp_path):
-    """profiles/cpu (make run without a GPU) names every rule that asks for a GPU, and their jobs get one thread."""
+    """profiles/cpu (make run without a GPU) names every rule that asks for a GPU, and their jobs get one thread; so
+    do the jobs pretraining needs that would ask for every core."""
     profile = REPO / "profiles" / "cpu"
     one_thread = yaml.safe_load((profile / "config.yaml").read_text())["set-threads"]
     result = snakemake(tmp_path, "-n", "--workflow-profile", str(profile), configfile=REPO / "config" / "config.yaml")
@@ -95,6 +96,10 @@ def test_cpu_profile_runs_every_gpu_rule_on_one_thread(tmp_path):
     for rule, command in gpu_jobs:
         assert one_thread.get(rule) == 1, rule
         assert "--threads 1 " in command, (rule, command)
+    # the jobs pretraining needs: one core each, so each takes the next free core ahead of one-core evaluation jobs
+    upstream = [command for rule, _, command in jobs if rule in ("image_cache", "neighbour_table", "negative_table")]
+    assert len(upstream) == 8  # two resolutions, three replicates' two tables
+    assert all(re.search(r"--(threads|workers) 1 ", command) for command in upstream), upstream
 
 
 def test_pretraining_and_what_it_needs_go_first(tmp_path):
