@@ -14,11 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geocontrast.evaluate import metrics, similarity
+from geocontrast import metrics
+from geocontrast.evaluate import similarity
 from geocontrast.evaluate.embed import embed, open_features
-from geocontrast.evaluate.metrics import ranked_classes
 from geocontrast.evaluate.protocols import feature_rows, knn_probabilities, linear_probe
 from geocontrast.evaluate.tasks import neighbourhood_disagreement
+from geocontrast.metrics import ranked_classes
 from geocontrast.models import build_encoder
 
 BLOCK_ROWS = [1, 3, 7, 64]  # none divides the 10 query rows but 1; 64 holds them all in one block
@@ -170,7 +171,7 @@ def test_rows_encoded_into_one_tensor_equal_each_batch_encoded_alone():
 
 
 def test_combine_reading_its_location_rows_in_blocks_equals_combine_on_the_rows_copied_out(monkeypatch):
-    from geocontrast.evaluate import prior_scores
+    from geocontrast.prior import scores as prior_scores
 
     rng = np.random.default_rng(14)
     location = rng.random((30, 6))  # every photo's prior
@@ -194,8 +195,8 @@ def test_most_common_scores_are_one_shared_row_not_a_copy_per_photo():
 
 
 def test_prior_scores_and_reliability_read_in_row_blocks_equal_those_of_the_rows_copied_out(tmp_path, monkeypatch):
-    from geocontrast.evaluate import prior_scores
     from geocontrast.npy_rows import NpyRows
+    from geocontrast.prior import scores as prior_scores
 
     rng = np.random.default_rng(15)
     probs = rng.dirichlet(np.ones(6), size=30).astype(np.float32)

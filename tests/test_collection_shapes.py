@@ -17,14 +17,14 @@ from test_workflow import planned_jobs, snakemake, snakemake_command
 
 from geocontrast.data.manifest import TAXONOMIC_RANKS, read_manifest, validate_manifest, write_manifest
 from geocontrast.data.splits import SplitError, make_splits
-from geocontrast.evaluate import results
 from geocontrast.evaluate.frozen import frozen_record
-from geocontrast.evaluate.geoprior import load_prior
-from geocontrast.evaluate.geoprior import main as geoprior_main
-from geocontrast.evaluate.metrics import ancestor_codes
 from geocontrast.evaluate.protocols import eval_rows
 from geocontrast.geo.negatives import negative_table
 from geocontrast.geo.neighbours import neighbour_table
+from geocontrast.metrics import ancestor_codes
+from geocontrast.prior.fit import load_prior
+from geocontrast.prior.fit import main as geoprior_main
+from geocontrast.results import table as results
 from geocontrast.strategies.diagnostics import fallback_notes, fallback_warnings
 
 SPECIES = ["Quercus agrifolia", "Quercus lobata", "Pinus radiata", "Pinus contorta"]
@@ -291,7 +291,7 @@ def test_a_shape_plans_from_its_csv_and_hands_the_pair_notes_to_the_results_and_
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     assert jobs["csv"] == 1 and "synthetic_world" not in jobs and jobs["pretrain"] == jobs["pretrain_at_budget"] == 1
-    results = re.search(r"^Shell command: python -m geocontrast.evaluate.results .*$", result.stdout, re.M)[0]
+    results = re.search(r"^Shell command: python -m geocontrast.results.table .*$", result.stdout, re.M)[0]
     assert "--pairs results/one_site/pretrain/supervised/seed0/l10/pairs.json" in results
     assert "--not-computed results/one_site/not_computed.csv" in results
     assert (

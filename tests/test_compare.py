@@ -1,4 +1,4 @@
-"""Paired comparisons (geocontrast.evaluate.compare) and their intervals (geocontrast.evaluate.intervals), per-photo
+"""Paired comparisons (geocontrast.results.compare) and their intervals (geocontrast.results.intervals), per-photo
 hit records and the forest plot."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from geocontrast.evaluate import compare as cmp
-from geocontrast.evaluate import intervals
-from geocontrast.evaluate.metrics import hit_record, hits_in_ranked, ranked_classes, read_hits
+from geocontrast.metrics import hit_record, hits_in_ranked, ranked_classes, read_hits
+from geocontrast.results import compare as cmp
+from geocontrast.results import intervals
 
 
 def results_frame(values: dict[str, list[float]], protocol="linear", label_fraction=10.0) -> pd.DataFrame:

@@ -13,8 +13,8 @@ from geocontrast.data.manifest import read_manifest, write_manifest
 from geocontrast.evaluate import RESULT_COLUMNS, TASK_METRIC_COLUMNS
 from geocontrast.evaluate import __main__ as cli
 from geocontrast.evaluate import frozen as frozen_cli
-from geocontrast.evaluate import results as results_cli
-from geocontrast.evaluate.metrics import (
+from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
+from geocontrast.metrics import (
     ancestor_codes,
     confused_pairs,
     macro_top_k_accuracy,
@@ -23,8 +23,8 @@ from geocontrast.evaluate.metrics import (
     ranked_classes,
     top_k_accuracy,
 )
-from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
-from geocontrast.evaluate.results import collect, summarise
+from geocontrast.results import table as results_cli
+from geocontrast.results.table import collect, summarise
 from geocontrast.train.budget import PRETRAINING_FACTS, PRETRAINING_LABELS
 
 SCORES = np.array(
@@ -339,7 +339,7 @@ def test_cli_refuses_params_that_are_not_a_json_object(tiny, tmp_path, capsys):
 
 
 def test_the_summary_states_what_each_pretraining_job_spent_and_on_which_labels():
-    from geocontrast.evaluate.results import budget_text
+    from geocontrast.results.table import budget_text
 
     spent = {"pretrain_steps": 110, "pretrain_anchors": 14080}
     rows = [

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from test_compare import results_frame
 
-from geocontrast.evaluate import compare as cmp
 from geocontrast.evaluate import fusion
 from geocontrast.evaluate.frozen import frozen_record
 from geocontrast.evaluate.protocols import EvalRows
+from geocontrast.results import compare as cmp
 
 LINEAR = {"weight_decays": [0.0], "epochs": 60}  # no decay: duplicated columns would halve its effective strength
 

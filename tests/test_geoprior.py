@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from geocontrast.data.manifest import read_manifest, validate_manifest, write_manifest
-from geocontrast.evaluate import geoprior, geoprior_model, prior_scores
-from geocontrast.evaluate.geoprior import main
-from geocontrast.evaluate.geoprior_model import (
+from geocontrast.prior import fit as prior_fit
+from geocontrast.prior import model as prior_model
+from geocontrast.prior import scores as prior_scores
+from geocontrast.prior.fit import main
+from geocontrast.prior.model import (
     MARGINAL_DAYS,
     assume_negative_loss,
     batch_size,
@@ -25,7 +27,7 @@ from geocontrast.evaluate.geoprior_model import (
     random_locations,
     resolve_params,
 )
-from geocontrast.evaluate.prior_scores import choose_prior_weight, class_frequencies, combine, range_auc
+from geocontrast.prior.scores import choose_prior_weight, class_frequencies, combine, range_auc
 
 # Small enough to fit in well under a second on one core; separates the two regions below for 20 of 20 seeds.
 FAST = {
@@ -266,7 +268,7 @@ def test_presence_in_small_blocks_equals_presence_in_one_block(monkeypatch):
     lon_q = np.array([-122.0, -117.0, np.nan, -119.0, np.nan, -121.0, np.nan])
     day_q = np.array([100.0, np.nan, 250.0, np.nan, 30.0, 200.0, np.nan])
     whole = location_probabilities(model, lat_q, lon_q, day_q)
-    monkeypatch.setattr(geoprior_model, "PRESENCE_BLOCK_ELEMENTS", 5 * 2)  # 5 points of 2 species a block
+    monkeypatch.setattr(prior_model, "PRESENCE_BLOCK_ELEMENTS", 5 * 2)  # 5 points of 2 species a block
     np.testing.assert_allclose(location_probabilities(model, lat_q, lon_q, day_q), whole, rtol=1e-6, atol=1e-7)
 
 
@@ -275,8 +277,8 @@ def test_the_prior_file_written_a_block_of_rows_at_a_time_holds_every_row(tmp_pa
     model = fit_location_model(lat, lon, labels, 2, {**FAST, "epochs": 1}, seed=0)
     lat, lon, days = np.append(lat, np.nan), np.append(lon, np.nan), np.full(lat.size + 1, np.nan)
     whole = location_probabilities(model, lat, lon, days)
-    monkeypatch.setattr(geoprior_model, "PRESENCE_BLOCK_ELEMENTS", 3 * 2)  # blocks of 3 rows: 7 blocks
-    written = geoprior._save_probabilities(tmp_path / "probs.npy", model, lat, lon, days)
+    monkeypatch.setattr(prior_model, "PRESENCE_BLOCK_ELEMENTS", 3 * 2)  # blocks of 3 rows: 7 blocks
+    written = prior_fit._save_probabilities(tmp_path / "probs.npy", model, lat, lon, days)
     assert written.shape == whole.shape and written.dtype == np.float32
     # A matrix product over fewer rows may round differently in the last bit; the default world fits one block.
     np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), whole, rtol=1e-6, atol=1e-7)

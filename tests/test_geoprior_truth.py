@@ -1,5 +1,6 @@
-"""The geographic prior's truth: the world's oracle P(species | place[, day]) on a hand-made world, and the
-occurrence table the prior can train on (its errors name the row and column)."""
+"""The geographic prior's truth: the world's oracle P(species | place[, day]) on a hand-made world, the oracle
+product the prior is scored against, and the occurrence table the prior can train on (its errors name the row and
+column)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from geocontrast.data.synthetic.observations import (
     species_weights,
     visit_day_probabilities,
 )
+from geocontrast.data.synthetic.oracle import oracle_product
 from geocontrast.data.synthetic.truth import Truth, oracle_probabilities
+from geocontrast.prior.scores import limits
 
 
 @pytest.fixture
@@ -100,6 +103,50 @@ def test_the_oracle_without_the_day_equals_the_day_by_day_average_also_where_not
     )
     assert season_weights(np.array([220.0]), taxonomy).max() <= OUT_OF_SEASON  # e.g. day 220: nothing flowers
     np.testing.assert_allclose(oracle_probabilities(world, ["A", "B", "C"], lat, lon), by_day, rtol=1e-9)
+
+
+def _collection():
+    """Five photos of the 2 x 2 world with their splits: two scored test photos (east, dated and not), one test
+    photo without coordinates, one without a species, one train photo."""
+    manifest = pd.DataFrame(
+        {
+            "image_id": ["p0", "p1", "p2", "p3", "p4"],
+            "species": ["B", "A", "A", None, "B"],
+            "lat": [0.0, 0.0, np.nan, 0.0, 0.0],
+            "lon": [1.0, 1.0, np.nan, 0.0, 1.0],
+            "has_coords": [True, True, False, True, True],
+            "observed_on": pd.to_datetime(["2021-10-07", None, "2021-04-10", "2021-04-10", "2021-04-10"]),
+        }
+    )
+    splits = pd.DataFrame({"image_id": manifest["image_id"], "split": ["test", "test", "test", "test", "train"]})
+    return manifest, splits
+
+
+def test_the_oracle_product_ranks_the_scored_test_photos_and_marks_the_true_ranges(truth):
+    manifest, splits = _collection()
+    product = oracle_product(truth, manifest, splits)
+    assert product["classes"].tolist() == ["A", "B"] and product["rows"].tolist() == [0, 1]
+    # Undated, east: most visits fall near A's season (day 100), so A first; on day 280 (2021-10-07) only B flowers.
+    assert product["location_ranked"].tolist() == [[0, 1], [0, 1]] and product["location_usable"].all()
+    assert product["location_date_ranked"].tolist() == [[1, 0], [-1, -1]]  # the second photo has no date
+    assert product["location_date_usable"].tolist() == [True, False]
+    # A's range: both columns (0.5 >= 0.1 x 1.0); B's: the east column only.
+    assert product["present"].tolist() == [[True, True, True, True], [False, True, False, True]]
+    assert product["cell_lon"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_the_prior_is_scored_against_the_oracle_product_and_refuses_another_replicates(truth, tmp_path):
+    manifest, splits = _collection()
+    np.savez(tmp_path / "oracle.npz", **oracle_product(truth, manifest, splits))
+    in_range = lambda lat, lon: np.stack([np.ones_like(lon), lon], axis=1)  # noqa: E731  (A everywhere, B east)
+    scored = limits(tmp_path / "oracle.npz", ["A", "B"], np.array([0, 1]), np.array([1, 0]), {"top1": 0.5}, in_range)
+    assert scored["prior_only_test"][1] == {"model": "limit: oracle P(y | x)", "top1": 0.5, "top5": 1.0, "n": 2}
+    assert scored["prior_only_test"][2] == {"model": "limit: oracle P(y | x, date)", "top1": 1.0, "top5": 1.0, "n": 1}
+    assert scored["range_auc"] == {"A": None, "B": 1.0}  # A is present everywhere: no absence cell
+    with pytest.raises(ValueError, match="oracle.npz: its test photos are not this replicate's"):
+        limits(tmp_path / "oracle.npz", ["A", "B"], np.array([0]), np.array([1]), {}, in_range)
+    with pytest.raises(ValueError, match="oracle.npz: its classes are not the manifest's species"):
+        limits(tmp_path / "oracle.npz", ["B", "A"], np.array([0, 1]), np.array([1, 0]), {}, in_range)
 
 
 def test_the_oracle_names_classes_the_world_lacks(truth):

@@ -1,7 +1,8 @@
 """Imports inside the package only go down the layers and never form a cycle (read from the source, nothing run).
 
-Layers, bottom first: the dependency-free utilities, then data -> geo -> models/losses -> strategies -> train ->
-evaluate -> report. A module may import its own layer or a lower one; the utilities import only each other.
+Layers, bottom first: the dependency-free utilities (metrics among them), then data -> geo -> prior/models/losses
+-> strategies -> train -> evaluate -> results -> report. A module may import its own layer or a lower one; the
+utilities import only each other.
 Every import counts, including those inside functions and under ``if TYPE_CHECKING``.
 """
 
@@ -14,17 +15,19 @@ import pytest
 
 PACKAGE = "geocontrast"
 ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
-UTILITIES = ("__init__", "atomic", "cli", "determinism", "distributed", "npy_rows", "registry", "runtime")
+UTILITIES = ("__init__", "atomic", "cli", "determinism", "distributed", "metrics", "npy_rows", "registry", "runtime")
 LAYERS = {
     **dict.fromkeys(UTILITIES, 0),
     "data": 1,
     "geo": 2,
     "models": 3,
     "losses": 3,
+    "prior": 3,
     "strategies": 4,
     "train": 5,
     "evaluate": 6,
-    "report": 7,
+    "results": 7,
+    "report": 8,
 }
 """Layer of each top-level module or subpackage of geocontrast; a new one must be placed here."""
 

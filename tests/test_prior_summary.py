@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geocontrast.evaluate.prior_scores import LEARNED, MOST_COMMON, prior_table, reliability
-from geocontrast.evaluate.results import prior_text, read_priors
+from geocontrast.prior.scores import LEARNED, MOST_COMMON, prior_table, reliability
 from geocontrast.report import prior as prior_report
+from geocontrast.results.table import prior_text, read_priors
 
 ORACLE_X, ORACLE_XT = "limit: oracle P(y | x)", "limit: oracle P(y | x, date)"
 

@@ -14,11 +14,11 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K, cam
-from geocontrast.evaluate.results import pretraining_run
 from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
 from geocontrast.report import results_table as rt
 from geocontrast.report.style import STRATEGY_COLOURS, save_figure
+from geocontrast.results.table import pretraining_run
 
 STRATEGIES = ("random_init", "supervised", "augmented", "context_pos", "context_pos_neg")
 PROTOCOLS = ("finetune", "linear")

@@ -20,17 +20,19 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
 from snakemake.utils import validate
 
-from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest, write_manifest
+from geocontrast.data.manifest import MANIFEST_COLUMNS, read_manifest, validate_manifest, write_manifest
 from geocontrast.data.splits import make_splits
 from geocontrast.data.synthetic import generate_world, write_truth
-from geocontrast.data.synthetic.truth import simulate_occurrences
-from geocontrast.evaluate.geoprior import geoprior
-from geocontrast.evaluate.geoprior_model import LOSSES
+from geocontrast.data.synthetic.oracle import oracle_product
+from geocontrast.data.synthetic.truth import Truth, simulate_occurrences
+from geocontrast.prior.fit import geoprior
+from geocontrast.prior.model import LOSSES
 
 REPO = Path(__file__).resolve().parents[2]
 INPUT_SETS = {"location": ["location"], "location+date": ["location", "date"]}
@@ -38,17 +40,17 @@ DATA = {"photos": "labelled photos", "occurrences": "+ occurrence table"}
 
 
 def prepare(config: dict, out_dir: Path) -> dict[str, Path]:
-    """The world's manifest, splits, truth and occurrence table under ``out_dir`` (made once, then reused)."""
-    paths = {name: out_dir / name for name in ("manifest.parquet", "splits.parquet", "occurrences.csv")}
-    paths["truth"] = out_dir / "world" / "truth.npz"
+    """The world's manifest, splits, oracle and occurrence table under ``out_dir`` (made once, then reused)."""
+    paths = {name: out_dir / name for name in ("manifest.parquet", "splits.parquet", "occurrences.csv", "oracle.npz")}
+    truth = out_dir / "world" / "truth.npz"
     if all(path.exists() for path in paths.values()):
         return paths
     world = generate_world(config["world"])
-    write_truth(world, paths["truth"].parent)
+    write_truth(world, truth.parent)
     manifest = validate_manifest(world.photos[list(MANIFEST_COLUMNS)])
     write_manifest(manifest, paths["manifest.parquet"])
     split = config["splits"]
-    make_splits(
+    splits = make_splits(
         manifest,
         split["mode"],
         split["fractions"],
@@ -56,7 +58,11 @@ def prepare(config: dict, out_dir: Path) -> dict[str, Path]:
         split["seed"],
         split["block_km"],
         split["min_labelled_per_species"],
-    ).to_parquet(paths["splits.parquet"])
+    )
+    splits.to_parquet(paths["splits.parquet"])
+    np.savez_compressed(
+        paths["oracle.npz"], **oracle_product(Truth.load(truth), read_manifest(paths["manifest.parquet"]), splits)
+    )
     simulate_occurrences(world, config["world"]).to_csv(paths["occurrences.csv"], index=False)
     return paths
 
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     },
                     args.seed,
                     occurrences,
-                    paths["truth"],
+                    paths["oracle.npz"],
                 )
                 rows.append(
                     {

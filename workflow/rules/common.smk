@@ -56,6 +56,16 @@ def replicate_seed(base, rep):
     return int(base) + int(rep)
 
 
+def replicate_seed_of(key):
+    """A params function: the config seed at ``key`` (a path such as "splits/seed") plus the job's replicate {rep}
+    (see replicate_seed)."""
+
+    def seed(wildcards):
+        return replicate_seed(lookup(dpath=key, within=config), wildcards.rep)
+
+    return seed
+
+
 def replicate_folder(seed):
     """Where the data products of pretraining seed ``seed``'s replicate live (splits, geo tables, prior, pairs)."""
     return f"{RESULTS}/replicates/{replicate(seed)}"
@@ -111,7 +121,8 @@ def prior_occurrences():
 
 
 def geo_prior_inputs(wildcards):
-    """The prior's manifest and splits, its occurrence table when configured and the world's truth to score it."""
+    """The prior's manifest and splits, its occurrence table when configured and, on the synthetic world, the
+    replicate's oracle to score it against."""
     inputs = {
         "manifest": f"{RESULTS}/manifest.parquet",
         "splits": f"{RESULTS}/replicates/{wildcards.rep}/splits.parquet",
@@ -119,18 +130,27 @@ def geo_prior_inputs(wildcards):
     if prior_occurrences():
         inputs["occurrences"] = prior_occurrences()
     if world_truth():
-        inputs["truth"] = world_truth()
-        inputs["taxonomy"] = f"{RESULTS}/world/taxonomy.parquet"  # read beside truth.npz
+        inputs["oracle"] = f"{RESULTS}/replicates/{wildcards.rep}/oracle.npz"
     return inputs
 
 
 def geo_prior_arguments(wildcards, input):
-    """--occurrences and --truth of the geoprior CLI, for the inputs it has."""
-    return " ".join(f"--{name} {input[name]}" for name in ("occurrences", "truth") if name in input.keys())
+    """--occurrences and --oracle of the prior's CLI, for the inputs it has."""
+    return " ".join(f"--{name} {input[name]}" for name in ("occurrences", "oracle") if name in input.keys())
 
 
 def joined(values):
     return " ".join(str(v) for v in values)
+
+
+def job_label_fractions(wildcards):
+    """The label budgets of an evaluation job (job_budgets), as one argument."""
+    return joined(job_budgets(wildcards))
+
+
+def priors_argument(wildcards, input):
+    """--priors with the prior records when the results table has any."""
+    return f"--priors {input.priors}" if input.priors else ""
 
 
 def check_strategies():
@@ -422,3 +442,8 @@ def deterministic_flag():
 def output_folder(wildcards, output):
     """The folder of a job's first output, for CLIs that write several files into one folder."""
     return os.path.dirname(output[0])
+
+
+def truth_folder(wildcards, output):
+    """The folder of the world's truth, where the world writes its own files."""
+    return os.path.dirname(output.truth)

@@ -1,5 +1,6 @@
 # Data stage: source -> validated manifest -> image cache per resolution -> splits. The synthetic world is one
-# source; the real-data sources (sources.smk) write the same two outputs.
+# source; the real-data sources (sources.smk) write the same two outputs. The world also writes what its truth
+# knows: occurrence records without photos, and per replicate the oracle the geographic prior is scored against.
 
 
 if config["dataset"]["source"] == "synthetic":
@@ -17,7 +18,7 @@ if config["dataset"]["source"] == "synthetic":
             f"{BENCHMARKS}/synthetic_world.tsv"
         params:
             world=world_json(),
-            world_dir=lambda wildcards, output: os.path.dirname(output.truth),
+            world_dir=truth_folder,
         priority: BEFORE_PRETRAINING_PRIORITY
         conda:
             "../envs/data.yaml"
@@ -37,6 +38,26 @@ if config["dataset"]["source"] == "synthetic":
             "../envs/data.yaml"
         shell:
             "python -m geocontrast.data.synthetic.truth --world-json {params.world:q} --out {output} > {log} 2>&1"
+
+    # What the world's truth allows a prior on a replicate's test photos (the oracle's ranked species, the true
+    # ranges): a product of the world that the prior's scoring reads.
+    rule world_oracle:
+        input:
+            truth=f"{RESULTS}/world/truth.npz",
+            taxonomy=f"{RESULTS}/world/taxonomy.parquet",  # read beside truth.npz
+            manifest=f"{RESULTS}/manifest.parquet",
+            splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
+        output:
+            f"{RESULTS}/replicates/{{rep}}/oracle.npz",
+        log:
+            f"{LOGS}/world_oracle_rep{{rep}}.log",
+        benchmark:
+            f"{BENCHMARKS}/world_oracle_rep{{rep}}.tsv"
+        conda:
+            "../envs/data.yaml"
+        shell:
+            "python -m geocontrast.data.synthetic.oracle --truth {input.truth} --manifest {input.manifest}"
+            " --splits {input.splits} --out {output} > {log} 2>&1"
 
 
 rule manifest:
@@ -114,7 +135,7 @@ rule splits:
         mode=config["splits"]["mode"],
         fractions=joined(config["splits"]["fractions"]),
         label_fractions=joined(config["splits"]["label_fractions"]),
-        seed=lambda wildcards: replicate_seed(config["splits"]["seed"], wildcards.rep),
+        seed=replicate_seed_of("splits/seed"),
         block_km=config["splits"]["block_km"],
         min_labelled=config["splits"]["min_labelled_per_species"],
     priority: BEFORE_PRETRAINING_PRIORITY

@@ -1,34 +1,10 @@
-# Evaluation stage: the geographic prior, one frozen-evaluation job per (strategy, seed) that embeds every photo once
-# and runs every frozen protocol and task at every label budget from it (one job start and one embedding instead of
-# one job per protocol x budget plus an embedding job: each Python start-up with torch costs seconds), a fine-tuning
-# job per (strategy, seed, label budget), and the results table. A label-trained strategy (supervised) has one
-# encoder per label budget, so its frozen job is one per (strategy, seed, label budget), reading that budget's
-# encoder. The baselines are the strategies random_init (the untrained encoder) and most_common.
-
-
-rule geo_prior:
-    input:
-        unpack(geo_prior_inputs),
-    output:
-        probs=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/probs.npy",
-        summary=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/prior.json",
-        grid=f"{RESULTS}/replicates/{{rep}}/geoprior/l{{pct}}/grid.npz",
-    log:
-        f"{LOGS}/geo_prior_rep{{rep}}_l{{pct}}.log",
-    benchmark:
-        f"{BENCHMARKS}/geo_prior_rep{{rep}}_l{{pct}}.tsv"
-    params:
-        geoprior=json.dumps(config["evaluate"]["geoprior"], sort_keys=True),
-        seed=lambda wildcards: replicate_seed(config["evaluate"]["geoprior_seed"], wildcards.rep),
-        out_dir=output_folder,
-        extra=geo_prior_arguments,
-    conda:
-        "../envs/train.yaml"
-    threads: 1  # a small MLP: a second thread measured slower on 2 busy cores
-    shell:
-        "python -m geocontrast.evaluate.geoprior --manifest {input.manifest} --splits {input.splits}"
-        " --label-fraction {wildcards.pct} --out-dir {params.out_dir} --params-json {params.geoprior:q}"
-        " --seed {params.seed} {params.extra} --threads {threads} > {log} 2>&1"
+# Evaluation stage: one frozen-evaluation job per (strategy, seed) that embeds every photo once and runs every
+# frozen protocol and task at every label budget from it (one job start and one embedding instead of one job per
+# protocol x budget plus an embedding job: each Python start-up with torch costs seconds), a fine-tuning job per
+# (strategy, seed, label budget), the downstream tasks' genus pairs and the report's class-activation maps. A
+# label-trained strategy (supervised) has one encoder per label budget, so its frozen job is one per (strategy,
+# seed, label budget), reading that budget's encoder. The baselines are the strategies random_init (the untrained
+# encoder) and most_common.
 
 
 rule genus_pairs:
@@ -69,7 +45,7 @@ rule evaluate_frozen:
         resolution=config["pretrain"]["resolution"],
         deterministic=deterministic_flag(),
         run=run_facts,
-        label_fractions=lambda wildcards: joined(job_budgets(wildcards)),
+        label_fractions=job_label_fractions,
         protocols=joined(frozen_protocols()),
         sections=frozen_params(),
         pairs=pairs_argument,
@@ -207,50 +183,3 @@ rule most_common_baseline:
     shell:
         "python -m geocontrast.evaluate --protocol baseline --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} {params.prior} --run-json {params.run:q} --out {output} > {log} 2>&1"
-
-
-rule results_table:
-    input:
-        evaluations=evaluation_outputs(),
-        pairs=pair_records(),
-        priors=prior_records(),
-    output:
-        table=f"{RESULTS}/results.csv",
-        summary=f"{RESULTS}/results_summary.csv",
-        text=f"{RESULTS}/results_summary.txt",
-        not_computed=f"{RESULTS}/not_computed.csv",
-    log:
-        f"{LOGS}/results_table.log",
-    benchmark:
-        f"{BENCHMARKS}/results_table.tsv"
-    params:
-        priors=lambda wildcards, input: f"--priors {input.priors}" if input.priors else "",
-    conda:
-        "../envs/train.yaml"
-    shell:
-        "python -m geocontrast.evaluate.results {input.evaluations} --pairs {input.pairs} --out {output.table}"
-        " --summary {output.summary} --text {output.text} --not-computed {output.not_computed}"
-        " {params.priors} > {log} 2>&1"
-
-
-# Paired comparisons (geocontrast.evaluate.compare): every strategy against compare.reference and against
-# random_init, per protocol and label budget, with intervals. The evaluation JSONs supply the per-photo hits for
-# the test-photo bootstrap when replicates share one test split.
-rule comparisons:
-    input:
-        results=f"{RESULTS}/results.csv",
-        evaluations=evaluation_outputs(),
-    output:
-        table=f"{RESULTS}/comparisons.csv",
-        text=f"{RESULTS}/comparisons.txt",
-    log:
-        f"{LOGS}/comparisons.log",
-    benchmark:
-        f"{BENCHMARKS}/comparisons.tsv"
-    params:
-        compare=json.dumps(config["compare"], sort_keys=True),
-    conda:
-        "../envs/data.yaml"
-    shell:
-        "python -m geocontrast.evaluate.compare --results {input.results} --evaluations {input.evaluations}"
-        " --out {output.table} --text {output.text} --params-json {params.compare:q} > {log} 2>&1"

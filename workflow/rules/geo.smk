@@ -13,7 +13,7 @@ rule neighbour_table:
     benchmark:
         f"{BENCHMARKS}/neighbour_table_rep{{rep}}_r{{radius_km}}_k{{k}}.tsv"
     params:
-        seed=lambda wildcards: replicate_seed(config["neighbours"]["seed"], wildcards.rep),
+        seed=replicate_seed_of("neighbours/seed"),
         min_km=config["neighbours"]["min_km"],
         fallback=config["neighbours"]["fallback"],
         memory_budget_gb=config["neighbours"]["memory_budget_gb"],
@@ -40,7 +40,7 @@ rule negative_table:
     benchmark:
         f"{BENCHMARKS}/negative_table_rep{{rep}}_{{rule}}_m{{m}}.tsv"
     params:
-        seed=lambda wildcards: replicate_seed(config["negatives"]["seed"], wildcards.rep),
+        seed=replicate_seed_of("negatives/seed"),
         r_neg_km=config["negatives"]["r_neg_km"],
         band_km=joined(config["negatives"]["band_km"]),
     priority: BEFORE_PRETRAINING_PRIORITY

@@ -133,6 +133,17 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return manifest
 
 
+def species_classes(species) -> tuple[np.ndarray, list[str]]:
+    """(N,) int64 class index per value of ``species`` (-1 where missing) and the sorted class names: the class
+    order of every classifier and prior."""
+    species = np.asarray(species, dtype=object)
+    labelled = pd.notna(species)
+    names = sorted(set(species[labelled].tolist()))
+    lookup = {name: i for i, name in enumerate(names)}
+    codes = np.array([lookup[s] if ok else -1 for s, ok in zip(species, labelled)], dtype=np.int64)
+    return codes, names
+
+
 def summarise_manifest(manifest: pd.DataFrame) -> dict:
     """Counts a person checks before training: images, observations, labels, coordinates, taxa per rank."""
     labelled = manifest["species"].notna()

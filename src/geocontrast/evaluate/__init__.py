@@ -1,27 +1,21 @@
-"""Evaluation: embeddings, linear probe, fine-tune, kNN, metrics, taxonomy ranks, the geographic prior, results.
+"""Evaluation protocols on an encoder: embeddings, linear probe, fine-tune, kNN, downstream tasks, taxonomy ranks.
 
 Files (``R = results/<dataset>``):
 
 - ``R/embeddings/<strategy>/seed<seed>.npy``: (N, D) float16 frozen-encoder features of every manifest row, in
   manifest order (``random_init`` is the untrained encoder of the same architecture).
-- ``R/geoprior/l<pct>/probs.npy``: (N, C) float32 presence probabilities P(y | location) of every manifest row,
-  trained on the labelled subset of that budget; class order = sorted species names of the manifest; rows
-  without coordinates hold 1.0 (a uniform prior). ``prior.json`` beside it: ``classes`` and the location
-  model's own val/test accuracy; ``grid.npz``: the prior on a lat/lon grid, for range maps.
 - ``R/eval/<strategy>/seed<seed>/<protocol>_l<pct>.json``: one evaluation (see :data:`RESULT_COLUMNS`); protocol
   is ``finetune``, ``linear`` or ``knn``, or a downstream task of :data:`TASKS`; the most-common-species baseline
   is strategy ``most_common``, protocol ``baseline``; a fused pair (:mod:`geocontrast.evaluate.fusion`) is
   strategy ``<first>+<second>``, protocol ``fusion``. Species-identification records also keep which test photos
-  were hit (``test_hits``, :func:`geocontrast.evaluate.metrics.hit_record`).
+  were hit (``test_hits``, :func:`geocontrast.metrics.hit_record`).
 - ``R/tasks/genus_pairs_l<pct>.json``: the genus pairs of the genus-discrimination task, chosen once for all
   strategies from the labelled train images' pixels.
-- ``R/results.csv``: one row per evaluation JSON, columns :data:`RESULT_COLUMNS`;
-  ``R/results_summary.csv``: mean, std and n_seeds per (strategy, protocol, label_fraction)
-  (:func:`geocontrast.evaluate.results.summarise`).
-- ``R/comparisons.csv`` and ``comparisons.txt``: paired differences of every strategy against the reference and
-  against ``random_init``, with intervals (:mod:`geocontrast.evaluate.compare`).
+
+The prior's files are :mod:`geocontrast.prior`'s, the results table's and comparisons' :mod:`geocontrast.results`'.
 """
 
+from geocontrast.metrics import TOP_K as TOP_K
 from geocontrast.registry import PROBE_RANKS as PROBE_RANKS
 from geocontrast.registry import RANKS as RANKS
 from geocontrast.registry import TASKS as TASK_SPECS
@@ -37,7 +31,6 @@ PROTOCOL_TITLES = {
 TASKS = tuple(TASK_SPECS)
 """Downstream tasks on frozen features (:mod:`geocontrast.evaluate.tasks`); ``<rank>_probe`` is the linear
 probe trained on labels at that rank (its top-k columns are then at that rank)."""
-TOP_K = (1, 2, 3, 4, 5)
 CLASSIFICATION_METRIC_COLUMNS = (
     *(f"top{k}" for k in TOP_K),
     "macro_top1",

@@ -38,8 +38,8 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.evaluate import protocols
     from geocontrast.evaluate.embed import load_or_init_encoder
-    from geocontrast.evaluate.geoprior import load_prior
-    from geocontrast.evaluate.metrics import most_common_scores
+    from geocontrast.metrics import most_common_scores
+    from geocontrast.prior.fit import load_prior
     from geocontrast.runtime import resolve_amp, resolve_device
 
     manifest = read_manifest(args.manifest)

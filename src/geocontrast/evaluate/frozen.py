@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.determinism import make_deterministic
     from geocontrast.evaluate.embed import embed, load_or_init_encoder, open_features
-    from geocontrast.evaluate.geoprior import load_prior
     from geocontrast.evaluate.protocols import eval_rows
+    from geocontrast.prior.fit import load_prior
     from geocontrast.runtime import resolve_amp, resolve_device, set_threads
     from geocontrast.train.budget import pretraining_facts
 

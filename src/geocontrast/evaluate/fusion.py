@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.atomic import write_json
     from geocontrast.data.manifest import read_manifest
     from geocontrast.evaluate.frozen import result_path
-    from geocontrast.evaluate.geoprior import load_prior
     from geocontrast.evaluate.protocols import eval_rows
+    from geocontrast.prior.fit import load_prior
     from geocontrast.runtime import set_threads
 
     if args.threads:

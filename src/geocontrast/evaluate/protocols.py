@@ -18,7 +18,8 @@ from torch import nn
 
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import RANKS, TOP_K, similarity
-from geocontrast.evaluate.metrics import (
+from geocontrast.geo.training_data import training_data
+from geocontrast.metrics import (
     ancestor_codes,
     confused_pairs,
     hit_record,
@@ -26,9 +27,8 @@ from geocontrast.evaluate.metrics import (
     rank_accuracy,
     top_k_accuracy,
 )
-from geocontrast.evaluate.prior_scores import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
-from geocontrast.geo.training_data import training_data
 from geocontrast.models import build_encoder
+from geocontrast.prior.scores import WEIGHT_WITHOUT_VAL, choose_prior_weight, class_frequencies, combine
 from geocontrast.runtime import encode_rows, gather_rows, keep_freed_memory
 from geocontrast.train.augment import AugmentRecipe, BatchAugment
 from geocontrast.train.checkpoint import atomic_save
@@ -307,10 +307,10 @@ def score(
     val_probs: np.ndarray | None = None,
 ) -> dict:
     """Test metrics (:data:`geocontrast.evaluate.METRIC_COLUMNS`), the most frequent confusions and which test
-    photos were hit (:func:`~geocontrast.evaluate.metrics.hit_record`, for paired statistics).
+    photos were hit (:func:`~geocontrast.metrics.hit_record`, for paired statistics).
 
     ``location_probs``: (N, C) geographic prior of every manifest row; without it the prior columns are NaN.
-    With it, the prior is combined by :func:`~geocontrast.evaluate.prior_scores.combine` with the labelled train
+    With it, the prior is combined by :func:`~geocontrast.prior.scores.combine` with the labelled train
     class frequencies divided out, at the weight chosen on ``val_probs`` ((n_val, C) image probabilities of the
     val rows; None: weight 1); ``prior_weighting`` records how.
     """

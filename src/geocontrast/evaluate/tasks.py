@@ -28,7 +28,7 @@ DEFAULTS = {"genus_pairs": GENUS_PAIRS_DEFAULTS, "mislabel": MISLABEL_DEFAULTS, 
 
 def rank_names(species_names: list[str], manifest: pd.DataFrame, rank: str) -> list[str]:
     """Sorted names at ``rank`` of the given species: the class order of
-    :func:`geocontrast.evaluate.metrics.ancestor_codes` at that rank."""
+    :func:`geocontrast.metrics.ancestor_codes` at that rank."""
     lineage = manifest.dropna(subset=["species"]).drop_duplicates("species").set_index("species")
     return sorted(set(lineage.loc[species_names, rank]))
 

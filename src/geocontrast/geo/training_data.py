@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from geocontrast.data.manifest import species_classes
 from geocontrast.data.splits import labelled_column
 from geocontrast.geo.coords import unit_vectors
 
@@ -52,11 +53,7 @@ class TrainingData:
 
     def species_codes(self) -> tuple[np.ndarray, list[str]]:
         """(N,) int64 class index per row (-1 when unlabelled) and the sorted class names."""
-        labelled = pd.notna(self.species)
-        names = sorted(set(self.species[labelled].tolist()))
-        lookup = {name: i for i, name in enumerate(names)}
-        codes = np.array([lookup[s] if ok else -1 for s, ok in zip(self.species, labelled)], dtype=np.int64)
-        return codes, names
+        return species_classes(self.species)
 
 
 def training_data(manifest: pd.DataFrame, splits: pd.DataFrame, neighbours=None, negatives=None) -> TrainingData:

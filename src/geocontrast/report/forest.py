@@ -1,6 +1,6 @@
 """Forest plot of the paired comparisons: one row per strategy vs reference, one panel per protocol.
 
-Input: ``comparisons.csv`` (:mod:`geocontrast.evaluate.compare`; differences are fractions, drawn as points).
+Input: ``comparisons.csv`` (:mod:`geocontrast.results.compare`; differences are fractions, drawn as points).
 
 CLI (called by ``workflow/rules/report.smk``; writes ``comparisons.png`` and ``comparisons.svg``)::
 
@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.cli import json_object
-from geocontrast.evaluate.compare import METRIC_NAMES
 from geocontrast.report.panels import (
     at_label_fraction,
     finish_figure,
@@ -29,6 +28,7 @@ from geocontrast.report.panels import (
     strategy_order,
 )
 from geocontrast.report.style import plt, save_figure, strategy_colour
+from geocontrast.results.compare import METRIC_NAMES
 
 ROW_IN = 0.22  # height of one comparison row; 20 rows and the legend fit a page
 MARGIN_IN = 1.4  # title, x label and legend

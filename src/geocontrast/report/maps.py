@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.prior_grid is not None:
                 predicted = load_range_grid(args.prior_grid)
-                if predicted.species.size == 0:  # a skipped prior (geocontrast.evaluate.geoprior.skip_prior)
+                if predicted.species.size == 0:  # a skipped prior (geocontrast.prior.fit.skip_prior)
                     save_figure(note_figure("map ranges not drawn: the geographic prior was skipped"), args.out)
                     return 0
             else:

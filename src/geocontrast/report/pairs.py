@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
-from geocontrast.evaluate.results import read_pair_records
 from geocontrast.report.style import plt, save_figure
+from geocontrast.results.table import read_pair_records
 
 KINDS = ("positive", "negative", "masked", "random")
 SHARES = ("species", "genus", "family", "observer", "date")

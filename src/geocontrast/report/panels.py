@@ -1,7 +1,7 @@
 """What every results figure shares: the order of strategies and protocols, mean and spread over seeds, and
 the panel grid, bars, baseline lines and legend they are drawn with.
 
-Summaries are :func:`geocontrast.evaluate.results.summarise` tables (``<metric>_mean``, ``<metric>_std``,
+Summaries are :func:`geocontrast.results.table.summarise` tables (``<metric>_mean``, ``<metric>_std``,
 ``n_seeds`` per strategy x protocol x label fraction); values are fractions, drawn as percentages.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
-from geocontrast.evaluate.results import summarise
 from geocontrast.report.style import plt, strategy_colour
+from geocontrast.results.table import summarise
 
 if TYPE_CHECKING:
     from matplotlib.lines import Line2D

@@ -3,7 +3,7 @@ its probabilities can be trusted.
 
 Left: test top-1 and top-5 of the prior alone (no image) against the most-common-species baseline and, on the
 synthetic world, the oracles P(y | x) and P(y | x, date) computed from the world's truth ("limit" rows), mean ±
-std over replicates (:func:`geocontrast.evaluate.prior_scores.prior_table`). Right: the reliability diagram of
+std over replicates (:func:`geocontrast.prior.scores.prior_table`). Right: the reliability diagram of
 the normalised prior as a classifier, its bins pooled over the replicates (count-weighted), with the expected
 calibration error; a calibrated prior lies on the diagonal.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from geocontrast.evaluate.prior_scores import LEARNED, MOST_COMMON, TOP_K, prior_table
-from geocontrast.evaluate.results import read_priors
+from geocontrast.prior.scores import LEARNED, MOST_COMMON, TOP_K, prior_table
 from geocontrast.report.style import STRATEGY_COLOURS, note_figure, plt, save_figure
+from geocontrast.results.table import read_priors
 
 MODEL_COLOURS = {MOST_COMMON: STRATEGY_COLOURS["most_common"], LEARNED: "#0072B2"}
 LIMIT_COLOUR = "#CCCCCC"
@@ -31,7 +31,7 @@ LIMIT_HATCHES = ("//", "xx", "..")  # the oracle limits, in the order prior.json
 
 
 def pooled_reliability(reliabilities: list[dict]) -> dict:
-    """One reliability diagram from several (:func:`geocontrast.evaluate.prior_scores.reliability` of each
+    """One reliability diagram from several (:func:`geocontrast.prior.scores.reliability` of each
     replicate, same bins): counts summed, mean confidence and accuracy weighted by each bin's counts, and the
     expected calibration error of the pooled bins."""
     count = np.sum([r["count"] for r in reliabilities], axis=0).astype(float)

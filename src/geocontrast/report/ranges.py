@@ -62,7 +62,7 @@ def prior_grid(
     """Evaluate ``prior(lat (n,), lon (n,)) -> (n, C)`` P(species | location) on the grid of cell centres
     ``lat`` (n_lat,) x ``lon`` (n_lon,); ``classes``: the C species names in the prior's column order.
 
-    With the geo prior of :mod:`geocontrast.evaluate.geoprior_model`:
+    With the geo prior of :mod:`geocontrast.prior.model`:
     ``prior_grid(lambda la, lo: location_probabilities(model, la, lo), classes, truth.lat, truth.lon)``.
     """
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)

@@ -37,7 +37,6 @@ import pandas as pd
 
 from geocontrast.cli import json_object
 from geocontrast.evaluate import RANKS
-from geocontrast.evaluate.results import pretraining_run
 from geocontrast.report.panels import (
     MOST_COMMON,
     MOST_COMMON_LABEL,
@@ -66,6 +65,7 @@ from geocontrast.report.panels import (
 )
 from geocontrast.report.results_table import results_table, write_table
 from geocontrast.report.style import note_figure, plt, save_figure, strategy_colour
+from geocontrast.results.table import pretraining_run
 
 ACCURACY_LABEL = "accuracy on test (%)"
 
@@ -293,7 +293,7 @@ def read_metrics(paths: Iterable[Path]) -> pd.DataFrame:
     ``<strategy>_l<pct>`` for a job at a label budget) and ``seed`` columns.
 
     Strategy and seed come from the path, as the pretrain rules lay it out
-    (:func:`~geocontrast.evaluate.results.pretraining_run`); other layouts are refused.
+    (:func:`~geocontrast.results.table.pretraining_run`); other layouts are refused.
     """
     frames = []
     for path in map(Path, paths):

@@ -23,7 +23,6 @@ import pandas as pd
 
 from geocontrast.cli import json_object
 from geocontrast.evaluate import TASKS
-from geocontrast.evaluate.results import summarise
 from geocontrast.report.panels import (
     at_label_fraction,
     check_options,
@@ -36,6 +35,7 @@ from geocontrast.report.panels import (
     strategy_order,
 )
 from geocontrast.report.style import plt, save_figure, strategy_colour
+from geocontrast.results.table import summarise
 
 TASK_PANELS = (
     ("genus_probe", "top1", "genus identification", "top-1 (%)"),

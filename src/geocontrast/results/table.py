@@ -15,7 +15,7 @@ import pandas as pd
 
 from geocontrast.atomic import atomic_path, write_text
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
-from geocontrast.evaluate.prior_scores import LEARNED, TOP_K, prior_table
+from geocontrast.prior.scores import LEARNED, TOP_K, prior_table
 
 GROUP_COLUMNS = ("strategy", "protocol", "label_fraction")
 
@@ -186,7 +186,7 @@ def not_computed_text(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.results", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.results.table", description=__doc__)
     parser.add_argument("evaluations", nargs="+", type=Path, help="evaluation JSON files")
     parser.add_argument("--out", required=True, type=Path, help="results.csv")
     parser.add_argument("--summary", required=True, type=Path, help="results_summary.csv")

@@ -4,7 +4,7 @@ The calibrated combination P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))
 (:func:`combine`, :func:`choose_prior_weight`), the prior's own top-k and calibration (:func:`prior_only_scores`,
 :func:`reliability`), and on the synthetic world its "limit" rows and range AUC against the world's truth
 (:func:`limits`), and those scores of every replicate as one table (:func:`prior_table`). The prior itself is
-fitted and written by :mod:`geocontrast.evaluate.geoprior`.
+fitted and written by :mod:`geocontrast.prior.fit`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geocontrast.evaluate.metrics import hits_in_ranked, ranked_classes, top_k_accuracy
+from geocontrast.metrics import hits_in_ranked, ranked_classes, top_k_accuracy
 
 TOP_K = (1, 5)
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # w in (P(y | x) / P(y))^w, chosen on val
-PRESENT_FRACTION = 0.1  # a world cell is in a species' true range where its suitability >= this x its maximum
 RELIABILITY_BINS = 10
 COMBINE_BLOCK_ELEMENTS = 1 << 22  # (row, class) cells combined at once: a few float64 copies of 32 MB each
 
@@ -166,47 +165,34 @@ def _read_rows(probs, rows, block: slice) -> np.ndarray:
     return np.asarray(probs[block] if rows is None else probs[rows[block]])
 
 
-def limits(
-    truth_path: Path, classes: list[str], lat, lon, days, labels, learned: dict, grid_of_model: Callable
-) -> dict:
-    """What the world's truth says of the prior on the test rows given: the prior-only table (the learned prior's
-    ``learned`` top-k beside the oracles P(y | x) and P(y | x, date), the "limit" rows, each computed a block of
-    rows at a time) and each species' range AUC over the world's land cells (true range: suitability >=
-    :data:`PRESENT_FRACTION` x the species' maximum)."""
-    from geocontrast.data.synthetic.truth import Truth
-
-    truth = Truth.load(truth_path)
+def limits(oracle_path: Path, classes: list[str], rows, labels, learned: dict, grid_of_model: Callable) -> dict:
+    """What the world's truth says of the prior on the test ``rows`` (manifest rows, with their ``labels``), read
+    from the replicate's ``oracle.npz`` (:mod:`geocontrast.data.synthetic.oracle`): the prior-only table (the
+    learned prior's ``learned`` top-k beside the oracles P(y | x) and P(y | x, date), the "limit" rows) and each
+    species' range AUC over the world's land cells (``grid_of_model(lat, lon)``: the prior's (M, C) presence)."""
+    oracle = np.load(oracle_path)
+    if oracle["classes"].tolist() != list(classes):
+        raise ValueError(f"{oracle_path}: its classes are not the manifest's species")
+    if not np.array_equal(oracle["rows"], rows):
+        raise ValueError(f"{oracle_path}: its test photos are not this replicate's (made from other splits?)")
     labels = np.asarray(labels)
     table = [{"model": "learned prior", **learned}]
-    for name, given in (("limit: oracle P(y | x)", None), ("limit: oracle P(y | x, date)", days)):
-        usable_counts: list[int] = []
-        scores = top_k_of_blocks(_oracle_blocks(truth, classes, lat, lon, given, labels, usable_counts))
-        table.append({"model": name, **scores, "n": sum(usable_counts)})
-    land = truth.landscape
-    lon_mesh, lat_mesh = np.meshgrid(land.lon, land.lat)
-    cells = land.land.ravel()
-    predicted = grid_of_model(lat_mesh.ravel()[cells], lon_mesh.ravel()[cells]).T  # (C, M)
-    suitability = truth.suitability[truth.class_order(classes)].reshape(len(classes), -1)[:, cells]  # (C, M)
-    present = suitability >= PRESENT_FRACTION * suitability.max(axis=1, keepdims=True)
-    aucs = range_auc(predicted, present)
+    for name, key in (("limit: oracle P(y | x)", "location"), ("limit: oracle P(y | x, date)", "location_date")):
+        usable = oracle[f"{key}_usable"]
+        ranked, kept = oracle[f"{key}_ranked"][usable], labels[usable]
+        hits = {k: hits_in_ranked(ranked, kept, k) for k in TOP_K}
+        scores = {f"top{k}": float(hits[k].mean()) if kept.size else None for k in TOP_K}
+        table.append({"model": name, **scores, "n": int(usable.sum())})
+    predicted = grid_of_model(oracle["cell_lat"], oracle["cell_lon"]).T  # (C, M)
+    aucs = range_auc(predicted, oracle["present"])
     return {
         "prior_only_test": table,
         "range_auc": {name: (None if np.isnan(auc) else round(float(auc), 4)) for name, auc in zip(classes, aucs)},
         "range_auc_mean": None if np.isnan(aucs).all() else float(np.nanmean(aucs)),
-        "range_presence": f"world land cells with suitability >= {PRESENT_FRACTION:g} x the species' maximum",
+        "range_presence": (
+            f"world land cells with suitability >= {float(oracle['present_fraction']):g} x the species' maximum"
+        ),
     }
-
-
-def _oracle_blocks(truth, classes: list[str], lat, lon, days, labels: np.ndarray, usable_counts: list[int]):
-    """(oracle probabilities, labels) of the rows the oracle can score, a block of rows at a time; appends each
-    block's count of such rows to ``usable_counts``."""
-    from geocontrast.data.synthetic.truth import oracle_probabilities
-
-    for block in _row_blocks(labels.size, len(classes)):
-        oracle = oracle_probabilities(truth, classes, lat[block], lon[block], None if days is None else days[block])
-        usable = np.isfinite(oracle).all(axis=1)
-        usable_counts.append(int(usable.sum()))
-        yield oracle[usable], labels[block][usable]
 
 
 LEARNED, MOST_COMMON = "learned prior", "most common species"

@@ -4,22 +4,23 @@ After Mac Aodha et al. 2019, "Presence-only geographical priors for fine-grained
 Cole et al. 2023, "Spatial implicit neural representations for global-scale species mapping" (SINR): a residual
 MLP maps a wrap-around encoding of the location and, optionally, the day of year to one presence logit per species,
 trained from presence-only records with one of the "assume negative" losses (the model, its parameters and its fit:
-:mod:`geocontrast.evaluate.geoprior_model`). At test time P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))^w
-(:func:`geocontrast.evaluate.prior_scores.combine`): Bayes' rule at w = 1, with the image model's own class
-prior P(y) divided out; w is chosen on val (:func:`~geocontrast.evaluate.prior_scores.choose_prior_weight`).
+:mod:`geocontrast.prior.model`). At test time P(y | image, x) ∝ P(y | image) · (P(y | x) / P(y))^w
+(:func:`geocontrast.prior.scores.combine`): Bayes' rule at w = 1, with the image model's own class
+prior P(y) divided out; w is chosen on val (:func:`~geocontrast.prior.scores.choose_prior_weight`).
 
 The training records are the labelled train photos with coordinates and, with ``--occurrences``, an occurrence
 table (:mod:`geocontrast.data.occurrences`) of the classifier's species.
 
 CLI (for the workflow's geo_prior rule)::
 
-    python -m geocontrast.evaluate.geoprior --manifest manifest.parquet --splits splits.parquet \\
+    python -m geocontrast.prior.fit --manifest manifest.parquet --splits splits.parquet \\
         --label-fraction 10 --out-dir geoprior [--params-json '{"epochs": 100}'] [--seed 0] [--threads 1] \\
-        [--occurrences occurrences.csv] [--truth world/truth.npz]
+        [--occurrences occurrences.csv] [--oracle replicates/0/oracle.npz]
 
 writes ``probs.npy`` ((N, C) float32, every manifest row, manifest order, rows with no usable input all 1.0),
 ``prior.json`` (``classes``, params, the training records, the prior's own prior-only val/test accuracy and
-reliability; with ``--truth`` (the synthetic world) the oracle "limit" rows and each species' range AUC) and
+reliability; with ``--oracle`` (the synthetic world's, :mod:`geocontrast.data.synthetic.oracle`) the oracle
+"limit" rows and each species' range AUC) and
 ``grid.npz`` (the prior on a lat/lon grid over the observations, averaged over the year for a date model, for
 range maps: ``lat`` (n_lat,), ``lon`` (n_lon,) ascending cell centres, ``values`` (C, n_lat, n_lon) float32,
 ``species`` (C,)) into ``--out-dir``. When no training record is left the prior is skipped: ``probs.npy`` has no
@@ -41,7 +42,10 @@ import pandas as pd
 from geocontrast.atomic import atomic_path, write_json
 from geocontrast.cli import json_object
 from geocontrast.data.manifest import read_manifest
-from geocontrast.evaluate.geoprior_model import (
+from geocontrast.geo.training_data import training_data
+from geocontrast.metrics import most_common_scores
+from geocontrast.npy_rows import NpyRows
+from geocontrast.prior.model import (
     fit_location_model,
     location_probabilities,
     range_grid_axes,
@@ -49,10 +53,7 @@ from geocontrast.evaluate.geoprior_model import (
     resolve_params,
     rows_per_block,
 )
-from geocontrast.evaluate.metrics import most_common_scores
-from geocontrast.evaluate.prior_scores import limits, prior_only_scores, reliability
-from geocontrast.geo.training_data import training_data
-from geocontrast.npy_rows import NpyRows
+from geocontrast.prior.scores import limits, prior_only_scores, reliability
 
 TOP_K = (1, 5)
 PROBS, PRIOR, GRID = "probs.npy", "prior.json", "grid.npz"
@@ -151,11 +152,11 @@ def geoprior(
     params: dict,
     seed: int = 0,
     occurrences: Path | None = None,
-    truth: Path | None = None,
+    oracle: Path | None = None,
 ) -> dict:
     """Fit the prior on the labelled train rows with coordinates (and the ``occurrences`` table's records of the
-    classifier's species); write ``probs.npy``, ``grid.npz`` and ``prior.json``; score it against ``truth`` (the
-    synthetic world's ``truth.npz``) when given.
+    classifier's species); write ``probs.npy``, ``grid.npz`` and ``prior.json``; score it against ``oracle`` (the
+    synthetic world's ``oracle.npz`` of this replicate) when given.
 
     Returns the ``prior.json`` content. Without a training record the prior is skipped (:func:`skip_prior`);
     raises ValueError naming the file when no row has a species.
@@ -222,11 +223,9 @@ def geoprior(
             prior[f"{split}_top{k}"], prior[f"{split}_most_common_top{k}"] = scores[f"top{k}"], baseline[f"top{k}"]
         if split == "test" and rows.size:
             prior["reliability_test"] = reliability(probs, codes[rows], rows=rows)
-            if truth is not None:
+            if oracle is not None:
                 grid_of_model = lambda a, b: range_probabilities(model, a, b)  # noqa: E731
-                prior.update(
-                    limits(truth, classes, lat[rows], lon[rows], days[rows], codes[rows], scores, grid_of_model)
-                )
+                prior.update(limits(oracle, classes, rows, codes[rows], scores, grid_of_model))
 
     grid_lat, grid_lon = range_grid_axes(lat[has_coords], lon[has_coords])
     with atomic_path(Path(out_dir) / GRID) as partial:
@@ -244,7 +243,7 @@ def geoprior(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.geoprior", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.prior.fit", description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", type=Path, required=True, help="validated manifest (.parquet)")
     parser.add_argument("--splits", type=Path, required=True, help="splits (.parquet), manifest order")
     parser.add_argument("--label-fraction", type=float, required=True, help="percent: 10 uses labelled_10")
@@ -254,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--occurrences", type=Path, help="occurrence table (.csv/.parquet, Darwin Core) to train on too"
     )
-    parser.add_argument("--truth", type=Path, help="the synthetic world's truth.npz: score the prior against it")
+    parser.add_argument("--oracle", type=Path, help="the synthetic world's oracle.npz: score the prior against it")
     # The matrices are small: one thread fitted the default world in 4.7 s, two took 35 s on 2 busy cores.
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
@@ -271,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             args.params_json,
             args.seed,
             args.occurrences,
-            args.truth,
+            args.oracle,
         )
     except ValueError as error:
         print(f"geoprior: {error}", file=sys.stderr)

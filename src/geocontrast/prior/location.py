@@ -1,4 +1,4 @@
-"""The location model of the geographic prior (:mod:`geocontrast.evaluate.geoprior_model`): a residual MLP from the
+"""The location model of the geographic prior (:mod:`geocontrast.prior.model`): a residual MLP from the
 encoding of a place (and day) to one presence logit per species."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class LocationModel(nn.Module):
     Input → Linear-ReLU to ``hidden`` → ``n_blocks`` :class:`ResidualBlock` → a bias-free Linear to C logits
     (as in SINR: each species is a vector in the location-embedding space). ``encoding`` and
     ``marginal_locations`` ((L, 2) lat/lon of training records, for records without coordinates) travel with it.
-    ``encoding``: :class:`geocontrast.evaluate.geoprior_model.InputEncoding` (anything with ``width`` and ``inputs``;
+    ``encoding``: :class:`geocontrast.prior.model.InputEncoding` (anything with ``width`` and ``inputs``;
     None: the four-number location encoding).
     """
 

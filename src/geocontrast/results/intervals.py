@@ -1,6 +1,6 @@
 """Intervals of paired differences: the t interval, the test-photo variance, the verdict, replicates to resolve.
 
-:mod:`geocontrast.evaluate.compare` pairs the replicates of two strategies (and the prior gains) and calls these.
+:mod:`geocontrast.results.compare` pairs the replicates of two strategies (and the prior gains) and calls these.
 For the n paired differences d_r of one comparison (NaN dropped)::
 
     mean = mean_r d_r          s2 = var_r d_r (ddof 1)          se = sqrt(s2 / n + v_photo)
@@ -14,7 +14,7 @@ when the interval should be wide (simulated coverage 0.93 where the photo term i
 covered 0.95 there and 0.98 where the photo term dominates (conservative, never below nominal).
 
 ``v_photo`` is the test-set sampling variance that s2 cannot see (0 where s2 already holds it or it is unknown:
-:func:`geocontrast.evaluate.compare.test_sampling`). When every replicate scored the same test photos it is the
+:func:`geocontrast.results.compare.test_sampling`). When every replicate scored the same test photos it is the
 variance of the paired, species-stratified bootstrap over test photos (the same photos resampled for both
 strategies and every replicate, each species keeping its test count), in closed form (:func:`photo_variance`)
 rather than by Monte Carlo, so it is exact and needs no seed.

@@ -13,7 +13,10 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from geocontrast.evaluate import RANKS, TOP_K
+from geocontrast.registry import RANKS
+
+TOP_K = (1, 2, 3, 4, 5)
+"""The k of every top-k accuracy a result records."""
 
 RANK_BLOCK_ROWS = 4096
 """Rows sorted at a time: a full (N, C) argsort would hold N x C int64 (100,000 test photos x 10,000 species: 8 GB)."""

@@ -6,17 +6,17 @@ replicate all strategies share the split, the label subset, the geo tables and t
 d_r = m(strategy, r) - m(reference, r) is free of everything they share. For each (strategy, reference,
 protocol, label budget, metric), over the n replicates where both have a value, the mean of d_r gets the t
 interval over replicates, widened in quadrature by a test-photo term ``v_photo`` (the formulas, and why:
-:mod:`geocontrast.evaluate.intervals`).
+:mod:`geocontrast.results.intervals`).
 
 **Test-set sampling error** enters through ``v_photo``, decided from the per-photo hit records of the evaluation
-JSONs (:func:`geocontrast.evaluate.metrics.hit_record`):
+JSONs (:func:`geocontrast.metrics.hit_record`):
 
 - the replicates scored *different* test photos (each replicate redrew the split): each d_r carries its own
   test-sampling error, so s2 already contains it; ``v_photo = 0`` (``test_sampling = in_replicates``).
 - the replicates all scored *the same* test photos (the fixed-split mode): that error is common to every d_r and
   s2 cannot see it; ``v_photo`` is the variance of the paired, species-stratified bootstrap over test photos (the
   same photos resampled for both strategies and every replicate, each species keeping its test count), in closed
-  form (:func:`~geocontrast.evaluate.intervals.photo_variance`) rather than by Monte Carlo, so it is exact and
+  form (:func:`~geocontrast.results.intervals.photo_variance`) rather than by Monte Carlo, so it is exact and
   needs no seed (``test_sampling = photo_bootstrap``).
 - no records (JSONs not given, or written before records existed), or under two replicates:
   ``v_photo = 0`` and ``test_sampling = unknown``; with a fixed split the interval then covers initialisation
@@ -27,7 +27,7 @@ linear probes: with the reference, random_init, ``a`` and ``b``.
 
 With one replicate there is no spread to estimate: no interval, verdict ``unresolved (1 replicate)``. A
 comparison is *resolved* when its interval excludes 0. An unresolved comparison with two or more pairs also gets
-the replicates to resolve it (:func:`~geocontrast.evaluate.intervals.replicates_to_resolve`, a planning aid).
+the replicates to resolve it (:func:`~geocontrast.results.intervals.replicates_to_resolve`, a planning aid).
 
 ``comparisons.csv`` columns (differences and means are fractions, like ``results.csv``):
 ``reference``, ``strategy``, ``protocol``, ``label_fraction`` (percent), ``metric`` (top1, top5, macro_top1);
@@ -37,14 +37,14 @@ the replicates to resolve it (:func:`~geocontrast.evaluate.intervals.replicates_
 ``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``;
 ``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``);
 ``replicates_to_resolve`` (unresolved comparisons only; NaN otherwise or beyond
-:data:`~geocontrast.evaluate.intervals.MAX_REPLICATES`).
+:data:`~geocontrast.results.intervals.MAX_REPLICATES`).
 
 ``comparisons.txt`` puts every comparison in plain words (:func:`plain_words`), then what the geographic prior
 adds to each strategy (:func:`prior_gains`, :func:`prior_gain_words`).
 
 CLI (called by the workflow's comparisons rule; prints the plain-words text)::
 
-    python -m geocontrast.evaluate.compare --results results.csv --evaluations eval/*/seed*/*.json \\
+    python -m geocontrast.results.compare --results results.csv --evaluations eval/*/seed*/*.json \\
         --out comparisons.csv --text comparisons.txt [--params-json '{"reference": "augmented"}']
 """
 
@@ -63,14 +63,14 @@ import pandas as pd
 from geocontrast.atomic import atomic_path, write_text
 from geocontrast.cli import json_object
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
-from geocontrast.evaluate.intervals import (
+from geocontrast.results.intervals import (
     MAX_REPLICATES,
     paired_interval,
     photo_variance,
     replicates_to_resolve,
     verdict,
 )
-from geocontrast.evaluate.metrics import read_hits
+from geocontrast.metrics import read_hits
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
 
 RANDOM_INIT = "random_init"
@@ -343,7 +343,7 @@ def read_hit_records(paths: Iterable[Path]) -> dict[HitKey, PhotoHits]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.evaluate.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m geocontrast.results.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True, type=Path, help="results.csv")
     parser.add_argument(
         "--evaluations", nargs="*", type=Path, default=[], help="evaluation JSONs (their per-photo hit records)"

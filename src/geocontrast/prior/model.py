@@ -1,4 +1,4 @@
-"""The presence-only location model of the geographic prior (:mod:`geocontrast.evaluate.geoprior` fits and
+"""The presence-only location model of the geographic prior (:mod:`geocontrast.prior.fit` fits and
 writes it): its parameters, the encodings of place and day, the assume-negative losses, the fit, and its presence
 probabilities at points and on a range grid."""
 
@@ -12,7 +12,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from geocontrast.models.location import LocationModel
+    from geocontrast.prior.location import LocationModel
 
 
 # Chosen on the val split of the default world (labelled_10: 286 observations, 71 species; 2-3 seeds each):
@@ -214,7 +214,7 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     """
     import torch
 
-    from geocontrast.models.location import LocationModel
+    from geocontrast.prior.location import LocationModel
     from geocontrast.runtime import resolve_device
 
     params = resolve_params(params)

@@ -1,0 +1,49 @@
+# The results stage (geocontrast.results): the results table over every evaluation record, and the paired
+# comparisons with their intervals.
+
+
+rule results_table:
+    input:
+        evaluations=evaluation_outputs(),
+        pairs=pair_records(),
+        priors=prior_records(),
+    output:
+        table=f"{RESULTS}/results.csv",
+        summary=f"{RESULTS}/results_summary.csv",
+        text=f"{RESULTS}/results_summary.txt",
+        not_computed=f"{RESULTS}/not_computed.csv",
+    log:
+        f"{LOGS}/results_table.log",
+    benchmark:
+        f"{BENCHMARKS}/results_table.tsv"
+    params:
+        priors=priors_argument,
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m geocontrast.results.table {input.evaluations} --pairs {input.pairs} --out {output.table}"
+        " --summary {output.summary} --text {output.text} --not-computed {output.not_computed}"
+        " {params.priors} > {log} 2>&1"
+
+
+# Paired comparisons (geocontrast.results.compare): every strategy against compare.reference and against
+# random_init, per protocol and label budget, with intervals. The evaluation JSONs supply the per-photo hits for
+# the test-photo bootstrap when replicates share one test split.
+rule comparisons:
+    input:
+        results=f"{RESULTS}/results.csv",
+        evaluations=evaluation_outputs(),
+    output:
+        table=f"{RESULTS}/comparisons.csv",
+        text=f"{RESULTS}/comparisons.txt",
+    log:
+        f"{LOGS}/comparisons.log",
+    benchmark:
+        f"{BENCHMARKS}/comparisons.tsv"
+    params:
+        compare=json.dumps(config["compare"], sort_keys=True),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.results.compare --results {input.results} --evaluations {input.evaluations}"
+        " --out {output.table} --text {output.text} --params-json {params.compare:q} > {log} 2>&1"
