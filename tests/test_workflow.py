@@ -88,6 +88,7 @@ def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
         "negative_table": seeds,
         "pretrain": 3 * seeds,
         "pretrain_at_budget": seeds,  # supervised: once per evaluated label budget (one by default)
+        "world_oracle": seeds,  # what the world's truth allows the prior on each replicate's test photos
         "geo_prior": seeds,
         "evaluate_frozen": (strategies - 1) * seeds,  # embeds once, then linear and knn at every budget
         "evaluate_frozen_at_budget": seeds,  # supervised: the encoder of each budget
