@@ -9,7 +9,7 @@ CORES ?= all
 # Without an NVIDIA GPU the torch jobs run side by side on one core each (profiles/cpu); with one, profiles/default.
 PROFILE ?= $(shell nvidia-smi -L > /dev/null 2>&1 && echo default || echo cpu)
 
-.PHONY: setup run test test-shapes bench dry-run lint clean
+.PHONY: setup run test test-shapes bench dry-run lint clean results-doc rulegraph-doc
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ test-shapes: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -e '.[bench]'
 	$(BIN)/python bench/run_all.py
+
+# docs/results.md's generated section from the last `make run` (its summary and comparisons, with the date, this
+# machine and the config); the hand-written tables around it are kept.
+results-doc: $(STAMP)
+	$(BIN)/python -m geocontrast.report.results_doc results/synthetic_flora --config config/config.yaml \
+		--out docs/results.md
+
+# The rule graph in docs/architecture.md from `snakemake --rulegraph` of the default config (tests/test_docs.py
+# checks that they agree).
+rulegraph-doc: $(STAMP)
+	$(BIN)/python docs/rulegraph.py
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n
