@@ -187,6 +187,7 @@ def shape_diagnostics(shape: str) -> dict:
     from geocontrast.geo.training_data import training_data
     from geocontrast.strategies import build_strategy
     from geocontrast.strategies.diagnostics import pair_diagnostics, sample_batches
+    from geocontrast.train.settings import PretrainSettings
 
     manifest = shape_manifest(shape)
     lat, lon = (manifest[c].to_numpy(np.float64, na_value=np.nan) for c in ("lat", "lon"))
@@ -197,7 +198,7 @@ def shape_diagnostics(shape: str) -> dict:
         neighbours=neighbour_table(lat, lon, radius_km=5, k=64, seed=0, observation_id=observations),
         negatives=negative_table(lat, lon, m=64, rule="far", seed=0, r_neg_km=50.0, observation_id=observations),
     )
-    strategy = build_strategy("context_pos_neg", data, {})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings())
     rng = np.random.default_rng(0)
     return pair_diagnostics(manifest, strategy, sample_batches(strategy, 16, rng), rng)
 

@@ -35,11 +35,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def build_strategy(name: str, data: TrainingData, params: dict) -> Strategy:
-    """The registered strategy ``name`` on ``data``; an unknown name lists the registered ones."""
+def build_strategy(name: str, data: TrainingData, settings) -> Strategy:
+    """The registered strategy ``name`` on ``data`` under the job's ``settings``
+    (:class:`geocontrast.train.settings.PretrainSettings`); an unknown name lists the registered ones."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](data, params)
+    return STRATEGIES[name](data, settings)
 
 
 def required_tables(name: str, options: dict | None = None) -> tuple[str, ...]:
