@@ -50,7 +50,8 @@ class Settings:
         known = [field.name for field in fields(cls)]
         unknown = sorted(set(mapping) - set(known))
         if unknown:
-            raise ValueError(f"{where}.{unknown[0]}: unknown key; known: {', '.join(sorted(known))}")
+            named = ", ".join(f"{where}.{key}" for key in unknown)
+            raise ValueError(f"{named}: unknown key{'s' * (len(unknown) > 1)}; known: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
         return cls(**{key: checked(value, hints[key], f"{where}.{key}") for key, value in mapping.items()})
 
