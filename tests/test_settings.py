@@ -25,7 +25,7 @@ from geocontrast.evaluate.settings import (
     section_settings,
 )
 from geocontrast.settings import Settings
-from geocontrast.train.settings import JOB_KEYS, PretrainSettings
+from geocontrast.train.settings import PretrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
@@ -48,7 +48,7 @@ ELSEWHERE = {
     (FinetuneSettings, "deterministic"): "deterministic",
 }
 """The config path of a field that is not ``<section>.<field>`` (None: no config key)."""
-NOT_FIELDS = {PretrainSettings: set(JOB_KEYS)}
+NOT_FIELDS = {PretrainSettings: set(registry.PRETRAIN_JOB_KEYS)}
 """Keys of a settings section that choose jobs rather than configure one."""
 
 
@@ -202,7 +202,9 @@ def test_config_readme_gives_every_pretrain_default_as_the_code_has_it():
         if path != f"pretrain.{name}" or isinstance(value, dict):
             continue
         assert name in rows, f"config/README.md's pretrain table has no row for `{name}` (default {value!r}): add one"
-        assert documented(rows[name]) == value, f"config/README.md gives pretrain.{name} {rows[name]}, the code {value}"
+        assert documented(rows[name]) == value, (
+            f"config/README.md gives pretrain.{name} {rows[name]}, the code {value!r}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -216,7 +218,9 @@ def test_config_readme_gives_every_section_default_as_the_code_has_it(heading, k
         if config_path(settings, name) != f"{settings.section}.{name}" or isinstance(value, dict):
             continue
         assert name in given, f"config/README.md's `{key}` row does not give {name} (default {value!r}): add it"
-        assert documented(given[name]) == value, f"config/README.md gives {settings.section}.{name} {given[name]}"
+        assert documented(given[name]) == value, (
+            f"config/README.md gives {settings.section}.{name} {given[name]}, the code {value!r}"
+        )
 
 
 def test_the_schema_offers_exactly_the_registered_strategies():

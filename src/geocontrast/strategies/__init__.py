@@ -2,7 +2,8 @@
 
 Each strategy supplies how pairs are drawn and which loss; the loop in :mod:`geocontrast.train.loop` owns the
 rest. Adding a strategy: one module here, one entry below and one in :data:`geocontrast.registry.STRATEGIES`
-(its options and geo tables, which the workflow plans with).
+(its options and geo tables, which the workflow plans with); ``tests/test_settings.py`` then names what to add to
+the schema's strategy list and options and to config/README.md's strategy table.
 """
 
 from geocontrast import registry

@@ -12,16 +12,13 @@ from typing import Any, ClassVar, Literal
 
 from geocontrast.settings import Settings
 
-JOB_KEYS = ("strategies", "arms", "seeds", "gpus", "strategy_options")
-"""Keys of config ``pretrain`` that choose the jobs and how they launch, not how one trains: the workflow passes a
-job its own ``seed`` (one of ``seeds``) and ``options`` (``strategy_options.<strategy>``) instead."""
-
 
 @dataclass(frozen=True)
 class PretrainSettings(Settings):
     """How one encoder is pretrained; each field is config ``pretrain.<name>`` (with its default) except ``seed``
     (one of ``pretrain.seeds``), ``options`` (``pretrain.strategy_options.<strategy>``), ``deterministic`` (the
-    top-level key) and ``progress`` (a job's own switch)."""
+    top-level key) and ``progress`` (a job's own switch). The other keys of ``pretrain`` choose the jobs
+    (:data:`geocontrast.registry.PRETRAIN_JOB_KEYS`)."""
 
     section: ClassVar[str] = "pretrain"
 
