@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import re
 import typing
 from pathlib import Path
@@ -164,6 +165,7 @@ def test_the_values_given_are_kept_and_the_rest_are_defaults():
     assert LinearSettings.from_mapping({"weight_decays": [0.0, 0.1]}).as_dict()["weight_decays"] == [0.0, 0.1]
     with pytest.raises(TypeError):
         settings.options["mask"] = False  # frozen all the way down
+    assert pickle.loads(pickle.dumps(settings)) == settings  # as a process pool would pass it
 
 
 def test_the_training_cli_refuses_a_bad_setting_naming_it(tmp_path, capsys):

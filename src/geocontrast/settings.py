@@ -59,6 +59,10 @@ class Settings:
         """Plain JSON-ready values (tuples as lists, mappings as dicts): what results and checkpoints record."""
         return {field.name: plain(getattr(self, field.name)) for field in fields(self)}
 
+    def __reduce__(self):
+        """Pickled as its plain values (a read-only mapping cannot be pickled itself)."""
+        return type(self).from_mapping, (self.as_dict(),)
+
 
 def checked(value: Any, hint: Any, key: str) -> Any:
     """``value`` if it is of type ``hint`` (tuples and mappings made read-only), else a ValueError naming ``key``."""
