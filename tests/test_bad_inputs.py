@@ -22,6 +22,7 @@ from geocontrast.data.cache import CorruptImageError, build_image_cache
 from geocontrast.data.manifest import ManifestError, summarise_manifest, validate_manifest
 from geocontrast.data.splits import make_splits
 from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, score
+from geocontrast.evaluate.settings import KnnSettings, LinearSettings
 from geocontrast.geo.neighbours import neighbour_table
 
 BAD = REPO / "tests" / "data" / "bad"
@@ -173,7 +174,9 @@ def flora(make_manifest, images_per_species: dict[str, int]) -> pd.DataFrame:
 def evaluate_knn(manifest: pd.DataFrame, splits: pd.DataFrame, pct: float) -> dict:
     rows = eval_rows(manifest, splits, pct)
     features = np.random.default_rng(0).normal(size=(len(manifest), 8))
-    probs = knn_probabilities(features[rows.train], rows.codes[rows.train], features[rows.test], rows.n_classes, {})
+    probs = knn_probabilities(
+        features[rows.train], rows.codes[rows.train], features[rows.test], rows.n_classes, KnnSettings()
+    )
     return score(probs, rows)
 
 
@@ -199,7 +202,7 @@ def test_label_budget_smaller_than_the_number_of_species_still_trains_the_probes
         rows.codes[rows.val],
         features[rows.test],
         rows.n_classes,
-        {"epochs": 2},
+        LinearSettings(epochs=2),
         seed=0,
     )
     assert probs.shape == (rows.test.size, rows.n_classes)

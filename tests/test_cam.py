@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from geocontrast.evaluate import cam
+from geocontrast.evaluate.settings import CamSettings
 from geocontrast.models.encoders import CNN5
 
 
@@ -79,11 +80,11 @@ def test_the_photos_are_of_distinct_classes_and_the_same_for_a_seed():
 
 
 def test_the_average_rank_must_be_coarser_than_the_class_rank():
-    assert cam.resolve_params({})["average_rank"] == "genus"
+    assert CamSettings.from_mapping({}).average_rank == "genus"
     with pytest.raises(ValueError, match="coarser"):
-        cam.resolve_params({"class_rank": "genus", "average_rank": "genus"})
+        CamSettings.from_mapping({"class_rank": "genus", "average_rank": "genus"})
     with pytest.raises(ValueError, match="unknown"):
-        cam.resolve_params({"photos": 3})
+        CamSettings.from_mapping({"photos": 3})
 
 
 def test_the_figure_has_a_photo_row_and_two_map_rows_per_strategy(tmp_path):

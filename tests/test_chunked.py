@@ -18,6 +18,7 @@ from geocontrast import metrics
 from geocontrast.evaluate import similarity
 from geocontrast.evaluate.embed import embed, open_features
 from geocontrast.evaluate.protocols import feature_rows, knn_probabilities, linear_probe
+from geocontrast.evaluate.settings import KnnSettings, LinearSettings
 from geocontrast.evaluate.tasks import neighbourhood_disagreement
 from geocontrast.metrics import ranked_classes
 from geocontrast.models import build_encoder
@@ -74,8 +75,8 @@ def test_top_k_of_no_queries_is_empty():
 def test_knn_scores_are_the_same_in_blocks_as_in_one_block(rows):
     train_x, test_x = tied_features(25, seed=4), tied_features(10, seed=5)
     train_y = np.arange(25) % 4
-    one_block = knn_probabilities(train_x, train_y, test_x, 6, {"k": 5}, block_bytes=bytes_for(64, 25))
-    blocked = knn_probabilities(train_x, train_y, test_x, 6, {"k": 5}, block_bytes=bytes_for(rows, 25))
+    one_block = knn_probabilities(train_x, train_y, test_x, 6, KnnSettings(k=5), block_bytes=bytes_for(64, 25))
+    blocked = knn_probabilities(train_x, train_y, test_x, 6, KnnSettings(k=5), block_bytes=bytes_for(rows, 25))
     np.testing.assert_array_equal(blocked, one_block)
 
 
@@ -83,7 +84,7 @@ def test_knn_scores_in_one_block_are_the_dense_formula():
     """The dense formula written out: the k most similar rows vote exp(similarity / temperature)."""
     train_x, test_x = tied_features(25, seed=6), tied_features(10, seed=7)
     train_y = np.arange(25) % 3
-    probs = knn_probabilities(train_x, train_y, test_x, 3, {"k": 4, "temperature": 0.5})
+    probs = knn_probabilities(train_x, train_y, test_x, 3, KnnSettings(k=4, temperature=0.5))
     top = (torch.from_numpy(test_x) @ torch.from_numpy(train_x).T).topk(4, dim=1)
     votes = np.zeros((10, 3))
     np.add.at(votes, (np.arange(10)[:, None], train_y[top.indices.numpy()]), np.exp(top.values.double().numpy() / 0.5))
@@ -135,7 +136,7 @@ def test_probe_on_rows_read_from_float16_memory_map_equals_the_probe_on_all_feat
     mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
     labels = np.arange(60) % 3
     train, val, test = np.arange(0, 40), np.arange(40, 50), np.arange(50, 60)
-    params = {"epochs": 2, "weight_decays": [0.0]}
+    params = LinearSettings(epochs=2, weight_decays=(0.0,))
     in_memory = features.astype(np.float32)
     expected, _ = linear_probe(
         in_memory[train], labels[train], in_memory[val], labels[val], in_memory[test], 3, params, seed=0

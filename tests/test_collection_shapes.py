@@ -15,10 +15,12 @@ from conftest import TINY_CONFIG
 from shapes import SHAPES, shape_config, shape_manifest
 from test_workflow import planned_jobs, snakemake, snakemake_command
 
+from geocontrast import registry
 from geocontrast.data.manifest import TAXONOMIC_RANKS, read_manifest, validate_manifest, write_manifest
 from geocontrast.data.splits import SplitError, make_splits
 from geocontrast.evaluate.frozen import frozen_record
 from geocontrast.evaluate.protocols import eval_rows
+from geocontrast.evaluate.settings import KnnSettings, section_settings
 from geocontrast.geo.negatives import negative_table
 from geocontrast.geo.neighbours import neighbour_table
 from geocontrast.metrics import ancestor_codes
@@ -95,7 +97,8 @@ def evaluate(collection, protocol: str, prior_reason: str = "evaluate.prior is f
     features = np.random.default_rng(0).normal(size=(N, 8)).astype(np.float32)
     features[np.arange(N), rows.codes] += 5.0  # a direction per species: the species are told apart
     run = {"seed": 0, "strategy": "s", "label_fraction": 10}
-    return frozen_record(protocol, features, manifest, rows, run, {}, prior_reason=prior_reason)
+    settings = section_settings({**registry.PROTOCOLS, **registry.TASKS}[protocol].section, {})
+    return frozen_record(protocol, features, manifest, rows, run, settings, prior_reason=prior_reason)
 
 
 def test_evaluation_scores_the_ranks_present_and_says_why_not_the_others(collection):
@@ -187,6 +190,7 @@ def shape_diagnostics(shape: str) -> dict:
     from geocontrast.geo.training_data import training_data
     from geocontrast.strategies import build_strategy
     from geocontrast.strategies.diagnostics import pair_diagnostics, sample_batches
+    from geocontrast.train.settings import PretrainSettings
 
     manifest = shape_manifest(shape)
     lat, lon = (manifest[c].to_numpy(np.float64, na_value=np.nan) for c in ("lat", "lon"))
@@ -197,7 +201,7 @@ def shape_diagnostics(shape: str) -> dict:
         neighbours=neighbour_table(lat, lon, radius_km=5, k=64, seed=0, observation_id=observations),
         negatives=negative_table(lat, lon, m=64, rule="far", seed=0, r_neg_km=50.0, observation_id=observations),
     )
-    strategy = build_strategy("context_pos_neg", data, {})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings())
     rng = np.random.default_rng(0)
     return pair_diagnostics(manifest, strategy, sample_batches(strategy, 16, rng), rng)
 
@@ -280,7 +284,7 @@ def test_any_subset_of_ranks_scores_the_ranks_every_species_has(ranks):
     rows = eval_rows(manifest, make_splits(manifest, seed=0, label_fractions=(0.1,)), 10)
     features = np.eye(rows.n_classes, dtype=np.float32)[rows.codes] + 0.01
     run = {"seed": 0, "strategy": "s", "label_fraction": 10}
-    record = frozen_record("knn", features, manifest, rows, run, {}, prior_reason="evaluate.prior is false")
+    record = frozen_record("knn", features, manifest, rows, run, KnnSettings(), prior_reason="evaluate.prior is false")
     assert {key.removeprefix("acc_") for key in record if key.startswith("acc_")} == set(ranks)
     assert record["acc_species"] == 1.0  # a feature per species: every test photo is told apart
     assert set(record["not_computed"]) == {"prior", *(f"acc_{rank}" for rank in TAXONOMIC_RANKS if rank not in ranks)}

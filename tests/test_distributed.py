@@ -19,6 +19,7 @@ from geocontrast.losses import NTXentLoss
 from geocontrast.models import ProjectionHead, build_encoder
 from geocontrast.strategies import PairBatch
 from geocontrast.train.loop import METRIC_KEYS, train
+from geocontrast.train.settings import PretrainSettings
 
 WORLD_SIZE = 2
 BATCH, EXTRA, DIM = 8, 8, 6  # global batch: 8 items (4 per process), 8 extra negatives
@@ -186,7 +187,7 @@ def train_worker(
             inputs["manifest"],
             inputs["splits"],
             folder,
-            params,
+            PretrainSettings.from_mapping(params),
             neighbours_path=inputs["neighbours"],
             negatives_path=inputs["negatives"],
             threads=2,

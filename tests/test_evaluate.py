@@ -13,7 +13,8 @@ from geocontrast.data.manifest import read_manifest, write_manifest
 from geocontrast.evaluate import RESULT_COLUMNS, TASK_METRIC_COLUMNS
 from geocontrast.evaluate import __main__ as cli
 from geocontrast.evaluate import frozen as frozen_cli
-from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, resolve_params, score
+from geocontrast.evaluate.protocols import eval_rows, knn_probabilities, linear_probe, score
+from geocontrast.evaluate.settings import FinetuneSettings, KnnSettings, LinearSettings
 from geocontrast.metrics import (
     ancestor_codes,
     confused_pairs,
@@ -100,7 +101,7 @@ def test_knn_votes_with_exponential_similarity_weights():
     train_x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     train_y = np.array([0, 1, 1])
     probs = knn_probabilities(
-        train_x, train_y, np.array([[2.0, 0.0]]), n_classes=3, params={"k": 2, "temperature": 1.0}
+        train_x, train_y, np.array([[2.0, 0.0]]), n_classes=3, settings=KnnSettings(k=2, temperature=1.0)
     )
     w0, w2 = np.exp(1.0), np.exp(1 / np.sqrt(2))  # cosine similarities 1 and 1/sqrt(2)
     np.testing.assert_allclose(probs, [[w0 / (w0 + w2), w2 / (w0 + w2), 0.0]], rtol=1e-6)
@@ -110,7 +111,7 @@ def test_knn_ranks_classes_without_votes_by_labelled_frequency_not_index():
     # the query's 2 nearest are class 3; classes 0, 1, 2 get no vote and have 1, 4 and 2 labelled rows
     train_x = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], *([[-1.0, 0.1]] * 4), [-0.1, -1.0], [-0.2, -1.0]])
     train_y = np.array([3, 3, 0, 1, 1, 1, 1, 2, 2])
-    probs = knn_probabilities(train_x, train_y, np.array([[1.0, 0.05]]), n_classes=5, params={"k": 2})
+    probs = knn_probabilities(train_x, train_y, np.array([[1.0, 0.05]]), n_classes=5, settings=KnnSettings(k=2))
     assert ranked_classes(probs, 5)[0].tolist() == [3, 1, 2, 0, 4]  # class 4: never labelled, last
     assert probs[0, 3] == pytest.approx(1.0, abs=1e-3) and probs.sum() == pytest.approx(1.0)
 
@@ -126,7 +127,7 @@ def test_linear_probe_selects_on_val_and_ignores_the_test_inputs():
     train_x, train_y = separable_features(0)
     val_x, val_y = separable_features(1)
     test_x, test_y = separable_features(2)
-    params = {"weight_decays": [0.0, 0.1], "epochs": 30}
+    params = LinearSettings(weight_decays=(0.0, 0.1), epochs=30)
     probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params, seed=0)
     assert top_k_accuracy(probs, test_y, ks=(1,))[1] > 0.9
     _, with_noise = linear_probe(
@@ -312,9 +313,9 @@ def test_finetune_validates_every_few_epochs_and_after_the_last(tiny, tmp_path):
 
 
 def test_protocol_params_are_resolved_over_defaults_and_typos_refused():
-    assert resolve_params("knn", {"k": 5}) == {"k": 5, "temperature": 0.07}
-    with pytest.raises(ValueError, match=r"unknown finetune params \['max_epoch'\]"):
-        resolve_params("finetune", {"max_epoch": 3})
+    assert KnnSettings.from_mapping({"k": 5}) == KnnSettings(k=5, temperature=0.07)
+    with pytest.raises(ValueError, match=r"evaluate.finetune.max_epoch: unknown key"):
+        FinetuneSettings.from_mapping({"max_epoch": 3})
 
 
 def test_cli_refuses_params_that_are_not_a_json_object(tiny, tmp_path, capsys):

@@ -10,9 +10,12 @@ from test_compare import results_frame
 from geocontrast.evaluate import fusion
 from geocontrast.evaluate.frozen import frozen_record
 from geocontrast.evaluate.protocols import EvalRows
+from geocontrast.evaluate.settings import LinearSettings
 from geocontrast.results import compare as cmp
 
-LINEAR = {"weight_decays": [0.0], "epochs": 60}  # no decay: duplicated columns would halve its effective strength
+LINEAR = LinearSettings(
+    weight_decays=(0.0,), epochs=60
+)  # no decay: duplicated columns would halve its effective strength
 
 
 def test_fused_features_are_the_parts_side_by_side():

@@ -15,7 +15,18 @@ import pytest
 
 PACKAGE = "geocontrast"
 ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
-UTILITIES = ("__init__", "atomic", "cli", "determinism", "distributed", "metrics", "npy_rows", "registry", "runtime")
+UTILITIES = (
+    "__init__",
+    "atomic",
+    "cli",
+    "determinism",
+    "distributed",
+    "metrics",
+    "npy_rows",
+    "registry",
+    "runtime",
+    "settings",
+)
 LAYERS = {
     **dict.fromkeys(UTILITIES, 0),
     "data": 1,

@@ -9,6 +9,7 @@ import pytest
 from geocontrast.geo.coords import great_circle_km
 from geocontrast.strategies import build_strategy
 from geocontrast.strategies.diagnostics import fallback_causes, negative_fallbacks, pair_diagnostics, sample_batches
+from geocontrast.train.settings import PretrainSettings
 
 FACT_COLUMNS = {"species": "species", "genus": "genus", "family": "family", "observer": "observer_id"}
 
@@ -50,7 +51,7 @@ def listed_pairs(batches) -> dict[str, list[tuple[int, int]]]:
 
 def test_pair_shares_and_distances_match_a_brute_force_count(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("context_pos_neg", data, {})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings())
     batches = sample_batches(strategy, batch_size=32, rng=np.random.default_rng(0))
     record = pair_diagnostics(manifest, strategy, batches, np.random.default_rng(1))
     pairs = listed_pairs(batches)
@@ -71,7 +72,7 @@ def test_pair_shares_and_distances_match_a_brute_force_count(tiny_data):
 
 def test_strategies_without_a_view_or_mask_report_that_kind_as_null(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("augmented", data, {})
+    strategy = build_strategy("augmented", data, PretrainSettings())
     record = pair_diagnostics(
         manifest, strategy, sample_batches(strategy, 32, np.random.default_rng(0)), np.random.default_rng(1)
     )
@@ -82,7 +83,7 @@ def test_strategies_without_a_view_or_mask_report_that_kind_as_null(tiny_data):
 
 def test_fallback_causes_match_a_brute_force_count(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("context_pos", data, {})
+    strategy = build_strategy("context_pos", data, PretrainSettings())
     anchors = strategy.anchor_rows()
     table = data.neighbours
     expected = {"no_coordinates": 0, "no_neighbour_within_r": 0, "neighbours_outside_split": 0, "nearest_beyond_r": 0}
@@ -105,23 +106,25 @@ def test_fallback_causes_match_a_brute_force_count(tiny_data):
 
 def test_negative_fallbacks_count_anchors_without_coordinates_and_flagged_rows(tiny_data):
     manifest, data = tiny_data
-    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()
+    anchors = build_strategy("context_pos_neg", data, PretrainSettings()).anchor_rows()
     located = manifest["has_coords"].to_numpy(bool)[anchors]
     expected = {
         "n_anchors": anchors.size,
         "no_coordinates": int((~located).sum()),
         "no_candidate_under_rule": int((data.negatives.fallback[anchors] & located).sum()),
     }
-    assert negative_fallbacks(build_strategy("context_pos_neg", data, {}), anchors) == expected
+    assert negative_fallbacks(build_strategy("context_pos_neg", data, PretrainSettings()), anchors) == expected
     assert expected["no_coordinates"] > 0
-    assert negative_fallbacks(build_strategy("context_pos", data, {}), anchors) is None  # no geo negatives
+    assert (
+        negative_fallbacks(build_strategy("context_pos", data, PretrainSettings()), anchors) is None
+    )  # no geo negatives
 
 
 def test_a_soft_mask_counts_each_pair_by_the_weight_it_takes_away(tiny_data):
     manifest, data = tiny_data
     record = {}
     for name, options in (("hard", {}), ("half", {"near_weight": 0.5})):
-        strategy = build_strategy("context_pos_neg", data, {"options": options})
+        strategy = build_strategy("context_pos_neg", data, PretrainSettings(options=options))
         batches = sample_batches(strategy, 32, np.random.default_rng(0))
         record[name] = pair_diagnostics(manifest, strategy, batches, np.random.default_rng(1))["mask"]
     assert record["hard"]["masked_share"] > 0

@@ -13,7 +13,8 @@ from conftest import REPO, load_config
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K, cam
+from geocontrast.evaluate import CLASSIFICATION_METRIC_COLUMNS, RANKS, RESULT_COLUMNS, TOP_K
+from geocontrast.evaluate.settings import CamSettings
 from geocontrast.report import panels
 from geocontrast.report import results_figures as rf
 from geocontrast.report import results_table as rt
@@ -335,7 +336,7 @@ def test_every_report_config_key_is_a_keyword_of_the_cli():
     keywords = {name for function in rf.FIGURES.values() for name in inspect.signature(function).parameters}
     assert set(report) - {"table", "cam"} <= keywords
     assert set(report["table"]) <= set(inspect.signature(rt.results_table).parameters)
-    assert report["cam"] == cam.DEFAULTS  # the cam section is the maps' own stage's parameters
+    assert report["cam"] == CamSettings().as_dict()  # the cam section is the maps' own stage's parameters
 
 
 def test_the_schema_offers_every_result_metric_for_the_table():

@@ -13,6 +13,7 @@ from geocontrast.geo.coords import great_circle_km
 from geocontrast.geo.neighbours import neighbour_table
 from geocontrast.geo.training_data import training_data
 from geocontrast.strategies import build_strategy
+from geocontrast.train.settings import PretrainSettings
 
 
 def coordinates(manifest):
@@ -21,13 +22,13 @@ def coordinates(manifest):
 
 def test_anchors_are_the_train_rows(tiny_data):
     _, data = tiny_data
-    strategy = build_strategy("augmented", data, {})
+    strategy = build_strategy("augmented", data, PretrainSettings())
     assert np.array_equal(strategy.anchor_rows(), np.flatnonzero(data.split == "train"))
 
 
 def test_augmented_pairs_are_the_same_row(tiny_data):
     _, data = tiny_data
-    strategy = build_strategy("augmented", data, {})
+    strategy = build_strategy("augmented", data, PretrainSettings())
     anchors = strategy.anchor_rows()[:32]
     batch = strategy.sample(anchors, np.random.default_rng(0))
     assert np.array_equal(batch.views["anchor"], anchors)
@@ -36,7 +37,7 @@ def test_augmented_pairs_are_the_same_row(tiny_data):
 
 def test_context_positives_lie_within_radius_or_are_the_anchor_on_fallback(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("context_pos", data, {})
+    strategy = build_strategy("context_pos", data, PretrainSettings())
     anchors = strategy.anchor_rows()
     batch = strategy.sample(anchors, np.random.default_rng(0))
     positive = batch.views["positive"]
@@ -56,7 +57,7 @@ def test_context_positives_lie_within_radius_or_are_the_anchor_on_fallback(tiny_
 
 def test_context_positive_is_drawn_from_the_whole_neighbour_row(tiny_data):
     _, data = tiny_data
-    strategy = build_strategy("context_pos", data, {})
+    strategy = build_strategy("context_pos", data, PretrainSettings())
     table = data.neighbours
     anchors = strategy.anchor_rows()
     eligible = {
@@ -74,7 +75,7 @@ def test_context_positive_is_drawn_from_the_whole_neighbour_row(tiny_data):
 
 def test_context_negatives_lie_beyond_r_neg(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("context_pos_neg", data, {})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings())
     anchors = strategy.anchor_rows()
     batch = strategy.sample(anchors, np.random.default_rng(0))
     negative = batch.views["negative"]
@@ -88,7 +89,7 @@ def test_context_negatives_lie_beyond_r_neg(tiny_data):
 
 def test_false_negative_masks_are_exactly_the_geo_near_pairs(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("context_pos_neg", data, {})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings())
     anchors = strategy.anchor_rows()
     assert not np.isfinite(manifest["lat"].to_numpy(np.float64, na_value=np.nan)[anchors]).all()
     batch = strategy.sample(anchors, np.random.default_rng(0))
@@ -117,7 +118,7 @@ def test_false_negative_masks_are_exactly_the_geo_near_pairs(tiny_data):
 )
 def test_supervised_batches_hold_only_labelled_rows_of_the_fraction(tiny_data, name, params, column):
     manifest, data = tiny_data
-    strategy = build_strategy(name, data, params)
+    strategy = build_strategy(name, data, PretrainSettings.from_mapping(params))
     labelled = np.flatnonzero(data.splits[column].to_numpy(bool) & (data.split == "train"))
     assert np.array_equal(strategy.anchor_rows(), labelled)
     batch = strategy.sample(strategy.anchor_rows(), np.random.default_rng(0))
@@ -146,10 +147,10 @@ def test_pair_draws_pick_only_allowed_rows_and_fall_back_to_the_default():
 
 def test_triplet_geo_draws_neighbour_positives_and_far_negatives(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("triplet", data, {})
+    strategy = build_strategy("triplet", data, PretrainSettings())
     anchors = strategy.anchor_rows()
     batch = strategy.sample(anchors, np.random.default_rng(0))
-    context = build_strategy("context_pos_neg", data, {}).sample(anchors, np.random.default_rng(0))
+    context = build_strategy("context_pos_neg", data, PretrainSettings()).sample(anchors, np.random.default_rng(0))
     assert set(batch.views) == {"anchor", "positive", "negative"}
     assert np.array_equal(batch.views["positive"], context.views["positive"])  # the same draws as the context pair
     assert np.array_equal(batch.views["negative"], context.views["negative"])
@@ -157,7 +158,9 @@ def test_triplet_geo_draws_neighbour_positives_and_far_negatives(tiny_data):
 
 def test_triplet_augmentation_pairs_the_anchor_with_itself_and_a_random_other_train_row(tiny_data):
     _, data = tiny_data
-    strategy = build_strategy("triplet", data, {"options": {"positive": "augmentation", "negative": "random"}})
+    strategy = build_strategy(
+        "triplet", data, PretrainSettings(options={"positive": "augmentation", "negative": "random"})
+    )
     anchors = strategy.anchor_rows()
     batch = strategy.sample(anchors, np.random.default_rng(0))
     assert np.array_equal(batch.views["positive"], anchors)
@@ -168,7 +171,7 @@ def test_triplet_augmentation_pairs_the_anchor_with_itself_and_a_random_other_tr
 
 def test_oracle_positive_is_another_photo_of_the_same_species(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("oracle", data, {})
+    strategy = build_strategy("oracle", data, PretrainSettings())
     anchors = strategy.anchor_rows()
     species = manifest["species"].to_numpy(object)
     assert (data.split[anchors] == "train").all() and pd.notna(species[anchors]).all()
@@ -186,7 +189,7 @@ def test_byol_target_follows_the_online_network_by_the_momentum(tiny_data):
 
     from geocontrast.models import build_encoder
 
-    strategy = build_strategy("byol", tiny_data[1], {"options": {"momentum": 0.9}})
+    strategy = build_strategy("byol", tiny_data[1], PretrainSettings(options={"momentum": 0.9}))
     encoder = build_encoder("cnn5")
     heads = strategy.heads(encoder)
     assert not any(p.requires_grad for p in heads["target_encoder"].parameters())
@@ -203,7 +206,7 @@ def test_byol_target_follows_the_online_network_by_the_momentum(tiny_data):
 
 def test_random_extra_negatives_are_allowed_rows_spread_regardless_of_distance(tiny_data):
     manifest, data = tiny_data
-    strategy = build_strategy("context_pos_neg", data, {"options": {"extra_negatives": "random"}})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings(options={"extra_negatives": "random"}))
     anchors = strategy.anchor_rows()
     negative = strategy.sample(anchors, np.random.default_rng(0)).views["negative"]
     assert (negative != anchors).all() and (data.split[negative] == "train").all()
@@ -220,7 +223,7 @@ def test_nearest_fallback_gives_flagged_anchors_positives_beyond_the_radius(tiny
         lat, lon, radius_km=RADIUS_KM, k=16, seed=0, observation_id=manifest["observation_id"], fallback="nearest"
     )
     nearest = training_data(manifest, data.splits, neighbours=table)
-    strategy = build_strategy("context_pos", nearest, {"pairs_from": "all"})
+    strategy = build_strategy("context_pos", nearest, PretrainSettings(pairs_from="all"))
     anchors = strategy.anchor_rows()
     flagged = anchors[table.fallback[anchors]]
     assert flagged.size > 10
@@ -242,10 +245,10 @@ def nt_xent_loss(strategy, batch) -> float:
 
 def test_soft_geo_mask_spans_the_hard_mask_and_plain_ntxent(tiny_data):
     _, data = tiny_data
-    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()[:64]
+    anchors = build_strategy("context_pos_neg", data, PretrainSettings()).anchor_rows()[:64]
 
     def loss(options):
-        strategy = build_strategy("context_pos_neg", data, {"options": options})
+        strategy = build_strategy("context_pos_neg", data, PretrainSettings(options=options))
         return nt_xent_loss(strategy, strategy.sample(anchors, np.random.default_rng(3)))
 
     hard, plain = loss({}), loss({"mask": False})
@@ -257,9 +260,9 @@ def test_soft_geo_mask_spans_the_hard_mask_and_plain_ntxent(tiny_data):
 
 def test_soft_geo_mask_degrees_are_one_minus_the_near_weight_on_the_geo_near_pairs(tiny_data):
     _, data = tiny_data
-    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()[:64]
-    hard = build_strategy("context_pos_neg", data, {}).sample(anchors, np.random.default_rng(3))
-    soft = build_strategy("context_pos_neg", data, {"options": {"near_weight": 0.25}}).sample(
+    anchors = build_strategy("context_pos_neg", data, PretrainSettings()).anchor_rows()[:64]
+    hard = build_strategy("context_pos_neg", data, PretrainSettings()).sample(anchors, np.random.default_rng(3))
+    soft = build_strategy("context_pos_neg", data, PretrainSettings(options={"near_weight": 0.25})).sample(
         anchors, np.random.default_rng(3)
     )
     np.testing.assert_array_equal(soft.false_negatives, 0.75 * hard.false_negatives)
@@ -270,7 +273,9 @@ def test_soft_geo_mask_degrees_are_one_minus_the_near_weight_on_the_geo_near_pai
 def test_swav_prototypes_stay_frozen_for_the_first_steps_and_on_the_unit_sphere(tiny_data):
     import torch
 
-    strategy = build_strategy("swav", tiny_data[1], {"options": {"freeze_prototypes_steps": 2, "extra_crops": 1}})
+    strategy = build_strategy(
+        "swav", tiny_data[1], PretrainSettings(options={"freeze_prototypes_steps": 2, "extra_crops": 1})
+    )
     anchors = strategy.anchor_rows()[:16]
     batch = strategy.sample(anchors, np.random.default_rng(0))
     assert list(batch.views) == ["anchor", "positive", "crop1"]

@@ -8,6 +8,7 @@ import pytest
 
 from geocontrast.geo.training_data import training_data
 from geocontrast.strategies import STRATEGIES, build_strategy, required_tables
+from geocontrast.train.settings import PretrainSettings
 
 
 def test_registry_holds_the_design_strategies():
@@ -47,24 +48,24 @@ def test_required_tables_follow_the_positive_and_negative_options(name, options,
 
 def test_unknown_strategy_option_is_refused_naming_the_config_key(tiny_data):
     with pytest.raises(ValueError, match=r"strategy_options.byol.*momentum"):
-        build_strategy("byol", tiny_data[1], {"options": {"momentun": 0.9}})
+        build_strategy("byol", tiny_data[1], PretrainSettings(options={"momentun": 0.9}))
 
 
 def test_bad_positive_source_is_refused(tiny_data):
     with pytest.raises(ValueError, match=r"triplet.positive.*augmentation"):
-        build_strategy("triplet", tiny_data[1], {"options": {"positive": "nearby"}})
+        build_strategy("triplet", tiny_data[1], PretrainSettings(options={"positive": "nearby"}))
 
 
 def test_unknown_strategy_error_lists_the_registered_ones(tiny_data):
     with pytest.raises(ValueError, match="context_pos_neg"):
-        build_strategy("simclr", tiny_data[1], {})
+        build_strategy("simclr", tiny_data[1], PretrainSettings())
 
 
 def test_geo_strategy_without_its_table_is_refused(tiny_data):
     _, data = tiny_data
     without_negatives = training_data(*_frames(tiny_data), neighbours=data.neighbours)
     with pytest.raises(ValueError, match="negatives"):
-        build_strategy("context_pos_neg", without_negatives, {})
+        build_strategy("context_pos_neg", without_negatives, PretrainSettings())
 
 
 def _frames(tiny_data):
@@ -83,7 +84,7 @@ def test_a_label_trained_strategy_at_a_budget_trains_on_exactly_the_rows_the_eva
     from geocontrast.evaluate.protocols import eval_rows
 
     manifest, data = tiny_data
-    strategy = build_strategy(name, data, {"label_fraction": budget})
+    strategy = build_strategy(name, data, PretrainSettings(label_fraction=budget))
     evaluated = eval_rows(manifest, pd.read_parquet(tiny_inputs["splits"]), budget).train
     assert np.array_equal(strategy.anchor_rows(), evaluated)
     assert strategy.label_fraction == budget
@@ -91,8 +92,8 @@ def test_a_label_trained_strategy_at_a_budget_trains_on_exactly_the_rows_the_eva
 
 def test_label_free_strategies_record_no_training_labels_and_the_oracle_every_one(tiny_data):
     _, data = tiny_data
-    assert build_strategy("augmented", data, {"label_fraction": 50}).label_fraction == 0
-    assert build_strategy("oracle", data, {}).label_fraction == 100
+    assert build_strategy("augmented", data, PretrainSettings(label_fraction=50)).label_fraction == 0
+    assert build_strategy("oracle", data, PretrainSettings()).label_fraction == 100
 
 
 def differing_parts(first, second) -> set[str]:
@@ -121,9 +122,9 @@ def differing_parts(first, second) -> set[str]:
 )
 def test_each_control_differs_from_context_pos_neg_in_its_ingredient_alone(tiny_data, ingredient, control, differs):
     _, data = tiny_data
-    anchors = build_strategy("context_pos_neg", data, {}).anchor_rows()[:64]
-    full = build_strategy("context_pos_neg", data, {}).sample(anchors, np.random.default_rng(3))
-    controlled = build_strategy("context_pos_neg", data, {"options": {ingredient: control}}).sample(
+    anchors = build_strategy("context_pos_neg", data, PretrainSettings()).anchor_rows()[:64]
+    full = build_strategy("context_pos_neg", data, PretrainSettings()).sample(anchors, np.random.default_rng(3))
+    controlled = build_strategy("context_pos_neg", data, PretrainSettings(options={ingredient: control})).sample(
         anchors, np.random.default_rng(3)
     )
     assert {name: rows.shape for name, rows in full.views.items()} == {
@@ -134,7 +135,7 @@ def test_each_control_differs_from_context_pos_neg_in_its_ingredient_alone(tiny_
 
 def test_unmasked_control_masks_only_an_anchor_drawn_as_its_own_negative(tiny_data):
     _, data = tiny_data
-    strategy = build_strategy("context_pos_neg", data, {"options": {"mask": False}})
+    strategy = build_strategy("context_pos_neg", data, PretrainSettings(options={"mask": False}))
     batch = strategy.sample(strategy.anchor_rows(), np.random.default_rng(0))
     anchors, negative = batch.views["anchor"], batch.views["negative"]
     assert batch.false_negatives is None
@@ -151,10 +152,10 @@ def test_unmasked_control_masks_only_an_anchor_drawn_as_its_own_negative(tiny_da
 )
 def test_named_contrastive_strategies_are_points_of_one_factorial(tiny_data, name, options):
     _, data = tiny_data
-    named = build_strategy(name, data, {})
+    named = build_strategy(name, data, PretrainSettings())
     anchors = named.anchor_rows()[:64]
     for other in ("augmented", "context_pos", "context_pos_neg"):
-        point = build_strategy(other, data, {"options": options})
+        point = build_strategy(other, data, PretrainSettings(options=options))
         assert not differing_parts(
             named.sample(anchors, np.random.default_rng(5)), point.sample(anchors, np.random.default_rng(5))
         )
@@ -162,9 +163,9 @@ def test_named_contrastive_strategies_are_points_of_one_factorial(tiny_data, nam
 
 def test_bad_extra_negatives_source_is_refused(tiny_data):
     with pytest.raises(ValueError, match=r"context_pos.extra_negatives.*geo"):
-        build_strategy("context_pos", tiny_data[1], {"options": {"extra_negatives": "far"}})
+        build_strategy("context_pos", tiny_data[1], PretrainSettings(options={"extra_negatives": "far"}))
 
 
 def test_smoothing_the_targets_of_dropped_items_is_refused(tiny_data):
     with pytest.raises(ValueError, match=r"context_pos_neg.near_smoothing.*near_weight > 0"):
-        build_strategy("context_pos_neg", tiny_data[1], {"options": {"near_smoothing": 0.1}})
+        build_strategy("context_pos_neg", tiny_data[1], PretrainSettings(options={"near_smoothing": 0.1}))

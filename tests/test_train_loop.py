@@ -26,9 +26,9 @@ from geocontrast.train.budget import (
     plan_budget,
     pretraining_facts,
 )
-from geocontrast.train.job import resolve_params
 from geocontrast.train.loop import METRIC_KEYS, train
 from geocontrast.train.monitor import Monitor
+from geocontrast.train.settings import PretrainSettings
 
 FAST = {
     "encoder": "cnn5",
@@ -49,7 +49,7 @@ def run(inputs: dict[str, Path], out_dir: Path, strategy: str = "context_pos_neg
         inputs["manifest"],
         inputs["splits"],
         out_dir,
-        {**FAST, **params},
+        PretrainSettings.from_mapping({**FAST, **params}),
         neighbours_path=inputs["neighbours"],
         negatives_path=inputs["negatives"],
         threads=1,
@@ -180,7 +180,7 @@ def test_results_rows_have_a_column_for_every_pretraining_fact():
 
 
 def test_label_only_anchors_get_the_steps_of_an_epoch_over_the_train_split():
-    params = resolve_params({"batch_size": 16})
+    params = PretrainSettings(batch_size=16)
     supervised, augmented = plan_budget(210, 23, params), plan_budget(210, 210, params)
     assert supervised.steps_per_epoch == augmented.steps_per_epoch == 210 // 16
     assert supervised.batch_size == augmented.batch_size == 16
@@ -415,7 +415,7 @@ def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny
     monitor = Monitor(
         np.load(tiny_inputs["cache"]),
         data,
-        resolve_params(FAST),
+        PretrainSettings.from_mapping(FAST),
         32,
         torch.device("cpu"),
         None,

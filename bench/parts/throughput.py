@@ -30,8 +30,8 @@ from geocontrast.geo.neighbours import load_neighbour_table, neighbour_table, sa
 from geocontrast.geo.training_data import training_data
 from geocontrast.models import build_encoder
 from geocontrast.strategies import PairBatch, Strategy, build_strategy, required_tables
-from geocontrast.train.job import resolve_params
 from geocontrast.train.loop import METRICS, train
+from geocontrast.train.settings import PretrainSettings
 
 BATCH = 128
 MONITOR_SIZE = 32  # the loop's per-epoch monitors are outside its timing, but cost wall time
@@ -135,17 +135,19 @@ def resized_cache(cache: Path, resolution: int, out: Path) -> Path:
     return out
 
 
-def loop_params(encoder: str, resolution: int, epochs: int = 1, steps_per_epoch: int | None = None) -> dict:
-    """The training params of every e2e run; the rest are the loop's defaults (amp auto, channels_last)."""
-    return {
-        "encoder": encoder,
-        "resolution": resolution,
-        "batch_size": BATCH,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "monitor_size": MONITOR_SIZE,
-        "progress": False,
-    }
+def loop_settings(
+    encoder: str, resolution: int, epochs: int = 1, steps_per_epoch: int | None = None
+) -> PretrainSettings:
+    """The settings of every e2e run; the rest are the loop's defaults (amp auto, channels_last)."""
+    return PretrainSettings(
+        encoder=encoder,
+        resolution=resolution,
+        batch_size=BATCH,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        monitor_size=MONITOR_SIZE,
+        progress=False,
+    )
 
 
 def build_cases(data: Data, strategies: list[str], plan: Plan) -> list[Case]:
@@ -158,7 +160,7 @@ def build_cases(data: Data, strategies: list[str], plan: Plan) -> list[Case]:
     rng = np.random.default_rng(0)
     cases = []
     for name in strategies:
-        strategy = build_strategy(name, tables, resolve_params(loop_params("cnn5", 64)))  # rows: any encoder
+        strategy = build_strategy(name, tables, loop_settings("cnn5", 64))  # rows: any encoder
         anchors = strategy.anchor_rows()
         batch_size = min(BATCH, anchors.size)
         batch = strategy.sample(rng.permutation(anchors)[:batch_size], rng)
@@ -193,7 +195,7 @@ def e2e_rate(data: Data, case: Case, encoder: str, resolution: int, plan: Plan, 
         data.manifest,
         data.splits,
         out_dir,
-        loop_params(encoder, resolution, epochs, case.steps_per_epoch),
+        loop_settings(encoder, resolution, epochs, case.steps_per_epoch),
         neighbours_path=data.neighbours if "neighbours" in required else None,
         negatives_path=data.negatives if "negatives" in required else None,
         threads=threads,

@@ -130,6 +130,11 @@ def strategy(name: str) -> StrategySpec:
     return STRATEGIES[name]
 
 
+PRETRAIN_JOB_KEYS = ("strategies", "arms", "seeds", "gpus", "strategy_options")
+"""Keys of config ``pretrain`` that choose the jobs and how they launch, not how one trains: the workflow passes a
+job the rest of the section, with its own ``seed`` (one of ``seeds``) and ``options``
+(``strategy_options.<strategy>``), as :class:`geocontrast.train.settings.PretrainSettings`."""
+
 QUALITIES = ("clean", "down2", "down4", "jpeg10", "saltpepper")
 """Pretraining-image qualities of an arm (``pretrain.arms.<arm>.quality``, :mod:`geocontrast.data.quality`):
 evaluation always reads the clean cache."""

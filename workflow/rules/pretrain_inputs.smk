@@ -65,11 +65,11 @@ def pretrain_launcher():
 
 
 def pretrain_params_json(wildcards):
-    """The training params of one job: the pretrain section less the job-level keys (which jobs, how many GPUs),
-    with only its own strategy's options (changing them re-trains only that strategy) and the deterministic switch.
-    A label-trained job trains on the labels of its budget {pct} (label_fraction)."""
-    job_keys = ("strategies", "arms", "seeds", "gpus", "strategy_options")
-    training = {key: value for key, value in config["pretrain"].items() if key not in job_keys}
+    """The settings of one job (geocontrast.train.settings.PretrainSettings, as JSON): the pretrain section less
+    the job-level keys (registry.PRETRAIN_JOB_KEYS: which jobs, how many GPUs), with only its own strategy's
+    options (changing them re-trains only that strategy) and the deterministic switch. A label-trained job trains
+    on the labels of its budget {pct} (label_fraction)."""
+    training = {key: value for key, value in config["pretrain"].items() if key not in registry.PRETRAIN_JOB_KEYS}
     options = strategy_options(wildcards.strategy)
     arm = config["pretrain"]["arms"].get(wildcards.strategy, {})
     augment = {**training["augment"], **arm.get("augment", {})}

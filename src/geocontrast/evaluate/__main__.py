@@ -22,14 +22,18 @@ import json
 import sys
 from pathlib import Path
 
+from geocontrast import registry
 from geocontrast.cli import json_object
 from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header, with_reasons
+from geocontrast.evaluate.settings import section_settings
+from geocontrast.settings import Settings
 
 PROTOCOLS = ("finetune", "baseline", *FROZEN)
 
 
-def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
-    """Run one protocol and return its result record (run facts, metrics, selection, params)."""
+def evaluate(args: argparse.Namespace, run: dict, settings: Settings | None) -> dict:
+    """Run one protocol with the ``settings`` of its config section (None: the baseline, which has none) and return
+    its result record (run facts, metrics, selection, params)."""
     import numpy as np
     import pandas as pd
     import torch
@@ -51,8 +55,7 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         if features.shape[0] != len(manifest):
             raise ValueError(f"{args.embeddings}: {features.shape[0]} rows, the manifest {len(manifest)}")
         pairs = None if args.pairs is None else json.loads(args.pairs.read_text())
-        return frozen_record(args.protocol, features, manifest, rows, run, params, prior, pairs, prior_reason)
-    params = protocols.resolve_params(args.protocol, params)
+        return frozen_record(args.protocol, features, manifest, rows, run, settings, prior, pairs, prior_reason)
     selection: dict = {}
     val_probs = None  # the baseline has none: the prior's weight is then 1
     if args.protocol == "baseline":
@@ -62,13 +65,13 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         encoder, trained = load_or_init_encoder(
             args.encoder, args.random_init, int(run["seed"]), small_input=resolution < 96
         )
-        device = resolve_device(params.get("device", "auto"))
+        device = resolve_device(settings.device)
         classifier, test_probs, selection, val_probs = protocols.finetune(
             encoder,
             load_image_cache(args.cache),
             rows,
             resolution,
-            params,
+            settings,
             seed=int(run["seed"]),
             device=device,
             amp_dtype=resolve_amp("auto", device),
@@ -80,6 +83,7 @@ def evaluate(args: argparse.Namespace, run: dict, params: dict) -> dict:
         raise ValueError(f"{args.prior}: shape {prior.shape}, expected {(len(manifest), rows.n_classes)}")
     header = result_header(run, args.protocol, rows)
     scores = protocols.score(test_probs, rows, prior, val_probs)
+    params = {} if settings is None else settings.as_dict()
     record = {**header, **scores, "selection": selection, "params": params}
     return with_reasons(record, {"prior": prior_reason, **rows.missing_ranks})
 
@@ -116,9 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--classifier-out is for the finetune protocol")
     if missing:
         parser.error(f"protocol {args.protocol} needs {' and '.join(missing)}")
-    run, params = args.run_json, args.params_json
+    run = args.run_json
     if "seed" not in run:
         parser.error("--run-json must hold the seed")
+    if args.protocol == "baseline" and args.params_json:
+        parser.error(f"protocol baseline takes no params, got {sorted(args.params_json)}")
+    try:
+        section = {**registry.PROTOCOLS, **registry.TASKS}.get(args.protocol)
+        settings = None if section is None else section_settings(section.section, args.params_json)
+    except ValueError as error:
+        parser.error(str(error))
     if args.threads:
         from geocontrast.runtime import set_threads
 
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {**run, **pretraining_facts(args.encoder)}
     from geocontrast.atomic import write_json
 
-    write_json(evaluate(args, run, params), args.out)
+    write_json(evaluate(args, run, settings), args.out)
     print(args.out)
     return 0
 

@@ -30,22 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from geocontrast.cli import add_encoder_arguments, json_object
-from geocontrast.registry import RANKS
-
-DEFAULTS = {"n_photos": 6, "class_rank": "species", "average_rank": "genus", "seed": 0}
-"""``class_rank``: the rank the classifier is fine-tuned at; ``average_rank``: the coarser rank of CAM-Agg."""
-
-
-def resolve_params(params: dict) -> dict:
-    """``params`` over :data:`DEFAULTS`; unknown keys and an average rank not coarser than the class rank refused."""
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown cam params {unknown}; known: {sorted(DEFAULTS)}")
-    params = {**DEFAULTS, **params}
-    ranks = [params["class_rank"], params["average_rank"]]
-    if any(rank not in RANKS for rank in ranks) or RANKS.index(ranks[0]) >= RANKS.index(ranks[1]):
-        raise ValueError(f"cam: average_rank must be a rank coarser than class_rank, got {ranks}")
-    return params
+from geocontrast.evaluate.settings import CamSettings, FinetuneSettings
 
 
 def feature_maps(encoder, images):
@@ -113,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-fraction", required=True, type=float, help="percent: the labelled_<pct> subset")
     parser.add_argument("--seed", required=True, type=int, help="the run's seed, as the finetune protocol's")
     parser.add_argument("--params-json", type=json_object, default="{}", help="evaluate.finetune")
-    parser.add_argument("--cam-json", type=json_object, default="{}", help=f"any of {sorted(DEFAULTS)}")
+    parser.add_argument("--cam-json", type=json_object, default="{}", help="report.cam (CamSettings)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", required=True, type=Path, help="maps (.npz)")
     args = parser.parse_args(argv)
     try:
-        cam = resolve_params(args.cam_json)
+        cam = CamSettings.from_mapping(args.cam_json)
+        finetune = FinetuneSettings.from_mapping(args.params_json)
     except ValueError as error:
         parser.error(str(error))
 
@@ -135,28 +121,27 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
     manifest = read_manifest(args.manifest)
     rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
-    if cam["class_rank"] != "species":
-        rows = tasks.at_rank(rows, manifest, cam["class_rank"])
-    if cam["average_rank"] not in rows.ancestors:
-        raise ValueError(f"not every {cam['class_rank']} has a {cam['average_rank']} in the manifest")
-    params = protocols.resolve_params("finetune", args.params_json)
-    device = resolve_device(params["device"])
+    if cam.class_rank != "species":
+        rows = tasks.at_rank(rows, manifest, cam.class_rank)
+    if cam.average_rank not in rows.ancestors:
+        raise ValueError(f"not every {cam.class_rank} has a {cam.average_rank} in the manifest")
+    device = resolve_device(finetune.device)
     cache = load_image_cache(args.cache)
     if args.classifier is not None:
         small_input = args.resolution < 96
         classifier, class_names, selection = protocols.load_classifier(args.classifier, small_input=small_input)
         if class_names != list(rows.names):
-            raise ValueError(f"{args.classifier}: its classes are not the {cam['class_rank']} classes of {args.splits}")
+            raise ValueError(f"{args.classifier}: its classes are not the {cam.class_rank} classes of {args.splits}")
         classifier = classifier.to(device)
     else:
         encoder, _ = load_or_init_encoder(args.encoder, args.random_init, args.seed, small_input=args.resolution < 96)
         classifier, selection = protocols.fit_classifier(
-            encoder, cache, rows, args.resolution, params, args.seed, device, resolve_amp("auto", device)
+            encoder, cache, rows, args.resolution, finetune, args.seed, device, resolve_amp("auto", device)
         )
-    photos = choose_photos(rows.test, rows.codes, int(cam["n_photos"]), int(cam["seed"]))
+    photos = choose_photos(rows.test, rows.codes, int(cam.n_photos), int(cam.seed))
     classes = rows.codes[photos]
     class_maps, rank_maps, predicted = photo_cams(
-        classifier, cache, photos, classes, rows.ancestors[cam["average_rank"]], args.resolution, device
+        classifier, cache, photos, classes, rows.ancestors[cam.average_rank], args.resolution, device
     )
     names = np.asarray(rows.names)
     with atomic_path(args.out) as partial:
@@ -167,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             predicted=names[predicted],
             class_maps=class_maps.astype(np.float32),
             rank_maps=rank_maps.astype(np.float32),
-            class_rank=cam["class_rank"],
-            rank=cam["average_rank"],
+            class_rank=cam.class_rank,
+            rank=cam.average_rank,
             val_top1=selection["val_top1"],
         )
     print(f"{args.out}: maps of {len(photos)} test photos, val top-1 {selection['val_top1']:.3f}")

@@ -17,7 +17,7 @@ Writes ``<out-dir>/<protocol>_l<pct>.json`` for every protocol and budget (``pct
 (N, D) float16 features to ``--embeddings-out`` (the report's retrieval and embedding figures read them), streamed
 there chunk by chunk and read back memory-mapped, so the job never holds all features in memory at once.
 ``--params-json`` holds each protocol's ``evaluate.<section>`` config (:data:`geocontrast.registry.PROTOCOLS`,
-:data:`~geocontrast.registry.TASKS`).
+:data:`~geocontrast.registry.TASKS`), read into its settings (:mod:`geocontrast.evaluate.settings`) once.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pathlib import Path
 
 from geocontrast import registry
 from geocontrast.cli import add_encoder_arguments, add_evaluation_rows_arguments, json_object
+from geocontrast.evaluate.settings import section_settings
+from geocontrast.settings import Settings
 
 FROZEN = (*(name for name, spec in registry.PROTOCOLS.items() if spec.frozen), *registry.TASKS)
 """Every protocol and task that reads frozen features."""
@@ -47,13 +49,15 @@ def result_header(run: dict, protocol: str, rows) -> dict:
 
 
 def frozen_record(
-    protocol: str, features, manifest, rows, run: dict, params: dict, prior=None, pairs=None, prior_reason=None
+    protocol: str, features, manifest, rows, run: dict, settings: Settings, prior=None, pairs=None, prior_reason=None
 ) -> dict:
     """The result record of one frozen protocol or task on ``features`` (N, D) of every manifest row (any float
     dtype, e.g. the float16 memory-mapped embeddings; the rows used are read as float32).
 
     ``rows``: the evaluation rows of the label budget (:func:`geocontrast.evaluate.protocols.eval_rows`);
-    ``run``: the run's facts, with the seed and label_fraction; ``params``: the protocol's config section;
+    ``run``: the run's facts, with the seed and label_fraction; ``settings``: those of the protocol's config
+    section (:func:`geocontrast.evaluate.settings.section_settings`; the linear probe's for ``<rank>_probe`` and
+    genus_pairs);
     ``prior``: (N, C) geographic prior (species protocols only), or None and ``prior_reason``, why there is none;
     ``pairs``: the genus pairs (genus_pairs only).
     """
@@ -64,11 +68,10 @@ def frozen_record(
     seed = int(run["seed"])
     header = result_header(run, protocol, rows)
     probe_rank = protocol.removesuffix("_probe") if protocol.endswith("_probe") else None
+    params = settings.as_dict()
     if protocol in registry.TASKS and probe_rank is None:
-        linear = protocols.resolve_params("linear", params if protocol == "genus_pairs" else {})
-        params = {"linear": linear} if protocol == "genus_pairs" else tasks.resolve_params(protocol, params)
-        record = tasks.task_metrics(protocol, features, rows, manifest, params, seed, pairs=pairs, linear_params=linear)
-        return {**header, **record, "params": params}
+        record = tasks.task_metrics(protocol, features, rows, manifest, settings, seed, pairs=pairs)
+        return {**header, **record, "params": {"linear": params} if protocol == "genus_pairs" else params}
     if probe_rank is not None and probe_rank not in rows.ancestors:
         reason = f"not every species has its {probe_rank} in the manifest"
         print(f"{protocol}: not computed: {reason}", file=sys.stderr)
@@ -77,16 +80,15 @@ def frozen_record(
         rows = tasks.at_rank(rows, manifest, probe_rank)
         header["n_classes"] = rows.n_classes
         prior = None  # the prior is over species
-    params = protocols.resolve_params("linear" if probe_rank else protocol, params)
     train_x, val_x, test_x = (protocols.feature_rows(features, r) for r in (rows.train, rows.val, rows.test))
     train_y, val_y = rows.codes[rows.train], rows.codes[rows.val]
     selection: dict = {}
     val_and_test = np.concatenate([val_x, test_x])  # val predictions choose the prior's weight
     if protocol == "knn":
-        probs = protocols.knn_probabilities(train_x, train_y, val_and_test, rows.n_classes, params)
+        probs = protocols.knn_probabilities(train_x, train_y, val_and_test, rows.n_classes, settings)
     else:
         probs, selection = protocols.linear_probe(
-            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, params, seed=seed
+            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, settings, seed=seed
         )
     val_probs, test_probs = probs[: rows.val.size], probs[rows.val.size :]
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
@@ -129,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("protocol genus_pairs needs --pairs")
     if "seed" not in args.run_json:
         parser.error("--run-json must hold the seed")
+    specs = {**registry.PROTOCOLS, **registry.TASKS}
+    sections = {*(specs[protocol].section for protocol in args.protocols), *args.params_json}
+    try:
+        settings = {section: section_settings(section, args.params_json.get(section, {})) for section in sections}
+    except ValueError as error:
+        parser.error(str(error))
 
     import numpy as np
     import pandas as pd
@@ -172,10 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = None if args.pairs is None else json.loads(args.pairs[budget].read_text())
         run = {**args.run_json, **spent, "label_fraction": label_fraction}
         for protocol in args.protocols:
-            section = {**registry.PROTOCOLS, **registry.TASKS}[protocol].section
-            record = frozen_record(
-                protocol, features, manifest, rows, run, args.params_json.get(section, {}), prior, pairs, prior_reason
-            )
+            chosen = settings[specs[protocol].section]
+            record = frozen_record(protocol, features, manifest, rows, run, chosen, prior, pairs, prior_reason)
             out = result_path(args.out_dir, protocol, label_fraction)
             write_json(record, out)
             print(out)

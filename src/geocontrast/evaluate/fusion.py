@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from geocontrast.cli import add_evaluation_rows_arguments, json_object
+from geocontrast.evaluate.settings import LinearSettings
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
 
 
@@ -40,11 +41,13 @@ def fuse(*features: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(f, dtype=np.float32) for f in features], axis=1)
 
 
-def fusion_record(features: list[np.ndarray], manifest, rows, run: dict, params: dict, prior=None, prior_reason=None):
+def fusion_record(
+    features: list[np.ndarray], manifest, rows, run: dict, linear: LinearSettings, prior=None, prior_reason=None
+):
     """The result record of the linear probe on the fused ``features`` (one (N, Di) array per strategy)."""
     from geocontrast.evaluate.frozen import frozen_record
 
-    record = frozen_record("linear", fuse(*features), manifest, rows, run, params, prior, None, prior_reason)
+    record = frozen_record("linear", fuse(*features), manifest, rows, run, linear, prior, None, prior_reason)
     return {**record, "protocol": FUSION.name, "feature_dims": [int(f.shape[1]) for f in features]}
 
 
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--priors needs one path per label fraction ({len(args.label_fractions)})")
     if "seed" not in args.run_json:
         parser.error("--run-json must hold the seed")
+    try:
+        linear = LinearSettings.from_mapping(args.params_json)
+    except ValueError as error:
+        parser.error(str(error))
 
     import pandas as pd
 
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = eval_rows(manifest, splits, label_fraction)
         prior, prior_reason = load_prior(None if args.priors is None else args.priors[budget], args.no_prior_reason)
         run = {**args.run_json, "label_fraction": label_fraction}
-        record = fusion_record(features, manifest, rows, run, args.params_json, prior, prior_reason)
+        record = fusion_record(features, manifest, rows, run, linear, prior, prior_reason)
         out = result_path(args.out_dir, FUSION.name, label_fraction)
         write_json(record, out)
         print(out)

@@ -18,6 +18,7 @@ from torch import nn
 
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import RANKS, TOP_K, similarity
+from geocontrast.evaluate.settings import FinetuneSettings, KnnSettings, LinearSettings
 from geocontrast.geo.training_data import training_data
 from geocontrast.metrics import (
     ancestor_codes,
@@ -33,31 +34,7 @@ from geocontrast.runtime import encode_rows, gather_rows, keep_freed_memory
 from geocontrast.train.augment import AugmentRecipe, BatchAugment
 from geocontrast.train.checkpoint import atomic_save
 
-LINEAR_DEFAULTS = {"weight_decays": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "epochs": 100, "batch_size": 256, "lr": 0.01}
-KNN_DEFAULTS = {"k": 20, "temperature": 0.07}
 TIE_BREAK = 1e-3  # zero-vote classes share at most this fraction of a row's smallest vote
-FINETUNE_DEFAULTS = {
-    "max_epochs": 30,
-    "patience": 6,
-    "val_every": 3,
-    "batch_size": 32,
-    "lr": 0.001,
-    "weight_decay": 1e-4,
-    "augment_strength": 0.5,
-    "augment": {},  # AugmentRecipe settings over its defaults, scaled by augment_strength
-    "device": "auto",
-    "deterministic": False,
-}
-DEFAULTS = {"linear": LINEAR_DEFAULTS, "knn": KNN_DEFAULTS, "finetune": FINETUNE_DEFAULTS, "baseline": {}}
-"""Default params of each protocol; a config lists only the keys it changes."""
-
-
-def resolve_params(protocol: str, params: dict) -> dict:
-    """``params`` over the protocol's defaults; unknown keys are refused (a typo would silently use a default)."""
-    unknown = sorted(set(params) - set(DEFAULTS[protocol]))
-    if unknown:
-        raise ValueError(f"unknown {protocol} params {unknown}; known: {sorted(DEFAULTS[protocol])}")
-    return {**DEFAULTS[protocol], **params}
 
 
 @dataclass
@@ -116,19 +93,18 @@ def feature_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.asarray(features[rows], dtype=np.float32)
 
 
-def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params: dict, seed: int):
-    """Softmax regression on frozen features; the weight decay is chosen by val top-1 from a grid.
+def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, settings: LinearSettings, seed: int):
+    """Softmax regression on frozen features; the weight decay is chosen by val top-1 from ``weight_decays``.
 
     Features are standardised with the labelled train mean and std. Returns (test probabilities (n, C),
     selection record). Ties in val top-1 go to the larger weight decay (the simpler model).
     """
-    params = resolve_params("linear", params)
     mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
     train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32) for x in (train_x, val_x, test_x))
     train_labels = torch.as_tensor(train_y)
     by_decay, best = {}, None
-    for weight_decay in sorted(params["weight_decays"], reverse=True):
-        model = _fit_softmax(train_t, train_labels, n_classes, float(weight_decay), params, seed)
+    for weight_decay in sorted(settings.weight_decays, reverse=True):
+        model = _fit_softmax(train_t, train_labels, n_classes, float(weight_decay), settings, seed)
         with torch.no_grad():
             val_top1 = top_k_accuracy(model(val_t).numpy(), val_y, ks=(1,))[1]
         by_decay[str(weight_decay)] = val_top1
@@ -141,16 +117,16 @@ def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, params:
 
 
 def _fit_softmax(
-    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, params: dict, seed: int
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, settings: LinearSettings, seed: int
 ) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     model = nn.Linear(x.shape[1], n_classes)
     with torch.no_grad():  # seeded initialisation, independent of the global RNG
         model.weight.copy_(torch.randn(model.weight.shape, generator=generator) * 0.01)
         model.bias.zero_()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=weight_decay)
-    batch_size = int(params["batch_size"])
-    for _ in range(int(params["epochs"])):
+    optimiser = torch.optim.AdamW(model.parameters(), lr=float(settings.lr), weight_decay=weight_decay)
+    batch_size = int(settings.batch_size)
+    for _ in range(int(settings.epochs)):
         order = torch.randperm(x.shape[0], generator=generator)
         for start in range(0, x.shape[0], batch_size):
             index = order[start : start + batch_size]
@@ -162,7 +138,7 @@ def _fit_softmax(
 
 
 def knn_probabilities(
-    train_x, train_y, test_x, n_classes: int, params: dict, block_bytes: int = similarity.BLOCK_BYTES
+    train_x, train_y, test_x, n_classes: int, settings: KnnSettings, block_bytes: int = similarity.BLOCK_BYTES
 ) -> np.ndarray:
     """Cosine kNN: the k most similar labelled train rows vote with weight exp(similarity / temperature).
 
@@ -172,16 +148,15 @@ def knn_probabilities(
     Test rows are scored in blocks (:func:`geocontrast.evaluate.similarity.top_k_blocks`, ``block_bytes`` of
     similarities at a time), so no (test, train) matrix is ever held; the answer equals the dense computation.
     """
-    params = resolve_params("knn", params)
     bank = F.normalize(torch.as_tensor(train_x, dtype=torch.float32), dim=1)
     queries = F.normalize(torch.as_tensor(test_x, dtype=torch.float32), dim=1)
-    k = min(int(params["k"]), bank.shape[0])
+    k = min(int(settings.k), bank.shape[0])
     labels = torch.as_tensor(train_y)
     labelled_share = torch.bincount(labels, minlength=n_classes).double() / labels.numel()  # (C,)
     shares = np.empty((queries.shape[0], n_classes), dtype=np.float32)
     for start, top_similarity, index in similarity.top_k_blocks(queries, bank, k, block_bytes=block_bytes):
         votes = torch.zeros(index.shape[0], n_classes, dtype=torch.float64)  # (b, C)
-        votes.scatter_add_(1, labels[index], (top_similarity.double() / float(params["temperature"])).exp())
+        votes.scatter_add_(1, labels[index], (top_similarity.double() / float(settings.temperature)).exp())
         smallest_vote = torch.where(votes > 0, votes, torch.inf).amin(dim=1, keepdim=True)  # (b, 1)
         votes = torch.where(votes > 0, votes, TIE_BREAK * labelled_share * smallest_vote)
         shares[start : start + index.shape[0]] = (votes / votes.sum(dim=1, keepdim=True)).float().numpy()
@@ -193,14 +168,14 @@ def finetune(
     cache: np.ndarray,
     rows: EvalRows,
     resolution: int,
-    params: dict,
+    settings: FinetuneSettings,
     seed: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
 ):
     """Fine-tune a classifier (:func:`fit_classifier`) and return (the classifier, test probabilities (n, C),
     selection record, val probabilities (n_val, C) of the restored model, for the prior's weight)."""
-    model, selection = fit_classifier(encoder, cache, rows, resolution, params, seed, device, amp_dtype)
+    model, selection = fit_classifier(encoder, cache, rows, resolution, settings, seed, device, amp_dtype)
     test_probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
     return model, test_probs, selection, _predict(model, cache, rows.val, resolution, device, amp_dtype)
 
@@ -227,7 +202,7 @@ def fit_classifier(
     cache: np.ndarray,
     rows: EvalRows,
     resolution: int,
-    params: dict,
+    settings: FinetuneSettings,
     seed: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
@@ -239,23 +214,20 @@ def fit_classifier(
     are restored. Returns (the classifier ``Sequential(encoder, Linear)`` in eval mode, selection record with the
     best epoch and the val top-1 of each validated epoch).
     """
-    params = resolve_params("finetune", params)
-    if params["deterministic"]:
+    if settings.deterministic:
         make_deterministic(device)
     keep_freed_memory()
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
-    recipe = AugmentRecipe.from_config(params["augment"])
-    augment = BatchAugment(resolution, strength=float(params["augment_strength"]), recipe=recipe).to(device)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
-    )
+    recipe = AugmentRecipe.from_config(settings.augment)
+    augment = BatchAugment(resolution, strength=float(settings.augment_strength), recipe=recipe).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay))
     generator = torch.Generator(device=device).manual_seed(seed)
     train_labels = torch.as_tensor(rows.codes[rows.train], device=device)
     val_labels = rows.codes[rows.val]
-    batch_size = min(int(params["batch_size"]), rows.train.size)
-    max_epochs, val_every = int(params["max_epochs"]), int(params["val_every"])
+    batch_size = min(int(settings.batch_size), rows.train.size)
+    max_epochs, val_every = int(settings.max_epochs), int(settings.val_every)
     curve, best = {}, (-1.0, 0, None)
     for epoch in range(max_epochs):
         model.train()
@@ -277,7 +249,7 @@ def fit_classifier(
         curve[str(epoch + 1)] = val_top1
         if val_top1 > best[0]:
             best = (val_top1, epoch + 1, copy.deepcopy(model.state_dict()))
-        elif epoch + 1 - best[1] >= int(params["patience"]):
+        elif epoch + 1 - best[1] >= int(settings.patience):
             break
     val_top1, best_epoch, state = best
     model.load_state_dict(state)

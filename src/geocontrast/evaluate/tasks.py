@@ -16,14 +16,10 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.evaluate import PROBE_RANKS, RANKS
+from geocontrast.evaluate.settings import ClusteringSettings, GenusPairsSettings, LinearSettings, MislabelSettings
 
 if TYPE_CHECKING:
     from geocontrast.evaluate.protocols import EvalRows
-
-GENUS_PAIRS_DEFAULTS = {"n_pairs": 3, "min_images": 2}
-MISLABEL_DEFAULTS = {"noise_fraction": 0.1, "k": 10}
-CLUSTERING_DEFAULTS = {"n_init": 10}
-DEFAULTS = {"genus_pairs": GENUS_PAIRS_DEFAULTS, "mislabel": MISLABEL_DEFAULTS, "clustering": CLUSTERING_DEFAULTS}
 
 
 def rank_names(species_names: list[str], manifest: pd.DataFrame, rank: str) -> list[str]:
@@ -173,7 +169,7 @@ def genus_pair_accuracies(
     rows: EvalRows,
     pairs: dict[str, list[list[str]]],
     genus_names: list[str],
-    linear_params: dict,
+    linear: LinearSettings,
     seed: int,
 ) -> dict:
     """Test accuracy of a binary linear probe (val-selected, as the linear protocol) for each genus pair.
@@ -207,7 +203,7 @@ def genus_pair_accuracies(
                 continue
             (train, train_y), (val, val_y), (test, test_y) = roles["train"], roles["val"], roles["test"]
             train_x, val_x, test_x = (feature_rows(features, r) for r in (train, val, test))
-            probs, _ = linear_probe(train_x, train_y, val_x, val_y, test_x, 2, linear_params, seed)
+            probs, _ = linear_probe(train_x, train_y, val_x, val_y, test_x, 2, linear, seed)
             accuracy = float((probs.argmax(axis=1) == test_y).mean())
             scores.append(accuracy)
             result["pairs"].append(
@@ -217,48 +213,38 @@ def genus_pair_accuracies(
     return result
 
 
-def resolve_params(task: str, params: dict) -> dict:
-    """``params`` over the task's defaults; unknown keys are refused (a typo would silently use a default)."""
-    defaults = DEFAULTS[task]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {task} params {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **params}
-
-
 def task_metrics(
     task: str,
     features: np.ndarray,
     rows: EvalRows,
     manifest: pd.DataFrame,
-    params: dict,
+    settings: LinearSettings | MislabelSettings | ClusteringSettings,
     seed: int,
     pairs: dict | None = None,
-    linear_params: dict | None = None,
 ) -> dict:
     """Metrics of ``genus_pairs``, ``mislabel`` or ``clustering`` on frozen ``features`` (N, D) of every manifest
-    row, any float dtype (read as float32 rows; ``<rank>_probe`` is a classification protocol and scored as one)."""
+    row, any float dtype (read as float32 rows; ``<rank>_probe`` is a classification protocol and scored as one).
+    ``settings``: the task's config section (:data:`geocontrast.registry.TASKS`; genus_pairs: the linear probe's)."""
     if task == "genus_pairs":
         if pairs is None:
             raise ValueError("task genus_pairs needs the pairs file (--pairs)")
         genus = at_rank(rows, manifest, "genus")
-        return genus_pair_accuracies(features, genus, pairs, genus.names, linear_params or {}, seed)
+        return genus_pair_accuracies(features, genus, pairs, genus.names, settings, seed)
     from geocontrast.evaluate.protocols import feature_rows
 
-    params = resolve_params(task, params)
     if task == "mislabel":
         labels = rows.codes[rows.train]
         noisy, flipped = inject_label_noise(
-            labels, float(params["noise_fraction"]), rows.n_classes, np.random.default_rng([seed, 1])
+            labels, float(settings.noise_fraction), rows.n_classes, np.random.default_rng([seed, 1])
         )
-        suspicion = neighbourhood_disagreement(feature_rows(features, rows.train), noisy, int(params["k"]))
+        suspicion = neighbourhood_disagreement(feature_rows(features, rows.train), noisy, int(settings.k))
         return {**detection_scores(suspicion, flipped), "n_flipped": int(flipped.sum())}
     if task == "clustering":
         test = feature_rows(features, rows.test)
         result = {}
         for rank in (rank for rank in ("species", "genus") if rank in rows.ancestors):
             labels = rows.ancestors[rank][rows.codes[rows.test]]
-            scores = clustering_scores(test, labels, seed, int(params["n_init"]))
+            scores = clustering_scores(test, labels, seed, int(settings.n_init))
             result.update({f"nmi_{rank}": scores["nmi"], f"ari_{rank}": scores["ari"]})
         return result
     raise ValueError(f"unknown task {task!r}")
@@ -290,14 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.evaluate.protocols import eval_rows
 
-    params = resolve_params("genus_pairs", args.params_json)
+    try:
+        settings = GenusPairsSettings.from_mapping(args.params_json)
+    except ValueError as error:
+        parser.error(str(error))
     manifest = read_manifest(args.manifest)
     rows = at_rank(eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction), manifest, "genus")
     pixels = reference_pixels(load_image_cache(args.cache)[np.sort(rows.train)])
     pairs = choose_genus_pairs(
-        pixels, rows.codes[np.sort(rows.train)], rows.names, int(params["n_pairs"]), int(params["min_images"])
+        pixels, rows.codes[np.sort(rows.train)], rows.names, int(settings.n_pairs), int(settings.min_images)
     )
-    write_json({**pairs, "reference": "pixels 8x8, labelled train images", "params": params}, args.out)
+    write_json({**pairs, "reference": "pixels 8x8, labelled train images", "params": settings.as_dict()}, args.out)
     print(json.dumps(pairs))
     return 0
 

@@ -2,7 +2,8 @@
 
 Each strategy supplies how pairs are drawn and which loss; the loop in :mod:`geocontrast.train.loop` owns the
 rest. Adding a strategy: one module here, one entry below and one in :data:`geocontrast.registry.STRATEGIES`
-(its options and geo tables, which the workflow plans with).
+(its options and geo tables, which the workflow plans with); ``tests/test_settings.py`` then names what to add to
+the schema's strategy list and options and to config/README.md's strategy table.
 """
 
 from geocontrast import registry
@@ -35,11 +36,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def build_strategy(name: str, data: TrainingData, params: dict) -> Strategy:
-    """The registered strategy ``name`` on ``data``; an unknown name lists the registered ones."""
+def build_strategy(name: str, data: TrainingData, settings) -> Strategy:
+    """The registered strategy ``name`` on ``data`` under the job's ``settings``
+    (:class:`geocontrast.train.settings.PretrainSettings`); an unknown name lists the registered ones."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](data, params)
+    return STRATEGIES[name](data, settings)
 
 
 def required_tables(name: str, options: dict | None = None) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ class Autoencoder(Strategy):
                 "bottleneck": nn.Linear(encoder.feature_dim, latent_dim),
                 "decoder": ResizeConvDecoder(
                     latent_dim,
-                    resolution=int(self.params.get("resolution", 32)),
+                    resolution=int(self.settings.resolution),
                     channels=int(self.options["decoder_channels"]),
                 ),
             }

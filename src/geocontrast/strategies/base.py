@@ -11,8 +11,9 @@ augmentation, the encoder forward pass, optimiser, checkpoints, metrics). One st
     ...optimiser step...
     strategy.after_step(heads, encoder, progress)      # e.g. BYOL's momentum update of its target network
 
-Strategy-specific settings come from ``params["options"]`` (config ``pretrain.strategy_options.<name>``), checked
-against the strategy's defaults in :mod:`geocontrast.registry`, which also lists the geo tables each one reads.
+Strategy-specific settings come from the job's ``settings.options`` (config ``pretrain.strategy_options.<name>``),
+checked against the strategy's defaults in :mod:`geocontrast.registry`, which also lists the geo tables each one
+reads.
 
 Rows are always manifest rows (the cache, splits and geo tables share that order); the per-row facts strategies
 draw from are a :class:`~geocontrast.geo.training_data.TrainingData`.
@@ -20,6 +21,7 @@ draw from are a :class:`~geocontrast.geo.training_data.TrainingData`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,10 +53,12 @@ class PairBatch:
 class Strategy:
     """Base of every strategy: anchors are the train rows; subclasses supply ``sample``, ``heads`` and ``loss``.
 
-    Its options (defaults, allowed sources) and the geo tables it needs under them come from its entry in
-    :data:`geocontrast.registry.STRATEGIES` (``params["options"]`` overrides the defaults; unknown keys are
-    refused). ``params["pairs_from"]``: "train" (positives/negatives only from train rows, so val/test
-    pixels never reach pretraining) or "all" (any manifest row); :attr:`allowed` is that row mask (None: all).
+    ``settings``: the job's :class:`geocontrast.train.settings.PretrainSettings` (a strategy reads ``options``,
+    ``pairs_from``, ``temperature``, ``resolution`` and ``label_fraction``). Its options (defaults, allowed
+    sources) and the geo tables it needs under them come from its entry in :data:`geocontrast.registry.STRATEGIES`
+    (``settings.options`` overrides the defaults; unknown keys are refused). ``pairs_from``: "train"
+    (positives/negatives only from train rows, so val/test pixels never reach pretraining) or "all" (any manifest
+    row); :attr:`allowed` is that row mask (None: all).
     """
 
     name: str = ""
@@ -62,20 +66,17 @@ class Strategy:
     """Percent of the train labels the strategy trains on (its ``labelled_<pct>`` rows; 100: every train label),
     recorded in ``encoder.pt`` and results.csv (``pretrain_label_fraction``); 0 for the label-free strategies."""
 
-    def __init__(self, data: TrainingData, params: dict):
-        self.options = self.resolve_options(params.get("options") or {})
+    def __init__(self, data: TrainingData, settings):
+        self.options = self.resolve_options(settings.options)
         for table in self.required_tables(self.options):
             if getattr(data, table) is None:
                 raise ValueError(f"strategy {self.name!r} needs the {table} table ({table}_path= / --{table} PATH)")
         self.data = data
-        self.params = params
-        pairs_from = params.get("pairs_from", "train")
-        if pairs_from not in ("train", "all"):
-            raise ValueError(f"pairs_from must be 'train' or 'all', got {pairs_from!r}")
-        self.allowed = (data.split == "train") if pairs_from == "train" else None
+        self.settings = settings
+        self.allowed = (data.split == "train") if settings.pairs_from == "train" else None
 
     @classmethod
-    def resolve_options(cls, options: dict) -> dict:
+    def resolve_options(cls, options: Mapping) -> dict:
         """``options`` over the registered defaults; an unknown key or source is refused, naming the known ones."""
         return registry.strategy(cls.name).resolve_options(options)
 

@@ -20,8 +20,8 @@ from geocontrast.strategies.simsiam import SimSiam
 class BYOL(SimSiam):
     name = "byol"
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
         if not 0.0 <= float(self.options["momentum"]) <= 1.0:
             raise ValueError(
                 f"pretrain.strategy_options.byol.momentum must be in [0, 1], got {self.options['momentum']}"

@@ -39,13 +39,13 @@ class ContrastiveStrategy(Strategy):
     """NT-Xent (SimCLR) between views ``anchor`` and ``positive``; a ``negative`` view, when sampled, is passed
     as shared extra negatives.
 
-    params: ``temperature`` (0.1). Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
+    Settings: ``temperature``. Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
     (False), ``near_weight`` (0), ``near_scale_km`` (None), ``near_smoothing`` (0), ``projection_dim`` (128),
     ``projection_hidden_dim`` (512).
     """
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
         weight, scale, smoothing = (self.options[key] for key in ("near_weight", "near_scale_km", "near_smoothing"))
         section = f"pretrain.strategy_options.{self.name}"
         if not 0.0 <= weight <= 1.0:
@@ -57,7 +57,7 @@ class ContrastiveStrategy(Strategy):
                 f"{section}.near_smoothing {smoothing} needs near_weight > 0: a dropped item cannot take target mass"
             )
         self.criterion = NTXentLoss(
-            temperature=float(params.get("temperature", 0.1)),
+            temperature=float(settings.temperature),
             false_negative_smoothing=float(smoothing),
             gather_distributed=True,
         )

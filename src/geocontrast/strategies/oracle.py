@@ -3,7 +3,7 @@
 train label, so it is an upper bound for the label-free strategies, not a competitor.
 
 Anchors are the train rows with a species; a species with one train photo pairs it with itself (two
-augmentations). Options: ``projection_dim`` (128), ``projection_hidden_dim`` (512); params ``temperature``.
+augmentations). Options: ``projection_dim`` (128), ``projection_hidden_dim`` (512); settings ``temperature``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ class Oracle(Strategy):
     name = "oracle"
     label_fraction = 100.0
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
-        self.criterion = SupConLoss(temperature=float(params.get("temperature", 0.1)))
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
+        self.criterion = SupConLoss(temperature=float(settings.temperature))
         self.codes, _ = data.species_codes()
         train = data.rows_of("train")
         self.rows = train[self.codes[train] >= 0]

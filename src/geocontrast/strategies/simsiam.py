@@ -22,8 +22,8 @@ from geocontrast.strategies.contrastive import projection_head
 class SimSiam(Strategy):
     name = "simsiam"
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
         self.criterion = NegativeCosineLoss()
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:

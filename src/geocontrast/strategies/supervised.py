@@ -21,9 +21,9 @@ from geocontrast.strategies.base import PairBatch, Strategy
 class Supervised(Strategy):
     name = "supervised"
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
-        self.label_fraction = float(self.default_label_fraction(params))
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
+        self.label_fraction = float(self.trained_label_fraction(settings))
         self.codes, self.classes = data.species_codes()
         self.rows = data.labelled_rows(self.label_fraction)
         self.rows = self.rows[self.codes[self.rows] >= 0]
@@ -33,8 +33,9 @@ class Supervised(Strategy):
             )
 
     @staticmethod
-    def default_label_fraction(params: dict) -> float:
-        return params.get("label_fraction", 10)
+    def trained_label_fraction(settings) -> float:
+        """Percent of the train labels it trains on: the job's ``label_fraction``."""
+        return settings.label_fraction
 
     def anchor_rows(self) -> np.ndarray:
         return self.rows
@@ -67,7 +68,7 @@ class SupervisedFull(Supervised):
     name = "supervised_full"
 
     @staticmethod
-    def default_label_fraction(params: dict) -> float:
+    def trained_label_fraction(settings) -> float:
         return 100
 
 

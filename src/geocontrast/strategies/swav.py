@@ -28,8 +28,8 @@ from geocontrast.strategies.contrastive import projection_head
 class SwAV(Strategy):
     name = "swav"
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
         section = f"pretrain.strategy_options.{self.name}"
         for key in ("n_prototypes", "sinkhorn_iterations"):
             if int(self.options[key]) < 1:
@@ -38,7 +38,7 @@ class SwAV(Strategy):
             if int(self.options[key]) < 0:
                 raise ValueError(f"{section}.{key} must be >= 0, got {self.options[key]}")
         self.criterion = SwAVLoss(
-            temperature=float(params.get("temperature", 0.1)),
+            temperature=float(settings.temperature),
             epsilon=float(self.options["sinkhorn_epsilon"]),
             iterations=int(self.options["sinkhorn_iterations"]),
         )

@@ -20,8 +20,8 @@ from geocontrast.strategies.base import PairBatch, Strategy, ingredient_streams,
 class Triplet(Strategy):
     name = "triplet"
 
-    def __init__(self, data, params):
-        super().__init__(data, params)
+    def __init__(self, data, settings):
+        super().__init__(data, settings)
         self.criterion = TripletMarginLoss(margin=float(self.options["margin"]))
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:

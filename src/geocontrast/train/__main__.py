@@ -25,15 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--out-dir", required=True, type=Path, help="gets encoder.pt, last.pt, metrics.jsonl")
-    parser.add_argument("--params-json", type=json_object, default="{}", help="training params as a JSON object")
+    parser.add_argument("--params-json", type=json_object, default="{}", help="the pretrain settings as a JSON object")
     parser.add_argument("--neighbours", type=Path, help="neighbour table (.npz), for geo-positive strategies")
     parser.add_argument("--negatives", type=Path, help="negative table (.npz), for geo-negative strategies")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     args = parser.parse_args(argv)
 
-    params = args.params_json
+    from geocontrast.train.settings import PretrainSettings
+
     try:
-        tables = registry.strategy(args.strategy).tables(params.get("options"))
+        settings = PretrainSettings.from_mapping(args.params_json)
+        tables = registry.strategy(args.strategy).tables(settings.options)
     except ValueError as error:
         parser.error(str(error))
     missing = [f"--{table}" for table in tables if getattr(args, table) is None]
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         args.manifest,
         args.splits,
         args.out_dir,
-        params,
+        settings,
         neighbours_path=args.neighbours,
         negatives_path=args.negatives,
         threads=args.threads,

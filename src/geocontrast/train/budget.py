@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geocontrast.train.settings import PretrainSettings
+
 SPENT_KEYS = ("step", "anchors_seen", "encoder_images", "wall_seconds")
 """Cumulative over the job (resumed runs included): optimiser steps; anchors drawn (global batch items);
 images through the encoder (every view of every anchor, extra negatives included); wall_seconds: time in the
@@ -57,18 +59,18 @@ class Budget:
         return self.epochs * self.steps_per_epoch
 
 
-def plan_budget(n_train: int, n_anchors: int, params: dict, round_batch=lambda size: size) -> Budget:
-    """The budget of ``params`` (epochs, batch_size, steps_per_epoch) for a strategy with ``n_anchors`` anchors
+def plan_budget(n_train: int, n_anchors: int, settings: PretrainSettings, round_batch=lambda size: size) -> Budget:
+    """The budget of ``settings`` (epochs, batch_size, steps_per_epoch) for a strategy with ``n_anchors`` anchors
     on a train split of ``n_train`` rows; ``round_batch`` rounds a batch size to what the processes can share.
 
     The batch is smaller than ``batch_size`` only where the train split, or the strategy's anchors, hold fewer
     rows than one batch; the number of steps never depends on the strategy.
     """
-    epoch_batch = round_batch(min(int(params["batch_size"]), n_train))
+    epoch_batch = round_batch(min(int(settings.batch_size), n_train))
     steps_per_epoch = max(1, n_train // epoch_batch)
-    if params["steps_per_epoch"] is not None:
-        steps_per_epoch = min(steps_per_epoch, int(params["steps_per_epoch"]))
-    return Budget(int(params["epochs"]), steps_per_epoch, round_batch(min(epoch_batch, n_anchors)), n_anchors)
+    if settings.steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, int(settings.steps_per_epoch))
+    return Budget(int(settings.epochs), steps_per_epoch, round_batch(min(epoch_batch, n_anchors)), n_anchors)
 
 
 def epoch_batches(anchors: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator) -> np.ndarray:

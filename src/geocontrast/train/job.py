@@ -1,7 +1,8 @@
-"""A pretraining job's setup: its params, the process, its inputs, and the model with its optimiser and schedule.
+"""A pretraining job's setup: the process, its inputs, and the model with its optimiser and schedule.
 
-:func:`geocontrast.train.loop.train` calls these in order (:func:`resolve_params`, :func:`start_process`,
-:func:`load_inputs`, :func:`build_job`) and runs its epochs on the :class:`Job` they make.
+:func:`geocontrast.train.loop.train` calls these in order (:func:`start_process`, :func:`load_inputs`,
+:func:`build_job`) with the job's :class:`~geocontrast.train.settings.PretrainSettings` and runs its epochs on
+the :class:`Job` they make.
 """
 
 from __future__ import annotations
@@ -28,41 +29,7 @@ from geocontrast.runtime import keep_freed_memory, resolve_amp, resolve_device, 
 from geocontrast.strategies import Strategy, build_strategy
 from geocontrast.train.augment import AugmentRecipe, BatchAugment
 from geocontrast.train.budget import Budget, plan_budget
-
-DEFAULTS: dict = {
-    "encoder": "cnn5",
-    "init_weights": None,  # a weights file or torchvision weights name, from local files only (models.weights)
-    "resolution": 32,
-    "epochs": 5,  # epochs over the train split, whatever the strategy's anchors (geocontrast.train.budget)
-    "batch_size": 128,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "temperature": 0.1,
-    "augment_strength": 1.0,
-    "augment": {},  # AugmentRecipe settings over its defaults (config pretrain.augment)
-    "seed": 0,
-    "steps_per_epoch": None,  # cap on optimiser steps per epoch (None: train rows // batch_size)
-    "warmup_fraction": 0.1,  # share of all steps spent in linear warm-up
-    "knn_k": 20,
-    "label_fraction": 10,  # percent; labelled_<pct> rows supervised trains on and the kNN monitor's train bank
-    "monitor_size": 512,  # at most this many val and labelled train images in the per-epoch monitors
-    "pairs_from": "train",  # rows positives/negatives may come from: train, or all
-    "device": "auto",  # auto: cuda if available, else cpu
-    "amp": "auto",  # auto: bf16 autocast on CUDA or on CPUs with bf16 support; bf16; fp32
-    "channels_last": True,
-    "compile": False,
-    "progress": True,  # tqdm bar on stderr
-    "options": {},  # the strategy's own settings (its OPTIONS; config pretrain.strategy_options.<strategy>)
-    "deterministic": False,  # geocontrast.determinism.make_deterministic: one CPU thread, deterministic kernels
-}
-
-
-def resolve_params(params: dict) -> dict:
-    """``params`` over :data:`DEFAULTS`; unknown keys are refused (a typo would silently use a default)."""
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown training params {unknown}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **params}
+from geocontrast.train.settings import PretrainSettings
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int):
@@ -82,7 +49,7 @@ class Job:
     """What every epoch of one pretraining job works with."""
 
     name: str
-    params: dict
+    settings: PretrainSettings
     out_dir: Path
     ranks: distributed.Ranks
     cache: np.ndarray
@@ -102,16 +69,16 @@ class Job:
         return self.ranks.device
 
 
-def start_process(params: dict, threads: int | None) -> distributed.Ranks:
+def start_process(settings: PretrainSettings, threads: int | None) -> distributed.Ranks:
     """Join the training processes (one without torchrun), then set threads, seeds and the deterministic switch."""
-    ranks = distributed.join(resolve_device(params["device"]))
+    ranks = distributed.join(resolve_device(settings.device))
     keep_freed_memory()
     if threads is not None:
         set_threads(ranks.threads(int(threads)))
-    seed = int(params["seed"])
+    seed = int(settings.seed)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    if params["deterministic"]:
+    if settings.deterministic:
         make_deterministic(ranks.device)
     return ranks
 
@@ -139,35 +106,38 @@ def load_inputs(
 
 
 def build_job(
-    name: str, params: dict, out_dir: Path, ranks: distributed.Ranks, cache: np.ndarray, data: TrainingData
+    name: str,
+    settings: PretrainSettings,
+    out_dir: Path,
+    ranks: distributed.Ranks,
+    cache: np.ndarray,
+    data: TrainingData,
 ) -> Job:
     """The strategy, its budget, the model (encoder + the strategy's heads) and its optimiser and schedule."""
-    strategy = build_strategy(name, data, params)
+    strategy = build_strategy(name, data, settings)
     anchors = strategy.anchor_rows()
     if anchors.size < 2:
         raise ValueError(f"strategy {name!r} has {anchors.size} anchor rows; at least 2 are needed")
-    budget = plan_budget(data.rows_of("train").size, anchors.size, params, ranks.batch_size)
-    if budget.batch_size < min(int(params["batch_size"]), data.rows_of("train").size):
+    budget = plan_budget(data.rows_of("train").size, anchors.size, settings, ranks.batch_size)
+    if budget.batch_size < min(int(settings.batch_size), data.rows_of("train").size):
         warnings.warn(
             f"{name}: its {anchors.size} anchors fill batches of {budget.batch_size} only, "
-            f"not pretrain.batch_size {params['batch_size']}",
+            f"not pretrain.batch_size {settings.batch_size}",
             stacklevel=3,
         )
-    resolution = int(params["resolution"])
-    encoder = build_encoder(params["encoder"], small_input=resolution < 96)
-    if params["init_weights"]:
-        load_initial_weights(encoder, params["init_weights"])
-    memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
+    resolution = int(settings.resolution)
+    encoder = build_encoder(settings.encoder, small_input=resolution < 96)
+    if settings.init_weights:
+        load_initial_weights(encoder, settings.init_weights)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = nn.ModuleDict({"encoder": encoder, "heads": strategy.heads(encoder)})
     model = model.to(ranks.device).to(memory_format=memory_format)
     forward = ranks.replicate(model)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
-    )
-    warmup_steps = round(float(params["warmup_fraction"]) * budget.total_steps)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay))
+    warmup_steps = round(float(settings.warmup_fraction) * budget.total_steps)
     return Job(
         name=name,
-        params=params,
+        settings=settings,
         out_dir=out_dir,
         ranks=ranks,
         cache=cache,
@@ -175,13 +145,13 @@ def build_job(
         anchors=anchors,
         budget=budget,
         model=model,
-        forward=torch.compile(forward) if params["compile"] else forward,
+        forward=torch.compile(forward) if settings.compile else forward,
         augment=BatchAugment(
             resolution,
-            strength=float(params["augment_strength"]),
-            recipe=AugmentRecipe.from_config(params["augment"]),
+            strength=float(settings.augment_strength),
+            recipe=AugmentRecipe.from_config(settings.augment),
         ).to(ranks.device),
-        amp_dtype=resolve_amp(params["amp"], ranks.device),
+        amp_dtype=resolve_amp(settings.amp, ranks.device),
         memory_format=memory_format,
         optimiser=optimiser,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(budget.total_steps, warmup_steps)),

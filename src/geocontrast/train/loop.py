@@ -49,8 +49,9 @@ from geocontrast.strategies import STRATEGIES
 from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnostics, sample_batches
 from geocontrast.train.budget import SPENT_KEYS, epoch_batches
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
-from geocontrast.train.job import Job, build_job, load_inputs, resolve_params, start_process
+from geocontrast.train.job import Job, build_job, load_inputs, start_process
 from geocontrast.train.monitor import Monitor
+from geocontrast.train.settings import PretrainSettings
 
 METRIC_KEYS = (
     "epoch",
@@ -113,27 +114,26 @@ def train(
     manifest_path: Path,
     splits_path: Path,
     out_dir: Path,
-    params: dict,
+    settings: PretrainSettings,
     neighbours_path: Path | None = None,
     negatives_path: Path | None = None,
     threads: int | None = None,
 ) -> Path:
     """Pretrain one encoder with strategy ``strategy_name``; returns the path of ``encoder.pt`` in ``out_dir``.
 
-    ``params``: see :data:`geocontrast.train.job.DEFAULTS`. ``neighbours_path`` / ``negatives_path``: geo tables
-    (.npz), required by the strategies that use them. ``threads``: torch intra-op threads (default: torch's choice).
-    Resumes from ``out_dir/last.pt`` when present.
+    ``settings``: the job's :class:`~geocontrast.train.settings.PretrainSettings`. ``neighbours_path`` /
+    ``negatives_path``: geo tables (.npz), required by the strategies that use them. ``threads``: torch intra-op
+    threads (default: torch's choice). Resumes from ``out_dir/last.pt`` when present.
     """
     if strategy_name not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy_name!r}; registered: {', '.join(STRATEGIES)}")
-    params = resolve_params(params)
-    ranks = start_process(params, threads)
+    ranks = start_process(settings, threads)
     cache, manifest, data = load_inputs(cache_path, manifest_path, splits_path, neighbours_path, negatives_path)
-    job = build_job(strategy_name, params, Path(out_dir), ranks, cache, data)
+    job = build_job(strategy_name, settings, Path(out_dir), ranks, cache, data)
     progress = resume(job)
     if ranks.is_main:
         write_pair_diagnostics(job, manifest)
-    monitor = Monitor(cache, data, params, int(params["resolution"]), ranks.device, job.amp_dtype, job.memory_format)
+    monitor = Monitor(cache, data, settings, int(settings.resolution), ranks.device, job.amp_dtype, job.memory_format)
     for epoch in range(progress.epoch, job.budget.epochs):
         started = time.perf_counter()
         run = run_epoch(job, epoch, progress.spent["step"])
@@ -146,7 +146,7 @@ def train(
         "batch_size": job.budget.batch_size,
         "label_fraction": job.strategy.label_fraction,
     }
-    return save_encoder(job.out_dir, job.model["encoder"], strategy_name, params, budget)
+    return save_encoder(job.out_dir, job.model["encoder"], strategy_name, settings.as_dict(), budget)
 
 
 def resume(job: Job) -> Progress:
@@ -158,7 +158,7 @@ def resume(job: Job) -> Progress:
     if resumed is not None:
         records = resumed["metrics"]  # one line per epoch done, the last holding what they spent
         progress = Progress(int(resumed["epoch"]), {key: records[-1][key] for key in SPENT_KEYS}, records)
-        if resumed.get("params") != job.params or resumed.get("strategy") != job.name:
+        if resumed.get("params") != job.settings.as_dict() or resumed.get("strategy") != job.name:
             warnings.warn(
                 f"{job.out_dir / 'last.pt'} was written with other params or strategy; resuming anyway", stacklevel=3
             )
@@ -169,7 +169,7 @@ def resume(job: Job) -> Progress:
 
 def write_pair_diagnostics(job: Job, manifest: pd.DataFrame) -> None:
     """``pairs.json``: what the strategy's pairs share, over one epoch's worth of batches from their own stream."""
-    rng = np.random.default_rng([int(job.params["seed"]), PAIRS_STREAM])
+    rng = np.random.default_rng([int(job.settings.seed), PAIRS_STREAM])
     batches = sample_batches(job.strategy, job.budget.batch_size, rng)
     record = pair_diagnostics(manifest, job.strategy, batches, rng)
     for warning in fallback_warnings(record):
@@ -182,7 +182,7 @@ def write_pair_diagnostics(job: Job, manifest: pd.DataFrame) -> None:
 
 def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
     """Epoch ``epoch`` (0-based) of the job's budget, its steps numbered from ``step``."""
-    seed = int(job.params["seed"])
+    seed = int(job.settings.seed)
     rng = np.random.default_rng([seed, epoch])
     generator = torch.Generator(device=job.device).manual_seed(job.ranks.augment_seed(seed * 1_000_003 + epoch))
     batches = epoch_batches(job.anchors, job.budget.batch_size, job.budget.steps_per_epoch, rng)
@@ -193,7 +193,7 @@ def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
         total=len(batches),
         desc=f"{job.name} epoch {epoch + 1}/{job.budget.epochs}",
         file=sys.stderr,
-        disable=not (job.params["progress"] and job.ranks.is_main),
+        disable=not (job.settings.progress and job.ranks.is_main),
         leave=False,
     )
     for index, rows in enumerate(batches):
@@ -281,7 +281,7 @@ def record_epoch(job: Job, progress: Progress, run: EpochRun, monitor: Monitor, 
         job.scheduler,
         epoch,
         spent["step"],
-        extra={"params": job.params, "strategy": job.name, "metrics": records},
+        extra={"params": job.settings.as_dict(), "strategy": job.name, "metrics": records},
     )
     return Progress(epoch, {key: record[key] for key in SPENT_KEYS}, records)
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from geocontrast.geo.training_data import TrainingData
 from geocontrast.runtime import encode_rows
+from geocontrast.train.settings import PretrainSettings
 
 COLLAPSE_COSINE = 0.999
 """All holdout features point the same way: the representation has collapsed. Post-ReLU features of an untrained
@@ -34,7 +35,7 @@ class Monitor:
         self,
         cache: np.ndarray,
         data: TrainingData,
-        params: dict,
+        settings: PretrainSettings,
         resolution: int,
         device: torch.device,
         amp_dtype: torch.dtype | None,
@@ -42,14 +43,14 @@ class Monitor:
     ) -> None:
         self.cache, self.resolution, self.device = cache, resolution, device
         self.amp_dtype, self.memory_format = amp_dtype, memory_format
-        self.k = int(params["knn_k"])
-        size = int(params["monitor_size"])
-        rng = np.random.default_rng([int(params["seed"]), 2**31 - 1])
+        self.k = int(settings.knn_k)
+        size = int(settings.monitor_size)
+        rng = np.random.default_rng([int(settings.seed), 2**31 - 1])
         codes, _ = data.species_codes()
         val = data.rows_of("val")
         holdout = val if val.size >= 2 else data.rows_of("train")
         self.holdout = np.sort(rng.permutation(holdout)[:size])
-        bank = data.labelled_rows(float(params["label_fraction"]))
+        bank = data.labelled_rows(float(settings.label_fraction))
         bank = bank[codes[bank] >= 0]
         self.bank = np.sort(rng.permutation(bank)[:size])
         queries = val[codes[val] >= 0]
