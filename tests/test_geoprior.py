@@ -17,6 +17,7 @@ from geocontrast.prior import scores as prior_scores
 from geocontrast.prior.fit import main
 from geocontrast.prior.model import (
     MARGINAL_DAYS,
+    PriorSettings,
     assume_negative_loss,
     batch_size,
     encode_day,
@@ -25,7 +26,6 @@ from geocontrast.prior.model import (
     location_bbox,
     location_probabilities,
     random_locations,
-    resolve_params,
 )
 from geocontrast.prior.scores import choose_prior_weight, class_frequencies, combine, range_auc
 
@@ -201,17 +201,20 @@ def test_bounding_box_takes_the_short_way_across_the_antimeridian():
     assert ((lon >= 170.0) | (lon <= -175.0)).all()
 
 
-def test_unknown_params_are_refused():
-    with pytest.raises(ValueError, match="unknown geoprior params.*'epoch'"):
-        resolve_params({"epoch": 3})
+def test_unknown_or_bad_settings_are_refused_naming_the_key():
+    with pytest.raises(ValueError, match="evaluate.geoprior.epoch: unknown key"):
+        PriorSettings.from_mapping({"epoch": 3})
+    with pytest.raises(ValueError, match=r"evaluate.geoprior.inputs: expected distinct items"):
+        PriorSettings.from_mapping({"inputs": ["date", "date"]})
+    assert PriorSettings.from_mapping({"inputs": ["date", "location"]}).inputs == ("location", "date")
 
 
 def test_an_auto_batch_keeps_an_epoch_to_a_bounded_number_of_steps():
     assert batch_size("auto", 286) == 64 and batch_size("auto", 64 * 32) == 64
     assert batch_size("auto", 19252) == 602  # ceil(19252 / 32): 32 steps an epoch
     assert batch_size(128, 50) == 50 and batch_size(128, 500) == 128
-    with pytest.raises(ValueError, match="batch_size must be >= 1 or 'auto'"):
-        resolve_params({"batch_size": 0})
+    with pytest.raises(ValueError, match="evaluate.geoprior.batch_size: expected >= 1 or 'auto'"):
+        PriorSettings.from_mapping({"batch_size": 0})
 
 
 def _two_regions(n: int = 30):
@@ -224,7 +227,7 @@ def _two_regions(n: int = 30):
 
 def test_fitted_model_prefers_each_regions_species_there():
     lat, lon, labels = _two_regions()
-    model = fit_location_model(lat, lon, labels, 2, FAST, seed=0)
+    model = fit_location_model(lat, lon, labels, 2, PriorSettings.from_mapping(FAST), seed=0)
     probs = location_probabilities(model, [38.0, 34.0], [-122.0, -117.0])
     assert probs.dtype == np.float32 and probs.shape == (2, 2)
     assert probs[0, 0] > probs[0, 1] and probs[1, 1] > probs[1, 0]
@@ -233,7 +236,7 @@ def test_fitted_model_prefers_each_regions_species_there():
 def test_a_date_model_uses_what_a_row_has():
     lat, lon, labels = _two_regions(10)
     days = np.where(labels == 0, 100.0, 250.0)
-    params = {**FAST, "epochs": 3, "inputs": ["date", "location"], "scaling": "regional"}
+    params = PriorSettings.from_mapping({**FAST, "epochs": 3, "inputs": ["date", "location"], "scaling": "regional"})
     model = fit_location_model(lat, lon, labels, 2, params, seed=0, day_of_year=days)
     assert model.encoding.inputs == ("location", "date") and model.encoding.region is not None
     probs = location_probabilities(
@@ -251,7 +254,7 @@ def test_a_date_model_uses_what_a_row_has():
 
 def test_fit_is_deterministic_given_the_seed():
     lat, lon, labels = _two_regions(10)
-    params = {**FAST, "epochs": 5}
+    params = PriorSettings.from_mapping({**FAST, "epochs": 5})
     first, second = (
         location_probabilities(fit_location_model(lat, lon, labels, 2, params, seed=3), lat, lon) for _ in range(2)
     )
@@ -262,7 +265,7 @@ def test_presence_in_small_blocks_equals_presence_in_one_block(monkeypatch):
     """Rows without a day (12 days each) or without a place (256 places each) and plain rows, computed a block of
     points at a time (memory flat in the photos), equal the one-block computation."""
     lat, lon, labels = _two_regions(10)
-    params = {**FAST, "epochs": 2, "inputs": ["location", "date"]}
+    params = PriorSettings.from_mapping({**FAST, "epochs": 2, "inputs": ["location", "date"]})
     model = fit_location_model(lat, lon, labels, 2, params, seed=0, day_of_year=np.where(labels == 0, 100.0, 250.0))
     lat_q = np.array([38.0, 34.0, np.nan, 36.0, np.nan, 38.5, np.nan])
     lon_q = np.array([-122.0, -117.0, np.nan, -119.0, np.nan, -121.0, np.nan])
@@ -274,7 +277,7 @@ def test_presence_in_small_blocks_equals_presence_in_one_block(monkeypatch):
 
 def test_the_prior_file_written_a_block_of_rows_at_a_time_holds_every_row(tmp_path, monkeypatch):
     lat, lon, labels = _two_regions(10)
-    model = fit_location_model(lat, lon, labels, 2, {**FAST, "epochs": 1}, seed=0)
+    model = fit_location_model(lat, lon, labels, 2, PriorSettings.from_mapping({**FAST, "epochs": 1}), seed=0)
     lat, lon, days = np.append(lat, np.nan), np.append(lon, np.nan), np.full(lat.size + 1, np.nan)
     whole = location_probabilities(model, lat, lon, days)
     monkeypatch.setattr(prior_model, "PRESENCE_BLOCK_ELEMENTS", 3 * 2)  # blocks of 3 rows: 7 blocks
@@ -286,7 +289,7 @@ def test_the_prior_file_written_a_block_of_rows_at_a_time_holds_every_row(tmp_pa
 
 def test_missing_coordinates_get_a_uniform_prior():
     lat, lon, labels = _two_regions(10)
-    model = fit_location_model(lat, lon, labels, 2, {**FAST, "epochs": 1}, seed=0)
+    model = fit_location_model(lat, lon, labels, 2, PriorSettings.from_mapping({**FAST, "epochs": 1}), seed=0)
     probs = location_probabilities(model, [np.nan, 38.0], [np.nan, -122.0])
     assert probs[0].tolist() == [1.0, 1.0] and (probs[1] < 1.0).all()
 

@@ -25,6 +25,7 @@ from geocontrast.evaluate.settings import (
     MislabelSettings,
     section_settings,
 )
+from geocontrast.prior.model import PriorSettings
 from geocontrast.settings import Settings
 from geocontrast.train.settings import PretrainSettings
 
@@ -40,6 +41,7 @@ EVERY_SETTINGS = (
     MislabelSettings,
     ClusteringSettings,
     CamSettings,
+    PriorSettings,
 )
 ELSEWHERE = {
     (PretrainSettings, "seed"): "pretrain.seeds.0",  # a job's seed is one of the seeds; the default the first
@@ -211,7 +213,8 @@ def test_config_readme_gives_every_pretrain_default_as_the_code_has_it():
 
 @pytest.mark.parametrize(
     ("heading", "key", "settings"),
-    [("evaluate", section, settings) for section, settings in SECTIONS.items()] + [("report", "cam", CamSettings)],
+    [("evaluate", section, settings) for section, settings in SECTIONS.items()]
+    + [("evaluate", "geoprior", PriorSettings), ("report", "cam", CamSettings)],
 )
 def test_config_readme_gives_every_section_default_as_the_code_has_it(heading, key, settings):
     row = readme_defaults(heading)[key]  # "max_epochs 30, patience 6, ..., augment (the recipe above)"

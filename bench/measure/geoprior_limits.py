@@ -32,7 +32,7 @@ from geocontrast.data.synthetic import generate_world, write_truth
 from geocontrast.data.synthetic.oracle import oracle_product
 from geocontrast.data.synthetic.truth import Truth, simulate_occurrences
 from geocontrast.prior.fit import geoprior
-from geocontrast.prior.model import LOSSES
+from geocontrast.prior.model import LOSSES, PriorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 INPUT_SETS = {"location": ["location"], "location+date": ["location", "date"]}
@@ -99,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                     paths["splits.parquet"],
                     args.label_fraction,
                     args.out_dir / name,
-                    {
-                        **base,
-                        **(json.loads(args.occurrence_params_json) if occurrences else {}),
-                        "inputs": inputs,
-                        "loss": loss,
-                    },
+                    PriorSettings.from_mapping(
+                        {
+                            **base,
+                            **(json.loads(args.occurrence_params_json) if occurrences else {}),
+                            "inputs": inputs,
+                            "loss": loss,
+                        }
+                    ),
                     args.seed,
                     occurrences,
                     paths["oracle.npz"],

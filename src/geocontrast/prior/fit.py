@@ -46,11 +46,11 @@ from geocontrast.geo.training_data import training_data
 from geocontrast.metrics import most_common_scores
 from geocontrast.npy_rows import NpyRows
 from geocontrast.prior.model import (
+    PriorSettings,
     fit_location_model,
     location_probabilities,
     range_grid_axes,
     range_probabilities,
-    resolve_params,
     rows_per_block,
 )
 from geocontrast.prior.scores import limits, prior_only_scores, reliability
@@ -149,7 +149,7 @@ def geoprior(
     splits_path: Path,
     label_fraction: float,
     out_dir: Path,
-    params: dict,
+    settings: PriorSettings,
     seed: int = 0,
     occurrences: Path | None = None,
     oracle: Path | None = None,
@@ -161,8 +161,7 @@ def geoprior(
     Returns the ``prior.json`` content. Without a training record the prior is skipped (:func:`skip_prior`);
     raises ValueError naming the file when no row has a species.
     """
-    params = resolve_params(params)
-    uses_date = "date" in params["inputs"]
+    uses_date = "date" in settings.inputs
     manifest = read_manifest(Path(manifest_path))
     data = training_data(manifest, pd.read_parquet(splits_path))
     codes, classes = data.species_codes()  # (N,), sorted species names
@@ -197,13 +196,13 @@ def geoprior(
         return skip_prior(reason, len(manifest), classes, label_fraction, Path(out_dir))
 
     started = time.perf_counter()
-    model = fit_location_model(records.lat, records.lon, records.label, len(classes), params, seed, records.day)
+    model = fit_location_model(records.lat, records.lon, records.label, len(classes), settings, seed, records.day)
     seconds = time.perf_counter() - started
     probs = _save_probabilities(Path(out_dir) / PROBS, model, lat, lon, days)  # (N, C), memory-mapped
 
     prior = {
         "classes": classes,
-        "params": params,
+        "params": settings.as_dict(),
         "seed": seed,
         "label_fraction": label_fraction,
         "sources": sources,
@@ -248,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=Path, required=True, help="splits (.parquet), manifest order")
     parser.add_argument("--label-fraction", type=float, required=True, help="percent: 10 uses labelled_10")
     parser.add_argument("--out-dir", type=Path, required=True, help=f"gets {PROBS}, {PRIOR} and {GRID}")
-    parser.add_argument("--params-json", type=json_object, default="{}", help="location model params as a JSON object")
+    parser.add_argument(
+        "--params-json", type=json_object, default="{}", help="evaluate.geoprior settings as a JSON object"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--occurrences", type=Path, help="occurrence table (.csv/.parquet, Darwin Core) to train on too"
@@ -257,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     # The matrices are small: one thread fitted the default world in 4.7 s, two took 35 s on 2 busy cores.
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
+    try:
+        settings = PriorSettings.from_mapping(args.params_json)
+    except ValueError as error:
+        parser.error(str(error))
 
     import torch
 
@@ -267,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             args.splits,
             args.label_fraction,
             args.out_dir,
-            args.params_json,
+            settings,
             args.seed,
             args.occurrences,
             args.oracle,

@@ -5,9 +5,11 @@ probabilities at points and on a range grid."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
+
+from geocontrast.settings import Settings
 
 if TYPE_CHECKING:
     import torch
@@ -24,21 +26,6 @@ if TYPE_CHECKING:
 # 0.191 / 0.550 (data_locations), 0.059 / 0.321 (random_locations); location only 0.160 / 0.475 (full),
 # 0.154 / 0.477 (data_locations). The date is where the information is (the flowering season); full and
 # data_locations tie within the seeds' spread, full stays (the thesis's loss, lower ECE).
-DEFAULTS: dict = {
-    "inputs": ["location", "date"],  # location and/or date (day of year)
-    "scaling": "global",  # global: lon/180, lat/90; regional: the training records' bounding box spans the input
-    "loss": "full",  # assume-negative variant: full, random_locations or data_locations
-    "hidden": 256,  # width of the residual MLP
-    "n_blocks": 4,  # residual blocks
-    "dropout": 0.5,  # inside each residual block
-    "pos_weight": 16.0,  # λ: weight of the observed species' term against the assumed absences
-    "epochs": 40,
-    "batch_size": "auto",  # records per step; auto: 64, or n / AUTO_STEPS_PER_EPOCH for more than 64 x that
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "background": "bbox",  # pseudo-negatives drawn within the training locations' bounding box, or the globe
-    "device": "auto",  # auto: cuda if available, else cpu
-}
 INPUTS = ("location", "date")
 SCALINGS = ("global", "regional")
 LOSSES = ("full", "random_locations", "data_locations")
@@ -62,27 +49,40 @@ def batch_size(param, n_records: int) -> int:
     return min(int(param), n_records)
 
 
-def resolve_params(params: dict) -> dict:
-    """``params`` over :data:`DEFAULTS`, checked; unknown keys are refused (a typo would silently use a default)."""
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown geoprior params {unknown}; known: {sorted(DEFAULTS)}")
-    params = {**DEFAULTS, **params}
-    for key, allowed in (("background", BACKGROUNDS), ("scaling", SCALINGS), ("loss", LOSSES)):
-        if params[key] not in allowed:
-            raise ValueError(f"geoprior param {key} must be one of {allowed}, got {params[key]!r}")
-    inputs = list(params["inputs"])
-    if not inputs or len(set(inputs)) != len(inputs) or not set(inputs) <= set(INPUTS):
-        raise ValueError(f"geoprior param inputs must be distinct items of {INPUTS}, got {inputs}")
-    params["inputs"] = [name for name in INPUTS if name in inputs]
-    if params["batch_size"] != "auto" and int(params["batch_size"]) < 1:
-        raise ValueError(f"geoprior param batch_size must be >= 1 or 'auto', got {params['batch_size']}")
-    for key in ("hidden", "epochs"):
-        if int(params[key]) < 1:
-            raise ValueError(f"geoprior param {key} must be >= 1, got {params[key]}")
-    if float(params["pos_weight"]) <= 0:
-        raise ValueError(f"geoprior param pos_weight must be > 0, got {params['pos_weight']}")
-    return params
+@dataclass(frozen=True)
+class PriorSettings(Settings):
+    """The location model, its loss and its fit (config ``evaluate.geoprior``); ``inputs`` kept in the order of
+    :data:`INPUTS`."""
+
+    section: ClassVar[str] = "evaluate.geoprior"
+
+    inputs: tuple[Literal["location", "date"], ...] = ("location", "date")  # the day of year as sin/cos
+    scaling: Literal["global", "regional"] = "global"  # regional: the records' bounding box spans the input
+    loss: Literal["full", "random_locations", "data_locations"] = "full"  # the assume-negative variant
+    hidden: int = 256  # width of the residual MLP
+    n_blocks: int = 4  # residual blocks
+    dropout: float = 0.5  # inside each residual block
+    pos_weight: float = 16.0  # λ: weight of the observed species' term against the assumed absences
+    epochs: int = 40
+    batch_size: int | Literal["auto"] = "auto"  # records per step; auto: see batch_size()
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    background: Literal["bbox", "globe"] = "bbox"  # pseudo-negatives within the records' bounding box, or anywhere
+    device: str = "auto"  # auto: cuda if available, else cpu
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        where = self.section
+        if not self.inputs or len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(f"{where}.inputs: expected distinct items of {list(INPUTS)}, got {list(self.inputs)}")
+        object.__setattr__(self, "inputs", tuple(name for name in INPUTS if name in self.inputs))
+        if self.batch_size != "auto" and self.batch_size < 1:
+            raise ValueError(f"{where}.batch_size: expected >= 1 or 'auto', got {self.batch_size}")
+        for key in ("hidden", "epochs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{where}.{key}: expected >= 1, got {getattr(self, key)}")
+        if self.pos_weight <= 0:
+            raise ValueError(f"{where}.pos_weight: expected > 0, got {self.pos_weight}")
 
 
 def encode_location(lat, lon, region: tuple[float, float, float, float] | None = None) -> np.ndarray:
@@ -204,11 +204,13 @@ def random_locations(
     return np.degrees(np.arcsin(sin_lat)), (lon + 180.0) % 360.0 - 180.0
 
 
-def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int, day_of_year=None) -> LocationModel:
+def fit_location_model(
+    lat, lon, labels, n_classes: int, settings: PriorSettings, seed: int, day_of_year=None
+) -> LocationModel:
     """Train a :class:`LocationModel` on presence-only records; returns it in eval mode on its device.
 
     ``lat``, ``lon``: (N,) finite degrees; ``labels``: (N,) species indices in [0, n_classes); ``day_of_year``:
-    (N,) finite days, needed when params["inputs"] holds date; ``params``: see :data:`DEFAULTS`. AdamW at a
+    (N,) finite days, needed when the settings' inputs hold date. AdamW at a
     constant lr; each step pairs every record with a fresh random location (and a uniform random day).
     Deterministic given ``seed`` (on one device and thread count); the global RNGs are untouched.
     """
@@ -217,10 +219,9 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     from geocontrast.prior.location import LocationModel
     from geocontrast.runtime import resolve_device
 
-    params = resolve_params(params)
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    uses_date = "date" in params["inputs"]
+    uses_date = "date" in settings.inputs
     days = np.asarray(day_of_year if day_of_year is not None else np.full(lat.shape, np.nan), dtype=np.float64)
     if not lat.shape == lon.shape == labels.shape == days.shape or lat.ndim != 1:
         raise ValueError(
@@ -236,25 +237,25 @@ def fit_location_model(lat, lon, labels, n_classes: int, params: dict, seed: int
     if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels must lie in [0, {n_classes}), got [{labels.min()}, {labels.max()}]")
 
-    device = resolve_device(params["device"])
+    device = resolve_device(settings.device)
     bbox = location_bbox(lat, lon)
-    encoding = InputEncoding(tuple(params["inputs"]), bbox if params["scaling"] == "regional" else None)
-    background = bbox if params["background"] == "bbox" else None
+    encoding = InputEncoding(settings.inputs, bbox if settings.scaling == "regional" else None)
+    background = bbox if settings.background == "bbox" else None
     rng = np.random.default_rng(seed)
     encoded = torch.from_numpy(encoding(lat, lon, days)).to(device)  # (N, D)
     targets = torch.from_numpy(labels).to(device)  # (N,)
-    records_per_step = batch_size(params["batch_size"], lat.size)
-    variant, pos_weight = params["loss"], float(params["pos_weight"])
+    records_per_step = batch_size(settings.batch_size, lat.size)
+    variant, pos_weight = settings.loss, float(settings.pos_weight)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # weight init and dropout
-        model = LocationModel(
-            n_classes, int(params["hidden"]), int(params["n_blocks"]), float(params["dropout"]), encoding
-        ).to(device)
+        model = LocationModel(n_classes, settings.hidden, settings.n_blocks, float(settings.dropout), encoding).to(
+            device
+        )
         optimiser = torch.optim.AdamW(
-            model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+            model.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay)
         )
         model.train()
-        for _ in range(int(params["epochs"])):
+        for _ in range(settings.epochs):
             order = torch.from_numpy(rng.permutation(lat.size)).to(device)
             for batch in torch.split(order, records_per_step):
                 n = batch.numel()
