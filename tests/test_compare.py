@@ -216,7 +216,7 @@ def test_plain_words_lines():
             "context_pos": [0.40, 0.41, 0.42],  # differences -0.10, -0.11, -0.13
         }
     )
-    comparisons = cmp.compare(results, metrics=["top1"])
+    comparisons = cmp.compare(results, settings=cmp.CompareSettings(metrics=("top1",)))
     lines = cmp.plain_words(comparisons).splitlines()
     # -0.05 -/+ 0.0895675 (the hand case above, mirrored)
     prefix = "context_pos_neg vs augmented, linear probe, 10% labels: "
@@ -235,7 +235,9 @@ def test_missing_pairs_nan_and_one_replicate():
     results = results_frame(
         {"augmented": [0.50, 0.52, 0.55], "byol": [0.60], "triplet": [0.51, np.nan, 0.57], "random_init": [0.3, 0.3]}
     )
-    comparisons = cmp.compare(results, metrics=["top1"]).set_index(["strategy", "reference"])
+    comparisons = cmp.compare(results, settings=cmp.CompareSettings(metrics=("top1",))).set_index(
+        ["strategy", "reference"]
+    )
     byol = comparisons.loc[("byol", "augmented")]
     assert byol["n_pairs"] == 1 and byol["n_unpaired"] == 2 and byol["verdict"] == "unresolved (1 replicate)"
     assert byol["diff"] == pytest.approx(0.10) and not byol["resolved"]
@@ -266,9 +268,18 @@ def hit_records(results, photo_sets):
 
 def test_test_sampling_from_the_records():
     results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.40, 0.41, 0.45]})
-    shared = cmp.compare(results, hit_records(results, [0, 0, 0]), metrics=["top1", "macro_top1"])
+    shared = cmp.compare(
+        results,
+        hit_records(results, [0, 0, 0]),
+        settings=cmp.CompareSettings(
+            metrics=(
+                "top1",
+                "macro_top1",
+            )
+        ),
+    )
     assert set(shared["test_sampling"]) == {"photo_bootstrap"} and (shared["photo_se"] >= 0).all()
-    redrawn = cmp.compare(results, hit_records(results, [0, 100, 200]), metrics=["top1"])
+    redrawn = cmp.compare(results, hit_records(results, [0, 100, 200]), cmp.CompareSettings(metrics=("top1",)))
     assert set(redrawn["test_sampling"]) == {"in_replicates"} and (redrawn["photo_se"] == 0).all()
     broken = hit_records(results, [0, 100, 200])
     broken[("context_pos", "linear", 10.0, 1)] = broken[("context_pos", "linear", 10.0, 0)]
@@ -276,9 +287,11 @@ def test_test_sampling_from_the_records():
         cmp.compare(results, broken)
 
 
-def test_compare_refuses_unknown_metric():
-    with pytest.raises(ValueError, match="prior_top1"):
-        cmp.compare(results_frame({"augmented": [0.5]}), metrics=["prior_top1"])
+def test_compare_settings_refuse_an_unknown_metric_and_a_bad_contrast_naming_the_key():
+    with pytest.raises(ValueError, match=r"compare.metrics\[0\]: expected one of .*got 'prior_top1'"):
+        cmp.CompareSettings.from_mapping({"metrics": ["prior_top1"]})
+    with pytest.raises(ValueError, match=r"compare.contrasts: expected \[strategy, against\] pairs"):
+        cmp.CompareSettings.from_mapping({"contrasts": [["a", "b", "c"]]})
 
 
 def test_cli_writes_table_and_text(tmp_path, capsys):
@@ -321,13 +334,11 @@ def test_forest_plot_rows_and_markers():
     plt.close(figure)
 
 
-def test_the_schema_defaults_are_the_library_defaults():
+def test_the_schema_offers_exactly_the_compared_metrics():
     from conftest import REPO
 
     schema = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
-    keys = schema["properties"]["compare"]["properties"]
-    assert {key: keys[key]["default"] for key in cmp.DEFAULTS} == cmp.DEFAULTS
-    assert keys["metrics"]["items"]["enum"] == list(cmp.METRICS)
+    assert schema["properties"]["compare"]["properties"]["metrics"]["items"]["enum"] == list(cmp.METRICS)
 
 
 def test_the_prior_gain_is_averaged_over_replicates_with_a_t_interval():

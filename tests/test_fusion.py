@@ -69,7 +69,7 @@ def test_complementary_features_fuse_into_a_better_probe():
 def test_a_fused_pair_is_compared_with_each_part_as_a_linear_probe():
     parts = results_frame({"a": [0.5, 0.6, 0.55], "b": [0.4, 0.5, 0.45]})
     results = pd.concat([parts, results_frame({"a+b": [0.6, 0.7, 0.6]}, "fusion")])
-    table = cmp.compare(results, reference="a", metrics=["top1"])
+    table = cmp.compare(results, settings=cmp.CompareSettings(reference="a", metrics=("top1",)))
     fused = table[table["strategy"] == "a+b"]
     assert sorted(fused["reference"]) == ["a", "b"]
     assert set(fused["protocol"]) == {"linear"}

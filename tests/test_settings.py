@@ -26,6 +26,7 @@ from geocontrast.evaluate.settings import (
     section_settings,
 )
 from geocontrast.prior.model import PriorSettings
+from geocontrast.results.compare import CompareSettings
 from geocontrast.settings import Settings
 from geocontrast.train.settings import PretrainSettings
 
@@ -42,6 +43,7 @@ EVERY_SETTINGS = (
     ClusteringSettings,
     CamSettings,
     PriorSettings,
+    CompareSettings,
 )
 ELSEWHERE = {
     (PretrainSettings, "seed"): "pretrain.seeds.0",  # a job's seed is one of the seeds; the default the first

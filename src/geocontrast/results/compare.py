@@ -56,6 +56,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -72,13 +73,32 @@ from geocontrast.results.intervals import (
 )
 from geocontrast.metrics import read_hits
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
+from geocontrast.settings import Settings
 
 RANDOM_INIT = "random_init"
 METRICS = {"top1": (1, "micro"), "top5": (5, "micro"), "macro_top1": (1, "macro")}
 """Compared metrics: the top-k of their per-photo hits, and how photos are weighed (micro: each photo the same;
 macro: each species the same)."""
 METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "macro_top1": "macro top-1"}
-DEFAULTS = {"reference": "augmented", "confidence": 0.95, "metrics": list(METRICS), "contrasts": []}
+
+
+@dataclass(frozen=True)
+class CompareSettings(Settings):
+    """What is compared and at what confidence (config ``compare``)."""
+
+    section: ClassVar[str] = "compare"
+
+    reference: str = "augmented"  # every strategy is compared with it (and with random_init)
+    confidence: float = 0.95  # coverage of the intervals
+    metrics: tuple[Literal["top1", "top5", "macro_top1"], ...] = tuple(METRICS)
+    contrasts: tuple[tuple[str, ...], ...] = ()  # further [strategy, against] pairs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"compare.confidence: expected a number in (0, 1), got {self.confidence}")
+        if any(len(pair) != 2 for pair in self.contrasts):
+            raise ValueError(f"compare.contrasts: expected [strategy, against] pairs, got {self.as_dict()['contrasts']}")
 COLUMNS = (
     "reference",
     "strategy",
@@ -175,22 +195,13 @@ def test_sampling(
 def compare(
     results: pd.DataFrame,
     hits: Mapping[HitKey, PhotoHits] | None = None,
-    *,
-    reference: str = DEFAULTS["reference"],
-    confidence: float = DEFAULTS["confidence"],
-    metrics: Iterable[str] = DEFAULTS["metrics"],
-    contrasts: Iterable[Iterable[str]] = (),
+    settings: CompareSettings = CompareSettings(),
 ) -> pd.DataFrame:
     """One row per (reference, strategy, protocol, label budget, metric) with the columns :data:`COLUMNS`.
 
     ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`.
     """
-    metrics = list(metrics)
-    unknown = sorted(set(metrics) - set(METRICS))
-    if unknown:
-        raise ValueError(f"cannot compare metrics {unknown}; known: {list(METRICS)}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), not {confidence}")
+    metrics, confidence = list(settings.metrics), settings.confidence
     hits = hits or {}
     rows = results[~results["protocol"].isin(NOT_COMPARED)].replace({"protocol": COMPARED_AS})
     if rows.duplicated(["strategy", "protocol", "label_fraction", "seed"]).any():
@@ -199,7 +210,7 @@ def compare(
     protocols = [p for p in PROTOCOL_TITLES if p in set(rows["protocol"])]
     protocols += [p for p in dict.fromkeys(rows["protocol"]) if p not in protocols]
     records = []
-    for strategy, base in comparison_pairs(rows["strategy"], reference, contrasts):
+    for strategy, base in comparison_pairs(rows["strategy"], settings.reference, settings.contrasts):
         for protocol in protocols:
             for label_fraction in sorted(rows.loc[rows["protocol"] == protocol, "label_fraction"].unique()):
                 key = (protocol, label_fraction)
@@ -350,19 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, type=Path, help="comparisons.csv")
     parser.add_argument("--text", type=Path, help="also write the plain-words summary here")
-    parser.add_argument(
-        "--params-json", type=json_object, default="{}", help=f"any of {sorted(DEFAULTS)} as a JSON object"
-    )
+    parser.add_argument("--params-json", type=json_object, default="{}", help="compare settings as a JSON object")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.params_json) - set(DEFAULTS))
-    if unknown:
-        parser.error(f"unknown params {unknown}; known: {sorted(DEFAULTS)}")
-    params = {**DEFAULTS, **args.params_json}
+    try:
+        settings = CompareSettings.from_mapping(args.params_json)
+    except ValueError as error:
+        parser.error(str(error))
     results = pd.read_csv(args.results)
-    comparisons = compare(results, read_hit_records(args.evaluations), **params)
+    comparisons = compare(results, read_hit_records(args.evaluations), settings)
     with atomic_path(args.out) as partial:
         comparisons.to_csv(partial, index=False)
-    confidence = params["confidence"]
+    confidence = settings.confidence
     text = plain_words(comparisons) + prior_gain_words(prior_gains(results, confidence), confidence)
     if args.text:
         write_text(text, args.text)
