@@ -198,17 +198,75 @@ def test_comparison_pairs_each_once():
     assert cmp.comparison_pairs(["context_pos", "random_init"], "augmented") == [("context_pos", "random_init")]
 
 
-def test_replicates_to_resolve():
+def simulated_resolve_rate(mean: float, sd: float, m: int, n_experiments: int = 40_000, seed: int = 0) -> float:
+    """Share of simulated m-replicate experiments (differences drawn N(mean, sd)) whose t interval excludes 0."""
+    draws = np.random.default_rng(seed).normal(mean, sd, size=(n_experiments, m))
+    half = stats.t.ppf(0.975, m - 1) * draws.std(axis=1, ddof=1) / np.sqrt(m)
+    return float((np.abs(draws.mean(axis=1)) > half).mean())
+
+
+def test_replicates_to_resolve_plans_for_80_percent_power_as_a_simulation_finds():
     sd = np.std([-0.02, -0.04, -0.09], ddof=1)
-    assert intervals.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3) == 5
-    # a photo term of its own as wide as the mean: no replicate count resolves it
-    assert np.isnan(intervals.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.05 / 1.96))
-    assert intervals.replicates_to_resolve(-0.05, sd / np.sqrt(3), 3, photo_se=0.02) > 5
-    assert np.isnan(intervals.replicates_to_resolve(0.001, 0.05, 3))  # beyond MAX_REPLICATES
+    needed = intervals.replicates_to_resolve(-0.05, sd, 3)
+    assert 3 < needed < intervals.MAX_REPLICATES
+    for m in (3, int(needed) - 1, int(needed), 12):
+        assert intervals.resolve_power(-0.05, sd, m) == pytest.approx(simulated_resolve_rate(-0.05, sd, m), abs=0.03)
+    # the smallest m the formula accepts: a simulation resolves about 80 % there, and fewer one replicate before
+    assert simulated_resolve_rate(-0.05, sd, int(needed)) > intervals.POWER - 0.03
+    assert simulated_resolve_rate(-0.05, sd, int(needed) - 1) < intervals.POWER + 0.03
+    # a photo term of its own wider than the mean: no replicate count resolves it (inf), and the text says why
+    assert np.isinf(intervals.replicates_to_resolve(-0.05, sd, 3, photo_se=0.06 / 1.96))
+    assert intervals.floor_exceeds(-0.05, sd, photo_se=0.06 / 1.96)
+    assert not intervals.floor_exceeds(-0.05, sd, photo_se=0.04 / 1.96)
+    assert intervals.replicates_to_resolve(-0.05, sd, 3, photo_se=0.02) > needed
+    assert np.isinf(intervals.replicates_to_resolve(0.001, 0.05, 3))  # beyond MAX_REPLICATES
     assert np.isnan(intervals.replicates_to_resolve(-0.05, np.nan, 1))
+    assert np.isnan(intervals.replicates_to_resolve(-0.05, 0.0, 3))  # no spread: nothing to plan with
 
 
-def test_plain_words_lines():
+def test_holm_on_a_hand_case():
+    # sorted 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, raised to 0.06); NaN kept out
+    adjusted = intervals.holm([0.01, 0.04, 0.03, 0.005, np.nan])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02, np.nan])
+    assert intervals.holm([0.6, 0.5]).tolist() == [1.0, 1.0]
+
+
+def test_equal_differences_have_no_interval_and_are_never_resolved():
+    interval = intervals.paired_interval(np.array([0.01, 0.01, 0.01]))
+    assert interval["mean"] == pytest.approx(0.01) and np.isnan(interval["low"]) and np.isnan(interval["p"])
+    assert intervals.verdict(3, interval["low"], interval["high"]) == "unresolved (no spread)"
+    results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.51, 0.53, 0.56]})
+    row = cmp.compare(results, settings=cmp.CompareSettings(metrics=("top1",))).iloc[0]
+    assert row["verdict"] == "unresolved (no spread)" and not row["resolved"]
+
+
+def test_the_p_value_is_the_level_at_which_the_interval_touches_zero():
+    differences = np.array([0.03, 0.05, 0.02, 0.06])
+    for photo_variance in (0.0, 0.01**2, 0.02**2):
+        p = intervals.paired_interval(differences, 0.95, photo_variance)["p"]
+        at_p = intervals.paired_interval(differences, 1 - p, photo_variance)
+        assert at_p["low"] == pytest.approx(0.0, abs=1e-9)
+    t = differences.mean() / (differences.std(ddof=1) / 2)
+    assert intervals.paired_interval(differences)["p"] == pytest.approx(2 * stats.t.sf(t, 3))
+
+
+def test_the_corrected_resampled_t_widens_the_replicate_term_by_the_pool_ratio():
+    differences = np.array([0.02, 0.04, 0.09])
+    plain = intervals.paired_interval(differences)
+    corrected = intervals.paired_interval(differences, rho=0.2 / 0.7)  # the default split: test 20 %, train 70 %
+    assert corrected["replicate_se"] / plain["replicate_se"] == pytest.approx(np.sqrt((1 / 3 + 0.2 / 0.7) * 3))
+    assert corrected["replicate_se"] / plain["replicate_se"] == pytest.approx(1.36, abs=0.01)
+
+
+def test_the_pool_ratio_is_read_from_the_replicates_split_summaries(tmp_path):
+    for rep, (train, test) in enumerate([(700, 200), (690, 210)]):
+        splits = {"train": {"n_images": train}, "val": {"n_images": 100}, "test": {"n_images": test}}
+        (tmp_path / f"{rep}.json").write_text(json.dumps({"splits": splits}))
+    assert cmp.pool_ratio([tmp_path / "0.json", tmp_path / "1.json"]) == pytest.approx((200 / 700 + 210 / 690) / 2)
+    assert cmp.pool_ratio([]) == 0.0
+
+
+def test_plain_words_open_with_the_primary_comparison_then_the_holm_adjusted_exploratory_lines():
     results = results_frame(
         {
             "augmented": [0.50, 0.52, 0.55],
@@ -216,19 +274,44 @@ def test_plain_words_lines():
             "context_pos": [0.40, 0.41, 0.42],  # differences -0.10, -0.11, -0.13
         }
     )
-    comparisons = cmp.compare(results, settings=cmp.CompareSettings(metrics=("top1",)))
-    lines = cmp.plain_words(comparisons).splitlines()
-    # -0.05 -/+ 0.0895675 (the hand case above, mirrored)
-    prefix = "context_pos_neg vs augmented, linear probe, 10% labels: "
-    # sd 0.036056: t(3) 3.182 * sd / 2 = 0.0574 >= 0.05, t(4) 2.776 * sd / sqrt(5) = 0.0448 < 0.05 -> 5
-    resolve = "(~5 replicates at this spread would resolve it)"
-    assert f"{prefix}\u0394top-1 \u22125.0 [\u221214.0, +4.0] points, unresolved {resolve} (n=3)" in lines
-    # mean -0.11333, s = 0.015275, se = 0.0088192, half-width 4.302653 * 0.0088192 = 0.037946
-    prefix = "context_pos vs augmented, linear probe, 10% labels: "
-    assert f"{prefix}\u0394top-1 \u221211.3 [\u221215.1, \u22127.5] points, resolved (n=3)" in lines
-    row = comparisons.set_index(["strategy", "reference"]).loc[("context_pos", "augmented")]
-    assert row["resolved"] and row["test_sampling"] == "unknown"
+    settings = cmp.CompareSettings(metrics=("top1",))
+    comparisons = cmp.compare(results, settings=settings)
+    lines = cmp.plain_words(comparisons, settings).splitlines()
+    # -0.05 -/+ 0.0895675: t(2) 4.303 x 0.036056 / sqrt(3)
+    needed = intervals.replicates_to_resolve(-0.05, np.std([-0.02, -0.04, -0.09], ddof=1), 3)
+    assert lines[0] == (
+        "Primary comparison (context_pos_neg minus augmented, linear probe, 10% labels, top-1): "
+        f"\u22125.0 [\u221214.0, +4.0] points (95% t interval, n=3 replicates): unresolved (~{needed:.0f} replicates "
+        "for 80% power)."
+    )
+    # the exploratory family: context_pos - augmented and (the default contrast) context_pos_neg - context_pos
+    p_pos = 2 * stats.t.sf(0.11333333 / (np.std([-0.10, -0.11, -0.13], ddof=1) / np.sqrt(3)), 2)
+    p_neg = 2 * stats.t.sf(0.06333333 / (np.std([0.08, 0.07, 0.04], ddof=1) / np.sqrt(3)), 2)
+    adjusted = intervals.holm([p_pos, p_neg])
+    assert "over all 2 exploratory tests" in lines[2]
+    table = {line.split("  ")[1]: line for line in lines[3:]}
+    assert table["context_pos \u2212 augmented"].split()[-7:] == [
+        "10%",
+        "\u221211.3",
+        "[\u221215.1,",
+        "\u22127.5]",
+        f"{adjusted[0]:.3f}",
+        "resolved",
+        "n=3",
+    ]
+    assert f"{adjusted[1]:.3f}" in table["context_pos_neg \u2212 context_pos"]
+    primary = comparisons.set_index(["strategy", "reference"]).loc[("context_pos_neg", "augmented")]
+    assert primary["role"] == "primary" and primary["p_adjusted"] == primary["p_value"]
     assert list(comparisons.columns) == list(cmp.COLUMNS)
+
+
+def test_a_primary_comparison_that_did_not_run_is_said_so():
+    results = results_frame({"augmented": [0.50, 0.52, 0.55], "byol": [0.60, 0.5, 0.4]})
+    words = cmp.plain_words(cmp.compare(results))
+    assert words.startswith("Primary comparison (context_pos_neg minus augmented, linear probe, 10% labels, top-1):")
+    assert "not in this run" in words.splitlines()[0]
+    none = cmp.CompareSettings.from_mapping({"primary": None})
+    assert cmp.plain_words(cmp.compare(results, settings=none), none).startswith("No primary comparison")
 
 
 def test_missing_pairs_nan_and_one_replicate():
@@ -248,9 +331,8 @@ def test_missing_pairs_nan_and_one_replicate():
     assert triplet["high"] == pytest.approx(0.015 + half)
     assert comparisons.loc[("augmented", "random_init"), "n_pairs"] == 2
     words = cmp.plain_words(comparisons.reset_index())
-    assert (
-        "byol vs augmented, linear probe, 10% labels: \u0394top-1 +10.0 points, unresolved (1 replicate) (n=1)" in words
-    )
+    line = next(line for line in words.splitlines() if "byol \u2212 augmented" in line)
+    assert line.split()[-6:] == ["+10.0", "\u2013", "unresolved", "(1", "replicate)", "n=1"]
 
 
 def hit_records(results, photo_sets):
@@ -357,7 +439,10 @@ def test_the_prior_gain_is_averaged_over_replicates_with_a_t_interval():
     assert augmented["diff"] == pytest.approx(0.025)
     assert (augmented["low"], augmented["high"]) == pytest.approx((0.025 - half, 0.025 + half))
     assert augmented["verdict"] == "resolved" and gains.iloc[1]["verdict"] == "unresolved (1 replicate)"
+    assert augmented["p_adjusted"] == pytest.approx(augmented["p_value"])  # the only gain with a p-value
     words = cmp.prior_gain_words(gains)
-    assert "augmented, linear probe, 10% labels: \u0394top-1 +2.5 [" in words and "(n=3)" in words
+    assert "over these 1 gains" in words
+    line = next(line for line in words.splitlines() if line.startswith("  augmented"))
+    assert "+2.5 [" in line and "resolved" in line and line.endswith("n=3")
     assert cmp.prior_gain_words(cmp.prior_gains(results.assign(prior_gain_top1=np.nan))) == ""
     assert cmp.prior_gains(results.drop(columns="prior_gain_top1")).empty

@@ -290,7 +290,12 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
     }
     assert len(comparisons) == 2 * 3 * 3 and (comparisons["n_pairs"] == 2).all()  # pairs x protocols x metrics
     assert set(comparisons["test_sampling"]) == {"in_replicates"}  # each replicate drew its own test split
-    assert (results / "comparisons.txt").read_text() in first.stdout + first.stderr
+    assert set(comparisons["interval"]) == {"corrected resampled t"}  # ... of one photo pool: Nadeau-Bengio
+    assert (comparisons["rho"] > 0).all() and set(comparisons["role"]) == {"exploratory"}
+    primary, _, others = (results / "comparisons.txt").read_text().partition("\n")
+    assert "not in this run" in primary  # the default primary compares with augmented, which the tiny run lacks
+    output = first.stdout + first.stderr
+    assert primary in output and others in output and output.index(primary) < output.index(summary)
     assert "What the geographic prior adds" in (results / "comparisons.txt").read_text()
     assert "Geographic prior alone" in summary
     report = results / "report"

@@ -47,6 +47,13 @@ def pair_records():
     return [f"{folder}/pairs.json" for folder in pretrain_jobs()]
 
 
+def resampled_splits_summaries():
+    """The splits summaries of replicates that each resampled the split of one photo pool (splits.resample with
+    more than one seed): the comparisons' corrected resampled t reads their test/train ratio. None otherwise."""
+    summaries = dict.fromkeys(f"{replicate_folder(seed)}/splits_summary.json" for seed in config["pretrain"]["seeds"])
+    return list(summaries) if config["splits"]["resample"] and len(summaries) > 1 else []
+
+
 def prior_records(pcts=None):
     """The prior.json of every replicate's geographic prior at each label budget of ``pcts`` (default: every
     evaluated one); none without evaluate.prior."""

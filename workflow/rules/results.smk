@@ -33,9 +33,15 @@ rule comparisons:
     input:
         results=f"{RESULTS}/results.csv",
         evaluations=evaluation_outputs(),
+        splits=resampled_splits_summaries(),
     output:
         table=f"{RESULTS}/comparisons.csv",
-        text=f"{RESULTS}/comparisons.txt",
+        text=report(
+            f"{RESULTS}/comparisons.txt",
+            caption="../report/comparisons_text.rst",
+            category="Results",
+            labels={"figure": "primary result and comparisons (text)"},
+        ),
     log:
         f"{LOGS}/comparisons.log",
     benchmark:
@@ -46,4 +52,5 @@ rule comparisons:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.results.compare --results {input.results} --evaluations {input.evaluations}"
-        " --out {output.table} --text {output.text} --params-json {params.compare:q} > {log} 2>&1"
+        " --splits-summaries {input.splits} --out {output.table} --text {output.text}"
+        " --params-json {params.compare:q} > {log} 2>&1"

@@ -51,7 +51,8 @@ def forest_plot(
 ) -> plt.Figure:
     """Mean paired difference (point) and interval (line) per strategy vs reference, a panel per protocol.
 
-    Filled points: resolved (the interval excludes 0); open: unresolved; a point without a line: one replicate.
+    Filled points: resolved (the primary comparison: its interval excludes 0; an exploratory one: its Holm-adjusted
+    p is below 1 - confidence); open: unresolved; a point without a line: no interval (one replicate, no spread).
     """
     from matplotlib.lines import Line2D
 
@@ -84,7 +85,7 @@ def forest_plot(
     counts = sorted(set(shown["n_pairs"]))
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}\u2013{counts[-1]}"
     handles = [
-        Line2D([], [], color="0.3", marker="o", linewidth=1.2, label="resolved: interval excludes 0"),
+        Line2D([], [], color="0.3", marker="o", linewidth=1.2, label="resolved (exploratory lines: Holm-adjusted)"),
         Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linewidth=1.2, label="unresolved"),
     ]
     title = (

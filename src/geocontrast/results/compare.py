@@ -25,27 +25,39 @@ JSONs (:func:`geocontrast.metrics.hit_record`):
 A fused pair's rows (strategy ``a+b``, protocol ``fusion``: :mod:`geocontrast.evaluate.fusion`) are compared as
 linear probes: with the reference, random_init, ``a`` and ``b``.
 
-With one replicate there is no spread to estimate: no interval, verdict ``unresolved (1 replicate)``. A
-comparison is *resolved* when its interval excludes 0. An unresolved comparison with two or more pairs also gets
-the replicates to resolve it (:func:`~geocontrast.results.intervals.replicates_to_resolve`, a planning aid).
+**Replicates that resample one photo pool** (the default: each replicate redraws the split of one collection or
+world) train and test on overlapping photos, so their differences are correlated; their interval is Nadeau and
+Bengio's corrected resampled t, with ``rho`` = n_test / n_train read from the replicates' split summaries
+(``interval`` says which interval a line carries: ``corrected resampled t``, ``t + photo bootstrap`` or ``t``).
+
+**One primary comparison** (``compare.primary``, :data:`PRIMARY`) is declared before the run and judged at the
+nominal level; every other line is exploratory, its p-value adjusted by Holm's method over all of them, and it is
+resolved only when the adjusted p is below 1 - confidence. A comparison with one replicate, or whose replicates
+all gave the same difference with no photo term, has no interval and is never resolved. An unresolved comparison
+with two or more pairs gets the replicates that would resolve a difference of its size with 80 % power
+(:func:`~geocontrast.results.intervals.replicates_to_resolve`, a planning aid).
 
 ``comparisons.csv`` columns (differences and means are fractions, like ``results.csv``):
 ``reference``, ``strategy``, ``protocol``, ``label_fraction`` (percent), ``metric`` (top1, top5, macro_top1);
 ``n_pairs`` (replicates with both values), ``n_unpaired`` (replicates with only one, or a NaN);
 ``strategy_mean``, ``reference_mean`` (over the paired replicates); ``diff`` (mean paired difference);
-``low``, ``high`` (the interval; NaN below two pairs); ``se``, ``replicate_se`` (sqrt(s2 / n)),
-``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile); ``confidence``; ``test_sampling``;
-``resolved`` (bool); ``verdict`` (``resolved``, ``unresolved``, ``unresolved (1 replicate)`` or ``no pairs``);
-``replicates_to_resolve`` (unresolved comparisons only; NaN otherwise or beyond
-:data:`~geocontrast.results.intervals.MAX_REPLICATES`).
+``low``, ``high`` (the interval; NaN below two pairs or without spread); ``sd`` (of the differences); ``se``,
+``replicate_se`` (sqrt(s2 (1 / n + rho))), ``photo_se`` (sqrt(v_photo)); ``df`` (n - 1, of the t quantile);
+``rho``; ``confidence``; ``test_sampling``; ``interval``; ``role`` (primary or exploratory); ``p_value``,
+``p_adjusted`` (Holm over the exploratory lines; the primary's own p); ``resolved`` (bool); ``verdict``
+(``resolved``, ``unresolved``, ``unresolved (1 replicate)``, ``unresolved (no spread)`` or ``no pairs``);
+``replicates_to_resolve`` (unresolved comparisons only; inf when more than
+:data:`~geocontrast.results.intervals.MAX_REPLICATES` or no number would do).
 
-``comparisons.txt`` puts every comparison in plain words (:func:`plain_words`), then what the geographic prior
-adds to each strategy (:func:`prior_gains`, :func:`prior_gain_words`).
+``comparisons.txt`` opens with the primary comparison in one sentence, then one line per exploratory comparison of
+the first metric (:func:`plain_words`), then what the geographic prior adds to each strategy (:func:`prior_gains`,
+:func:`prior_gain_words`).
 
 CLI (called by the workflow's comparisons rule; prints the plain-words text)::
 
     python -m geocontrast.results.compare --results results.csv --evaluations eval/*/seed*/*.json \\
-        --out comparisons.csv --text comparisons.txt [--params-json '{"reference": "augmented"}']
+        --out comparisons.csv --text comparisons.txt [--params-json '{"reference": "augmented"}'] \\
+        [--splits-summaries replicates/*/splits_summary.json]
 """
 
 from __future__ import annotations
@@ -54,9 +66,9 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -66,6 +78,9 @@ from geocontrast.cli import json_object
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
 from geocontrast.results.intervals import (
     MAX_REPLICATES,
+    POWER,
+    floor_exceeds,
+    holm,
     paired_interval,
     photo_variance,
     replicates_to_resolve,
@@ -80,25 +95,50 @@ METRICS = {"top1": (1, "micro"), "top5": (5, "micro"), "macro_top1": (1, "macro"
 """Compared metrics: the top-k of their per-photo hits, and how photos are weighed (micro: each photo the same;
 macro: each species the same)."""
 METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "macro_top1": "macro top-1"}
+PRIMARY = {
+    "strategy": "context_pos_neg",
+    "reference": "augmented",
+    "protocol": "linear",
+    "label_fraction": 10,
+    "metric": "top1",
+}
+"""The one headline comparison, declared before any result: the full geographic recipe against augmentation-only
+SimCLR, linear probe at 10 % labels, top-1 (a reviewer's question: does the study's method beat the baseline it
+modifies?). Not the best-looking strategy picked after the run, which would select on noise. Every other line is
+exploratory and Holm-adjusted."""
 
 
 @dataclass(frozen=True)
 class CompareSettings(Settings):
-    """What is compared and at what confidence (config ``compare``)."""
+    """What is compared, which comparison is the primary one, and at what confidence (config ``compare``)."""
 
     section: ClassVar[str] = "compare"
 
     reference: str = "augmented"  # every strategy is compared with it (and with random_init)
     confidence: float = 0.95  # coverage of the intervals
     metrics: tuple[Literal["top1", "top5", "macro_top1"], ...] = tuple(METRICS)
-    contrasts: tuple[tuple[str, ...], ...] = ()  # further [strategy, against] pairs
+    contrasts: tuple[tuple[str, ...], ...] = (("context_pos_neg", "context_pos"),)  # further [strategy, against]
+    primary: Mapping[str, Any] | None = field(default_factory=lambda: PRIMARY)  # None: every line exploratory
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 < self.confidence < 1:
             raise ValueError(f"compare.confidence: expected a number in (0, 1), got {self.confidence}")
         if any(len(pair) != 2 for pair in self.contrasts):
-            raise ValueError(f"compare.contrasts: expected [strategy, against] pairs, got {self.as_dict()['contrasts']}")
+            pairs = self.as_dict()["contrasts"]
+            raise ValueError(f"compare.contrasts: expected [strategy, against] pairs, got {pairs}")
+        if self.primary is not None and (set(self.primary) != set(PRIMARY) or self.primary["metric"] not in METRICS):
+            raise ValueError(f"compare.primary: expected the keys {sorted(PRIMARY)} (metric one of {list(METRICS)})")
+
+    def is_primary(self, strategy: str, reference: str, protocol: str, label_fraction: float, metric: str) -> bool:
+        primary = self.primary
+        return primary is not None and (strategy, reference, protocol, float(label_fraction), metric) == (
+            primary["strategy"],
+            primary["reference"],
+            primary["protocol"],
+            float(primary["label_fraction"]),
+            primary["metric"],
+        )
 COLUMNS = (
     "reference",
     "strategy",
@@ -112,16 +152,29 @@ COLUMNS = (
     "diff",
     "low",
     "high",
+    "sd",
     "se",
     "replicate_se",
     "photo_se",
     "df",
+    "rho",
     "confidence",
     "test_sampling",
+    "interval",
+    "role",
+    "p_value",
+    "p_adjusted",
     "resolved",
     "verdict",
     "replicates_to_resolve",
 )
+INTERVALS = {
+    "in_replicates": "corrected resampled t",
+    "photo_bootstrap": "t + photo bootstrap",
+    "unknown": "t",
+}
+"""Which interval a comparison carries, by how test-set sampling enters it (:func:`test_sampling`): replicates that
+resampled one photo pool get the Nadeau-Bengio correction (when the pool's test/train ratio is known)."""
 NOT_COMPARED = ("baseline", *TASKS)
 """Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
 COMPARED_AS = {FUSION.name: "linear"}
@@ -196,10 +249,13 @@ def compare(
     results: pd.DataFrame,
     hits: Mapping[HitKey, PhotoHits] | None = None,
     settings: CompareSettings = CompareSettings(),
+    rho: float = 0.0,
 ) -> pd.DataFrame:
     """One row per (reference, strategy, protocol, label budget, metric) with the columns :data:`COLUMNS`.
 
-    ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`.
+    ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`;
+    ``rho``: n_test / n_train of the photo pool, the Nadeau-Bengio correction of replicates that resampled it (0:
+    none).
     """
     metrics, confidence = list(settings.metrics), settings.confidence
     hits = hits or {}
@@ -227,13 +283,9 @@ def compare(
                         k, weighting = METRICS[metric]
                         per_photo = np.stack([a.hits[k].astype(int) - b.hits[k].astype(int) for a, b in pairs])
                         variance = photo_variance(per_photo, pairs[0][0].labels, weighting)
-                    interval = paired_interval((both["s"] - both["r"]).to_numpy(), confidence, variance)
-                    resolved = bool(interval["low"] > 0 or interval["high"] < 0)
-                    needed = np.nan
-                    if not resolved:
-                        needed = replicates_to_resolve(
-                            interval["mean"], interval["replicate_se"], interval["n"], interval["photo_se"], confidence
-                        )
+                    correction = rho if sampling == "in_replicates" else 0.0
+                    interval = paired_interval((both["s"] - both["r"]).to_numpy(), confidence, variance, correction)
+                    is_primary = settings.is_primary(strategy, base, protocol, label_fraction, metric)
                     records.append(
                         {
                             "reference": base,
@@ -246,15 +298,33 @@ def compare(
                             "strategy_mean": both["s"].mean(),
                             "reference_mean": both["r"].mean(),
                             "diff": interval["mean"],
-                            **{c: interval[c] for c in ("low", "high", "se", "replicate_se", "photo_se", "df")},
+                            **{c: interval[c] for c in ("low", "high", "sd", "se", "replicate_se", "photo_se", "df")},
                             "confidence": confidence,
                             "test_sampling": sampling,
-                            "resolved": resolved,
-                            "verdict": verdict(interval["n"], interval["low"], interval["high"]),
-                            "replicates_to_resolve": needed,
+                            "interval": INTERVALS[sampling] if correction or sampling != "in_replicates" else "t",
+                            "role": "primary" if is_primary else "exploratory",
+                            "p_value": interval["p"],
+                            "rho": correction,
                         }
                     )
-    return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    decided = ("p_adjusted", "resolved", "verdict", "replicates_to_resolve")  # filled below, over the family
+    comparisons = pd.DataFrame.from_records(records, columns=[c for c in COLUMNS if c not in decided])
+    exploratory = comparisons["role"] == "exploratory"
+    comparisons["p_adjusted"] = comparisons["p_value"]
+    comparisons.loc[exploratory, "p_adjusted"] = holm(comparisons.loc[exploratory, "p_value"].to_numpy())
+    verdicts, needed = [], []
+    for row in comparisons.itertuples(index=False):
+        adjusted = row.p_adjusted if row.role == "exploratory" else None
+        verdicts.append(verdict(row.n_pairs, row.low, row.high, adjusted, confidence))
+        needed.append(
+            replicates_to_resolve(row.diff, row.sd, row.n_pairs, row.photo_se, row.rho, confidence)
+            if verdicts[-1] == "unresolved"
+            else np.nan
+        )
+    comparisons["verdict"] = verdicts
+    comparisons["resolved"] = comparisons["verdict"] == "resolved"
+    comparisons["replicates_to_resolve"] = needed
+    return comparisons[list(COLUMNS)]
 
 
 def points(value: float, sign: bool = True) -> str:
@@ -262,64 +332,109 @@ def points(value: float, sign: bool = True) -> str:
     return f"{100 * value:{'+' if sign else ''}.1f}".replace("-", "\u2212")
 
 
-def metric_words(row: pd.Series) -> str:
-    """'Δtop-1 −10.4 [−13.1, −7.7] points, resolved' (or without the interval when there is none)."""
-    name = f"\u0394{METRIC_NAMES[row['metric']]}"
-    if row["n_pairs"] == 0:
-        return f"{name}: no paired replicates"
+def to_resolve_words(row) -> str:
+    """Why an unresolved comparison is unresolved, and what would resolve it (:func:`replicates_to_resolve`)."""
+    needed = row["replicates_to_resolve"]
+    if np.isnan(needed):
+        return ""
+    if np.isinf(needed):
+        if floor_exceeds(row["diff"], row["sd"], row["photo_se"], row["rho"], row["confidence"]):
+            return "the test photos' own sampling error exceeds the difference: more replicates cannot resolve it"
+        return f"more than {MAX_REPLICATES} replicates for {POWER:.0%} power"
+    return f"~{needed:.0f} replicates for {POWER:.0%} power"
+
+
+def interval_words(row) -> str:
+    """'−12.4 [−20.4, −4.4]' in points (no interval below two replicates or without spread)."""
     interval = "" if np.isnan(row["low"]) else f" [{points(row['low'])}, {points(row['high'])}]"
-    words = f"{name} {points(row['diff'])}{interval} points, {row['verdict']}"
-    if row["verdict"] == "unresolved":
-        needed = row["replicates_to_resolve"]
-        beyond = f"more than {MAX_REPLICATES}"
-        words += f" ({beyond if np.isnan(needed) else f'~{needed:.0f}'} replicates at this spread would resolve it)"
-    return words
+    return f"{points(row['diff'])}{interval}"
 
 
-def plain_words(comparisons: pd.DataFrame) -> str:
-    """One line per (reference, strategy, protocol, label budget): every metric's difference, interval, verdict."""
+def primary_words(comparisons: pd.DataFrame, settings: CompareSettings) -> str:
+    """The opening sentence: the primary comparison's difference, interval, verdict and who is ahead."""
+    if settings.primary is None:
+        return "No primary comparison is declared (compare.primary: null): every line below is exploratory.\n"
+    primary = settings.primary
+    title = PROTOCOL_TITLES.get(primary["protocol"], primary["protocol"])
+    what = (
+        f"{primary['strategy']} minus {primary['reference']}, {title}, {primary['label_fraction']:g}% labels, "
+        f"{METRIC_NAMES[primary['metric']]}"
+    )
+    rows = comparisons[comparisons["role"] == "primary"]
+    if rows.empty:
+        return f"Primary comparison ({what}): not in this run (a strategy or protocol of it did not run).\n"
+    row = rows.iloc[0]
+    words = f"{interval_words(row)} points"
+    if row["n_pairs"] > 1 and not np.isnan(row["low"]):
+        words += f" ({row['confidence']:.0%} {row['interval']} interval, n={row['n_pairs']} replicates)"
+    words += f": {row['verdict']}"
+    if row["verdict"] == "resolved":
+        words += f", {row['strategy'] if row['diff'] > 0 else row['reference']} ahead"
+    elif row["verdict"] == "unresolved" and to_resolve_words(row):
+        words += f" ({to_resolve_words(row)})"
+    return f"Primary comparison ({what}): {words}.\n"
+
+
+def plain_words(comparisons: pd.DataFrame, settings: CompareSettings = CompareSettings()) -> str:
+    """comparisons.txt's opening: the primary comparison in one sentence, then one short line per exploratory
+    comparison of the first compared metric (the others are in comparisons.csv), with its Holm-adjusted p."""
     if comparisons.empty:
         return "Paired comparisons: none (the results hold no strategy to compare with the reference or random_init).\n"
-    confidence = float(comparisons["confidence"].iloc[0])
-    sampling = set(comparisons.loc[comparisons["n_pairs"] > 1, "test_sampling"])
-    notes = {
-        "in_replicates": "each replicate drew its own test photos, so the interval holds test-set sampling",
-        "photo_bootstrap": "replicates share one test split: a paired bootstrap over test photos is added",
-        "unknown": "no per-photo records: test-set sampling is not included beyond the replicates' spread",
-    }
+    metric = settings.metrics[0]
+    shown = comparisons[(comparisons["role"] == "exploratory") & (comparisons["metric"] == metric)]
+    family = int(comparisons.loc[comparisons["role"] == "exploratory", "p_value"].notna().sum())
+    intervals = sorted(set(shown.loc[shown["n_pairs"] > 1, "interval"]))
     lines = [
-        f"Paired differences, strategy minus reference, in points of test accuracy: mean over replicates "
-        f"[{confidence:.0%} t interval]; resolved: the interval excludes 0.",
-        *(f"  ({notes[s]})" for s in notes if s in sampling),
+        primary_words(comparisons, settings),
+        f"Exploratory comparisons, \u0394{METRIC_NAMES[metric]} in points (strategy minus reference, mean over "
+        f"replicates [{settings.confidence:.0%} interval: {', '.join(intervals) or 'none'}]); p adjusted by Holm "
+        f"over all {family} exploratory tests; {', '.join(METRIC_NAMES[m] for m in settings.metrics[1:]) or 'no other metric'}"
+        " in comparisons.csv:",
     ]
-    keys = ["reference", "strategy", "protocol", "label_fraction"]
-    for (base, strategy, protocol, label_fraction), group in comparisons.groupby(keys, sort=False):
-        counts = sorted(set(group["n_pairs"]))
-        n = f"n={counts[0]}" if len(counts) == 1 else f"n={counts[0]}\u2013{counts[-1]}"
-        if (group["n_pairs"] == 1).all():  # one verdict for all: no metric has an interval
-            words = ", ".join(f"\u0394{METRIC_NAMES[m]} {points(d)}" for m, d in zip(group["metric"], group["diff"]))
-            words += " points, unresolved (1 replicate)"
-        else:
-            words = "; ".join(metric_words(row) for _, row in group.iterrows())
-        title = PROTOCOL_TITLES.get(protocol, protocol)
-        lines.append(f"{strategy} vs {base}, {title}, {label_fraction:g}% labels: {words} ({n})")
+    table = []
+    for row in shown.to_dict("records"):
+        note = to_resolve_words(row) if row["verdict"] == "unresolved" else ""
+        table.append(
+            [
+                f"{row['strategy']} \u2212 {row['reference']}",
+                PROTOCOL_TITLES.get(row["protocol"], row["protocol"]),
+                f"{row['label_fraction']:g}%",
+                interval_words(row),
+                "\u2013" if np.isnan(row["p_adjusted"]) else f"{row['p_adjusted']:.3f}",
+                row["verdict"] + (f" ({note})" if note else ""),
+                f"n={row['n_pairs']}",
+            ]
+        )
+    lines += aligned(["comparison", "protocol", "labels", "difference", "p (Holm)", "verdict", "n"], table)
     return "\n".join(lines) + "\n"
 
 
-def prior_gains(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+def aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a plain-text table, columns left-aligned to their widest cell, two spaces apart."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *rows]]
+
+
+def prior_gains(results: pd.DataFrame, confidence: float = 0.95, rho: float = 0.0) -> pd.DataFrame:
     """What the geographic prior adds to each (strategy, protocol, label budget): the per-replicate difference
     ``prior_gain_top1`` (the same model on the same test photos with and without the prior, so paired by
-    construction) averaged over replicates, with its t interval (the replicates' spread only) and verdict."""
-    columns = ["strategy", "protocol", "label_fraction", "n", "diff", "low", "high", "verdict"]
+    construction) averaged over replicates, with its t interval (corrected by ``rho`` as the comparisons are), its
+    p-value and Holm's adjustment over the gains (a family of their own), and the verdict."""
+    columns = ["strategy", "protocol", "label_fraction", "n", "diff", "low", "high", "p_value", "p_adjusted", "verdict"]
     if "prior_gain_top1" not in results:
         return pd.DataFrame(columns=columns)
     rows = []
     gains = results.dropna(subset=["prior_gain_top1"])
     for (strategy, protocol, pct), group in gains.groupby(["strategy", "protocol", "label_fraction"], sort=True):
-        interval = paired_interval(group["prior_gain_top1"].to_numpy(), confidence)
-        n, low, high = interval["n"], interval["low"], interval["high"]
-        rows.append([strategy, protocol, pct, n, interval["mean"], low, high, verdict(n, low, high)])
-    return pd.DataFrame(rows, columns=columns)
+        interval = paired_interval(group["prior_gain_top1"].to_numpy(), confidence, rho=rho)
+        rows.append([strategy, protocol, pct, interval["n"], interval["mean"], interval["low"], interval["high"]])
+        rows[-1].append(interval["p"])
+    table = pd.DataFrame(rows, columns=columns[:-2])
+    table["p_adjusted"] = holm(table["p_value"].to_numpy()) if len(table) else []
+    table["verdict"] = [
+        verdict(row.n, row.low, row.high, row.p_adjusted, confidence) for row in table.itertuples(index=False)
+    ]
+    return table[columns]
 
 
 def prior_gain_words(gains: pd.DataFrame, confidence: float = 0.95) -> str:
@@ -328,17 +443,35 @@ def prior_gain_words(gains: pd.DataFrame, confidence: float = 0.95) -> str:
         return ""
     lines = [
         "",
-        f"What the geographic prior adds (calibrated combination, weight chosen on val): top-1 with the prior minus"
-        f" without, same model and test photos, mean over replicates [{confidence:.0%} t interval].",
+        f"What the geographic prior adds (calibrated combination, weight chosen on val): \u0394top-1 in points, with"
+        f" the prior minus without, same model and test photos, mean over replicates [{confidence:.0%} interval];"
+        f" p adjusted by Holm over these {int(gains['p_value'].notna().sum())} gains:",
     ]
-    for row in gains.itertuples(index=False):
-        interval = "" if np.isnan(row.low) else f" [{points(row.low)}, {points(row.high)}]"
-        title = PROTOCOL_TITLES.get(row.protocol, row.protocol)
-        lines.append(
-            f"{row.strategy}, {title}, {row.label_fraction:g}% labels: \u0394top-1 {points(row.diff)}{interval}"
-            f" points, {row.verdict} (n={row.n})"
-        )
+    table = [
+        [
+            row["strategy"],
+            PROTOCOL_TITLES.get(row["protocol"], row["protocol"]),
+            f"{row['label_fraction']:g}%",
+            interval_words(row),
+            "\u2013" if np.isnan(row["p_adjusted"]) else f"{row['p_adjusted']:.3f}",
+            row["verdict"],
+            f"n={row['n']}",
+        ]
+        for row in gains.to_dict("records")
+    ]
+    lines += aligned(["strategy", "protocol", "labels", "gain", "p (Holm)", "verdict", "n"], table)
     return "\n".join(lines) + "\n"
+
+
+def pool_ratio(summaries: Iterable[Path]) -> float:
+    """n_test / n_train of the photo pool, averaged over the replicates' ``splits_summary.json`` (0: none given):
+    the Nadeau-Bengio correction of replicates that resample one pool."""
+    ratios = []
+    for path in summaries:
+        splits = json.loads(Path(path).read_text())["splits"]
+        if splits["train"]["n_images"]:
+            ratios.append(splits["test"]["n_images"] / splits["train"]["n_images"])
+    return float(np.mean(ratios)) if ratios else 0.0
 
 
 def read_hit_records(paths: Iterable[Path]) -> dict[HitKey, PhotoHits]:
@@ -362,17 +495,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="comparisons.csv")
     parser.add_argument("--text", type=Path, help="also write the plain-words summary here")
     parser.add_argument("--params-json", type=json_object, default="{}", help="compare settings as a JSON object")
+    parser.add_argument(
+        "--splits-summaries",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="the replicates' splits_summary.json when they resample one photo pool (the corrected resampled t)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = CompareSettings.from_mapping(args.params_json)
     except ValueError as error:
         parser.error(str(error))
     results = pd.read_csv(args.results)
-    comparisons = compare(results, read_hit_records(args.evaluations), settings)
+    rho = pool_ratio(args.splits_summaries)
+    comparisons = compare(results, read_hit_records(args.evaluations), settings, rho)
     with atomic_path(args.out) as partial:
         comparisons.to_csv(partial, index=False)
     confidence = settings.confidence
-    text = plain_words(comparisons) + prior_gain_words(prior_gains(results, confidence), confidence)
+    gains = prior_gains(results, confidence, rho)
+    text = plain_words(comparisons, settings) + prior_gain_words(gains, confidence)
     if args.text:
         write_text(text, args.text)
     print(text, end="")
