@@ -109,6 +109,50 @@ def test_photo_bootstrap_restores_coverage_on_a_shared_test_split():
     assert 0.94 <= with_photos / 1000 <= 0.995
 
 
+def test_the_observation_bootstrap_covers_where_photos_of_one_plant_share_their_fate():
+    """Photos come in observations of 3 (one plant photographed three times) that share the strategy's gain: the
+    photo bootstrap treats them as independent and under-covers; resampling observations covers nominally."""
+    rng = np.random.default_rng(2)
+    observations = np.repeat(np.arange(80), 3)  # 80 observations of 3 photos
+    labels = observations // 20  # 4 species of 20 observations each
+    by_photo = by_observation = 0
+    for _ in range(1000):
+        p = rng.uniform(0.35, 0.5, observations.size) + 0.02 * labels
+        gain = np.where(rng.random(80) < 0.5, 0.40, -0.30)[observations]  # true mean difference 0.05
+        init = rng.normal(0, 0.01, (3, 1))
+        per_photo = (rng.random((3, labels.size)) < p + gain + init).astype(int) - (rng.random((3, labels.size)) < p)
+        differences = per_photo.mean(1)
+        photos = intervals.paired_interval(differences, 0.95, intervals.photo_variance(per_photo, labels, "micro"))
+        clustered = intervals.photo_variance(per_photo, labels, "micro", clusters=observations)
+        plants = intervals.paired_interval(differences, 0.95, clustered)
+        by_photo += photos["low"] <= 0.05 <= photos["high"]
+        by_observation += plants["low"] <= 0.05 <= plants["high"]
+    assert by_photo / 1000 < 0.93  # 0.92 here
+    assert 0.94 <= by_observation / 1000 <= 0.995
+
+
+def test_observations_of_one_photo_each_are_the_photo_bootstrap():
+    rng = np.random.default_rng(3)
+    per_photo = rng.integers(-1, 2, size=(3, 12))
+    labels = np.repeat([0, 1, 2], 4)
+    expected = intervals.photo_variance(per_photo, labels, "macro")
+    assert intervals.photo_variance(per_photo, labels, "macro", clusters=np.arange(12) * 7) == pytest.approx(expected)
+
+
+def test_observation_clusters_are_keyed_by_the_digest_of_the_photos_the_protocols_score():
+    manifest = pd.DataFrame(
+        {
+            "species": ["A", "B", None, "A", "B", "A"],
+            "observation_id": ["o1", "o2", "o3", "o1", None, "o4"],
+        }
+    )
+    splits = pd.DataFrame({"split": ["test", "test", "test", "test", "test", "train"]})
+    (digest, clusters), *more = cmp.observation_clusters(manifest, splits).items()
+    # scored: rows 0, 1, 3, 4 (row 2 has no species, row 5 is train); rows 0 and 3 are one plant
+    assert not more and digest == hit_record(np.eye(2)[[0, 1, 0, 1]], np.array([0, 1, 0, 1]), [0, 1, 3, 4])["rows_sha1"]
+    assert clusters[0] == clusters[2] and len(set(clusters)) == 3
+
+
 # ---------------------------------------------------------------------------------------------- the photo term
 def test_photo_variance_hand_computed():
     # Two replicates, four photos, species 0 0 1 1. D (mean over replicates) = 1, 0, 0.5, 0; var within species

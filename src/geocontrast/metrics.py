@@ -97,16 +97,23 @@ def hit_record(scores: np.ndarray, labels: np.ndarray, test_rows: np.ndarray) ->
     ``rows_sha1``: digest of the manifest row numbers and labels, equal exactly when two records scored the same
     photos. :func:`read_hits` decodes.
     """
-    labels, test_rows = np.asarray(labels), np.asarray(test_rows, dtype=np.int64)
+    labels = np.asarray(labels)
     label_dtype = np.min_scalar_type(max(int(labels.max()), 0)).newbyteorder("<")
     packed_labels = labels.astype(label_dtype)
-    digest = hashlib.sha1(test_rows.astype("<i8").tobytes() + packed_labels.tobytes()).hexdigest()
-    record = {"n": int(labels.size), "rows_sha1": digest, "label_dtype": label_dtype.str}
+    record = {"n": int(labels.size), "rows_sha1": rows_digest(test_rows, labels), "label_dtype": label_dtype.str}
     record["labels"] = base64.b64encode(packed_labels.tobytes()).decode("ascii")
     ranked = ranked_classes(scores, max(HIT_KS))
     for k in HIT_KS:
         record[f"top{k}"] = base64.b64encode(np.packbits(hits_in_ranked(ranked, labels, k)).tobytes()).decode("ascii")
     return record
+
+
+def rows_digest(test_rows: np.ndarray, labels: np.ndarray) -> str:
+    """The ``rows_sha1`` of a hit record: a digest of the scored photos' manifest rows and class indices."""
+    labels = np.asarray(labels)
+    label_dtype = np.min_scalar_type(max(int(labels.max()), 0)).newbyteorder("<")
+    rows = np.asarray(test_rows, dtype=np.int64).astype("<i8")
+    return hashlib.sha1(rows.tobytes() + labels.astype(label_dtype).tobytes()).hexdigest()
 
 
 def read_hits(record: dict) -> tuple[dict[int, np.ndarray], np.ndarray]:

@@ -54,6 +54,21 @@ def resampled_splits_summaries():
     return list(summaries) if config["splits"]["resample"] and len(summaries) > 1 else []
 
 
+def shared_split_inputs(wildcards):
+    """The manifest and the one split every replicate shares (not splits.resample), so that the comparisons'
+    bootstrap over the shared test photos resamples whole observations. None when replicates resample."""
+    if config["splits"]["resample"]:
+        return {}
+    return {"manifest": f"{RESULTS}/manifest.parquet", "shared_splits": f"{replicate_folder(0)}/splits.parquet"}
+
+
+def shared_split_arguments(wildcards, input):
+    """--manifest and --shared-splits of the comparisons CLI, when it has them."""
+    return " ".join(
+        f"--{name.replace('_', '-')} {input[name]}" for name in ("manifest", "shared_splits") if name in input.keys()
+    )
+
+
 def prior_records(pcts=None):
     """The prior.json of every replicate's geographic prior at each label budget of ``pcts`` (default: every
     evaluated one); none without evaluate.prior."""

@@ -31,6 +31,7 @@ rule results_table:
 # the test-photo bootstrap when replicates share one test split.
 rule comparisons:
     input:
+        unpack(shared_split_inputs),
         results=f"{RESULTS}/results.csv",
         evaluations=evaluation_outputs(),
         splits=resampled_splits_summaries(),
@@ -48,9 +49,10 @@ rule comparisons:
         f"{BENCHMARKS}/comparisons.tsv"
     params:
         compare=json.dumps(config["compare"], sort_keys=True),
+        shared=shared_split_arguments,
     conda:
         "../envs/data.yaml"
     shell:
         "python -m geocontrast.results.compare --results {input.results} --evaluations {input.evaluations}"
-        " --splits-summaries {input.splits} --out {output.table} --text {output.text}"
+        " --splits-summaries {input.splits} {params.shared} --out {output.table} --text {output.text}"
         " --params-json {params.compare:q} > {log} 2>&1"

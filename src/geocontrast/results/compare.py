@@ -17,7 +17,9 @@ JSONs (:func:`geocontrast.metrics.hit_record`):
   s2 cannot see it; ``v_photo`` is the variance of the paired, species-stratified bootstrap over test photos (the
   same photos resampled for both strategies and every replicate, each species keeping its test count), in closed
   form (:func:`~geocontrast.results.intervals.photo_variance`) rather than by Monte Carlo, so it is exact and
-  needs no seed (``test_sampling = photo_bootstrap``).
+  needs no seed. Given the photos' observations (:func:`observation_clusters`), it resamples whole observations,
+  since the 2-3 photos of one plant are not independent (``test_sampling = observation_bootstrap``; without them
+  ``photo_bootstrap``).
 - no records (JSONs not given, or written before records existed), or under two replicates:
   ``v_photo = 0`` and ``test_sampling = unknown``; with a fixed split the interval then covers initialisation
   and training only.
@@ -86,7 +88,8 @@ from geocontrast.results.intervals import (
     replicates_to_resolve,
     verdict,
 )
-from geocontrast.metrics import read_hits
+from geocontrast.data.manifest import read_manifest, species_classes
+from geocontrast.metrics import read_hits, rows_digest
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
 from geocontrast.settings import Settings
 
@@ -171,6 +174,7 @@ COLUMNS = (
 INTERVALS = {
     "in_replicates": "corrected resampled t",
     "photo_bootstrap": "t + photo bootstrap",
+    "observation_bootstrap": "t + observation bootstrap",
     "unknown": "t",
 }
 """Which interval a comparison carries, by how test-set sampling enters it (:func:`test_sampling`): replicates that
@@ -250,12 +254,14 @@ def compare(
     hits: Mapping[HitKey, PhotoHits] | None = None,
     settings: CompareSettings = CompareSettings(),
     rho: float = 0.0,
+    observations: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per (reference, strategy, protocol, label budget, metric) with the columns :data:`COLUMNS`.
 
     ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`;
     ``rho``: n_test / n_train of the photo pool, the Nadeau-Bengio correction of replicates that resampled it (0:
-    none).
+    none); ``observations``: the scored photos' observations by the records' ``rows_sha1``
+    (:func:`observation_clusters`), which the bootstrap over a shared test split resamples.
     """
     metrics, confidence = list(settings.metrics), settings.confidence
     hits = hits or {}
@@ -282,7 +288,10 @@ def compare(
                     if pairs:
                         k, weighting = METRICS[metric]
                         per_photo = np.stack([a.hits[k].astype(int) - b.hits[k].astype(int) for a, b in pairs])
-                        variance = photo_variance(per_photo, pairs[0][0].labels, weighting)
+                        clusters = (observations or {}).get(pairs[0][0].rows_sha1)
+                        variance = photo_variance(per_photo, pairs[0][0].labels, weighting, clusters)
+                        if clusters is not None:
+                            sampling = "observation_bootstrap"
                     correction = rho if sampling == "in_replicates" else 0.0
                     interval = paired_interval((both["s"] - both["r"]).to_numpy(), confidence, variance, correction)
                     is_primary = settings.is_primary(strategy, base, protocol, label_fraction, metric)
@@ -463,6 +472,19 @@ def prior_gain_words(gains: pd.DataFrame, confidence: float = 0.95) -> str:
     return "\n".join(lines) + "\n"
 
 
+def observation_clusters(manifest: pd.DataFrame, splits: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The observation of each scored test photo of a shared split ({rows_sha1: (n,) codes}): the test rows with a
+    species in manifest order, as every protocol scores them, keyed by the digest their hit records carry (a
+    record whose digest differs, e.g. scored on other photos, finds none). A photo without observation_id is its
+    own observation."""
+    codes, _ = species_classes(manifest["species"])
+    rows = np.flatnonzero((splits["split"].to_numpy() == "test") & (codes >= 0))
+    clusters = pd.factorize(manifest["observation_id"].iloc[rows])[0]  # -1: no observation_id
+    alone = clusters < 0
+    clusters[alone] = clusters.max(initial=-1) + 1 + np.arange(alone.sum())
+    return {rows_digest(rows, codes[rows]): clusters} if rows.size else {}
+
+
 def pool_ratio(summaries: Iterable[Path]) -> float:
     """n_test / n_train of the photo pool, averaged over the replicates' ``splits_summary.json`` (0: none given):
     the Nadeau-Bengio correction of replicates that resample one pool."""
@@ -502,14 +524,23 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="the replicates' splits_summary.json when they resample one photo pool (the corrected resampled t)",
     )
+    parser.add_argument("--manifest", type=Path, help="with --shared-splits: the photos' observations")
+    parser.add_argument(
+        "--shared-splits", type=Path, help="the one split every replicate shares: its bootstrap resamples observations"
+    )
     args = parser.parse_args(argv)
     try:
         settings = CompareSettings.from_mapping(args.params_json)
     except ValueError as error:
         parser.error(str(error))
     results = pd.read_csv(args.results)
+    if (args.manifest is None) != (args.shared_splits is None):
+        parser.error("--manifest and --shared-splits go together")
     rho = pool_ratio(args.splits_summaries)
-    comparisons = compare(results, read_hit_records(args.evaluations), settings, rho)
+    observations = None
+    if args.shared_splits is not None:
+        observations = observation_clusters(read_manifest(args.manifest), pd.read_parquet(args.shared_splits))
+    comparisons = compare(results, read_hit_records(args.evaluations), settings, rho, observations)
     with atomic_path(args.out) as partial:
         comparisons.to_csv(partial, index=False)
     confidence = settings.confidence

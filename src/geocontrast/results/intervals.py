@@ -184,16 +184,19 @@ def photo_weights(labels: np.ndarray, weighting: str) -> np.ndarray:
     return 1.0 / (counts.size * counts[inverse])
 
 
-def photo_variance(per_photo: np.ndarray, labels: np.ndarray, weighting: str) -> float:
+def photo_variance(per_photo: np.ndarray, labels: np.ndarray, weighting: str, clusters=None) -> float:
     """Test-photo sampling variance of the mean paired difference when every replicate scored the same photos.
 
     ``per_photo``: (n, N) per-replicate, per-photo differences of hits (strategy minus reference, in {-1, 0, 1});
-    ``labels``: (N,) species of the photos. With photo weights w (:func:`photo_weights`, equal within a species)
-    and D_i = mean over replicates of photo i's difference, the species-stratified bootstrap over photos has
-    variance sum_c n_c w_c**2 var_c(D) (var_c over the photos of species c, ddof 1; a species with one test photo
-    adds nothing). var_c(D) also holds the replicate x photo noise, whose share s2 / n already counts; it is
-    estimated by the two-way residual mean square e2 and taken out:
-    ``v_photo = max(0, sum_c n_c w_c**2 (var_c(D) - e2 / n))``.
+    ``labels``: (N,) species of the photos; ``clusters``: (N,) the observation of each photo (None: each photo its
+    own). Photos of one observation (one plant, photographed 2-3 times) are not independent draws, so the bootstrap
+    resamples observations within each species, keeping the species' count of observations. With photo weights w
+    (:func:`photo_weights`), D_i the mean over replicates of photo i's difference and S_o = sum over observation o's
+    photos of w_i D_i, its variance is sum_c m_c var_c(S) (m_c observations of species c, var_c over them, ddof 1;
+    a species with one observation adds nothing; with one photo per observation this is the photo bootstrap).
+    var_c(S) also holds the replicate x photo noise, whose share s2 / n already counts; it is estimated by the
+    two-way residual mean square e2 and taken out: ``v_photo = max(0, sum_c m_c (var_c(S) - mean_c(sum w_i**2)
+    e2 / n))``.
     """
     per_photo = np.asarray(per_photo, dtype=float)
     n, n_photos = per_photo.shape
@@ -201,14 +204,22 @@ def photo_variance(per_photo: np.ndarray, labels: np.ndarray, weighting: str) ->
     photo_means = per_photo.mean(axis=0)
     residual = per_photo - photo_means - per_photo.mean(axis=1, keepdims=True) + per_photo.mean()
     noise = (residual**2).sum() / ((n - 1) * (n_photos - 1)) if n > 1 and n_photos > 1 else 0.0
-    _, species, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    sums = np.bincount(species, photo_means)
-    squares = np.bincount(species, (photo_means - (sums / counts)[species]) ** 2)
+    clusters = np.arange(n_photos) if clusters is None else np.asarray(clusters)
+    species_of_photo = np.unique(labels, return_inverse=True)[1].reshape(-1)
+    # An observation is one species' (nested in it): a photo's cluster is its (species, observation) pair.
+    pairs = np.stack([species_of_photo, np.unique(clusters, return_inverse=True)[1].reshape(-1)], axis=1)
+    _, cluster = np.unique(pairs, axis=0, return_inverse=True)
+    cluster = cluster.reshape(-1)
+    sums = np.bincount(cluster, weights * photo_means)  # S_o
+    squares = np.bincount(cluster, weights**2)  # sum of w_i**2 over the observation's photos
+    species = np.zeros(sums.size, dtype=np.int64)
+    species[cluster] = species_of_photo
+    counts = np.bincount(species)  # m_c
+    centred = sums - (np.bincount(species, sums) / counts)[species]
     several = counts > 1
-    spread = squares[several] / (counts[several] - 1)
-    weight = np.bincount(species, weights)[several] / counts[several]  # equal within a species
-    total = (counts[several] * weight**2 * (spread - noise / n)).sum()
-    return max(0.0, float(total))
+    spread = np.bincount(species, centred**2)[several] / (counts[several] - 1)
+    per_species = spread - (np.bincount(species, squares) / counts)[several] * noise / n
+    return max(0.0, float((counts[several] * per_species).sum()))
 
 
 def verdict(n: int, low: float, high: float, p_adjusted: float | None = None, confidence: float = 0.95) -> str:
