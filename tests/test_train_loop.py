@@ -141,12 +141,13 @@ def test_metrics_lines_hold_the_contract_keys(two_epochs):
         assert line["memory_kind"] == "cpu_rss" and line["amp"] == "fp32"
 
 
-VIEWS = {"supervised": 1, "augmented": 2, "context_pos_neg": 3}
+VIEWS = {"supervised": 1, "augmented": 2, "context_pos_neg": 3, "byol": 4}
+"""Images through an encoder per anchor: BYOL's two views also pass through its target encoder."""
 
 
 @pytest.fixture(scope="module")
 def one_budget(tiny_inputs, tmp_path_factory) -> dict[str, Path]:
-    """supervised (23 labelled train anchors on the tiny world), augmented and context_pos_neg (210 train
+    """supervised (23 labelled train anchors on the tiny world), augmented, context_pos_neg and byol (210 train
     anchors) under one budget: 2 epochs of 3 steps at batch 16."""
     root = tmp_path_factory.mktemp("one_budget")
     for strategy in VIEWS:

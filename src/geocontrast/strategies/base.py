@@ -112,6 +112,12 @@ class Strategy:
     def after_step(self, heads: nn.ModuleDict, encoder: nn.Module, progress: float) -> None:
         """Called after every optimiser step; ``progress`` = steps done / total steps, in (0, 1]."""
 
+    def encoder_images(self, view_sizes: dict[str, int]) -> int:
+        """Images that went through an encoder in one step whose views hold ``view_sizes`` images: each view once
+        through the trained encoder; a strategy that also passes views through a copy of it (a target network)
+        counts those passes too, so that the budget's images compare like with like."""
+        return sum(view_sizes.values())
+
 
 def neighbour_positives(
     data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None

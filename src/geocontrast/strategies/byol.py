@@ -43,6 +43,10 @@ class BYOL(SimSiam):
         targets = heads["target_projection"](heads["target_encoder"](images))  # (2B, out_dim)
         return targets.chunk(2)
 
+    def encoder_images(self, view_sizes: dict[str, int]) -> int:
+        """The online encoder's views, and the anchor and positive again through the target encoder."""
+        return super().encoder_images(view_sizes) + view_sizes["anchor"] + view_sizes["positive"]
+
     @torch.no_grad()
     def after_step(self, heads: nn.ModuleDict, encoder: nn.Module, progress: float) -> None:
         base = float(self.options["momentum"])

@@ -222,7 +222,7 @@ def optimiser_step(
 ) -> tuple[torch.Tensor, int]:
     """One optimiser step on the global batch of ``anchors``: this process draws the strategy's pairs, encodes its
     share of every view in one forward pass and steps. Returns the loss (detached, on the device) and the number
-    of images the encoders of all processes saw."""
+    of images the encoders of all processes saw (a target network's passes included: Strategy.encoder_images)."""
     batch = job.ranks.share(job.strategy.sample(anchors, rng))  # this process's share (all of it on one process)
     views = {
         name: job.augment(gather_rows(job.cache, rows, job.device), generator=generator)
@@ -237,7 +237,7 @@ def optimiser_step(
     loss.backward()
     job.optimiser.step()
     job.scheduler.step()
-    return loss.detach().float(), sum(sizes) * job.ranks.world_size
+    return loss.detach().float(), job.strategy.encoder_images(dict(zip(views, sizes))) * job.ranks.world_size
 
 
 def record_epoch(job: Job, progress: Progress, run: EpochRun, monitor: Monitor, started: float) -> Progress:
