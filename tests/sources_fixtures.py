@@ -103,3 +103,14 @@ def jpeg_bytes(colour=(40, 120, 60), size=(12, 8)) -> bytes:
 def defaults(source: str) -> dict:
     """The schema's defaults of one dataset source section."""
     return load_config()["dataset"][source]
+
+
+def photo_bytes(seed: int, size=(48, 40), format="JPEG", **save_options) -> bytes:
+    """A small photo with a structure of its own (blurred random colour blocks), so that photos of different seeds
+    are no near-duplicates of each other."""
+    import numpy as np
+
+    blocks = np.random.default_rng(seed).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(blocks).resize(size, Image.Resampling.BILINEAR).save(buffer, format=format, **save_options)
+    return buffer.getvalue()
