@@ -106,11 +106,11 @@ def defaults(source: str) -> dict:
 
 
 def photo_bytes(seed: int, size=(48, 40), format="JPEG", **save_options) -> bytes:
-    """A small photo with a structure of its own (blurred random colour blocks), so that photos of different seeds
-    are no near-duplicates of each other."""
+    """A photo with a texture of its own (9 × 12 random colour blocks, smoothly resized), so that photos of different
+    seeds are no near-duplicates of each other (their hashes differ in 18 bits or more over 200 seeds)."""
     import numpy as np
 
-    blocks = np.random.default_rng(seed).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    blocks = np.random.default_rng(seed).integers(0, 256, (9, 12, 3), dtype=np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(blocks).resize(size, Image.Resampling.BILINEAR).save(buffer, format=format, **save_options)
+    Image.fromarray(blocks).resize(size, Image.Resampling.BICUBIC).save(buffer, format=format, **save_options)
     return buffer.getvalue()
