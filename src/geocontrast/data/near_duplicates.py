@@ -2,7 +2,7 @@
 
 The same photo uploaded twice, a resized or re-encoded copy, a burst shot: such photos in different observations
 would let a split put one in train and its copy in test. :func:`photo_hashes` decodes each photo as the image cache
-does (:func:`~geocontrast.data.cache.decode_image`, shorter side resized and centre-cropped) at
+does (:func:`~geocontrast.data.decode.decode_image`, shorter side resized and centre-cropped) at
 :data:`HASH_RESOLUTION` px and hashes it with :func:`phash`: the signs of the 8 × 8 lowest frequencies of the
 greyscale image's DCT against their median, 64 bits (numpy only). :func:`near_duplicate_groups` joins photos whose
 hashes differ in at most ``max_distance`` bits into groups (transitively), which the split keeps together like
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geocontrast.data.cache import decode_image
+from geocontrast.data.decode import decode_image
 
 HASH_RESOLUTION = 32  # pixels of the decoded square the DCT is taken over
 HASH_SIDE = 8  # the lowest HASH_SIDE x HASH_SIDE frequencies give the bits: 64 of them
