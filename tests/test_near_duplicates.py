@@ -126,3 +126,15 @@ def test_manifest_and_splits_clis_write_the_groups_and_their_counts(photo_folder
         "n_groups_across_splits": 0,
     }
     assert near_duplicates.describe(summary["near_duplicates"]) == "1 near-duplicate groups, 2 photos"
+
+
+def test_the_results_summary_says_how_many_near_duplicates_the_collection_had():
+    from geocontrast.results.table import collection_text
+
+    summary = {"n_images": 121, "n_without_coords": 1, "near_duplicates": {"n_groups": 1, "n_photos": 2}}
+    assert (
+        collection_text(summary)
+        == "\nCollection: 121 photos, 120 with coordinates; 1 near-duplicate groups, 2 photos\n"
+    )
+    dropped = {**summary, "near_duplicates": {"n_groups": 1, "n_photos": 2, "n_dropped": 1}}
+    assert collection_text(dropped).endswith("2 photos (1 dropped)\n")
