@@ -53,3 +53,5 @@ def test_help_answers_without_the_heavy_stack(module):
 def test_the_cli_list_is_complete():
     found = cli_modules()
     assert {"geocontrast.train", "geocontrast.evaluate", "geocontrast.evaluate.frozen"} <= set(found)
+    sources = {"geocontrast.data.inat_export", "geocontrast.data.dwca", "geocontrast.data.folder"}
+    assert sources | {"geocontrast.data.manifest", "geocontrast.data.splits"} <= set(found)

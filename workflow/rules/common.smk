@@ -103,6 +103,12 @@ def source_settings(name):
     return json.dumps({k: v for k, v in config["dataset"][name].items() if k != "cache_dir"}, sort_keys=True)
 
 
+def folder_sidecar():
+    """The folder source's sidecar CSV as an input (re-read when it changes), or none."""
+    sidecar = config["dataset"]["folder"]["sidecar"]
+    return [sidecar] if sidecar else []
+
+
 def world_json(with_occurrences=False):
     """The world section as one JSON argument, so any change to it re-renders the world; n_occurrences only
     reaches the occurrence table (with_occurrences), so changing it leaves the photos alone."""

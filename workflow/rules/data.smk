@@ -60,6 +60,8 @@ if config["dataset"]["source"] == "synthetic":
             " --splits {input.splits} --out {output} > {log} 2>&1"
 
 
+# The manifest also hashes every photo and groups the near-duplicates (dataset.near_duplicates), which the splits
+# keep together (or of which only one is kept).
 rule manifest:
     input:
         source=f"{RESULTS}/source/photos.parquet",
@@ -67,16 +69,21 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.parquet",
         summary=f"{RESULTS}/manifest_summary.json",
+        near_duplicates=f"{RESULTS}/near_duplicates.parquet",
     log:
         f"{LOGS}/manifest.log",
     benchmark:
         f"{BENCHMARKS}/manifest.tsv"
+    params:
+        near_duplicates=json.dumps(config["dataset"]["near_duplicates"], sort_keys=True),
     priority: BEFORE_PRETRAINING_PRIORITY
     conda:
         "../envs/data.yaml"
+    threads: 8
     shell:
         "python -m geocontrast.data.manifest --source {input.source} --image-root {input.images}"
-        " --out {output.manifest} --summary {output.summary} > {log} 2>&1"
+        " --out {output.manifest} --summary {output.summary} --near-duplicates {output.near_duplicates}"
+        " --near-duplicates-json {params.near_duplicates:q} --workers {threads} > {log} 2>&1"
 
 
 rule image_cache:
@@ -124,6 +131,7 @@ rule degraded_cache:
 rule splits:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
+        near_duplicates=f"{RESULTS}/near_duplicates.parquet",
     output:
         splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
         summary=f"{RESULTS}/replicates/{{rep}}/splits_summary.json",
@@ -145,4 +153,5 @@ rule splits:
         "python -m geocontrast.data.splits --manifest {input.manifest} --out {output.splits}"
         " --summary {output.summary} --mode {params.mode} --fractions {params.fractions}"
         " --label-fractions {params.label_fractions} --seed {params.seed}"
-        " --block-km {params.block_km} --min-labelled-per-species {params.min_labelled} > {log} 2>&1"
+        " --block-km {params.block_km} --min-labelled-per-species {params.min_labelled}"
+        " --near-duplicates {input.near_duplicates} > {log} 2>&1"

@@ -7,6 +7,7 @@ rule results_table:
         evaluations=evaluation_outputs(),
         pairs=pair_records(),
         priors=prior_records(),
+        collection=f"{RESULTS}/manifest_summary.json",
     output:
         table=f"{RESULTS}/results.csv",
         summary=f"{RESULTS}/results_summary.csv",
@@ -23,7 +24,7 @@ rule results_table:
     shell:
         "python -m geocontrast.results.table {input.evaluations} --pairs {input.pairs} --out {output.table}"
         " --summary {output.summary} --text {output.text} --not-computed {output.not_computed}"
-        " {params.priors} > {log} 2>&1"
+        " {params.priors} --collection {input.collection} > {log} 2>&1"
 
 
 # Paired comparisons (geocontrast.results.compare): every strategy against compare.reference and against

@@ -67,3 +67,78 @@ if config["dataset"]["source"] == "csv":
         shell:
             "python -m geocontrast.data.csv_source --config-json {params.settings:q} --source {output.source}"
             " --image-root {output.images} > {log} 2>&1"
+
+
+if config["dataset"]["source"] == "inat_export":
+    if not config["dataset"]["inat_export"]["path"]:
+        raise ValueError("dataset.source is inat_export: set dataset.inat_export.path to the export's CSV or zip")
+
+    rule inat_export:
+        input:
+            export=config["dataset"]["inat_export"]["path"],
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+        log:
+            f"{LOGS}/inat_export.log",
+        benchmark:
+            f"{BENCHMARKS}/inat_export.tsv"
+        params:
+            settings=source_settings("inat_export"),
+            cache_dir=config["dataset"]["inat_export"]["cache_dir"],
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        shell:
+            "python -m geocontrast.data.inat_export --config-json {params.settings:q} --source {output.source}"
+            " --image-root {output.images} --cache-dir {params.cache_dir:q} > {log} 2>&1"
+
+
+if config["dataset"]["source"] == "dwca":
+    if not config["dataset"]["dwca"]["path"]:
+        raise ValueError("dataset.source is dwca: set dataset.dwca.path to the archive (.zip or its folder)")
+
+    rule dwca:
+        input:
+            archive=config["dataset"]["dwca"]["path"],
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+        log:
+            f"{LOGS}/dwca.log",
+        benchmark:
+            f"{BENCHMARKS}/dwca.tsv"
+        params:
+            settings=source_settings("dwca"),
+            cache_dir=config["dataset"]["dwca"]["cache_dir"],
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        shell:
+            "python -m geocontrast.data.dwca --config-json {params.settings:q} --source {output.source}"
+            " --image-root {output.images} --cache-dir {params.cache_dir:q} > {log} 2>&1"
+
+
+if config["dataset"]["source"] == "folder":
+    if not config["dataset"]["folder"]["path"]:
+        raise ValueError("dataset.source is folder: set dataset.folder.path to the folder of photos")
+
+    rule folder:
+        input:
+            folder=config["dataset"]["folder"]["path"],
+            sidecar=folder_sidecar(),
+        output:
+            source=f"{RESULTS}/source/photos.parquet",
+            images=directory(f"{RESULTS}/images"),
+        log:
+            f"{LOGS}/folder.log",
+        benchmark:
+            f"{BENCHMARKS}/folder.tsv"
+        params:
+            settings=source_settings("folder"),
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        shell:
+            "python -m geocontrast.data.folder --config-json {params.settings:q} --source {output.source}"
+            " --image-root {output.images} > {log} 2>&1"

@@ -22,14 +22,16 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
@@ -48,6 +50,7 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 CHECKSUM_ATTEMPTS = 2  # a copy whose md5 differs is deleted and fetched again from byte 0, once
 USER_AGENT = "geocontrast/0.1 (research workflow)"
 PLACE_MODES = ("hardlink", "symlink", "copy")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")
 
 T = TypeVar("T")
 
@@ -67,6 +70,10 @@ class DownloadError(SourceError):
 class ChecksumError(DownloadError):
     """A file's md5 differed from the published one in each of :data:`CHECKSUM_ATTEMPTS` downloads (the partial file
     has been deleted)."""
+
+
+class TooLargeError(DownloadError):
+    """An answer longer than the ``max_bytes`` a download allows (the partial file has been deleted)."""
 
 
 class _TransientStatus(Exception):
@@ -130,6 +137,7 @@ def download(
     progress: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     sleep: Callable[[float], None] = time.sleep,
+    max_bytes: int | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.partial``) and return ``dest``.
 
@@ -146,6 +154,8 @@ def download(
         progress: show a tqdm bar of bytes on stderr.
         timeout_s: connect and read timeout of each request.
         sleep: waits between retries (tests pass one that records the waits).
+        max_bytes: refuse a file longer than this (:class:`TooLargeError`), by its announced length or, without
+            one, once that many bytes have arrived; the partial file is deleted. None: any size.
     """
     dest = Path(dest)
     if dest.exists():
@@ -155,7 +165,17 @@ def download(
     session = session or new_session()
     expected = md5.lower() if md5 is not None else None
     for attempt in range(1, CHECKSUM_ATTEMPTS + 1):
-        with_retries(lambda: _transfer(session, url, partial, progress, timeout_s), url, retries, backoff_s, sleep)
+        try:
+            with_retries(
+                lambda: _transfer(session, url, partial, progress, timeout_s, max_bytes),
+                url,
+                retries,
+                backoff_s,
+                sleep,
+            )
+        except TooLargeError:
+            partial.unlink(missing_ok=True)
+            raise
         if expected is None:
             break
         log.info("%s: checking md5", dest.name)
@@ -175,7 +195,9 @@ def download(
     return dest
 
 
-def _transfer(session: requests.Session, url: str, partial: Path, progress: bool, timeout_s: float) -> None:
+def _transfer(
+    session: requests.Session, url: str, partial: Path, progress: bool, timeout_s: float, max_bytes: int | None = None
+) -> None:
     """One request: append the rest of the file to ``partial`` (or rewrite it if the server ignores Range)."""
     offset = partial.stat().st_size if partial.exists() else 0
     # identity: byte offsets must refer to the file itself, not to a compressed transfer encoding of it.
@@ -195,6 +217,8 @@ def _transfer(session: requests.Session, url: str, partial: Path, progress: bool
         start = offset if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length else None
+        if max_bytes is not None and total is not None and total > max_bytes:
+            raise TooLargeError(f"{url}: {total} bytes, more than the {max_bytes} allowed")
         with (
             open(partial, "ab" if resumed else "wb") as out,
             tqdm(
@@ -208,7 +232,11 @@ def _transfer(session: requests.Session, url: str, partial: Path, progress: bool
                 file=sys.stderr,
             ) as bar,
         ):
+            written = start
             for chunk in response.iter_content(CHUNK_BYTES):
+                written += len(chunk)
+                if max_bytes is not None and written > max_bytes:
+                    raise TooLargeError(f"{url}: more than the {max_bytes} bytes allowed")
                 out.write(chunk)
                 bar.update(len(chunk))
 
@@ -261,6 +289,30 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 def file_md5(path: Path) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "md5").hexdigest()
+
+
+def contained(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing (:class:`SourceError`) a name that is absolute or climbs out with ``..``: an
+    archive member or a name taken from a URL never lands outside ``root``."""
+    path = PurePosixPath(str(relative).replace("\\", "/"))
+    if not path.parts or path.is_absolute() or ".." in path.parts or str(path).startswith("~"):
+        raise SourceError(f"{relative!r}: refused, it would land outside {root}")
+    return Path(root) / path
+
+
+def safe_file_name(text: str) -> str:
+    """A file name made from ``text`` (an id from a table): letters, digits, ``.``, ``_`` and ``-`` only; another
+    character becomes ``_`` and the name gains a short digest of ``text``, so two ids never share a name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(".") or "_"
+    if cleaned == text:
+        return cleaned
+    return f"{cleaned[:80]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def image_suffix(url: str, default: str = ".jpg") -> str:
+    """The file suffix of a URL's path when it is an image suffix (``.jpg``, ``.png`` …), else ``default``."""
+    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    return suffix if suffix in IMAGE_SUFFIXES else default
 
 
 def place_file(src: Path, dst: Path, mode: str = "hardlink") -> None:

@@ -22,10 +22,20 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 import requests
+from PIL import Image
 from tqdm import tqdm
 
 from geocontrast.atomic import atomic_path, write_json
-from geocontrast.data.download import DownloadError, SourceError, download, get_json, new_session, place_file
+from geocontrast.data.download import (
+    DownloadError,
+    SourceError,
+    TooLargeError,
+    contained,
+    download,
+    get_json,
+    new_session,
+    place_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +99,16 @@ class DailyUsage:
     is charged after its download, so the media budget may be passed by the last photo.
     """
 
-    def __init__(self, path: Path, max_requests: int, max_media_bytes: float, now: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: Path,
+        max_requests: int,
+        max_media_bytes: float,
+        now: Callable[[], float] = time.time,
+        section: str = "dataset.inat_api",
+    ):
         self.path = Path(path)
+        self.section = section  # the config section whose keys the stop message names
         self.max_requests, self.max_media_bytes = max_requests, max_media_bytes
         self.now = now
 
@@ -126,10 +144,10 @@ class DailyUsage:
         hours, seconds = divmod(int((midnight - now).total_seconds()), 3600)
         raise DailyLimitReached(
             f"iNaturalist daily limit reached: {spent} (UTC day {usage['day']}, counted in {self.path}; "
-            f"dataset.inat_api.{key} stops there).",
+            f"{self.section}.{key} stops there).",
             f"Everything fetched so far stays cached in {self.path.parent}: rerun after 00:00 UTC "
             f"(in {hours} h {seconds // 60} min) to continue where this run stopped, or raise "
-            f"dataset.inat_api.{key} (iNaturalist asks for under 10,000 requests and 24 GB of photos a day).",
+            f"{self.section}.{key} (iNaturalist asks for under 10,000 requests and 24 GB of photos a day).",
         )
 
 
@@ -187,28 +205,44 @@ def download_photos(
     progress: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     usage: DailyUsage | None = None,
+    max_bytes: int | None = None,
+    check_image: bool = False,
 ) -> np.ndarray:
     """Fetch each ``photo_url`` into ``photo_cache`` (unless there already), hard-link it to ``image_root/path``.
 
     Returns a mask of the photos now in place; those the server says are gone (403, 404, 410) are logged. The bytes
-    fetched are charged to ``usage``, whose media budget may stop the run (:class:`DailyLimitReached`).
+    fetched are charged to ``usage``, whose media budget may stop the run (:class:`DailyLimitReached`). A ``path``
+    that would land outside ``image_root`` stops the run (:class:`SourceError`). An answer longer than
+    ``max_bytes``, or (``check_image``) one that Pillow cannot read as an image, is refused: deleted, named in the
+    log with its URL and why, and left out.
     """
+    for path in table["path"]:  # before any download
+        contained(image_root, path)
     available = np.ones(len(table), dtype=bool)
+    refused: list[str] = []
     rows = zip(table["photo_url"], table["path"])
     for i, (url, path) in enumerate(
         tqdm(rows, total=len(table), unit="photo", desc="photos", disable=not progress, file=sys.stderr)
     ):
-        cached = photo_cache / path
+        cached = contained(photo_cache, path)
         try:
             if not cached.exists():
                 if usage is not None:
                     usage.check_media()
                 limiter.wait()
-                download(url, cached, session=session, progress=False, sleep=sleep)
+                download(url, cached, session=session, progress=False, sleep=sleep, max_bytes=max_bytes)
                 if usage is not None:
                     usage.charge_media(cached.stat().st_size)
+            if check_image:
+                _check_image(cached, url)
         except DailyLimitReached as stop:
             raise stop.during(f"downloading photos, with {i} of {len(table)} in place") from None
+        except (TooLargeError, NotAnImageError) as error:
+            cached.unlink(missing_ok=True)
+            refused.append(f"{path}: {error}")
+            log.warning("refused %s", refused[-1])
+            available[i] = False
+            continue
         except DownloadError as error:
             if error.status not in GONE_STATUS:
                 raise
@@ -216,6 +250,57 @@ def download_photos(
             available[i] = False
             continue
         place_file(cached, image_root / path, "hardlink")
+    if refused:
+        log.warning("%d answers refused (not an image, or too large):\n%s", len(refused), "\n".join(refused))
     if not available.all():
-        log.warning("%d photos no longer available were skipped", int((~available).sum()))
+        log.warning("%d photos not available were skipped", int((~available).sum()))
     return available
+
+
+class NotAnImageError(DownloadError):
+    """A downloaded answer that Pillow cannot read as an image."""
+
+
+def _check_image(path: Path, url: str) -> None:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    # PIL signals a bad file with many exception types (OSError, SyntaxError, ValueError, ...).
+    except Exception as error:  # noqa: BLE001
+        raise NotAnImageError(f"{url}: not an image ({type(error).__name__}: {error})") from None
+
+
+def fetch_listed_photos(
+    table: pd.DataFrame,
+    config: dict,
+    image_root: Path,
+    photo_cache: Path,
+    *,
+    session: requests.Session | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
+    progress: bool = True,
+    section: str = "dataset",
+) -> pd.DataFrame:
+    """The rows of ``table`` whose ``photo_url`` was fetched into ``photo_cache`` and placed at ``image_root/path``:
+    the sources that list photo URLs (an export, an archive) fetch them as the API source does.
+
+    ``config`` holds ``photo_requests_per_minute``, ``max_media_gb_per_day`` (the UTC day's bytes, counted in
+    ``photo_cache/../usage.json`` across runs) and ``max_photo_mb`` (a longer answer is refused, as is one that
+    is not an image); ``section`` is its place in the config, for the messages.
+    """
+    usage = DailyUsage(Path(photo_cache).parent / "usage.json", 0, config["max_media_gb_per_day"] * GB, now, section)
+    available = download_photos(
+        table,
+        Path(photo_cache),
+        Path(image_root),
+        RateLimiter(config["photo_requests_per_minute"], 60.0, clock, sleep),
+        session or new_session(),
+        progress,
+        sleep,
+        usage,
+        max_bytes=int(config["max_photo_mb"] * 1e6),
+        check_image=True,
+    )
+    return table[available].reset_index(drop=True)

@@ -7,12 +7,19 @@ messages are 0-based positions in the input table.
 CLI (called by the workflow's manifest rule)::
 
     python -m geocontrast.data.manifest --source raw.csv --image-root images/ \\
-        --out manifest.parquet --summary summary.json
+        --out manifest.parquet --summary summary.json \\
+        [--near-duplicates near_duplicates.parquet --near-duplicates-json '{"max_distance": 6, "drop": false}']
+
+With ``--near-duplicates`` every photo is hashed and near-duplicate groups found
+(:mod:`geocontrast.data.near_duplicates`); the table (image_id, phash, near_duplicate_group) is written in
+manifest order for the splits, and the summary gains their counts. ``drop`` keeps only the first photo (in source
+order) of each group.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -285,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-root", type=Path, required=True, help="folder the path column is relative to")
     parser.add_argument("--out", type=Path, required=True, help="validated manifest (.parquet)")
     parser.add_argument("--summary", type=Path, required=True, help="summary counts (.json)")
+    parser.add_argument("--near-duplicates", type=Path, help="also hash every photo and write its group (.parquet)")
+    parser.add_argument(
+        "--near-duplicates-json", default="{}", help='the settings: {"max_distance": bits, "drop": bool}'
+    )
+    parser.add_argument("--workers", type=int, default=1, help="processes decoding photos for the hashes")
     args = parser.parse_args(argv)
 
     try:
@@ -292,9 +304,40 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as error:
         print(f"{args.source}: {error}", file=sys.stderr)
         return 1
+    summary_extra = {}
+    if args.near_duplicates:
+        manifest, hashes, summary_extra["near_duplicates"] = find_near_duplicates(
+            manifest, args.image_root, json.loads(args.near_duplicates_json), args.workers
+        )
+        with atomic_path(args.near_duplicates) as partial:
+            hashes.to_parquet(partial, index=False)
     write_manifest(manifest, args.out)
-    write_json(summarise_manifest(manifest), args.summary)
+    write_json({**summarise_manifest(manifest), **summary_extra}, args.summary)
     return 0
+
+
+def find_near_duplicates(
+    manifest: pd.DataFrame, image_root: Path, settings: dict, workers: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Hash every photo, group the near-duplicates and, with ``settings["drop"]``, keep one photo of each group.
+
+    Returns the manifest (fewer rows after a drop), the hash table in its row order and the summary counts.
+    """
+    from geocontrast.data import near_duplicates
+
+    max_distance, drop = settings["max_distance"], settings["drop"]
+    paths = [Path(image_root) / path for path in manifest["path"]]
+    hashes, flat, failed = near_duplicates.photo_hashes(paths, workers)
+    group = near_duplicates.near_duplicate_groups(hashes, max_distance, usable=~flat & ~failed)
+    summary = {"max_distance": max_distance, **near_duplicates.summarise_groups(group, flat, failed)}
+    if drop:
+        keep = (group < 0) | (group == np.arange(group.size))
+        summary["n_dropped"] = int((~keep).sum())
+        manifest = manifest[keep].reset_index(drop=True)
+        hashes, flat, failed = hashes[keep], flat[keep], failed[keep]
+        group = np.full(keep.sum(), -1)  # one photo of each group is left: nothing to keep together
+    table = near_duplicates.hash_table(manifest["image_id"], hashes, flat, failed, group)
+    return manifest, table, summary
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The splits contract: train/val/test and nested label budgets, written once for every strategy (docs/architecture.md).
 
 Splits are made at observation level (all photos of one observation share a split, so the same plant never sits
-in train and test) in one of three modes: ``random`` (stratified by species), ``spatial`` (whole equal-area
-blocks) or ``date`` (earliest observations to train). Label budgets are nested subsets of the labelled train
+in train and test; the observations of near-duplicate photos are split as one, so neither does a copy) in one of
+three modes: ``random`` (stratified by species), ``spatial`` (whole equal-area blocks) or ``date`` (earliest
+observations to train). Label budgets are nested subsets of the labelled train
 images, stratified by species: ``labelled_1`` ⊂ ``labelled_10`` ⊂ ``labelled_100``.
 
 Shuffles use a keyed hash of each observation's (or image's) id instead of a global permutation: the same seed
@@ -11,7 +12,8 @@ gives the same order, and one row's place does not move when unrelated rows are 
 CLI (called by the workflow's splits rule)::
 
     python -m geocontrast.data.splits --manifest manifest.parquet --out splits.parquet --summary splits.json \\
-        --mode random --fractions 0.7 0.1 0.2 --label-fractions 0.01 0.1 1.0 --seed 0 --block-km 50
+        --mode random --fractions 0.7 0.1 0.2 --label-fractions 0.01 0.1 1.0 --seed 0 --block-km 50 \\
+        [--near-duplicates near_duplicates.parquet]
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def make_splits(
     seed: int = 0,
     block_km: float = 50.0,
     min_labelled_per_species: int = 1,
+    near_duplicate_group: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Assign every manifest row to train/val/test and choose the nested labelled subsets of train.
 
@@ -91,6 +94,9 @@ def make_splits(
         seed: fixes every shuffle.
         block_km: side of the spatial blocks in km (spatial mode only).
         min_labelled_per_species: each train species keeps at least this many labelled images (or all it has).
+        near_duplicate_group: (N,) group of each row among near-duplicate photos, -1 for none
+            (:mod:`geocontrast.data.near_duplicates`): the observations of a group are split as one, as if they
+            were one observation. None, or no group, leaves every split as without it.
 
     Observations whose photos all lack a species go to train and are never labelled. An observation with any
     labelled photo is split as one unit, stratified by its first labelled photo's species.
@@ -100,7 +106,7 @@ def make_splits(
     """
     _check_arguments(manifest, mode, fractions, label_fractions, block_km, min_labelled_per_species)
     fractions = np.asarray(fractions, dtype=np.float64)
-    observations = _observation_table(manifest, seed)
+    observations = _observation_table(manifest, seed, near_duplicate_group)
     if mode == "random":
         observation_split = _random_split(observations, fractions)
     elif mode == "spatial":
@@ -142,6 +148,25 @@ def summarise_splits(splits: pd.DataFrame, manifest: pd.DataFrame) -> dict:
             "n_species": int(pd.Series(species[rows]).nunique()),
         }
     return summary
+
+
+def read_near_duplicate_groups(path: Path, manifest: pd.DataFrame) -> np.ndarray:
+    """The near-duplicate group of each manifest row from the manifest rule's table, checked to be in its order."""
+    table = pd.read_parquet(path, columns=["image_id", "near_duplicate_group"])
+    if not np.array_equal(table["image_id"].to_numpy(str), manifest["image_id"].to_numpy(str)):
+        raise ValueError(f"{path}: image ids differ from the manifest's (written by another manifest run?)")
+    return table["near_duplicate_group"].to_numpy(np.int64)
+
+
+def summarise_near_duplicates(splits: pd.DataFrame, group: np.ndarray) -> dict:
+    """Groups, the photos in them, and how many groups straddle splits (0 by construction)."""
+    grouped = group >= 0
+    per_group = pd.Series(splits["split"].to_numpy()[grouped]).groupby(group[grouped]).nunique()
+    return {
+        "n_groups": int(per_group.size),
+        "n_photos": int(grouped.sum()),
+        "n_groups_across_splits": int((per_group > 1).sum()),
+    }
 
 
 def _check_arguments(manifest, mode, fractions, label_fractions, block_km, min_labelled_per_species) -> None:
@@ -191,11 +216,13 @@ def _per_observation(values: pd.Series, row_observation: np.ndarray):
     return pd.Series(values.to_numpy()).groupby(row_observation)
 
 
-def _observation_table(manifest: pd.DataFrame, seed: int) -> _Observations:
+def _observation_table(manifest: pd.DataFrame, seed: int, near_duplicate_group=None) -> _Observations:
     observation_id = manifest["observation_id"]
     row_observation, _ = pd.factorize(observation_id)
     no_id = row_observation < 0
     row_observation[no_id] = row_observation.max(initial=-1) + 1 + np.arange(no_id.sum())
+    if near_duplicate_group is not None and (np.asarray(near_duplicate_group) >= 0).any():
+        row_observation = _join_near_duplicates(row_observation, np.asarray(near_duplicate_group))
     # An image without observation_id is its own observation, shuffled by its image_id.
     names = observation_id.astype(object).where(~no_id, manifest["image_id"].astype(object))
     species = _per_observation(manifest["species"], row_observation).first()
@@ -205,6 +232,29 @@ def _observation_table(manifest: pd.DataFrame, seed: int) -> _Observations:
         n_images=np.bincount(row_observation),
         key=_seeded_keys(_per_observation(names, row_observation).first(), seed, "split"),
     )
+
+
+def _join_near_duplicates(row_observation: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Row observations renumbered so that the observations holding photos of one near-duplicate group are one."""
+    parent = np.arange(row_observation.max(initial=-1) + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    grouped = np.flatnonzero(group >= 0)
+    first_observation: dict[int, int] = {}
+    for row in grouped.tolist():
+        observation = int(row_observation[row])
+        other = first_observation.setdefault(int(group[row]), observation)
+        a, b = root(observation), root(other)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    roots = np.array([root(i) for i in range(parent.size)], dtype=np.int64)
+    joined, _ = pd.factorize(roots[row_observation])
+    return joined
 
 
 def _random_split(observations: _Observations, fractions: np.ndarray) -> np.ndarray:
@@ -324,9 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--block-km", type=float, default=50.0, help="side of spatial blocks in km (spatial mode)")
     parser.add_argument("--min-labelled-per-species", type=int, default=1)
+    parser.add_argument(
+        "--near-duplicates",
+        type=Path,
+        help="the manifest rule's near-duplicate table (.parquet): each group is split as one observation",
+    )
     args = parser.parse_args(argv)
 
     manifest = read_manifest(args.manifest)
+    group = read_near_duplicate_groups(args.near_duplicates, manifest) if args.near_duplicates else None
     try:
         splits = make_splits(
             manifest,
@@ -336,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.block_km,
             args.min_labelled_per_species,
+            group,
         )
     except ValueError as error:
         print(f"{args.manifest}: {error}", file=sys.stderr)
@@ -348,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         "block_km": args.block_km if args.mode == "spatial" else None,
         **summarise_splits(splits, manifest),
     }
+    if group is not None:
+        summary["near_duplicates"] = summarise_near_duplicates(splits, group)
     with atomic_path(args.out) as partial:
         splits.to_parquet(partial, index=False)
     write_json(summary, args.summary)

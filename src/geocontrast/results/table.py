@@ -185,6 +185,18 @@ def not_computed_text(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def collection_text(manifest_summary: dict) -> str:
+    """The collection's line of results_summary.txt: photos, those with coordinates and, when the manifest found
+    them, the near-duplicate groups ("N near-duplicate groups, M photos") the splits kept together."""
+    n_images = manifest_summary["n_images"]
+    line = f"Collection: {n_images} photos, {n_images - manifest_summary['n_without_coords']} with coordinates"
+    near = manifest_summary.get("near_duplicates")
+    if near is not None:
+        dropped = f" ({near['n_dropped']} dropped)" if near.get("n_dropped") else ""
+        line += f"; {near['n_groups']} near-duplicate groups, {near['n_photos']} photos{dropped}"
+    return f"\n{line}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geocontrast.results.table", description=__doc__)
     parser.add_argument("evaluations", nargs="+", type=Path, help="evaluation JSON files")
@@ -194,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, nargs="*", default=[], help="pretrain/<run>/seed<s>/pairs.json files")
     parser.add_argument("--not-computed", type=Path, help="also write what could not be computed and why as .csv")
     parser.add_argument("--priors", type=Path, nargs="*", default=[], help="replicates/<r>/geoprior/l<pct>/prior.json")
+    parser.add_argument("--collection", type=Path, help="manifest_summary.json: its photos and near-duplicates")
     args = parser.parse_args(argv)
     records = []
     for path in args.evaluations:
@@ -214,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         + budget_text(results)
         + prior_text(prior_table(read_priors(args.priors)))
         + not_computed_text(not_computed)
+        + (collection_text(json.loads(args.collection.read_text())) if args.collection else "")
     )
     if args.text:
         write_text(text, args.text)
