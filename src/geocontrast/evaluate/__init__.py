@@ -71,6 +71,7 @@ RUN_COLUMNS = (
     "pretrain_images",
     "pretrain_seconds",
     "pretrain_label_fraction",  # percent of the train labels the encoder was pretrained on (0: none)
+    "pretrain_collapse",  # how the pretrained representation collapsed ("": it did not; train.monitor)
     "split_mode",
     "replicate",  # the data replicate (splits, label subsets, geo tables, prior): the seed, or 0 when shared
     "label_fraction",

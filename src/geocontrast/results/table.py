@@ -94,6 +94,22 @@ def budget_text(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def collapse_text(results: pd.DataFrame) -> str:
+    """The pretraining runs whose representation collapsed, totally or partly, by the end of their budget (from
+    the monitors on held-out photos: geocontrast.train.monitor), each with how; empty when none did."""
+    if "pretrain_collapse" not in results:
+        return ""
+    flagged = results[results["pretrain_collapse"].fillna("").astype(str) != ""]
+    runs = flagged.drop_duplicates(["strategy", "seed", "pretrain_label_fraction"])
+    if runs.empty:
+        return ""
+    lines = ["", "Pretraining runs whose representation collapsed by the end (their rows above include them):"]
+    for row in runs.itertuples(index=False):
+        labels = f" at {row.pretrain_label_fraction:g} % labels" if row.pretrain_label_fraction else ""
+        lines.append(f"{row.strategy} seed {row.seed}{labels}: {row.pretrain_collapse}")
+    return "\n".join(lines) + "\n"
+
+
 def pretraining_run(path: Path) -> tuple[str, int]:
     """(run, seed) of a pretraining job's file, from its folders as the pretrain rules lay them out:
     ``<strategy>/seed<s>/<file>`` (run: the strategy or arm) or, for a strategy pretrained at each label budget,
@@ -225,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         format_summary(summary)
         + budget_text(results)
+        + collapse_text(results)
         + prior_text(prior_table(read_priors(args.priors)))
         + not_computed_text(not_computed)
         + (collection_text(json.loads(args.collection.read_text())) if args.collection else "")

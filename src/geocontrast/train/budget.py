@@ -39,6 +39,9 @@ PRETRAINING_FACTS = {
     "wall_seconds": "pretrain_seconds",
 }
 """Results-row column of each spent key (:func:`pretraining_facts`)."""
+PRETRAINING_COLLAPSE = "pretrain_collapse"
+"""Results-row column of how the pretrained representation collapsed at the job's end ("" when it did not:
+:func:`geocontrast.train.monitor.collapse_note`)."""
 PRETRAINING_LABELS = "pretrain_label_fraction"
 """Results-row column of the percent of the train labels the encoder's pretraining trained on: 0 for a
 label-free strategy; a label-trained one (``supervised``) is pretrained at each evaluated label budget."""
@@ -99,8 +102,10 @@ def last_record(path: Path) -> dict:
 
 
 def pretraining_facts(path: Path) -> dict:
-    """The results-row columns of :data:`PRETRAINING_FACTS` for the job that wrote ``path`` (metrics.jsonl or
-    encoder.pt); from encoder.pt also :data:`PRETRAINING_LABELS` (its ``budget["label_fraction"]``)."""
+    """The results-row columns of :data:`PRETRAINING_FACTS` and :data:`PRETRAINING_COLLAPSE` for the job that wrote
+    ``path`` (metrics.jsonl or encoder.pt); from encoder.pt also :data:`PRETRAINING_LABELS` (its
+    ``budget["label_fraction"]``)."""
     last = last_record(path)
     facts = {PRETRAINING_FACTS[key]: last[key] for key in SPENT_KEYS}
+    facts[PRETRAINING_COLLAPSE] = last.get("collapse", "")  # jobs written before the collapse note: ""
     return {**facts, PRETRAINING_LABELS: last["label_fraction"]} if "label_fraction" in last else facts

@@ -50,7 +50,7 @@ from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnosti
 from geocontrast.train.budget import SPENT_KEYS, epoch_batches
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
 from geocontrast.train.job import Job, build_job, load_inputs, start_process
-from geocontrast.train.monitor import Monitor
+from geocontrast.train.monitor import Monitor, collapse_note
 from geocontrast.train.settings import PretrainSettings
 
 METRIC_KEYS = (
@@ -67,10 +67,13 @@ METRIC_KEYS = (
     "peak_memory_mb",
     "memory_kind",
     "embedding_std",
+    "effective_rank",
     "mean_pairwise_cosine",
     "collapsed",
     "knn_top1",
     "knn_k",
+    "start",
+    "collapse",
     "device",
     "amp",
 )
@@ -80,7 +83,8 @@ images (anchors seen this epoch; each has 2-3 augmented views), images_per_s (an
 monitors excluded), seconds, peak_memory_mb with memory_kind (cpu_rss: process peak RSS; cuda_allocated:
 torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, collapsed (True when mean_pairwise_cosine
 exceeds :data:`geocontrast.train.monitor.COLLAPSE_COSINE`), knn_top1 (null when no labelled val image), knn_k,
-device, amp."""
+effective_rank, start (the monitors of the untrained encoder, before the first step), collapse ("" or how the
+representation collapsed, totally or partly: :func:`geocontrast.train.monitor.collapse_note`), device, amp."""
 METRICS = "metrics.jsonl"
 PAIRS = "pairs.json"
 PAIRS_STREAM = 2**31 - 2  # second seed word of the pair diagnostics' rng (epochs use 0, 1, ...)
@@ -134,10 +138,13 @@ def train(
     if ranks.is_main:
         write_pair_diagnostics(job, manifest)
     monitor = Monitor(cache, data, settings, int(settings.resolution), ranks.device, job.amp_dtype, job.memory_format)
+    start = None
+    if ranks.is_main:  # the untrained encoder's monitors: what a partial collapse falls below
+        start = progress.records[0]["start"] if progress.records else monitor(job.model["encoder"])
     for epoch in range(progress.epoch, job.budget.epochs):
         started = time.perf_counter()
         run = run_epoch(job, epoch, progress.spent["step"])
-        progress = record_epoch(job, progress, run, monitor, started)
+        progress = record_epoch(job, progress, run, monitor, started, start)
     if not ranks.is_main:
         return job.out_dir / ENCODER
     budget = {
@@ -145,6 +152,7 @@ def train(
         "anchor_pool": job.budget.anchor_pool,
         "batch_size": job.budget.batch_size,
         "label_fraction": job.strategy.label_fraction,
+        "collapse": progress.records[-1]["collapse"] if progress.records else "",
     }
     return save_encoder(job.out_dir, job.model["encoder"], strategy_name, settings.as_dict(), budget)
 
@@ -240,9 +248,12 @@ def optimiser_step(
     return loss.detach().float(), job.strategy.encoder_images(dict(zip(views, sizes))) * job.ranks.world_size
 
 
-def record_epoch(job: Job, progress: Progress, run: EpochRun, monitor: Monitor, started: float) -> Progress:
+def record_epoch(
+    job: Job, progress: Progress, run: EpochRun, monitor: Monitor, started: float, start: dict | None
+) -> Progress:
     """Add ``run`` (an epoch that began at ``started``, perf_counter) to ``progress``; rank 0 also runs the
-    monitors, appends the epoch's metrics line and writes ``metrics.jsonl`` then ``last.pt``."""
+    monitors (against ``start``, the untrained encoder's), appends the epoch's metrics line and writes
+    ``metrics.jsonl`` then ``last.pt``."""
     spent = {
         "step": progress.spent["step"] + run.steps,
         "anchors_seen": progress.spent["anchors_seen"] + run.anchors,
@@ -265,13 +276,11 @@ def record_epoch(job: Job, progress: Progress, run: EpochRun, monitor: Monitor, 
         "device": job.device.type,
         "amp": "bf16" if job.amp_dtype is not None else "fp32",
     }
+    peak_rank = max([start["effective_rank"], *(line["effective_rank"] for line in progress.records)])
+    record.update(start=start, collapse=collapse_note(record, start, peak_rank))
     record["wall_seconds"] += time.perf_counter() - started
-    if record["collapsed"]:
-        warnings.warn(
-            f"{job.name}: representation collapse in epoch {epoch} (embedding_std {record['embedding_std']:.4f}, "
-            f"mean pairwise cosine {record['mean_pairwise_cosine']:.3f})",
-            stacklevel=3,
-        )
+    if record["collapse"]:
+        warnings.warn(f"{job.name}: representation collapse in epoch {epoch}, {record['collapse']}", stacklevel=3)
     records = [*progress.records, record]
     write_jsonl(records, job.out_dir / METRICS)
     save_last(

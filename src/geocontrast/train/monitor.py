@@ -21,11 +21,41 @@ or briefly trained cnn5 already reach a mean pairwise cosine of 0.98 (embedding_
 while their kNN accuracy is well above chance, so neither 1/sqrt(D) nor a looser cosine marks collapse."""
 
 
+RANK_FALL = 0.5
+"""A representation whose effective rank falls below this share of its peak (the untrained encoder's included)
+has partly collapsed: its features crowd into fewer directions though they do not all point one way."""
+
+
+def effective_rank(features: torch.Tensor) -> float:
+    """exp of the entropy of the normalised singular values of the centred (n, D) features (Roy and Vetterli 2007):
+    about the number of directions the features spread over, D at most."""
+    singular = torch.linalg.svdvals((features - features.mean(dim=0)).float())
+    shares = singular / singular.sum().clamp_min(1e-12)
+    return float(torch.exp(-(shares * torch.log(shares.clamp_min(1e-12))).sum()))
+
+
+def collapse_note(record: dict, start: dict, peak_rank: float) -> str:
+    """How the representation of a monitor ``record`` collapsed, against the untrained encoder's ``start`` record
+    and the highest effective rank so far: "total: ..." (:data:`COLLAPSE_COSINE`), "partial: ..." (its online kNN
+    below the untrained encoder's, or its effective rank below :data:`RANK_FALL` of its peak), or ""."""
+    if record["collapsed"]:
+        return f"total: mean pairwise cosine {record['mean_pairwise_cosine']:.4f}"
+    reasons = []
+    if record["knn_top1"] is not None and start["knn_top1"] is not None and record["knn_top1"] < start["knn_top1"]:
+        reasons.append(
+            f"online kNN top-1 {record['knn_top1']:.3f} below the untrained encoder's {start['knn_top1']:.3f}"
+        )
+    if record["effective_rank"] < RANK_FALL * peak_rank:
+        reasons.append(f"effective rank {record['effective_rank']:.1f} below {RANK_FALL:g} x its peak {peak_rank:.1f}")
+    return f"partial: {'; '.join(reasons)}" if reasons else ""
+
+
 class Monitor:
     """Per-epoch collapse and quality monitors on fixed image subsets (chosen once from the seed).
 
     ``embedding_std``: mean over dimensions of the std of L2-normalised features of the holdout (val) images
-    (collapse drives it to 0; spread-out features are near 1/sqrt(D)); ``mean_pairwise_cosine``: their mean
+    (collapse drives it to 0; spread-out features are near 1/sqrt(D)); ``effective_rank``: theirs
+    (:func:`effective_rank`); ``mean_pairwise_cosine``: their mean
     off-diagonal cosine similarity (collapse drives it to 1; ``collapsed`` when above ``COLLAPSE_COSINE``);
     ``knn_top1``: cosine kNN (k = knn_k, similarity-weighted votes) accuracy of the labelled val images against
     the labelled train bank (None when either is empty).
@@ -74,6 +104,7 @@ class Monitor:
             mean_cosine = float((cosine.sum() - cosine.diagonal().sum()) / max(1, n * (n - 1)))
             record = {
                 "embedding_std": float(z.std(dim=0).mean()),
+                "effective_rank": effective_rank(z),
                 "mean_pairwise_cosine": mean_cosine,
                 "collapsed": mean_cosine > COLLAPSE_COSINE,
                 "knn_top1": None,
