@@ -26,7 +26,7 @@ from geocontrast.metrics import (
 )
 from geocontrast.results import table as results_cli
 from geocontrast.results.table import collect, summarise
-from geocontrast.train.budget import PRETRAINING_FACTS, PRETRAINING_LABELS
+from geocontrast.train.budget import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
 
 SCORES = np.array(
     [
@@ -224,7 +224,7 @@ def test_frozen_job_writes_each_protocol_at_each_budget_as_the_single_protocol_c
 def test_result_record_holds_every_result_column(tiny, tmp_path):
     record = run_cli(tiny, tmp_path / "baseline.json", "baseline")
     from_the_workflow = {"dataset", "encoder", "epochs", "split_mode", "replicate", *PRETRAINING_FACTS.values()}
-    from_the_workflow.add(PRETRAINING_LABELS)  # read from the encoder, like the spent budget
+    from_the_workflow |= {PRETRAINING_LABELS, PRETRAINING_COLLAPSE}  # read from the encoder, like the spent budget
     missing = set(RESULT_COLUMNS) - set(record) - from_the_workflow - set(TASK_METRIC_COLUMNS)  # tasks: own scores
     assert not missing
     assert np.isnan(record["prior_top1"])  # no prior given

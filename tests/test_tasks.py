@@ -22,7 +22,7 @@ from geocontrast.evaluate.tasks import (
     inject_label_noise,
     neighbourhood_disagreement,
 )
-from geocontrast.train.budget import PRETRAINING_FACTS, PRETRAINING_LABELS
+from geocontrast.train.budget import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
 
 
 @pytest.mark.parametrize(("n", "fraction"), [(100, 0.1), (37, 0.2), (10, 0.05)])
@@ -139,7 +139,7 @@ def test_every_task_cli_writes_a_result_row_with_its_metrics(tiny, embeddings, t
         extra["params_json"] = json.dumps({"noise_fraction": 0.2} if task == "mislabel" else {"n_init": 2})
     record = run_cli(tiny, tmp_path / "out.json", task, **extra)
     from_the_workflow = {"dataset", "encoder", "epochs", "split_mode", "replicate", *PRETRAINING_FACTS.values()}
-    from_the_workflow.add(PRETRAINING_LABELS)  # read from the encoder, like the spent budget
+    from_the_workflow |= {PRETRAINING_LABELS, PRETRAINING_COLLAPSE}  # read from the encoder, like the spent budget
     assert record["protocol"] == task and set(RUN_COLUMNS) - from_the_workflow <= set(record)
     own = {
         "genus_probe": ["top1", "acc_genus", "acc_family"],
