@@ -26,7 +26,7 @@ from geocontrast.metrics import (
 )
 from geocontrast.results import table as results_cli
 from geocontrast.results.table import collect, summarise
-from geocontrast.train.budget import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
+from geocontrast.train.spent import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
 
 SCORES = np.array(
     [

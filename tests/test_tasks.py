@@ -22,7 +22,7 @@ from geocontrast.evaluate.tasks import (
     inject_label_noise,
     neighbourhood_disagreement,
 )
-from geocontrast.train.budget import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
+from geocontrast.train.spent import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
 
 
 @pytest.mark.parametrize(("n", "fraction"), [(100, 0.1), (37, 0.2), (10, 0.05)])

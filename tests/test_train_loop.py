@@ -20,16 +20,11 @@ from geocontrast.results.table import collapse_text
 from geocontrast.strategies import STRATEGIES
 from geocontrast.train import __main__ as cli
 from geocontrast.train import loop
-from geocontrast.train.budget import (
-    PRETRAINING_FACTS,
-    PRETRAINING_LABELS,
-    epoch_batches,
-    plan_budget,
-    pretraining_facts,
-)
+from geocontrast.train.budget import epoch_batches, plan_budget
 from geocontrast.train.loop import METRIC_KEYS, train
 from geocontrast.train.monitor import Monitor, collapse_note, effective_rank
 from geocontrast.train.settings import PretrainSettings
+from geocontrast.train.spent import PRETRAINING_FACTS, PRETRAINING_LABELS, pretraining_facts
 
 FAST = {
     "encoder": "cnn5",

@@ -66,7 +66,7 @@ RUN_COLUMNS = (
     "encoder",
     "resolution",
     "epochs",
-    "pretrain_steps",  # what the pretraining job spent (geocontrast.train.budget.pretraining_facts)
+    "pretrain_steps",  # what the pretraining job spent (geocontrast.train.spent.pretraining_facts)
     "pretrain_anchors",
     "pretrain_images",
     "pretrain_seconds",

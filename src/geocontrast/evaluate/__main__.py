@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
         set_threads(args.threads)
     if getattr(args, "encoder", None) is not None:
-        from geocontrast.train.budget import pretraining_facts
+        from geocontrast.train.spent import pretraining_facts
 
         run = {**run, **pretraining_facts(args.encoder)}
     from geocontrast.atomic import write_json

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from geocontrast.evaluate.protocols import eval_rows
     from geocontrast.prior.fit import load_prior
     from geocontrast.runtime import resolve_amp, resolve_device, set_threads
-    from geocontrast.train.budget import pretraining_facts
+    from geocontrast.train.spent import pretraining_facts
 
     if args.threads:
         set_threads(args.threads)

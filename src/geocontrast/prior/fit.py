@@ -53,7 +53,7 @@ from geocontrast.prior.model import (
     range_probabilities,
     rows_per_block,
 )
-from geocontrast.prior.scores import limits, prior_only_scores, reliability
+from geocontrast.prior.scores import limits, prior_only_scores, reliability, smoothed_frequencies
 
 TOP_K = (1, 5)
 PROBS, PRIOR, GRID = "probs.npy", "prior.json", "grid.npz"
@@ -85,6 +85,16 @@ def load_prior(path: Path | None, reason_without: str) -> tuple[NpyRows | None, 
         reason = json.loads(summary.read_text()).get("skipped") if summary.exists() else None
         return None, f"geographic prior skipped: {reason or 'no labelled train row with coordinates'}"
     return probs, None
+
+
+def prior_class_frequencies(path: Path | None) -> np.ndarray | None:
+    """(C,) add-one smoothed class frequencies of the records the prior at ``path`` (its probs.npy) was trained
+    on, from the ``class_counts`` of the prior.json beside it: the P(y) its probabilities carry, which the
+    combination with an image model divides out. None without a path, a fitted prior or its counts."""
+    if path is None or not Path(path).with_name(PRIOR).exists():
+        return None
+    counts = json.loads(Path(path).with_name(PRIOR).read_text()).get("class_counts")
+    return None if counts is None else smoothed_frequencies(np.asarray(counts, dtype=np.float64))
 
 
 def day_of_year(dates) -> np.ndarray:
@@ -207,6 +217,7 @@ def geoprior(
         "label_fraction": label_fraction,
         "sources": sources,
         "n_train": int(records.label.size),
+        "class_counts": np.bincount(records.label, minlength=len(classes)).tolist(),  # what P(y) it learned
         "fit_seconds": round(seconds, 3),
     }
     prior_codes = records.label

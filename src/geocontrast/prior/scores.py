@@ -26,8 +26,13 @@ COMBINE_BLOCK_ELEMENTS = 1 << 22  # (row, class) cells combined at once: a few f
 def class_frequencies(train_labels, n_classes: int) -> np.ndarray:
     """(C,) add-one smoothed class frequencies of the image model's labelled train rows: the class prior it
     learned (never zero, so it can be divided out)."""
-    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
-    return (counts + 1.0) / (counts.sum() + n_classes)
+    return smoothed_frequencies(np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes))
+
+
+def smoothed_frequencies(counts: np.ndarray) -> np.ndarray:
+    """(C,) add-one smoothed frequencies of (C,) class counts."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return (counts + 1.0) / (counts.sum() + counts.size)
 
 
 def combine(image_probs, location_probs, class_prior=None, weight: float = 1.0, location_rows=None) -> np.ndarray:

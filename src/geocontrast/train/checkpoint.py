@@ -73,7 +73,7 @@ def load_last(out_dir: Path, model: torch.nn.Module, optimiser, scheduler) -> di
 
 def save_encoder(out_dir: Path, encoder: torch.nn.Module, strategy: str, params: dict, budget: dict) -> Path:
     """Write ``out_dir/encoder.pt``: {"encoder": state_dict, "encoder_name", "strategy", "params", "budget"};
-    ``budget``: what the job spent (:data:`geocontrast.train.budget.SPENT_KEYS`) and on what (anchor_pool,
+    ``budget``: what the job spent (:data:`geocontrast.train.spent.SPENT_KEYS`) and on what (anchor_pool,
     batch_size, label_fraction: percent of the train labels the strategy trained on)."""
     path = Path(out_dir) / ENCODER
     state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}

@@ -47,11 +47,12 @@ from geocontrast.atomic import write_json, write_jsonl
 from geocontrast.runtime import gather_rows
 from geocontrast.strategies import STRATEGIES
 from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnostics, sample_batches
-from geocontrast.train.budget import SPENT_KEYS, epoch_batches
+from geocontrast.train.budget import epoch_batches
 from geocontrast.train.checkpoint import ENCODER, load_last, save_encoder, save_last
 from geocontrast.train.job import Job, build_job, load_inputs, start_process
 from geocontrast.train.monitor import Monitor, collapse_note
 from geocontrast.train.settings import PretrainSettings
+from geocontrast.train.spent import SPENT_KEYS
 
 METRIC_KEYS = (
     "epoch",
@@ -78,7 +79,7 @@ METRIC_KEYS = (
     "amp",
 )
 """Keys of a metrics.jsonl line: epoch (1-based, completed); step, anchors_seen, encoder_images, wall_seconds:
-what the job spent so far (:data:`geocontrast.train.budget.SPENT_KEYS`); loss (epoch mean), lr (after the epoch),
+what the job spent so far (:data:`geocontrast.train.spent.SPENT_KEYS`); loss (epoch mean), lr (after the epoch),
 images (anchors seen this epoch; each has 2-3 augmented views), images_per_s (anchors/s, gather + augment + step,
 monitors excluded), seconds, peak_memory_mb with memory_kind (cpu_rss: process peak RSS; cuda_allocated:
 torch.cuda.max_memory_allocated), embedding_std, mean_pairwise_cosine, collapsed (True when mean_pairwise_cosine
@@ -93,7 +94,7 @@ SYNC_EVERY = 20  # steps between host syncs (loss check and progress bar); every
 
 @dataclass
 class Progress:
-    """Where a job stands: epochs done, what they spent (:data:`~geocontrast.train.budget.SPENT_KEYS`) and their
+    """Where a job stands: epochs done, what they spent (:data:`~geocontrast.train.spent.SPENT_KEYS`) and their
     metrics lines."""
 
     epoch: int = 0
