@@ -2,16 +2,22 @@
 
 Generates the world (no rendering, no training), validates its photo table as the manifest rule does, keeps one
 photo per observation, builds the neighbour table as the neighbour rule does (radius, k and seed from the
-config's ``neighbours`` section) and draws ``--draws`` context positives per anchor uniformly from its row; a
-random pair is the anchor with a uniform other photo. Prints a Markdown table of five shares::
+config's ``neighbours`` section) and draws ``--draws`` context positives per anchor uniformly from its row, and as
+many random pairs (the anchor with a uniform other photo). Prints a Markdown table of five shares::
 
-    nice python bench/measure/pair_statistics.py config/config.yaml [config/realistic.yaml ...] [--draws 16]
+    nice python bench/measure/pair_statistics.py config/config.yaml config/realistic.yaml [--draws 16] \
+        [--world-seeds 0 1 2]
+
+Each config is merged over config/config.yaml, as ``snakemake --configfile`` does; with ``--world-seeds`` each
+share is the mean over those worlds.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_RANGES = {
@@ -25,19 +31,30 @@ REAL_RANGES = {
 
 
 def load_config(path: Path) -> dict:
-    """A config with the schema's defaults filled in, as the workflow sees it."""
+    """A config as the workflow sees it with ``--configfile path``: merged over config/config.yaml, with the
+    schema's defaults filled in."""
     import yaml
     from snakemake.utils import validate
 
-    config = yaml.safe_load(Path(path).read_text())
+    config = _merged(
+        yaml.safe_load((REPO / "config" / "config.yaml").read_text()), yaml.safe_load(Path(path).read_text())
+    )
     validate(config, str(REPO / "workflow" / "schemas" / "config.schema.json"))
     return config
 
 
+def _merged(base: dict, update: dict) -> dict:
+    """``update`` over ``base``, section by section, as Snakemake merges config files."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = (
+            _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
+    return merged
+
+
 def pair_statistics(config: dict, draws: int = 16, seed: int = 0) -> dict:
     """The five shares of :data:`REAL_RANGES` for the config's world, with the pair counts."""
-    import numpy as np
-
     from geocontrast.data.manifest import MANIFEST_COLUMNS, validate_manifest
     from geocontrast.data.synthetic import generate_world
     from geocontrast.geo.neighbours import neighbour_table
@@ -66,7 +83,7 @@ def pair_statistics(config: dict, draws: int = 16, seed: int = 0) -> dict:
     picks = table.indptr[anchors] + (rng.random(anchors.size) * counts[anchors]).astype(np.int64)
     facts = fact_codes(manifest)
     positive = pair_summary(facts, anchors, table.indices[picks])
-    located = np.flatnonzero(usable)
+    located = np.repeat(np.flatnonzero(usable), draws)
     others = rng.integers(len(manifest) - 1, size=located.size)
     random = pair_summary(facts, located, others + (others >= located))  # a uniform other photo
     return {
@@ -84,10 +101,16 @@ def pair_statistics(config: dict, draws: int = 16, seed: int = 0) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", type=Path, nargs="+", help="config files (their world and neighbours sections)")
-    parser.add_argument("--draws", type=int, default=16, help="context positives drawn per anchor")
+    parser.add_argument("--draws", type=int, default=16, help="context positives (and random pairs) per anchor")
+    parser.add_argument("--world-seeds", type=int, nargs="+", help="measure these world.seed values (the mean)")
     args = parser.parse_args(argv)
 
-    measured = {path: pair_statistics(load_config(path), args.draws) for path in args.configs}
+    measured = {}
+    for path in args.configs:
+        config = load_config(path)
+        seeds = args.world_seeds or [config["world"]["seed"]]
+        runs = [pair_statistics({**config, "world": {**config["world"], "seed": seed}}, args.draws) for seed in seeds]
+        measured[path] = {name: float(np.mean([run[name] for run in runs])) for name in runs[0]}
     print("| share of pairs with the same … | " + " | ".join(str(path) for path in args.configs) + " | real |")
     print("|---|" + "---|" * len(args.configs) + "---|")
     for name, (low, high) in REAL_RANGES.items():
@@ -97,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{100 * stats[name]:.2f} %{inside}")
         print(f"| {name} | " + " | ".join(cells) + f" | {100 * low:.1f} – {100 * high:.1f} % |")
     for name in ("n_observations", "n_anchors", "n_species"):
-        print(f"| {name.replace('_', ' ')} | " + " | ".join(str(s[name]) for s in measured.values()) + " | |")
+        print(f"| {name.replace('_', ' ')} | " + " | ".join(f"{s[name]:.0f}" for s in measured.values()) + " | |")
     return 0
 
 
