@@ -178,18 +178,25 @@ def _draw_species(
     return species_index
 
 
+def patch_cells(region: Region, location: np.ndarray, side_km: float) -> np.ndarray:
+    """(n, 2) int (column, row) of each location's square patch of side ``side_km``, counted from the region's
+    south-west corner (columns in km at the region's middle latitude)."""
+    lon_min, lat_min, _, lat_max = region.bbox
+    km_per_lon = KM_PER_DEGREE * np.cos(np.radians(0.5 * (lat_min + lat_max)))
+    column = np.floor((location[:, 0] - lon_min) * km_per_lon / side_km)
+    row = np.floor((location[:, 1] - lat_min) * KM_PER_DEGREE / side_km)
+    return np.maximum(0, np.column_stack([column, row])).astype(np.int64)
+
+
 def _population_noise(
     region: Region, location: np.ndarray, coupled: np.ndarray, params: dict, n_species: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The coupled observations' patch index (n,), -1 for the others, and one Gumbel per species for each patch
-    (P, S), each patch's drawn from the stream ``[seed, AGGREGATION_STREAM, column, row]`` of its square of side
-    ``aggregation_km`` on the region's grid, whoever observes there."""
-    lon_min, lat_min, _, lat_max = region.bbox
-    km_per_lon = KM_PER_DEGREE * np.cos(np.radians(0.5 * (lat_min + lat_max)))
-    side = params["aggregation_km"]
-    column = np.maximum(0, np.floor((location[:, 0] - lon_min) * km_per_lon / side)).astype(np.int64)
-    row = np.maximum(0, np.floor((location[:, 1] - lat_min) * KM_PER_DEGREE / side)).astype(np.int64)
-    cells, patch = np.unique(np.column_stack([column, row])[coupled], axis=0, return_inverse=True)
+    (P, S), each patch's drawn from the stream ``[seed, AGGREGATION_STREAM, column, row]`` of its square
+    (:func:`patch_cells`), whoever observes there."""
+    cells, patch = np.unique(
+        patch_cells(region, location, params["aggregation_km"])[coupled], axis=0, return_inverse=True
+    )
     gumbels = np.array(
         [
             np.random.default_rng([params["seed"], AGGREGATION_STREAM, int(c), int(r)]).gumbel(size=n_species)
