@@ -34,6 +34,9 @@ What is modelled
       image edge, stem lean and leaf angles, Gaussian blur, brightness /
       contrast / colour cast, and occasional occluders (a leaf, twig or grey
       blob over part of the flower).
+    * Per-observer camera (:class:`CameraStyle`, optional): colour gains,
+      blur or sharpening, JPEG quality and a framing habit (zoom, offset),
+      the same on every photo of one observer.
 
 What it cannot show
     Bilaterally symmetric (orchid-, pea-like) flowers, composite or clustered
