@@ -8,8 +8,11 @@ import pytest
 from conftest import REPO, load_config
 from scipy.spatial import cKDTree
 
+from geocontrast.data.render import Habitat, render_photo
 from geocontrast.data.synthetic import generate_world, observations, render_photos, write_truth
 from geocontrast.data.synthetic.region import KM_PER_DEGREE, make_region
+from geocontrast.data.synthetic.taxonomy import individual_traits
+from geocontrast.data.synthetic.world import background_places, camera_style
 
 RANKS = ["species", "genus", "family", "order", "class", "phylum", "kingdom"]
 
@@ -168,3 +171,76 @@ def test_the_species_draw_in_row_blocks_equals_the_whole_matrix_draw(tiny_world_
     blocked = generate_world(tiny_world_params)
     assert len(whole.observations) > 7 * 3
     pd.testing.assert_frame_equal(blocked.observations, whole.observations, check_exact=True)
+
+
+# --- the knobs of the world's geography (issue [R]) -------------------------------------------------------------
+
+
+def _purity_within_5_km(world) -> float:
+    """Share of pairs of observations within 5 km of each other that show the same species."""
+    obs = world.observations
+    pairs = cKDTree(_local_km(obs["true_lon"].to_numpy(), obs["true_lat"].to_numpy())).query_pairs(
+        5.0, output_type="ndarray"
+    )
+    species = obs["species_index"].to_numpy()
+    return float(np.mean(species[pairs[:, 0]] == species[pairs[:, 1]]))
+
+
+def test_aggregation_raises_purity_monotonically_at_fixed_species_shares():
+    params = _default_world()
+    levels = (0.0, 0.25, 0.5, 0.75, 1.0)
+    worlds = [generate_world({**params, "aggregation": level}) for level in levels]
+    purity = [_purity_within_5_km(world) for world in worlds]
+    assert all(low < high for low, high in zip(purity, purity[1:])), purity
+    assert purity[-1] > 2 * purity[0]
+    # Places and days are the same at every level: only the species draw is coupled.
+    obs = worlds[0].observations
+    for world in worlds[1:]:
+        assert world.observations.drop(columns="species_index").equals(obs.drop(columns="species_index"))
+    # Each species' count stays within sampling error of its expected count, the sum of each observation's
+    # P(species | place, day); bounded as if the observations of a patch all showed one species.
+    local = worlds[0].landscape.sample(worlds[0].suitability, obs["true_lon"].to_numpy(), obs["true_lat"].to_numpy())
+    p = observations.species_weights(local.T, obs["observed_on"].dt.day_of_year.to_numpy(), worlds[0].taxonomy)
+    p /= p.sum(axis=1, keepdims=True)  # (n_obs, S)
+    location = obs[["true_lon", "true_lat"]].to_numpy()
+    _, patch = np.unique(
+        observations.patch_cells(worlds[0].region, location, params["aggregation_km"]), axis=0, return_inverse=True
+    )
+    per_patch = np.zeros((patch.max() + 1, p.shape[1]))
+    np.add.at(per_patch, patch.ravel(), p)  # expected count of each species in each patch
+    size = np.bincount(patch.ravel())[:, None]
+    error = np.sqrt((per_patch * (1 - per_patch / size) * size).sum(axis=0))  # (S,)
+    for world in worlds:
+        counts = np.bincount(world.observations["species_index"], minlength=p.shape[1])
+        assert (np.abs(counts - p.sum(axis=0)) <= 4 * error + 1).all()
+
+
+def test_observer_style_is_the_same_within_an_observer_and_differs_between_observers():
+    first, again, other = camera_style(0, 1, 1.0), camera_style(0, 1, 1.0), camera_style(0, 2, 1.0)
+    assert first == again
+    assert first.gains != other.gains and first.zoom != other.zoom and first.sharpness != other.sharpness
+    assert camera_style(0, 1, 0.0) is None  # strength 0: no camera at all
+
+
+def test_observer_style_changes_the_rendered_photo_the_same_way_for_each_photo_of_an_observer(world):
+    traits = individual_traits(world.taxonomy.iloc[0], np.random.default_rng(0))
+    habitat = Habitat((0.5, 0.5, 0.4), 0.5, 0.5)
+    photo = lambda style: render_photo(traits, habitat, 32, np.random.default_rng(1), 1.0, style)  # noqa: E731
+    plain, styled = photo(None), photo(camera_style(0, 1, 1.0))
+    assert not np.array_equal(plain, styled)
+    assert np.array_equal(styled, photo(camera_style(0, 1, 1.0)))
+    assert not np.array_equal(styled, photo(camera_style(0, 2, 1.0)))
+
+
+def test_background_coupling_at_zero_makes_backgrounds_independent_of_place(world, tiny_world_params):
+    params = {**tiny_world_params, "background_coupling": 0.0}
+    obs = world.observations
+    coupled = background_places(world, {**params, "background_coupling": 1.0})
+    assert (coupled == np.arange(len(obs))).all()
+    moisture = world.landscape.sample(world.landscape.moisture, obs["true_lon"].to_numpy(), obs["true_lat"].to_numpy())
+    latitude = obs["true_lat"].to_numpy()
+    decoupled = background_places(world, params)
+    # The world's moisture grows to the north: coupled backgrounds follow latitude, decoupled ones do not.
+    assert np.corrcoef(latitude, moisture[coupled])[0, 1] > 0.3
+    assert abs(np.corrcoef(latitude, moisture[decoupled])[0, 1]) < 0.15
+    assert (decoupled != np.arange(len(obs))).mean() > 0.9

@@ -34,6 +34,9 @@ What is modelled
       image edge, stem lean and leaf angles, Gaussian blur, brightness /
       contrast / colour cast, and occasional occluders (a leaf, twig or grey
       blob over part of the flower).
+    * Per-observer camera (:class:`CameraStyle`, optional): colour gains,
+      blur or sharpening, JPEG quality and a framing habit (zoom, offset),
+      the same on every photo of one observer.
 
 What it cannot show
     Bilaterally symmetric (orchid-, pea-like) flowers, composite or clustered
@@ -93,6 +96,22 @@ class Habitat:
         _check_rgb(owner, "ground_rgb", self.ground_rgb)
         _check_real(owner, "roughness", self.roughness, 0.0, 1.0)
         _check_real(owner, "vegetation", self.vegetation, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class CameraStyle:
+    """One observer's camera and habits, the same on each of their photos (``None``: no style at all).
+
+    ``gains`` multiply R, G, B after the per-photo relighting (colour cast times white balance); ``sharpness`` < 0
+    blurs (Gaussian radius -sharpness pixels at 64 px), > 0 sharpens (unsharp mask of that strength);
+    ``jpeg_quality`` is the quality the photo is saved with; ``zoom`` multiplies the flower radius and ``offset``
+    moves its centre (image widths, x and y): the observer's framing habit."""
+
+    gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    sharpness: float = 0.0
+    jpeg_quality: int = 90
+    zoom: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
 
 
 # --------------------------------------------------------------------------
@@ -162,13 +181,19 @@ def _bezier(p0: complex, p1: complex, p2: complex, u: np.ndarray) -> np.ndarray:
 
 
 def render_photo(
-    traits: FlowerTraits, habitat: Habitat, size: int, rng: np.random.Generator, nuisance: float = 1.0
+    traits: FlowerTraits,
+    habitat: Habitat,
+    size: int,
+    rng: np.random.Generator,
+    nuisance: float = 1.0,
+    style: CameraStyle | None = None,
 ) -> np.ndarray:
     """One photo, uint8 array (size, size, 3). All randomness from `rng` (deterministic for a seeded rng).
 
     ``nuisance`` scales every per-photo variation (0 = canonical centred view,
     1 = default strength, up to ``MAX_NUISANCE`` for exaggerated variation).
-    Raises ValueError naming the offending argument or field.
+    ``style``: the observer's camera (:class:`CameraStyle`; its JPEG quality is the caller's), applied
+    without drawing from ``rng``. Raises ValueError naming the offending argument or field.
     """
     if not isinstance(traits, FlowerTraits):
         raise ValueError(f"traits must be a FlowerTraits, got {type(traits).__name__}")
@@ -187,6 +212,9 @@ def render_photo(
 
     radius = canvas * (_RADIUS_FRAC + s * rng.uniform(-_RADIUS_JITTER, _RADIUS_JITTER))
     centre = canvas * complex(0.5 + s * rng.uniform(-0.15, 0.15), 0.5 + s * rng.uniform(-0.15, 0.15))
+    if style is not None:  # the observer's framing habit
+        radius *= style.zoom
+        centre += canvas * complex(*style.offset)
     outer = radius * (_PETAL_BASE_IN_DISC * traits.centre_size + traits.petal_length)
     if rng.random() < min(1.0, 0.15 * s):
         # Partial crop: push the flower over one edge so a fraction `cut` of its width is lost.
@@ -231,7 +259,21 @@ def render_photo(
     img = img.reduce(_SUPERSAMPLE)  # box-filter antialiasing
     if rng.random() < min(1.0, 0.4 * s):
         img = img.filter(ImageFilter.GaussianBlur(s * rng.uniform(0.3, 1.0) * size / 64.0))
-    return np.array(_relight(img, rng, s))  # a copy: np.asarray of a PIL image is read-only
+    img = _relight(img, rng, s)
+    if style is not None:
+        img = _camera(img, style, size)
+    return np.array(img)  # a copy: np.asarray of a PIL image is read-only
+
+
+def _camera(img: Image.Image, style: CameraStyle, size: int) -> Image.Image:
+    """The observer's colour gains and sharpness (blur or unsharp mask)."""
+    r, g, b = style.gains
+    img = img.convert("RGB", (r, 0.0, 0.0, 0.0, 0.0, g, 0.0, 0.0, 0.0, 0.0, b, 0.0))
+    if style.sharpness < 0:
+        img = img.filter(ImageFilter.GaussianBlur(-style.sharpness * size / 64.0))
+    elif style.sharpness > 0:
+        img = img.filter(ImageFilter.UnsharpMask(radius=1.0, percent=int(round(100 * style.sharpness)), threshold=0))
+    return img
 
 
 def save_jpeg(image: np.ndarray, path: str | os.PathLike, quality: int = 90) -> None:

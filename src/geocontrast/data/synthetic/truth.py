@@ -2,7 +2,8 @@
 its observation process makes without photos (the geographic prior's training data beyond the labelled photos).
 
 The oracle is the observation process itself (:func:`~.observations.species_weights`): at a place and day the
-observed species is drawn with probability abundance x suitability x flowering season, normalised over species;
+observed species is drawn with probability abundance x suitability x flowering season, normalised over species
+(with local aggregation too, averaged over the patches' populations, which a prior may learn beyond it);
 without the day it is that probability averaged over the distribution of visit days
 (:func:`~.observations.visit_day_probabilities`), which does not depend on the place. It reads the reported
 coordinates, as a prior does.
@@ -26,6 +27,7 @@ import pandas as pd
 from ...atomic import atomic_path
 from .landscape import Landscape
 from .observations import (
+    AGGREGATION_STREAM,
     OUT_OF_SEASON,
     season_weights,
     simulate_observations,
@@ -131,6 +133,7 @@ def simulate_occurrences(world, params: dict) -> pd.DataFrame:
         world.suitability,
         {**params, "n_images": int(params["n_occurrences"]), "photos_per_observation": [1.0]},
         rng,
+        aggregation_rng=np.random.default_rng([params["seed"], OCCURRENCE_STREAM, AGGREGATION_STREAM]),
     )
     species = world.taxonomy["species"].to_numpy()[records["species_index"].to_numpy()]
     return pd.DataFrame(

@@ -11,13 +11,18 @@ import pandas as pd
 from tqdm import tqdm
 
 from ...atomic import atomic_path
-from ..render import Habitat, render_photo, save_jpeg
+from ..render import CameraStyle, Habitat, render_photo, save_jpeg
 from .landscape import Landscape, habitat_fields, make_landscape, suitability
 from .observations import simulate_observations
 from .region import Region, make_region
 from .taxonomy import RANK_COLUMNS, individual_traits, make_taxonomy
 
 LICENSE = "CC-BY-4.0"
+# Random streams of the rendering, each its own so that the world's other draws stay the same whatever is set:
+# the plants' traits [seed, 1, observation] and the photos' nuisance [seed, 2, photo] (3 and 4: the occurrence
+# records and the local aggregation, in truth.py and observations.py).
+OBSERVER_STYLE_STREAM = 5  # [seed, 5, observer number]: each observer's camera
+BACKGROUND_STREAM = 6  # [seed, 6]: which observations' backgrounds come from another place
 
 
 @dataclass(frozen=True)
@@ -77,18 +82,53 @@ def _photos(observations: pd.DataFrame, taxonomy: pd.DataFrame) -> pd.DataFrame:
 
 
 def _render_chunk(jobs: list[tuple]) -> int:
-    for path, traits, habitat, size, nuisance, seed in jobs:
-        save_jpeg(render_photo(traits, habitat, size, np.random.default_rng(seed), nuisance), path)
+    for path, traits, habitat, size, nuisance, seed, style in jobs:
+        image = render_photo(traits, habitat, size, np.random.default_rng(seed), nuisance, style)
+        save_jpeg(image, path, quality=90 if style is None else style.jpeg_quality)
     return len(jobs)
+
+
+def camera_style(seed: int, observer: int, strength: float) -> CameraStyle | None:
+    """The camera of observer number ``observer`` (:class:`~geocontrast.data.render.CameraStyle`), drawn from
+    its own stream ``[seed, OBSERVER_STYLE_STREAM, observer]``; every draw is scaled by ``strength``, and
+    strength 0 gives None (no style)."""
+    if strength == 0:
+        return None
+    rng = np.random.default_rng([seed, OBSERVER_STYLE_STREAM, observer])
+    cast = 1.0 + strength * rng.normal(0.0, 0.04, 3)  # colour cast
+    warmth = strength * rng.normal(0.0, 0.06)  # white balance: warm (red up, blue down) or cool
+    gains = np.clip(cast * np.array([1.0 + warmth, 1.0, 1.0 - warmth]), 0.5, 1.5)
+    return CameraStyle(
+        gains=tuple(float(g) for g in gains),
+        sharpness=float(np.clip(strength * rng.normal(0.0, 0.5), -1.5, 1.5)),
+        jpeg_quality=int(np.clip(round(90 - strength * rng.uniform(0.0, 40.0)), 10, 95)),
+        zoom=float(np.exp(strength * rng.normal(0.0, 0.12))),
+        offset=tuple(float(v) for v in np.clip(strength * rng.normal(0.0, 0.06, 2), -0.2, 0.2)),
+    )
+
+
+def background_places(world: World, params: dict) -> np.ndarray:
+    """(n_observations,) the observation whose true place sets each observation's photo background: its own
+    where coupled (a share ``background_coupling``), a uniformly drawn one elsewhere (its own random stream)."""
+    n_obs = len(world.observations)
+    own = np.arange(n_obs)
+    coupling = params["background_coupling"]
+    if coupling == 1:
+        return own
+    rng = np.random.default_rng([params["seed"], BACKGROUND_STREAM])
+    donor = rng.integers(n_obs, size=n_obs)
+    return np.where(rng.random(n_obs) < coupling, own, donor)
 
 
 def render_photos(world: World, params: dict, image_root: Path, workers: int = 1, progress: bool = True) -> None:
     """Render every photo to image_root/path as JPEG. A plant's traits are drawn once per observation (its
-    photos show the same individual); each photo gets its own nuisance. Seeded per photo, so the output does not
-    depend on the number of workers."""
+    photos show the same individual); each photo gets its own nuisance, and its observer's camera
+    (``observer_style``). The background follows the habitat of :func:`background_places`. Seeded per photo,
+    so the output does not depend on the number of workers."""
     obs = world.observations
+    place = background_places(world, params)
     env = {
-        name: world.landscape.sample(field, obs["true_lon"].to_numpy(), obs["true_lat"].to_numpy())
+        name: world.landscape.sample(field, obs["true_lon"].to_numpy()[place], obs["true_lat"].to_numpy()[place])
         for name, field in (("elevation", world.landscape.elevation), ("moisture", world.landscape.moisture))
     }
     habitat = habitat_fields(env["elevation"], env["moisture"])
@@ -101,8 +141,21 @@ def render_photos(world: World, params: dict, image_root: Path, workers: int = 1
         Habitat(tuple(habitat["ground_rgb"][i]), float(habitat["roughness"][i]), float(habitat["vegetation"][i]))
         for i in range(len(obs))
     ]
+    styles = {
+        observer: camera_style(seed, int(observer.lstrip("u")), params["observer_style"])
+        for observer in obs["observer_id"].unique()
+    }
+    style_of_obs = [styles[observer] for observer in obs["observer_id"]]
     jobs = [
-        (Path(image_root) / path, plants[o], habitats[o], params["image_size"], params["nuisance"], [seed, 2, i])
+        (
+            Path(image_root) / path,
+            plants[o],
+            habitats[o],
+            params["image_size"],
+            params["nuisance"],
+            [seed, 2, i],
+            style_of_obs[o],
+        )
         for i, (path, o) in enumerate(zip(world.photos["path"], world.photos["observation_index"]))
     ]
     chunks = [jobs[start : start + 256] for start in range(0, len(jobs), 256)]
