@@ -127,14 +127,50 @@ def test_linear_probe_selects_on_val_and_ignores_the_test_inputs():
     train_x, train_y = separable_features(0)
     val_x, val_y = separable_features(1)
     test_x, test_y = separable_features(2)
-    params = LinearSettings(weight_decays=(0.0, 0.1), epochs=30)
-    probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params, seed=0)
+    params = LinearSettings(penalties=(1e-3, 1.0))
+    probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params)
     assert top_k_accuracy(probs, test_y, ks=(1,))[1] > 0.9
     _, with_noise = linear_probe(
-        train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape), 3, params, seed=0
+        train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape), 3, params
     )
     assert with_noise == selection
-    assert set(selection["val_top1_by_weight_decay"]) == {"0.0", "0.1"}
+    assert set(selection["val_top1_by_penalty"]) == {"0.001", "1.0"} and selection["penalties"] == [1.0, 1e-3]
+
+
+def signal_in_noise(seed: int, per_class: tuple[int, ...], noise_dims: int = 40):
+    """Unbalanced classes told apart by two features among ``noise_dims`` pure-noise ones: with few rows a weak
+    penalty fits the noise, and the strongest leaves only the bias, i.e. the majority class."""
+    centres = np.random.default_rng(100).normal(size=(len(per_class), 2)) * 2.0
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(per_class)), per_class)
+    noise = rng.normal(size=(labels.size, noise_dims))
+    return np.concatenate([centres[labels] + rng.normal(size=(labels.size, 2)), noise], axis=1), labels
+
+
+def test_the_probes_penalty_shrinks_its_weights_monotonically_across_the_grid():
+    (train_x, train_y), (val_x, val_y) = signal_in_noise(5, (12, 4, 4)), signal_in_noise(100, (30, 10, 10))
+    _, selection = linear_probe(train_x, train_y, val_x, val_y, val_x, 3, LinearSettings())
+    norms = [selection["weight_norm_by_penalty"][str(p)] for p in sorted(LinearSettings().penalties)]
+    assert all(weaker > stronger for weaker, stronger in zip(norms, norms[1:]))
+    assert norms[0] > 100 * norms[-1]  # the grid spans a real range of fits, not near-identical ones
+
+
+@pytest.mark.parametrize("seed", [5, 7])
+def test_val_picks_an_interior_penalty_where_weak_overfits_and_strong_underfits(seed):
+    (train_x, train_y), (val_x, val_y) = signal_in_noise(seed, (12, 4, 4)), signal_in_noise(100, (300, 100, 100))
+    penalties = LinearSettings().penalties
+    _, selection = linear_probe(train_x, train_y, val_x, val_y, val_x, 3, LinearSettings())
+    by_penalty = selection["val_top1_by_penalty"]
+    assert min(penalties) < selection["penalty"] < max(penalties)
+    assert selection["val_top1"] > max(by_penalty[str(min(penalties))], by_penalty[str(max(penalties))])
+
+
+def test_classes_without_train_rows_rank_below_every_fitted_class():
+    train_x, train_y = separable_features(0)
+    val_x, val_y = separable_features(1)
+    probs, _ = linear_probe(train_x, train_y, val_x, val_y, val_x, 5, LinearSettings(penalties=(0.1,)))
+    assert probs.shape == (val_x.shape[0], 5) and np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs[:, 3:].max(axis=1) < probs[:, :3].min(axis=1)).all() and (probs[:, 3:] > 0).all()
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ def frozen_record(
         probs = protocols.knn_probabilities(train_x, train_y, val_and_test, rows.n_classes, settings)
     else:
         probs, selection = protocols.linear_probe(
-            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, settings, seed=seed
+            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, settings
         )
     val_probs, test_probs = probs[: rows.val.size], probs[rows.val.size :]
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):

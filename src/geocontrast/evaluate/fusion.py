@@ -7,7 +7,7 @@ CLI (the workflow's evaluate_fusion rule; one job per fused pair x seed, every l
     python -m geocontrast.evaluate.fusion --embeddings embeddings/augmented/seed0.npy \\
         embeddings/context_pos_neg/seed0.npy --manifest manifest.parquet --splits splits.parquet \\
         --label-fractions 10 1 (--priors geoprior/l10/probs.npy geoprior/l1/probs.npy | --no-prior-reason WHY) \\
-        --params-json '{"epochs": 100}' --run-json '{"strategy": "augmented+context_pos_neg", "seed": 0, ...}' \\
+        --params-json '{"max_iter": 100}' --run-json '{"strategy": "augmented+context_pos_neg", "seed": 0, ...}' \\
         --out-dir eval/augmented+context_pos_neg/seed0
 
 Writes ``<out-dir>/fusion_l<pct>.json`` per budget: a result record like the linear protocol's, with protocol

@@ -93,48 +93,77 @@ def feature_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.asarray(features[rows], dtype=np.float32)
 
 
-def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, settings: LinearSettings, seed: int):
-    """Softmax regression on frozen features; the weight decay is chosen by val top-1 from ``weight_decays``.
+def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, settings: LinearSettings):
+    """L2-regularised multinomial logistic regression on frozen features, its penalty chosen on val top-1.
 
-    Features are standardised with the labelled train mean and std. Returns (test probabilities (n, C),
-    selection record). Ties in val top-1 go to the larger weight decay (the simpler model).
+    Features are standardised with the labelled train mean and std. For each penalty λ of ``settings.penalties``,
+    from the strongest to the weakest, the mean cross-entropy + λ·||W||² (the bias unpenalised) is minimised by
+    full-batch L-BFGS in float64 (:func:`fit_logistic`), the first fit from W = 0 and the bias at the log class
+    frequencies, each next one from the previous solution. Deterministic: no random initialisation, no batches.
+    Ties in val top-1 go to the stronger penalty (the simpler model). Only the classes with labelled train rows
+    are fitted (an absent class's bias would fall without end); the others are ranked below every fitted class,
+    each at ``TIE_BREAK`` × the row's smallest fitted probability, as kNN ranks classes without a vote. Returns
+    (test probabilities (n, C), selection record: the grid, the chosen penalty, and val top-1 and the weights'
+    norm ||W|| at each penalty).
     """
-    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
-    train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32) for x in (train_x, val_x, test_x))
-    train_labels = torch.as_tensor(train_y)
-    by_decay, best = {}, None
-    for weight_decay in sorted(settings.weight_decays, reverse=True):
-        model = _fit_softmax(train_t, train_labels, n_classes, float(weight_decay), settings, seed)
-        with torch.no_grad():
-            val_top1 = top_k_accuracy(model(val_t).numpy(), val_y, ks=(1,))[1]
-        by_decay[str(weight_decay)] = val_top1
+    mean, std = train_x.mean(axis=0, dtype=np.float64), train_x.std(axis=0, dtype=np.float64) + 1e-6
+    train_t, val_t = (torch.as_tensor((x - mean) / std, dtype=torch.float64) for x in (train_x, val_x))
+    fitted, train_codes = np.unique(train_y, return_inverse=True)  # (K,) classes with train rows, codes in 0..K-1
+    train_labels = torch.as_tensor(train_codes, dtype=torch.int64)
+    counts = torch.bincount(train_labels, minlength=fitted.size).double()
+    weight = torch.zeros(train_t.shape[1], fitted.size, dtype=torch.float64)  # (D, K), warm-started along the grid
+    bias = (counts / counts.sum()).log()  # (K,): the optimum at W = 0
+    by_penalty, norms, best = {}, {}, None
+    for penalty in sorted(settings.penalties, reverse=True):
+        weight, bias = fit_logistic(train_t, train_labels, weight, bias, float(penalty), int(settings.max_iter))
+        val_top1 = float((fitted[(val_t @ weight + bias).argmax(dim=1).numpy()] == val_y).mean())
+        by_penalty[str(penalty)], norms[str(penalty)] = val_top1, float(weight.norm())
         if best is None or val_top1 > best[0]:
-            best = (val_top1, weight_decay, model)
-    val_top1, weight_decay, model = best
-    with torch.no_grad():
-        probs = softmax_in_place(model(test_t)).numpy()
-    return probs, {"weight_decay": weight_decay, "val_top1": val_top1, "val_top1_by_weight_decay": by_decay}
+            best = (val_top1, penalty, weight, bias)
+    val_top1, penalty, weight, bias = best
+    mean, std = mean.astype(np.float32), std.astype(np.float32)
+    test_t = torch.as_tensor((test_x - mean) / std, dtype=torch.float32)  # (n, D): the largest input, in float32
+    fitted_probs = softmax_in_place(test_t @ weight.float() + bias.float())  # (n, K)
+    probs = (TIE_BREAK * fitted_probs.amin(dim=1, keepdim=True)).expand(-1, n_classes).clone()  # (n, C)
+    probs[:, torch.as_tensor(fitted)] = fitted_probs
+    probs /= probs.sum(dim=1, keepdim=True)
+    selection = {
+        "penalty": penalty,
+        "penalties": sorted(settings.penalties, reverse=True),
+        "val_top1": val_top1,
+        "val_top1_by_penalty": by_penalty,
+        "weight_norm_by_penalty": norms,
+    }
+    return probs.numpy(), selection
 
 
-def _fit_softmax(
-    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, settings: LinearSettings, seed: int
-) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    model = nn.Linear(x.shape[1], n_classes)
-    with torch.no_grad():  # seeded initialisation, independent of the global RNG
-        model.weight.copy_(torch.randn(model.weight.shape, generator=generator) * 0.01)
-        model.bias.zero_()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=float(settings.lr), weight_decay=weight_decay)
-    batch_size = int(settings.batch_size)
-    for _ in range(int(settings.epochs)):
-        order = torch.randperm(x.shape[0], generator=generator)
-        for start in range(0, x.shape[0], batch_size):
-            index = order[start : start + batch_size]
-            loss = F.cross_entropy(model(x[index]), y[index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    return model.eval()
+LBFGS_TOLERANCE = 1e-6  # largest gradient entry at which a fit has converged (the loss is a mean over rows)
+
+
+def fit_logistic(
+    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, penalty: float, max_iter: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise mean cross-entropy(x @ W + b, y) + ``penalty``·||W||² by L-BFGS (strong-Wolfe line search) from
+    (``weight`` (D, K), ``bias`` (K,)), for at most ``max_iter`` iterations; returns the new (W, b)."""
+    weight, bias = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    optimiser = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=LBFGS_TOLERANCE,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
+
+    def objective() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.cross_entropy(x @ weight + bias, y) + penalty * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(objective)
+    return weight.detach(), bias.detach()
 
 
 def knn_probabilities(

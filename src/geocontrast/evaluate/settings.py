@@ -16,15 +16,14 @@ from geocontrast.settings import Settings
 
 @dataclass(frozen=True)
 class LinearSettings(Settings):
-    """Softmax regression on frozen features (AdamW), its weight decay chosen on val from ``weight_decays``; also
-    the ``<rank>_probe`` tasks, genus_pairs' binary probes and fusion."""
+    """L2-regularised multinomial logistic regression on frozen features (full-batch L-BFGS, at most ``max_iter``
+    iterations per penalty), its penalty λ·||W||² chosen on val from ``penalties``; also the ``<rank>_probe``
+    tasks, genus_pairs' binary probes and fusion."""
 
     section: ClassVar[str] = "evaluate.linear"
 
-    weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 0.01
+    penalties: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    max_iter: int = 100
 
 
 @dataclass(frozen=True)
