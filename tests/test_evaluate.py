@@ -268,6 +268,27 @@ def test_result_record_holds_every_result_column(tiny, tmp_path):
     assert record["n_classes"] == read_manifest(tiny["manifest"])["species"][labelled].nunique()
 
 
+def test_selection_uses_no_more_val_photos_than_the_budget_gives_train(tiny):
+    manifest, splits = read_manifest(tiny["manifest"]), pd.read_parquet(tiny["splits"])
+    every = eval_rows(manifest, splits, 10, val_fraction=1.0).val
+    capped = eval_rows(manifest, splits, 10)  # val_fraction "budget": 10 % of val at 10 % labels
+    assert capped.val.size == max(1, round(0.1 * every.size)) and set(capped.val) <= set(every)
+    assert eval_rows(manifest, splits, 100).val.tolist() == every.tolist()
+    assert eval_rows(manifest, splits, 10).val.tolist() == capped.val.tolist()  # the same photos every time
+    half = eval_rows(manifest, splits, 10, val_fraction=0.5).val
+    assert set(capped.val) <= set(half)  # nested: a smaller share keeps a subset of a larger one's photos
+    species = capped.codes[half]  # stratified: every species keeps its share, up to rounding
+    for code in np.unique(capped.codes[every]):
+        assert abs((species == code).sum() - 0.5 * (capped.codes[every] == code).sum()) <= 1
+
+
+def test_the_evaluation_record_gives_the_val_photos_selection_used(tiny, tmp_path):
+    embed_random_init(tiny, tmp_path / "emb.npy")
+    record = run_cli(tiny, tmp_path / "a.json", "knn", embeddings=tmp_path / "emb.npy", val_fraction=0.5)
+    manifest, splits = read_manifest(tiny["manifest"]), pd.read_parquet(tiny["splits"])
+    assert record["n_val"] == eval_rows(manifest, splits, 10, val_fraction=0.5).val.size
+
+
 def test_score_combines_the_prior_and_reports_the_gain(tiny):
     manifest = read_manifest(tiny["manifest"])
     rows = eval_rows(manifest, pd.read_parquet(tiny["splits"]), 10)

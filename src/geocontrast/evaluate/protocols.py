@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geocontrast.data.splits import stratified_share
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import RANKS, TOP_K, similarity
 from geocontrast.evaluate.settings import FinetuneSettings, KnnSettings, LinearSettings
@@ -64,14 +65,29 @@ class EvalRows:
         }
 
 
-def eval_rows(manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: float) -> EvalRows:
-    """The labelled train subset of the budget, and the val and test rows that carry a species."""
+def eval_rows(
+    manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: float, val_fraction: float | str = "budget"
+) -> EvalRows:
+    """The labelled train subset of the budget, the val rows model selection may use and the test rows, each with
+    a species.
+
+    ``val_fraction`` (config ``evaluate.val_fraction``): the share of the val photos with a species kept for
+    selection, drawn stratified by species (:func:`geocontrast.data.splits.stratified_share`, seeded by the
+    replicate's own val photos, so every protocol and job of a replicate keeps the same ones); ``"budget"``: the
+    budget's own share (10 % of val at a 10 % label budget), so selection never sees more labels than the budget.
+    """
     data = training_data(manifest, splits)
     codes, names = data.species_codes()
     train = data.labelled_rows(label_fraction_pct)
+    val = _with_species(data.rows_of("val"), codes)
+    share = float(label_fraction_pct) / 100.0 if val_fraction == "budget" else float(val_fraction)
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"evaluate.val_fraction must be 'budget' or a share in (0, 1], got {val_fraction!r}")
+    if val.size:
+        val = val[stratified_share(manifest["image_id"].to_numpy()[val], codes[val], share)]
     rows = EvalRows(
         train=train[codes[train] >= 0],
-        val=_with_species(data.rows_of("val"), codes),
+        val=val,
         test=_with_species(data.rows_of("test"), codes),
         codes=codes,
         names=names,
