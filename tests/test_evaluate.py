@@ -361,12 +361,52 @@ def test_finetune_is_deterministic_on_cpu(tiny, tmp_path):
 
 
 def test_finetune_validates_every_few_epochs_and_after_the_last(tiny, tmp_path):
-    params = {"max_epochs": 5, "patience": 10, "val_every": 2}
+    params = {"max_epochs": 5, "patience": 10, "val_every": 2, "head_init": "random"}
     extra = {"cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps(params)}
     selection = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)["selection"]
     assert list(selection["val_top1_by_epoch"]) == ["2", "4", "5"]
     assert selection["best_epoch"] in (2, 4, 5)
     assert selection["val_top1"] == max(selection["val_top1_by_epoch"].values())
+
+
+@pytest.fixture(scope="module")
+def supervised_encoder(tiny, tmp_path_factory):
+    """An encoder made good cheaply: supervised on every labelled train photo of the tiny world."""
+    from geocontrast.train.loop import train
+    from geocontrast.train.settings import PretrainSettings
+
+    settings = PretrainSettings.from_mapping(
+        {"encoder": "cnn5", "resolution": 32, "batch_size": 32, "epochs": 15, "lr": 3e-3, "label_fraction": 100}
+        | {"amp": "fp32", "device": "cpu", "progress": False, "monitor_size": 64, "knn_k": 5, "deterministic": True}
+    )
+    out = tmp_path_factory.mktemp("supervised")
+    return train("supervised", tiny["cache"], tiny["manifest"], tiny["splits"], out, settings, threads=1)
+
+
+def test_the_finetune_of_a_good_encoder_beats_the_untrained_one(tiny, supervised_encoder, tmp_path):
+    params = json.dumps({"deterministic": True})  # the default protocol (evaluate.finetune)
+    scores = {
+        source: run_cli(
+            tiny,
+            tmp_path / f"{source}.json",
+            "finetune",
+            cache=tiny["cache"],
+            label_fraction=100,
+            params_json=params,
+            **{source: value},
+        )["top1"]
+        for source, value in (("encoder", supervised_encoder), ("random_init", "cnn5"))
+    }
+    assert scores["encoder"] > scores["random_init"] + 0.1, scores
+
+
+def test_lp_ft_starts_from_the_linear_probe_and_validates_it_as_epoch_0(tiny, supervised_encoder, tmp_path):
+    params = json.dumps({"head_init": "linear_probe", "max_epochs": 1, "deterministic": True})
+    selection = run_cli(
+        tiny, tmp_path / "a.json", "finetune", cache=tiny["cache"], encoder=supervised_encoder, params_json=params
+    )["selection"]
+    assert list(selection["val_top1_by_epoch"]) == ["0", "1"]
+    assert selection["val_top1_by_epoch"]["0"] == selection["probe"]["val_top1"]  # the probe's own model
 
 
 def test_protocol_params_are_resolved_over_defaults_and_typos_refused():

@@ -5,7 +5,7 @@ of 256 features over 80 species. The features here are noisy class centres of th
 its default settings (``evaluate.linear``) and the median wall time of the repetitions is reported with the
 selection record of the last.
 
-    PYTHONPATH=src .venv/bin/python bench/linear_probe.py [--threads 1] [--repeats 5]
+    PYTHONPATH=src .venv/bin/python bench/measure/linear_probe.py [--threads 1] [--repeats 5]
 
 Prints one JSON object (nothing is written). It runs an older checkout's probe too (``PYTHONPATH`` at its
 ``src``), which took a ``seed``, so two versions can be timed side by side on one machine.
