@@ -127,14 +127,50 @@ def test_linear_probe_selects_on_val_and_ignores_the_test_inputs():
     train_x, train_y = separable_features(0)
     val_x, val_y = separable_features(1)
     test_x, test_y = separable_features(2)
-    params = LinearSettings(weight_decays=(0.0, 0.1), epochs=30)
-    probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params, seed=0)
+    params = LinearSettings(penalties=(1e-3, 1.0))
+    probs, selection = linear_probe(train_x, train_y, val_x, val_y, test_x, 3, params)
     assert top_k_accuracy(probs, test_y, ks=(1,))[1] > 0.9
     _, with_noise = linear_probe(
-        train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape), 3, params, seed=0
+        train_x, train_y, val_x, val_y, np.random.default_rng(3).normal(size=test_x.shape), 3, params
     )
     assert with_noise == selection
-    assert set(selection["val_top1_by_weight_decay"]) == {"0.0", "0.1"}
+    assert set(selection["val_top1_by_penalty"]) == {"0.001", "1.0"} and selection["penalties"] == [1.0, 1e-3]
+
+
+def signal_in_noise(seed: int, per_class: tuple[int, ...], noise_dims: int = 40):
+    """Unbalanced classes told apart by two features among ``noise_dims`` pure-noise ones: with few rows a weak
+    penalty fits the noise, and the strongest leaves only the bias, i.e. the majority class."""
+    centres = np.random.default_rng(100).normal(size=(len(per_class), 2)) * 2.0
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(per_class)), per_class)
+    noise = rng.normal(size=(labels.size, noise_dims))
+    return np.concatenate([centres[labels] + rng.normal(size=(labels.size, 2)), noise], axis=1), labels
+
+
+def test_the_probes_penalty_shrinks_its_weights_monotonically_across_the_grid():
+    (train_x, train_y), (val_x, val_y) = signal_in_noise(5, (12, 4, 4)), signal_in_noise(100, (30, 10, 10))
+    _, selection = linear_probe(train_x, train_y, val_x, val_y, val_x, 3, LinearSettings())
+    norms = [selection["weight_norm_by_penalty"][str(p)] for p in sorted(LinearSettings().penalties)]
+    assert all(weaker > stronger for weaker, stronger in zip(norms, norms[1:]))
+    assert norms[0] > 100 * norms[-1]  # the grid spans a real range of fits, not near-identical ones
+
+
+@pytest.mark.parametrize("seed", [5, 7])
+def test_val_picks_an_interior_penalty_where_weak_overfits_and_strong_underfits(seed):
+    (train_x, train_y), (val_x, val_y) = signal_in_noise(seed, (12, 4, 4)), signal_in_noise(100, (300, 100, 100))
+    penalties = LinearSettings().penalties
+    _, selection = linear_probe(train_x, train_y, val_x, val_y, val_x, 3, LinearSettings())
+    by_penalty = selection["val_top1_by_penalty"]
+    assert min(penalties) < selection["penalty"] < max(penalties)
+    assert selection["val_top1"] > max(by_penalty[str(min(penalties))], by_penalty[str(max(penalties))])
+
+
+def test_classes_without_train_rows_rank_below_every_fitted_class():
+    train_x, train_y = separable_features(0)
+    val_x, val_y = separable_features(1)
+    probs, _ = linear_probe(train_x, train_y, val_x, val_y, val_x, 5, LinearSettings(penalties=(0.1,)))
+    assert probs.shape == (val_x.shape[0], 5) and np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs[:, 3:].max(axis=1) < probs[:, :3].min(axis=1)).all() and (probs[:, 3:] > 0).all()
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +268,27 @@ def test_result_record_holds_every_result_column(tiny, tmp_path):
     assert record["n_classes"] == read_manifest(tiny["manifest"])["species"][labelled].nunique()
 
 
+def test_selection_uses_no_more_val_photos_than_the_budget_gives_train(tiny):
+    manifest, splits = read_manifest(tiny["manifest"]), pd.read_parquet(tiny["splits"])
+    every = eval_rows(manifest, splits, 10, val_fraction=1.0).val
+    capped = eval_rows(manifest, splits, 10)  # val_fraction "budget": 10 % of val at 10 % labels
+    assert capped.val.size == max(1, round(0.1 * every.size)) and set(capped.val) <= set(every)
+    assert eval_rows(manifest, splits, 100).val.tolist() == every.tolist()
+    assert eval_rows(manifest, splits, 10).val.tolist() == capped.val.tolist()  # the same photos every time
+    half = eval_rows(manifest, splits, 10, val_fraction=0.5).val
+    assert set(capped.val) <= set(half)  # nested: a smaller share keeps a subset of a larger one's photos
+    species = capped.codes[half]  # stratified: every species keeps its share, up to rounding
+    for code in np.unique(capped.codes[every]):
+        assert abs((species == code).sum() - 0.5 * (capped.codes[every] == code).sum()) <= 1
+
+
+def test_the_evaluation_record_gives_the_val_photos_selection_used(tiny, tmp_path):
+    embed_random_init(tiny, tmp_path / "emb.npy")
+    record = run_cli(tiny, tmp_path / "a.json", "knn", embeddings=tmp_path / "emb.npy", val_fraction=0.5)
+    manifest, splits = read_manifest(tiny["manifest"]), pd.read_parquet(tiny["splits"])
+    assert record["n_val"] == eval_rows(manifest, splits, 10, val_fraction=0.5).val.size
+
+
 def test_score_combines_the_prior_and_reports_the_gain(tiny):
     manifest = read_manifest(tiny["manifest"])
     rows = eval_rows(manifest, pd.read_parquet(tiny["splits"]), 10)
@@ -304,12 +361,52 @@ def test_finetune_is_deterministic_on_cpu(tiny, tmp_path):
 
 
 def test_finetune_validates_every_few_epochs_and_after_the_last(tiny, tmp_path):
-    params = {"max_epochs": 5, "patience": 10, "val_every": 2}
+    params = {"max_epochs": 5, "patience": 10, "val_every": 2, "head_init": "random"}
     extra = {"cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps(params)}
     selection = run_cli(tiny, tmp_path / "a.json", "finetune", **extra)["selection"]
     assert list(selection["val_top1_by_epoch"]) == ["2", "4", "5"]
     assert selection["best_epoch"] in (2, 4, 5)
     assert selection["val_top1"] == max(selection["val_top1_by_epoch"].values())
+
+
+@pytest.fixture(scope="module")
+def supervised_encoder(tiny, tmp_path_factory):
+    """An encoder made good cheaply: supervised on every labelled train photo of the tiny world."""
+    from geocontrast.train.loop import train
+    from geocontrast.train.settings import PretrainSettings
+
+    settings = PretrainSettings.from_mapping(
+        {"encoder": "cnn5", "resolution": 32, "batch_size": 32, "epochs": 15, "lr": 3e-3, "label_fraction": 100}
+        | {"amp": "fp32", "device": "cpu", "progress": False, "monitor_size": 64, "knn_k": 5, "deterministic": True}
+    )
+    out = tmp_path_factory.mktemp("supervised")
+    return train("supervised", tiny["cache"], tiny["manifest"], tiny["splits"], out, settings, threads=1)
+
+
+def test_the_finetune_of_a_good_encoder_beats_the_untrained_one(tiny, supervised_encoder, tmp_path):
+    params = json.dumps({"deterministic": True})  # the default protocol (evaluate.finetune)
+    scores = {
+        source: run_cli(
+            tiny,
+            tmp_path / f"{source}.json",
+            "finetune",
+            cache=tiny["cache"],
+            label_fraction=100,
+            params_json=params,
+            **{source: value},
+        )["top1"]
+        for source, value in (("encoder", supervised_encoder), ("random_init", "cnn5"))
+    }
+    assert scores["encoder"] > scores["random_init"] + 0.1, scores
+
+
+def test_lp_ft_starts_from_the_linear_probe_and_validates_it_as_epoch_0(tiny, supervised_encoder, tmp_path):
+    params = json.dumps({"head_init": "linear_probe", "max_epochs": 1, "deterministic": True})
+    selection = run_cli(
+        tiny, tmp_path / "a.json", "finetune", cache=tiny["cache"], encoder=supervised_encoder, params_json=params
+    )["selection"]
+    assert list(selection["val_top1_by_epoch"]) == ["0", "1"]
+    assert selection["val_top1_by_epoch"]["0"] == selection["probe"]["val_top1"]  # the probe's own model
 
 
 def test_protocol_params_are_resolved_over_defaults_and_typos_refused():

@@ -13,9 +13,7 @@ from geocontrast.evaluate.protocols import EvalRows
 from geocontrast.evaluate.settings import LinearSettings
 from geocontrast.results import compare as cmp
 
-LINEAR = LinearSettings(
-    weight_decays=(0.0,), epochs=60
-)  # no decay: duplicated columns would halve its effective strength
+LINEAR = LinearSettings(penalties=(0.0,))  # no penalty: duplicated columns would halve its effective strength
 
 
 def test_fused_features_are_the_parts_side_by_side():

@@ -117,9 +117,10 @@ def test_the_augment_recipe_defaults_are_the_schema_defaults():
     from geocontrast.train.augment import AugmentRecipe
 
     recipe = AugmentRecipe().as_dict()
-    for section in ("pretrain.augment", "evaluate.finetune.augment"):
+    finetune = {**recipe, **FinetuneSettings().augment}  # crop and flip only, over the recipe
+    for section, expected in (("pretrain.augment", recipe), ("evaluate.finetune.augment", finetune)):
         keys = schema_node(section)["properties"]
-        assert {key: node["default"] for key, node in keys.items()} == recipe, section
+        assert {key: node["default"] for key, node in keys.items()} == expected, section
 
 
 def test_every_evaluation_section_has_its_settings():
@@ -129,7 +130,7 @@ def test_every_evaluation_section_has_its_settings():
 
 
 def test_an_unknown_key_is_refused_naming_it():
-    with pytest.raises(ValueError, match=r"^evaluate\.linear\.epoch: unknown key; known: batch_size, epochs, lr"):
+    with pytest.raises(ValueError, match=r"^evaluate\.linear\.epoch: unknown key; known: max_iter, penalties"):
         LinearSettings.from_mapping({"epoch": 10})
     with pytest.raises(ValueError, match=r"^pretrain\.batchsize, pretrain\.lrate: unknown keys"):
         PretrainSettings.from_mapping({"batchsize": 8, "lrate": 0.1})
@@ -140,10 +141,10 @@ def test_an_unknown_key_is_refused_naming_it():
 @pytest.mark.parametrize(
     ("settings", "mapping", "message"),
     [
-        (LinearSettings, {"epochs": "ten"}, "evaluate.linear.epochs: expected an integer, got 'ten'"),
-        (LinearSettings, {"epochs": 10.0}, "evaluate.linear.epochs: expected an integer, got 10.0"),
-        (LinearSettings, {"weight_decays": [0.0, "a"]}, "evaluate.linear.weight_decays[1]: expected a number"),
-        (LinearSettings, {"weight_decays": 0.1}, "evaluate.linear.weight_decays: expected a list of numbers"),
+        (LinearSettings, {"max_iter": "ten"}, "evaluate.linear.max_iter: expected an integer, got 'ten'"),
+        (LinearSettings, {"max_iter": 10.0}, "evaluate.linear.max_iter: expected an integer, got 10.0"),
+        (LinearSettings, {"penalties": [0.0, "a"]}, "evaluate.linear.penalties[1]: expected a number"),
+        (LinearSettings, {"penalties": 0.1}, "evaluate.linear.penalties: expected a list of numbers"),
         (KnnSettings, {"temperature": True}, "evaluate.knn.temperature: expected a number, got True"),
         (PretrainSettings, {"pairs_from": "any"}, "pretrain.pairs_from: expected one of ['train', 'all'], got 'any'"),
         (PretrainSettings, {"steps_per_epoch": "5"}, "pretrain.steps_per_epoch: expected an integer or null"),
@@ -166,7 +167,7 @@ def test_the_values_given_are_kept_and_the_rest_are_defaults():
     settings = PretrainSettings.from_mapping({"lr": 1, "options": {"mask": True}, "augment": {"flip": 0.0}})
     assert settings.lr == 1 and settings.epochs == 5 and settings.options == {"mask": True}
     assert settings.as_dict()["augment"] == {"flip": 0.0}
-    assert LinearSettings.from_mapping({"weight_decays": [0.0, 0.1]}).as_dict()["weight_decays"] == [0.0, 0.1]
+    assert LinearSettings.from_mapping({"penalties": [0.0, 0.1]}).as_dict()["penalties"] == [0.0, 0.1]
     with pytest.raises(TypeError):
         settings.options["mask"] = False  # frozen all the way down
     assert pickle.loads(pickle.dumps(settings)) == settings  # as a process pool would pass it

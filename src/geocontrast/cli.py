@@ -18,12 +18,36 @@ def json_object(text: str) -> dict:
     return value
 
 
+def val_fraction(text: str) -> float | str:
+    """argparse ``type=`` for ``--val-fraction`` (config ``evaluate.val_fraction``): ``budget`` or a share in
+    (0, 1]."""
+    if text == "budget":
+        return text
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not 0.0 < share <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be 'budget' or a share in (0, 1], got {text!r}")
+    return share
+
+
+def add_val_fraction_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--val-fraction",
+        type=val_fraction,
+        default="budget",
+        help="share of the val photos model selection uses (budget: the label budget's share)",
+    )
+
+
 def add_evaluation_rows_arguments(parser: argparse.ArgumentParser) -> None:
-    """The rows an evaluation scores and its prior: --manifest, --splits, --label-fractions (one per budget) and
-    either --priors (one per budget) or --no-prior-reason."""
+    """The rows an evaluation scores and its prior: --manifest, --splits, --label-fractions (one per budget),
+    --val-fraction and either --priors (one per budget) or --no-prior-reason."""
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fractions", required=True, type=float, nargs="+", help="percent, one per budget")
+    add_val_fraction_argument(parser)
     priors = parser.add_mutually_exclusive_group()
     priors.add_argument("--priors", type=Path, nargs="+", help="(N, C) geographic prior per budget (.npy)")
     priors.add_argument("--no-prior-reason", default="no geographic prior given", help="why there is no --priors")

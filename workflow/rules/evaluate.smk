@@ -46,6 +46,7 @@ rule evaluate_frozen:
         deterministic=deterministic_flag(),
         run=run_facts,
         label_fractions=job_label_fractions,
+        val_fraction=config["evaluate"]["val_fraction"],
         protocols=joined(frozen_protocols()),
         sections=frozen_params(),
         pairs=pairs_argument,
@@ -61,7 +62,7 @@ rule evaluate_frozen:
     shell:
         "python -m geocontrast.evaluate.frozen --cache {input.cache} {params.source} --resolution {params.resolution}"
         " {params.deterministic} --manifest {input.manifest} --splits {input.splits}"
-        " --label-fractions {params.label_fractions} {params.prior} {params.pairs}"
+        " --label-fractions {params.label_fractions} --val-fraction {params.val_fraction} {params.prior} {params.pairs}"
         " --protocols {params.protocols} --params-json {params.sections:q} --run-json {params.run:q}"
         " --threads {threads} --embeddings-out {output.embeddings} --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -95,6 +96,7 @@ rule evaluate_fusion:
     params:
         run=fusion_run_facts,
         label_fractions=joined(label_percents()),
+        val_fraction=config["evaluate"]["val_fraction"],
         linear=json.dumps(config["evaluate"]["linear"], sort_keys=True),
         prior=prior_argument,
         out_dir=output_folder,
@@ -103,7 +105,8 @@ rule evaluate_fusion:
     threads: 2
     shell:
         "python -m geocontrast.evaluate.fusion --embeddings {input.embeddings} --manifest {input.manifest}"
-        " --splits {input.splits} --label-fractions {params.label_fractions} {params.prior}"
+        " --splits {input.splits} --label-fractions {params.label_fractions} --val-fraction {params.val_fraction}"
+        " {params.prior}"
         " --params-json {params.linear:q} --run-json {params.run:q} --threads {threads}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -122,6 +125,7 @@ rule finetune:
     params:
         run=run_facts,
         protocol=finetune_params,
+        val_fraction=config["evaluate"]["val_fraction"],
         source=encoder_source,
         prior=prior_argument,
     conda:
@@ -131,7 +135,8 @@ rule finetune:
         gpu=1,
     shell:
         "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
-        " --label-fraction {wildcards.pct} --cache {input.cache} {params.source} {params.prior}"
+        " --label-fraction {wildcards.pct} --val-fraction {params.val_fraction} --cache {input.cache}"
+        " {params.source} {params.prior}"
         " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output.json}"
         " --classifier-out {output.classifier} > {log} 2>&1"
 
@@ -153,6 +158,7 @@ rule cam:
         source=cam_source,
         resolution=config["pretrain"]["resolution"],
         finetune=finetune_params,
+        val_fraction=config["evaluate"]["val_fraction"],
         cam=json.dumps(config["report"]["cam"], sort_keys=True),
     conda:
         "../envs/train.yaml"
@@ -162,6 +168,7 @@ rule cam:
     shell:
         "python -m geocontrast.evaluate.cam --cache {input.cache} {params.source} --resolution {params.resolution}"
         " --manifest {input.manifest} --splits {input.splits} --label-fraction {wildcards.pct}"
+        " --val-fraction {params.val_fraction}"
         " --seed {wildcards.seed} --params-json {params.finetune:q} --cam-json {params.cam:q}"
         " --threads {threads} --out {output} > {log} 2>&1"
 

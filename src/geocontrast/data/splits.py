@@ -357,7 +357,30 @@ def _label_budgets(manifest, labelled_train, label_fractions, seed, min_labelled
     return budgets
 
 
-def _seeded_keys(names: pd.Series, seed: int, purpose: str) -> np.ndarray:
+def stratified_share(image_ids, species, fraction: float) -> np.ndarray:
+    """Sorted positions of round(``fraction`` · n) of n rows (at least one), stratified by ``species`` (n,).
+
+    Within each species the rows take a seeded order; row r of a species of n_s rows has priority (r + ½) / n_s and
+    the rows of smallest priority are kept (Sainte-Laguë apportionment: every species gets its share of the rows,
+    up to rounding), ties in a seeded order. The seed is fixed by the rows themselves (their image ids), so the
+    same rows always give the same draw, another replicate's rows an independent one, and a smaller fraction keeps
+    a subset of a larger one's rows.
+    """
+    ids = pd.Series(np.asarray(image_ids)).astype(str)
+    n = len(ids)
+    total = min(n, max(1, int(np.floor(float(fraction) * n + 0.5))))
+    rows_seed = hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
+    keys = _seeded_keys(ids, rows_seed, "share")
+    codes, _ = pd.factorize(pd.Series(np.asarray(species, dtype=object)))
+    n_per_species = np.bincount(codes, minlength=1)
+    order = np.lexsort((keys, codes))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - (np.cumsum(n_per_species) - n_per_species)[codes[order]]
+    priority = (rank + 0.5) / n_per_species[codes]
+    return np.sort(np.lexsort((keys, priority))[:total])
+
+
+def _seeded_keys(names: pd.Series, seed: int | str, purpose: str) -> np.ndarray:
     """A pseudo-random uint64 per name, fixed by (seed, purpose); sorting by it shuffles."""
     hash_key = hashlib.blake2b(f"{purpose}:{seed}".encode(), digest_size=8).hexdigest()
     return pd.util.hash_array(names.astype(object).to_numpy(), hash_key=hash_key, categorize=False)

@@ -1,7 +1,8 @@
 """CLI of one evaluation at one label budget (the workflow's finetune and most_common_baseline rules)::
 
     python -m geocontrast.evaluate --protocol finetune --manifest manifest.parquet --splits splits.parquet \\
-        --label-fraction 10 --cache cache/32px.npy (--encoder encoder.pt | --random-init cnn5) \\
+        --label-fraction 10 [--val-fraction budget] --cache cache/32px.npy \\
+        (--encoder encoder.pt | --random-init cnn5) \\
         [--prior geoprior/probs.npy | --no-prior-reason WHY] \\
         --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
         [--params-json '{...}'] --out finetune_l10.json [--classifier-out finetune_l10.pt]
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from geocontrast import registry
-from geocontrast.cli import json_object
+from geocontrast.cli import add_val_fraction_argument, json_object
 from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header, with_reasons
 from geocontrast.evaluate.settings import section_settings
 from geocontrast.settings import Settings
@@ -47,7 +48,7 @@ def evaluate(args: argparse.Namespace, run: dict, settings: Settings | None) -> 
     from geocontrast.runtime import resolve_amp, resolve_device
 
     manifest = read_manifest(args.manifest)
-    rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
+    rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction, args.val_fraction)
     run = {**run, "label_fraction": args.label_fraction}
     prior, prior_reason = load_prior(args.prior, args.no_prior_reason)  # (N, C) over species, or why none
     if args.protocol in FROZEN:
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fraction", type=float, default=10, help="percent: the labelled_<pct> subset")
+    add_val_fraction_argument(parser)
     parser.add_argument("--embeddings", type=Path, help="(N, D) features (.npy), for the frozen protocols")
     parser.add_argument("--cache", type=Path, help="uint8 image cache (.npy), for finetune")
     source = parser.add_mutually_exclusive_group()

@@ -10,7 +10,7 @@ CLI (the workflow's cam rule; one job per strategy, for the first seed at report
 
     python -m geocontrast.evaluate.cam --cache cache/32px.npy \\
         (--classifier finetune_l10.pt | --encoder encoder.pt | --random-init cnn5) --resolution 32 \\
-        --manifest manifest.parquet --splits splits.parquet --label-fraction 10 \\
+        --manifest manifest.parquet --splits splits.parquet --label-fraction 10 [--val-fraction budget] \\
         --seed 0 --params-json '{...evaluate.finetune...}' --cam-json '{"n_photos": 6, ...}' --out cam.npz
 
 At the species rank it draws the classifier the finetune job kept (``--classifier``: the very model whose
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geocontrast.cli import add_encoder_arguments, json_object
+from geocontrast.cli import add_encoder_arguments, add_val_fraction_argument, json_object
 from geocontrast.evaluate.settings import CamSettings, FinetuneSettings
 
 
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--splits", required=True, type=Path)
     parser.add_argument("--label-fraction", required=True, type=float, help="percent: the labelled_<pct> subset")
+    add_val_fraction_argument(parser)
     parser.add_argument("--seed", required=True, type=int, help="the run's seed, as the finetune protocol's")
     parser.add_argument("--params-json", type=json_object, default="{}", help="evaluate.finetune")
     parser.add_argument("--cam-json", type=json_object, default="{}", help="report.cam (CamSettings)")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         set_threads(args.threads)
     manifest = read_manifest(args.manifest)
-    rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction)
+    rows = protocols.eval_rows(manifest, pd.read_parquet(args.splits), args.label_fraction, args.val_fraction)
     if cam.class_rank != "species":
         rows = tasks.at_rank(rows, manifest, cam.class_rank)
     if cam.average_rank not in rows.ancestors:

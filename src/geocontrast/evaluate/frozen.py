@@ -6,7 +6,7 @@ strategy x seed x label budget of a strategy pretrained at each budget, with its
 
     python -m geocontrast.evaluate.frozen --cache cache/32px.npy \\
         (--encoder pretrain/augmented/seed0/encoder.pt | --random-init cnn5) --resolution 32 [--deterministic] \\
-        --manifest manifest.parquet --splits splits.parquet --label-fractions 10 1 \\
+        --manifest manifest.parquet --splits splits.parquet --label-fractions 10 1 [--val-fraction budget] \\
         (--priors geoprior/l10/probs.npy geoprior/l1/probs.npy | --no-prior-reason WHY) \\
         [--pairs tasks/genus_pairs_l10.json ...] \\
         --protocols linear knn mislabel --params-json '{"linear": {...}, "knn": {...}}' \\
@@ -43,6 +43,7 @@ def result_header(run: dict, protocol: str, rows) -> dict:
         **run,
         "protocol": protocol,
         "n_labelled": int(rows.train.size),
+        "n_val": int(rows.val.size),
         "n_test": int(rows.test.size),
         "n_classes": rows.n_classes,
     }
@@ -88,7 +89,7 @@ def frozen_record(
         probs = protocols.knn_probabilities(train_x, train_y, val_and_test, rows.n_classes, settings)
     else:
         probs, selection = protocols.linear_probe(
-            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, settings, seed=seed
+            train_x, train_y, val_x, val_y, val_and_test, rows.n_classes, settings
         )
     val_probs, test_probs = probs[: rows.val.size], probs[rows.val.size :]
     if prior is not None and prior.shape != (len(manifest), rows.n_classes):
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if features.shape[0] != len(manifest):
         raise ValueError(f"{args.cache}: {features.shape[0]} rows, the manifest {len(manifest)}")
     for budget, label_fraction in enumerate(args.label_fractions):
-        rows = eval_rows(manifest, splits, label_fraction)
+        rows = eval_rows(manifest, splits, label_fraction, args.val_fraction)
         prior, prior_reason = load_prior(None if args.priors is None else args.priors[budget], args.no_prior_reason)
         pairs = None if args.pairs is None else json.loads(args.pairs[budget].read_text())
         run = {**args.run_json, **spent, "label_fraction": label_fraction}

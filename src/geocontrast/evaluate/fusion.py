@@ -6,8 +6,9 @@ CLI (the workflow's evaluate_fusion rule; one job per fused pair x seed, every l
 
     python -m geocontrast.evaluate.fusion --embeddings embeddings/augmented/seed0.npy \\
         embeddings/context_pos_neg/seed0.npy --manifest manifest.parquet --splits splits.parquet \\
-        --label-fractions 10 1 (--priors geoprior/l10/probs.npy geoprior/l1/probs.npy | --no-prior-reason WHY) \\
-        --params-json '{"epochs": 100}' --run-json '{"strategy": "augmented+context_pos_neg", "seed": 0, ...}' \\
+        --label-fractions 10 1 [--val-fraction budget] \\
+        (--priors geoprior/l10/probs.npy geoprior/l1/probs.npy | --no-prior-reason WHY) \\
+        --params-json '{"max_iter": 100}' --run-json '{"strategy": "augmented+context_pos_neg", "seed": 0, ...}' \\
         --out-dir eval/augmented+context_pos_neg/seed0
 
 Writes ``<out-dir>/fusion_l<pct>.json`` per budget: a result record like the linear protocol's, with protocol
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if part.shape[0] != len(manifest):
             raise ValueError(f"{path}: {part.shape[0]} rows, the manifest {len(manifest)}")
     for budget, label_fraction in enumerate(args.label_fractions):
-        rows = eval_rows(manifest, splits, label_fraction)
+        rows = eval_rows(manifest, splits, label_fraction, args.val_fraction)
         prior, prior_reason = load_prior(None if args.priors is None else args.priors[budget], args.no_prior_reason)
         run = {**args.run_json, "label_fraction": label_fraction}
         record = fusion_record(features, manifest, rows, run, linear, prior, prior_reason)

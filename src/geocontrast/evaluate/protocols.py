@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geocontrast.data.splits import stratified_share
 from geocontrast.determinism import make_deterministic
 from geocontrast.evaluate import RANKS, TOP_K, similarity
 from geocontrast.evaluate.settings import FinetuneSettings, KnnSettings, LinearSettings
@@ -64,14 +65,29 @@ class EvalRows:
         }
 
 
-def eval_rows(manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: float) -> EvalRows:
-    """The labelled train subset of the budget, and the val and test rows that carry a species."""
+def eval_rows(
+    manifest: pd.DataFrame, splits: pd.DataFrame, label_fraction_pct: float, val_fraction: float | str = "budget"
+) -> EvalRows:
+    """The labelled train subset of the budget, the val rows model selection may use and the test rows, each with
+    a species.
+
+    ``val_fraction`` (config ``evaluate.val_fraction``): the share of the val photos with a species kept for
+    selection, drawn stratified by species (:func:`geocontrast.data.splits.stratified_share`, seeded by the
+    replicate's own val photos, so every protocol and job of a replicate keeps the same ones); ``"budget"``: the
+    budget's own share (10 % of val at a 10 % label budget), so selection never sees more labels than the budget.
+    """
     data = training_data(manifest, splits)
     codes, names = data.species_codes()
     train = data.labelled_rows(label_fraction_pct)
+    val = _with_species(data.rows_of("val"), codes)
+    share = float(label_fraction_pct) / 100.0 if val_fraction == "budget" else float(val_fraction)
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"evaluate.val_fraction must be 'budget' or a share in (0, 1], got {val_fraction!r}")
+    if val.size:
+        val = val[stratified_share(manifest["image_id"].to_numpy()[val], codes[val], share)]
     rows = EvalRows(
         train=train[codes[train] >= 0],
-        val=_with_species(data.rows_of("val"), codes),
+        val=val,
         test=_with_species(data.rows_of("test"), codes),
         codes=codes,
         names=names,
@@ -93,48 +109,107 @@ def feature_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.asarray(features[rows], dtype=np.float32)
 
 
-def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, settings: LinearSettings, seed: int):
-    """Softmax regression on frozen features; the weight decay is chosen by val top-1 from ``weight_decays``.
+@dataclass
+class ProbeFit:
+    """A fitted linear probe: logits = ((x - mean) / std) @ weight + bias over the ``classes`` it was fitted on
+    (those with labelled train rows), float64."""
 
-    Features are standardised with the labelled train mean and std. Returns (test probabilities (n, C),
-    selection record). Ties in val top-1 go to the larger weight decay (the simpler model).
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+    classes: np.ndarray  # (K,) class indices
+    weight: torch.Tensor  # (D, K)
+    bias: torch.Tensor  # (K,)
+
+
+def fit_probe(train_x, train_y, val_x, val_y, settings: LinearSettings) -> tuple[ProbeFit, dict]:
+    """L2-regularised multinomial logistic regression on frozen features, its penalty chosen on val top-1.
+
+    Features are standardised with the labelled train mean and std. For each penalty λ of ``settings.penalties``,
+    from the strongest to the weakest, the mean cross-entropy + λ·||W||² (the bias unpenalised) is minimised by
+    full-batch L-BFGS in float64 (:func:`fit_logistic`), the first fit from W = 0 and the bias at the log class
+    frequencies, each next one from the previous solution. Deterministic: no random initialisation, no batches.
+    Ties in val top-1 go to the stronger penalty (the simpler model). Only the classes with labelled train rows
+    are fitted (an absent class's bias would fall without end). Returns (the chosen fit, selection record: the
+    grid, the chosen penalty, and val top-1 and the weights' norm ||W|| at each penalty).
     """
-    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
-    train_t, val_t, test_t = (torch.as_tensor((x - mean) / std, dtype=torch.float32) for x in (train_x, val_x, test_x))
-    train_labels = torch.as_tensor(train_y)
-    by_decay, best = {}, None
-    for weight_decay in sorted(settings.weight_decays, reverse=True):
-        model = _fit_softmax(train_t, train_labels, n_classes, float(weight_decay), settings, seed)
-        with torch.no_grad():
-            val_top1 = top_k_accuracy(model(val_t).numpy(), val_y, ks=(1,))[1]
-        by_decay[str(weight_decay)] = val_top1
+    mean, std = train_x.mean(axis=0, dtype=np.float64), train_x.std(axis=0, dtype=np.float64) + 1e-6
+    train_t, val_t = (torch.as_tensor((x - mean) / std, dtype=torch.float64) for x in (train_x, val_x))
+    fitted, train_codes = np.unique(train_y, return_inverse=True)  # (K,) classes with train rows, codes in 0..K-1
+    train_labels = torch.as_tensor(train_codes, dtype=torch.int64)
+    counts = torch.bincount(train_labels, minlength=fitted.size).double()
+    weight = torch.zeros(train_t.shape[1], fitted.size, dtype=torch.float64)  # (D, K), warm-started along the grid
+    bias = (counts / counts.sum()).log()  # (K,): the optimum at W = 0
+    by_penalty, norms, best = {}, {}, None
+    for penalty in sorted(settings.penalties, reverse=True):
+        weight, bias = fit_logistic(train_t, train_labels, weight, bias, float(penalty), int(settings.max_iter))
+        val_top1 = float((fitted[(val_t @ weight + bias).argmax(dim=1).numpy()] == val_y).mean())
+        by_penalty[str(penalty)], norms[str(penalty)] = val_top1, float(weight.norm())
         if best is None or val_top1 > best[0]:
-            best = (val_top1, weight_decay, model)
-    val_top1, weight_decay, model = best
-    with torch.no_grad():
-        probs = softmax_in_place(model(test_t)).numpy()
-    return probs, {"weight_decay": weight_decay, "val_top1": val_top1, "val_top1_by_weight_decay": by_decay}
+            best = (val_top1, penalty, weight, bias)
+    val_top1, penalty, weight, bias = best
+    selection = {
+        "penalty": penalty,
+        "penalties": sorted(settings.penalties, reverse=True),
+        "val_top1": val_top1,
+        "val_top1_by_penalty": by_penalty,
+        "weight_norm_by_penalty": norms,
+    }
+    return ProbeFit(mean, std, fitted, weight, bias), selection
 
 
-def _fit_softmax(
-    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, settings: LinearSettings, seed: int
-) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    model = nn.Linear(x.shape[1], n_classes)
-    with torch.no_grad():  # seeded initialisation, independent of the global RNG
-        model.weight.copy_(torch.randn(model.weight.shape, generator=generator) * 0.01)
-        model.bias.zero_()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=float(settings.lr), weight_decay=weight_decay)
-    batch_size = int(settings.batch_size)
-    for _ in range(int(settings.epochs)):
-        order = torch.randperm(x.shape[0], generator=generator)
-        for start in range(0, x.shape[0], batch_size):
-            index = order[start : start + batch_size]
-            loss = F.cross_entropy(model(x[index]), y[index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    return model.eval()
+def linear_probe(train_x, train_y, val_x, val_y, test_x, n_classes: int, settings: LinearSettings):
+    """The linear probe (:func:`fit_probe`) and its test probabilities. Returns (test probabilities (n, C),
+    selection record). Classes without labelled train rows are ranked below every fitted class, each at
+    ``TIE_BREAK`` × the row's smallest fitted probability, as kNN ranks classes without a vote."""
+    fit, selection = fit_probe(train_x, train_y, val_x, val_y, settings)
+    mean, std = fit.mean.astype(np.float32), fit.std.astype(np.float32)
+    test_t = torch.as_tensor((test_x - mean) / std, dtype=torch.float32)  # (n, D): the largest input, in float32
+    fitted_probs = softmax_in_place(test_t @ fit.weight.float() + fit.bias.float())  # (n, K)
+    probs = (TIE_BREAK * fitted_probs.amin(dim=1, keepdim=True)).expand(-1, n_classes).clone()  # (n, C)
+    probs[:, torch.as_tensor(fit.classes)] = fitted_probs
+    probs /= probs.sum(dim=1, keepdim=True)
+    return probs.numpy(), selection
+
+
+def probe_head(fit: ProbeFit, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (C, D), bias (C,)) float32 of an ``nn.Linear`` on the raw features that gives the probe's logits;
+    a class the probe did not fit gets weight 0 and a bias ``log(TIE_BREAK)`` below the lowest fitted bias."""
+    scaled = fit.weight / torch.as_tensor(fit.std)[:, None]  # (D, K)
+    fitted_bias = fit.bias - torch.as_tensor(fit.mean) @ scaled  # (K,)
+    weight = torch.zeros(n_classes, fit.weight.shape[0], dtype=torch.float64)
+    bias = torch.full((n_classes,), float(fitted_bias.min()) + float(np.log(TIE_BREAK)), dtype=torch.float64)
+    weight[torch.as_tensor(fit.classes)] = scaled.T
+    bias[torch.as_tensor(fit.classes)] = fitted_bias
+    return weight.float(), bias.float()
+
+
+LBFGS_TOLERANCE = 1e-6  # largest gradient entry at which a fit has converged (the loss is a mean over rows)
+
+
+def fit_logistic(
+    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, penalty: float, max_iter: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise mean cross-entropy(x @ W + b, y) + ``penalty``·||W||² by L-BFGS (strong-Wolfe line search) from
+    (``weight`` (D, K), ``bias`` (K,)), for at most ``max_iter`` iterations; returns the new (W, b)."""
+    weight, bias = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    optimiser = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=LBFGS_TOLERANCE,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
+
+    def objective() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.cross_entropy(x @ weight + bias, y) + penalty * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(objective)
+    return weight.detach(), bias.detach()
 
 
 def knn_probabilities(
@@ -209,10 +284,13 @@ def fit_classifier(
 ) -> tuple[nn.Sequential, dict]:
     """Train encoder + linear head end to end on the labelled train rows, early-stopped on val top-1.
 
-    Every ``val_every`` epochs (and after the last) the val top-1 is measured; training stops once ``patience``
-    epochs have passed without improvement (or at ``max_epochs``) and the weights of the best validated epoch
-    are restored. Returns (the classifier ``Sequential(encoder, Linear)`` in eval mode, selection record with the
-    best epoch and the val top-1 of each validated epoch).
+    The head starts random or, with ``head_init: linear_probe`` (LP-FT, Kumar et al. 2022), as the linear probe
+    of the encoder's frozen features (:func:`fit_probe`, the default ``evaluate.linear`` grid), whose model is
+    then validated as epoch 0. The head trains at ``lr``, the encoder at ``lr × encoder_lr_scale``. Every
+    ``val_every`` epochs (and after the last) the val top-1 is measured; training stops once ``patience`` epochs
+    have passed without improvement (or at ``max_epochs``) and the weights of the best validated epoch are
+    restored. Returns (the classifier ``Sequential(encoder, Linear)`` in eval mode, selection record with the
+    best epoch, the val top-1 of each validated epoch and, for LP-FT, the probe's selection).
     """
     if settings.deterministic:
         make_deterministic(device)
@@ -220,15 +298,25 @@ def fit_classifier(
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, rows.n_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
+    record, curve, best = {}, {}, (-1.0, 0, None)
+    val_labels = rows.codes[rows.val]
+    if settings.head_init == "linear_probe":
+        record["probe"] = _head_from_probe(model, cache, rows, resolution, device, amp_dtype)
+        val_probs = _predict(model, cache, rows.val, resolution, device, amp_dtype)
+        val_top1 = top_k_accuracy(val_probs, val_labels, ks=(1,))[1]
+        curve["0"], best = val_top1, (val_top1, 0, copy.deepcopy(model.state_dict()))
     recipe = AugmentRecipe.from_config(settings.augment)
     augment = BatchAugment(resolution, strength=float(settings.augment_strength), recipe=recipe).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay))
+    lr = float(settings.lr)
+    groups = [
+        {"params": model[0].parameters(), "lr": lr * float(settings.encoder_lr_scale)},
+        {"params": model[1].parameters(), "lr": lr},
+    ]
+    optimiser = torch.optim.AdamW(groups, lr=lr, weight_decay=float(settings.weight_decay))
     generator = torch.Generator(device=device).manual_seed(seed)
     train_labels = torch.as_tensor(rows.codes[rows.train], device=device)
-    val_labels = rows.codes[rows.val]
     batch_size = min(int(settings.batch_size), rows.train.size)
     max_epochs, val_every = int(settings.max_epochs), int(settings.val_every)
-    curve, best = {}, (-1.0, 0, None)
     for epoch in range(max_epochs):
         model.train()
         order = np.random.default_rng([seed, epoch]).permutation(rows.train.size)
@@ -253,7 +341,24 @@ def fit_classifier(
             break
     val_top1, best_epoch, state = best
     model.load_state_dict(state)
-    return model.eval(), {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve}
+    return model.eval(), {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve, **record}
+
+
+def _head_from_probe(model: nn.Sequential, cache, rows: EvalRows, resolution, device, amp_dtype) -> dict:
+    """Set ``model``'s head to the linear probe of its encoder's frozen train features (LP-FT); returns the
+    probe's selection record."""
+    model.eval()
+    with torch.no_grad():
+        train_x, val_x = (
+            encode_rows(model[0], cache, part, resolution, device, amp_dtype).cpu().numpy()
+            for part in (rows.train, rows.val)
+        )
+    fit, selection = fit_probe(train_x, rows.codes[rows.train], val_x, rows.codes[rows.val], LinearSettings())
+    weight, bias = probe_head(fit, rows.n_classes)
+    with torch.no_grad():
+        model[1].weight.copy_(weight.to(device))
+        model[1].bias.copy_(bias.to(device))
+    return selection
 
 
 def _predict(model: nn.Module, cache, rows, resolution, device, amp_dtype) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from geocontrast.registry import RANKS
 from geocontrast.settings import Settings
@@ -16,15 +16,14 @@ from geocontrast.settings import Settings
 
 @dataclass(frozen=True)
 class LinearSettings(Settings):
-    """Softmax regression on frozen features (AdamW), its weight decay chosen on val from ``weight_decays``; also
-    the ``<rank>_probe`` tasks, genus_pairs' binary probes and fusion."""
+    """L2-regularised multinomial logistic regression on frozen features (full-batch L-BFGS, at most ``max_iter``
+    iterations per penalty), its penalty λ·||W||² chosen on val from ``penalties``; also the ``<rank>_probe``
+    tasks, genus_pairs' binary probes and fusion."""
 
     section: ClassVar[str] = "evaluate.linear"
 
-    weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 0.01
+    penalties: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    max_iter: int = 100
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,16 @@ class KnnSettings(Settings):
     temperature: float = 0.07
 
 
+CROP_AND_FLIP = {"jitter_probability": 0.0, "greyscale": 0.0, "blur": 0.0}
+"""The fine-tune's augmentation over the recipe's defaults: the random resized crop and the flip only (colour is a
+species cue that colour jitter and greyscale would teach the classifier to ignore)."""
+
+
 @dataclass(frozen=True)
 class FinetuneSettings(Settings):
-    """Encoder + linear head trained end to end, early-stopped on val; ``deterministic`` is the top-level key."""
+    """Encoder + linear head trained end to end, early-stopped on val: the head from random weights or from the
+    linear probe (LP-FT), trained at ``lr``, the encoder at ``lr × encoder_lr_scale``; ``deterministic`` is the
+    top-level key."""
 
     section: ClassVar[str] = "evaluate.finetune"
 
@@ -48,9 +54,11 @@ class FinetuneSettings(Settings):
     val_every: int = 3
     batch_size: int = 32
     lr: float = 0.001
+    encoder_lr_scale: float = 1.0
+    head_init: Literal["random", "linear_probe"] = "linear_probe"
     weight_decay: float = 1e-4
     augment_strength: float = 0.5
-    augment: Mapping[str, Any] = field(default_factory=dict)  # AugmentRecipe settings over its defaults
+    augment: Mapping[str, Any] = field(default_factory=lambda: dict(CROP_AND_FLIP))  # over AugmentRecipe's defaults
     device: str = "auto"
     deterministic: bool = False
 

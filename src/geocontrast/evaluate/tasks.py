@@ -170,7 +170,6 @@ def genus_pair_accuracies(
     pairs: dict[str, list[list[str]]],
     genus_names: list[str],
     linear: LinearSettings,
-    seed: int,
 ) -> dict:
     """Test accuracy of a binary linear probe (val-selected, as the linear protocol) for each genus pair.
 
@@ -203,7 +202,7 @@ def genus_pair_accuracies(
                 continue
             (train, train_y), (val, val_y), (test, test_y) = roles["train"], roles["val"], roles["test"]
             train_x, val_x, test_x = (feature_rows(features, r) for r in (train, val, test))
-            probs, _ = linear_probe(train_x, train_y, val_x, val_y, test_x, 2, linear, seed)
+            probs, _ = linear_probe(train_x, train_y, val_x, val_y, test_x, 2, linear)
             accuracy = float((probs.argmax(axis=1) == test_y).mean())
             scores.append(accuracy)
             result["pairs"].append(
@@ -229,7 +228,7 @@ def task_metrics(
         if pairs is None:
             raise ValueError("task genus_pairs needs the pairs file (--pairs)")
         genus = at_rank(rows, manifest, "genus")
-        return genus_pair_accuracies(features, genus, pairs, genus.names, settings, seed)
+        return genus_pair_accuracies(features, genus, pairs, genus.names, settings)
     from geocontrast.evaluate.protocols import feature_rows
 
     if task == "mislabel":

@@ -27,7 +27,8 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class AugmentRecipe:
     """The settings of :class:`BatchAugment` at strength 1 (the defaults: SimCLR's, with lightly's crop scale for
-    small images). ``strength`` scales ``jitter``, ``hue_degrees`` and ``blur``; the rest stay as given.
+    small images). ``strength`` scales ``jitter``, ``hue_degrees``, ``greyscale`` and ``blur`` (probabilities capped
+    at 1); the crop, the flip and ``jitter_probability`` stay as given.
 
     min_scale: smallest crop area, as a fraction of the image, of the random resized crop (SimCLR: 0.08).
     flip: probability of a horizontal flip.
@@ -35,7 +36,7 @@ class AugmentRecipe:
     jitter: brightness, contrast and saturation factors are drawn from [1 - jitter, 1 + jitter].
     hue_degrees: the hue is rotated by an angle drawn from [-hue_degrees, hue_degrees] (YIQ chroma plane);
         SimCLR's hue 0.1 of a turn is 36°.
-    greyscale: probability of a greyscale view.
+    greyscale: probability of a greyscale view (capped at 1 after scaling).
     blur: probability of a Gaussian blur (capped at 1 after scaling).
     """
 
@@ -77,7 +78,8 @@ class BatchAugment(nn.Module):
 
     Args:
         resolution: side of the square output views, in pixels.
-        strength: scales the recipe's colour jitter, hue range and blur probability (1: as the recipe says).
+        strength: scales the recipe's colour jitter, hue range, greyscale and blur probabilities (1: as the recipe
+            says).
             0 turns every augmentation off: the output is then the bilinearly resized, normalised image.
         recipe: crop scale, flip, jitter, hue range, greyscale and blur settings (:class:`AugmentRecipe`).
 
@@ -160,7 +162,8 @@ class BatchAugment(nn.Module):
         return x.clamp(0, 1)
 
     def _grayscale(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        gray = (torch.rand(x.shape[0], device=x.device, generator=generator) < self.recipe.greyscale).view(-1, 1, 1, 1)
+        probability = min(1.0, self.recipe.greyscale * self.strength)
+        gray = (torch.rand(x.shape[0], device=x.device, generator=generator) < probability).view(-1, 1, 1, 1)
         return torch.where(gray, _gray(x).expand_as(x), x)
 
     def _blur(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
