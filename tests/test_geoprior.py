@@ -376,3 +376,13 @@ def test_cli_names_a_missing_label_budget(world, tmp_path, capsys):
     manifest_path, splits_path, _ = world
     assert _run(manifest_path, splits_path, tmp_path / "prior", "--label-fraction", "1") == 1
     assert "labelled_1" in capsys.readouterr().err
+
+
+def test_the_combination_divides_out_the_class_frequencies_the_prior_was_trained_on(tmp_path):
+    np.save(tmp_path / "probs.npy", np.full((4, 3), 1 / 3, dtype=np.float32))
+    (tmp_path / "prior.json").write_text(json.dumps({"classes": ["a", "b", "c"], "class_counts": [8, 0, 1]}))
+    prior, reason = prior_fit.load_prior(tmp_path / "probs.npy", "unused")
+    assert reason is None and prior.shape == (4, 3)
+    np.testing.assert_allclose(prior.class_prior, [9 / 12, 1 / 12, 2 / 12])  # add-one over its own records
+    (tmp_path / "prior.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))  # written before the counts
+    assert prior_fit.load_prior(tmp_path / "probs.npy", "unused")[0].class_prior is None

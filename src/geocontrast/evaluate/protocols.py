@@ -387,9 +387,10 @@ def score(
     photos were hit (:func:`~geocontrast.metrics.hit_record`, for paired statistics).
 
     ``location_probs``: (N, C) geographic prior of every manifest row; without it the prior columns are NaN.
-    With it, the prior is combined by :func:`~geocontrast.prior.scores.combine` with the labelled train
-    class frequencies divided out, at the weight chosen on ``val_probs`` ((n_val, C) image probabilities of the
-    val rows; None: weight 1); ``prior_weighting`` records how.
+    With it, the prior is combined by :func:`~geocontrast.prior.scores.combine` with the class frequencies it was
+    trained on divided out (a :class:`~geocontrast.prior.fit.LocationPrior`'s ``class_prior``; for a plain array,
+    or a prior that did not record them, the labelled train frequencies), at the weight chosen on ``val_probs``
+    ((n_val, C) image probabilities of the val rows; None: weight 1); ``prior_weighting`` records how.
     """
     labels = rows.codes[rows.test]
     micro = top_k_accuracy(test_probs, labels)
@@ -400,7 +401,9 @@ def score(
     if location_probs is None:
         result.update({f"prior_top{k}": float("nan") for k in TOP_K})
     else:
-        class_prior = class_frequencies(rows.codes[rows.train], rows.n_classes)
+        class_prior = getattr(location_probs, "class_prior", None)
+        if class_prior is None:
+            class_prior = class_frequencies(rows.codes[rows.train], rows.n_classes)
         weighting = (
             dict(WEIGHT_WITHOUT_VAL)
             if val_probs is None

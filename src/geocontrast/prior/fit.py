@@ -73,28 +73,29 @@ def skip_prior(reason: str, n_rows: int, classes: list[str], label_fraction: flo
     return prior
 
 
-def load_prior(path: Path | None, reason_without: str) -> tuple[NpyRows | None, str | None]:
-    """The (N, C) prior at ``path`` (its rows read on demand, :class:`~geocontrast.npy_rows.NpyRows`) and None,
-    or None and why there is none: ``reason_without`` when ``path`` is None, the ``skipped`` reason of the
-    ``prior.json`` beside a prior that was skipped."""
+class LocationPrior(NpyRows):
+    """A fitted prior's (N, C) probabilities, read a block of rows at a time, with ``class_prior``: the add-one
+    smoothed class frequencies of the records it was trained on (the P(y) its probabilities carry, which the
+    combination with an image model divides out; None for a prior written before it recorded them)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        summary = Path(path).with_name(PRIOR)
+        counts = json.loads(summary.read_text()).get("class_counts") if summary.exists() else None
+        self.class_prior = None if counts is None else smoothed_frequencies(np.asarray(counts, dtype=np.float64))
+
+
+def load_prior(path: Path | None, reason_without: str) -> tuple[LocationPrior | None, str | None]:
+    """The prior at ``path`` (:class:`LocationPrior`) and None, or None and why there is none: ``reason_without``
+    when ``path`` is None, the ``skipped`` reason of the ``prior.json`` beside a prior that was skipped."""
     if path is None:
         return None, reason_without
-    probs = NpyRows(path)
+    probs = LocationPrior(path)
     if probs.ndim == 2 and probs.shape[1] == 0:
         summary = Path(path).with_name(PRIOR)
         reason = json.loads(summary.read_text()).get("skipped") if summary.exists() else None
         return None, f"geographic prior skipped: {reason or 'no labelled train row with coordinates'}"
     return probs, None
-
-
-def prior_class_frequencies(path: Path | None) -> np.ndarray | None:
-    """(C,) add-one smoothed class frequencies of the records the prior at ``path`` (its probs.npy) was trained
-    on, from the ``class_counts`` of the prior.json beside it: the P(y) its probabilities carry, which the
-    combination with an image model divides out. None without a path, a fitted prior or its counts."""
-    if path is None or not Path(path).with_name(PRIOR).exists():
-        return None
-    counts = json.loads(Path(path).with_name(PRIOR).read_text()).get("class_counts")
-    return None if counts is None else smoothed_frequencies(np.asarray(counts, dtype=np.float64))
 
 
 def day_of_year(dates) -> np.ndarray:

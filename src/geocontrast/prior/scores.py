@@ -87,7 +87,7 @@ def choose_prior_weight(
     best = max(weights, key=lambda w: (by_weight[f"{w:g}"], -abs(w - 1.0)))
     return {
         "weight": float(best),
-        "class_prior": "labelled train class frequencies (add-one), divided out",
+        "class_prior": "the class frequencies the prior was trained on (add-one), divided out",
         "rule": "best val top-1 over weights; ties to the weight nearest 1 (Bayes' rule)",
         "val_top1": by_weight,
     }
@@ -96,7 +96,7 @@ def choose_prior_weight(
 # How the weight is set when there are no val predictions to choose it on (the most-common baseline).
 WEIGHT_WITHOUT_VAL = {
     "weight": 1.0,
-    "class_prior": "labelled train class frequencies (add-one), divided out",
+    "class_prior": "the class frequencies the prior was trained on (add-one), divided out",
     "rule": "no val predictions: weight 1 (Bayes' rule)",
 }
 
