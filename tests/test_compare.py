@@ -490,3 +490,15 @@ def test_the_prior_gain_is_averaged_over_replicates_with_a_t_interval():
     assert "+2.5 [" in line and "resolved" in line and line.endswith("n=3")
     assert cmp.prior_gain_words(cmp.prior_gains(results.assign(prior_gain_top1=np.nan))) == ""
     assert cmp.prior_gains(results.drop(columns="prior_gain_top1")).empty
+
+
+def test_an_unresolved_exploratory_line_is_planned_at_its_family_level_never_at_fewer_replicates_than_it_has():
+    rng = np.random.default_rng(6)
+    base = np.array([0.50, 0.52, 0.55])
+    strategies = {f"s{i}": base + 0.06 + rng.normal(0, 0.01, 3) for i in range(8)}  # clear, modest gains
+    comparisons = cmp.compare(results_frame({"augmented": base, **strategies}), settings=cmp.CompareSettings())
+    exploratory = comparisons[(comparisons["role"] == "exploratory") & (comparisons["verdict"] == "unresolved")]
+    assert not exploratory.empty and (exploratory["low"] > 0).any()  # excludes 0, yet unresolved after Holm
+    family = comparisons["p_value"].notna().sum()
+    np.testing.assert_allclose(exploratory["planning_confidence"], 1 - 0.05 / family)
+    assert (exploratory["replicates_to_resolve"] > exploratory["n_pairs"]).all()

@@ -49,7 +49,8 @@ with two or more pairs gets the replicates that would resolve a difference of it
 ``p_adjusted`` (Holm over the exploratory lines; the primary's own p); ``resolved`` (bool); ``verdict``
 (``resolved``, ``unresolved``, ``unresolved (1 replicate)``, ``unresolved (no spread)`` or ``no pairs``);
 ``replicates_to_resolve`` (unresolved comparisons only; inf when more than
-:data:`~geocontrast.results.intervals.MAX_REPLICATES` or no number would do).
+:data:`~geocontrast.results.intervals.MAX_REPLICATES` or no number would do), planned at ``planning_confidence``
+(the primary's confidence; for an exploratory line the Bonferroni level over its family, the strictest Holm uses).
 
 ``comparisons.txt`` opens with the primary comparison in one sentence, then one line per exploratory comparison of
 the first metric (:func:`plain_words`), then what the geographic prior adds to each strategy (:func:`prior_gains`,
@@ -170,6 +171,7 @@ COLUMNS = (
     "resolved",
     "verdict",
     "replicates_to_resolve",
+    "planning_confidence",
 )
 INTERVALS = {
     "in_replicates": "corrected resampled t",
@@ -316,17 +318,21 @@ def compare(
                             "rho": correction,
                         }
                     )
-    decided = ("p_adjusted", "resolved", "verdict", "replicates_to_resolve")  # filled below, over the family
+    decided = ("p_adjusted", "resolved", "verdict", "replicates_to_resolve", "planning_confidence")  # below
     comparisons = pd.DataFrame.from_records(records, columns=[c for c in COLUMNS if c not in decided])
     exploratory = comparisons["role"] == "exploratory"
     comparisons["p_adjusted"] = comparisons["p_value"]
     comparisons.loc[exploratory, "p_adjusted"] = holm(comparisons.loc[exploratory, "p_value"].to_numpy())
     verdicts, needed = [], []
+    # An exploratory line is planned at the Bonferroni level over its family, the strictest level Holm applies:
+    # at the nominal level a count would come out that the adjusted verdict then does not resolve.
+    family = max(1, int(comparisons.loc[exploratory, "p_value"].notna().sum()))
+    comparisons["planning_confidence"] = np.where(exploratory, 1 - (1 - confidence) / family, confidence)
     for row in comparisons.itertuples(index=False):
         adjusted = row.p_adjusted if row.role == "exploratory" else None
         verdicts.append(verdict(row.n_pairs, row.low, row.high, adjusted, confidence))
         needed.append(
-            replicates_to_resolve(row.diff, row.sd, row.n_pairs, row.photo_se, row.rho, confidence)
+            replicates_to_resolve(row.diff, row.sd, row.n_pairs, row.photo_se, row.rho, row.planning_confidence)
             if verdicts[-1] == "unresolved"
             else np.nan
         )
@@ -347,8 +353,10 @@ def to_resolve_words(row) -> str:
     if np.isnan(needed):
         return ""
     if np.isinf(needed):
-        if floor_exceeds(row["diff"], row["sd"], row["photo_se"], row["rho"], row["confidence"]):
-            return "the test photos' own sampling error exceeds the difference: more replicates cannot resolve it"
+        if floor_exceeds(row["diff"], row["sd"], row["photo_se"], row["rho"], row["planning_confidence"]):
+            if row["photo_se"] > 0:
+                return "the test photos' own sampling error exceeds the difference: more replicates cannot resolve it"
+            return "replicates of one photo pool share its photos, which alone exceed the difference: more photos would"
         return f"more than {MAX_REPLICATES} replicates for {POWER:.0%} power"
     return f"~{needed:.0f} replicates for {POWER:.0%} power"
 
@@ -397,8 +405,8 @@ def plain_words(comparisons: pd.DataFrame, settings: CompareSettings = CompareSe
         primary_words(comparisons, settings),
         f"Exploratory comparisons, \u0394{METRIC_NAMES[metric]} in points (strategy minus reference, mean over "
         f"replicates [{settings.confidence:.0%} interval: {', '.join(intervals) or 'none'}]); p adjusted by Holm "
-        f"over all {family} exploratory tests; {', '.join(METRIC_NAMES[m] for m in settings.metrics[1:]) or 'no other metric'}"
-        " in comparisons.csv:",
+        f"over all {family} exploratory tests, replicates to resolve planned at their Bonferroni level; "
+        f"{', '.join(METRIC_NAMES[m] for m in settings.metrics[1:]) or 'no other metric'} in comparisons.csv:",
     ]
     table = []
     for row in shown.to_dict("records"):
