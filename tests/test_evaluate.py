@@ -24,6 +24,7 @@ from geocontrast.metrics import (
     ranked_classes,
     top_k_accuracy,
 )
+from geocontrast.prior.fit import load_prior
 from geocontrast.results import table as results_cli
 from geocontrast.results.table import collect, summarise
 from geocontrast.train.spent import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
@@ -458,3 +459,24 @@ def test_the_summary_states_what_each_pretraining_job_spent_and_on_which_labels(
     assert "images     28160" in lines[2] and "75.0 s" in lines[2] and "steps     110" in lines[0]
     assert "30.0 s" in lines[0] and "40.0 s" in lines[1]
     assert budget_text(results.iloc[4:]) == ""
+
+
+def test_score_divides_out_the_class_frequencies_the_prior_was_trained_on(tiny, tmp_path):
+    """A location prior with no information (every row the same, 0.5: a row of ones would mean no prior) leaves the
+    image model's uniform scores ranked by 1 / P(y) alone: the class the prior's own records hold least comes
+    first, not the labelled photos'."""
+    manifest = read_manifest(tiny["manifest"])
+    rows = eval_rows(manifest, pd.read_parquet(tiny["splits"]), 10)
+    labels = rows.codes[rows.test]
+    uniform = np.full((rows.test.size, rows.n_classes), 1.0 / rows.n_classes)
+    shares = np.bincount(labels, minlength=rows.n_classes) / labels.size
+    train_rarest = np.argmin(np.bincount(rows.codes[rows.train], minlength=rows.n_classes))
+    rarest = int(np.argmax(np.where(shares != shares[train_rarest], shares, -1)))  # another share of the test set
+    np.save(tmp_path / "probs.npy", np.full((len(manifest), rows.n_classes), 0.5, dtype=np.float32))
+    counts = np.full(rows.n_classes, 50)
+    counts[rarest] = 0
+    (tmp_path / "prior.json").write_text(json.dumps({"class_counts": counts.tolist()}))
+    trained_on, _ = load_prior(tmp_path / "probs.npy", "unused")
+    assert score(uniform, rows, trained_on)["prior_top1"] == pytest.approx(shares[rarest])
+    plain = score(uniform, rows, np.full((len(manifest), rows.n_classes), 0.5))  # the labelled photos' instead
+    assert plain["prior_top1"] == pytest.approx(shares[train_rarest]) != pytest.approx(shares[rarest])
