@@ -34,9 +34,9 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
 
-BY_HAND = ("scale",)
+BY_HAND = ("scale", "workflow_time")
 """Benchmarks run only when named with --only: scale.py runs the whole workflow at 50,000 and 500,000 photos
-(hours)."""
+(hours); workflow_time.py runs the default workflow from nothing (~12 minutes) and must run on a quiet machine."""
 
 
 def benchmarks() -> list[str]:

@@ -2,13 +2,13 @@
 
 For each ``--photos`` size the scale config is run end to end (``snakemake --cores``) with world.n_images set to
 that size and world.n_observers scaled with it (photos per observer stay as configured); every rule writes a
-Snakemake ``benchmark:`` file, which gives each job's wall time and a sampled peak RSS (Snakemake samples once a
-second for 30 s, then every 30 s); every Python process the run starts also logs its exact peak RSS (the kernel's
-high-water mark, ``bench/peak_rss/sitecustomize.py``), which replaces the sampled one of its job. Jobs are grouped
-into stages (their rule). Between sizes each stage's growth exponent b (time ~ photos^b, and the same for peak
-RSS) is fitted by least squares on log-log; the largest size is projected to ``--project`` photos. ``--plan``
-sizes are only planned (``snakemake -n``): the DAG build time and job count, e.g. at iNaturalist 2021 train's
-2.7 million.
+Snakemake ``benchmark:`` file, which gives each job's wall time and a sampled peak RSS and CPU time (Snakemake
+samples twice a second for 15 s, then every 30 s); every Python process the run starts also logs its exact peak
+RSS (the kernel's high-water mark) and CPU time (``bench/process_log/sitecustomize.py``), which replace the
+sampled ones of its job (``bench/parts/workflow_jobs.py``). Jobs are grouped into stages (their rule). Between
+sizes each stage's growth exponent b (time ~ photos^b, and the same for peak RSS) is fitted by least squares on
+log-log; the largest size is projected to ``--project`` photos. ``--plan`` sizes are only planned
+(``snakemake -n``): the DAG build time and job count, e.g. at iNaturalist 2021 train's 2.7 million.
 
     PYTHONPATH=src .venv/bin/python bench/scale.py --photos 50000 500000 --plan 2700000
         [--config config/scale.yaml] [--set world.taxonomy.n_orders=4 ...] [--cores 2] [--workdir DIR]
@@ -25,14 +25,15 @@ import json
 import os
 import platform
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from parts.workflow_jobs import PROCESS_LOG, cpu_model, exact_cpu, exact_peaks, job_outputs, read_benchmarks, rule_names
+from parts.workflow_jobs import snakemake as run_snakemake
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -64,98 +65,10 @@ def scaled_config(base: dict, photos: int, overrides: list[str]) -> dict:
     return config
 
 
-PEAK_RSS_LOG = "peak_rss.jsonl"
-"""Each job's exact peak RSS, one JSON line per Python process (``bench/peak_rss/sitecustomize.py``), in the
-size's workdir."""
-
-
-def snakemake(workdir: Path, config_path: Path, cores: int, *args: str) -> subprocess.CompletedProcess:
-    """Snakemake on the scale config in ``workdir``; every Python process it starts logs its exact peak RSS."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
-    command += ["--directory", str(workdir), "--configfile", str(config_path), "--cores", str(cores), *args]
-    paths = [str(REPO / "bench" / "peak_rss"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
-    env["GEOCONTRAST_PEAK_RSS_LOG"] = str(workdir.resolve() / PEAK_RSS_LOG)
-    return subprocess.run(command, capture_output=True, text=True, env=env)
-
-
-def job_outputs(log_folder: Path) -> dict[str, tuple[str, list[str]]]:
-    """Benchmark file stem -> (the module its shell command runs with ``python -m``, its output paths), from
-    Snakemake's logs in ``log_folder`` (the latest log wins for a job run again)."""
-    jobs: dict[str, tuple[str, list[str]]] = {}
-    for log in sorted(log_folder.glob("*.log")):
-        for block in re.split(r"\n(?=(?:local)?rule \w+:)", log.read_text()):
-            output = re.search(r"^\s+output: (.+)$", block, re.M)
-            benchmark = re.search(r"^\s+benchmark: (.+)$", block, re.M)
-            module = re.search(r"python -m ([\w.]+)", block)
-            if output and benchmark and module:
-                paths = [path.strip() for path in output.group(1).split(",")]
-                jobs[Path(benchmark.group(1).strip()).stem] = (module.group(1), paths)
-    return jobs
-
-
-def exact_peaks(peak_log: Path, jobs: dict[str, tuple[str, list[str]]]) -> dict[str, float]:
-    """Benchmark file stem -> the job's exact peak RSS (MB): its process's own peak, from the record of a process
-    of the job's module whose command line names one of the job's outputs (or, failing that, the folder of one, as
-    ``--out-dir`` does; the module tells a job from a later one that names the same file as its input); the last
-    such record for a job run again. A child's peak is not added: a forked child's counts the parent's pages it
-    was forked with (the short-lived child of each 500,000-photo torch job reported 450-560 MB); the memory of a
-    worker pool is in Snakemake's samples, which sum the job's processes."""
-    if not peak_log.exists():
-        return {}
-    records = [json.loads(line) for line in peak_log.read_text().splitlines() if line.strip()]
-    peaks: dict[str, float] = {}
-    for stem, (module, paths) in jobs.items():
-        files = module.replace(".", "/")
-        own = [r for r in records if r["argv"][0].endswith((f"{files}.py", f"{files}/__main__.py"))]
-        for names in (set(paths), {str(Path(path).parent) for path in paths}):
-            found = [r["max_rss_mb"] for r in own if names & set(r["argv"][1:])]
-            if found:
-                peaks[stem] = found[-1]
-                break
-    return peaks
-
-
-def rule_names() -> list[str]:
-    """Every rule of the workflow (the stages benchmark files are grouped into)."""
-    text = "".join(path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))
-    return sorted(set(re.findall(r"^\s*rule (\w+):", text, re.M)))
-
-
 def planned_jobs(dry_run_stdout: str) -> int:
     """The jobs a dry run would run: its job table's total, 0 when it has none (nothing to be done)."""
     totals = re.findall(r"^total\s+(\d+)$", dry_run_stdout, re.M)
     return int(totals[-1]) if totals else 0
-
-
-def stage_of(stem: str, rules: list[str]) -> str:
-    """The rule a benchmark file belongs to: the longest rule name its name starts with."""
-    matches = [rule for rule in rules if stem == rule or stem.startswith(rule + "_")]
-    return max(matches, key=len) if matches else stem
-
-
-def read_benchmarks(folder: Path, rules: list[str], peaks: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per job: stage, job (file stem), wall seconds, cpu_seconds (Snakemake's benchmark TSV columns s,
-    cpu_time; CPU time is the steadier measure on a shared machine), sampled_rss_mb (its max_rss) and max_rss_mb:
-    the larger of the job's exact peak from ``peaks`` (``rss_source`` "exact") and the sampled one (a sample sums
-    the job's process tree at one moment)."""
-    peaks = peaks or {}
-    rows = []
-    for path in sorted(folder.glob("*.tsv")):
-        table = pd.read_csv(path, sep="\t")
-        sampled = float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1])
-        rows.append(
-            {
-                "stage": stage_of(path.stem, rules),
-                "job": path.stem,
-                "seconds": float(pd.to_numeric(table["s"], errors="coerce").iloc[-1]),
-                "cpu_seconds": float(pd.to_numeric(table["cpu_time"], errors="coerce").iloc[-1]),
-                "max_rss_mb": max(peaks.get(path.stem, sampled), sampled),
-                "sampled_rss_mb": sampled,
-                "rss_source": "exact" if path.stem in peaks else "sampled",
-            }
-        )
-    return pd.DataFrame(rows, columns=["stage", "job", *MEASURES, "sampled_rss_mb", "rss_source"])
 
 
 def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -290,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path = workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         start = time.perf_counter()
-        dry = snakemake(workdir, config_path, args.cores, "-n")
+        dry = run_snakemake(workdir, ["--configfile", str(config_path), "--cores", str(args.cores), "-n"])
         dag_seconds = time.perf_counter() - start
         if dry.returncode != 0:
             raise SystemExit(f"planning {photos} photos failed:\n{dry.stderr[-3000:]}")
@@ -300,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
             plans.append(plan)
             continue
         start = time.perf_counter()
-        result = snakemake(workdir, config_path, args.cores, "--rerun-incomplete")
+        result = run_snakemake(
+            workdir, ["--configfile", str(config_path), "--cores", str(args.cores), "--rerun-incomplete"]
+        )
         wall = time.perf_counter() - start
         if result.returncode != 0:
             raise SystemExit(f"the run at {photos} photos failed:\n{result.stderr[-3000:]}")
         runs.append({**plan, "wall_seconds": wall})
         print(f"{photos} photos: ran in {wall:.0f} s", flush=True)
-        peaks = exact_peaks(workdir / PEAK_RSS_LOG, job_outputs(workdir / ".snakemake" / "log"))
-        jobs = read_benchmarks(workdir / "results" / "benchmarks" / config["dataset"]["name"], rule_names(), peaks)
+        outputs = job_outputs(workdir / ".snakemake" / "log")
+        peaks, cpu = exact_peaks(workdir / PROCESS_LOG, outputs), exact_cpu(workdir / PROCESS_LOG, outputs)
+        benchmarks = workdir / "results" / "benchmarks" / config["dataset"]["name"]
+        jobs = read_benchmarks(benchmarks, rule_names(), peaks, cpu)
         all_jobs.append(jobs.assign(photos=photos))
     jobs = pd.concat(all_jobs, ignore_index=True)
     stages = stage_table(jobs)
@@ -321,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
         "overrides": args.overrides,
         "cores": args.cores,
-        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "runs": runs,
         "plans": plans,
         "stages": table.to_dict(orient="records"),
@@ -335,14 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     figure(stages, projected, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return re.search(r"Model name:\s*(.+)", out).group(1).strip()
-    except (OSError, AttributeError):
-        return platform.processor()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""bench/scale.py's arithmetic: stages of benchmark files, growth exponents, projection, scaled configs."""
+"""bench/scale.py's arithmetic (growth exponents, projection, scaled configs) and the job table it shares with
+bench/workflow_time.py (bench/parts/workflow_jobs.py: stages of benchmark files, exact process records)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,19 +15,27 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def scale():
+def jobs_table():
+    sys.path.insert(0, str(REPO / "bench"))  # as when a bench script runs: bench/parts is importable as parts
+    from parts import workflow_jobs
+
+    return workflow_jobs
+
+
+@pytest.fixture(scope="module")
+def scale(jobs_table):
     spec = importlib.util.spec_from_file_location("scale", REPO / "bench" / "scale.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_a_benchmark_file_belongs_to_the_longest_rule_its_name_starts_with(scale):
-    rules = scale.rule_names()
-    assert scale.stage_of("report_map_species", rules) == "report_map"
-    assert scale.stage_of("negative_table_rep0_far_m64", rules) == "negative_table"
-    assert scale.stage_of("evaluate_frozen_context_pos_seed0", rules) == "evaluate_frozen"
-    assert scale.stage_of("most_common_baseline_seed0_l10", rules) == "most_common_baseline"
+def test_a_benchmark_file_belongs_to_the_longest_rule_its_name_starts_with(jobs_table):
+    rules = jobs_table.rule_names()
+    assert jobs_table.stage_of("report_map_species", rules) == "report_map"
+    assert jobs_table.stage_of("negative_table_rep0_far_m64", rules) == "negative_table"
+    assert jobs_table.stage_of("evaluate_frozen_context_pos_seed0", rules) == "evaluate_frozen"
+    assert jobs_table.stage_of("most_common_baseline_seed0_l10", rules) == "most_common_baseline"
 
 
 def test_growth_exponents_recover_power_laws_and_project_along_them(scale):
@@ -72,7 +82,7 @@ def test_the_projection_to_the_issue_size_names_the_stages_over_the_memory_targe
     assert scale.highlighted_stages(projected, per_measure=1) == ["prior"]
 
 
-def test_a_jobs_exact_peak_rss_replaces_the_sampled_one_when_its_process_logged_it(scale, tmp_path):
+def test_a_jobs_exact_peak_rss_and_cpu_replace_the_sampled_ones_when_its_process_logged_them(jobs_table, tmp_path):
     logs = tmp_path / "log"
     logs.mkdir()
     (logs / "run.snakemake.log").write_text(
@@ -86,53 +96,71 @@ def test_a_jobs_exact_peak_rss_replaces_the_sampled_one_when_its_process_logged_
         "rule manifest:\n    output: manifest.parquet\n    benchmark: benchmarks/manifest.tsv\n"
         "Shell command: python -m geocontrast.data.manifest --out manifest.parquet\n"
     )
-    jobs = scale.job_outputs(logs)
+    jobs = jobs_table.job_outputs(logs)
     assert jobs["finetune_s_seed0_l10"] == (
         "geocontrast.evaluate",
         ["eval/s/seed0/finetune_l10.json", "eval/s/seed0/f.pt"],
     )
-    peak_log = tmp_path / "peak_rss.jsonl"
+    process_log = tmp_path / "processes.jsonl"
     evaluate, frozen = "src/geocontrast/evaluate/__main__.py", "src/geocontrast/evaluate/frozen.py"
+    cpu = {"cpu_seconds": 30.0, "children_cpu_seconds": 0.0}
     records = [
-        {"argv": [evaluate, "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0},
-        {"argv": [evaluate, "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0},  # run again: the last
-        # only the folder of its outputs; the pairs file it reads is genus_pairs' output, not its job's
-        {"argv": [frozen, "--pairs", "tasks/pairs.json", "--out-dir", "eval/s/seed0"], "max_rss_mb": 2000.0},
-        {"argv": ["-m", "snakemake", "-n"], "max_rss_mb": 150.0},  # no job's
+        {"argv": [evaluate, "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 900.0, **cpu},
+        {"argv": [evaluate, "--out", "eval/s/seed0/finetune_l10.json"], "max_rss_mb": 700.0, **cpu},  # run again
+        # only the folder of its outputs; the pairs file it reads is genus_pairs' output, not its job's; a worker
+        # pool's CPU is its children's
+        {
+            "argv": [frozen, "--pairs", "tasks/pairs.json", "--out-dir", "eval/s/seed0"],
+            "max_rss_mb": 2000.0,
+            "cpu_seconds": 12.0,
+            "children_cpu_seconds": 6.0,
+        },
+        {"argv": ["-m", "snakemake", "-n"], "max_rss_mb": 150.0, **cpu},  # no job's
     ]
-    peak_log.write_text("".join(json.dumps(record) + "\n" for record in records))
-    peaks = scale.exact_peaks(peak_log, jobs)
+    process_log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    peaks = jobs_table.exact_peaks(process_log, jobs)
     assert peaks == {"finetune_s_seed0_l10": 700.0, "evaluate_frozen_s_seed0": 2000.0}
+    exact = jobs_table.exact_cpu(process_log, jobs)
+    assert exact == {"finetune_s_seed0_l10": 30.0, "evaluate_frozen_s_seed0": 18.0}
     bench = tmp_path / "benchmarks"
     bench.mkdir()
     for stem in jobs:
-        (bench / f"{stem}.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n10.0\t0:00:10\t500.0\t9.0\n")
-    table = scale.read_benchmarks(bench, ["finetune", "evaluate_frozen", "genus_pairs", "manifest"], peaks)
+        (bench / f"{stem}.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n40.0\t0:00:40\t500.0\t15.0\n")
+    table = jobs_table.read_benchmarks(bench, ["finetune", "evaluate_frozen", "genus_pairs", "manifest"], peaks, exact)
     table = table.set_index("job")
-    assert table.loc["finetune_s_seed0_l10", ["max_rss_mb", "sampled_rss_mb", "rss_source"]].tolist() == [
-        700.0,
+    finetune = table.loc["finetune_s_seed0_l10"]
+    assert finetune[["max_rss_mb", "sampled_rss_mb", "rss_source"]].tolist() == [700.0, 500.0, "exact"]
+    assert finetune[["cpu_seconds", "sampled_cpu_seconds", "cpu_source"]].tolist() == [30.0, 15.0, "exact"]
+    genus_pairs = table.loc["genus_pairs"]
+    assert genus_pairs[["max_rss_mb", "rss_source", "cpu_seconds", "cpu_source"]].tolist() == [
         500.0,
-        "exact",
+        "sampled",
+        15.0,
+        "sampled",
     ]
-    assert table.loc["genus_pairs", ["max_rss_mb", "rss_source"]].tolist() == [500.0, "sampled"]
 
 
-def test_a_python_process_started_with_the_peak_rss_folder_logs_its_peak_only_when_asked(tmp_path):
+def test_a_python_process_started_with_the_process_log_folder_logs_its_peak_and_cpu_only_when_asked(tmp_path):
     import os
     import subprocess
-    import sys
 
-    log = tmp_path / "peak_rss.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "bench" / "peak_rss")}
-    allocate = "x = bytearray(300 * 2**20)"  # 300 MB, touched
-    subprocess.run([sys.executable, "-c", allocate, "--out", "a.json"], env=env, check=True)
-    assert not log.exists()  # without GEOCONTRAST_PEAK_RSS_LOG nothing is written
-    subprocess.run(
-        [sys.executable, "-c", allocate, "--out", "a.json"], env={**env, "GEOCONTRAST_PEAK_RSS_LOG": str(log)}
+    log = tmp_path / "processes.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "bench" / "process_log")}
+    # 300 MB, touched; then 0.5 s of CPU, then a 0.5 s sleep, then a child that burns 0.3 s of CPU
+    work = (
+        "import subprocess, sys, time\nx = bytearray(300 * 2**20)\nwhile time.process_time() < 0.5: pass\n"
+        "time.sleep(0.5)\nsubprocess.run([sys.executable, '-c', 'import time\\nwhile time.process_time() < 0.3: pass'])"
     )
-    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    subprocess.run([sys.executable, "-c", work, "--out", "a.json"], env=env, check=True)
+    assert not log.exists()  # without GEOCONTRAST_PROCESS_LOG nothing is written
+    subprocess.run([sys.executable, "-c", work, "--out", "a.json"], env={**env, "GEOCONTRAST_PROCESS_LOG": str(log)})
+    child, record = [json.loads(line) for line in log.read_text().splitlines()]
     assert record["argv"] == ["-c", "--out", "a.json"] and 300 <= record["max_rss_mb"] < 400  # its own, not pytest's
-    assert record["children_max_rss_mb"] == 0.0
+    assert 0.5 <= record["cpu_seconds"] < 1.0 + 2.0  # its 0.5 s loop and its start-up, not the child's
+    assert (
+        record["children_cpu_seconds"] == pytest.approx(child["cpu_seconds"], abs=0.05) and child["cpu_seconds"] >= 0.3
+    )
+    assert record["seconds"] >= 1.0 + child["seconds"] - 0.05  # loop, sleep and child: wall, not CPU
 
 
 def test_a_dry_run_with_nothing_to_do_plans_no_job(scale):

@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from inspect import signature
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,9 @@ def synthetic_data(scratch: Path, n_images: int, resolution: int, config: dict) 
         workers=os.cpu_count() or 1,
         progress=False,
     )
-    make_splits(manifest, **config["splits"]).to_parquet(scratch / "splits.parquet", index=False)
+    # The splits section also holds workflow keys (resample: how replicates map to splits) make_splits does not take.
+    settings = {key: value for key, value in config["splits"].items() if key in signature(make_splits).parameters}
+    make_splits(manifest, **settings).to_parquet(scratch / "splits.parquet", index=False)
     return geo_tables(
         scratch / f"{resolution}px.npy", scratch / "manifest.parquet", scratch / "splits.parquet", scratch, config
     )
