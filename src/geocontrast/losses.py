@@ -181,8 +181,9 @@ class SymmetricInfoNCELoss(nn.Module):
     Args:
         temperature: softmax temperature; must be > 1e-8 (CLIP starts its learnt one at 0.07).
         gather_distributed: in a torch.distributed run, every process's embeddings (and validity) are gathered
-            so the negatives span the global batch, as :class:`NTXentLoss`; each process averages over its own
-            valid rows.
+            so the negatives span the global batch, as :class:`NTXentLoss`; each process divides its rows' sum by
+            the global number of valid rows over the number of processes, so that the processes' losses (and
+            DistributedDataParallel's averaged gradients) are the single-process ones of the global batch.
 
     forward(z_image, z_location, valid=None): z_image, z_location (b, D), row n of each from one item;
     valid (b,) bool (None: every item).
@@ -225,7 +226,9 @@ class SymmetricInfoNCELoss(nn.Module):
                 logits = logits.masked_fill(~valid[:, None], 0.0)  # invalid rows: finite, weighted 0 below
                 losses.append(F.cross_entropy(logits, target, reduction="none"))  # (b,)
             per_row = (losses[0] + losses[1]) / 2  # (b,)
-            return torch.where(valid, per_row, 0.0).sum() / valid.sum().clamp_min(1)
+            processes = all_valid.shape[0] // local_size
+            # the global mean over valid rows, times the processes: their losses average to the one-process loss
+            return torch.where(valid, per_row, 0.0).sum() * processes / all_valid.sum().clamp_min(1)
 
 
 class SupConLoss(nn.Module):
