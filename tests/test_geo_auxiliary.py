@@ -155,3 +155,15 @@ def test_pairs_json_gives_augmented_positives_and_the_reach_of_each_term(tiny_da
     assert sum(record["auxiliary"]["pretext"]["sizes"]) == np.isfinite(data.unit[train]).all(axis=1).sum()
     assert {note["what"] for note in record["notes"]} >= {"the image-location term", "the geographic-cluster term"}
     assert build_strategy("augmented", data, PretrainSettings()).auxiliary_diagnostics(batches) is None
+
+
+@pytest.mark.parametrize("name", ["location_align", "geo_pretext"])
+def test_trained_at_weight_zero_the_encoder_is_augmenteds_bit_for_bit(tiny_inputs, tmp_path, name):
+    from test_train_loop import encoder_state, run
+
+    control = run(tiny_inputs, tmp_path / "augmented", strategy="augmented", epochs=1, steps_per_epoch=2)
+    zero = run(tiny_inputs, tmp_path / name, strategy=name, epochs=1, steps_per_epoch=2, options={WEIGHT[name]: 0.0})
+    weighted = run(tiny_inputs, tmp_path / f"{name}_weighted", strategy=name, epochs=1, steps_per_epoch=2)
+    control, zero, weighted = encoder_state(control), encoder_state(zero), encoder_state(weighted)
+    assert all(torch.equal(zero[key], control[key]) for key in control)
+    assert not all(torch.equal(weighted[key], control[key]) for key in control)
