@@ -38,7 +38,7 @@ def auxiliary_terms(section: str, data: TrainingData, anchors: np.ndarray, seed:
             raise ValueError(f"{section}.{key} must be >= 0 (0: no term), got {options[key]}")
     terms = []
     if float(options["location_weight"]) > 0:
-        terms.append(LocationAlignment(section, data, options))
+        terms.append(LocationAlignment(data, options))
     if float(options["pretext_weight"]) > 0:
         terms.append(ClusterPrediction(section, data, anchors, seed, options))
     return terms
@@ -60,12 +60,10 @@ class LocationAlignment:
 
     name = "location"
 
-    def __init__(self, section: str, data: TrainingData, options: dict):
+    def __init__(self, data: TrainingData, options: dict):
         self.weight = float(options["location_weight"])
         self.options = options
         self.encoding = InputEncoding(("location", "date") if options["location_date"] else ("location",))
-        if options["location_date"] and data.day_of_year is None:
-            raise ValueError(f"{section}.location_date needs the photos' dates (TrainingData.day_of_year)")
         lat, lon = latitude_longitude(data.unit)
         self.located = np.isfinite(lat) & np.isfinite(lon)  # (N,)
         self.encoded = np.nan_to_num(self.encoding(lat, lon, data.day_of_year), nan=0.0)  # (N, width)
