@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from tiny_world import build_tiny_inputs
 
 from geocontrast import distributed
-from geocontrast.losses import NTXentLoss
+from geocontrast.losses import NTXentLoss, SymmetricInfoNCELoss
 from geocontrast.models import ProjectionHead, build_encoder
 from geocontrast.strategies import PairBatch
 from geocontrast.train.loop import METRIC_KEYS, train
@@ -95,6 +95,34 @@ def test_gathered_ntxent_loss_and_gradients_equal_one_process_on_the_global_batc
     assert np.mean([r["loss"] for r in ranks]) == pytest.approx(loss, rel=1e-5)
     # each process gets the gradient of its own loss plus, through the gather, of the others' (summed):
     # world_size times the global mean's, which DistributedDataParallel's averaging divides back
+    for name, expected in grads.items():
+        gathered = torch.cat([r["grads"][name] for r in ranks]) / WORLD_SIZE
+        torch.testing.assert_close(gathered, expected, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def location_loss_and_gradients(share=lambda rows: rows) -> tuple[float, dict]:
+    """The symmetric image-location InfoNCE on ``share`` of one global batch with 3 of 8 items unlocated."""
+    g = torch.Generator().manual_seed(0)
+    inputs = {"image": torch.randn(BATCH, DIM, generator=g), "location": torch.randn(BATCH, DIM, generator=g)}
+    leaves = {name: share(rows).clone().requires_grad_() for name, rows in inputs.items()}
+    valid = share(torch.tensor([True, False, True, True, False, False, True, True]))  # 3 and 2 per process
+    loss = SymmetricInfoNCELoss(temperature=0.2, gather_distributed=True)(leaves["image"], leaves["location"], valid)
+    loss.backward()
+    return loss.item(), {name: leaf.grad for name, leaf in leaves.items()}
+
+
+def gathered_location_loss_worker(rank: int, out: Path) -> None:
+    ranks = distributed.join(torch.device("cpu"))
+    share = BATCH // ranks.world_size
+    loss, grads = location_loss_and_gradients(lambda rows: rows[rank * share : (rank + 1) * share])
+    torch.save({"loss": loss, "grads": grads}, out / f"rank{rank}.pt")
+
+
+def test_gathered_location_loss_and_gradients_equal_one_process_with_unequal_located_shares(tmp_path):
+    run_processes(gathered_location_loss_worker, tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+    loss, grads = location_loss_and_gradients()
+    assert np.mean([r["loss"] for r in ranks]) == pytest.approx(loss, rel=1e-5)
     for name, expected in grads.items():
         gathered = torch.cat([r["grads"][name] for r in ranks]) / WORLD_SIZE
         torch.testing.assert_close(gathered, expected, rtol=1e-4, atol=1e-6, msg=name)
@@ -232,7 +260,7 @@ def test_every_family_trains_under_two_processes(tmp_path):
         "monitor_size": 32,
         "knn_k": 5,
     }
-    families = ("classifier", "triplet", "autoencoder", "simsiam", "byol", "oracle")
+    families = ("classifier", "triplet", "autoencoder", "simsiam", "byol", "oracle", "location_align", "geo_pretext")
     run_processes(train_worker, inputs, tmp_path / "run", params, families)
     for strategy in families:
         lines = (tmp_path / "run" / strategy / "metrics.jsonl").read_text().splitlines()

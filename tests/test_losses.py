@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from geocontrast.losses import NegativeCosineLoss, NTXentLoss, SupConLoss, SwAVLoss, TripletMarginLoss, sinkhorn_knopp
+from geocontrast.losses import (
+    NegativeCosineLoss,
+    NTXentLoss,
+    SupConLoss,
+    SwAVLoss,
+    SymmetricInfoNCELoss,
+    TripletMarginLoss,
+    sinkhorn_knopp,
+)
 
 
 def reference_ntxent(z_a, z_b, temperature, extra=None, false_negatives=None, extra_false_negatives=None):
@@ -287,3 +295,46 @@ def test_swav_gradients_flow_through_the_predictions_only():
         -(q_b * ((torch.nn.functional.normalize(z, dim=1) @ c.T) / 0.1).log_softmax(dim=1)).sum(dim=1).mean() / 2
     ).backward()
     torch.testing.assert_close(z_a.grad, z.grad)
+
+
+def test_symmetric_infonce_of_matched_orthogonal_pairs_is_log_one_plus_exp_minus_one_over_t():
+    identity = torch.eye(2)
+    # each row: its own column at 1/t = 2, the other at 0; both directions alike
+    assert SymmetricInfoNCELoss(temperature=0.5)(identity, identity).item() == pytest.approx(math.log(1 + math.exp(-2)))
+
+
+def test_symmetric_infonce_averages_image_to_location_and_location_to_image_cross_entropies():
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    location = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # unit vector (1, 1)/sqrt(2)
+    c = 1 / math.sqrt(2)  # similarities, rows images, columns locations: [[1, c], [0, c]]
+    image_to_location = -math.log(math.e / (math.e + math.exp(c))) - math.log(math.exp(c) / (1 + math.exp(c)))
+    location_to_image = -math.log(math.e / (math.e + 1)) - math.log(math.exp(c) / (2 * math.exp(c)))
+    expected = (image_to_location + location_to_image) / 4  # mean over 2 items of the mean of the 2 directions
+    assert SymmetricInfoNCELoss(temperature=1.0)(image, location).item() == pytest.approx(expected)
+
+
+def test_symmetric_infonce_leaves_out_an_item_without_coordinates_as_anchor_and_as_negative():
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(3, 4, generator=g, requires_grad=True)
+    location = torch.randn(3, 4, generator=g, requires_grad=True)
+    loss = SymmetricInfoNCELoss(temperature=0.1)
+    masked = loss(image, location, valid=torch.tensor([True, True, False]))
+    assert masked.item() == pytest.approx(loss(image[:2], location[:2]).item())
+    masked.backward()
+    assert not image.grad[2].any() and not location.grad[2].any()
+    assert image.grad[:2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("valid", [[True, False, False], [False, False, False]])
+def test_symmetric_infonce_of_fewer_than_two_located_items_is_zero_without_gradient(valid):
+    image = torch.randn(3, 4, requires_grad=True)
+    location = torch.randn(3, 4, requires_grad=True)
+    value = SymmetricInfoNCELoss(temperature=0.1)(image, location, valid=torch.tensor(valid))
+    value.backward()
+    assert value.item() == 0.0
+    assert not image.grad.any() and not location.grad.any()  # zero, and finite
+
+
+def test_symmetric_infonce_refuses_near_zero_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        SymmetricInfoNCELoss(temperature=0.0)

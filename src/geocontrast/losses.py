@@ -1,5 +1,6 @@
 """Losses of the pretraining strategies: NT-Xent (SimCLR), SupCon, triplet margin, negative cosine (BYOL, SimSiam),
-swapped prototype prediction with Sinkhorn-Knopp assignments (SwAV)."""
+swapped prototype prediction with Sinkhorn-Knopp assignments (SwAV), the symmetric image-location InfoNCE (CLIP-style:
+CSP, SatCLIP, GeoCLIP)."""
 
 from __future__ import annotations
 
@@ -164,6 +165,70 @@ def _degrees(false_negatives: torch.Tensor, device) -> torch.Tensor:
     if false_negatives.is_floating_point() and degree.numel() and not 0.0 <= degree.min() <= degree.max() <= 1.0:
         raise ValueError("false-negative degrees must lie in [0, 1]")
     return degree
+
+
+class SymmetricInfoNCELoss(nn.Module):
+    """Symmetric InfoNCE between two modalities (CLIP, Radford et al. 2021), as CSP (Mai et al. ICML 2023),
+    SatCLIP (Klemmer et al. 2023) and GeoCLIP (Vivanco et al. NeurIPS 2023) align images with their locations.
+
+    Item n's image embedding has its own location embedding as the positive and every other item's location
+    embedding as a negative, and the other way round; the loss is the mean of the two cross entropies. Unlike
+    :class:`NTXentLoss` the denominators hold the other modality only (B terms, not 2B - 1): an image is never
+    contrasted with another image here. Items with ``valid`` False (a photo without coordinates) are neither
+    anchors nor negatives; with fewer than 2 valid items a row has only its own positive and contributes 0.
+    Cosine similarity, float32 even under autocast.
+
+    Args:
+        temperature: softmax temperature; must be > 1e-8 (CLIP starts its learnt one at 0.07).
+        gather_distributed: in a torch.distributed run, every process's embeddings (and validity) are gathered
+            so the negatives span the global batch, as :class:`NTXentLoss`; each process divides its rows' sum by
+            the global number of valid rows over the number of processes, so that the processes' losses (and
+            DistributedDataParallel's averaged gradients) are the single-process ones of the global batch.
+
+    forward(z_image, z_location, valid=None): z_image, z_location (b, D), row n of each from one item;
+    valid (b,) bool (None: every item).
+
+    Example:
+        >>> loss = SymmetricInfoNCELoss(temperature=0.07)
+        >>> value = loss(project(encoder(view)), location_encoder(encode(lat, lon)), valid=has_coordinates)
+    """
+
+    def __init__(self, temperature: float = 0.07, gather_distributed: bool = False) -> None:
+        super().__init__()
+        self.temperature = checked_temperature(temperature)
+        self.gather_distributed = bool(gather_distributed)
+
+    def _gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return gather_with_gradients(rows) if self.gather_distributed else (rows, 0)
+
+    def forward(
+        self, z_image: torch.Tensor, z_location: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if z_image.ndim != 2 or z_image.shape != z_location.shape:
+            raise ValueError(
+                f"z_image and z_location must both be (b, D), got {tuple(z_image.shape)} and {tuple(z_location.shape)}"
+            )
+        local_size, device = z_image.shape[0], z_image.device
+        valid = torch.ones(local_size, dtype=torch.bool, device=device) if valid is None else valid.to(device)
+        if valid.shape != (local_size,):
+            raise ValueError(f"valid must be (b,) = ({local_size},), got {tuple(valid.shape)}")
+        with torch.autocast(device_type=device.type, enabled=False):
+            image = F.normalize(z_image.float(), dim=1)  # (b, D)
+            location = F.normalize(z_location.float(), dim=1)  # (b, D)
+            all_image, offset = self._gather(image)  # (B, D)
+            all_location, _ = self._gather(location)  # (B, D)
+            all_valid = self._gather(valid.float())[0] > 0.5  # (B,)
+            target = offset + torch.arange(local_size, device=device)  # (b,) each row's own column
+            losses = []
+            for rows, columns in ((image, all_location), (location, all_image)):
+                logits = rows @ columns.T / self.temperature  # (b, B)
+                logits = logits.masked_fill(~all_valid[None, :], float("-inf"))  # invalid items: no negatives
+                logits = logits.masked_fill(~valid[:, None], 0.0)  # invalid rows: finite, weighted 0 below
+                losses.append(F.cross_entropy(logits, target, reduction="none"))  # (b,)
+            per_row = (losses[0] + losses[1]) / 2  # (b,)
+            processes = all_valid.shape[0] // local_size
+            # the global mean over valid rows, times the processes: their losses average to the one-process loss
+            return torch.where(valid, per_row, 0.0).sum() * processes / all_valid.sum().clamp_min(1)
 
 
 class SupConLoss(nn.Module):

@@ -31,7 +31,23 @@ PROJECTION = {"projection_dim": 128, "projection_hidden_dim": 512}
 SOFT_MASK = {"near_weight": 0.0, "near_scale_km": None, "near_smoothing": 0.0}
 """How hard the geo-near mask is: the denominator weight of a geo-near item (0: dropped, 1: a plain negative),
 fading towards 1 with distance over ``near_scale_km`` (None: no fading), and the target share its views take."""
-NT_XENT = {"positive": "augmentation", "extra_negatives": "none", "mask": False, **SOFT_MASK, **PROJECTION}
+AUXILIARY = {
+    "location_weight": 0.0,
+    "location_temperature": 0.07,
+    "location_date": True,
+    "pretext_weight": 0.0,
+    "pretext_clusters": 100,
+}
+"""Auxiliary geographic terms on the anchor's features, each weighted by its ``*_weight`` (0: absent): a symmetric
+InfoNCE between image and location (+ date) embeddings, and the prediction of the photo's k-means geographic cluster."""
+NT_XENT = {
+    "positive": "augmentation",
+    "extra_negatives": "none",
+    "mask": False,
+    **SOFT_MASK,
+    **AUXILIARY,
+    **PROJECTION,
+}
 """The NT-Xent strategies are points of one factorial (:mod:`geocontrast.strategies.contrastive`): each option
 switches one geographic ingredient, so a control differs from its counterpart by that ingredient alone; the
 ``near_*`` options soften the mask (they act only with ``mask`` true)."""
@@ -91,6 +107,8 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("augmented", NT_XENT),
         StrategySpec("context_pos", {**NT_XENT, "positive": "neighbour"}),
         StrategySpec("context_pos_neg", {**NT_XENT, "positive": "neighbour", "extra_negatives": "geo", "mask": True}),
+        StrategySpec("location_align", {**NT_XENT, "location_weight": 1.0}),
+        StrategySpec("geo_pretext", {**NT_XENT, "pretext_weight": 1.0}),
         StrategySpec("classifier", {"hidden_dim": 512, "dropout": 0.5}, label_budget=True),
         StrategySpec(
             "triplet",

@@ -23,7 +23,8 @@ class TrainingData:
 
     ``split``: "train"/"val"/"test" per row; ``splits``: the splits frame (``labelled_<pct>`` columns);
     ``species``: species name or None; ``unit``: (N, 3) unit vectors, NaN rows where coordinates are missing;
-    ``neighbours`` / ``negatives``: the geo tables (None when not given).
+    ``neighbours`` / ``negatives``: the geo tables (None when not given); ``day_of_year``: (N,) float day of
+    the observation (1-366), NaN where undated (None when not given).
     """
 
     split: np.ndarray
@@ -32,6 +33,7 @@ class TrainingData:
     unit: np.ndarray
     neighbours: object | None = None
     negatives: object | None = None
+    day_of_year: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -78,4 +80,5 @@ def training_data(manifest: pd.DataFrame, splits: pd.DataFrame, neighbours=None,
         unit=unit_vectors(lat, lon),
         neighbours=neighbours,
         negatives=negatives,
+        day_of_year=pd.to_datetime(manifest["observed_on"]).dt.day_of_year.to_numpy(np.float64, na_value=np.nan),
     )

@@ -14,6 +14,8 @@ from geocontrast.strategies.base import PairBatch, Strategy
 from geocontrast.strategies.byol import BYOL
 from geocontrast.strategies.context_pos import ContextPositive
 from geocontrast.strategies.context_pos_neg import ContextPositiveNegative
+from geocontrast.strategies.geo_pretext import GeoPretext
+from geocontrast.strategies.location_align import LocationAlign
 from geocontrast.strategies.oracle import Oracle
 from geocontrast.strategies.simsiam import SimSiam
 from geocontrast.strategies.supervised import Classifier, Supervised, SupervisedFull
@@ -26,6 +28,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "augmented": Augmented,
     "context_pos": ContextPositive,
     "context_pos_neg": ContextPositiveNegative,
+    "location_align": LocationAlign,
+    "geo_pretext": GeoPretext,
     "classifier": Classifier,
     "triplet": Triplet,
     "autoencoder": Autoencoder,

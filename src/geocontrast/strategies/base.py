@@ -112,6 +112,11 @@ class Strategy:
     def after_step(self, heads: nn.ModuleDict, encoder: nn.Module, progress: float) -> None:
         """Called after every optimiser step; ``progress`` = steps done / total steps, in (0, 1]."""
 
+    def auxiliary_diagnostics(self, batches: list[PairBatch]) -> dict | None:
+        """What the targets of the strategy's auxiliary terms cover over sampled ``batches``, by term (pairs.json
+        ``auxiliary``); None without such terms."""
+        return None
+
     def encoder_images(self, view_sizes: dict[str, int]) -> int:
         """Images that went through an encoder in one step whose views hold ``view_sizes`` images: each view once
         through the trained encoder; a strategy that also passes views through a copy of it (a target network)

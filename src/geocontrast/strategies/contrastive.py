@@ -11,10 +11,14 @@
   (:func:`~geocontrast.geo.negatives.false_negative_degrees`); ``near_smoothing`` (epsilon, 0) moves that share
   of each anchor's target from its positive to its in-batch geo-near items (AN-LS-like; needs ``near_weight`` > 0).
 
-``augmented``, ``context_pos`` and ``context_pos_neg`` are named points of it (their option defaults). A control
-differs from its counterpart by one option alone: positives and negatives come from separate random streams
-(:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views' rows stay the same, and the number
-of views depends only on ``extra_negatives`` being none or not.
+Beside them, auxiliary geographic terms on the anchor view's features (:mod:`geocontrast.strategies.auxiliary`),
+each weighted by its option (0: none): ``location_weight`` (image-location alignment) and ``pretext_weight`` (geographic
+cluster prediction). They add heads, not views: the batches and the images through the encoder stay the same.
+
+``augmented``, ``context_pos``, ``context_pos_neg``, ``location_align`` and ``geo_pretext`` are named points of it
+(their option defaults). A control differs from its counterpart by one option alone: positives and negatives come
+from separate random streams (:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views' rows
+stay the same, and the number of views depends only on ``extra_negatives`` being none or not.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import nn
 from geocontrast.geo.negatives import false_negative_degrees, geo_near_mask
 from geocontrast.losses import NTXentLoss
 from geocontrast.models import ProjectionHead
+from geocontrast.strategies.auxiliary import auxiliary_terms
 from geocontrast.strategies.base import (
     PairBatch,
     Strategy,
@@ -41,7 +46,7 @@ class ContrastiveStrategy(Strategy):
 
     Settings: ``temperature``. Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
     (False), ``near_weight`` (0), ``near_scale_km`` (None), ``near_smoothing`` (0), ``projection_dim`` (128),
-    ``projection_hidden_dim`` (512).
+    ``projection_hidden_dim`` (512); the auxiliary terms' ``location_*`` and ``pretext_*``.
     """
 
     def __init__(self, data, settings):
@@ -61,6 +66,7 @@ class ContrastiveStrategy(Strategy):
             false_negative_smoothing=float(smoothing),
             gather_distributed=True,
         )
+        self.auxiliary = auxiliary_terms(section, data, self.anchor_rows(), int(settings.seed), self.options)
 
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)
@@ -100,7 +106,10 @@ class ContrastiveStrategy(Strategy):
         return false_negative_degrees(unit[rows], unit[others], radius, weight, scale)
 
     def heads(self, encoder: nn.Module) -> nn.ModuleDict:
-        return nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})
+        heads = nn.ModuleDict({"projection": projection_head(encoder.feature_dim, self.options)})
+        for term in self.auxiliary:  # after the projection, which so starts as the strategy's without them
+            heads.update(term.heads(encoder.feature_dim))
+        return heads
 
     def loss(
         self, features: dict[str, torch.Tensor], heads: nn.ModuleDict, batch: PairBatch, views: dict[str, torch.Tensor]
@@ -112,13 +121,20 @@ class ContrastiveStrategy(Strategy):
         extra = project(features["negative"]) if "negative" in features else None  # (E, out_dim)
         false_negatives = _as_mask(batch.false_negatives, device)
         extra_false_negatives = _as_mask(batch.extra_false_negatives, device)
-        return self.criterion(
+        loss = self.criterion(
             z_a.float(),
             z_b.float(),
             extra_negatives=None if extra is None else extra.float(),
             false_negatives=false_negatives,
             extra_false_negatives=extra_false_negatives,
         )
+        for term in self.auxiliary:
+            loss = loss + term.weight * term.loss(features, heads, batch.views["anchor"])
+        return loss
+
+    def auxiliary_diagnostics(self, batches: list[PairBatch]) -> dict | None:
+        anchors = [batch.views["anchor"] for batch in batches]
+        return {term.name: term.diagnostics(anchors) for term in self.auxiliary} or None
 
 
 def projection_head(feature_dim: int, options: dict) -> ProjectionHead:

@@ -5,10 +5,11 @@ anchor's species (or only its observer), whether geo negatives are really of oth
 geo-near mask removes. :func:`pair_diagnostics` counts that over a sample of the strategy's own batches, drawn
 with a separate random stream so training is unchanged, and :func:`fallback_causes` says why anchors got an
 augmented view of themselves instead of a neighbour, :func:`negative_fallbacks` why geo negatives are random
-draws, :func:`mask_coverage` how much of each anchor's contrast the geo-near mask removes, and
-:func:`fallback_notes` says all that in words (``notes``: results_summary.txt and the report list them). The
-training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns (:func:`fallback_warnings`)
-when every geographic positive or negative fell back, or the mask left no anchor a negative.
+draws, :func:`mask_coverage` how much of each anchor's contrast the geo-near mask removes, the strategy's
+auxiliary terms (``auxiliary``: :meth:`~geocontrast.strategies.base.Strategy.auxiliary_diagnostics`) what their
+targets reach, and :func:`fallback_notes` says all that in words (``notes``: results_summary.txt and the report
+list them). The training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns
+(:func:`fallback_warnings`) when every geographic positive or negative fell back, or the mask left no anchor a negative.
 
 Pair kinds (each a list of (row, partner) manifest-row pairs):
 
@@ -198,6 +199,14 @@ def fallback_notes(record: dict) -> list[dict]:
             detail = ", ".join(f"{n} {causes_text[cause]}" for cause, n in causes.items())
             why = f"{_percent(share)} of the {counts['n_anchors']} sampled anchors fell back to {instead} ({detail})"
             notes.append(_note(what, why, share, f"its {what} carry no geography"))
+    for term, share_key, what in (
+        ("location", "located_share", "the image-location term"),
+        ("pretext", "targeted_share", "the geographic-cluster term"),
+    ):
+        covered = ((record.get("auxiliary") or {}).get(term) or {}).get(share_key)
+        if covered is not None and covered < 1:
+            why = f"{_percent(1 - covered)} of the {record['n_anchors']} sampled anchors have no coordinates"
+            notes.append(_note(what, why, 1 - covered, "the term adds nothing"))
     mask = record.get("mask")
     if mask and mask["without_negatives"]:
         share = mask["without_negatives"] / mask["n_anchors"]
@@ -278,6 +287,7 @@ def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[P
         "fallbacks": fallback_causes(strategy, anchors),
         "negative_fallbacks": negative_fallbacks(strategy, anchors),
         "mask": mask_coverage(strategy, batches),
+        "auxiliary": strategy.auxiliary_diagnostics(batches),
         "negative_rule": None
         if negatives is None
         else {**negatives.params, "false_negative_radius_km": negatives.false_negative_radius_km},
