@@ -391,6 +391,21 @@ def test_a_fixed_world_is_one_pool_at_the_shared_paths_every_replicate_resamples
     assert set(re.findall(r"--truth (\S+)", arguments)) == {"results/tiny/world/truth.npz"}
 
 
+def test_a_real_collection_is_one_pool_that_every_replicate_resamples_whatever_world_per_replicate_says(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    (tmp_path / "photos.csv").write_text("path,species\n")
+    config["dataset"] = {"name": "mine", "source": "csv", "csv": {"path": str(tmp_path / "photos.csv")}}
+    config["world"]["per_replicate"] = True
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", configfile=tmp_path / "mine.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result)["manifest"] == 1 and planned_jobs(result)["image_cache"] == 1
+    assert set(re.findall(r"--manifest (\S+)", " ".join(shell_commands(result)))) == {"results/mine/manifest.parquet"}
+    (command,) = shell_commands(result, r"geocontrast\.results\.compare")
+    summaries = re.search(r"--splits-summaries (.*?) ?--", command).group(1).split()  # the corrected resampled t
+    assert summaries == [f"results/mine/replicates/{r}/splits_summary.json" for r in (0, 1)]
+
+
 @pytest.mark.parametrize(
     ("run", "summaries"),
     [
