@@ -502,3 +502,29 @@ def test_an_unresolved_exploratory_line_is_planned_at_its_family_level_never_at_
     family = comparisons["p_value"].notna().sum()
     np.testing.assert_allclose(exploratory["planning_confidence"], 1 - 0.05 / family)
     assert (exploratory["replicates_to_resolve"] > exploratory["n_pairs"]).all()
+
+
+def test_independent_worlds_carry_the_plain_t_and_resamples_of_one_pool_the_corrected_one():
+    results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.40, 0.43, 0.44]})
+    results["prior_gain_top1"] = [0.01, 0.02, 0.04, 0.0, 0.01, 0.01]
+    records = hit_records(results, [0, 100, 200])  # each replicate scored its own test photos
+    settings = cmp.CompareSettings(metrics=("top1",))
+    worlds = cmp.compare(results, records, settings, rho=0.0)  # each replicate its own world: independent
+    pool = cmp.compare(results, records, settings, rho=0.2 / 0.7)  # resampled splits of one photo pool
+    assert set(worlds["interval"]) == {"t"} and (worlds["rho"] == 0).all()
+    assert set(pool["interval"]) == {"corrected resampled t"}
+    assert ((pool["high"] - pool["low"]) > (worlds["high"] - worlds["low"])).all()
+    assert "[95% interval: t]" in cmp.plain_words(worlds, settings)
+    assert "[95% interval: corrected resampled t]" in cmp.plain_words(pool, settings)
+    assert "[95% interval: t];" in cmp.prior_gain_words(cmp.prior_gains(results, rho=0.0))
+    assert "[95% interval: corrected resampled t];" in cmp.prior_gain_words(cmp.prior_gains(results, rho=0.29))
+
+
+def test_lines_that_carry_different_intervals_each_name_their_own():
+    results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.40, 0.43, 0.44], "byol": [0.4] * 3})
+    comparisons = cmp.compare(results, settings=cmp.CompareSettings(metrics=("top1",)))
+    comparisons.loc[0, "interval"] = "t + photo bootstrap"
+    header, first, second = cmp.plain_words(comparisons).splitlines()[-3:]
+    assert header.split()[-1] == "interval"
+    assert first.endswith("  t + photo bootstrap") and second.endswith("  t")
+    assert "interval" not in cmp.plain_words(comparisons.iloc[1:]).splitlines()[-2]

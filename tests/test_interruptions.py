@@ -34,6 +34,7 @@ from geocontrast.atomic import atomic_path
 TARGET = "results/tiny/results.csv"
 RESULTS = Path("results/tiny")
 LOGS = Path("results/logs/tiny")
+POOL = RESULTS / "replicates" / "0"  # the one seed's world (world.per_replicate)
 POLL_S = 0.005
 # Timing and memory fields of a metrics.jsonl line; every other field must repeat exactly.
 TIMING_KEYS = ("images_per_s", "seconds", "wall_seconds", "peak_memory_mb")
@@ -57,7 +58,7 @@ STAGES = {
     # The cache's temporary file: the kill lands while rows are being written into it. One core, where the
     # reference had two: without the deterministic switch, torch would sum in another order.
     "image_cache": Stage(
-        None, str(RESULTS / "cache" / ".32px.partial-*.npy"), str(RESULTS / "cache" / "32px.npy"), cores="1"
+        None, str(POOL / "cache" / ".32px.partial-*.npy"), str(POOL / "cache" / "32px.npy"), cores="1"
     ),
     "neighbour_table": Stage(
         ("replicates/0/neighbours", "pretrain", "eval", *RESULTS_TABLE),

@@ -84,4 +84,4 @@ def test_the_module_runs_the_tiny_world_to_its_results(tmp_path):
     table = pd.read_csv(project / "results" / "tiny" / "results.csv")
     assert set(table["strategy"]) == {"context_pos_neg", "random_init", "most_common"}
     assert set(table.loc[table["strategy"] == "context_pos_neg", "protocol"]) >= {"linear"}
-    assert (project / "results" / "logs" / "tiny" / "synthetic_world.log").exists()  # outputs land in the user's folder
+    assert (project / "results" / "logs" / "tiny" / "synthetic_world_rep0.log").exists()  # in the user's folder

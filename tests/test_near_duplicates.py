@@ -133,8 +133,23 @@ def test_the_results_summary_says_how_many_near_duplicates_the_collection_had():
 
     summary = {"n_images": 121, "n_without_coords": 1, "near_duplicates": {"n_groups": 1, "n_photos": 2}}
     assert (
-        collection_text(summary)
+        collection_text({None: summary})
         == "\nCollection: 121 photos, 120 with coordinates; 1 near-duplicate groups, 2 photos\n"
     )
     dropped = {**summary, "near_duplicates": {"n_groups": 1, "n_photos": 2, "n_dropped": 1}}
-    assert collection_text(dropped).endswith("2 photos (1 dropped)\n")
+    assert collection_text({None: dropped}).endswith("2 photos (1 dropped)\n")
+
+
+def test_the_results_summary_gives_each_replicates_world_its_own_line(tmp_path):
+    from geocontrast.results.table import collection_text, read_collections
+
+    paths = []
+    for replicate, n_images in ((0, 300), (1, 310)):
+        path = tmp_path / "replicates" / str(replicate) / "manifest_summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"n_images": n_images, "n_without_coords": 0}))
+        paths.append(path)
+    assert collection_text(read_collections(paths)) == (
+        "\nCollection of replicate 0 (its own world): 300 photos, 300 with coordinates"
+        "\nCollection of replicate 1 (its own world): 310 photos, 310 with coordinates\n"
+    )

@@ -80,9 +80,9 @@ def test_dry_run_of_the_default_config_plans_every_stage(default_dry_run):
     assert default_dry_run.returncode == 0, default_dry_run.stderr[-3000:]
     strategies, seeds = 4 + 1, 3  # four pretrained strategies and the random-init baseline
     assert planned_jobs(default_dry_run) == {
-        "synthetic_world": 1,
-        "manifest": 1,
-        "image_cache": 2,
+        "synthetic_world": seeds,  # each replicate its own world (world.per_replicate)
+        "manifest": seeds,
+        "image_cache": 2 * seeds,
         "splits": seeds,  # one data replicate per seed (splits.resample)
         "neighbour_table": seeds,
         "negative_table": seeds,
@@ -255,8 +255,8 @@ def test_a_bad_arm_or_strategy_name_stops_the_dry_run_naming_it(tmp_path, arms, 
 def test_tiny_world_runs_end_to_end(tiny_world_run):
     workdir, first = tiny_world_run
     results = workdir / "results" / "tiny"
-    manifest = read_manifest(results / "manifest.parquet")
-    cache = load_image_cache(results / "cache" / "32px.npy")
+    manifest = read_manifest(results / "replicates" / "0" / "manifest.parquet")  # replicate 0's world
+    cache = load_image_cache(results / "replicates" / "0" / "cache" / "32px.npy")
     assert cache.shape == (len(manifest), 32, 32, 3)
     assert cache.reshape(len(cache), -1).std(axis=1).min() > 0  # every row holds a decoded photo
     neighbours = load_neighbour_table(results / "replicates" / "0" / "neighbours" / "r5_k64.npz")
@@ -268,7 +268,7 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
     encoder = results / "pretrain" / "context_pos_neg" / "seed0" / "encoder.pt"
     metrics = encoder.with_name("metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 1 and encoder.with_name("last.pt").exists()
-    embeddings = np.load(results / "embeddings" / "random_init" / "seed1.npy")
+    embeddings = np.load(results / "embeddings" / "random_init" / "seed0.npy")
     assert embeddings.shape[0] == len(manifest) and embeddings.dtype == np.float16
     table = pd.read_csv(results / "results.csv")
     evaluated = {"supervised", "context_pos_neg", "random_init"}
@@ -290,8 +290,8 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
     }
     assert len(comparisons) == 2 * 3 * 3 and (comparisons["n_pairs"] == 2).all()  # pairs x protocols x metrics
     assert set(comparisons["test_sampling"]) == {"in_replicates"}  # each replicate drew its own test split
-    assert set(comparisons["interval"]) == {"corrected resampled t"}  # ... of one photo pool: Nadeau-Bengio
-    assert (comparisons["rho"] > 0).all() and set(comparisons["role"]) == {"exploratory"}
+    assert set(comparisons["interval"]) == {"t"}  # ... of its own world: independent replicates
+    assert (comparisons["rho"] == 0).all() and set(comparisons["role"]) == {"exploratory"}
     primary, _, others = (results / "comparisons.txt").read_text().partition("\n")
     assert "not in this run" in primary  # the default primary compares with augmented, which the tiny run lacks
     output = first.stdout + first.stderr
@@ -317,8 +317,10 @@ def test_tiny_world_runs_end_to_end(tiny_world_run):
 @pytest.mark.slow
 def test_replicates_draw_their_own_data_which_every_strategy_of_one_shares(tiny_world_run):
     results = tiny_world_run[0] / "results" / "tiny"
-    first, second = (pd.read_parquet(results / "replicates" / r / "splits.parquet") for r in ("0", "1"))
-    assert (first["image_id"] == second["image_id"]).all() and (first["split"] != second["split"]).any()
+    replicates = [results / "replicates" / r for r in ("0", "1")]
+    first, second = (read_manifest(replicate / "manifest.parquet") for replicate in replicates)
+    assert not first[["lat", "lon"]].head(100).equals(second[["lat", "lon"]].head(100))  # two worlds
+    assert (replicates[0] / "cache" / "32px.npy").read_bytes() != (replicates[1] / "cache" / "32px.npy").read_bytes()
     for table in ("neighbours/r5_k64.npz", "negatives/far_m64.npz"):
         tables = [np.load(results / "replicates" / r / table) for r in ("0", "1")]
         assert any(not np.array_equal(tables[0][key], tables[1][key]) for key in tables[0].files), table
@@ -328,6 +330,92 @@ def test_replicates_draw_their_own_data_which_every_strategy_of_one_shares(tiny_
             record = json.loads((results / "eval" / strategy / f"seed{seed}" / "linear_l10.json").read_text())
             assert record["replicate"] == seed
     assert logs.exists()
+
+
+@pytest.fixture(scope="module")
+def fixed_world_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """A dry run of the tiny config with one world that every replicate resamples (world.per_replicate false)."""
+    workdir = tmp_path_factory.mktemp("fixed_world_dry_run")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["world"]["per_replicate"] = False
+    (workdir / "fixed_world.yaml").write_text(yaml.safe_dump(config))
+    return snakemake(workdir, "-n", configfile=workdir / "fixed_world.yaml")
+
+
+def shell_commands(result: subprocess.CompletedProcess, module: str = r"\S+") -> list[str]:
+    """The arguments of a dry run's commands that run ``python -m <module>`` (a regex)."""
+    return re.findall(rf"^Shell command: python -m {module} (.*)$", result.stdout, re.M)
+
+
+def world_seeds(result: subprocess.CompletedProcess) -> dict[str, dict]:
+    """{source table written: world settings} of a dry run's synthetic_world jobs."""
+    return {
+        source: json.loads(world)
+        for world, source in (
+            re.search(r"--world-json '(.*?)' --source (\S+)", command).groups()
+            for command in shell_commands(result, r"geocontrast\.data\.synthetic")
+        )
+    }
+
+
+def test_each_replicate_draws_its_own_world_whose_settings_differ_only_in_the_seed(tiny_dry_run):
+    assert tiny_dry_run.returncode == 0, tiny_dry_run.stderr[-3000:]
+    worlds = world_seeds(tiny_dry_run)
+    seed = yaml.safe_load(TINY_CONFIG.read_text())["world"]["seed"]
+    assert {source: world.pop("seed") for source, world in worlds.items()} == {
+        "results/tiny/replicates/0/source/photos.parquet": seed,
+        "results/tiny/replicates/1/source/photos.parquet": seed + 1,
+    }
+    first, second = worlds.values()
+    assert first == second  # the config is all they share
+
+
+def test_every_job_of_a_seed_reads_only_its_own_replicates_world(tiny_dry_run):
+    shared = r"results/tiny/(manifest|cache/|world/|images)"
+    assert not [command for command in shell_commands(tiny_dry_run) if re.search(shared, command)]
+    # Every job but those that gather every replicate's records (by design) reads one replicate's files.
+    for command in shell_commands(tiny_dry_run, r"geocontrast\.(?!results\.table |report\.prior )\S+"):
+        replicates = set(re.findall(r"results/tiny/replicates/(\d+)/", command))
+        seeds = set(re.findall(r"results/tiny/(?:pretrain|eval|embeddings|cam)/[^/\s]+/seed(\d+)", command))
+        assert replicates <= seeds if len(seeds) == 1 else len(replicates) <= 1, command
+
+
+def test_a_fixed_world_is_one_pool_at_the_shared_paths_every_replicate_resamples(fixed_world_dry_run):
+    assert fixed_world_dry_run.returncode == 0, fixed_world_dry_run.stderr[-3000:]
+    seed = yaml.safe_load(TINY_CONFIG.read_text())["world"]["seed"]
+    worlds = world_seeds(fixed_world_dry_run)
+    assert {source: world["seed"] for source, world in worlds.items()} == {"results/tiny/source/photos.parquet": seed}
+    arguments = " ".join(shell_commands(fixed_world_dry_run))
+    assert set(re.findall(r"--manifest (\S+)", arguments)) == {"results/tiny/manifest.parquet"}
+    assert set(re.findall(r"--cache (\S+)", arguments)) == {"results/tiny/cache/32px.npy"}
+    assert set(re.findall(r"--truth (\S+)", arguments)) == {"results/tiny/world/truth.npz"}
+
+
+def test_a_real_collection_is_one_pool_that_every_replicate_resamples_whatever_world_per_replicate_says(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    (tmp_path / "photos.csv").write_text("path,species\n")
+    config["dataset"] = {"name": "mine", "source": "csv", "csv": {"path": str(tmp_path / "photos.csv")}}
+    config["world"]["per_replicate"] = True
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", configfile=tmp_path / "mine.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result)["manifest"] == 1 and planned_jobs(result)["image_cache"] == 1
+    assert set(re.findall(r"--manifest (\S+)", " ".join(shell_commands(result)))) == {"results/mine/manifest.parquet"}
+    (command,) = shell_commands(result, r"geocontrast\.results\.compare")
+    summaries = re.search(r"--splits-summaries (.*?) ?--", command).group(1).split()  # the corrected resampled t
+    assert summaries == [f"results/mine/replicates/{r}/splits_summary.json" for r in (0, 1)]
+
+
+@pytest.mark.parametrize(
+    ("run", "summaries"),
+    [
+        ("tiny_dry_run", []),  # independent worlds: the plain t
+        ("fixed_world_dry_run", [f"results/tiny/replicates/{r}/splits_summary.json" for r in (0, 1)]),  # corrected
+    ],
+)
+def test_comparisons_correct_the_t_only_for_replicates_that_resample_one_pool(run, summaries, request):
+    (command,) = shell_commands(request.getfixturevalue(run), r"geocontrast\.results\.compare")
+    assert re.search(r"--splits-summaries (.*?) ?--", command).group(1).split() == summaries
 
 
 def test_every_pretraining_job_of_a_seed_reads_that_replicates_data(tiny_dry_run):
@@ -346,7 +434,7 @@ def test_every_pretraining_job_of_a_seed_reads_that_replicates_data(tiny_dry_run
 @pytest.mark.slow
 def test_every_job_logs_its_output_and_its_errors(tiny_world_run):
     logs = tiny_world_run[0] / "results" / "logs" / "tiny"
-    assert (logs / "synthetic_world.log").exists()
+    assert (logs / "synthetic_world_rep0.log").exists() and (logs / "synthetic_world_rep1.log").exists()
     frozen = (logs / "evaluate_frozen_context_pos_neg_seed0.log").read_text()
     assert "embeddings/context_pos_neg/seed0.npy: " in frozen  # printed to stdout
     assert "eval/context_pos_neg/seed0/knn_l10.json" in frozen

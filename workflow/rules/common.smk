@@ -36,8 +36,8 @@ wildcard_constraints:
 def all_outputs():
     """What `snakemake` builds by default (extended as later stages land)."""
     return [
-        f"{RESULTS}/manifest.parquet",
-        *expand(f"{RESULTS}/cache/{{res}}px.npy", res=config["image_cache"]["resolutions"]),
+        *pool_paths("manifest.parquet"),
+        *(path for res in config["image_cache"]["resolutions"] for path in pool_paths(f"cache/{res}px.npy")),
         *pretrain_outputs(),
         f"{RESULTS}/results.csv",
         f"{RESULTS}/comparisons.csv",
@@ -64,6 +64,31 @@ def replicate_seed_of(key):
         return replicate_seed(lookup(dpath=key, within=config), wildcards.rep)
 
     return seed
+
+
+WORLD_PER_REPLICATE = config["dataset"]["source"] == "synthetic" and config["world"]["per_replicate"]
+"""Whether each replicate draws its own synthetic world (world.seed + replicate): then the replicates share nothing
+but the config. A real collection (any other source) is one photo pool that every replicate resamples."""
+
+
+def pool_folder(rep="{rep}"):
+    """Where the photo pool of replicate ``rep`` lives (source table, images, world, manifest, image caches):
+    replicates/<rep>/ when each replicate draws its own world, else results/<name>/ for all. Without ``rep``, the
+    pattern a rule's output names (with the {rep} wildcard when pools are per replicate)."""
+    return f"{RESULTS}/replicates/{rep}" if WORLD_PER_REPLICATE else RESULTS
+
+
+POOL_TAG = "_rep{rep}" if WORLD_PER_REPLICATE else ""  # in the log and benchmark names of the pool's jobs
+
+
+def pool_path(seed, name):
+    """File ``name`` of the photo pool that pretraining seed ``seed``'s replicate reads."""
+    return f"{pool_folder(replicate(seed))}/{name}"
+
+
+def pool_paths(name):
+    """File ``name`` of every photo pool the pretraining seeds read (one when they share it)."""
+    return list(dict.fromkeys(pool_path(seed, name) for seed in config["pretrain"]["seeds"]))
 
 
 def replicate_folder(seed):
@@ -110,19 +135,28 @@ def folder_sidecar():
 
 
 def world_json(with_occurrences=False):
-    """The world section as one JSON argument, so any change to it re-renders the world; n_occurrences only
-    reaches the occurrence table (with_occurrences), so changing it leaves the photos alone."""
-    world = config["world"] if with_occurrences else {k: v for k, v in config["world"].items() if k != "n_occurrences"}
-    return json.dumps(world, sort_keys=True)
+    """A params function: the world section as one JSON argument, so any change to it re-renders the world, with
+    the seed of the job's replicate (world.seed + {rep}) when each replicate draws its own world. n_occurrences
+    only reaches the occurrence table (with_occurrences), so changing it leaves the photos alone; per_replicate
+    is the workflow's, not the world's."""
+    left_out = {"per_replicate", *([] if with_occurrences else ["n_occurrences"])}
+
+    def world(wildcards):
+        settings = {key: value for key, value in config["world"].items() if key not in left_out}
+        settings["seed"] = replicate_seed(settings["seed"], wildcards.get("rep", 0))
+        return json.dumps(settings, sort_keys=True)
+
+    return world
 
 
-def prior_occurrences():
-    """The occurrence table the geographic prior also trains on (evaluate.geoprior_occurrences), or None."""
+def prior_occurrences(rep):
+    """The occurrence table replicate ``rep``'s geographic prior also trains on (evaluate.geoprior_occurrences):
+    a path, the replicate's world's own table, or None."""
     source = config["evaluate"]["geoprior_occurrences"]
     if source == "world":
         if config["dataset"]["source"] != "synthetic":
             raise ValueError("evaluate.geoprior_occurrences: 'world' needs dataset.source synthetic; give a path")
-        return f"{RESULTS}/world/occurrences.csv"
+        return f"{pool_folder(rep)}/world/occurrences.csv"
     return source
 
 
@@ -130,12 +164,12 @@ def geo_prior_inputs(wildcards):
     """The prior's manifest and splits, its occurrence table when configured and, on the synthetic world, the
     replicate's oracle to score it against."""
     inputs = {
-        "manifest": f"{RESULTS}/manifest.parquet",
+        "manifest": f"{pool_folder(wildcards.rep)}/manifest.parquet",
         "splits": f"{RESULTS}/replicates/{wildcards.rep}/splits.parquet",
     }
-    if prior_occurrences():
-        inputs["occurrences"] = prior_occurrences()
-    if world_truth():
+    if prior_occurrences(wildcards.rep):
+        inputs["occurrences"] = prior_occurrences(wildcards.rep)
+    if world_truth(wildcards.rep):
         inputs["oracle"] = f"{RESULTS}/replicates/{wildcards.rep}/oracle.npz"
     return inputs
 
@@ -350,7 +384,7 @@ def embeddings_path(wildcards):
 
 
 def encoder_inputs(wildcards):
-    inputs = {"cache": f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy"}
+    inputs = {"cache": pool_path(wildcards.seed, f"cache/{config['pretrain']['resolution']}px.npy")}
     if wildcards.strategy != RANDOM_INIT:
         inputs["encoder"] = encoder_path(wildcards)
     return inputs
@@ -365,7 +399,7 @@ def encoder_source(wildcards):
 
 def split_inputs(wildcards):
     """The manifest and the splits of the job's replicate."""
-    return {"manifest": f"{RESULTS}/manifest.parquet", "splits": splits_path(wildcards.seed)}
+    return {"manifest": pool_path(wildcards.seed, "manifest.parquet"), "splits": splits_path(wildcards.seed)}
 
 
 PRIOR = config["evaluate"]["prior"]  # false: no geo_prior jobs; the prior columns of results.csv are NaN

@@ -1,21 +1,23 @@
 # Data stage: source -> validated manifest -> image cache per resolution -> splits. The synthetic world is one
 # source; the real-data sources (sources.smk) write the same two outputs. The world also writes what its truth
 # knows: occurrence records without photos, and per replicate the oracle the geographic prior is scored against.
+# With world.per_replicate each replicate draws its own world, so the world, manifest and caches are per replicate
+# too (pool_folder: replicates/<r>/, their jobs' {rep} the replicate); else one pool serves every replicate.
 
 
 if config["dataset"]["source"] == "synthetic":
 
     rule synthetic_world:
         output:
-            source=f"{RESULTS}/source/photos.parquet",
-            images=directory(f"{RESULTS}/images"),
-            truth=f"{RESULTS}/world/truth.npz",
-            taxonomy=f"{RESULTS}/world/taxonomy.parquet",
-            stats=f"{RESULTS}/world/stats.json",
+            source=f"{pool_folder()}/source/photos.parquet",
+            images=directory(f"{pool_folder()}/images"),
+            truth=f"{pool_folder()}/world/truth.npz",
+            taxonomy=f"{pool_folder()}/world/taxonomy.parquet",
+            stats=f"{pool_folder()}/world/stats.json",
         log:
-            f"{LOGS}/synthetic_world.log",
+            f"{LOGS}/synthetic_world{POOL_TAG}.log",
         benchmark:
-            f"{BENCHMARKS}/synthetic_world.tsv"
+            f"{BENCHMARKS}/synthetic_world{POOL_TAG}.tsv"
         params:
             world=world_json(),
             world_dir=truth_folder,
@@ -29,9 +31,9 @@ if config["dataset"]["source"] == "synthetic":
 
     rule world_occurrences:
         output:
-            f"{RESULTS}/world/occurrences.csv",
+            f"{pool_folder()}/world/occurrences.csv",
         log:
-            f"{LOGS}/world_occurrences.log",
+            f"{LOGS}/world_occurrences{POOL_TAG}.log",
         params:
             world=world_json(with_occurrences=True),
         conda:
@@ -43,9 +45,9 @@ if config["dataset"]["source"] == "synthetic":
     # ranges): a product of the world that the prior's scoring reads.
     rule world_oracle:
         input:
-            truth=f"{RESULTS}/world/truth.npz",
-            taxonomy=f"{RESULTS}/world/taxonomy.parquet",  # read beside truth.npz
-            manifest=f"{RESULTS}/manifest.parquet",
+            truth=f"{pool_folder()}/world/truth.npz",
+            taxonomy=f"{pool_folder()}/world/taxonomy.parquet",  # read beside truth.npz
+            manifest=f"{pool_folder()}/manifest.parquet",
             splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
         output:
             f"{RESULTS}/replicates/{{rep}}/oracle.npz",
@@ -64,16 +66,16 @@ if config["dataset"]["source"] == "synthetic":
 # keep together (or of which only one is kept).
 rule manifest:
     input:
-        source=f"{RESULTS}/source/photos.parquet",
-        images=f"{RESULTS}/images",
+        source=f"{pool_folder()}/source/photos.parquet",
+        images=f"{pool_folder()}/images",
     output:
-        manifest=f"{RESULTS}/manifest.parquet",
-        summary=f"{RESULTS}/manifest_summary.json",
-        near_duplicates=f"{RESULTS}/near_duplicates.parquet",
+        manifest=f"{pool_folder()}/manifest.parquet",
+        summary=f"{pool_folder()}/manifest_summary.json",
+        near_duplicates=f"{pool_folder()}/near_duplicates.parquet",
     log:
-        f"{LOGS}/manifest.log",
+        f"{LOGS}/manifest{POOL_TAG}.log",
     benchmark:
-        f"{BENCHMARKS}/manifest.tsv"
+        f"{BENCHMARKS}/manifest{POOL_TAG}.tsv"
     params:
         near_duplicates=json.dumps(config["dataset"]["near_duplicates"], sort_keys=True),
     priority: BEFORE_PRETRAINING_PRIORITY
@@ -88,15 +90,15 @@ rule manifest:
 
 rule image_cache:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        images=f"{RESULTS}/images",
+        manifest=f"{pool_folder()}/manifest.parquet",
+        images=f"{pool_folder()}/images",
     output:
-        cache=f"{RESULTS}/cache/{{res}}px.npy",
-        report=f"{RESULTS}/cache/{{res}}px.json",
+        cache=f"{pool_folder()}/cache/{{res}}px.npy",
+        report=f"{pool_folder()}/cache/{{res}}px.json",
     log:
-        f"{LOGS}/image_cache_{{res}}px.log",
+        f"{LOGS}/image_cache{POOL_TAG}_{{res}}px.log",
     benchmark:
-        f"{BENCHMARKS}/image_cache_{{res}}px.tsv"
+        f"{BENCHMARKS}/image_cache{POOL_TAG}_{{res}}px.tsv"
     params:
         skip_corrupt="--skip-corrupt" if config["image_cache"]["skip_corrupt"] else "",
     priority: BEFORE_PRETRAINING_PRIORITY
@@ -112,13 +114,13 @@ rule image_cache:
 # A degraded copy of a cache for the arms that pretrain on worse photos (pretrain.arms.<arm>.quality).
 rule degraded_cache:
     input:
-        f"{RESULTS}/cache/{{res}}px.npy",
+        f"{pool_folder()}/cache/{{res}}px.npy",
     output:
-        f"{RESULTS}/cache/{{res}}px_{{quality}}.npy",
+        f"{pool_folder()}/cache/{{res}}px_{{quality}}.npy",
     log:
-        f"{LOGS}/degraded_cache_{{res}}px_{{quality}}.log",
+        f"{LOGS}/degraded_cache{POOL_TAG}_{{res}}px_{{quality}}.log",
     benchmark:
-        f"{BENCHMARKS}/degraded_cache_{{res}}px_{{quality}}.tsv"
+        f"{BENCHMARKS}/degraded_cache{POOL_TAG}_{{res}}px_{{quality}}.tsv"
     params:
         seed=config["image_cache"]["quality_seed"],
     conda:
@@ -130,8 +132,8 @@ rule degraded_cache:
 
 rule splits:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        near_duplicates=f"{RESULTS}/near_duplicates.parquet",
+        manifest=f"{pool_folder()}/manifest.parquet",
+        near_duplicates=f"{pool_folder()}/near_duplicates.parquet",
     output:
         splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
         summary=f"{RESULTS}/replicates/{{rep}}/splits_summary.json",

@@ -9,8 +9,8 @@
 
 rule genus_pairs:
     input:
-        cache=f"{RESULTS}/cache/{config['pretrain']['resolution']}px.npy",
-        manifest=f"{RESULTS}/manifest.parquet",
+        cache=f"{pool_folder()}/cache/{config['pretrain']['resolution']}px.npy",
+        manifest=f"{pool_folder()}/manifest.parquet",
         splits=f"{RESULTS}/replicates/{{rep}}/splits.parquet",
     output:
         f"{RESULTS}/replicates/{{rep}}/tasks/genus_pairs_l{{pct}}.json",

@@ -4,7 +4,7 @@
 
 rule neighbour_table:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=f"{pool_folder()}/manifest.parquet",
     output:
         table=f"{RESULTS}/replicates/{{rep}}/neighbours/r{{radius_km}}_k{{k}}.npz",
         summary=f"{RESULTS}/replicates/{{rep}}/neighbours/r{{radius_km}}_k{{k}}.json",
@@ -31,7 +31,7 @@ rule neighbour_table:
 
 rule negative_table:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=f"{pool_folder()}/manifest.parquet",
     output:
         table=f"{RESULTS}/replicates/{{rep}}/negatives/{{rule}}_m{{m}}.npz",
         summary=f"{RESULTS}/replicates/{{rep}}/negatives/{{rule}}_m{{m}}.json",

@@ -31,19 +31,19 @@ def pretrain_outputs():
     return [f"{folder}/{name}" for folder in pretrain_jobs() for name in ("encoder.pt", "metrics.jsonl")]
 
 
-def pretrain_cache(name):
-    """The image cache a strategy (or arm) pretrains on: the clean one, or an arm's degraded copy
-    (pretrain.arms.<arm>.quality); evaluation always reads the clean one."""
+def pretrain_cache(name, seed):
+    """The image cache a strategy (or arm) pretrains on at seed ``seed``: its replicate's clean one, or an arm's
+    degraded copy (pretrain.arms.<arm>.quality); evaluation always reads the clean one."""
     quality = config["pretrain"]["arms"].get(name, {}).get("quality", "clean")
     suffix = "" if quality == "clean" else f"_{quality}"
-    return f"{RESULTS}/cache/{config['pretrain']['resolution']}px{suffix}.npy"
+    return pool_path(seed, f"cache/{config['pretrain']['resolution']}px{suffix}.npy")
 
 
 def pretrain_inputs(wildcards):
     """A strategy depends on the geo tables only if it uses them, so changing the radius re-trains only those."""
     inputs = {
-        "cache": pretrain_cache(wildcards.strategy),
-        "manifest": f"{RESULTS}/manifest.parquet",
+        "cache": pretrain_cache(wildcards.strategy, wildcards.seed),
+        "manifest": pool_path(wildcards.seed, "manifest.parquet"),
         "splits": splits_path(wildcards.seed),
     }
     tables = strategy_tables(wildcards.strategy)

@@ -175,7 +175,7 @@ rule report_table:
 
 rule report_example_pairs:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=pool_path(FIRST_SEED, "manifest.parquet"),
         cache=display_cache(),
         neighbours=neighbour_table_path(FIRST_SEED),
         negatives=negative_table_path(FIRST_SEED),
@@ -203,7 +203,7 @@ rule report_example_pairs:
 
 rule report_nearest_neighbours:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=pool_path(FIRST_SEED, "manifest.parquet"),
         splits=splits_path(FIRST_SEED),
         cache=display_cache(),
         embeddings=embeddings_path,
@@ -229,7 +229,7 @@ rule report_nearest_neighbours:
 
 rule report_embedding:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=pool_path(FIRST_SEED, "manifest.parquet"),
         splits=splits_path(FIRST_SEED),
         embeddings=embeddings_path,
     output:

@@ -51,7 +51,7 @@ def resampled_splits_summaries():
     """The splits summaries of replicates that each resampled the split of one photo pool (splits.resample with
     more than one seed): the comparisons' corrected resampled t reads their test/train ratio. None otherwise."""
     summaries = dict.fromkeys(f"{replicate_folder(seed)}/splits_summary.json" for seed in config["pretrain"]["seeds"])
-    return list(summaries) if config["splits"]["resample"] and len(summaries) > 1 else []
+    return list(summaries) if config["splits"]["resample"] and len(summaries) > 1 and not WORLD_PER_REPLICATE else []
 
 
 def shared_split_inputs(wildcards):
@@ -59,7 +59,7 @@ def shared_split_inputs(wildcards):
     bootstrap over the shared test photos resamples whole observations. None when replicates resample."""
     if config["splits"]["resample"]:
         return {}
-    return {"manifest": f"{RESULTS}/manifest.parquet", "shared_splits": f"{replicate_folder(0)}/splits.parquet"}
+    return {"manifest": f"{pool_folder(0)}/manifest.parquet", "shared_splits": f"{replicate_folder(0)}/splits.parquet"}
 
 
 def shared_split_arguments(wildcards, input):
@@ -127,17 +127,18 @@ def report_params(*keys):
 
 
 def display_cache():
-    """The largest cached resolution: figures show photos, not training inputs."""
-    return f"{RESULTS}/cache/{max(config['image_cache']['resolutions'])}px.npy"
+    """The largest cached resolution of the first seed's photos: figures show photos, not training inputs."""
+    return pool_path(FIRST_SEED, f"cache/{max(config['image_cache']['resolutions'])}px.npy")
 
 
-def world_truth():
-    """The synthetic world's true ranges, which only that source has."""
-    return f"{RESULTS}/world/truth.npz" if config["dataset"]["source"] == "synthetic" else None
+def world_truth(rep):
+    """The true ranges of replicate ``rep``'s synthetic world, which only that source has."""
+    return f"{pool_folder(rep)}/world/truth.npz" if config["dataset"]["source"] == "synthetic" else None
 
 
 def map_inputs(wildcards):
-    inputs = {"manifest": f"{RESULTS}/manifest.parquet"}
+    """What a map draws: the first seed's photos, split, neighbours or prior, over its world's true ranges."""
+    inputs = {"manifest": pool_path(FIRST_SEED, "manifest.parquet")}
     if wildcards.kind == "splits":
         inputs["splits"] = splits_path(FIRST_SEED)
     elif wildcards.kind == "radius":
@@ -145,8 +146,8 @@ def map_inputs(wildcards):
     else:
         inputs["prior_grid"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "grid.npz")
         inputs["prior_json"] = prior_path(FIRST_SEED, f"{config['report']['label_fraction']:g}", "prior.json")
-    if world_truth():
-        inputs["truth"] = world_truth()
+    if world_truth(replicate(FIRST_SEED)):
+        inputs["truth"] = world_truth(replicate(FIRST_SEED))
     return inputs
 
 

@@ -1,8 +1,9 @@
 """Paired comparisons: every strategy against a reference and against ``random_init``, with intervals.
 
 Replicate r (the ``seed`` column of ``results.csv``: with ``splits.resample`` seed r also draws replicate r's data,
-the ``replicate`` column; without it every seed shares replicate 0) trains and evaluates every strategy; within a
-replicate all strategies share the split, the label subset, the geo tables and the prior, so the paired difference
+the ``replicate`` column, and on the synthetic source with ``world.per_replicate`` its own world; without
+``splits.resample`` every seed shares replicate 0) trains and evaluates every strategy; within a replicate all
+strategies share the photos, the split, the label subset, the geo tables and the prior, so the paired difference
 d_r = m(strategy, r) - m(reference, r) is free of everything they share. For each (strategy, reference,
 protocol, label budget, metric), over the n replicates where both have a value, the mean of d_r gets the t
 interval over replicates, widened in quadrature by a test-photo term ``v_photo`` (the formulas, and why:
@@ -27,10 +28,15 @@ JSONs (:func:`geocontrast.metrics.hit_record`):
 A fused pair's rows (strategy ``a+b``, protocol ``fusion``: :mod:`geocontrast.evaluate.fusion`) are compared as
 linear probes: with the reference, random_init, ``a`` and ``b``.
 
-**Replicates that resample one photo pool** (the default: each replicate redraws the split of one collection or
-world) train and test on overlapping photos, so their differences are correlated; their interval is Nadeau and
-Bengio's corrected resampled t, with ``rho`` = n_test / n_train read from the replicates' split summaries
-(``interval`` says which interval a line carries: ``corrected resampled t``, ``t + photo bootstrap`` or ``t``).
+**What the interval covers.** Replicates that each drew their own world (the synthetic source's default,
+``world.per_replicate``) share nothing but the config: their differences are independent draws and the plain t
+interval (``rho`` 0) covers a new world, its photos and its splits. **Replicates that resample one photo pool** (a
+real collection, or one fixed world) train and test on overlapping photos, so their differences are correlated
+and the spread of a few of them understates the variance of their mean; their interval is Nadeau and Bengio's
+corrected resampled t, with ``rho`` = n_test / n_train read from the replicates' split summaries, and it covers
+new splits of this pool, not new collections. ``interval`` says which interval a line carries
+(:func:`interval_kind`: ``t``, ``corrected resampled t``, ``t + photo bootstrap`` or ``t + observation
+bootstrap``), and so does every line of ``comparisons.txt``.
 
 **One primary comparison** (``compare.primary``, :data:`PRIMARY`) is declared before the run and judged at the
 nominal level; every other line is exploratory, its p-value adjusted by Holm's method over all of them, and it is
@@ -174,13 +180,23 @@ COLUMNS = (
     "planning_confidence",
 )
 INTERVALS = {
-    "in_replicates": "corrected resampled t",
     "photo_bootstrap": "t + photo bootstrap",
     "observation_bootstrap": "t + observation bootstrap",
     "unknown": "t",
 }
-"""Which interval a comparison carries, by how test-set sampling enters it (:func:`test_sampling`): replicates that
-resampled one photo pool get the Nadeau-Bengio correction (when the pool's test/train ratio is known)."""
+"""The interval of a comparison whose replicates shared their test photos or whose test sampling is unknown
+(:func:`test_sampling`); replicates that drew their own test photos: :func:`interval_kind`."""
+
+
+def interval_kind(sampling: str, rho: float) -> str:
+    """Which interval a comparison carries: where the replicates drew their own test photos, the corrected
+    resampled t when they resampled one photo pool (``rho`` > 0, its n_test / n_train), the plain t when they are
+    independent (each its own world: ``rho`` 0); else by how test sampling enters it (:data:`INTERVALS`)."""
+    if sampling == "in_replicates":
+        return "corrected resampled t" if rho else "t"
+    return INTERVALS[sampling]
+
+
 NOT_COMPARED = ("baseline", *TASKS)
 """Protocols without species top-k per photo: the most-common baseline and the downstream tasks."""
 COMPARED_AS = {FUSION.name: "linear"}
@@ -262,7 +278,7 @@ def compare(
 
     ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`;
     ``rho``: n_test / n_train of the photo pool, the Nadeau-Bengio correction of replicates that resampled it (0:
-    none); ``observations``: the scored photos' observations by the records' ``rows_sha1``
+    independent replicates, each its own world); ``observations``: the scored photos' observations by the records' ``rows_sha1``
     (:func:`observation_clusters`), which the bootstrap over a shared test split resamples.
     """
     metrics, confidence = list(settings.metrics), settings.confidence
@@ -312,7 +328,7 @@ def compare(
                             **{c: interval[c] for c in ("low", "high", "sd", "se", "replicate_se", "photo_se", "df")},
                             "confidence": confidence,
                             "test_sampling": sampling,
-                            "interval": INTERVALS[sampling] if correction or sampling != "in_replicates" else "t",
+                            "interval": interval_kind(sampling, correction),
                             "role": "primary" if is_primary else "exploratory",
                             "p_value": interval["p"],
                             "rho": correction,
@@ -394,7 +410,8 @@ def primary_words(comparisons: pd.DataFrame, settings: CompareSettings) -> str:
 
 def plain_words(comparisons: pd.DataFrame, settings: CompareSettings = CompareSettings()) -> str:
     """comparisons.txt's opening: the primary comparison in one sentence, then one short line per exploratory
-    comparison of the first compared metric (the others are in comparisons.csv), with its Holm-adjusted p."""
+    comparison of the first compared metric (the others are in comparisons.csv), with its Holm-adjusted p. The
+    heading names the interval the lines carry; where they carry several, each line names its own."""
     if comparisons.empty:
         return "Paired comparisons: none (the results hold no strategy to compare with the reference or random_init).\n"
     metric = settings.metrics[0]
@@ -422,7 +439,11 @@ def plain_words(comparisons: pd.DataFrame, settings: CompareSettings = CompareSe
                 f"n={row['n_pairs']}",
             ]
         )
-    lines += aligned(["comparison", "protocol", "labels", "difference", "p (Holm)", "verdict", "n"], table)
+    header = ["comparison", "protocol", "labels", "difference", "p (Holm)", "verdict", "n"]
+    if len(intervals) > 1:  # the heading cannot name each line's interval: the lines do
+        header.append("interval")
+        table = [[*cells, row["interval"]] for cells, row in zip(table, shown.to_dict("records"))]
+    lines += aligned(header, table)
     return "\n".join(lines) + "\n"
 
 
@@ -435,9 +456,12 @@ def aligned(header: list[str], rows: list[list[str]]) -> list[str]:
 def prior_gains(results: pd.DataFrame, confidence: float = 0.95, rho: float = 0.0) -> pd.DataFrame:
     """What the geographic prior adds to each (strategy, protocol, label budget): the per-replicate difference
     ``prior_gain_top1`` (the same model on the same test photos with and without the prior, so paired by
-    construction) averaged over replicates, with its t interval (corrected by ``rho`` as the comparisons are), its
-    p-value and Holm's adjustment over the gains (a family of their own), and the verdict."""
-    columns = ["strategy", "protocol", "label_fraction", "n", "diff", "low", "high", "p_value", "p_adjusted", "verdict"]
+    construction) averaged over replicates, with its t interval (corrected by ``rho`` as the comparisons are; which
+    one in ``interval``), its p-value and Holm's adjustment over the gains (a family of their own), and the verdict."""
+    columns = [
+        *("strategy", "protocol", "label_fraction", "n", "diff", "low", "high", "interval"),
+        *("p_value", "p_adjusted", "verdict"),
+    ]
     if "prior_gain_top1" not in results:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -445,7 +469,7 @@ def prior_gains(results: pd.DataFrame, confidence: float = 0.95, rho: float = 0.
     for (strategy, protocol, pct), group in gains.groupby(["strategy", "protocol", "label_fraction"], sort=True):
         interval = paired_interval(group["prior_gain_top1"].to_numpy(), confidence, rho=rho)
         rows.append([strategy, protocol, pct, interval["n"], interval["mean"], interval["low"], interval["high"]])
-        rows[-1].append(interval["p"])
+        rows[-1] += ["corrected resampled t" if rho else "t", interval["p"]]
     table = pd.DataFrame(rows, columns=columns[:-2])
     table["p_adjusted"] = holm(table["p_value"].to_numpy()) if len(table) else []
     table["verdict"] = [
@@ -458,10 +482,12 @@ def prior_gain_words(gains: pd.DataFrame, confidence: float = 0.95) -> str:
     """The comparisons.txt section on the prior (:func:`prior_gains`); empty when no result has a prior."""
     if gains.empty:
         return ""
+    intervals = sorted(set(gains.loc[gains["n"] > 1, "interval"]))
     lines = [
         "",
         f"What the geographic prior adds (calibrated combination, weight chosen on val): \u0394top-1 in points, with"
-        f" the prior minus without, same model and test photos, mean over replicates [{confidence:.0%} interval];"
+        f" the prior minus without, same model and test photos, mean over replicates [{confidence:.0%} interval:"
+        f" {', '.join(intervals) or 'none'}];"
         f" p adjusted by Holm over these {int(gains['p_value'].notna().sum())} gains:",
     ]
     table = [
@@ -530,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         type=Path,
         default=[],
-        help="the replicates' splits_summary.json when they resample one photo pool (the corrected resampled t)",
+        help="the replicates' splits_summary.json when they resample one photo pool (the corrected resampled t); "
+        "none: independent replicates, each its own world (the plain t)",
     )
     parser.add_argument("--manifest", type=Path, help="with --shared-splits: the photos' observations")
     parser.add_argument(

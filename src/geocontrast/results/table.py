@@ -8,7 +8,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -201,16 +201,30 @@ def not_computed_text(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collection_text(manifest_summary: dict) -> str:
+def collection_text(manifest_summaries: Mapping[int | None, dict]) -> str:
     """The collection's line of results_summary.txt: photos, those with coordinates and, when the manifest found
-    them, the near-duplicate groups ("N near-duplicate groups, M photos") the splits kept together."""
-    n_images = manifest_summary["n_images"]
-    line = f"Collection: {n_images} photos, {n_images - manifest_summary['n_without_coords']} with coordinates"
-    near = manifest_summary.get("near_duplicates")
-    if near is not None:
-        dropped = f" ({near['n_dropped']} dropped)" if near.get("n_dropped") else ""
-        line += f"; {near['n_groups']} near-duplicate groups, {near['n_photos']} photos{dropped}"
-    return f"\n{line}\n"
+    them, the near-duplicate groups ("N near-duplicate groups, M photos") the splits kept together. Keyed by
+    replicate when each replicate drew its own world (one line each), by None for the one pool of every replicate."""
+    lines = []
+    for replicate, summary in manifest_summaries.items():
+        n_images = summary["n_images"]
+        whose = "" if replicate is None else f" of replicate {replicate} (its own world)"
+        line = f"Collection{whose}: {n_images} photos, {n_images - summary['n_without_coords']} with coordinates"
+        near = summary.get("near_duplicates")
+        if near is not None:
+            dropped = f" ({near['n_dropped']} dropped)" if near.get("n_dropped") else ""
+            line += f"; {near['n_groups']} near-duplicate groups, {near['n_photos']} photos{dropped}"
+        lines.append(line)
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def read_collections(paths: Iterable[Path]) -> dict[int | None, dict]:
+    """The manifest summaries by replicate (``replicates/<r>/manifest_summary.json``; None: the shared pool's)."""
+    summaries = {}
+    for path in paths:
+        match = re.search(r"replicates/(\d+)/manifest_summary\.json$", Path(path).as_posix())
+        summaries[int(match.group(1)) if match else None] = json.loads(Path(path).read_text())
+    return summaries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, nargs="*", default=[], help="pretrain/<run>/seed<s>/pairs.json files")
     parser.add_argument("--not-computed", type=Path, help="also write what could not be computed and why as .csv")
     parser.add_argument("--priors", type=Path, nargs="*", default=[], help="replicates/<r>/geoprior/l<pct>/prior.json")
-    parser.add_argument("--collection", type=Path, help="manifest_summary.json: its photos and near-duplicates")
+    parser.add_argument(
+        "--collections",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="manifest_summary.json of the photo pool, or replicates/<r>/manifest_summary.json of each world",
+    )
     args = parser.parse_args(argv)
     records = []
     for path in args.evaluations:
@@ -244,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         + collapse_text(results)
         + prior_text(prior_table(read_priors(args.priors)))
         + not_computed_text(not_computed)
-        + (collection_text(json.loads(args.collection.read_text())) if args.collection else "")
+        + collection_text(read_collections(args.collections))
     )
     if args.text:
         write_text(text, args.text)
