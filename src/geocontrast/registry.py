@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-POSITIVE_SOURCES = ("augmentation", "neighbour")
+POSITIVE_SOURCES = ("augmentation", "neighbour", "observation")
 NEGATIVE_SOURCES = ("random", "geo")
 EXTRA_NEGATIVE_SOURCES = ("none", *NEGATIVE_SOURCES)
 CHOICES = {
@@ -31,7 +31,18 @@ PROJECTION = {"projection_dim": 128, "projection_hidden_dim": 512}
 SOFT_MASK = {"near_weight": 0.0, "near_scale_km": None, "near_smoothing": 0.0}
 """How hard the geo-near mask is: the denominator weight of a geo-near item (0: dropped, 1: a plain negative),
 fading towards 1 with distance over ``near_scale_km`` (None: no fading), and the target share its views take."""
-NT_XENT = {"positive": "augmentation", "extra_negatives": "none", "mask": False, **SOFT_MASK, **PROJECTION}
+APPEARANCE_FILTER = {"filter_temperature": None, "bank_refreshes_per_epoch": 1}
+"""How ``neighbour`` positives are drawn among an anchor's neighbours: with probability ∝ exp(cosine / τ) under the
+current encoder's embeddings (τ = ``filter_temperature``; None: uniformly, as τ → ∞), re-embedded this many times
+per epoch."""
+NT_XENT = {
+    "positive": "augmentation",
+    "extra_negatives": "none",
+    "mask": False,
+    **SOFT_MASK,
+    **APPEARANCE_FILTER,
+    **PROJECTION,
+}
 """The NT-Xent strategies are points of one factorial (:mod:`geocontrast.strategies.contrastive`): each option
 switches one geographic ingredient, so a control differs from its counterpart by that ingredient alone; the
 ``near_*`` options soften the mask (they act only with ``mask`` true)."""
@@ -91,6 +102,8 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("augmented", NT_XENT),
         StrategySpec("context_pos", {**NT_XENT, "positive": "neighbour"}),
         StrategySpec("context_pos_neg", {**NT_XENT, "positive": "neighbour", "extra_negatives": "geo", "mask": True}),
+        StrategySpec("observation_pos", {**NT_XENT, "positive": "observation"}),
+        StrategySpec("context_filtered", {**NT_XENT, "positive": "neighbour", "filter_temperature": 0.1}),
         StrategySpec("classifier", {"hidden_dim": 512, "dropout": 0.5}, label_budget=True),
         StrategySpec(
             "triplet",

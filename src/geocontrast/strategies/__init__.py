@@ -12,8 +12,10 @@ from geocontrast.strategies.augmented import Augmented
 from geocontrast.strategies.autoencoder import Autoencoder
 from geocontrast.strategies.base import PairBatch, Strategy
 from geocontrast.strategies.byol import BYOL
+from geocontrast.strategies.context_filtered import ContextFiltered
 from geocontrast.strategies.context_pos import ContextPositive
 from geocontrast.strategies.context_pos_neg import ContextPositiveNegative
+from geocontrast.strategies.observation_pos import ObservationPositive
 from geocontrast.strategies.oracle import Oracle
 from geocontrast.strategies.simsiam import SimSiam
 from geocontrast.strategies.supervised import Classifier, Supervised, SupervisedFull
@@ -26,6 +28,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "augmented": Augmented,
     "context_pos": ContextPositive,
     "context_pos_neg": ContextPositiveNegative,
+    "observation_pos": ObservationPositive,
+    "context_filtered": ContextFiltered,
     "classifier": Classifier,
     "triplet": Triplet,
     "autoencoder": Autoencoder,
