@@ -17,10 +17,9 @@
   of each anchor's target from its positive to its in-batch geo-near items (AN-LS-like; needs ``near_weight`` > 0).
 
 ``augmented``, ``context_pos``, ``context_pos_neg``, ``observation_pos`` and ``context_filtered`` are named points of
-it (their option defaults). A control
-differs from its counterpart by one option alone: positives and negatives come from separate random streams
-(:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views' rows stay the same, and the number
-of views depends only on ``extra_negatives`` being none or not.
+it (their option defaults). A control differs from its counterpart by one option alone: positives and negatives
+come from separate random streams (:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views'
+rows stay the same, and the number of views depends only on ``extra_negatives`` being none or not.
 """
 
 from __future__ import annotations
