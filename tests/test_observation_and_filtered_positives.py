@@ -211,3 +211,14 @@ def test_a_killed_context_filtered_run_resumes_to_the_uninterrupted_weights(tiny
     for key in resumed:
         assert torch.equal(resumed[key], whole[key]), key
     assert (tmp_path / "killed" / "pairs.json").read_text() == (tmp_path / "whole" / "pairs.json").read_text()
+
+
+def test_the_other_photos_of_each_observation_are_listed_in_manifest_order(make_manifest):
+    from geocontrast.data.manifest import validate_manifest
+    from geocontrast.geo.training_data import training_data
+
+    manifest = validate_manifest(make_manifest(5, observation_id=["a", "b", "a", None, "a"]))
+    splits = manifest[["image_id"]].assign(split="train")
+    indptr, indices = training_data(manifest, splits).observation_photos
+    others = [sorted(indices[indptr[row] : indptr[row + 1]]) for row in range(5)]
+    assert others == [[2, 4], [], [0, 4], [], [0, 2]]  # a photo without observation_id is its own observation
