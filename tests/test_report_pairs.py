@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from geocontrast.report import pairs as pairs_report
+from geocontrast.results.table import read_pair_records
 
 
 def summary(same_species: float, median_km: float, n: int = 10, **extra) -> dict:
@@ -58,3 +59,13 @@ def test_table_averages_seeds_per_run_and_kind_and_the_figure_is_written(tmp_pat
     assert table.loc[("context_pos", "positive"), "fallback_no_coordinates"] == pytest.approx(0.15)
     assert table.loc[("cpn_random_negatives", "negative"), "median_km"] == pytest.approx(60.0)
     assert pd.isna(table.loc[("cpn_random_negatives", "positive"), "fallback_no_coordinates"])
+
+
+def test_observation_positives_fallbacks_fill_their_own_causes(tmp_path):
+    causes = {"n_anchors": 100, "single_photo": 70, "other_photos_outside_split": 0}
+    write_run(tmp_path, "observation_pos", 0, 1.0)
+    path = tmp_path / "pretrain" / "observation_pos" / "seed0" / "pairs.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "observation_fallbacks": causes}))
+    table = pairs_report.pairs_table(read_pair_records([path])).set_index(["run", "kind"])
+    assert table.loc[("observation_pos", "positive"), "fallback_single_photo"] == pytest.approx(0.7)
+    assert table.loc[("observation_pos", "positive"), "fallback_no_coordinates"] == 0

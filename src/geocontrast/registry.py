@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-POSITIVE_SOURCES = ("augmentation", "neighbour")
+POSITIVE_SOURCES = ("augmentation", "neighbour", "observation")
 NEGATIVE_SOURCES = ("random", "geo")
 EXTRA_NEGATIVE_SOURCES = ("none", *NEGATIVE_SOURCES)
 CHOICES = {
@@ -40,12 +40,17 @@ AUXILIARY = {
 }
 """Auxiliary geographic terms on the anchor's features, each weighted by its ``*_weight`` (0: absent): a symmetric
 InfoNCE between image and location (+ date) embeddings, and the prediction of the photo's k-means geographic cluster."""
+APPEARANCE_FILTER = {"filter_temperature": None, "bank_refreshes_per_epoch": 1}
+"""How ``neighbour`` positives are drawn among an anchor's neighbours: with probability ∝ exp(cosine / τ) under the
+current encoder's embeddings (τ = ``filter_temperature``; None: uniformly, as τ → ∞), re-embedded this many times
+per epoch."""
 NT_XENT = {
     "positive": "augmentation",
     "extra_negatives": "none",
     "mask": False,
     **SOFT_MASK,
     **AUXILIARY,
+    **APPEARANCE_FILTER,
     **PROJECTION,
 }
 """The NT-Xent strategies are points of one factorial (:mod:`geocontrast.strategies.contrastive`): each option
@@ -109,6 +114,8 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("context_pos_neg", {**NT_XENT, "positive": "neighbour", "extra_negatives": "geo", "mask": True}),
         StrategySpec("location_align", {**NT_XENT, "location_weight": 1.0}),
         StrategySpec("geo_pretext", {**NT_XENT, "pretext_weight": 1.0}),
+        StrategySpec("observation_pos", {**NT_XENT, "positive": "observation"}),
+        StrategySpec("context_filtered", {**NT_XENT, "positive": "neighbour", "filter_temperature": 0.1}),
         StrategySpec("classifier", {"hidden_dim": 512, "dropout": 0.5}, label_budget=True),
         StrategySpec(
             "triplet",

@@ -8,12 +8,14 @@ the geo tables share that order). It sits in the geo layer because it holds the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from geocontrast.data.manifest import species_classes
 from geocontrast.data.splits import labelled_column
+from geocontrast.geo._common import encode_ids
 from geocontrast.geo.coords import unit_vectors
 
 
@@ -23,14 +25,16 @@ class TrainingData:
 
     ``split``: "train"/"val"/"test" per row; ``splits``: the splits frame (``labelled_<pct>`` columns);
     ``species``: species name or None; ``unit``: (N, 3) unit vectors, NaN rows where coordinates are missing;
-    ``neighbours`` / ``negatives``: the geo tables (None when not given); ``day_of_year``: (N,) float day of
-    the observation (1-366), NaN where undated (None when not given).
+    ``observation``: (N,) int64 observation codes (equal for the photos of one observation; a row without
+    observation_id is its own observation); ``neighbours`` / ``negatives``: the geo tables (None when not given);
+    ``day_of_year``: (N,) float day of the observation (1-366), NaN where undated (None when not given).
     """
 
     split: np.ndarray
     splits: pd.DataFrame
     species: np.ndarray
     unit: np.ndarray
+    observation: np.ndarray
     neighbours: object | None = None
     negatives: object | None = None
     day_of_year: np.ndarray | None = None
@@ -52,6 +56,19 @@ class TrainingData:
             )
         labelled = self.splits[column].to_numpy(bool) & (self.split == "train")
         return np.flatnonzero(labelled)
+
+    @cached_property
+    def observation_photos(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr (N + 1,), indices): the other photos of each row's observation, as a CSR table in manifest
+        order (row i's are ``indices[indptr[i]:indptr[i + 1]]``, never i itself)."""
+        order = np.argsort(self.observation, kind="stable")  # rows grouped by observation
+        codes = self.observation[order]
+        first = np.searchsorted(codes, self.observation, side="left")  # (N,) where each row's group starts
+        size = np.searchsorted(codes, self.observation, side="right") - first
+        indptr = np.r_[0, np.cumsum(size - 1)]
+        owner = np.repeat(np.arange(self.n_rows), size)  # each row once per photo of its observation
+        members = order[np.repeat(first - np.r_[0, np.cumsum(size)[:-1]], size) + np.arange(size.sum())]
+        return indptr, members[members != owner]
 
     def species_codes(self) -> tuple[np.ndarray, list[str]]:
         """(N,) int64 class index per row (-1 when unlabelled) and the sorted class names."""
@@ -78,6 +95,7 @@ def training_data(manifest: pd.DataFrame, splits: pd.DataFrame, neighbours=None,
         splits=splits.reset_index(drop=True),
         species=species,
         unit=unit_vectors(lat, lon),
+        observation=encode_ids(manifest["observation_id"], len(manifest), missing_unique=True),
         neighbours=neighbours,
         negatives=negatives,
         day_of_year=pd.to_datetime(manifest["observed_on"]).dt.day_of_year.to_numpy(np.float64, na_value=np.nan),

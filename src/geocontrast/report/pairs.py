@@ -3,7 +3,8 @@
 A row of the table is one (strategy, pair kind) averaged over seeds: the share of pairs with the same species,
 genus, family, observer and observation date, and the median distance; the random pairs of each run are the
 baseline kind. The figure draws the shares as grouped bars (one panel per fact), the median distances, and the
-anchors whose positive fell back to the anchor itself, by cause (:mod:`geocontrast.strategies.diagnostics`)::
+anchors whose positive fell back to the anchor itself, by cause (a neighbour's or, for ``observation`` positives,
+another photo's: :mod:`geocontrast.strategies.diagnostics`)::
 
     python -m geocontrast.report.pairs --pairs pretrain/*/seed*/pairs.json --out pairs.png --table pairs.csv
 """
@@ -23,7 +24,15 @@ from geocontrast.results.table import read_pair_records
 
 KINDS = ("positive", "negative", "masked", "random")
 SHARES = ("species", "genus", "family", "observer", "date")
-CAUSES = ("no_coordinates", "no_neighbour_within_r", "neighbours_outside_split")
+CAUSES = (
+    "no_coordinates",
+    "no_neighbour_within_r",
+    "neighbours_outside_split",
+    "single_photo",
+    "other_photos_outside_split",
+)
+"""Why a positive fell back to the anchor: a neighbour's causes (pairs.json ``fallbacks``), then another photo's
+(``observation_fallbacks``)."""
 KIND_COLOURS = {"positive": "#009E73", "negative": "#D55E00", "masked": "#CC79A7", "random": "#999999"}
 
 
@@ -32,7 +41,7 @@ def pairs_table(records: list[dict]) -> pd.DataFrame:
     the same-fact shares, the self share of positives, the median distance and the fallback shares by cause."""
     rows = []
     for record in records:
-        fallbacks = record.get("fallbacks")
+        fallbacks = record.get("fallbacks") or record.get("observation_fallbacks")
         for kind in KINDS:
             summary = record["pairs"].get(kind)
             if summary is None:
@@ -48,7 +57,9 @@ def pairs_table(records: list[dict]) -> pd.DataFrame:
                     "median_km": distance.get("p50"),
                     **{
                         f"fallback_{cause}": (
-                            fallbacks[cause] / fallbacks["n_anchors"] if fallbacks and kind == "positive" else None
+                            fallbacks.get(cause, 0) / fallbacks["n_anchors"]
+                            if fallbacks and kind == "positive"
+                            else None
                         )
                         for cause in CAUSES
                     },
@@ -87,7 +98,7 @@ def pairs_figure(table: pd.DataFrame, *, figure_width_in: float = 10.0) -> plt.F
     axis = axes.flat[len(panels)]
     positives = table[table["kind"] == "positive"].set_index("run").reindex(runs)
     bottom = np.zeros(len(runs))
-    for cause, colour in zip(CAUSES, ("#E69F00", "#56B4E9", "#0072B2")):
+    for cause, colour in zip(CAUSES, ("#E69F00", "#56B4E9", "#0072B2", "#F0E442", "#CC79A7")):
         share = positives[f"fallback_{cause}"].astype(float).fillna(0.0).to_numpy()
         axis.bar(x, share, 0.6, bottom=bottom, color=colour, label=cause.replace("_", " "))
         bottom += share

@@ -12,10 +12,12 @@ from geocontrast.strategies.augmented import Augmented
 from geocontrast.strategies.autoencoder import Autoencoder
 from geocontrast.strategies.base import PairBatch, Strategy
 from geocontrast.strategies.byol import BYOL
+from geocontrast.strategies.context_filtered import ContextFiltered
 from geocontrast.strategies.context_pos import ContextPositive
 from geocontrast.strategies.context_pos_neg import ContextPositiveNegative
 from geocontrast.strategies.geo_pretext import GeoPretext
 from geocontrast.strategies.location_align import LocationAlign
+from geocontrast.strategies.observation_pos import ObservationPositive
 from geocontrast.strategies.oracle import Oracle
 from geocontrast.strategies.simsiam import SimSiam
 from geocontrast.strategies.supervised import Classifier, Supervised, SupervisedFull
@@ -30,6 +32,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "context_pos_neg": ContextPositiveNegative,
     "location_align": LocationAlign,
     "geo_pretext": GeoPretext,
+    "observation_pos": ObservationPositive,
+    "context_filtered": ContextFiltered,
     "classifier": Classifier,
     "triplet": Triplet,
     "autoencoder": Autoencoder,

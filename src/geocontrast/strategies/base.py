@@ -11,6 +11,9 @@ augmentation, the encoder forward pass, optimiser, checkpoints, metrics). One st
     ...optimiser step...
     strategy.after_step(heads, encoder, progress)      # e.g. BYOL's momentum update of its target network
 
+A strategy whose pairs depend on the encoder's current embeddings (an appearance-filtered positive) names the
+steps of an epoch before which the loop calls ``strategy.refresh(encode)`` (:meth:`Strategy.refresh_steps`).
+
 Strategy-specific settings come from the job's ``settings.options`` (config ``pretrain.strategy_options.<name>``),
 checked against the strategy's defaults in :mod:`geocontrast.registry`, which also lists the geo tables each one
 reads.
@@ -21,7 +24,7 @@ draw from are a :class:`~geocontrast.geo.training_data.TrainingData`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,6 +119,21 @@ class Strategy:
         """What the targets of the strategy's auxiliary terms cover over sampled ``batches``, by term (pairs.json
         ``auxiliary``); None without such terms."""
         return None
+    def refresh_steps(self, steps_per_epoch: int) -> tuple[int, ...]:
+        """Steps of an epoch (0-based) before which the loop calls :meth:`refresh`; none by default. Step 0 is
+        among them whenever any is, so a run resumed at an epoch's start refreshes from the same weights."""
+        return ()
+
+    @property
+    def follows_encoder(self) -> bool:
+        """True when the pairs depend on the encoder's current embeddings (the loop refreshes them)."""
+        return bool(self.refresh_steps(1))
+
+    def refresh(self, encode: Callable[[np.ndarray], torch.Tensor]) -> int:
+        """Re-embed what the pairs are drawn from; ``encode(rows)`` gives the (n, D) features of manifest rows under
+        the current encoder (eval mode, no augmentation). Returns the images encoded: the loop adds them to the
+        images through the encoder. Nothing by default."""
+        return 0
 
     def encoder_images(self, view_sizes: dict[str, int]) -> int:
         """Images that went through an encoder in one step whose views hold ``view_sizes`` images: each view once
@@ -133,6 +151,69 @@ def neighbour_positives(
     table = data.neighbours
     counts = table.indptr[anchors + 1] - table.indptr[anchors]
     return draw_one_per_row(table.indices, table.indptr[anchors], counts, rng, allowed, default=anchors)
+
+
+def observation_positives(
+    data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, is_other_photo): per anchor a row drawn uniformly among the other photos of its observation (allowed
+    ones only), or the anchor itself where it has none (an observation of one photo, or its others not allowed)."""
+    indptr, indices = data.observation_photos
+    counts = indptr[anchors + 1] - indptr[anchors]
+    return draw_one_per_row(indices, indptr[anchors], counts, rng, allowed, default=anchors)
+
+
+@dataclass(frozen=True)
+class EmbeddingBank:
+    """Unit-length embeddings of some manifest rows: row r's is ``features[position[r]]`` (position -1: none)."""
+
+    position: np.ndarray  # (N,) int64
+    features: np.ndarray  # (n_bank, D) float32
+
+    @classmethod
+    def of(cls, rows: np.ndarray, features: np.ndarray, n_rows: int) -> EmbeddingBank:
+        """The bank of ``features`` (n, D) of ``rows`` (n,) among ``n_rows`` manifest rows, normalised here."""
+        position = np.full(n_rows, -1, dtype=np.int64)
+        position[rows] = np.arange(rows.size)
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        return cls(position, (features / np.maximum(norms, 1e-12)).astype(np.float32))
+
+    def cosine(self, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """(n,) float64 cosine similarity of rows[i] and others[i]; every row must be in the bank."""
+        a, b = self.position[rows], self.position[others]
+        if (a < 0).any() or (b < 0).any():
+            raise ValueError("the embedding bank holds no features for some drawn rows")
+        return np.einsum("nd,nd->n", self.features[a], self.features[b]).astype(np.float64)
+
+
+def filtered_neighbour_positives(
+    data: TrainingData,
+    anchors: np.ndarray,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None,
+    bank: EmbeddingBank,
+    temperature: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, is_neighbour): per anchor a row of its neighbour-table row (allowed rows only) drawn with probability
+    ∝ exp(cosine(anchor, row) / ``temperature``) under ``bank`` (Pantazis et al. 2021's appearance-filtered context);
+    the anchor itself where the row holds no allowed one, as :func:`neighbour_positives`. As temperature → 0 the
+    most similar neighbour; → ∞ a uniform draw. Drawn by the Gumbel-max trick: the argmax of logits plus Gumbel noise
+    is distributed as their softmax."""
+    table = data.neighbours
+    starts, counts = table.indptr[anchors], table.indptr[anchors + 1] - table.indptr[anchors]
+    owner = np.repeat(np.arange(anchors.size), counts)  # (S,) the anchor of each table slot
+    offsets = np.cumsum(counts) - counts
+    candidates = table.indices[np.repeat(starts - offsets, counts) + np.arange(counts.sum())].astype(np.int64)
+    keep = candidates >= 0
+    if allowed is not None:
+        keep &= allowed[np.maximum(candidates, 0)]
+    owner, candidates = owner[keep], candidates[keep]
+    score = bank.cosine(anchors[owner], candidates) / temperature + rng.gumbel(size=candidates.size)
+    order = np.lexsort((-score, owner))  # per anchor, best score first
+    best = order[np.r_[True, owner[order[1:]] != owner[order[:-1]]]] if order.size else order
+    rows, found = np.array(anchors, dtype=np.int64, copy=True), np.zeros(anchors.size, dtype=bool)
+    rows[owner[best]], found[owner[best]] = candidates[best], True
+    return rows, found
 
 
 def geo_negatives(
@@ -208,10 +289,13 @@ def ingredient_streams(rng: np.random.Generator) -> tuple[np.random.Generator, n
 def positives_from(
     source: str, data: TrainingData, anchors: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None
 ) -> np.ndarray:
-    """Second-view rows: the anchors themselves (``augmentation``: two augmentations of one photo) or a
-    geo-neighbour of each (``neighbour``, falling back to the anchor as :func:`neighbour_positives`)."""
+    """Second-view rows: the anchors themselves (``augmentation``: two augmentations of one photo), a geo-neighbour
+    of each (``neighbour``, falling back to the anchor as :func:`neighbour_positives`) or another photo of its
+    observation (``observation``, falling back to the anchor as :func:`observation_positives`)."""
     if source == "neighbour":
         return neighbour_positives(data, anchors, rng, allowed)[0]
+    if source == "observation":
+        return observation_positives(data, anchors, rng, allowed)[0]
     return anchors.copy()
 
 

@@ -1,7 +1,12 @@
 """The NT-Xent strategies as one factorial over three geographic ingredients, each an option:
 
-- ``positive``: ``augmentation`` (a second augmented view of the anchor, SimCLR) or ``neighbour`` (an augmented
-  photo of a geo-neighbour, falling back to the anchor as :func:`~geocontrast.strategies.base.neighbour_positives`);
+- ``positive``: ``augmentation`` (a second augmented view of the anchor, SimCLR), ``neighbour`` (an augmented
+  photo of a geo-neighbour, falling back to the anchor as :func:`~geocontrast.strategies.base.neighbour_positives`)
+  or ``observation`` (another photo of the anchor's observation, as
+  :func:`~geocontrast.strategies.base.observation_positives`); ``filter_temperature`` τ (None) draws the neighbour
+  with probability ∝ exp(cosine / τ) under the encoder's current embeddings instead of uniformly
+  (:func:`~geocontrast.strategies.base.filtered_neighbour_positives`), from a bank of the anchors' and their
+  neighbours' embeddings re-encoded ``bank_refreshes_per_epoch`` times per epoch (:meth:`ContrastiveStrategy.refresh`);
 - ``extra_negatives``: ``none``, ``random`` (one uniform allowed row per anchor) or ``geo`` (one row of its
   negative-table row); all B of them are shared extra negatives of every anchor, a third view through the encoder;
 - ``mask``: True masks geo-near items (within the negative table's ``false_negative_radius_km``) from each
@@ -15,13 +20,16 @@ Beside them, auxiliary geographic terms on the anchor view's features (:mod:`geo
 each weighted by its option (0: none): ``location_weight`` (image-location alignment) and ``pretext_weight`` (geographic
 cluster prediction). They add heads, not views: the batches and the images through the encoder stay the same.
 
-``augmented``, ``context_pos``, ``context_pos_neg``, ``location_align`` and ``geo_pretext`` are named points of it
-(their option defaults). A control differs from its counterpart by one option alone: positives and negatives come
-from separate random streams (:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views' rows
-stay the same, and the number of views depends only on ``extra_negatives`` being none or not.
+``augmented``, ``context_pos``, ``context_pos_neg``, ``observation_pos``, ``context_filtered``, ``location_align``
+and ``geo_pretext`` are named points of it (their option defaults). A control differs from its counterpart by one
+option alone: positives and negatives come from separate random streams
+(:func:`~geocontrast.strategies.base.ingredient_streams`), so the other views' rows stay the same, and the number of
+views depends only on ``extra_negatives`` being none or not.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,8 +40,10 @@ from geocontrast.losses import NTXentLoss
 from geocontrast.models import ProjectionHead
 from geocontrast.strategies.auxiliary import auxiliary_terms
 from geocontrast.strategies.base import (
+    EmbeddingBank,
     PairBatch,
     Strategy,
+    filtered_neighbour_positives,
     ingredient_streams,
     negatives_from,
     positives_from,
@@ -45,8 +55,9 @@ class ContrastiveStrategy(Strategy):
     as shared extra negatives.
 
     Settings: ``temperature``. Options: ``positive`` (augmentation), ``extra_negatives`` (none), ``mask``
-    (False), ``near_weight`` (0), ``near_scale_km`` (None), ``near_smoothing`` (0), ``projection_dim`` (128),
-    ``projection_hidden_dim`` (512); the auxiliary terms' ``location_*`` and ``pretext_*``.
+    (False), ``near_weight`` (0), ``near_scale_km`` (None), ``near_smoothing`` (0), ``filter_temperature`` (None),
+    ``bank_refreshes_per_epoch`` (1), ``projection_dim`` (128), ``projection_hidden_dim`` (512); the auxiliary terms'
+    ``location_*`` and ``pretext_*``.
     """
 
     def __init__(self, data, settings):
@@ -61,6 +72,15 @@ class ContrastiveStrategy(Strategy):
             raise ValueError(
                 f"{section}.near_smoothing {smoothing} needs near_weight > 0: a dropped item cannot take target mass"
             )
+        self.filter_temperature = tau = self.options["filter_temperature"]
+        refreshes = self.options["bank_refreshes_per_epoch"]
+        if tau is not None and self.options["positive"] != "neighbour":
+            raise ValueError(f"{section}.filter_temperature filters neighbour positives: it needs positive neighbour")
+        if tau is not None and not tau > 0:
+            raise ValueError(f"{section}.filter_temperature must be > 0 (null: a uniform draw), got {tau}")
+        if not (isinstance(refreshes, int) and refreshes >= 1):
+            raise ValueError(f"{section}.bank_refreshes_per_epoch must be an integer >= 1, got {refreshes!r}")
+        self.bank: EmbeddingBank | None = None
         self.criterion = NTXentLoss(
             temperature=float(settings.temperature),
             false_negative_smoothing=float(smoothing),
@@ -71,15 +91,52 @@ class ContrastiveStrategy(Strategy):
     def sample(self, anchors: np.ndarray, rng: np.random.Generator) -> PairBatch:
         anchors = np.asarray(anchors, dtype=np.int64)
         positive_rng, negative_rng = ingredient_streams(rng)
-        views = {
-            "anchor": anchors,
-            "positive": positives_from(self.options["positive"], self.data, anchors, positive_rng, self.allowed),
-        }
+        views = {"anchor": anchors, "positive": self.positives(anchors, positive_rng)}
         if self.options["extra_negatives"] != "none":
             views["negative"] = negatives_from(
                 self.options["extra_negatives"], self.data, anchors, negative_rng, self.allowed, self.negative_pool()
             )
         return PairBatch(views=views, **self.masks(anchors, views.get("negative")))
+
+    def positives(self, anchors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The positive view's rows: from the ``positive`` source, appearance-filtered under ``filter_temperature``."""
+        if self.filter_temperature is None:
+            return positives_from(self.options["positive"], self.data, anchors, rng, self.allowed)
+        if self.bank is None:
+            raise RuntimeError(f"{self.name}: no embedding bank yet; call refresh(encode) first (the loop does)")
+        rows, _ = filtered_neighbour_positives(
+            self.data, anchors, rng, self.allowed, self.bank, self.filter_temperature
+        )
+        return rows
+
+    def refresh_steps(self, steps_per_epoch: int) -> tuple[int, ...]:
+        """``bank_refreshes_per_epoch`` evenly spaced steps from the epoch's start, with ``filter_temperature``."""
+        if self.filter_temperature is None:
+            return ()
+        refreshes = min(int(self.options["bank_refreshes_per_epoch"]), steps_per_epoch)
+        return tuple(sorted({i * steps_per_epoch // refreshes for i in range(refreshes)}))
+
+    def bank_rows(self) -> np.ndarray:
+        """Rows the filter compares: the anchors and the allowed rows of their neighbour-table rows."""
+        anchors, table = self.anchor_rows(), self.data.neighbours
+        is_anchor = np.zeros(self.data.n_rows, dtype=bool)
+        is_anchor[anchors] = True
+        row_of_slot = np.repeat(np.arange(self.data.n_rows), np.diff(table.indptr))
+        neighbours = table.indices[is_anchor[row_of_slot]].astype(np.int64)
+        neighbours = neighbours[neighbours >= 0]
+        if self.allowed is not None:
+            neighbours = neighbours[self.allowed[neighbours]]
+        return np.union1d(anchors, neighbours)
+
+    def refresh(self, encode: Callable[[np.ndarray], torch.Tensor]) -> int:
+        """Re-embed :meth:`bank_rows` with the current encoder (its features, before the projection head). Every
+        process encodes the whole bank, so their banks agree without communication; the images count once per
+        process in the job's images through the encoder (``encoder_images``)."""
+        if self.filter_temperature is None:
+            return 0
+        rows = self.bank_rows()
+        self.bank = EmbeddingBank.of(rows, encode(rows).float().cpu().numpy(), self.data.n_rows)
+        return int(rows.size)
 
     def masks(self, anchors: np.ndarray, negative: np.ndarray | None) -> dict:
         """``false_negatives`` (B, B) and ``extra_false_negatives`` (B, E) of a batch. An anchor is never its own

@@ -4,12 +4,16 @@ The answer to "why does a strategy win or lose" is often in its pairs: how many 
 anchor's species (or only its observer), whether geo negatives are really of other species, which pairs the
 geo-near mask removes. :func:`pair_diagnostics` counts that over a sample of the strategy's own batches, drawn
 with a separate random stream so training is unchanged, and :func:`fallback_causes` says why anchors got an
-augmented view of themselves instead of a neighbour, :func:`negative_fallbacks` why geo negatives are random
-draws, :func:`mask_coverage` how much of each anchor's contrast the geo-near mask removes, the strategy's
-auxiliary terms (``auxiliary``: :meth:`~geocontrast.strategies.base.Strategy.auxiliary_diagnostics`) what their
-targets reach, and :func:`fallback_notes` says all that in words (``notes``: results_summary.txt and the report
-list them). The training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns
-(:func:`fallback_warnings`) when every geographic positive or negative fell back, or the mask left no anchor a negative.
+augmented view of themselves instead of a neighbour (:func:`observation_fallbacks`: instead of another photo of
+their observation), :func:`negative_fallbacks` why geo negatives are random draws, :func:`mask_coverage` how much of
+each anchor's contrast the geo-near mask removes, the strategy's auxiliary terms (``auxiliary``:
+:meth:`~geocontrast.strategies.base.Strategy.auxiliary_diagnostics`) what their targets reach, and
+:func:`fallback_notes` says all that in words (``notes``: results_summary.txt and the report list them). The
+training loop writes the result as ``pairs.json`` beside ``metrics.jsonl`` and warns (:func:`fallback_warnings`)
+when every geographic positive or negative fell back, or the mask left no anchor a negative. A strategy whose
+pairs follow the encoder (``context_filtered``'s appearance filter) has them drawn after training, from the final
+encoder's embeddings (``drawn_after_training`` true): the pairs the filter has come to; early in training its
+pairs lie between those and ``context_pos``'s uniform draw.
 
 Pair kinds (each a list of (row, partner) manifest-row pairs):
 
@@ -32,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.geo.coords import chord_to_km, unit_vectors
-from geocontrast.strategies.base import PairBatch, Strategy, random_negatives
+from geocontrast.strategies.base import PairBatch, Strategy, observation_positives, random_negatives
 
 FACTS = ("species", "genus", "family", "observer_id", "observed_on")
 """Manifest columns compared between the two rows of a pair (as ``same_<column>``)."""
@@ -130,6 +134,23 @@ def fallback_causes(strategy: Strategy, anchors: np.ndarray) -> dict | None:
     }
 
 
+def observation_fallbacks(strategy: Strategy, anchors: np.ndarray) -> dict | None:
+    """Why ``observation`` positives of ``anchors`` are the anchor itself, by cause; None for other strategies.
+
+    ``single_photo`` (its observation has no other photo); ``other_photos_outside_split`` (it has others, none of
+    them allowed under ``pairs_from``)."""
+    if strategy.options.get("positive") != "observation":
+        return None
+    indptr, indices = strategy.data.observation_photos
+    others = indptr[anchors + 1] - indptr[anchors]
+    _, found = observation_positives(strategy.data, anchors, np.random.default_rng(0), strategy.allowed)
+    return {
+        "n_anchors": int(anchors.size),
+        "single_photo": int((others == 0).sum()),
+        "other_photos_outside_split": int(((others > 0) & ~found).sum()),
+    }
+
+
 def negative_fallbacks(strategy: Strategy, anchors: np.ndarray) -> dict | None:
     """How many ``geo`` negatives of ``anchors`` are random draws instead, by cause (``no_coordinates``; the
     table's ``fallback``: no candidate under its rule); None for strategies without geo negatives."""
@@ -173,22 +194,25 @@ CAUSE_TEXTS = {
     "no_coordinates": "without coordinates",
     "no_neighbour_within_r": "with no neighbour within the radius",
     "neighbours_outside_split": "with neighbours only outside the split",
+    "single_photo": "whose observation has one photo",
+    "other_photos_outside_split": "whose observation's other photos lie outside the split",
 }
 
 
 def fallback_notes(record: dict) -> list[dict]:
     """What of a pairs.json ``record``'s geographic pairs fell back, and why: one note per kind with any, each
-    ``what`` (geographic positives, geographic negatives, negatives left by the geo-near mask), ``why`` (the share
-    of sampled anchors, its causes and what they got instead) and ``every`` (true when all anchors did: the
-    strategy's pairs of that kind then carry no geography)."""
+    ``what`` (geographic positives, observation positives, geographic negatives, negatives left by the geo-near
+    mask), ``why`` (the share of sampled anchors, its causes and what they got instead) and ``every`` (true when
+    all anchors did: the strategy's pairs of that kind then carry no geography, or no other photo)."""
     rule = record.get("negative_rule") or {}
     random_km = ((record["pairs"].get("random") or {}).get("distance_km") or {}).get("p50")
     spread = "" if random_km is None else f"; its photos lie a median {random_km:.3g} km apart"
     causes_text = {**CAUSE_TEXTS, "no_candidate_under_rule": f"with no photo {negative_rule_text(rule)}{spread}"}
     notes = []
-    for key, what, instead in (
-        ("fallbacks", "geographic positives", "the anchor itself"),
-        ("negative_fallbacks", "geographic negatives", "random photos"),
+    for key, what, instead, consequence in (
+        ("fallbacks", "geographic positives", "the anchor itself", "its geographic positives carry no geography"),
+        ("observation_fallbacks", "observation positives", "the anchor itself", "it trains as augmented SimCLR"),
+        ("negative_fallbacks", "geographic negatives", "random photos", "its geographic negatives carry no geography"),
     ):
         counts = record.get(key)
         if not counts or not counts["n_anchors"]:
@@ -198,7 +222,7 @@ def fallback_notes(record: dict) -> list[dict]:
             share = sum(causes.values()) / counts["n_anchors"]
             detail = ", ".join(f"{n} {causes_text[cause]}" for cause, n in causes.items())
             why = f"{_percent(share)} of the {counts['n_anchors']} sampled anchors fell back to {instead} ({detail})"
-            notes.append(_note(what, why, share, f"its {what} carry no geography"))
+            notes.append(_note(what, why, share, consequence))
     for term, share_key, what in (
         ("location", "located_share", "the image-location term"),
         ("pretext", "targeted_share", "the geographic-cluster term"),
@@ -245,8 +269,8 @@ def _percent(share: float) -> str:
 
 def fallback_warnings(record: dict) -> list[str]:
     """Loud sentences for the notes of a pairs.json ``record`` (:func:`fallback_notes`) that concern every anchor:
-    every geographic positive or negative fell back (the strategy then trains on the anchor itself or on random
-    negatives: no geography at all), or the mask left no negative."""
+    every geographic (or observation) positive or negative fell back (the strategy then trains on the anchor itself
+    or on random negatives: no geography at all), or the mask left no negative."""
     return [f"{record['strategy']}: {note['what']}: {note['why']}" for note in fallback_notes(record) if note["every"]]
 
 
@@ -284,7 +308,9 @@ def pair_diagnostics(manifest: pd.DataFrame, strategy: Strategy, batches: list[P
         "n_batches": len(batches),
         "n_anchors": int(anchors.size),
         "pairs": summaries,
+        "drawn_after_training": strategy.follows_encoder,
         "fallbacks": fallback_causes(strategy, anchors),
+        "observation_fallbacks": observation_fallbacks(strategy, anchors),
         "negative_fallbacks": negative_fallbacks(strategy, anchors),
         "mask": mask_coverage(strategy, batches),
         "auxiliary": strategy.auxiliary_diagnostics(batches),

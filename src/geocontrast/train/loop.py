@@ -17,7 +17,11 @@ Per epoch it rewrites ``metrics.jsonl`` (one line per epoch so far, see :data:`M
 (Snakemake removes the outputs of an incomplete job before running it again) comes back whole. The end result is
 ``encoder.pt`` (:func:`geocontrast.train.checkpoint.save_encoder`), with what the job spent as its ``budget``.
 Before training it writes ``pairs.json``, the pair diagnostics of one epoch's worth of the strategy's batches
-(:mod:`geocontrast.strategies.diagnostics`), drawn from a stream of their own so the training draws are unchanged.
+(:mod:`geocontrast.strategies.diagnostics`), drawn from a stream of their own so the training draws are unchanged;
+a strategy whose pairs follow the encoder (:attr:`~geocontrast.strategies.Strategy.follows_encoder`) has them
+drawn after training instead, from its bank re-embedded by the final encoder (outside the budget, like the
+monitors). Such a strategy's bank is re-embedded before the steps it names (:func:`refresh_bank`), always at an
+epoch's start, and those images count in ``encoder_images``.
 
 Determinism: the batch order and pair draws of epoch e come from ``numpy.random.default_rng([seed, e])`` and
 the augmentations from a torch Generator seeded from (seed, e), so an interrupted and resumed run reproduces
@@ -44,7 +48,7 @@ import torch
 from tqdm import tqdm
 
 from geocontrast.atomic import write_json, write_jsonl
-from geocontrast.runtime import gather_rows
+from geocontrast.runtime import encode_rows, gather_rows
 from geocontrast.strategies import STRATEGIES
 from geocontrast.strategies.diagnostics import fallback_warnings, pair_diagnostics, sample_batches
 from geocontrast.train.budget import epoch_batches
@@ -136,7 +140,7 @@ def train(
     cache, manifest, data = load_inputs(cache_path, manifest_path, splits_path, neighbours_path, negatives_path)
     job = build_job(strategy_name, settings, Path(out_dir), ranks, cache, data)
     progress = resume(job)
-    if ranks.is_main:
+    if ranks.is_main and not job.strategy.follows_encoder:
         write_pair_diagnostics(job, manifest)
     monitor = Monitor(cache, data, settings, int(settings.resolution), ranks.device, job.amp_dtype, job.memory_format)
     start = None
@@ -148,6 +152,9 @@ def train(
         progress = record_epoch(job, progress, run, monitor, started, start)
     if not ranks.is_main:
         return job.out_dir / ENCODER
+    if job.strategy.follows_encoder:
+        refresh_bank(job)
+        write_pair_diagnostics(job, manifest)
     budget = {
         **progress.spent,
         "anchor_pool": job.budget.anchor_pool,
@@ -195,6 +202,7 @@ def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
     rng = np.random.default_rng([seed, epoch])
     generator = torch.Generator(device=job.device).manual_seed(job.ranks.augment_seed(seed * 1_000_003 + epoch))
     batches = epoch_batches(job.anchors, job.budget.batch_size, job.budget.steps_per_epoch, rng)
+    refreshes = set(job.strategy.refresh_steps(len(batches)))
     job.model.train()
     loss_sum, anchors, encoder_images = torch.zeros((), device=job.device), 0, 0
     started = time.perf_counter()
@@ -206,6 +214,8 @@ def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
         leave=False,
     )
     for index, rows in enumerate(batches):
+        if index in refreshes:
+            encoder_images += refresh_bank(job)
         loss, images = optimiser_step(job, rows, rng, generator)
         step += 1
         job.strategy.after_step(job.model["heads"], job.model["encoder"], step / job.budget.total_steps)
@@ -224,6 +234,25 @@ def run_epoch(job: Job, epoch: int, step: int) -> EpochRun:
     if job.device.type == "cuda":
         torch.cuda.synchronize()
     return EpochRun(len(batches), mean_loss, anchors, encoder_images, time.perf_counter() - started)
+
+
+def refresh_bank(job: Job) -> int:
+    """Let the strategy re-embed its bank with the current encoder (eval mode, no augmentation, no gradient; no
+    random stream is drawn, so the training draws are unchanged). Returns the images the encoders of all
+    processes saw (each process encodes the whole bank)."""
+    encoder = job.model["encoder"]
+    resolution = int(job.settings.resolution)
+
+    def encode(rows: np.ndarray) -> torch.Tensor:
+        return encode_rows(encoder, job.cache, rows, resolution, job.device, job.amp_dtype, job.memory_format)
+
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            return job.strategy.refresh(encode) * job.ranks.world_size
+    finally:
+        encoder.train(was_training)
 
 
 def optimiser_step(

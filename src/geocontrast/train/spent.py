@@ -13,7 +13,8 @@ from pathlib import Path
 
 SPENT_KEYS = ("step", "anchors_seen", "encoder_images", "wall_seconds")
 """Cumulative over the job (resumed runs included): optimiser steps; anchors drawn (global batch items);
-images through the encoder (every view of every anchor, extra negatives included); wall_seconds: time in the
+images through the encoder (every view of every anchor, extra negatives included, and the photos a strategy
+re-embeds for its bank: :meth:`geocontrast.strategies.Strategy.refresh`); wall_seconds: time in the
 epochs (steps and monitors; not start-up or checkpoint writes)."""
 PRETRAINING_FACTS = {
     "step": "pretrain_steps",
