@@ -370,6 +370,21 @@ def test_finetune_validates_every_few_epochs_and_after_the_last(tiny, tmp_path):
     assert selection["val_top1"] == max(selection["val_top1_by_epoch"].values())
 
 
+def test_the_lp_ft_head_starts_from_the_probe_of_the_configured_linear_settings(tiny, tmp_path):
+    extra = {"cache": tiny["cache"], "random_init": "cnn5", "params_json": json.dumps({"max_epochs": 1})}
+    probe = {"penalties": [0.5, 0.05], "max_iter": 20}  # evaluate.linear, not LinearSettings' defaults
+    selection = run_cli(tiny, tmp_path / "a.json", "finetune", probe_json=json.dumps(probe), **extra)["selection"]
+    assert selection["probe"]["penalties"] == [0.5, 0.05] and selection["probe"]["penalty"] in (0.5, 0.05)
+    default = run_cli(tiny, tmp_path / "b.json", "finetune", **extra)["selection"]["probe"]["penalties"]
+    assert default == sorted(LinearSettings().penalties, reverse=True)
+
+
+def test_only_the_finetune_takes_a_probe(tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(tiny, tmp_path / "a.json", "baseline", probe_json=json.dumps({"max_iter": 20}))
+    assert "--probe-json is for the finetune protocol" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def supervised_encoder(tiny, tmp_path_factory):
     """An encoder made good cheaply: supervised on every labelled train photo of the tiny world."""

@@ -52,7 +52,7 @@ def run_one(job: tuple) -> dict:
     from geocontrast.data.manifest import read_manifest
     from geocontrast.evaluate.embed import load_or_init_encoder
     from geocontrast.evaluate.protocols import _predict, eval_rows, fit_classifier
-    from geocontrast.evaluate.settings import FinetuneSettings
+    from geocontrast.evaluate.settings import FinetuneSettings, LinearSettings
     from geocontrast.metrics import top_k_accuracy
     from geocontrast.runtime import resolve_amp
 
@@ -68,7 +68,7 @@ def run_one(job: tuple) -> dict:
     device = torch.device("cpu")
     amp = resolve_amp("auto", device)
     start = time.perf_counter()
-    model, selection = fit_classifier(encoder, cache, rows, 32, settings, seed, device, amp)
+    model, selection = fit_classifier(encoder, cache, rows, 32, settings, seed, device, amp, probe=LinearSettings())
     probs = _predict(model, cache, held_out, 32, device, amp)
     return {
         "candidate": candidate,

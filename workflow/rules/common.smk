@@ -474,6 +474,12 @@ def finetune_params(wildcards):
     return json.dumps({**config["evaluate"]["finetune"], "deterministic": config["deterministic"]}, sort_keys=True)
 
 
+def linear_params():
+    """evaluate.linear as JSON: the linear probe's settings, also those of the probe a fine-tune's LP-FT head starts
+    from (a change re-runs the fine-tunes too)."""
+    return json.dumps(config["evaluate"]["linear"], sort_keys=True)
+
+
 def deterministic_flag():
     """The frozen-evaluation CLI's switch for the top-level `deterministic` key."""
     return "--deterministic" if config["deterministic"] else ""

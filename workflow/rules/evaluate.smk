@@ -97,7 +97,7 @@ rule evaluate_fusion:
         run=fusion_run_facts,
         label_fractions=joined(label_percents()),
         val_fraction=config["evaluate"]["val_fraction"],
-        linear=json.dumps(config["evaluate"]["linear"], sort_keys=True),
+        linear=linear_params(),
         prior=prior_argument,
         out_dir=output_folder,
     conda:
@@ -125,6 +125,7 @@ rule finetune:
     params:
         run=run_facts,
         protocol=finetune_params,
+        probe=linear_params(),
         val_fraction=config["evaluate"]["val_fraction"],
         source=encoder_source,
         prior=prior_argument,
@@ -137,7 +138,8 @@ rule finetune:
         "python -m geocontrast.evaluate --protocol finetune --manifest {input.manifest} --splits {input.splits}"
         " --label-fraction {wildcards.pct} --val-fraction {params.val_fraction} --cache {input.cache}"
         " {params.source} {params.prior}"
-        " --run-json {params.run:q} --params-json {params.protocol:q} --threads {threads} --out {output.json}"
+        " --run-json {params.run:q} --params-json {params.protocol:q} --probe-json {params.probe:q}"
+        " --threads {threads} --out {output.json}"
         " --classifier-out {output.classifier} > {log} 2>&1"
 
 
@@ -158,6 +160,7 @@ rule cam:
         source=cam_source,
         resolution=config["pretrain"]["resolution"],
         finetune=finetune_params,
+        probe=linear_params(),
         val_fraction=config["evaluate"]["val_fraction"],
         cam=json.dumps(config["report"]["cam"], sort_keys=True),
     conda:
@@ -169,7 +172,8 @@ rule cam:
         "python -m geocontrast.evaluate.cam --cache {input.cache} {params.source} --resolution {params.resolution}"
         " --manifest {input.manifest} --splits {input.splits} --label-fraction {wildcards.pct}"
         " --val-fraction {params.val_fraction}"
-        " --seed {wildcards.seed} --params-json {params.finetune:q} --cam-json {params.cam:q}"
+        " --seed {wildcards.seed} --params-json {params.finetune:q} --probe-json {params.probe:q}"
+        " --cam-json {params.cam:q}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -5,15 +5,16 @@
         (--encoder encoder.pt | --random-init cnn5) \\
         [--prior geoprior/probs.npy | --no-prior-reason WHY] \\
         --run-json '{"dataset": ..., "strategy": ..., "seed": 0, ...}' \\
-        [--params-json '{...}'] --out finetune_l10.json [--classifier-out finetune_l10.pt]
+        [--params-json '{...}'] [--probe-json '{...}'] --out finetune_l10.json [--classifier-out finetune_l10.pt]
 
 Protocols and what they read: ``finetune`` the image cache plus ``--encoder`` or ``--random-init``;
 ``baseline`` (most common species) neither; the frozen protocols and tasks (``linear``, ``knn``, ``<rank>_probe``,
 ``genus_pairs`` with ``--pairs``, ``mislabel``, ``clustering``) saved ``--embeddings`` (the workflow runs those
 all from one embedding, :mod:`geocontrast.evaluate.frozen`). ``--classifier-out`` keeps the fine-tuned classifier
 (:func:`geocontrast.evaluate.protocols.save_classifier`; the CAM job draws it). ``--params-json``: the
-protocol's config section (:data:`geocontrast.registry.PROTOCOLS`). ``--run-json`` carries what the row records
-about its run (:data:`geocontrast.evaluate.RUN_COLUMNS`).
+protocol's config section (:data:`geocontrast.registry.PROTOCOLS`); ``--probe-json``: the fine-tune's
+``evaluate.linear`` section, the settings of the linear probe its LP-FT head starts from. ``--run-json`` carries
+what the row records about its run (:data:`geocontrast.evaluate.RUN_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from geocontrast import registry
 from geocontrast.cli import add_val_fraction_argument, json_object
 from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header, with_reasons
-from geocontrast.evaluate.settings import section_settings
+from geocontrast.evaluate.settings import LinearSettings, section_settings
 from geocontrast.settings import Settings
 
 PROTOCOLS = ("finetune", "baseline", *FROZEN)
@@ -76,6 +77,7 @@ def evaluate(args: argparse.Namespace, run: dict, settings: Settings | None) -> 
             seed=int(run["seed"]),
             device=device,
             amp_dtype=resolve_amp("auto", device),
+            probe=args.probe,
         )
         if args.classifier_out is not None:
             protocols.save_classifier(args.classifier_out, classifier, trained["encoder"], rows.names, selection)
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, help="genus pairs (.json), for genus_pairs")
     parser.add_argument("--run-json", required=True, type=json_object, help="the run's facts as a JSON object")
     parser.add_argument("--params-json", type=json_object, default="{}", help="protocol params as a JSON object")
+    parser.add_argument(
+        "--probe-json", type=json_object, default="{}", help="finetune: evaluate.linear, the LP-FT head's probe"
+    )
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--classifier-out", type=Path, help="finetune: where to keep the fine-tuned classifier (.pt)")
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         missing.append("--encoder or --random-init")
     if args.classifier_out is not None and args.protocol != "finetune":
         parser.error("--classifier-out is for the finetune protocol")
+    if args.probe_json and args.protocol != "finetune":
+        parser.error("--probe-json is for the finetune protocol (the linear protocol takes --params-json)")
     if missing:
         parser.error(f"protocol {args.protocol} needs {' and '.join(missing)}")
     run = args.run_json
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         section = {**registry.PROTOCOLS, **registry.TASKS}.get(args.protocol)
         settings = None if section is None else section_settings(section.section, args.params_json)
+        args.probe = LinearSettings.from_mapping(args.probe_json)
     except ValueError as error:
         parser.error(str(error))
     if args.threads:

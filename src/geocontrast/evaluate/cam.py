@@ -11,7 +11,8 @@ CLI (the workflow's cam rule; one job per strategy, for the first seed at report
     python -m geocontrast.evaluate.cam --cache cache/32px.npy \\
         (--classifier finetune_l10.pt | --encoder encoder.pt | --random-init cnn5) --resolution 32 \\
         --manifest manifest.parquet --splits splits.parquet --label-fraction 10 [--val-fraction budget] \\
-        --seed 0 --params-json '{...evaluate.finetune...}' --cam-json '{"n_photos": 6, ...}' --out cam.npz
+        --seed 0 --params-json '{...evaluate.finetune...}' --probe-json '{...evaluate.linear...}' \\
+        --cam-json '{"n_photos": 6, ...}' --out cam.npz
 
 At the species rank it draws the classifier the finetune job kept (``--classifier``: the very model whose
 accuracy the results report); at a coarser ``class_rank`` it fine-tunes the encoder itself as the finetune
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from geocontrast.cli import add_encoder_arguments, add_val_fraction_argument, json_object
-from geocontrast.evaluate.settings import CamSettings, FinetuneSettings
+from geocontrast.evaluate.settings import CamSettings, FinetuneSettings, LinearSettings
 
 
 def feature_maps(encoder, images):
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     add_val_fraction_argument(parser)
     parser.add_argument("--seed", required=True, type=int, help="the run's seed, as the finetune protocol's")
     parser.add_argument("--params-json", type=json_object, default="{}", help="evaluate.finetune")
+    parser.add_argument("--probe-json", type=json_object, default="{}", help="evaluate.linear: the LP-FT head's probe")
     parser.add_argument("--cam-json", type=json_object, default="{}", help="report.cam (CamSettings)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", required=True, type=Path, help="maps (.npz)")
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cam = CamSettings.from_mapping(args.cam_json)
         finetune = FinetuneSettings.from_mapping(args.params_json)
+        probe = LinearSettings.from_mapping(args.probe_json)
     except ValueError as error:
         parser.error(str(error))
 
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         encoder, _ = load_or_init_encoder(args.encoder, args.random_init, args.seed, small_input=args.resolution < 96)
         classifier, selection = protocols.fit_classifier(
-            encoder, cache, rows, args.resolution, finetune, args.seed, device, resolve_amp("auto", device)
+            encoder, cache, rows, args.resolution, finetune, args.seed, device, resolve_amp("auto", device), probe=probe
         )
     photos = choose_photos(rows.test, rows.codes, int(cam.n_photos), int(cam.seed))
     classes = rows.codes[photos]

@@ -247,10 +247,12 @@ def finetune(
     seed: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
+    *,
+    probe: LinearSettings,
 ):
     """Fine-tune a classifier (:func:`fit_classifier`) and return (the classifier, test probabilities (n, C),
     selection record, val probabilities (n_val, C) of the restored model, for the prior's weight)."""
-    model, selection = fit_classifier(encoder, cache, rows, resolution, settings, seed, device, amp_dtype)
+    model, selection = fit_classifier(encoder, cache, rows, resolution, settings, seed, device, amp_dtype, probe=probe)
     test_probs = _predict(model, cache, rows.test, resolution, device, amp_dtype)
     return model, test_probs, selection, _predict(model, cache, rows.val, resolution, device, amp_dtype)
 
@@ -281,12 +283,14 @@ def fit_classifier(
     seed: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
+    *,
+    probe: LinearSettings,
 ) -> tuple[nn.Sequential, dict]:
     """Train encoder + linear head end to end on the labelled train rows, early-stopped on val top-1.
 
     The head starts random or, with ``head_init: linear_probe`` (LP-FT, Kumar et al. 2022), as the linear probe
-    of the encoder's frozen features (:func:`fit_probe`, the default ``evaluate.linear`` grid), whose model is
-    then validated as epoch 0. The head trains at ``lr``, the encoder at ``lr × encoder_lr_scale``. Every
+    of the encoder's frozen features (:func:`fit_probe` with ``probe``, the ``evaluate.linear`` settings), whose
+    model is then validated as epoch 0. The head trains at ``lr``, the encoder at ``lr × encoder_lr_scale``. Every
     ``val_every`` epochs (and after the last) the val top-1 is measured; training stops once ``patience`` epochs
     have passed without improvement (or at ``max_epochs``) and the weights of the best validated epoch are
     restored. Returns (the classifier ``Sequential(encoder, Linear)`` in eval mode, selection record with the
@@ -301,7 +305,7 @@ def fit_classifier(
     record, curve, best = {}, {}, (-1.0, 0, None)
     val_labels = rows.codes[rows.val]
     if settings.head_init == "linear_probe":
-        record["probe"] = _head_from_probe(model, cache, rows, resolution, device, amp_dtype)
+        record["probe"] = _head_from_probe(model, cache, rows, resolution, device, amp_dtype, probe)
         val_probs = _predict(model, cache, rows.val, resolution, device, amp_dtype)
         val_top1 = top_k_accuracy(val_probs, val_labels, ks=(1,))[1]
         curve["0"], best = val_top1, (val_top1, 0, copy.deepcopy(model.state_dict()))
@@ -344,16 +348,18 @@ def fit_classifier(
     return model.eval(), {"best_epoch": best_epoch, "val_top1": val_top1, "val_top1_by_epoch": curve, **record}
 
 
-def _head_from_probe(model: nn.Sequential, cache, rows: EvalRows, resolution, device, amp_dtype) -> dict:
-    """Set ``model``'s head to the linear probe of its encoder's frozen train features (LP-FT); returns the
-    probe's selection record."""
+def _head_from_probe(
+    model: nn.Sequential, cache, rows: EvalRows, resolution, device, amp_dtype, probe: LinearSettings
+) -> dict:
+    """Set ``model``'s head to the linear probe (``probe``: its penalties and iterations) of its encoder's frozen
+    train features (LP-FT); returns the probe's selection record."""
     model.eval()
     with torch.no_grad():
         train_x, val_x = (
             encode_rows(model[0], cache, part, resolution, device, amp_dtype).cpu().numpy()
             for part in (rows.train, rows.val)
         )
-    fit, selection = fit_probe(train_x, rows.codes[rows.train], val_x, rows.codes[rows.val], LinearSettings())
+    fit, selection = fit_probe(train_x, rows.codes[rows.train], val_x, rows.codes[rows.val], probe)
     weight, bias = probe_head(fit, rows.n_classes)
     with torch.no_grad():
         model[1].weight.copy_(weight.to(device))

@@ -119,6 +119,7 @@ class Strategy:
         """What the targets of the strategy's auxiliary terms cover over sampled ``batches``, by term (pairs.json
         ``auxiliary``); None without such terms."""
         return None
+
     def refresh_steps(self, steps_per_epoch: int) -> tuple[int, ...]:
         """Steps of an epoch (0-based) before which the loop calls :meth:`refresh`; none by default. Step 0 is
         among them whenever any is, so a run resumed at an epoch's start refreshes from the same weights."""
