@@ -37,10 +37,9 @@ def test_a_points_snakemake_call_layers_its_config_file_over_the_sweeps_and_buil
     point = sweep.points[1]
     command = snakemake_command(sweep, point, tmp_path / "p.yaml", cores="2", extra_args=["-n"])
     assert command == [
-        sys.executable, "-m", "snakemake",
+        sys.executable, "-m", "snakemake", "results/purity_aggregation0.5/comparisons.csv",
         "--configfile", "config/realistic.yaml", str(tmp_path / "p.yaml"),
         "--cores", "2", "-n",
-        "results/purity_aggregation0.5/comparisons.csv",
     ]  # fmt: skip
 
 

@@ -5,10 +5,12 @@ shares, one knob (``vary``, a dotted config key) and its ``levels``, and ``extra
 knob at the level ``extras_at``. Each point is an ordinary workflow run with its own dataset name
 (``<name>_<knob><level>`` or ``<name>_<extra>``), so its results live in ``results/<dataset>/`` and Snakemake
 caches and resumes it. ``run`` writes each point's overrides to ``results/sweeps/<name>/configs/<dataset>.yaml``
-and calls ``snakemake --configfile <configfiles> <that file> --cores N results/<dataset>/comparisons.csv`` per
-point (a file rather than ``--config``, which would pass nested numbers as strings)::
+and calls ``snakemake results/<dataset>/comparisons.csv --configfile <configfiles> <that file> --cores N`` per
+point, with the workflow profile ``make run`` would pick (a file rather than ``--config``, which would pass
+nested numbers as strings)::
 
-    python -m geocontrast.report.sweep run config/purity_sweep.yaml [--cores all] [--dry-run] [-- SNAKEMAKE-ARGS]
+    python -m geocontrast.report.sweep run config/purity_sweep.yaml [--cores all] [--profile cpu] [--dry-run] \\
+        [-- SNAKEMAKE-ARGS]
     python -m geocontrast.report.sweep summarise config/purity_sweep.yaml [--results results]
 
 ``summarise`` reads what has finished: per point, ``comparisons.csv`` (the paired Δ of each geographic strategy
@@ -144,13 +146,13 @@ def snakemake_command(
         sys.executable,
         "-m",
         "snakemake",
+        str(RESULTS / point.dataset / TARGET),  # first: options such as --quiet take the words after them
         "--configfile",
         *sweep.configfiles,
         str(config_path),
         "--cores",
         str(cores),
         *extra_args,
-        str(RESULTS / point.dataset / TARGET),
     ]
 
 
@@ -302,6 +304,10 @@ def percent(value: float, digits: int = 1) -> str:
     return "–" if not np.isfinite(value) else f"{100 * value:.{digits}f}"
 
 
+def bound(value: float) -> str:
+    return "open" if not np.isfinite(value) else percent(value, 2)
+
+
 def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missing: list[str]) -> str:
     """sweep.md: the table in percent, the crossovers and the points not finished yet."""
     knob = sweep.vary.split(".")[-1]
@@ -321,10 +327,15 @@ def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missi
             f"| {percent(row.random_purity, 2)} | {percent(row.self_share)} | {percent(row.diff)} | {interval} "
             f"| {row.n_pairs} | {row.verdict} |"
         )
-    lines += ["", "Crossover (purity % where Δ reaches 0, and where its interval covers 0 around it):", ""]
+    lines += [
+        "",
+        "Crossover (purity % where Δ reaches 0, and where its interval covers 0 around it; open: it still covers 0 "
+        "at that end of the sweep):",
+        "",
+    ]
     for row in found.itertuples(index=False):
         where = (
-            f"{percent(row.purity, 2)} % [{percent(row.low, 2)}, {percent(row.high, 2)}]"
+            f"{percent(row.purity, 2)} % [{bound(row.low)}, {bound(row.high)}]"
             + (f", first of {row.crossings}" if row.crossings > 1 else "")
             if row.crossings
             else "none in the measured range"
@@ -341,7 +352,7 @@ def sweep_figure(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, *, figu
     points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogFormatter
 
     protocols = protocol_order(table["protocol"])
     measured = 100 * table.loc[table["extra"] == "", "purity"]
@@ -373,6 +384,7 @@ def sweep_figure(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, *, figu
                 ax.axvline(100 * row.purity, color=colour, linewidth=1.0, linestyle=":", zorder=2)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # labels 2, 3, 5 only on a narrow range
         ax.set_title(protocol_title(protocol))
         ax.set_xlabel("context positives of the anchor's species (%)")
         ax.set_ylabel(f"Δ top-1 vs {sweep.reference} (points)")
