@@ -42,6 +42,7 @@ import yaml
 from geocontrast.atomic import atomic_path
 from geocontrast.report.panels import finish_figure, panel_grid, protocol_order, protocol_title
 from geocontrast.report.style import plt, save_figure, strategy_colour
+from geocontrast.settings import merged_config
 
 GEOGRAPHIC = ("context_pos", "context_pos_neg")
 """The strategies whose Δ against the reference the sweep maps."""
@@ -97,14 +98,6 @@ class Crossover:
     crossings: int
 
 
-def merged(base: dict, update: dict) -> dict:
-    """``update`` over ``base``, section by section, as Snakemake merges config files."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
 def nested(dotted: str, value) -> dict:
     """``{"a": {"b": value}}`` for ``"a.b"``."""
     for key in reversed(dotted.split(".")):
@@ -118,8 +111,8 @@ def parse_sweep(spec: dict) -> Sweep:
     knob = vary.split(".")[-1]
 
     def point(dataset: str, level: float, extra: str | None, overrides: dict) -> Point:
-        config = merged(merged(common, nested(vary, level)), overrides)
-        return Point(dataset, level, extra, merged(config, {"dataset": {"name": dataset}}))
+        config = merged_config(merged_config(common, nested(vary, level)), overrides)
+        return Point(dataset, level, extra, merged_config(config, {"dataset": {"name": dataset}}))
 
     points = [point(f"{name}_{knob}{level:g}", level, None, {}) for level in spec["levels"]]
     extras_at = spec.get("extras_at", spec["levels"][0])
@@ -250,7 +243,9 @@ def zero_crossings(t: np.ndarray, y: np.ndarray) -> list[float]:
     return sorted(found)
 
 
-def crossover(purity: Sequence[float], diff: Sequence[float], low: Sequence[float], high: Sequence[float]):
+def crossover(
+    purity: Sequence[float], diff: Sequence[float], low: Sequence[float], high: Sequence[float]
+) -> Crossover | None:
     """Where Δ crosses 0 along the sweep, or None where it keeps one sign over the measured purities.
 
     The curve joins the points (sorted by purity) with straight lines in log purity, as the figure draws them;
