@@ -27,7 +27,7 @@ from geocontrast.evaluate.settings import (
 )
 from geocontrast.prior.model import PriorSettings
 from geocontrast.results.compare import CompareSettings
-from geocontrast.settings import Settings
+from geocontrast.settings import Settings, merged_config
 from geocontrast.train.settings import PretrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,3 +276,12 @@ def test_config_readme_lists_every_registered_strategy_with_its_option_defaults(
             assert documented(given[option]) == default, (
                 f"config/README.md gives {name}'s `{option}` {given[option]}, the registry {default!r}"
             )
+
+
+def test_a_later_config_replaces_only_the_keys_it_names_section_by_section():
+    base = {"world": {"seed": 0, "taxonomy": {"n_orders": 4, "families_per_order": 2}}, "pretrain": {"seeds": [0]}}
+    update = {"world": {"taxonomy": {"n_orders": 20}}, "pretrain": {"seeds": [0, 1]}}
+    assert merged_config(base, update) == {
+        "world": {"seed": 0, "taxonomy": {"n_orders": 20, "families_per_order": 2}},
+        "pretrain": {"seeds": [0, 1]},
+    }

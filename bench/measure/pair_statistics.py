@@ -36,21 +36,13 @@ def load_config(path: Path) -> dict:
     import yaml
     from snakemake.utils import validate
 
-    config = _merged(
+    from geocontrast.settings import merged_config
+
+    config = merged_config(
         yaml.safe_load((REPO / "config" / "config.yaml").read_text()), yaml.safe_load(Path(path).read_text())
     )
     validate(config, str(REPO / "workflow" / "schemas" / "config.schema.json"))
     return config
-
-
-def _merged(base: dict, update: dict) -> dict:
-    """``update`` over ``base``, section by section, as Snakemake merges config files."""
-    merged = dict(base)
-    for key, value in update.items():
-        merged[key] = (
-            _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        )
-    return merged
 
 
 def pair_statistics(config: dict, draws: int = 16, seed: int = 0) -> dict:

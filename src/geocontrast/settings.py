@@ -112,3 +112,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {name: plain(item) for name, item in value.items()}
     return value
+
+
+def merged_config(base: Mapping, update: Mapping) -> dict:
+    """``update`` over ``base``, section by section, as Snakemake merges config files (``--configfile a b``)."""
+    out = dict(base)
+    for key, value in update.items():
+        nested = isinstance(value, Mapping) and isinstance(base.get(key), Mapping)
+        out[key] = merged_config(base[key], value) if nested else value
+    return out

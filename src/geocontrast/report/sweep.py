@@ -1,0 +1,458 @@
+"""The map of when geography helps: a sweep of the world's local aggregation, its table, its crossover and figure.
+
+A sweep file (``config/purity_sweep.yaml``) names the configs every point is built on, the overrides every point
+shares, one knob (``vary``, a dotted config key) and its ``levels``, and ``extras``: points that change one more
+knob at the level ``extras_at``. Each point is an ordinary workflow run with its own dataset name
+(``<name>_<knob><level>`` or ``<name>_<extra>``), so its results live in ``results/<dataset>/`` and Snakemake
+caches and resumes it. ``run`` writes each point's overrides to ``results/sweeps/<name>/configs/<dataset>.yaml``
+and calls ``snakemake results/<dataset>/comparisons.csv --configfile <configfiles> <that file> --cores N`` per
+point, with the workflow profile ``make run`` would pick (a file rather than ``--config``, which would pass
+nested numbers as strings)::
+
+    python -m geocontrast.report.sweep run config/purity_sweep.yaml [--cores all] [--profile cpu] [--dry-run] \\
+        [-- SNAKEMAKE-ARGS]
+    python -m geocontrast.report.sweep summarise config/purity_sweep.yaml [--results results]
+
+``summarise`` reads what has finished: per point, ``comparisons.csv`` (the paired Δ of each geographic strategy
+against the reference, with its interval) and the ``pairs.json`` of each strategy's pretraining seeds (the
+measured purity of the context positives the runs used: ``pairs.positive.same_species``, over the positives that
+are another photo; anchors that fell back to themselves are ``self_share``). It writes
+``results/sweeps/<name>/sweep.csv`` and ``sweep.md`` (one row per point, strategy and protocol) and ``sweep.png``
+(and .svg): Δ top-1 against measured purity, a panel per protocol, with the crossover of each strategy's curve
+(:func:`crossover`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from geocontrast.atomic import atomic_path
+from geocontrast.report.panels import finish_figure, panel_grid, protocol_order, protocol_title
+from geocontrast.report.style import plt, save_figure, strategy_colour
+from geocontrast.settings import merged_config
+
+GEOGRAPHIC = ("context_pos", "context_pos_neg")
+"""The strategies whose Δ against the reference the sweep maps."""
+RESULTS = Path("results")
+"""The workflow's results folder, relative to the folder Snakemake runs in."""
+TARGET = "comparisons.csv"
+"""What each point's Snakemake run builds (its pretraining, with the pairs.json, comes with it)."""
+EXTRA_MARKERS = ("s", "D", "^", "v", "P", "X")
+EXTRA_NUDGE = 1.12
+"""The k-th extra is drawn at its purity x EXTRA_NUDGE**k (k from 1): the extras change no pair share, so they
+would hide behind the curve's point of their level."""
+TABLE_COLUMNS = [
+    "dataset", "level", "extra", "strategy", "protocol", "purity", "random_purity", "self_share", "pair_seeds",
+    "diff", "low", "high", "n_pairs", "verdict",
+]  # fmt: skip
+"""sweep.csv: one row per (point, strategy, protocol); shares and differences are fractions."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One workflow run of a sweep: its dataset, the knob's level, the extra it changes (None on the curve) and
+    its overrides of the sweep's configfiles."""
+
+    dataset: str
+    level: float
+    extra: str | None
+    config: dict
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    configfiles: list[str]
+    vary: str
+    points: list[Point]
+    reference: str
+    label_fraction: float
+
+    @property
+    def folder(self) -> Path:
+        """Where the figure, the table and the points' config files go (under the results folder)."""
+        return Path("sweeps") / self.name
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where a Δ curve crosses 0: ``purity`` (the first crossing), and ``low``/``high``, the purities between
+    which the interval covers 0 around it (NaN: the interval still covers 0 at that end of the sweep)."""
+
+    purity: float
+    low: float
+    high: float
+    crossings: int
+
+
+def nested(dotted: str, value) -> dict:
+    """``{"a": {"b": value}}`` for ``"a.b"``."""
+    for key in reversed(dotted.split(".")):
+        value = {key: value}
+    return value
+
+
+def parse_sweep(spec: dict) -> Sweep:
+    """The points of a sweep file (module docstring): the levels in order, then the extras at ``extras_at``."""
+    name, vary, common = spec["name"], spec["vary"], spec.get("config", {})
+    knob = vary.split(".")[-1]
+
+    def point(dataset: str, level: float, extra: str | None, overrides: dict) -> Point:
+        config = merged_config(merged_config(common, nested(vary, level)), overrides)
+        return Point(dataset, level, extra, merged_config(config, {"dataset": {"name": dataset}}))
+
+    points = [point(f"{name}_{knob}{level:g}", level, None, {}) for level in spec["levels"]]
+    extras_at = spec.get("extras_at", spec["levels"][0])
+    points += [point(f"{name}_{extra}", extras_at, extra, over) for extra, over in spec.get("extras", {}).items()]
+    return Sweep(
+        name=name,
+        configfiles=list(spec.get("configfiles", [])),
+        vary=vary,
+        points=points,
+        reference=common.get("compare", {}).get("reference", "augmented"),
+        label_fraction=float(spec.get("label_fraction", 10)),
+    )
+
+
+def read_sweep(path: Path) -> Sweep:
+    return parse_sweep(yaml.safe_load(Path(path).read_text()))
+
+
+def snakemake_command(
+    sweep: Sweep, point: Point, config_path: Path, *, cores: str = "all", extra_args: Sequence[str] = ()
+) -> list[str]:
+    """The Snakemake call that builds ``point``'s comparisons (run from the folder holding config/config.yaml)."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        str(RESULTS / point.dataset / TARGET),  # first: options such as --quiet take the words after them
+        "--configfile",
+        *sweep.configfiles,
+        str(config_path),
+        "--cores",
+        str(cores),
+        *extra_args,
+    ]
+
+
+def run_sweep(sweep: Sweep, *, cores: str = "all", dry_run: bool = False, extra_args: Sequence[str] = ()) -> int:
+    """Each point's overrides written to its config file, then its Snakemake run, one after another, from the
+    current folder (the workflow's); stops at the first point that fails (its return code)."""
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    for point in sweep.points:
+        config_path = RESULTS / sweep.folder / "configs" / f"{point.dataset}.yaml"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(config_path) as partial:
+            partial.write_text(yaml.safe_dump(point.config, sort_keys=False))
+        arguments = [*extra_args, *(["-n"] if dry_run else [])]
+        command = snakemake_command(sweep, point, config_path, cores=cores, extra_args=arguments)
+        print(" ".join(command), flush=True)
+        code = subprocess.run(command, env=env).returncode
+        if code != 0:
+            print(f"{point.dataset}: snakemake failed ({code})", file=sys.stderr)
+            return code
+    return 0
+
+
+def pair_purity(folder: Path, strategy: str) -> dict:
+    """Mean over ``strategy``'s pretraining seeds in ``folder`` (a point's results) of its pairs.json shares:
+    ``purity`` (positives of the anchor's species), ``random_purity`` (random pairs of it), ``self_share``
+    (anchors whose positive fell back to themselves) and ``pair_seeds`` (the pairs.json files read)."""
+    records = [
+        json.loads(path.read_text()) for path in sorted((folder / "pretrain" / strategy).glob("seed*/pairs.json"))
+    ]
+
+    def mean(kind: str, share: str) -> float:
+        values = [(record["pairs"].get(kind) or {}).get(share) for record in records]
+        values = [value for value in values if value is not None]
+        return float(np.mean(values)) if values else math.nan
+
+    return {
+        "purity": mean("positive", "same_species"),
+        "random_purity": mean("random", "same_species"),
+        "self_share": mean("positive", "self_share"),
+        "pair_seeds": len(records),
+    }
+
+
+def point_rows(point: Point, folder: Path, reference: str, label_fraction: float, metric: str = "top1") -> pd.DataFrame:
+    """A finished point's rows: per geographic strategy and protocol, the paired Δ ``metric`` against
+    ``reference`` at ``label_fraction`` % labels from its comparisons.csv, beside its strategy's :func:`pair_purity`."""
+    comparisons = pd.read_csv(folder / TARGET)
+    chosen = comparisons[
+        (comparisons["reference"] == reference)
+        & comparisons["strategy"].isin(GEOGRAPHIC)
+        & (comparisons["metric"] == metric)
+        & np.isclose(comparisons["label_fraction"], label_fraction)
+    ]
+    purity = {strategy: pair_purity(folder, strategy) for strategy in chosen["strategy"].unique()}
+    rows = [
+        {
+            "dataset": point.dataset,
+            "level": point.level,
+            "extra": point.extra or "",
+            "strategy": row.strategy,
+            "protocol": row.protocol,
+            **purity[row.strategy],
+            "diff": row.diff,
+            "low": row.low,
+            "high": row.high,
+            "n_pairs": row.n_pairs,
+            "verdict": row.verdict,
+        }
+        for row in chosen.itertuples(index=False)
+    ]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def sweep_table(sweep: Sweep, results: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of every point whose comparisons.csv exists under ``results``, in the sweep's order, and the
+    datasets of the points not finished yet."""
+    frames, missing = [], []
+    for point in sweep.points:
+        folder = results / point.dataset
+        if (folder / TARGET).exists():
+            frames.append(point_rows(point, folder, sweep.reference, sweep.label_fraction))
+        else:
+            missing.append(point.dataset)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLE_COLUMNS)
+    return table, missing
+
+
+def zero_crossings(t: np.ndarray, y: np.ndarray) -> list[float]:
+    """The t where the piecewise-linear curve through (t, y) reaches 0: each point with y = 0, and the linear
+    interpolation inside each segment whose ends have opposite signs."""
+    found = [float(t[i]) for i in range(len(t)) if y[i] == 0]
+    for i in range(len(t) - 1):
+        if y[i] * y[i + 1] < 0:
+            found.append(float(t[i] + (t[i + 1] - t[i]) * y[i] / (y[i] - y[i + 1])))
+    return sorted(found)
+
+
+def crossover(
+    purity: Sequence[float], diff: Sequence[float], low: Sequence[float], high: Sequence[float]
+) -> Crossover | None:
+    """Where Δ crosses 0 along the sweep, or None where it keeps one sign over the measured purities.
+
+    The curve joins the points (sorted by purity) with straight lines in log purity, as the figure draws them;
+    points without a finite Δ or a positive purity are left out. The crossover is its first zero (``crossings``
+    counts them all). Its interval joins the interval bounds the same way: it is the stretch of purity around the
+    crossover where the interpolated interval covers 0, ended on each side by the nearest zero of either bound's
+    curve (below it geography surely hurts, above it surely helps, or the reverse). An end where the interval
+    still covers 0 at the last measured purity, or where the points have no intervals, is NaN: the sweep does not
+    bound the crossover on that side.
+    """
+    frame = pd.DataFrame({"purity": purity, "diff": diff, "low": low, "high": high}).astype(float)
+    frame = frame[np.isfinite(frame["diff"]) & (frame["purity"] > 0)].sort_values("purity")
+    t = np.log10(frame["purity"].to_numpy())
+    roots = zero_crossings(t, frame["diff"].to_numpy())
+    if not roots:
+        return None
+    root = roots[0]
+    bounded = frame[np.isfinite(frame["low"]) & np.isfinite(frame["high"])]
+    tb = np.log10(bounded["purity"].to_numpy())
+    ends = [*zero_crossings(tb, bounded["low"].to_numpy()), *zero_crossings(tb, bounded["high"].to_numpy())]
+    below = [end for end in ends if end <= root]
+    above = [end for end in ends if end >= root]
+    return Crossover(
+        purity=10**root,
+        low=10 ** max(below) if below else math.nan,
+        high=10 ** min(above) if above else math.nan,
+        crossings=len(roots),
+    )
+
+
+def crossovers(table: pd.DataFrame) -> pd.DataFrame:
+    """The :func:`crossover` of each (strategy, protocol) curve of the level points (extras left out)."""
+    rows = []
+    curves = table[table["extra"] == ""]
+    for (strategy, protocol), curve in curves.groupby(["strategy", "protocol"], sort=False):
+        found = crossover(curve["purity"], curve["diff"], curve["low"], curve["high"])
+        rows.append(
+            {
+                "strategy": strategy,
+                "protocol": protocol,
+                "purity": found.purity if found else math.nan,
+                "low": found.low if found else math.nan,
+                "high": found.high if found else math.nan,
+                "crossings": found.crossings if found else 0,
+            }
+        )
+    return pd.DataFrame(rows, columns=["strategy", "protocol", "purity", "low", "high", "crossings"])
+
+
+def percent(value: float, digits: int = 1) -> str:
+    return "–" if not np.isfinite(value) else f"{100 * value:.{digits}f}"
+
+
+def bound(value: float) -> str:
+    return "open" if not np.isfinite(value) else percent(value, 2)
+
+
+def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missing: list[str]) -> str:
+    """sweep.md: the table in percent, the crossovers and the points not finished yet."""
+    knob = sweep.vary.split(".")[-1]
+    lines = [
+        f"Δ top-1 (points) of each geographic strategy − {sweep.reference} at {sweep.label_fraction:g} % labels, "
+        f"against the measured purity of its context positives (% of positives of the anchor's species; random "
+        f"pairs beside it). `{sweep.vary}` sets each level; an extra changes one more knob.",
+        "",
+        f"| {knob} | extra | strategy | protocol | purity % | random pairs % | self % | Δ | interval | replicates |"
+        " verdict |",
+        "|---:|:---|:---|:---|---:|---:|---:|---:|:---|---:|:---|",
+    ]
+    for row in table.itertuples(index=False):
+        interval = "–" if not np.isfinite(row.low) else f"[{percent(row.low)}, {percent(row.high)}]"
+        lines.append(
+            f"| {row.level:g} | {row.extra or '–'} | {row.strategy} | {row.protocol} | {percent(row.purity, 2)} "
+            f"| {percent(row.random_purity, 2)} | {percent(row.self_share)} | {percent(row.diff)} | {interval} "
+            f"| {row.n_pairs} | {row.verdict} |"
+        )
+    lines += [
+        "",
+        "Crossover (purity % where Δ reaches 0, and where its interval covers 0 around it; open: it still covers 0 "
+        "at that end of the sweep):",
+        "",
+    ]
+    for row in found.itertuples(index=False):
+        where = (
+            f"{percent(row.purity, 2)} % [{bound(row.low)}, {bound(row.high)}]"
+            + (f", first of {row.crossings}" if row.crossings > 1 else "")
+            if row.crossings
+            else "none in the measured range"
+        )
+        lines.append(f"- {row.strategy}, {row.protocol}: {where}")
+    if missing:
+        lines += ["", f"Not finished yet: {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_figure(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, *, figure_width_in: float = 7.0) -> plt.Figure:
+    """Δ top-1 (points) against measured purity (log), a panel per protocol: each geographic strategy's levels
+    joined, with their intervals, the zero line, the crossover (dotted) with its interval (shaded), and the extra
+    points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, LogFormatter
+
+    protocols = protocol_order(table["protocol"])
+    measured = 100 * table.loc[table["extra"] == "", "purity"]
+    figure, axes, _ = panel_grid(max(1, len(protocols)), figure_width_in, 0.55, 2)
+    extras = list(dict.fromkeys(table.loc[table["extra"] != "", "extra"]))
+    markers = dict(zip(extras, EXTRA_MARKERS))
+    nudges = {"": 1.0, **{extra: EXTRA_NUDGE ** (k + 1) for k, extra in enumerate(extras)}}
+    for ax, protocol in zip(axes, protocols):
+        panel = table[table["protocol"] == protocol]
+        ax.axhline(0, color="0.35", linewidth=0.8, linestyle="--", zorder=1)
+        for strategy, rows in panel.groupby("strategy", sort=False):
+            colour = strategy_colour(strategy)
+            for extra, points in rows.groupby("extra", sort=False):
+                points = points.sort_values("purity")
+                errors = 100 * np.abs(points[["low", "high"]].to_numpy().T - points["diff"].to_numpy())
+                style = (
+                    {"marker": "o", "linestyle": "-", "markerfacecolor": colour}
+                    if extra == ""
+                    else {"marker": markers[extra], "linestyle": "none", "markerfacecolor": "white"}
+                )
+                x, y = 100 * points["purity"] * nudges[extra], 100 * points["diff"]
+                errors = np.nan_to_num(errors)  # a point without an interval is drawn without a bar
+                ax.errorbar(x, y, yerr=errors, color=colour, markersize=5, linewidth=1.2, capsize=2, zorder=3, **style)
+            cross = found[(found["strategy"] == strategy) & (found["protocol"] == protocol)]
+            for row in cross[cross["crossings"] > 0].itertuples(index=False):
+                low = 100 * row.low if np.isfinite(row.low) else measured.min()
+                high = 100 * row.high if np.isfinite(row.high) else measured.max()
+                ax.axvspan(low, high, color=colour, alpha=0.12, linewidth=0, zorder=0)
+                ax.axvline(100 * row.purity, color=colour, linewidth=1.0, linestyle=":", zorder=2)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # labels 2, 3, 5 only on a narrow range
+        ax.set_title(protocol_title(protocol))
+        ax.set_xlabel("context positives of the anchor's species (%)")
+        ax.set_ylabel(f"Δ top-1 vs {sweep.reference} (points)")
+    strategies = list(dict.fromkeys(table["strategy"]))
+    handles = [Line2D([], [], color=strategy_colour(s), marker="o", label=s) for s in strategies]
+    knob, levels = sweep.vary.split(".")[-1], table.groupby("extra")["level"].first()
+    handles += [
+        Line2D([], [], color="0.3", marker=markers[e], ls="none", mfc="white", label=f"{e} ({knob} {levels[e]:g})")
+        for e in extras
+    ]
+    handles.append(Patch(color="0.3", alpha=0.2, label="crossover (dotted), its interval"))
+    counts = sorted(set(table["n_pairs"]))
+    n = "no" if not counts else f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}\u2013{counts[-1]}"
+    title = (
+        f"When geography helps: Δ top-1 at {sweep.label_fraction:g} % labels against the purity of context "
+        f"positives ({sweep.vary} swept; mean over {n} replicates with its interval)"
+    )
+    return finish_figure(figure, handles, [h.get_label() for h in handles], "", title)
+
+
+def summarise(sweep: Sweep, results: Path) -> list[Path]:
+    """Write sweep.csv, sweep.md and sweep.png (and .svg) of what has finished; returns the paths."""
+    table, missing = sweep_table(sweep, results)
+    found = crossovers(table)
+    folder = results / sweep.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "sweep.csv") as partial:
+        table.to_csv(partial, index=False)
+    with atomic_path(folder / "sweep.md") as partial:
+        partial.write_text(sweep_markdown(sweep, table, found, missing))
+    written = [folder / "sweep.csv", folder / "sweep.md"]
+    if not table.empty:
+        written += save_figure(sweep_figure(sweep, table, found), folder / "sweep.png")
+    for dataset in missing:
+        print(f"{dataset}: not finished ({results / dataset / TARGET} missing)", file=sys.stderr)
+    return written
+
+
+def default_profile() -> str:
+    """The workflow profile ``make run`` picks: ``cpu`` where ``nvidia-smi -L`` finds no GPU, else ``default``."""
+    if shutil.which("nvidia-smi") is None:
+        return "cpu"
+    return "default" if subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0 else "cpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, snakemake_args = argv[:split], argv[split + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m geocontrast.report.sweep",
+        description=__doc__.splitlines()[0],
+        epilog="run: the arguments after -- go to every snakemake call",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the workflow for every point (snakemake per point)")
+    summary = commands.add_parser("summarise", help="table and figure of the finished points")
+    for sub in (run, summary):
+        sub.add_argument("sweep", type=Path, help="sweep file, e.g. config/purity_sweep.yaml")
+    run.add_argument("--cores", default="all")
+    run.add_argument("--profile", help="workflow profile under profiles/ (default: as make run picks)")
+    run.add_argument("--dry-run", action="store_true", help="plan every point (snakemake -n)")
+    summary.add_argument("--results", type=Path, default=RESULTS, help="the workflow's results folder")
+    args = parser.parse_args(argv)
+    sweep = read_sweep(args.sweep)
+    if args.command == "run":
+        profile = ["--workflow-profile", f"profiles/{args.profile or default_profile()}"]
+        return run_sweep(sweep, cores=args.cores, dry_run=args.dry_run, extra_args=[*profile, *snakemake_args])
+    if snakemake_args:
+        parser.error("summarise takes no snakemake arguments")
+    print("\n".join(map(str, summarise(sweep, args.results))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The purity sweep: its points and Snakemake calls, its table from finished points, and the crossover finder."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pandas as pd
+import pytest
+
+from geocontrast.report.sweep import crossover, parse_sweep, snakemake_command, summarise, sweep_table
+from geocontrast.results.compare import COLUMNS
+
+SPEC = {
+    "name": "purity",
+    "configfiles": ["config/realistic.yaml"],
+    "config": {"world": {"aggregation_km": 20}, "pretrain": {"seeds": [0, 1, 2]}},
+    "vary": "world.aggregation",
+    "levels": [0, 0.5],
+    "extras_at": 0,
+    "extras": {"observer_style": {"world": {"observer_style": 1}}},
+}
+
+
+def test_each_level_and_extra_is_its_own_dataset_with_its_overrides():
+    points = parse_sweep(SPEC).points
+    assert [p.dataset for p in points] == ["purity_aggregation0", "purity_aggregation0.5", "purity_observer_style"]
+    assert points[1].config["world"] == {"aggregation_km": 20, "aggregation": 0.5}
+    assert points[2].config["world"] == {"aggregation_km": 20, "aggregation": 0, "observer_style": 1}
+    assert points[2].config["dataset"] == {"name": "purity_observer_style"}
+    assert points[2].config["pretrain"] == {"seeds": [0, 1, 2]}
+
+
+def test_a_points_snakemake_call_layers_its_config_file_over_the_sweeps_and_builds_its_comparisons(tmp_path):
+    sweep = parse_sweep(SPEC)
+    point = sweep.points[1]
+    command = snakemake_command(sweep, point, tmp_path / "p.yaml", cores="2", extra_args=["-n"])
+    assert command == [
+        sys.executable, "-m", "snakemake", "results/purity_aggregation0.5/comparisons.csv",
+        "--configfile", "config/realistic.yaml", str(tmp_path / "p.yaml"),
+        "--cores", "2", "-n",
+    ]  # fmt: skip
+
+
+def comparison(strategy, diff, *, reference="augmented", protocol="linear", metric="top1", label_fraction=10.0):
+    row = dict.fromkeys(COLUMNS, math.nan)
+    row |= {"reference": reference, "strategy": strategy, "protocol": protocol, "metric": metric}
+    row |= {"label_fraction": label_fraction, "n_pairs": 3, "diff": diff, "low": diff - 0.02, "high": diff + 0.02}
+    return row | {"verdict": "unresolved"}
+
+
+def write_point(folder, rows, purity):
+    """A finished point: its comparisons.csv and, per strategy, two seeds' pairs.json with the given purities."""
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(folder / "comparisons.csv", index=False)
+    for strategy, shares in purity.items():
+        for seed, share in enumerate(shares):
+            path = folder / "pretrain" / strategy / f"seed{seed}" / "pairs.json"
+            path.parent.mkdir(parents=True)
+            pairs = {"positive": {"same_species": share, "self_share": 0.1}, "random": {"same_species": 0.004}}
+            path.write_text(json.dumps({"pairs": pairs}))
+
+
+def test_the_table_has_each_finished_points_geographic_deltas_beside_the_measured_purity(tmp_path):
+    others = [
+        comparison("context_pos", 0.5, reference="random_init"),
+        comparison("context_pos", 0.5, metric="top5"),
+        comparison("context_pos", 0.5, label_fraction=100.0),
+    ]
+    write_point(
+        tmp_path / "purity_aggregation0",
+        [comparison("context_pos", -0.1), comparison("context_pos", -0.08, protocol="knn"), *others],
+        {"context_pos": [0.01, 0.02]},
+    )
+    write_point(
+        tmp_path / "purity_aggregation0.5",
+        [comparison("context_pos", 0.03), comparison("context_pos_neg", 0.05)],
+        {"context_pos": [0.3, 0.5], "context_pos_neg": [0.4, 0.4]},
+    )
+    table, missing = sweep_table(parse_sweep(SPEC), tmp_path)
+    assert missing == ["purity_observer_style"]
+    assert list(zip(table["dataset"], table["strategy"], table["protocol"])) == [
+        ("purity_aggregation0", "context_pos", "linear"),
+        ("purity_aggregation0", "context_pos", "knn"),
+        ("purity_aggregation0.5", "context_pos", "linear"),
+        ("purity_aggregation0.5", "context_pos_neg", "linear"),
+    ]
+    assert table["purity"].tolist() == pytest.approx([0.015, 0.015, 0.4, 0.4])
+    assert table["diff"].tolist() == pytest.approx([-0.1, -0.08, 0.03, 0.05])
+    assert table["pair_seeds"].tolist() == [2, 2, 2, 2]
+
+
+def test_summarise_writes_the_table_and_figure_of_what_has_finished(tmp_path):
+    write_point(tmp_path / "purity_aggregation0", [comparison("context_pos", -0.1)], {"context_pos": [0.01]})
+    write_point(tmp_path / "purity_aggregation0.5", [comparison("context_pos", 0.1)], {"context_pos": [0.4]})
+    written = summarise(parse_sweep(SPEC), tmp_path)
+    assert all(path.exists() for path in written)
+    assert {path.name for path in written} == {"sweep.csv", "sweep.md", "sweep.png", "sweep.svg"}
+    assert "Not finished yet: purity_observer_style" in (tmp_path / "sweeps" / "purity" / "sweep.md").read_text()
+
+
+def test_a_delta_that_crosses_once_gives_its_purity_and_where_its_interval_covers_zero():
+    # log10 purity -2, -1, 0; Δ reaches 0 halfway between the last two, the bounds a quarter either side
+    found = crossover([0.01, 0.1, 1.0], [-0.04, -0.02, 0.02], [-0.05, -0.03, 0.01], [-0.03, -0.01, 0.03])
+    assert found.purity == pytest.approx(10**-0.5)
+    assert found.low == pytest.approx(10**-0.75)
+    assert found.high == pytest.approx(10**-0.25)
+    assert found.crossings == 1
+
+
+def test_the_points_are_joined_in_order_of_purity():
+    found = crossover([1.0, 0.01, 0.1], [0.02, -0.04, -0.02], [0.01, -0.05, -0.03], [0.03, -0.03, -0.01])
+    assert found.purity == pytest.approx(10**-0.5)
+
+
+def test_a_delta_of_one_sign_has_no_crossover():
+    assert crossover([0.01, 0.1, 1.0], [-0.1, -0.05, -0.01], [-0.2, -0.1, -0.03], [0.0, 0.02, 0.01]) is None
+
+
+def test_an_interval_that_covers_zero_everywhere_leaves_the_crossover_unbounded():
+    found = crossover([0.01, 0.1, 1.0], [-0.01, 0.01, 0.02], [-0.1, -0.1, -0.1], [0.1, 0.1, 0.1])
+    assert found.purity == pytest.approx(10**-1.5)
+    assert math.isnan(found.low) and math.isnan(found.high)
