@@ -224,6 +224,14 @@ def test_training_curves_average_seeds_with_a_band(tmp_path):
     assert_png(save_figure(figure, tmp_path / "training_curves.png")[0])
 
 
+def test_every_registered_strategy_and_baseline_has_a_colour_of_its_own():
+    from geocontrast.registry import STRATEGIES
+
+    names = [*STRATEGIES, "random_init", "most_common"]
+    assert set(names) <= set(STRATEGY_COLOURS)
+    assert len({STRATEGY_COLOURS[name] for name in names}) == len(names)
+
+
 def test_a_run_pretrained_at_a_label_budget_is_its_own_curve_in_its_strategys_colour(tmp_path):
     paths = []
     for folder in ("supervised/seed0/l10", "supervised/seed0/l50", "supervised/seed1/l50", "augmented/seed1"):

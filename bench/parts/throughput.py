@@ -164,6 +164,9 @@ def build_cases(data: Data, strategies: list[str], plan: Plan) -> list[Case]:
     cases = []
     for name in strategies:
         strategy = build_strategy(name, tables, loop_settings("cnn5", 64))  # rows: any encoder
+        if strategy.follows_encoder:  # its pairs come from an embedding bank: any features give rows to time
+            features = torch.Generator().manual_seed(0)
+            strategy.refresh(lambda rows: torch.randn(len(rows), 256, generator=features))
         anchors = strategy.anchor_rows()
         batch_size = min(BATCH, anchors.size)
         batch = strategy.sample(rng.permutation(anchors)[:batch_size], rng)

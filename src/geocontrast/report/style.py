@@ -37,6 +37,10 @@ STRATEGY_COLOURS = {  # colour-blind safe (Okabe-Ito); the same strategy has the
     "simsiam": "#44AA99",
     "swav": "#DDCC77",
     "oracle": "#332288",
+    "observation_pos": "#117733",  # Paul Tol's muted scheme for the rest
+    "context_filtered": "#999933",
+    "location_align": "#661100",
+    "geo_pretext": "#6699CC",
 }
 
 
