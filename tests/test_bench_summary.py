@@ -16,7 +16,14 @@ def run_all():
 
 
 def test_every_benchmark_script_is_discovered_except_the_runner():
-    assert run_all().benchmarks() == ["data_throughput", "knn_blocks", "neighbours", "scale", "train_throughput"]
+    assert run_all().benchmarks() == [
+        "data_throughput",
+        "knn_blocks",
+        "neighbours",
+        "scale",
+        "train_throughput",
+        "workflow_time",
+    ]
 
 
 def test_train_throughput_figures_carry_ratio_target_and_verdict_of_the_result_file():

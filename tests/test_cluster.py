@@ -98,7 +98,7 @@ def test_cpu_profile_runs_every_gpu_rule_on_one_thread(tmp_path):
         assert "--threads 1 " in command, (rule, command)
     # the jobs pretraining needs: one core each, so each takes the next free core ahead of one-core evaluation jobs
     upstream = [command for rule, _, command in jobs if rule in ("image_cache", "neighbour_table", "negative_table")]
-    assert len(upstream) == 8  # two resolutions, three replicates' two tables
+    assert len(upstream) == 12  # each replicate's world: two resolutions of its cache, its two tables
     assert all(re.search(r"--(threads|workers) 1 ", command) for command in upstream), upstream
 
 

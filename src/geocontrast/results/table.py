@@ -99,7 +99,8 @@ def collapse_text(results: pd.DataFrame) -> str:
     the monitors on held-out photos: geocontrast.train.monitor), each with how; empty when none did."""
     if "pretrain_collapse" not in results:
         return ""
-    flagged = results[results["pretrain_collapse"].fillna("").astype(str) != ""]
+    collapse = results["pretrain_collapse"]  # all-NaN (float) when no run collapsed
+    flagged = results[collapse.notna() & (collapse.astype(str) != "")]
     runs = flagged.drop_duplicates(["strategy", "seed", "pretrain_label_fraction"])
     if runs.empty:
         return ""
