@@ -153,6 +153,11 @@ def loop_settings(
     )
 
 
+def random_features(rows: np.ndarray) -> torch.Tensor:
+    """(len(rows), 256) seeded random features: an embedding bank good enough to draw a batch's rows from."""
+    return torch.randn(len(rows), 256, generator=torch.Generator().manual_seed(0))
+
+
 def build_cases(data: Data, strategies: list[str], plan: Plan) -> list[Case]:
     tables = training_data(
         read_manifest(data.manifest),
@@ -165,8 +170,7 @@ def build_cases(data: Data, strategies: list[str], plan: Plan) -> list[Case]:
     for name in strategies:
         strategy = build_strategy(name, tables, loop_settings("cnn5", 64))  # rows: any encoder
         if strategy.follows_encoder:  # its pairs come from an embedding bank: any features give rows to time
-            features = torch.Generator().manual_seed(0)
-            strategy.refresh(lambda rows: torch.randn(len(rows), 256, generator=features))
+            strategy.refresh(random_features)
         anchors = strategy.anchor_rows()
         batch_size = min(BATCH, anchors.size)
         batch = strategy.sample(rng.permutation(anchors)[:batch_size], rng)
