@@ -9,7 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from geocontrast.report.sweep import crossover, parse_sweep, snakemake_command, summarise, sweep_table
+from geocontrast.report.sweep import crossover, summarise, sweep_table
+from geocontrast.report.sweep_points import parse_sweep, snakemake_command
 from geocontrast.results.compare import COLUMNS
 
 SPEC = {
