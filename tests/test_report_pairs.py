@@ -69,3 +69,23 @@ def test_observation_positives_fallbacks_fill_their_own_causes(tmp_path):
     table = pairs_report.pairs_table(read_pair_records([path])).set_index(["run", "kind"])
     assert table.loc[("observation_pos", "positive"), "fallback_single_photo"] == pytest.approx(0.7)
     assert table.loc[("observation_pos", "positive"), "fallback_no_coordinates"] == 0
+
+
+def test_the_figure_draws_the_real_collections_ranges_behind_the_bars_in_the_pair_kinds_colours(tmp_path):
+    from matplotlib.colors import to_rgb
+
+    write_run(tmp_path, "context_pos", 0, 0.2)
+    table = pairs_report.pairs_table(read_pair_records(sorted(tmp_path.glob("pretrain/*/seed*/pairs.json"))))
+    figure = pairs_report.pairs_figure(table)
+    bands = {  # each panel's shaded spans: (low, high, colour)
+        axis.get_title(): sorted(
+            (round(patch.get_y(), 3), round(patch.get_y() + patch.get_height(), 3), to_rgb(patch.get_facecolor()))
+            for patch in axis.patches
+            if pairs_report.REAL_SOURCE in patch.get_label()
+        )
+        for axis in figure.get_axes()
+    }
+    positive, random = (to_rgb(pairs_report.KIND_COLOURS[kind]) for kind in ("positive", "random"))
+    assert bands["same species"] == [(0.003, 0.004, random), (0.006, 0.018, positive)]
+    assert bands["same observer"] == [(0.27, 0.41, positive)]
+    assert bands["same family"] == [] and bands["median distance (km)"] == []

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from geocontrast.report.pairs import REAL_RANGES as PAIR_RANGES
+
 REPO = Path(__file__).resolve().parents[2]
 REAL_RANGES = {
-    # share of pairs with the same ...: (low, high) over two research-grade iNaturalist exports (issue [R])
-    "species, context positive": (0.006, 0.018),
-    "genus, context positive": (0.010, 0.023),
-    "species, random pair": (0.003, 0.004),
-    "observer, context positive": (0.27, 0.41),
-    "date, context positive": (0.14, 0.17),
+    f"{fact}, {'context positive' if kind == 'positive' else 'random pair'}": low_high
+    for (fact, kind), low_high in PAIR_RANGES.items()
 }
+"""The shares of two research-grade iNaturalist exports (geocontrast.report.pairs.REAL_RANGES), by the names
+pair_statistics() measures them under."""
 
 
 def load_config(path: Path) -> dict:
