@@ -89,3 +89,22 @@ def test_the_figure_draws_the_real_collections_ranges_behind_the_bars_in_the_pai
     assert bands["same species"] == [(0.003, 0.004, random), (0.006, 0.018, positive)]
     assert bands["same observer"] == [(0.27, 0.41, positive)]
     assert bands["same family"] == [] and bands["median distance (km)"] == []
+
+
+def test_the_summary_sets_the_collections_own_context_positive_purity_beside_the_real_ranges():
+    from geocontrast.results.table import purity_text
+
+    def record(positive: str, same_species: float, **options) -> dict:
+        pairs = {"positive": summary(same_species, 2.0), "random": summary(0.05, 80.0)}
+        return {"options": {"positive": positive, **options}, "pairs": pairs}
+
+    records = [
+        record("neighbour", 0.2, filter_temperature=None),
+        record("neighbour", 0.4, filter_temperature=None),
+        record("neighbour", 0.9, filter_temperature=0.1),  # the appearance filter's: not the collection's own
+        record("augmentation", 1.0),
+    ]
+    text = purity_text(records)
+    assert "2 pretraining runs): 30.0 % of the anchor's species, 15.0 % of its genus" in text
+    assert "random pairs 5.00 % of one species" in text and "0.6–1.8 %" in text and "0.3–0.4 %" in text
+    assert purity_text(records[2:]) == ""

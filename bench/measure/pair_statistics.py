@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from geocontrast.report.pairs import REAL_RANGES as PAIR_RANGES
+from geocontrast.data.real_pairs import REAL_RANGES as PAIR_RANGES
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_RANGES = {
     f"{fact}, {'context positive' if kind == 'positive' else 'random pair'}": low_high
     for (fact, kind), low_high in PAIR_RANGES.items()
 }
-"""The shares of two research-grade iNaturalist exports (geocontrast.report.pairs.REAL_RANGES), by the names
+"""The shares of two research-grade iNaturalist exports (geocontrast.data.real_pairs.REAL_RANGES), by the names
 pair_statistics() measures them under."""
 
 

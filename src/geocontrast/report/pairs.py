@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.data.real_pairs import REAL_RANGES
 from geocontrast.report.style import plt, save_figure
 from geocontrast.results.table import read_pair_records
 
@@ -34,17 +35,6 @@ CAUSES = (
 """Why a positive fell back to the anchor: a neighbour's causes (pairs.json ``fallbacks``), then another photo's
 (``observation_fallbacks``)."""
 KIND_COLOURS = {"positive": "#009E73", "negative": "#D55E00", "masked": "#CC79A7", "random": "#999999"}
-REAL_RANGES = {
-    ("species", "positive"): (0.006, 0.018),
-    ("genus", "positive"): (0.010, 0.023),
-    ("observer", "positive"): (0.27, 0.41),
-    ("date", "positive"): (0.14, 0.17),
-    ("species", "random"): (0.003, 0.004),
-}
-"""(fact, pair kind) -> the (low, high) share of pairs with the same fact in two research-grade iNaturalist
-observation exports (a statewide one, 6,555 observations of 1,376 species; a 360 km² protected area, 1,947 of 682;
-one photo per observation, context positives within 5 km drawn as the neighbour table draws them; issue [R]): what
-``config/realistic.yaml`` is calibrated to and the pairs figure draws behind the bars."""
 REAL_SOURCE = "real range"
 REAL_NOTE = "real range: the share in two research-grade iNaturalist exports (context positives within 5 km)"
 

@@ -11,9 +11,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path, write_text
+from geocontrast.data.real_pairs import range_text
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
 from geocontrast.prior.scores import LEARNED, TOP_K, prior_table
 
@@ -219,6 +221,35 @@ def collection_text(manifest_summaries: Mapping[int | None, dict]) -> str:
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
+def purity_text(pair_records: Iterable[dict]) -> str:
+    """How pure the collection's context positives are: the share of uniform neighbour positives (runs with
+    ``positive: neighbour`` and no appearance filter) of the anchor's species and genus, and of random pairs of one
+    species, mean over those runs and seeds, beside the ranges of real iNaturalist exports (what the purity sweep
+    maps, docs/results.md "When geography helps"). Empty when no run drew context positives."""
+    context = [
+        record["pairs"]["positive"]
+        for record in pair_records
+        if record.get("options", {}).get("positive") == "neighbour"
+        and record.get("options", {}).get("filter_temperature") is None
+        and (record["pairs"].get("positive") or {}).get("same_species") is not None
+    ]
+    if not context:
+        return ""
+    randoms = [r["pairs"]["random"]["same_species"] for r in pair_records if (r["pairs"].get("random") or {}).get("n")]
+    species, genus = (
+        np.nanmean([np.nan if pair.get(f"same_{fact}") is None else pair[f"same_{fact}"] for pair in context])
+        for fact in ("species", "genus")
+    )
+    line = (
+        f"Context positives (neighbours within the radius; {len(context)} pretraining runs): {100 * species:.1f} % "
+        f"of the anchor's species, {100 * genus:.1f} % of its genus"
+    )
+    if randoms:
+        line += f"; random pairs {100 * np.mean(randoms):.2f} % of one species"
+    real = f"{range_text('species', 'positive')}, {range_text('genus', 'positive')}"
+    return line + f" (real iNaturalist exports within 5 km: {real}; random pairs {range_text('species', 'random')})\n"
+
+
 def read_collections(paths: Iterable[Path]) -> dict[int | None, dict]:
     """The manifest summaries by replicate (``replicates/<r>/manifest_summary.json``; None: the shared pool's)."""
     summaries = {}
@@ -253,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: not valid JSON ({error})")
     results = collect(records)
     summary = summarise(results)
-    not_computed = not_computed_table(records, read_pair_records(args.pairs))
+    pair_records = read_pair_records(args.pairs)
+    not_computed = not_computed_table(records, pair_records)
     outputs = ((results, args.out), (summary, args.summary), (not_computed, args.not_computed))
     for frame, path in outputs:
         if path is not None:
@@ -266,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         + prior_text(prior_table(read_priors(args.priors)))
         + not_computed_text(not_computed)
         + collection_text(read_collections(args.collections))
+        + purity_text(pair_records)
     )
     if args.text:
         write_text(text, args.text)
