@@ -92,7 +92,7 @@ def test_the_figure_draws_the_real_collections_ranges_behind_the_bars_in_the_pai
 
 
 def test_the_summary_sets_the_collections_own_context_positive_purity_beside_the_real_ranges():
-    from geocontrast.results.table import purity_text
+    from geocontrast.results.table import context_purity, purity_text
 
     def record(positive: str, same_species: float, **options) -> dict:
         pairs = {"positive": summary(same_species, 2.0), "random": summary(0.05, 80.0)}
@@ -104,7 +104,43 @@ def test_the_summary_sets_the_collections_own_context_positive_purity_beside_the
         record("neighbour", 0.9, filter_temperature=0.1),  # the appearance filter's: not the collection's own
         record("augmentation", 1.0),
     ]
-    text = purity_text(records)
+    text = purity_text(context_purity(records))
     assert "2 pretraining runs): 30.0 % of the anchor's species, 15.0 % of its genus" in text
     assert "random pairs 5.00 % of one species" in text and "0.6–1.8 %" in text and "0.3–0.4 %" in text
-    assert purity_text(records[2:]) == ""
+    assert context_purity(records[2:]) is None and purity_text(None) == ""
+
+
+def test_the_summary_reads_the_collections_place_on_a_purity_sweep_in_log_purity():
+    from geocontrast.results.table import sweep_position_text
+
+    sweep = pd.DataFrame(
+        [  # two swept levels of one curve and an extra point, which is not on the curve
+            {"extra": None, "strategy": "context_pos", "protocol": "linear", "purity": 0.01, "diff": -0.02,
+             "low": -0.06, "high": 0.02},
+            {"extra": None, "strategy": "context_pos", "protocol": "linear", "purity": 0.1, "diff": 0.04,
+             "low": 0.0, "high": 0.08},
+            {"extra": "observer_style", "strategy": "context_pos", "protocol": "linear", "purity": 0.03,
+             "diff": 0.5, "low": 0.4, "high": 0.6},
+        ]
+    )  # fmt: skip
+    at_middle = sweep_position_text({"species": 10**-1.5}, sweep, "sweep.csv")  # halfway in log purity
+    assert "context_pos (linear): +1.0 [-3.0, +5.0]" in at_middle
+    assert "outside the swept purities (1.0–10.0 %)" in sweep_position_text({"species": 0.2}, sweep, "sweep.csv")
+    assert sweep_position_text(None, sweep, "sweep.csv") == ""
+
+
+def test_a_sweep_in_the_config_reaches_the_results_summary_as_an_input(tmp_path):
+    import yaml
+    from test_workflow import TINY_CONFIG, shell_commands, snakemake
+
+    config = tmp_path / "config.yaml"
+    sweep = tmp_path / "sweep.csv"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(TINY_CONFIG.read_text()), "report": {"sweep": str(sweep)}}))
+    sweep.write_text("extra,strategy,protocol,purity,diff,low,high\n")
+    planned = snakemake(tmp_path, "-n", "--forceall", configfile=config)
+    assert planned.returncode == 0, planned.stderr
+    (table,) = shell_commands(planned, r"geocontrast\.results\.table")
+    assert f"--sweep {sweep} " in table
+    unset = snakemake(tmp_path, "-n", "--forceall")
+    (table,) = shell_commands(unset, r"geocontrast\.results\.table")
+    assert "--sweep  >" in table  # no file: the summary places the collection on no sweep

@@ -474,6 +474,11 @@ def finetune_params(wildcards):
     return json.dumps({**config["evaluate"]["finetune"], "deterministic": config["deterministic"]}, sort_keys=True)
 
 
+def sweep_table():
+    """report.sweep, the purity sweep's table results_summary.txt places the collection on: [] without one."""
+    return [config["report"]["sweep"]] if config["report"].get("sweep") else []
+
+
 def linear_params():
     """evaluate.linear as JSON: the linear probe's settings, also those of the probe a fine-tune's LP-FT head starts
     from (a change re-runs the fine-tunes too)."""

@@ -8,6 +8,7 @@ rule results_table:
         pairs=pair_records(),
         priors=prior_records(),
         collections=pool_paths("manifest_summary.json"),
+        sweep=sweep_table(),
     output:
         table=f"{RESULTS}/results.csv",
         summary=f"{RESULTS}/results_summary.csv",
@@ -24,7 +25,7 @@ rule results_table:
     shell:
         "python -m geocontrast.results.table {input.evaluations} --pairs {input.pairs} --out {output.table}"
         " --summary {output.summary} --text {output.text} --not-computed {output.not_computed}"
-        " {params.priors} --collections {input.collections} > {log} 2>&1"
+        " {params.priors} --collections {input.collections} --sweep {input.sweep} > {log} 2>&1"
 
 
 # Paired comparisons (geocontrast.results.compare): every strategy against compare.reference and against

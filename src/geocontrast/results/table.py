@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -221,33 +222,62 @@ def collection_text(manifest_summaries: Mapping[int | None, dict]) -> str:
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def purity_text(pair_records: Iterable[dict]) -> str:
+def context_purity(pair_records: Iterable[dict]) -> dict | None:
     """How pure the collection's context positives are: the share of uniform neighbour positives (runs with
     ``positive: neighbour`` and no appearance filter) of the anchor's species and genus, and of random pairs of one
-    species, mean over those runs and seeds, beside the ranges of real iNaturalist exports (what the purity sweep
-    maps, docs/results.md "When geography helps"). Empty when no run drew context positives."""
+    species, mean over those runs and seeds (``runs``: how many); None when no run drew context positives."""
+    records = list(pair_records)
     context = [
         record["pairs"]["positive"]
-        for record in pair_records
+        for record in records
         if record.get("options", {}).get("positive") == "neighbour"
         and record.get("options", {}).get("filter_temperature") is None
         and (record["pairs"].get("positive") or {}).get("same_species") is not None
     ]
     if not context:
+        return None
+    shares = {fact: [pair.get(f"same_{fact}") for pair in context] for fact in ("species", "genus")}
+    purity = {fact: float(np.nanmean(np.array(values, dtype=float))) for fact, values in shares.items()}
+    randoms = [r["pairs"]["random"]["same_species"] for r in records if (r["pairs"].get("random") or {}).get("n")]
+    return {**purity, "random": float(np.mean(randoms)) if randoms else None, "runs": len(context)}
+
+
+def purity_text(purity: dict | None) -> str:
+    """results_summary.txt's line of the collection's context-positive purity (:func:`context_purity`) beside the
+    ranges of real iNaturalist exports (what the purity sweep maps, docs/results.md "When geography helps");
+    empty without one."""
+    if purity is None:
         return ""
-    randoms = [r["pairs"]["random"]["same_species"] for r in pair_records if (r["pairs"].get("random") or {}).get("n")]
-    species, genus = (
-        np.nanmean([np.nan if pair.get(f"same_{fact}") is None else pair[f"same_{fact}"] for pair in context])
-        for fact in ("species", "genus")
-    )
     line = (
-        f"Context positives (neighbours within the radius; {len(context)} pretraining runs): {100 * species:.1f} % "
-        f"of the anchor's species, {100 * genus:.1f} % of its genus"
+        f"Context positives (neighbours within the radius; {purity['runs']} pretraining runs): "
+        f"{100 * purity['species']:.1f} % of the anchor's species, {100 * purity['genus']:.1f} % of its genus"
     )
-    if randoms:
-        line += f"; random pairs {100 * np.mean(randoms):.2f} % of one species"
+    if purity["random"] is not None:
+        line += f"; random pairs {100 * purity['random']:.2f} % of one species"
     real = f"{range_text('species', 'positive')}, {range_text('genus', 'positive')}"
     return line + f" (real iNaturalist exports within 5 km: {real}; random pairs {range_text('species', 'random')})\n"
+
+
+def sweep_position_text(purity: dict | None, sweep: pd.DataFrame, source: str) -> str:
+    """Where the collection's species purity lies on a purity sweep's curves (``sweep``: its sweep.csv, the rows of
+    the swept levels, not its extra points): per strategy and protocol, the Δ against the sweep's reference and its
+    interval bounds interpolated linearly in log purity between the two levels around it, or that it lies outside
+    the swept range. A reading of the synthetic map at this purity, not a prediction for the collection."""
+    if purity is None or sweep.empty:
+        return ""
+    curve = sweep[sweep["extra"].isna() & sweep["purity"].gt(0) & sweep["diff"].notna()]
+    x = math.log(purity["species"]) if purity["species"] > 0 else -math.inf
+    lines = [f"On the purity sweep {source} at this purity ({100 * purity['species']:.1f} %), Δ top-1 in points:"]
+    for (strategy, protocol), rows in curve.groupby(["strategy", "protocol"], sort=True):
+        rows = rows.sort_values("purity")
+        t = np.log(rows["purity"].to_numpy(float))
+        if not t[0] <= x <= t[-1]:
+            span = f"{100 * rows['purity'].iloc[0]:.1f}–{100 * rows['purity'].iloc[-1]:.1f} %"
+            lines.append(f"  {strategy} ({protocol}): outside the swept purities ({span})")
+            continue
+        diff, low, high = (100 * np.interp(x, t, rows[column].to_numpy(float)) for column in ("diff", "low", "high"))
+        lines.append(f"  {strategy} ({protocol}): {diff:+.1f} [{low:+.1f}, {high:+.1f}]")
+    return "\n".join(lines) + "\n" if len(lines) > 1 else ""
 
 
 def read_collections(paths: Iterable[Path]) -> dict[int | None, dict]:
@@ -275,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="manifest_summary.json of the photo pool, or replicates/<r>/manifest_summary.json of each world",
     )
+    parser.add_argument(
+        "--sweep", type=Path, nargs="*", default=[], help="a purity sweep's sweep.csv to place the collection on"
+    )
     args = parser.parse_args(argv)
     records = []
     for path in args.evaluations:
@@ -286,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results)
     pair_records = read_pair_records(args.pairs)
     not_computed = not_computed_table(records, pair_records)
+    purity = context_purity(pair_records)
+    sweep = pd.concat([pd.read_csv(path) for path in args.sweep]) if args.sweep else pd.DataFrame()
+    source = " and ".join(str(path) for path in args.sweep)
     outputs = ((results, args.out), (summary, args.summary), (not_computed, args.not_computed))
     for frame, path in outputs:
         if path is not None:
@@ -298,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         + prior_text(prior_table(read_priors(args.priors)))
         + not_computed_text(not_computed)
         + collection_text(read_collections(args.collections))
-        + purity_text(pair_records)
+        + purity_text(purity)
+        + sweep_position_text(purity, sweep, source)
     )
     if args.text:
         write_text(text, args.text)
