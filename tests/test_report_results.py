@@ -342,7 +342,7 @@ def test_cli_builds_training_curves_and_the_table(tmp_path):
 def test_every_report_config_key_is_a_keyword_of_the_cli():
     report = load_config()["report"]
     keywords = {name for function in rf.FIGURES.values() for name in inspect.signature(function).parameters}
-    assert set(report) - {"table", "cam"} <= keywords
+    assert set(report) - {"table", "cam", "sweep"} <= keywords  # sweep: read by results_summary.txt (--sweep)
     assert set(report["table"]) <= set(inspect.signature(rt.results_table).parameters)
     assert report["cam"] == CamSettings().as_dict()  # the cam section is the maps' own stage's parameters
 
