@@ -12,6 +12,8 @@ from scipy import stats
 
 from geocontrast.metrics import hit_record, hits_in_ranked, ranked_classes, read_hits
 from geocontrast.results import compare as cmp
+from geocontrast.results import compare_text as text
+from geocontrast.results import comparisons as comparisons_cli
 from geocontrast.results import intervals
 
 
@@ -320,7 +322,7 @@ def test_plain_words_open_with_the_primary_comparison_then_the_holm_adjusted_exp
     )
     settings = cmp.CompareSettings(metrics=("top1",))
     comparisons = cmp.compare(results, settings=settings)
-    lines = cmp.plain_words(comparisons, settings).splitlines()
+    lines = text.plain_words(comparisons, settings).splitlines()
     # -0.05 -/+ 0.0895675: t(2) 4.303 x 0.036056 / sqrt(3)
     needed = intervals.replicates_to_resolve(-0.05, np.std([-0.02, -0.04, -0.09], ddof=1), 3)
     assert lines[0] == (
@@ -351,11 +353,11 @@ def test_plain_words_open_with_the_primary_comparison_then_the_holm_adjusted_exp
 
 def test_a_primary_comparison_that_did_not_run_is_said_so():
     results = results_frame({"augmented": [0.50, 0.52, 0.55], "byol": [0.60, 0.5, 0.4]})
-    words = cmp.plain_words(cmp.compare(results))
+    words = text.plain_words(cmp.compare(results))
     assert words.startswith("Primary comparison (context_pos_neg minus augmented, linear probe, 10% labels, top-1):")
     assert "not in this run" in words.splitlines()[0]
     none = cmp.CompareSettings.from_mapping({"primary": None})
-    assert cmp.plain_words(cmp.compare(results, settings=none), none).startswith("No primary comparison")
+    assert text.plain_words(cmp.compare(results, settings=none), none).startswith("No primary comparison")
 
 
 def test_missing_pairs_nan_and_one_replicate():
@@ -374,7 +376,7 @@ def test_missing_pairs_nan_and_one_replicate():
     half = stats.t.ppf(0.975, 1) * np.std([0.01, 0.02], ddof=1) / np.sqrt(2)
     assert triplet["high"] == pytest.approx(0.015 + half)
     assert comparisons.loc[("augmented", "random_init"), "n_pairs"] == 2
-    words = cmp.plain_words(comparisons.reset_index())
+    words = text.plain_words(comparisons.reset_index())
     line = next(line for line in words.splitlines() if "byol \u2212 augmented" in line)
     assert line.split()[-6:] == ["+10.0", "\u2013", "unresolved", "(1", "replicate)", "n=1"]
 
@@ -431,12 +433,12 @@ def test_cli_writes_table_and_text(tmp_path, capsys):
         "--text",
         str(tmp_path / "c.txt"),
     ]
-    assert cmp.main([*args, "--params-json", '{"confidence": 0.9}']) == 0
+    assert comparisons_cli.main([*args, "--params-json", '{"confidence": 0.9}']) == 0
     table = pd.read_csv(tmp_path / "c.csv")
     assert len(table) == 3 and (table["confidence"] == 0.9).all()
     assert (tmp_path / "c.txt").read_text() == capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cmp.main([*args, "--params-json", '{"bootstrap": 10}'])
+        comparisons_cli.main([*args, "--params-json", '{"bootstrap": 10}'])
 
 
 # ---------------------------------------------------------------------------------------------- forest plot
@@ -484,11 +486,11 @@ def test_the_prior_gain_is_averaged_over_replicates_with_a_t_interval():
     assert (augmented["low"], augmented["high"]) == pytest.approx((0.025 - half, 0.025 + half))
     assert augmented["verdict"] == "resolved" and gains.iloc[1]["verdict"] == "unresolved (1 replicate)"
     assert augmented["p_adjusted"] == pytest.approx(augmented["p_value"])  # the only gain with a p-value
-    words = cmp.prior_gain_words(gains)
+    words = text.prior_gain_words(gains)
     assert "over these 1 gains" in words
     line = next(line for line in words.splitlines() if line.startswith("  augmented"))
     assert "+2.5 [" in line and "resolved" in line and line.endswith("n=3")
-    assert cmp.prior_gain_words(cmp.prior_gains(results.assign(prior_gain_top1=np.nan))) == ""
+    assert text.prior_gain_words(cmp.prior_gains(results.assign(prior_gain_top1=np.nan))) == ""
     assert cmp.prior_gains(results.drop(columns="prior_gain_top1")).empty
 
 
@@ -514,17 +516,17 @@ def test_independent_worlds_carry_the_plain_t_and_resamples_of_one_pool_the_corr
     assert set(worlds["interval"]) == {"t"} and (worlds["rho"] == 0).all()
     assert set(pool["interval"]) == {"corrected resampled t"}
     assert ((pool["high"] - pool["low"]) > (worlds["high"] - worlds["low"])).all()
-    assert "[95% interval: t]" in cmp.plain_words(worlds, settings)
-    assert "[95% interval: corrected resampled t]" in cmp.plain_words(pool, settings)
-    assert "[95% interval: t];" in cmp.prior_gain_words(cmp.prior_gains(results, rho=0.0))
-    assert "[95% interval: corrected resampled t];" in cmp.prior_gain_words(cmp.prior_gains(results, rho=0.29))
+    assert "[95% interval: t]" in text.plain_words(worlds, settings)
+    assert "[95% interval: corrected resampled t]" in text.plain_words(pool, settings)
+    assert "[95% interval: t];" in text.prior_gain_words(cmp.prior_gains(results, rho=0.0))
+    assert "[95% interval: corrected resampled t];" in text.prior_gain_words(cmp.prior_gains(results, rho=0.29))
 
 
 def test_lines_that_carry_different_intervals_each_name_their_own():
     results = results_frame({"augmented": [0.50, 0.52, 0.55], "context_pos": [0.40, 0.43, 0.44], "byol": [0.4] * 3})
     comparisons = cmp.compare(results, settings=cmp.CompareSettings(metrics=("top1",)))
     comparisons.loc[0, "interval"] = "t + photo bootstrap"
-    header, first, second = cmp.plain_words(comparisons).splitlines()[-3:]
+    header, first, second = text.plain_words(comparisons).splitlines()[-3:]
     assert header.split()[-1] == "interval"
     assert first.endswith("  t + photo bootstrap") and second.endswith("  t")
-    assert "interval" not in cmp.plain_words(comparisons.iloc[1:]).splitlines()[-2]
+    assert "interval" not in text.plain_words(comparisons.iloc[1:]).splitlines()[-2]

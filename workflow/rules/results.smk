@@ -28,9 +28,9 @@ rule results_table:
         " {params.priors} --collections {input.collections} --sweep {input.sweep} > {log} 2>&1"
 
 
-# Paired comparisons (geocontrast.results.compare): every strategy against compare.reference and against
-# random_init, per protocol and label budget, with intervals. The evaluation JSONs supply the per-photo hits for
-# the test-photo bootstrap when replicates share one test split.
+# Paired comparisons (geocontrast.results.comparisons, the CLI of .compare and .compare_text): every strategy
+# against compare.reference and against random_init, per protocol and label budget, with intervals. The evaluation
+# JSONs supply the per-photo hits for the test-photo bootstrap when replicates share one test split.
 rule comparisons:
     input:
         unpack(shared_split_inputs),
@@ -55,6 +55,6 @@ rule comparisons:
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m geocontrast.results.compare --results {input.results} --evaluations {input.evaluations}"
+        "python -m geocontrast.results.comparisons --results {input.results} --evaluations {input.evaluations}"
         " --splits-summaries {input.splits} {params.shared} --out {output.table} --text {output.text}"
         " --params-json {params.compare:q} > {log} 2>&1"

@@ -1,5 +1,6 @@
 """The study's results from the evaluation records: the table (:mod:`.table`), the paired comparisons
-(:mod:`.compare`) and their intervals (:mod:`.intervals`).
+(:mod:`.compare`), their intervals (:mod:`.intervals`) and their words (:mod:`.compare_text`); the comparisons
+rule's CLI is :mod:`.comparisons`.
 
 Files (``R = results/<dataset>``): ``R/results.csv``: one row per evaluation JSON, columns
 :data:`geocontrast.evaluate.RESULT_COLUMNS`; ``R/results_summary.csv``: mean, std and n_seeds per (strategy,

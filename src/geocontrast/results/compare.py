@@ -59,21 +59,13 @@ with two or more pairs gets the replicates that would resolve a difference of it
 (the primary's confidence; for an exploratory line the Bonferroni level over its family, the strictest Holm uses).
 
 ``comparisons.txt`` opens with the primary comparison in one sentence, then one line per exploratory comparison of
-the first metric (:func:`plain_words`), then what the geographic prior adds to each strategy (:func:`prior_gains`,
-:func:`prior_gain_words`).
-
-CLI (called by the workflow's comparisons rule; prints the plain-words text)::
-
-    python -m geocontrast.results.compare --results results.csv --evaluations eval/*/seed*/*.json \\
-        --out comparisons.csv --text comparisons.txt [--params-json '{"reference": "augmented"}'] \\
-        [--splits-summaries replicates/*/splits_summary.json]
+the first metric, then what the geographic prior adds to each strategy (:func:`prior_gains`): its words are
+:mod:`geocontrast.results.compare_text`'s, the CLI is :mod:`geocontrast.results.comparisons`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,22 +74,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from geocontrast.atomic import atomic_path, write_text
-from geocontrast.cli import json_object
+from geocontrast.data.manifest import species_classes
 from geocontrast.evaluate import PROTOCOL_TITLES, TASKS
+from geocontrast.metrics import read_hits, rows_digest
+from geocontrast.registry import FUSION, FUSION_SEPARATOR
 from geocontrast.results.intervals import (
-    MAX_REPLICATES,
-    POWER,
-    floor_exceeds,
     holm,
     paired_interval,
     photo_variance,
     replicates_to_resolve,
     verdict,
 )
-from geocontrast.data.manifest import read_manifest, species_classes
-from geocontrast.metrics import read_hits, rows_digest
-from geocontrast.registry import FUSION, FUSION_SEPARATOR
 from geocontrast.settings import Settings
 
 RANDOM_INIT = "random_init"
@@ -149,6 +136,8 @@ class CompareSettings(Settings):
             float(primary["label_fraction"]),
             primary["metric"],
         )
+
+
 COLUMNS = (
     "reference",
     "strategy",
@@ -278,8 +267,8 @@ def compare(
 
     ``results``: ``results.csv``; ``hits``: hit records (:func:`read_hit_records`), keyed by :data:`HitKey`;
     ``rho``: n_test / n_train of the photo pool, the Nadeau-Bengio correction of replicates that resampled it (0:
-    independent replicates, each its own world); ``observations``: the scored photos' observations by the records' ``rows_sha1``
-    (:func:`observation_clusters`), which the bootstrap over a shared test split resamples.
+    independent replicates, each its own world); ``observations``: the scored photos' observations by the records'
+    ``rows_sha1`` (:func:`observation_clusters`), which the bootstrap over a shared test split resamples.
     """
     metrics, confidence = list(settings.metrics), settings.confidence
     hits = hits or {}
@@ -358,101 +347,6 @@ def compare(
     return comparisons[list(COLUMNS)]
 
 
-def points(value: float, sign: bool = True) -> str:
-    """A fraction as percentage points with one decimal and a true minus sign."""
-    return f"{100 * value:{'+' if sign else ''}.1f}".replace("-", "\u2212")
-
-
-def to_resolve_words(row) -> str:
-    """Why an unresolved comparison is unresolved, and what would resolve it (:func:`replicates_to_resolve`)."""
-    needed = row["replicates_to_resolve"]
-    if np.isnan(needed):
-        return ""
-    if np.isinf(needed):
-        if floor_exceeds(row["diff"], row["sd"], row["photo_se"], row["rho"], row["planning_confidence"]):
-            if row["photo_se"] > 0:
-                return "the test photos' own sampling error exceeds the difference: more replicates cannot resolve it"
-            return "replicates of one photo pool share its photos, which alone exceed the difference: more photos would"
-        return f"more than {MAX_REPLICATES} replicates for {POWER:.0%} power"
-    return f"~{needed:.0f} replicates for {POWER:.0%} power"
-
-
-def interval_words(row) -> str:
-    """'−12.4 [−20.4, −4.4]' in points (no interval below two replicates or without spread)."""
-    interval = "" if np.isnan(row["low"]) else f" [{points(row['low'])}, {points(row['high'])}]"
-    return f"{points(row['diff'])}{interval}"
-
-
-def primary_words(comparisons: pd.DataFrame, settings: CompareSettings) -> str:
-    """The opening sentence: the primary comparison's difference, interval, verdict and who is ahead."""
-    if settings.primary is None:
-        return "No primary comparison is declared (compare.primary: null): every line below is exploratory.\n"
-    primary = settings.primary
-    title = PROTOCOL_TITLES.get(primary["protocol"], primary["protocol"])
-    what = (
-        f"{primary['strategy']} minus {primary['reference']}, {title}, {primary['label_fraction']:g}% labels, "
-        f"{METRIC_NAMES[primary['metric']]}"
-    )
-    rows = comparisons[comparisons["role"] == "primary"]
-    if rows.empty:
-        return f"Primary comparison ({what}): not in this run (a strategy or protocol of it did not run).\n"
-    row = rows.iloc[0]
-    words = f"{interval_words(row)} points"
-    if row["n_pairs"] > 1 and not np.isnan(row["low"]):
-        words += f" ({row['confidence']:.0%} {row['interval']} interval, n={row['n_pairs']} replicates)"
-    words += f": {row['verdict']}"
-    if row["verdict"] == "resolved":
-        words += f", {row['strategy'] if row['diff'] > 0 else row['reference']} ahead"
-    elif row["verdict"] == "unresolved" and to_resolve_words(row):
-        words += f" ({to_resolve_words(row)})"
-    return f"Primary comparison ({what}): {words}.\n"
-
-
-def plain_words(comparisons: pd.DataFrame, settings: CompareSettings = CompareSettings()) -> str:
-    """comparisons.txt's opening: the primary comparison in one sentence, then one short line per exploratory
-    comparison of the first compared metric (the others are in comparisons.csv), with its Holm-adjusted p. The
-    heading names the interval the lines carry; where they carry several, each line names its own."""
-    if comparisons.empty:
-        return "Paired comparisons: none (the results hold no strategy to compare with the reference or random_init).\n"
-    metric = settings.metrics[0]
-    shown = comparisons[(comparisons["role"] == "exploratory") & (comparisons["metric"] == metric)]
-    family = int(comparisons.loc[comparisons["role"] == "exploratory", "p_value"].notna().sum())
-    intervals = sorted(set(shown.loc[shown["n_pairs"] > 1, "interval"]))
-    lines = [
-        primary_words(comparisons, settings),
-        f"Exploratory comparisons, \u0394{METRIC_NAMES[metric]} in points (strategy minus reference, mean over "
-        f"replicates [{settings.confidence:.0%} interval: {', '.join(intervals) or 'none'}]); p adjusted by Holm "
-        f"over all {family} exploratory tests, replicates to resolve planned at their Bonferroni level; "
-        f"{', '.join(METRIC_NAMES[m] for m in settings.metrics[1:]) or 'no other metric'} in comparisons.csv:",
-    ]
-    table = []
-    for row in shown.to_dict("records"):
-        note = to_resolve_words(row) if row["verdict"] == "unresolved" else ""
-        table.append(
-            [
-                f"{row['strategy']} \u2212 {row['reference']}",
-                PROTOCOL_TITLES.get(row["protocol"], row["protocol"]),
-                f"{row['label_fraction']:g}%",
-                interval_words(row),
-                "\u2013" if np.isnan(row["p_adjusted"]) else f"{row['p_adjusted']:.3f}",
-                row["verdict"] + (f" ({note})" if note else ""),
-                f"n={row['n_pairs']}",
-            ]
-        )
-    header = ["comparison", "protocol", "labels", "difference", "p (Holm)", "verdict", "n"]
-    if len(intervals) > 1:  # the heading cannot name each line's interval: the lines do
-        header.append("interval")
-        table = [[*cells, row["interval"]] for cells, row in zip(table, shown.to_dict("records"))]
-    lines += aligned(header, table)
-    return "\n".join(lines) + "\n"
-
-
-def aligned(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a plain-text table, columns left-aligned to their widest cell, two spaces apart."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *rows]]
-
-
 def prior_gains(results: pd.DataFrame, confidence: float = 0.95, rho: float = 0.0) -> pd.DataFrame:
     """What the geographic prior adds to each (strategy, protocol, label budget): the per-replicate difference
     ``prior_gain_top1`` (the same model on the same test photos with and without the prior, so paired by
@@ -476,34 +370,6 @@ def prior_gains(results: pd.DataFrame, confidence: float = 0.95, rho: float = 0.
         verdict(row.n, row.low, row.high, row.p_adjusted, confidence) for row in table.itertuples(index=False)
     ]
     return table[columns]
-
-
-def prior_gain_words(gains: pd.DataFrame, confidence: float = 0.95) -> str:
-    """The comparisons.txt section on the prior (:func:`prior_gains`); empty when no result has a prior."""
-    if gains.empty:
-        return ""
-    intervals = sorted(set(gains.loc[gains["n"] > 1, "interval"]))
-    lines = [
-        "",
-        f"What the geographic prior adds (calibrated combination, weight chosen on val): \u0394top-1 in points, with"
-        f" the prior minus without, same model and test photos, mean over replicates [{confidence:.0%} interval:"
-        f" {', '.join(intervals) or 'none'}];"
-        f" p adjusted by Holm over these {int(gains['p_value'].notna().sum())} gains:",
-    ]
-    table = [
-        [
-            row["strategy"],
-            PROTOCOL_TITLES.get(row["protocol"], row["protocol"]),
-            f"{row['label_fraction']:g}%",
-            interval_words(row),
-            "\u2013" if np.isnan(row["p_adjusted"]) else f"{row['p_adjusted']:.3f}",
-            row["verdict"],
-            f"n={row['n']}",
-        ]
-        for row in gains.to_dict("records")
-    ]
-    lines += aligned(["strategy", "protocol", "labels", "gain", "p (Holm)", "verdict", "n"], table)
-    return "\n".join(lines) + "\n"
 
 
 def observation_clusters(manifest: pd.DataFrame, splits: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -540,52 +406,3 @@ def read_hit_records(paths: Iterable[Path]) -> dict[HitKey, PhotoHits]:
             key = (record["strategy"], protocol, float(record["label_fraction"]), int(record["seed"]))
             records[key] = PhotoHits.from_record(record["test_hits"])
     return records
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m geocontrast.results.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", required=True, type=Path, help="results.csv")
-    parser.add_argument(
-        "--evaluations", nargs="*", type=Path, default=[], help="evaluation JSONs (their per-photo hit records)"
-    )
-    parser.add_argument("--out", required=True, type=Path, help="comparisons.csv")
-    parser.add_argument("--text", type=Path, help="also write the plain-words summary here")
-    parser.add_argument("--params-json", type=json_object, default="{}", help="compare settings as a JSON object")
-    parser.add_argument(
-        "--splits-summaries",
-        nargs="*",
-        type=Path,
-        default=[],
-        help="the replicates' splits_summary.json when they resample one photo pool (the corrected resampled t); "
-        "none: independent replicates, each its own world (the plain t)",
-    )
-    parser.add_argument("--manifest", type=Path, help="with --shared-splits: the photos' observations")
-    parser.add_argument(
-        "--shared-splits", type=Path, help="the one split every replicate shares: its bootstrap resamples observations"
-    )
-    args = parser.parse_args(argv)
-    try:
-        settings = CompareSettings.from_mapping(args.params_json)
-    except ValueError as error:
-        parser.error(str(error))
-    results = pd.read_csv(args.results)
-    if (args.manifest is None) != (args.shared_splits is None):
-        parser.error("--manifest and --shared-splits go together")
-    rho = pool_ratio(args.splits_summaries)
-    observations = None
-    if args.shared_splits is not None:
-        observations = observation_clusters(read_manifest(args.manifest), pd.read_parquet(args.shared_splits))
-    comparisons = compare(results, read_hit_records(args.evaluations), settings, rho, observations)
-    with atomic_path(args.out) as partial:
-        comparisons.to_csv(partial, index=False)
-    confidence = settings.confidence
-    gains = prior_gains(results, confidence, rho)
-    text = plain_words(comparisons, settings) + prior_gain_words(gains, confidence)
-    if args.text:
-        write_text(text, args.text)
-    print(text, end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
