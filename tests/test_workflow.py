@@ -401,7 +401,7 @@ def test_a_real_collection_is_one_pool_that_every_replicate_resamples_whatever_w
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result)["manifest"] == 1 and planned_jobs(result)["image_cache"] == 1
     assert set(re.findall(r"--manifest (\S+)", " ".join(shell_commands(result)))) == {"results/mine/manifest.parquet"}
-    (command,) = shell_commands(result, r"geocontrast\.results\.compare")
+    (command,) = shell_commands(result, r"geocontrast\.results\.comparisons")
     summaries = re.search(r"--splits-summaries (.*?) ?--", command).group(1).split()  # the corrected resampled t
     assert summaries == [f"results/mine/replicates/{r}/splits_summary.json" for r in (0, 1)]
 
@@ -414,7 +414,7 @@ def test_a_real_collection_is_one_pool_that_every_replicate_resamples_whatever_w
     ],
 )
 def test_comparisons_correct_the_t_only_for_replicates_that_resample_one_pool(run, summaries, request):
-    (command,) = shell_commands(request.getfixturevalue(run), r"geocontrast\.results\.compare")
+    (command,) = shell_commands(request.getfixturevalue(run), r"geocontrast\.results\.comparisons")
     assert re.search(r"--splits-summaries (.*?) ?--", command).group(1).split() == summaries
 
 
