@@ -33,6 +33,13 @@ def test_each_level_and_extra_is_its_own_dataset_with_its_overrides():
     assert points[2].config["pretrain"] == {"seeds": [0, 1, 2]}
 
 
+def test_an_extra_that_sets_the_knob_itself_sits_at_its_own_level():
+    spec = {**SPEC, "extras": {"year_round": {"world": {"aggregation": 0.5, "season_length": 100}}}}
+    extra = parse_sweep(spec).points[-1]
+    assert (extra.dataset, extra.level, extra.extra) == ("purity_year_round", 0.5, "year_round")
+    assert extra.config["world"] == {"aggregation_km": 20, "aggregation": 0.5, "season_length": 100}
+
+
 def test_a_points_snakemake_call_layers_its_config_file_over_the_sweeps_and_builds_its_comparisons(tmp_path):
     sweep = parse_sweep(SPEC)
     point = sweep.points[1]

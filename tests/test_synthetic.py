@@ -215,6 +215,20 @@ def test_aggregation_raises_purity_monotonically_at_fixed_species_shares():
         assert (np.abs(counts - p.sum(axis=0)) <= 4 * error + 1).all()
 
 
+def test_long_flowering_seasons_lift_the_purity_aggregation_reaches_and_change_nothing_else():
+    """Flowering seasons cap local aggregation (a patch shows other species months later); ``season_length``
+    widens every season after all the draws, so only the seasons and the species draw they weight move."""
+    params = {**_default_world(), "aggregation": 1.0}
+    seasonal, year_round = generate_world(params), generate_world({**params, "season_length": 100.0})
+    widths = seasonal.taxonomy["flowering_width_days"]
+    assert np.allclose(year_round.taxonomy["flowering_width_days"], 100 * widths)
+    others = seasonal.taxonomy.columns.drop("flowering_width_days")
+    assert year_round.taxonomy[others].equals(seasonal.taxonomy[others])
+    places_days = ["observer_id", "true_lon", "true_lat", "observed_on"]
+    assert year_round.observations[places_days].equals(seasonal.observations[places_days])
+    assert _purity_within_5_km(year_round) > 1.2 * _purity_within_5_km(seasonal)
+
+
 def test_observer_style_is_the_same_within_an_observer_and_differs_between_observers():
     first, again, other = camera_style(0, 1, 1.0), camera_style(0, 1, 1.0), camera_style(0, 2, 1.0)
     assert first == again

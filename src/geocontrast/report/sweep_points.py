@@ -2,9 +2,9 @@
 
 A sweep file names the configs every point is built on, the overrides every point shares, one knob (``vary``, a
 dotted config key) and its ``levels``, and ``extras``: points that change one more knob at the level
-``extras_at``. Each point is an ordinary workflow run with its own dataset name (``<name>_<knob><level>`` or
-``<name>_<extra>``), so its results live in ``results/<dataset>/`` and Snakemake caches and resumes it.
-:func:`run_sweep` writes each point's overrides to ``results/sweeps/<name>/configs/<dataset>.yaml`` and calls
+``extras_at`` (or at the level they set themselves). Each point is an ordinary workflow run with its own dataset
+name (``<name>_<knob><level>`` or ``<name>_<extra>``), so its results live in ``results/<dataset>/`` and
+Snakemake caches and resumes it. :func:`run_sweep` writes each point's overrides to ``results/sweeps/<name>/configs/<dataset>.yaml`` and calls
 ``snakemake results/<dataset>/comparisons.csv --configfile <configfiles> <that file> --cores N`` per point, with
 the workflow profile ``make run`` would pick (a file rather than ``--config``, which would pass nested numbers as
 strings). The CLI and the summaries are in :mod:`geocontrast.report.sweep`.
@@ -73,9 +73,20 @@ def parse_sweep(spec: dict) -> Sweep:
         config = merged_config(merged_config(common, nested(vary, level)), overrides)
         return Point(dataset, level, extra, merged_config(config, {"dataset": {"name": dataset}}))
 
+    def level_of(overrides: dict, default: float) -> float:
+        """The knob's level an extra sets itself (its overrides name ``vary``), else ``default``."""
+        for key in vary.split("."):
+            if not isinstance(overrides, dict) or key not in overrides:
+                return default
+            overrides = overrides[key]
+        return overrides
+
     points = [point(f"{name}_{knob}{level:g}", level, None, {}) for level in spec["levels"]]
     extras_at = spec.get("extras_at", spec["levels"][0])
-    points += [point(f"{name}_{extra}", extras_at, extra, over) for extra, over in spec.get("extras", {}).items()]
+    points += [
+        point(f"{name}_{extra}", level_of(over, extras_at), extra, over)
+        for extra, over in spec.get("extras", {}).items()
+    ]
     return Sweep(
         name=name,
         configfiles=list(spec.get("configfiles", [])),

@@ -114,7 +114,7 @@ def make_taxonomy(taxonomy_params: dict, region: Region, params: dict, rng: np.r
     """One row per species: ranks, taxon_id, traits, niche, flowering season and relative abundance.
 
     taxonomy_params: n_orders, families_per_order, genera_per_family [lo, hi], species_per_genus [lo, hi].
-    params: the world config (sympatric_genus_fraction, abundance_exponent).
+    params: the world config (sympatric_genus_fraction, abundance_exponent, season_length).
     """
     name = _name_maker(rng)
     rows = []
@@ -152,6 +152,8 @@ def make_taxonomy(taxonomy_params: dict, region: Region, params: dict, rng: np.r
     rank = rng.permutation(len(taxonomy)) + 1
     abundance = 1.0 / rank ** params["abundance_exponent"]
     taxonomy["abundance"] = abundance / abundance.sum()
+    # Scaled after every draw, so the rest of the world is the same at any season_length.
+    taxonomy["flowering_width_days"] *= params["season_length"]
     return taxonomy
 
 
