@@ -1,13 +1,13 @@
 """The points of a sweep (``config/purity_sweep.yaml``) and their workflow runs: one Snakemake call per point.
 
 A sweep file names the configs every point is built on, the overrides every point shares, one knob (``vary``, a
-dotted config key) and its ``levels``, and ``extras``: points that change one more knob at the level
-``extras_at`` (or at the level they set themselves). Each point is an ordinary workflow run with its own dataset
-name (``<name>_<knob><level>`` or ``<name>_<extra>``), so its results live in ``results/<dataset>/`` and
-Snakemake caches and resumes it. :func:`run_sweep` writes each point's overrides to ``results/sweeps/<name>/configs/<dataset>.yaml`` and calls
-``snakemake results/<dataset>/comparisons.csv --configfile <configfiles> <that file> --cores N`` per point, with
-the workflow profile ``make run`` would pick (a file rather than ``--config``, which would pass nested numbers as
-strings). The CLI and the summaries are in :mod:`geocontrast.report.sweep`.
+dotted config key) and its ``levels``, and ``extras``: points that change one more knob at the level ``extras_at``
+(or at the level they set themselves). Each point is an ordinary workflow run with its own dataset name
+(``<name>_<knob><level>`` or ``<name>_<extra>``), so its results live in ``results/<dataset>/`` and Snakemake caches
+and resumes it. :func:`run_sweep` writes each point's overrides to ``results/sweeps/<name>/configs/<dataset>.yaml``
+and calls ``snakemake results/<dataset>/comparisons.csv --configfile <configfiles> <that file> --cores N`` per
+point, with the workflow profile ``make run`` would pick (a file rather than ``--config``, which would pass nested
+numbers as strings). The CLI and the summaries are in :mod:`geocontrast.report.sweep`.
 """
 
 from __future__ import annotations
