@@ -129,7 +129,7 @@ def test_the_summary_reads_the_collections_place_on_a_purity_sweep_in_log_purity
     assert sweep_position_text(None, sweep, "sweep.csv") == ""
 
 
-def test_a_sweep_in_the_config_reaches_the_results_summary_as_an_input(tmp_path):
+def test_a_sweep_in_the_config_reaches_the_results_summary_and_the_sweep_figure_as_an_input(tmp_path):
     import yaml
     from test_workflow import TINY_CONFIG, shell_commands, snakemake
 
@@ -141,6 +141,9 @@ def test_a_sweep_in_the_config_reaches_the_results_summary_as_an_input(tmp_path)
     assert planned.returncode == 0, planned.stderr
     (table,) = shell_commands(planned, r"geocontrast\.results\.table")
     assert f"--sweep {sweep} " in table
+    (position,) = shell_commands(planned, r"geocontrast\.report\.sweep_position")
+    assert f"--sweep {sweep} --pairs " in position and "/seed0/pairs.json" in position
     unset = snakemake(tmp_path, "-n", "--forceall")
     (table,) = shell_commands(unset, r"geocontrast\.results\.table")
     assert "--sweep  >" in table  # no file: the summary places the collection on no sweep
+    assert not shell_commands(unset, r"geocontrast\.report\.sweep_position")  # nor draws it on one

@@ -9,7 +9,15 @@ import sys
 import pandas as pd
 import pytest
 
-from geocontrast.report.sweep import crossover, summarise, sweep_table
+from geocontrast.report.sweep import (
+    TABLE_COLUMNS,
+    crossover,
+    crossovers,
+    read_sweep_table,
+    summarise,
+    sweep_figure,
+    sweep_table,
+)
 from geocontrast.report.sweep_points import parse_sweep, snakemake_command
 from geocontrast.results.compare import COLUMNS
 
@@ -106,6 +114,66 @@ def test_summarise_writes_the_table_and_figure_of_what_has_finished(tmp_path):
     assert all(path.exists() for path in written)
     assert {path.name for path in written} == {"sweep.csv", "sweep.md", "sweep.png", "sweep.svg"}
     assert "Not finished yet: purity_observer_style" in (tmp_path / "sweeps" / "purity" / "sweep.md").read_text()
+
+
+def collection_pairs(folder, positive):
+    """A collection's pretraining records: a context_pos run with ``positive`` purity, an augmented run."""
+    records = {
+        "context_pos": {
+            "options": {"positive": "neighbour"},
+            "pairs": {"positive": {"same_species": positive, "same_genus": positive}},
+        },
+        "augmented": {"options": {}, "pairs": {"positive": None}},
+    }
+    paths = []
+    for strategy, record in records.items():
+        paths.append(folder / "pretrain" / strategy / "seed0" / "pairs.json")
+        paths[-1].parent.mkdir(parents=True)
+        paths[-1].write_text(json.dumps({**record, "pairs": {**record["pairs"], "random": {"same_species": 0.01}}}))
+    return paths
+
+
+def test_the_collection_is_drawn_across_every_panel_of_the_sweep_at_its_own_purity(tmp_path):
+    from geocontrast.report import sweep_position
+
+    write_point(tmp_path / "purity_aggregation0", [comparison("context_pos", -0.1)], {"context_pos": [0.01]})
+    write_point(
+        tmp_path / "purity_aggregation0.5",
+        [comparison("context_pos", 0.1), comparison("context_pos", 0.05, protocol="knn")],
+        {"context_pos": [0.4]},
+    )
+    summarise(parse_sweep(SPEC), tmp_path)
+    table = read_sweep_table(tmp_path / "sweeps" / "purity" / "sweep.csv")
+    assert table.loc[0, "extra"] == "" and set(table["reference"]) == {"augmented"}
+    figure = sweep_figure(table, crossovers(table), mark=(0.05, "this collection"))
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax in panels:
+        marks = [line for line in ax.get_lines() if line.get_color() == "black"]
+        assert [line.get_xdata()[0] for line in marks] == [pytest.approx(5.0)]  # percent
+    out = tmp_path / "report" / "sweep_position.png"
+    sweep_csv = str(tmp_path / "sweeps" / "purity" / "sweep.csv")
+    pairs = [str(path) for path in collection_pairs(tmp_path, 0.05)]
+    assert sweep_position.main(["--sweep", sweep_csv, "--pairs", *pairs, "--out", str(out)]) == 0
+    assert out.exists() and out.with_suffix(".svg").exists()
+
+
+def test_a_collection_without_context_positives_is_drawn_unmarked_and_an_empty_sweep_is_an_error(tmp_path, capsys):
+    from geocontrast.report import sweep_position
+
+    write_point(tmp_path / "purity_aggregation0", [comparison("context_pos", -0.1)], {"context_pos": [0.01]})
+    summarise(parse_sweep(SPEC), tmp_path)
+    record = tmp_path / "pretrain" / "augmented" / "seed0" / "pairs.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"options": {}, "pairs": {"positive": None, "random": {"same_species": 0.01}}}))
+    out = tmp_path / "position.png"
+    sweep_csv = tmp_path / "sweeps" / "purity" / "sweep.csv"
+    assert sweep_position.main(["--sweep", str(sweep_csv), "--pairs", str(record), "--out", str(out)]) == 0
+    assert "not marked" in capsys.readouterr().err and out.exists()
+    sweep_csv.write_text(",".join(TABLE_COLUMNS) + "\n")
+    with pytest.raises(SystemExit):
+        sweep_position.main(["--sweep", str(sweep_csv), "--pairs", str(record), "--out", str(out)])
+    assert "no finished sweep point" in capsys.readouterr().err
 
 
 def test_a_delta_that_crosses_once_gives_its_purity_and_where_its_interval_covers_zero():

@@ -345,6 +345,29 @@ rule report_pairs:
         "python -m geocontrast.report.pairs --pairs {input} --out {output.png} --table {output.table} > {log} 2>&1"
 
 
+rule report_sweep_position:
+    input:
+        sweep=sweep_table(),
+        pairs=pair_records(),
+    output:
+        png=report(
+            f"{REPORT}/sweep_position.png",
+            caption="../report/sweep_position.rst",
+            category="Pairs",
+            labels={"figure": "the collection on the purity sweep"},
+        ),
+        svg=f"{REPORT}/sweep_position.svg",
+    log:
+        f"{LOGS}/report_sweep_position.log",
+    benchmark:
+        f"{BENCHMARKS}/report_sweep_position.tsv"
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m geocontrast.report.sweep_position --sweep {input.sweep} --pairs {input.pairs}"
+        " --out {output.png} > {log} 2>&1"
+
+
 rule report_comparisons:
     input:
         comparisons=f"{RESULTS}/comparisons.csv",

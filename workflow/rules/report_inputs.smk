@@ -8,8 +8,8 @@ REPORT = f"{RESULTS}/report"
 def report_outputs():
     """What `rule all` builds of the report. The label-budget curve needs two or more evaluated label fractions;
     with one it is not scheduled; the task figures only come with evaluate.tasks, the prior's figure and range map
-    only with evaluate.prior. Retrieval grids and embedding
-    maps are drawn for the first seed."""
+    only with evaluate.prior, the collection on a purity sweep only with report.sweep. Retrieval grids and
+    embedding maps are drawn for the first seed."""
     figures = [
         "accuracy",
         "ranks",
@@ -30,6 +30,8 @@ def report_outputs():
         figures.append("mislabel_roc")
     if draw_cam():
         figures.append("cam")
+    if sweep_table():
+        figures.append("sweep_position")
     first_seed = config["pretrain"]["seeds"][0]
     return [
         *(f"{REPORT}/{figure}.png" for figure in figures),

@@ -41,9 +41,10 @@ EXTRA_NUDGE = 1.12
 would hide behind the curve's point of their level."""
 TABLE_COLUMNS = [
     "dataset", "level", "extra", "strategy", "protocol", "purity", "random_purity", "self_share", "pair_seeds",
-    "diff", "low", "high", "n_pairs", "verdict",
+    "diff", "low", "high", "n_pairs", "verdict", "vary", "reference", "label_fraction",
 ]  # fmt: skip
-"""sweep.csv: one row per (point, strategy, protocol); shares and differences are fractions."""
+"""sweep.csv: one row per (point, strategy, protocol); shares and differences are fractions; the last three are
+the sweep's knob, reference strategy and label budget (%), the same on every row, so the table draws on its own."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ def point_rows(point: Point, folder: Path, reference: str, label_fraction: float
             "high": row.high,
             "n_pairs": row.n_pairs,
             "verdict": row.verdict,
+            "reference": reference,
+            "label_fraction": label_fraction,
         }
         for row in chosen.itertuples(index=False)
     ]
@@ -119,7 +122,12 @@ def sweep_table(sweep: Sweep, results: Path) -> tuple[pd.DataFrame, list[str]]:
         else:
             missing.append(point.dataset)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLE_COLUMNS)
-    return table, missing
+    return table.assign(vary=sweep.vary), missing
+
+
+def read_sweep_table(path: Path) -> pd.DataFrame:
+    """A sweep.csv as :func:`sweep_table` made it (a curve point's empty ``extra`` read back as "")."""
+    return pd.read_csv(path, dtype={"extra": str}).fillna({"extra": ""})
 
 
 def zero_crossings(t: np.ndarray, y: np.ndarray) -> list[float]:
@@ -230,15 +238,19 @@ def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missi
     return "\n".join(lines) + "\n"
 
 
-def sweep_figure(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, *, figure_width_in: float = 7.0) -> plt.Figure:
+def sweep_figure(
+    table: pd.DataFrame, found: pd.DataFrame, *, mark: tuple[float, str] | None = None, figure_width_in: float = 7.0
+) -> plt.Figure:
     """Δ top-1 (points) against measured purity (log), a panel per protocol: each geographic strategy's levels
     joined, with their intervals, the zero line, the crossover (dotted) with its interval (shaded), and the extra
-    points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`)."""
+    points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`). ``mark``: a purity (a
+    fraction) and its label drawn as a solid vertical line in every panel (a collection's place on the map)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, LogFormatter
 
     protocols = protocol_order(table["protocol"])
+    vary, reference, label_fraction = table[["vary", "reference", "label_fraction"]].iloc[0]
     measured = 100 * table.loc[table["extra"] == "", "purity"]
     figure, axes, _ = panel_grid(max(1, len(protocols)), figure_width_in, 0.55, 2)
     extras = list(dict.fromkeys(table.loc[table["extra"] != "", "extra"]))
@@ -266,25 +278,29 @@ def sweep_figure(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, *, figu
                 high = 100 * row.high if np.isfinite(row.high) else measured.max()
                 ax.axvspan(low, high, color=colour, alpha=0.12, linewidth=0, zorder=0)
                 ax.axvline(100 * row.purity, color=colour, linewidth=1.0, linestyle=":", zorder=2)
+        if mark is not None:
+            ax.axvline(100 * mark[0], color="black", linewidth=1.3, zorder=4)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # labels 2, 3, 5 only on a narrow range
         ax.set_title(protocol_title(protocol))
         ax.set_xlabel("context positives of the anchor's species (%)")
-        ax.set_ylabel(f"Δ top-1 vs {sweep.reference} (points)")
+        ax.set_ylabel(f"Δ top-1 vs {reference} (points)")
     strategies = list(dict.fromkeys(table["strategy"]))
     handles = [Line2D([], [], color=strategy_colour(s), marker="o", label=s) for s in strategies]
-    knob, levels = sweep.vary.split(".")[-1], table.groupby("extra")["level"].first()
+    knob, levels = vary.split(".")[-1], table.groupby("extra")["level"].first()
     handles += [
         Line2D([], [], color="0.3", marker=markers[e], ls="none", mfc="white", label=f"{e} ({knob} {levels[e]:g})")
         for e in extras
     ]
     handles.append(Patch(color="0.3", alpha=0.2, label="crossover (dotted), its interval"))
+    if mark is not None:
+        handles.append(Line2D([], [], color="black", linewidth=1.3, label=f"{mark[1]} ({100 * mark[0]:.2g} %)"))
     counts = sorted(set(table["n_pairs"]))
     n = "no" if not counts else f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}\u2013{counts[-1]}"
     title = (
-        f"When geography helps: Δ top-1 at {sweep.label_fraction:g} % labels against the purity of context "
-        f"positives ({sweep.vary} swept; mean over {n} replicates with its interval)"
+        f"When geography helps: Δ top-1 at {label_fraction:g} % labels against the purity of context "
+        f"positives ({vary} swept; mean over {n} replicates with its interval)"
     )
     return finish_figure(figure, handles, [h.get_label() for h in handles], "", title)
 
@@ -301,7 +317,7 @@ def summarise(sweep: Sweep, results: Path) -> list[Path]:
         partial.write_text(sweep_markdown(sweep, table, found, missing))
     written = [folder / "sweep.csv", folder / "sweep.md"]
     if not table.empty:
-        written += save_figure(sweep_figure(sweep, table, found), folder / "sweep.png")
+        written += save_figure(sweep_figure(table, found), folder / "sweep.png")
     for dataset in missing:
         print(f"{dataset}: not finished ({results / dataset / TARGET} missing)", file=sys.stderr)
     return written
