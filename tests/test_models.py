@@ -22,7 +22,7 @@ def no_download(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
 
 
-@pytest.mark.parametrize("name", ["cnn5", "resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["cnn5", "cnn5_half", "resnet18", "resnet50"])
 def test_encoder_maps_images_to_feature_dim(name):
     torch.manual_seed(0)
     encoder = build_encoder(name).eval()
@@ -33,13 +33,22 @@ def test_encoder_maps_images_to_feature_dim(name):
 
 
 def test_encoder_registry_names():
-    assert set(ENCODERS) == {"cnn5", "resnet18", "resnet50"}
+    assert set(ENCODERS) == {"cnn5", "cnn5_half", "resnet18", "resnet50"}
 
 
 def test_cnn5_has_five_convolutions_and_256_features():
     encoder = build_encoder("cnn5")
     assert sum(isinstance(m, nn.Conv2d) for m in encoder.modules()) == 5
     assert encoder.feature_dim == 256
+
+
+def test_cnn5_half_is_cnn5_at_half_the_channels_with_about_a_quarter_of_the_weights():
+    full, half = build_encoder("cnn5"), build_encoder("cnn5_half")
+    widths = [m.out_channels for m in half.modules() if isinstance(m, nn.Conv2d)]
+    assert widths == [m.out_channels // 2 for m in full.modules() if isinstance(m, nn.Conv2d)]
+    assert half.feature_dim == 128
+    weights = [sum(p.numel() for p in encoder.parameters()) for encoder in (full, half)]
+    assert 0.24 < weights[1] / weights[0] < 0.26
 
 
 def test_resnet_small_input_uses_3x3_stride1_stem_without_maxpool():
