@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from geocontrast.report.results_doc import (
@@ -14,6 +15,7 @@ from geocontrast.report.results_doc import (
     cpu_model,
     describe_machine,
     main,
+    pretraining_recipe,
     replace_generated,
     results_section,
 )
@@ -58,6 +60,22 @@ def test_a_section_holds_dataset_date_machine_config_and_both_texts_fenced(tmp_p
     assert f"```text\n{SUMMARY}```" in section
     assert f"```text\n{COMPARISONS}```" in section
     assert section.index(SUMMARY) < section.index(COMPARISONS)
+
+
+def test_a_section_names_the_encoder_resolution_and_epochs_its_pretrained_runs_used(tmp_path):
+    folder = results_folder(tmp_path)
+    runs = pd.DataFrame(
+        {
+            "strategy": ["augmented", "augmented", "most_common", "random_init", "resnet_run"],
+            "encoder": ["cnn5_half", "cnn5_half", None, "cnn5_half", "resnet18"],
+            "resolution": [32, 32, 32, 32, 64],
+            "epochs": [5, 5, 0, 0, 20],
+        }
+    )
+    runs.to_csv(folder / "results.csv", index=False)
+    section = results_section(folder, "m")
+    assert "- pretraining: cnn5_half at 32 px, 5 epochs; resnet18 at 64 px, 20 epochs\n" in section
+    assert pretraining_recipe(runs[runs["epochs"] == 0]) == "none"
 
 
 def test_a_section_without_a_config_says_it_was_not_recorded(tmp_path):

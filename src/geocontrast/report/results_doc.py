@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from geocontrast.atomic import write_text
 
 BEGIN = "<!-- generated:begin -->"
@@ -68,6 +70,16 @@ def text_paths(results_dir: Path) -> list[tuple[Path, str]]:
     return paths
 
 
+def pretraining_recipe(results: pd.DataFrame) -> str:
+    """The encoders, resolutions and epochs of the pretrained runs in a results.csv (the defaults change over
+    time, so a section names what its numbers were measured with), e.g. "cnn5_half at 32 px, 5 epochs"."""
+    trained = results[results["epochs"].fillna(0) > 0]
+    recipes = trained[["encoder", "resolution", "epochs"]].drop_duplicates()
+    if recipes.empty:
+        return "none"
+    return "; ".join(f"{r.encoder} at {r.resolution:g} px, {r.epochs:g} epochs" for r in recipes.itertuples())
+
+
 def results_section(results_dir: Path, machine: str, config: Path | None = None) -> str:
     """One Markdown section for a results folder: dataset, date, machine, config and the two texts fenced.
 
@@ -81,6 +93,8 @@ def results_section(results_dir: Path, machine: str, config: Path | None = None)
         f"- machine: {machine}",
         f"- config: {f'`{config}`' if config is not None else 'not recorded'}",
     ]
+    if (results_dir / "results.csv").exists():
+        lines.append(f"- pretraining: {pretraining_recipe(pd.read_csv(results_dir / 'results.csv'))}")
     for path, heading in paths:
         lines += ["", f"{heading} (`{path}`):", "", "```text", path.read_text().rstrip("\n"), "```"]
     return "\n".join(lines) + "\n"
