@@ -1,57 +1,58 @@
-"""Every command-line entry point answers --help without loading the heavy stack: argparse first, the libraries
-after the arguments are parsed (a job that fails on a bad argument, or a user asking for help, pays no torch)."""
+"""The shared pieces of the command-line entry points: leaving a torch CLI without the interpreter's teardown."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
-import pytest
-from conftest import REPO
-
-SOURCE = REPO / "src"
-HEAVY = ("torch", "numba", "matplotlib", "sklearn", "scipy")
-"""Packages that take seconds to import on a busy 2-core machine."""
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def cli_modules() -> list[str]:
-    """Every module of the package that runs as ``python -m``: a __main__.py, or a module with a __main__ guard."""
-    modules = []
-    for path in sorted((SOURCE / "geocontrast").rglob("*.py")):
-        dotted = ".".join(path.relative_to(SOURCE).with_suffix("").parts)
-        if path.name == "__main__.py":
-            modules.append(dotted.removesuffix(".__main__"))
-        elif 'if __name__ == "__main__":' in path.read_text():
-            modules.append(dotted)
-    return modules
+def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
 
 
-HELP_PROBE = """
-import json, runpy, sys
-sys.argv = [sys.argv[1], "--help"]
-try:
-    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-except SystemExit as exit:
-    code = exit.code
-print(json.dumps({"code": code, "heavy": sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))}))
-"""
-
-
-@pytest.mark.parametrize("module", cli_modules())
-def test_help_answers_without_the_heavy_stack(module):
-    probe = f"HEAVY = {HEAVY!r}\n{HELP_PROBE}"
-    result = subprocess.run(
-        [sys.executable, "-c", probe, module], capture_output=True, text=True, timeout=120, cwd=REPO
+def test_leaving_without_teardown_runs_the_atexit_handlers_flushes_and_keeps_the_code(tmp_path):
+    marker = tmp_path / "atexit.txt"
+    done = run_python(
+        f"""
+        import atexit, logging, pathlib, sys
+        from geocontrast.cli import exit_without_teardown
+        atexit.register(pathlib.Path({str(marker)!r}).write_text, "handler ran")
+        logging.basicConfig(stream=sys.stderr, format="%(message)s")
+        sys.stdout.write("buffered output")
+        logging.getLogger().warning("a warning")
+        exit_without_teardown(3)
+        print("never reached")
+        """,
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcome = json.loads(result.stdout.splitlines()[-1])
-    assert outcome["code"] == 0 and "usage:" in result.stdout
-    assert not outcome["heavy"], outcome["heavy"]
+    assert done.returncode == 3
+    assert done.stdout == "buffered output"
+    assert done.stderr.strip() == "a warning"
+    assert marker.read_text() == "handler ran"
 
 
-def test_the_cli_list_is_complete():
-    found = cli_modules()
-    assert {"geocontrast.train", "geocontrast.evaluate", "geocontrast.evaluate.frozen"} <= set(found)
-    sources = {"geocontrast.data.inat_export", "geocontrast.data.dwca", "geocontrast.data.folder"}
-    assert sources | {"geocontrast.data.manifest", "geocontrast.data.splits"} <= set(found)
+def test_leaving_without_teardown_after_a_main_that_returned_none_is_success(tmp_path):
+    done = run_python("from geocontrast.cli import exit_without_teardown\nexit_without_teardown(None)", tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_leaving_without_teardown_skips_the_finalisers_of_live_objects(tmp_path):
+    """What it saves: objects still alive at exit are not torn down (here a finaliser that would print)."""
+    code = """
+        import sys
+        from geocontrast.cli import exit_without_teardown
+        class Slow:
+            def __del__(self):
+                print("torn down")
+        kept = Slow()
+        {end}
+        """
+    torn = run_python(code.format(end="sys.exit(0)"), tmp_path)
+    fast = run_python(code.format(end="exit_without_teardown(0)"), tmp_path)
+    assert torn.stdout.strip() == "torn down"
+    assert fast.stdout == "" and fast.returncode == 0

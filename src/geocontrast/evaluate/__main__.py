@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from geocontrast import registry
-from geocontrast.cli import add_val_fraction_argument, json_object
+from geocontrast.cli import add_val_fraction_argument, exit_without_teardown, json_object
 from geocontrast.evaluate.frozen import FROZEN, frozen_record, result_header, with_reasons
 from geocontrast.evaluate.settings import LinearSettings, section_settings
 from geocontrast.settings import Settings
@@ -156,4 +155,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

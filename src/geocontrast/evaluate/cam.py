@@ -25,12 +25,11 @@ of distinct classes chosen with ``cam.seed`` (the same photos for every strategy
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from geocontrast.cli import add_encoder_arguments, add_val_fraction_argument, json_object
+from geocontrast.cli import add_encoder_arguments, add_val_fraction_argument, exit_without_teardown, json_object
 from geocontrast.evaluate.settings import CamSettings, FinetuneSettings, LinearSettings
 
 
@@ -165,4 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

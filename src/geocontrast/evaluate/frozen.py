@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from geocontrast import registry
-from geocontrast.cli import add_encoder_arguments, add_evaluation_rows_arguments, json_object
+from geocontrast.cli import add_encoder_arguments, add_evaluation_rows_arguments, exit_without_teardown, json_object
 from geocontrast.evaluate.settings import section_settings
 from geocontrast.settings import Settings
 
@@ -190,4 +190,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

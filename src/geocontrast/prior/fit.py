@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path, write_json
-from geocontrast.cli import json_object
+from geocontrast.cli import exit_without_teardown, json_object
 from geocontrast.data.manifest import read_manifest
 from geocontrast.geo.training_data import training_data
 from geocontrast.metrics import most_common_scores
@@ -297,4 +297,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -15,11 +15,11 @@ CLI (the workflow's report_cam rule)::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.report.style import plt, save_figure
 
 ALPHA = 0.55  # the map over the photo: enough of both to see what lies under the bright part
@@ -100,4 +100,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from pyproj import Geod
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.report.style import note_figure, plt, save_figure
 
 if TYPE_CHECKING:
@@ -319,4 +320,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

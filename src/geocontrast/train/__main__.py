@@ -11,11 +11,10 @@ Under ``torchrun --nproc_per_node N -m geocontrast.train ...`` the N processes t
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from geocontrast import registry
-from geocontrast.cli import json_object
+from geocontrast.cli import exit_without_teardown, json_object
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())
