@@ -29,10 +29,14 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.data.real_pairs import REAL_RANGES, range_text
 from geocontrast.report.panels import finish_figure, panel_grid, protocol_order, protocol_title
 from geocontrast.report.style import plt, save_figure, strategy_colour
 from geocontrast.report.sweep_points import RESULTS, TARGET, Point, Sweep, default_profile, read_sweep, run_sweep
 
+REAL_SPECIES_POSITIVE = REAL_RANGES[("species", "positive")]
+"""The purity of real collections' context positives (two iNaturalist exports), drawn as a band in every panel."""
+REAL_BAND = {"facecolor": "none", "edgecolor": "0.72", "hatch": "///", "linewidth": 0}
 GEOGRAPHIC = ("context_pos", "context_pos_neg")
 """The strategies whose Δ against the reference the sweep maps."""
 EXTRA_MARKERS = ("s", "D", "^", "v", "P", "X")
@@ -243,7 +247,8 @@ def sweep_figure(
 ) -> plt.Figure:
     """Δ top-1 (points) against measured purity (log), a panel per protocol: each geographic strategy's levels
     joined, with their intervals, the zero line, the crossover (dotted) with its interval (shaded), and the extra
-    points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`). ``mark``: a purity (a
+    points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`), and the real collections'
+    purity as a grey band (:data:`REAL_SPECIES_POSITIVE`). ``mark``: a purity (a
     fraction) and its label drawn as a solid vertical line in every panel (a collection's place on the map)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -256,6 +261,9 @@ def sweep_figure(
     extras = list(dict.fromkeys(table.loc[table["extra"] != "", "extra"]))
     markers = dict(zip(extras, EXTRA_MARKERS))
     nudges = {"": 1.0, **{extra: EXTRA_NUDGE ** (k + 1) for k, extra in enumerate(extras)}}
+    drawn = 100 * table["purity"] * table["extra"].map(nudges)
+    marks = [100 * share for share in REAL_SPECIES_POSITIVE] + ([100 * mark[0]] if mark and mark[0] > 0 else [])
+    x_range = (min([drawn.min(), *marks]) / 1.25, max([drawn.max(), *marks]) * 1.25)
     for ax, protocol in zip(axes, protocols):
         panel = table[table["protocol"] == protocol]
         ax.axhline(0, color="0.35", linewidth=0.8, linestyle="--", zorder=1)
@@ -278,9 +286,11 @@ def sweep_figure(
                 high = 100 * row.high if np.isfinite(row.high) else measured.max()
                 ax.axvspan(low, high, color=colour, alpha=0.12, linewidth=0, zorder=0)
                 ax.axvline(100 * row.purity, color=colour, linewidth=1.0, linestyle=":", zorder=2)
+        ax.axvspan(*(100 * share for share in REAL_SPECIES_POSITIVE), **REAL_BAND, zorder=0)
         if mark is not None:
             ax.axvline(100 * mark[0], color="black", linewidth=1.3, zorder=4)
         ax.set_xscale("log")
+        ax.set_xlim(*x_range)  # every panel on one purity axis, so they read side by side
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # labels 2, 3, 5 only on a narrow range
         ax.set_title(protocol_title(protocol))
@@ -294,6 +304,7 @@ def sweep_figure(
         for e in extras
     ]
     handles.append(Patch(color="0.3", alpha=0.2, label="crossover (dotted), its interval"))
+    handles.append(Patch(**REAL_BAND, label=f"real iNaturalist exports ({range_text('species', 'positive')})"))
     if mark is not None:
         handles.append(Line2D([], [], color="black", linewidth=1.3, label=f"{mark[1]} ({100 * mark[0]:.2g} %)"))
     counts = sorted(set(table["n_pairs"]))
