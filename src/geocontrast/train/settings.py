@@ -22,7 +22,7 @@ class PretrainSettings(Settings):
 
     section: ClassVar[str] = "pretrain"
 
-    encoder: str = "cnn5"
+    encoder: str = "cnn5_half"
     init_weights: str | None = None  # a weights file or torchvision weights name, from local files only
     resolution: int = 32
     epochs: int = 5  # epochs over the train split, whatever the strategy's anchors (geocontrast.train.budget)
