@@ -116,6 +116,28 @@ def test_summarise_writes_the_table_and_figure_of_what_has_finished(tmp_path):
     assert "Not finished yet: purity_observer_style" in (tmp_path / "sweeps" / "purity" / "sweep.md").read_text()
 
 
+def test_a_sweep_of_two_label_budgets_has_a_curve_and_a_panel_row_for_each(tmp_path):
+    from geocontrast.results.table import sweep_position_text
+
+    spec = {**SPEC, "label_fractions": [10, 100]}
+    rows = [comparison("context_pos", -0.1), comparison("context_pos", 0.02, label_fraction=100.0)]
+    write_point(tmp_path / "purity_aggregation0", rows, {"context_pos": [0.01]})
+    rows = [comparison("context_pos", 0.1), comparison("context_pos", 0.04, label_fraction=100.0)]
+    write_point(tmp_path / "purity_aggregation0.5", rows, {"context_pos": [0.4]})
+    sweep = parse_sweep(spec)
+    assert sweep.label_fractions == [10.0, 100.0] and parse_sweep(SPEC).label_fractions == [10.0]
+    table, _ = sweep_table(sweep, tmp_path)
+    assert sorted(zip(table["label_fraction"], table["diff"])) == [(10, -0.1), (10, 0.1), (100, 0.02), (100, 0.04)]
+    found = crossovers(table)
+    assert found.set_index("label_fraction")["crossings"].to_dict() == {10.0: 1, 100.0: 0}
+    figure = sweep_figure(table, found)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["linear probe, 10 % labels", "linear probe, 100 % labels"]
+    assert "Δ top-1 at 10 and 100 % labels" in figure.get_suptitle()
+    text = sweep_position_text({"species": 0.1}, table.assign(extra=math.nan), "sweep.csv")
+    assert "context_pos (linear, 10 % labels):" in text and "context_pos (linear, 100 % labels):" in text
+
+
 def collection_pairs(folder, positive):
     """A collection's pretraining records: a context_pos run with ``positive`` purity, an augmented run."""
     records = {

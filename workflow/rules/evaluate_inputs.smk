@@ -45,6 +45,21 @@ def check_fusion():
 check_fusion()
 
 
+def finetune_percents():
+    """The label budgets of the finetune protocol (evaluate.finetune_label_fractions, null: every budget) as the
+    strings of their output names; raised at planning time if one is not an evaluated budget."""
+    chosen = config["evaluate"].get("finetune_label_fractions")
+    if chosen is None:
+        return label_percents()
+    outside = [f"{pct:g}" for pct in chosen if f"{pct:g}" not in label_percents()]
+    if outside:
+        raise ValueError(
+            f"evaluate.finetune_label_fractions: {', '.join(outside)} not in evaluate.label_fractions "
+            f"({', '.join(label_percents())})"
+        )
+    return [f"{pct:g}" for pct in chosen]
+
+
 def fusion_outputs():
     return expand(
         f"{RESULTS}/eval/{{fused}}/seed{{seed}}/fusion_l{{pct}}.json",
@@ -74,13 +89,14 @@ def fusion_run_facts(wildcards):
 def evaluation_outputs():
     """Every evaluation JSON that results.csv collects: protocols, downstream tasks and fused pairs."""
     finetune = ["finetune"] if "finetune" in config["evaluate"]["protocols"] else []
+    budgets = {protocol: label_percents() for protocol in frozen_protocols()} | {"finetune": finetune_percents()}
     return [
-        *expand(
-            f"{RESULTS}/eval/{{strategy}}/seed{{seed}}/{{protocol}}_l{{pct}}.json",
-            strategy=evaluated_strategies(),
-            seed=config["pretrain"]["seeds"],
-            protocol=[*frozen_protocols(), *finetune],
-            pct=label_percents(),
+        *(
+            f"{RESULTS}/eval/{strategy}/seed{seed}/{protocol}_l{pct}.json"
+            for strategy in evaluated_strategies()
+            for seed in config["pretrain"]["seeds"]
+            for protocol in [*frozen_protocols(), *finetune]
+            for pct in budgets[protocol]
         ),
         *expand(
             f"{RESULTS}/eval/{registry.BASELINE}/seed{{seed}}/baseline_l{{pct}}.json",

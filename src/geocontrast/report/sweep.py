@@ -122,7 +122,7 @@ def sweep_table(sweep: Sweep, results: Path) -> tuple[pd.DataFrame, list[str]]:
     for point in sweep.points:
         folder = results / point.dataset
         if (folder / TARGET).exists():
-            frames.append(point_rows(point, folder, sweep.reference, sweep.label_fraction))
+            frames += [point_rows(point, folder, sweep.reference, pct) for pct in sweep.label_fractions]
         else:
             missing.append(point.dataset)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLE_COLUMNS)
@@ -177,23 +177,28 @@ def crossover(
     )
 
 
+CURVE = ["strategy", "protocol", "label_fraction"]
+"""What one curve of the sweep is: a geographic strategy's Δ under one protocol at one label budget."""
+
+
 def crossovers(table: pd.DataFrame) -> pd.DataFrame:
-    """The :func:`crossover` of each (strategy, protocol) curve of the level points (extras left out)."""
+    """The :func:`crossover` of each :data:`CURVE` of the level points (extras left out)."""
     rows = []
     curves = table[table["extra"] == ""]
-    for (strategy, protocol), curve in curves.groupby(["strategy", "protocol"], sort=False):
+    for (strategy, protocol, label_fraction), curve in curves.groupby(CURVE, sort=False):
         found = crossover(curve["purity"], curve["diff"], curve["low"], curve["high"])
         rows.append(
             {
                 "strategy": strategy,
                 "protocol": protocol,
+                "label_fraction": label_fraction,
                 "purity": found.purity if found else math.nan,
                 "low": found.low if found else math.nan,
                 "high": found.high if found else math.nan,
                 "crossings": found.crossings if found else 0,
             }
         )
-    return pd.DataFrame(rows, columns=["strategy", "protocol", "purity", "low", "high", "crossings"])
+    return pd.DataFrame(rows, columns=[*CURVE, "purity", "low", "high", "crossings"])
 
 
 def percent(value: float, digits: int = 1) -> str:
@@ -204,22 +209,29 @@ def bound(value: float) -> str:
     return "open" if not np.isfinite(value) else percent(value, 2)
 
 
+def budgets_text(label_fractions) -> str:
+    """10 -> "10 %"; [10, 100] -> "10 and 100 %"."""
+    values = [f"{pct:g}" for pct in dict.fromkeys(label_fractions)]
+    return (", ".join(values[:-1]) + " and " if len(values) > 1 else "") + f"{values[-1]} %"
+
+
 def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missing: list[str]) -> str:
     """sweep.md: the table in percent, the crossovers and the points not finished yet."""
     knob = sweep.vary.split(".")[-1]
     lines = [
-        f"Δ top-1 (points) of each geographic strategy − {sweep.reference} at {sweep.label_fraction:g} % labels, "
-        f"against the measured purity of its context positives (% of positives of the anchor's species; random "
-        f"pairs beside it). `{sweep.vary}` sets each level; an extra changes one more knob.",
+        f"Δ top-1 (points) of each geographic strategy − {sweep.reference} at {budgets_text(sweep.label_fractions)} "
+        f"labels, against the measured purity of its context positives (% of positives of the anchor's species; "
+        f"random pairs beside it). `{sweep.vary}` sets each level; an extra changes one more knob.",
         "",
-        f"| {knob} | extra | strategy | protocol | purity % | random pairs % | self % | Δ | interval | replicates |"
-        " verdict |",
-        "|---:|:---|:---|:---|---:|---:|---:|---:|:---|---:|:---|",
+        f"| {knob} | extra | strategy | protocol | labels % | purity % | random pairs % | self % | Δ | interval "
+        "| replicates | verdict |",
+        "|---:|:---|:---|:---|---:|---:|---:|---:|---:|:---|---:|:---|",
     ]
     for row in table.itertuples(index=False):
         interval = "–" if not np.isfinite(row.low) else f"[{percent(row.low)}, {percent(row.high)}]"
         lines.append(
-            f"| {row.level:g} | {row.extra or '–'} | {row.strategy} | {row.protocol} | {percent(row.purity, 2)} "
+            f"| {row.level:g} | {row.extra or '–'} | {row.strategy} | {row.protocol} | {row.label_fraction:g} "
+            f"| {percent(row.purity, 2)} "
             f"| {percent(row.random_purity, 2)} | {percent(row.self_share)} | {percent(row.diff)} | {interval} "
             f"| {row.n_pairs} | {row.verdict} |"
         )
@@ -236,7 +248,7 @@ def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missi
             if row.crossings
             else "none in the measured range"
         )
-        lines.append(f"- {row.strategy}, {row.protocol}: {where}")
+        lines.append(f"- {row.strategy}, {row.protocol}, {row.label_fraction:g} % labels: {where}")
     if missing:
         lines += ["", f"Not finished yet: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
@@ -245,27 +257,31 @@ def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missi
 def sweep_figure(
     table: pd.DataFrame, found: pd.DataFrame, *, mark: tuple[float, str] | None = None, figure_width_in: float = 7.0
 ) -> plt.Figure:
-    """Δ top-1 (points) against measured purity (log), a panel per protocol: each geographic strategy's levels
-    joined, with their intervals, the zero line, the crossover (dotted) with its interval (shaded), and the extra
-    points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`), and the real collections'
-    purity as a grey band (:data:`REAL_SPECIES_POSITIVE`). ``mark``: a purity (a
-    fraction) and its label drawn as a solid vertical line in every panel (a collection's place on the map)."""
+    """Δ top-1 (points) against measured purity (log), a panel per protocol and label budget: each geographic
+    strategy's levels joined, with their intervals, the zero line, the crossover (dotted) with its interval
+    (shaded), and the extra points as open markers at their own purity, nudged right (:data:`EXTRA_NUDGE`), and the
+    real collections' purity as a hatched band (:data:`REAL_SPECIES_POSITIVE`). ``mark``: a purity (a fraction) and
+    its label drawn as a solid vertical line in every panel (a collection's place on the map)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, LogFormatter
 
-    protocols = protocol_order(table["protocol"])
-    vary, reference, label_fraction = table[["vary", "reference", "label_fraction"]].iloc[0]
+    budgets = sorted(set(table["label_fraction"]))
+    panels = [(protocol, pct) for pct in budgets for protocol in protocol_order(table["protocol"])]
+    vary, reference = table[["vary", "reference"]].iloc[0]
     measured = 100 * table.loc[table["extra"] == "", "purity"]
-    figure, axes, _ = panel_grid(max(1, len(protocols)), figure_width_in, 0.55, 2)
+    # One budget: two panels a row; several: a row per budget, a panel per protocol.
+    columns = 2 if len(budgets) == 1 else len(panels) // len(budgets)
+    width = figure_width_in if columns <= 2 else max(figure_width_in, columns * 3.5)
+    figure, axes, _ = panel_grid(max(1, len(panels)), width, 0.55 * 2 / columns, columns)
     extras = list(dict.fromkeys(table.loc[table["extra"] != "", "extra"]))
     markers = dict(zip(extras, EXTRA_MARKERS))
     nudges = {"": 1.0, **{extra: EXTRA_NUDGE ** (k + 1) for k, extra in enumerate(extras)}}
     drawn = 100 * table["purity"] * table["extra"].map(nudges)
     marks = [100 * share for share in REAL_SPECIES_POSITIVE] + ([100 * mark[0]] if mark and mark[0] > 0 else [])
     x_range = (min([drawn.min(), *marks]) / 1.25, max([drawn.max(), *marks]) * 1.25)
-    for ax, protocol in zip(axes, protocols):
-        panel = table[table["protocol"] == protocol]
+    for ax, (protocol, pct) in zip(axes, panels):
+        panel = table[(table["protocol"] == protocol) & (table["label_fraction"] == pct)]
         ax.axhline(0, color="0.35", linewidth=0.8, linestyle="--", zorder=1)
         for strategy, rows in panel.groupby("strategy", sort=False):
             colour = strategy_colour(strategy)
@@ -280,7 +296,9 @@ def sweep_figure(
                 x, y = 100 * points["purity"] * nudges[extra], 100 * points["diff"]
                 errors = np.nan_to_num(errors)  # a point without an interval is drawn without a bar
                 ax.errorbar(x, y, yerr=errors, color=colour, markersize=5, linewidth=1.2, capsize=2, zorder=3, **style)
-            cross = found[(found["strategy"] == strategy) & (found["protocol"] == protocol)]
+            cross = found[
+                (found["strategy"] == strategy) & (found["protocol"] == protocol) & (found["label_fraction"] == pct)
+            ]
             for row in cross[cross["crossings"] > 0].itertuples(index=False):
                 low = 100 * row.low if np.isfinite(row.low) else measured.min()
                 high = 100 * row.high if np.isfinite(row.high) else measured.max()
@@ -293,7 +311,7 @@ def sweep_figure(
         ax.set_xlim(*x_range)  # every panel on one purity axis, so they read side by side
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # labels 2, 3, 5 only on a narrow range
-        ax.set_title(protocol_title(protocol))
+        ax.set_title(protocol_title(protocol) + ("" if len(budgets) == 1 else f", {pct:g} % labels"))
         ax.set_xlabel("context positives of the anchor's species (%)")
         ax.set_ylabel(f"Δ top-1 vs {reference} (points)")
     strategies = list(dict.fromkeys(table["strategy"]))
@@ -310,7 +328,7 @@ def sweep_figure(
     counts = sorted(set(table["n_pairs"]))
     n = "no" if not counts else f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}\u2013{counts[-1]}"
     title = (
-        f"When geography helps: Δ top-1 at {label_fraction:g} % labels against the purity of context "
+        f"When geography helps: Δ top-1 at {budgets_text(budgets)} labels against the purity of context "
         f"positives ({vary} swept; mean over {n} replicates with its interval)"
     )
     return finish_figure(figure, handles, [h.get_label() for h in handles], "", title)

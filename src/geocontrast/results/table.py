@@ -268,15 +268,19 @@ def sweep_position_text(purity: dict | None, sweep: pd.DataFrame, source: str) -
     curve = sweep[sweep["extra"].isna() & sweep["purity"].gt(0) & sweep["diff"].notna()]
     x = math.log(purity["species"]) if purity["species"] > 0 else -math.inf
     lines = [f"On the purity sweep {source} at this purity ({100 * purity['species']:.1f} %), Δ top-1 in points:"]
-    for (strategy, protocol), rows in curve.groupby(["strategy", "protocol"], sort=True):
+    if "label_fraction" not in curve:
+        curve = curve.assign(label_fraction=math.nan)  # a sweep.csv of one budget, written before the column
+    budgets = curve["label_fraction"].nunique() > 1
+    for (strategy, protocol, pct), rows in curve.groupby(["strategy", "protocol", "label_fraction"], dropna=False):
+        name = f"{strategy} ({protocol}{f', {pct:g} % labels' if budgets else ''})"
         rows = rows.sort_values("purity")
         t = np.log(rows["purity"].to_numpy(float))
         if not t[0] <= x <= t[-1]:
             span = f"{100 * rows['purity'].iloc[0]:.1f}–{100 * rows['purity'].iloc[-1]:.1f} %"
-            lines.append(f"  {strategy} ({protocol}): outside the swept purities ({span})")
+            lines.append(f"  {name}: outside the swept purities ({span})")
             continue
         diff, low, high = (100 * np.interp(x, t, rows[column].to_numpy(float)) for column in ("diff", "low", "high"))
-        lines.append(f"  {strategy} ({protocol}): {diff:+.1f} [{low:+.1f}, {high:+.1f}]")
+        lines.append(f"  {name}: {diff:+.1f} [{low:+.1f}, {high:+.1f}]")
     return "\n".join(lines) + "\n" if len(lines) > 1 else ""
 
 
