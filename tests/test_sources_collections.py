@@ -1,5 +1,6 @@
 """Collections in the forms ecologists have: an iNaturalist export, a Darwin Core Archive (both served by the local
-server), a folder of geotagged photos; the refusals every source shares (outside paths, non-images, oversize)."""
+server) and the refusals every source shares (outside paths, non-images, oversize); a folder of photos is in
+test_sources_folder.py, both through the workflow in test_sources_workflow.py."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 from sources_fixtures import LocalServer, defaults, photo_bytes
 
-from geocontrast.data import download, dwca, folder, inat_export
+from geocontrast.data import download, dwca, inat_export
 from geocontrast.data.manifest import validate_manifest
 
 # --- an iNaturalist export ---------------------------------------------------------------------------------------
@@ -365,90 +365,6 @@ def test_archive_licences_are_read_as_codes(text, code):
     assert dwca.licence_code(text) == code
 
 
-# --- a folder of photos ------------------------------------------------------------------------------------------
-
-
-def dms(value: float) -> tuple:
-    """Degrees, minutes, seconds of |value| as EXIF rationals."""
-    value = abs(value)
-    degrees, minutes = int(value), int(value * 60) % 60
-    return (degrees, minutes, round((value * 3600) % 60, 4))
-
-
-def write_geotagged(path: Path, seed: int, lat=None, lon=None, taken=None, error_m=None) -> Path:
-    """A JPEG with the EXIF a phone writes: GPS with hemisphere references, and the time it was taken."""
-    image = Image.open(io.BytesIO(photo_bytes(seed)))
-    exif = Image.Exif()
-    if lat is not None:
-        gps = {1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)}
-        if error_m is not None:
-            gps[31] = error_m
-        exif[folder.GPS_IFD] = gps
-    if taken is not None:
-        exif[folder.EXIF_IFD] = {folder.DATE_TIME_ORIGINAL: taken}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, exif=exif)
-    return path
-
-
-def folder_config(path: Path, **overrides) -> dict:
-    return {**defaults("folder"), "path": str(path), **overrides}
-
-
-@pytest.mark.parametrize(
-    "lat, lon", [(37.7749, -122.4194), (-33.8688, 151.2093), (51.5, -0.1276), (-22.9068, -43.1729)]
-)
-def test_exif_coordinates_take_their_sign_from_the_hemisphere_references(tmp_path, lat, lon):
-    path = write_geotagged(tmp_path / "p.jpg", 1, lat, lon, taken="2023:05:01 14:03:22", error_m=4.5)
-    found = folder.photo_exif(path)
-    assert found["lat"] == pytest.approx(lat, abs=1e-5) and found["lon"] == pytest.approx(lon, abs=1e-5)
-    assert found["observed_on"] == "2023-05-01" and found["coord_uncertainty_m"] == 4.5
-
-
-def test_folder_species_from_folder_names_and_photos_without_gps_kept(tmp_path, caplog):
-    photos = tmp_path / "photos"
-    write_geotagged(photos / "Quercus_agrifolia" / "a.jpg", 1, 37.1, -122.0, taken="2023:05:01 14:03:22")
-    write_geotagged(photos / "Quercus_agrifolia" / "b.jpg", 2)  # no EXIF at all
-    write_geotagged(photos / "Eschscholzia californica" / "c.jpg", 3, -33.9, 151.2)
-    write_geotagged(photos / "loose.jpg", 4, taken="2022:01:02 08:00:00")
-    (photos / ".hidden.jpg").write_bytes(photo_bytes(5))
-    (photos / "notes.txt").write_text("field notes")
-    image_root = tmp_path / "images"
-    with caplog.at_level(logging.INFO):
-        table = folder.folder_photos(folder_config(photos), image_root, progress=False)
-    manifest = validate_manifest(table, image_root)
-    assert manifest["path"].tolist() == [
-        "Eschscholzia californica/c.jpg",
-        "Quercus_agrifolia/a.jpg",
-        "Quercus_agrifolia/b.jpg",
-        "loose.jpg",
-    ]
-    assert manifest["species"].tolist()[:3] == ["Eschscholzia californica", "Quercus agrifolia", "Quercus agrifolia"]
-    assert pd.isna(manifest.loc[3, "species"]) and manifest.loc[1, "genus"] == "Quercus"
-    assert manifest["has_coords"].tolist() == [True, True, False, False]
-    assert manifest.loc[0, "lat"] == pytest.approx(-33.9, abs=1e-5)
-    assert "4 photos: 2 with GPS coordinates, 2 with a date, 3 with a species" in caplog.text
-    assert (image_root / "loose.jpg").read_bytes() == (photos / "loose.jpg").read_bytes()  # never re-encoded
-
-
-def test_folder_sidecar_wins_over_exif_and_names_its_bad_cells(tmp_path):
-    photos = tmp_path / "photos"
-    write_geotagged(photos / "a.jpg", 1, 37.1, -122.0)
-    write_geotagged(photos / "b.jpg", 2)
-    sidecar = tmp_path / "sidecar.csv"
-    sidecar.write_text("path,species,lat,lon,observer_id\na.jpg,Quercus lobata,,,me\nb.jpg,,36.5,-121.5,\n")
-    table = folder.folder_photos(folder_config(photos, sidecar=str(sidecar), license="cc-by"), tmp_path / "i", False)
-    assert table.loc[0, "species"] == "Quercus lobata" and pd.isna(table.loc[1, "species"])
-    assert table.loc[0, "lat"] == pytest.approx(37.1) and table.loc[1, "lat"] == 36.5
-    assert table["observer_id"].tolist()[0] == "me" and table["license"].tolist() == ["cc-by", "cc-by"]
-
-    sidecar.write_text("path,lat,lon\na.jpg,91,-122\nmissing.jpg,,\n")
-    with pytest.raises(folder.FolderSourceError) as error:
-        folder.folder_photos(folder_config(photos, sidecar=str(sidecar)), tmp_path / "j", False)
-    assert "row 2, column 'lat': 91 is outside [-90, 90]" in str(error.value)
-    assert "row 3, column 'path': 'missing.jpg' is no photo below" in str(error.value)
-
-
 def test_source_clis_write_the_photo_table(server, tmp_path):
     rows = [export_row(i, serve_photo(server, 7000 + i)) for i in range(1, 3)]
     path = write_table(tmp_path / "observations.csv", rows)
@@ -457,119 +373,3 @@ def test_source_clis_write_the_photo_table(server, tmp_path):
     assert inat_export.main(["--config-json", json.dumps(export_config(path)), *argv]) == 0
     assert len(pd.read_parquet(source)) == 2
     np.testing.assert_array_equal(pd.read_parquet(source)["image_id"], ["7001", "7002"])
-
-
-# --- an export and an archive through the tiny workflow to results.csv -------------------------------------------
-
-
-def served_collection(server: LocalServer) -> pd.DataFrame:
-    """120 photos of six species spread over California (tests/shapes.py), served as JPEGs by the local server, and
-    as a 121st observation a half-size, re-encoded copy of photo 0: its url, photo and observation ids."""
-    from shapes import collection, photo
-
-    table = collection("partial_taxonomy")
-    table = pd.concat([table, table.iloc[[0]]], ignore_index=True)
-    rng = np.random.default_rng(1)
-    names = sorted(set(table["species"]), key=list(table["species"]).index)
-    urls = []
-    for i, species in enumerate(table["species"]):
-        if i == 0:
-            data = photo_bytes(0, size=(320, 240), quality=90)
-        elif i == len(table) - 1:
-            data = resized_copy(server.files["/photos/9000/medium.jpg"], 0.5, 60)
-        else:
-            buffer = io.BytesIO()
-            Image.fromarray(photo(rng, names.index(species))).save(buffer, format="JPEG", quality=90)
-            data = buffer.getvalue()
-        server.files[f"/photos/{9000 + i}/medium.jpg"] = data
-        urls.append(f"{server.url}/photos/{9000 + i}/medium.jpg")
-    return table.assign(url=urls, obs_id=[str(1 + i) for i in range(len(table))])
-
-
-def resized_copy(data: bytes, scale: float, quality: int) -> bytes:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    buffer = io.BytesIO()
-    image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS).save(
-        buffer, format="JPEG", quality=quality
-    )
-    return buffer.getvalue()
-
-
-def write_export_of(table: pd.DataFrame, path: Path) -> Path:
-    rows = [
-        export_row(
-            int(row.obs_id),
-            row.url,
-            latitude=f"{row.lat:.5f}",
-            longitude=f"{row.lon:.5f}",
-            observed_on=str(row.observed_on)[:10],
-            user_id=row.observer_id,
-            license="CC-BY",
-            scientific_name=row.species,
-            taxon_species_name=row.species,
-            taxon_genus_name=row.genus,
-            taxon_family_name=row.family,
-            taxon_order_name="",
-            taxon_class_name="",
-            taxon_phylum_name="",
-            taxon_kingdom_name="",
-        )
-        for row in table.itertuples()
-    ]
-    with zipfile.ZipFile(path, "w") as archive:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=EXPORT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        archive.writestr("observations-1.csv", text.getvalue())
-    return path
-
-
-def write_archive_of(table: pd.DataFrame, path: Path) -> Path:
-    core = [
-        "\t".join(
-            [row.obs_id, f"{row.lat:.5f}", f"{row.lon:.5f}", "25", str(row.observed_on)[:10], row.observer_id, ""]
-            + [row.family, row.genus, row.species.split()[1], ""]
-        )
-        for row in table.itertuples()
-    ]
-    media = [media_line(row.obs_id, row.url, licence="CC_BY_4_0") for row in table.itertuples()]
-    return write_archive(path, core, media)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("source", ["inat_export", "dwca"])
-def test_an_export_and_an_archive_run_through_the_tiny_workflow_to_results(server, tmp_path, source):
-    import subprocess
-
-    import yaml
-    from conftest import TINY_CONFIG
-    from test_workflow import snakemake_command
-
-    table = served_collection(server)
-    write = write_export_of if source == "inat_export" else write_archive_of
-    collection_file = write(table, tmp_path / f"{source}.zip")
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    section = {"path": str(collection_file), "cache_dir": str(tmp_path / "downloads")}
-    config["dataset"] = {"name": source, "source": source, source: section}
-    config["pretrain"].update(strategies=["context_pos_neg"], seeds=[0])
-    config["evaluate"]["protocols"] = ["linear", "knn"]
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    workdir = tmp_path / "work"
-    command, env = snakemake_command(workdir, f"results/{source}/results.csv", configfile=config_path)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    results_dir = workdir / "results" / source
-    results = pd.read_csv(results_dir / "results.csv")
-    assert set(results["strategy"]) == {"context_pos_neg", "random_init", "most_common"}
-    assert results["top1"].notna().all()
-    summary = json.loads((results_dir / "manifest_summary.json").read_text())
-    print(f"{source} manifest summary: {json.dumps(summary)}")
-    assert summary["n_images"] == 121 and summary["n_without_coords"] == 0 and summary["n_species"] == 6
-    assert {k: summary["near_duplicates"][k] for k in ("n_groups", "n_photos")} == {"n_groups": 1, "n_photos": 2}
-    splits = pd.read_parquet(results_dir / "replicates" / "0" / "splits.parquet").set_index("image_id")["split"]
-    original, copy = ("9000", "9120") if source == "inat_export" else ("1-1", "121-1")
-    assert splits[original] == splits[copy]
-    assert "1 near-duplicate groups, 2 photos" in (results_dir / "results_summary.txt").read_text()
