@@ -93,7 +93,7 @@ def parse_sweep(spec: dict) -> Sweep:
         vary=vary,
         points=points,
         reference=common.get("compare", {}).get("reference", "augmented"),
-        label_fractions=[float(pct) for pct in spec.get("label_fractions", [spec.get("label_fraction", 10)])],
+        label_fractions=[float(pct) for pct in spec.get("label_fractions", [10])],
     )
 
 
