@@ -138,6 +138,23 @@ def test_a_sweep_of_two_label_budgets_has_a_curve_and_a_panel_row_for_each(tmp_p
     assert "context_pos (linear, 10 % labels):" in text and "context_pos (linear, 100 % labels):" in text
 
 
+def test_extras_on_a_curve_points_purity_are_nudged_apart_and_one_of_its_own_is_drawn_where_it_is():
+    from geocontrast.report.sweep import EXTRA_NUDGE, extra_nudges
+
+    table = pd.DataFrame(
+        {
+            "extra": ["", "", "observer_style", "background_uncoupled", "year_round"],
+            "purity": [0.008, 0.36, 0.0082, 0.0082, 0.78],
+        }
+    )
+    assert extra_nudges(table) == {
+        "": 1.0,
+        "observer_style": EXTRA_NUDGE,
+        "background_uncoupled": EXTRA_NUDGE**2,
+        "year_round": 1.0,
+    }
+
+
 def collection_pairs(folder, positive):
     """A collection's pretraining records: a context_pos run with ``positive`` purity, an augmented run."""
     records = {

@@ -41,8 +41,8 @@ GEOGRAPHIC = ("context_pos", "context_pos_neg")
 """The strategies whose Δ against the reference the sweep maps."""
 EXTRA_MARKERS = ("s", "D", "^", "v", "P", "X")
 EXTRA_NUDGE = 1.12
-"""The k-th extra is drawn at its purity x EXTRA_NUDGE**k (k from 1): the extras change no pair share, so they
-would hide behind the curve's point of their level."""
+"""The k-th extra at a curve point's purity is drawn at its purity x EXTRA_NUDGE**k (k from 1): an extra that changes
+no pair share would hide behind the curve's point of its level (:func:`extra_nudges`)."""
 TABLE_COLUMNS = [
     "dataset", "level", "extra", "strategy", "protocol", "purity", "random_purity", "self_share", "pair_seeds",
     "diff", "low", "high", "n_pairs", "verdict", "vary", "reference", "label_fraction",
@@ -254,6 +254,18 @@ def sweep_markdown(sweep: Sweep, table: pd.DataFrame, found: pd.DataFrame, missi
     return "\n".join(lines) + "\n"
 
 
+def extra_nudges(table: pd.DataFrame) -> dict[str, float]:
+    """The factor each point's purity is drawn at: 1 on the curve and for an extra at a purity of its own; the k-th
+    extra that sits on a curve point's purity (within 10 %), EXTRA_NUDGE**k, so that it does not hide there."""
+    curve = table.loc[table["extra"] == "", "purity"].to_numpy(float)
+    nudges, hidden = {"": 1.0}, 0
+    for extra, rows in table[table["extra"] != ""].groupby("extra", sort=False):
+        on_curve = np.isclose(rows["purity"].mean(), curve, rtol=0.1).any()
+        hidden += int(on_curve)
+        nudges[extra] = EXTRA_NUDGE**hidden if on_curve else 1.0
+    return nudges
+
+
 def sweep_figure(
     table: pd.DataFrame, found: pd.DataFrame, *, mark: tuple[float, str] | None = None, figure_width_in: float = 7.0
 ) -> plt.Figure:
@@ -276,7 +288,7 @@ def sweep_figure(
     figure, axes, _ = panel_grid(max(1, len(panels)), width, 0.55 * 2 / columns, columns)
     extras = list(dict.fromkeys(table.loc[table["extra"] != "", "extra"]))
     markers = dict(zip(extras, EXTRA_MARKERS))
-    nudges = {"": 1.0, **{extra: EXTRA_NUDGE ** (k + 1) for k, extra in enumerate(extras)}}
+    nudges = extra_nudges(table)
     drawn = 100 * table["purity"] * table["extra"].map(nudges)
     marks = [100 * share for share in REAL_SPECIES_POSITIVE] + ([100 * mark[0]] if mark and mark[0] > 0 else [])
     x_range = (min([drawn.min(), *marks]) / 1.25, max([drawn.max(), *marks]) * 1.25)
