@@ -21,16 +21,6 @@ from geocontrast.results import table as results_cli
 from geocontrast.results.table import collect, summarise
 from geocontrast.train.spent import PRETRAINING_COLLAPSE, PRETRAINING_FACTS, PRETRAINING_LABELS
 
-SCORES = np.array(
-    [
-        [0.5, 0.3, 0.2],  # label 0: top-1 hit
-        [0.1, 0.2, 0.7],  # label 1: second -> top-2 hit
-        [0.6, 0.3, 0.1],  # label 2: third -> top-3 hit
-        [0.2, 0.2, 0.6],
-    ]
-)  # label 1: tie with class 0 at rank 2, lower index wins -> top-3 hit
-LABELS = np.array([0, 1, 2, 1])
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

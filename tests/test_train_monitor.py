@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_train_loop import FAST
 
 from geocontrast.data.manifest import read_manifest
 from geocontrast.geo.training_data import training_data
@@ -14,17 +15,6 @@ from geocontrast.models import build_encoder
 from geocontrast.results.table import collapse_text
 from geocontrast.train.monitor import Monitor, collapse_note, effective_rank
 from geocontrast.train.settings import PretrainSettings
-
-FAST = {
-    "encoder": "cnn5",
-    "resolution": 32,
-    "batch_size": 32,
-    "amp": "fp32",
-    "device": "cpu",
-    "progress": False,
-    "monitor_size": 64,
-    "knn_k": 5,
-}
 
 
 def test_collapse_monitor_flags_an_encoder_whose_features_all_point_one_way(tiny_inputs):
