@@ -16,7 +16,8 @@ minus the jobs' summed wall.
 Run back to back on a quiet machine (no other runs or helpers beside it): the runs of one session are comparable,
 absolute times of different days and machines are not. Each run is stored under its label in
 bench/results/workflow_time.json (the machine and commit with it) and all stored runs are tabulated side by side in
-bench/results/workflow_time.md. ~6 minutes a run on 2 cores (cnn5_half; ~11 with cnn5). Not run by ``bench/run_all.py`` unless named.
+bench/results/workflow_time.md. ~6 minutes a run on 2 cores (cnn5_half; ~11 with cnn5). Not run by
+``bench/run_all.py`` unless named.
 """
 
 from __future__ import annotations
