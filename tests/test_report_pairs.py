@@ -122,7 +122,7 @@ def test_the_summary_reads_the_collections_place_on_a_purity_sweep_in_log_purity
             {"extra": "observer_style", "strategy": "context_pos", "protocol": "linear", "purity": 0.03,
              "diff": 0.5, "low": 0.4, "high": 0.6},
         ]
-    )  # fmt: skip
+    ).assign(label_fraction=10.0)  # fmt: skip
     at_middle = sweep_position_text({"species": 10**-1.5}, sweep, "sweep.csv")  # halfway in log purity
     assert "context_pos (linear): +1.0 [-3.0, +5.0]" in at_middle
     assert "outside the swept purities (1.0–10.0 %)" in sweep_position_text({"species": 0.2}, sweep, "sweep.csv")

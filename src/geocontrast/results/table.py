@@ -268,10 +268,8 @@ def sweep_position_text(purity: dict | None, sweep: pd.DataFrame, source: str) -
     curve = sweep[sweep["extra"].isna() & sweep["purity"].gt(0) & sweep["diff"].notna()]
     x = math.log(purity["species"]) if purity["species"] > 0 else -math.inf
     lines = [f"On the purity sweep {source} at this purity ({100 * purity['species']:.1f} %), Δ top-1 in points:"]
-    if "label_fraction" not in curve:
-        curve = curve.assign(label_fraction=math.nan)  # a sweep.csv of one budget, written before the column
     budgets = curve["label_fraction"].nunique() > 1
-    for (strategy, protocol, pct), rows in curve.groupby(["strategy", "protocol", "label_fraction"], dropna=False):
+    for (strategy, protocol, pct), rows in curve.groupby(list(GROUP_COLUMNS)):
         name = f"{strategy} ({protocol}{f', {pct:g} % labels' if budgets else ''})"
         rows = rows.sort_values("purity")
         t = np.log(rows["purity"].to_numpy(float))
