@@ -9,7 +9,7 @@ CORES ?= all
 # Without an NVIDIA GPU the torch jobs run side by side on one core each (profiles/cpu); with one, profiles/default.
 PROFILE ?= $(shell nvidia-smi -L > /dev/null 2>&1 && echo default || echo cpu)
 
-.PHONY: setup run test test-shapes bench dry-run lint clean results-doc rulegraph-doc
+.PHONY: setup run test test-extended test-shapes bench dry-run lint clean results-doc rulegraph-doc
 
 setup: $(STAMP)
 
@@ -25,14 +25,20 @@ run: $(STAMP)
 	$(BIN)/snakemake --workflow-profile profiles/$(PROFILE) --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
-# CI gates first (formatting and Snakemake's linter), then the suite, which includes the cluster-path smoke test.
-# Two workers (measured faster on 2 cores); --dist loadfile keeps a file's shared workflow runs on one worker.
+# CI gates first (formatting and Snakemake's linter), then the suite with one end-to-end workflow run, the tiny
+# world's. Two workers (measured faster on 2 cores); --dist loadfile keeps a file's shared workflow runs on one worker.
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# The workflow runs `make test` leaves out (marker `extended`, ~4 min on 2 cores): runs killed inside a stage and
+# resumed, the module deployment, the cluster executor with a two-process pretraining, an iNaturalist export and a
+# DwC-A archive, the no-coordinate collection to the report. CI runs them after `make test`.
+test-extended: $(STAMP)
+	$(BIN)/python -m pytest -m extended -n 2 --dist loadfile
+
 # Every collection shape of tests/shapes.py (no coordinates, a few, one site, one cell, two far-apart clusters,
 # a partial taxonomy) through the tiny workflow to results.csv and the report; left out of `make test` (pyproject's
-# addopts deselect the shapes marker; the no-coordinate shape runs there).
+# addopts deselect the shapes marker; the no-coordinate shape runs in `make test-extended`).
 test-shapes: $(STAMP)
 	$(BIN)/python -m pytest -m shapes -n 2 --dist load --durations 0 tests/test_collection_shapes.py
 

@@ -42,6 +42,7 @@ from parts.workflow_jobs import (
     cpu_model,
     exact_cpu,
     job_outputs,
+    job_processes,
     read_benchmarks,
     rule_names,
     snakemake,
@@ -54,9 +55,24 @@ BUSY_TARGET = 0.9
 """Issue 36's target: every stage's jobs busy at least 90 % of their wall time."""
 
 
+def with_process_times(jobs: pd.DataFrame, process_log: Path, outputs: dict) -> pd.DataFrame:
+    """The jobs with their process's age at exit (``process_seconds``) and the seconds its threads waited for a
+    core (``waiting_seconds``), from the process log; NaN where a job has no record (or one without the field)."""
+    records = job_processes(process_log, outputs)
+    jobs = jobs.copy()
+    for column, field in (("process_seconds", "seconds"), ("waiting_seconds", "waiting_seconds")):
+        jobs[column] = [records.get(stem, {}).get(field) for stem in jobs["job"]]
+        jobs[column] = pd.to_numeric(jobs[column], errors="coerce")
+    return jobs
+
+
 def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per stage (rule): jobs, summed wall and CPU seconds, busy = CPU / wall, and Snakemake's sampled CPU beside
-    the exact one; longest stages first."""
+    the exact one; where the process log has them, the summed age of the jobs' processes (from their start to their
+    exit record: the job's wall less starting the shell and the interpreter's exit) and the seconds they waited for
+    a core; longest stages first."""
+    if "process_seconds" not in jobs:
+        jobs = jobs.assign(process_seconds=float("nan"), waiting_seconds=float("nan"))
     stages = (
         jobs.groupby("stage")
         .agg(
@@ -65,11 +81,14 @@ def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
             cpu_seconds=("cpu_seconds", "sum"),
             sampled_cpu_seconds=("sampled_cpu_seconds", "sum"),
             exact_jobs=("cpu_source", lambda source: int((source == "exact").sum())),
+            process_seconds=("process_seconds", lambda values: values.sum(min_count=1)),
+            waiting_seconds=("waiting_seconds", lambda values: values.sum(min_count=1)),
         )
         .reset_index()
     )
     stages["busy"] = stages["cpu_seconds"] / stages["seconds"]
     stages["sampled_busy"] = stages["sampled_cpu_seconds"] / stages["seconds"]
+    stages["process_busy"] = stages["cpu_seconds"] / stages["process_seconds"]
     return stages.sort_values("seconds", ascending=False, ignore_index=True)
 
 
@@ -125,6 +144,7 @@ def time_workflow(repo: Path, workdir: Path, cores: int, profile: str, config: P
         rule_names(repo),
         cpu=exact_cpu(workdir / PROCESS_LOG, outputs),
     )
+    jobs = with_process_times(jobs, workdir / PROCESS_LOG, outputs)
     totals = run_totals(jobs, wall, cores, all_cpu, snakemake_own_cpu(workdir / PROCESS_LOG))
     return {
         **totals,
@@ -191,15 +211,27 @@ def markdown(runs: dict) -> str:
             "",
             f"## {label}: per stage",
             "",
-            "| stage | jobs | wall (sum) | CPU (sum) | busy | Snakemake's sampled CPU (busy) |",
-            "|---|---|---|---|---|---|",
+            "| stage | jobs | wall (sum) | CPU (sum) | busy | Snakemake's sampled CPU (busy) "
+            "| processes' age (busy) | waiting for a core |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for stage in runs[label]["stages"]:
             lines.append(
                 f"| {stage['stage']} | {stage['jobs']} | {stage['seconds']:,.0f} s | {stage['cpu_seconds']:,.0f} s "
-                f"| {stage['busy']:.0%} | {stage['sampled_cpu_seconds']:,.0f} s ({stage['sampled_busy']:.0%}) |"
+                f"| {stage['busy']:.0%} | {stage['sampled_cpu_seconds']:,.0f} s ({stage['sampled_busy']:.0%}) "
+                f"| {seconds_and_share(stage, 'process_seconds', 'process_busy')} "
+                f"| {seconds_and_share(stage, 'waiting_seconds')} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def seconds_and_share(stage: dict, column: str, share: str | None = None) -> str:
+    """A stage's summed seconds of ``column`` (with the ``share`` column as a percentage); '?' for runs recorded
+    before the process log had the field."""
+    value = stage.get(column)
+    if value is None or pd.isna(value):
+        return "?"
+    return f"{value:,.1f} s" + (f" ({stage[share]:.0%})" if share else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,6 +163,48 @@ def test_a_python_process_started_with_the_process_log_folder_logs_its_peak_and_
     assert record["seconds"] >= 1.0 + child["seconds"] - 0.05  # loop, sleep and child: wall, not CPU
 
 
+def test_processes_sharing_one_core_log_the_time_each_waited_for_it(tmp_path):
+    import os
+    import subprocess
+
+    log = tmp_path / "processes.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "bench" / "process_log"), "GEOCONTRAST_PROCESS_LOG": str(log)}
+    burn = "import os, time\nos.sched_setaffinity(0, {0})\nwhile time.process_time() < 0.5: pass"
+    pair = [subprocess.Popen([sys.executable, "-c", burn], env=env) for _ in range(2)]  # both on core 0
+    assert [process.wait() for process in pair] == [0, 0]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    # While one ran its 0.5 s the other was ready and waited: at least one of them for most of that, both in all
+    # for more (the kernel interleaves them).
+    waits = sorted(record["waiting_seconds"] for record in records)
+    assert waits[-1] >= 0.25 and sum(waits) >= 0.4, waits
+    assert all(record["seconds"] >= record["cpu_seconds"] + record["waiting_seconds"] - 0.05 for record in records)
+
+
+def test_a_stage_adds_up_its_jobs_process_age_and_waiting_and_says_how_busy_its_processes_were(jobs_table):
+    spec = importlib.util.spec_from_file_location("workflow_time", REPO / "bench" / "workflow_time.py")
+    workflow_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(workflow_time)
+    jobs = pd.DataFrame(
+        {
+            "stage": ["splits", "splits", "pretrain"],
+            "job": ["splits_rep0", "splits_rep1", "pretrain_s_seed0"],
+            "seconds": [1.0, 1.0, 10.0],
+            "cpu_seconds": [0.7, 0.7, 9.0],
+            "sampled_cpu_seconds": [0.5, 0.5, 9.0],
+            "cpu_source": ["exact"] * 3,
+            "process_seconds": [0.8, 0.8, 9.5],
+            "waiting_seconds": [0.05, 0.05, 0.3],
+        }
+    )
+    stages = workflow_time.stage_table(jobs).set_index("stage")
+    assert stages.loc["splits", ["busy", "process_busy"]].tolist() == pytest.approx([0.7, 0.875])
+    assert stages.loc["splits", "waiting_seconds"] == pytest.approx(0.1)
+    # a run recorded before the process log had the fields: no process columns to add up
+    older = workflow_time.stage_table(jobs.drop(columns=["process_seconds", "waiting_seconds"])).set_index("stage")
+    assert older["process_seconds"].isna().all() and older.loc["pretrain", "busy"] == pytest.approx(0.9)
+    assert workflow_time.seconds_and_share(older.reset_index().iloc[0].to_dict(), "waiting_seconds") == "?"
+
+
 def test_a_dry_run_with_nothing_to_do_plans_no_job(scale):
     assert scale.planned_jobs("Building DAG of jobs...\nNothing to be done (all requested files are present).\n") == 0
     assert scale.planned_jobs("job     count\n----  -----\nall       1\ntotal    44\n") == 44

@@ -55,6 +55,7 @@ def test_pretraining_on_several_gpus_asks_for_them_and_runs_under_torchrun(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_cluster_executor_runs_the_jobs_from_job_scripts(tmp_path):
     """Every job goes through Snakemake's cluster path (job script, submission, status checks); the 'scheduler' is
     bash running the script (so one job at a time), polled every second instead of every 10. Pretraining runs as

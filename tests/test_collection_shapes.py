@@ -341,6 +341,7 @@ def check_shape_run(shape: str, results_dir, report_html: str, strategies) -> st
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_collection_without_coordinates_runs_to_the_report_saying_what_could_not_be_computed(tmp_path):
     results_dir, report_html = run_shape("no_coordinates", tmp_path, strategies=("context_pos_neg",))
     section = check_shape_run("no_coordinates", results_dir, report_html, ("context_pos_neg",))

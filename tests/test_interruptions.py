@@ -157,6 +157,7 @@ def comparable(metrics_path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_run_killed_inside_a_stage_reruns_to_the_uninterrupted_results(interrupted, reference, stage):
     workdir = interrupted(stage)
@@ -166,6 +167,7 @@ def test_run_killed_inside_a_stage_reruns_to_the_uninterrupted_results(interrupt
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_killed_pretraining_resumes_from_its_checkpoint_keeping_every_epochs_metrics(interrupted, reference):
     workdir = interrupted("pretrain")
     rerun_log = (workdir / LOGS / "pretrain_context_pos_neg_seed0.log").read_text()
@@ -177,6 +179,7 @@ def test_killed_pretraining_resumes_from_its_checkpoint_keeping_every_epochs_met
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_deterministic_runs_give_identical_results_on_any_core_count(interrupted, reference):
     # The image-cache run built everything again from an empty folder, on 1 core where the reference had 2.
     assert results_table(interrupted("image_cache")) == results_table(reference)

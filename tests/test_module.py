@@ -72,6 +72,7 @@ def test_the_module_fills_what_the_user_config_leaves_out_from_the_schema(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_the_module_runs_the_tiny_world_to_its_results(tmp_path):
     # One strategy, seed and protocol: the end-to-end test runs the whole tiny world; this one shows the module's
     # jobs run from the user's folder (a user's config reaching every stage is the planning test's).

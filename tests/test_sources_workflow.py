@@ -93,6 +93,7 @@ def write_archive_of(table: pd.DataFrame, path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("source", ["inat_export", "dwca"])
 def test_an_export_and_an_archive_run_through_the_tiny_workflow_to_results(server, tmp_path, source):
     import subprocess
