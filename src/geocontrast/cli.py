@@ -70,11 +70,13 @@ def add_encoder_arguments(parser: argparse.ArgumentParser, classifier: bool = Fa
 
 
 def exit_without_teardown(code: int | None) -> NoReturn:
-    """End a torch CLI after ``main()`` returned: run the atexit handlers (logging's flush, a benchmark's process
-    record), flush stdout and stderr, then leave with ``os._exit``, skipping the interpreter's teardown of every
-    module and object. With torch (and torch._dynamo, which the first optimiser imports) loaded that teardown costs
-    0.4-2 s of CPU per process and computes nothing: ~60 processes a `make run` (issue [V]). Every output is
-    written and closed by then (atomic_path); an exception still leaves through the normal teardown."""
+    """End a CLI after ``main()`` returned: run the atexit handlers (logging's flush, a benchmark's process record),
+    flush stdout and stderr, then leave with ``os._exit``, skipping the interpreter's teardown of every module and
+    object, which computes nothing. With torch (and torch._dynamo, which the first optimiser imports) loaded that
+    teardown costs 0.4-2 s of CPU per process; with pandas, pyarrow, numba or matplotlib 0.1-0.3 s, a fifth of a
+    short job such as splits or a neighbour table (issue [V]; every CLI the workflow calls ends here). Every output
+    is written and closed by then (atomic_path, worker pools shut down); an error (an exception, argparse's exit)
+    still leaves through the normal teardown."""
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

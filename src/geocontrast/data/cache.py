@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from geocontrast.atomic import atomic_path, write_json
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.decode import decode_image
 from geocontrast.data.manifest import read_manifest
 
@@ -161,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.download import SourceError, place_file, run_source_cli
 from geocontrast.data.manifest import MANIFEST_COLUMNS, STRING_DTYPE
 
@@ -179,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -35,7 +35,6 @@ import csv
 import io
 import logging
 import re
-import sys
 import time
 import xml.etree.ElementTree as ElementTree
 import zipfile
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.download import SourceError, image_suffix, run_source_cli, safe_file_name
 from geocontrast.data.inat_client import fetch_listed_photos
 from geocontrast.data.manifest import TAXONOMIC_RANKS
@@ -341,4 +341,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -31,6 +31,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.download import SourceError, contained, place_file, run_source_cli
 from geocontrast.data.manifest import MANIFEST_COLUMNS, STRING_DTYPE
 from geocontrast.data.table_checks import TableProblems, coordinate_pair, date_column, number_column, repeated
@@ -207,4 +208,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

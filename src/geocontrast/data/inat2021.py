@@ -48,6 +48,7 @@ import requests
 from tqdm import tqdm
 
 from geocontrast.atomic import atomic_path
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.download import SourceError, download, new_session, run_source_cli
 from geocontrast.data.manifest import STRING_DTYPE
 
@@ -288,4 +289,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

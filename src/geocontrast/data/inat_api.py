@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,6 +47,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.download import SourceError, new_session, run_source_cli
 from geocontrast.data.inat_client import GB, DailyLimitReached, DailyUsage, InatClient, RateLimiter, download_photos
 from geocontrast.data.manifest import TAXONOMIC_RANKS
@@ -259,4 +259,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

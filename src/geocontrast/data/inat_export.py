@@ -32,7 +32,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.download import SourceError, image_suffix, run_source_cli
 from geocontrast.data.inat_api import OBSCURED_UNCERTAINTY_M
 from geocontrast.data.inat_client import fetch_listed_photos
@@ -263,4 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

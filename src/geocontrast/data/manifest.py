@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geocontrast.atomic import atomic_path, write_json
+from geocontrast.cli import exit_without_teardown
 
 MANIFEST_COLUMNS = (
     "image_id",
@@ -341,4 +342,4 @@ def find_near_duplicates(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

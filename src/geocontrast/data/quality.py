@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.registry import QUALITIES
 
 JPEG_QUALITY = 10
@@ -105,4 +105,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -30,6 +30,7 @@ import pandas as pd
 from pyproj import Transformer
 
 from geocontrast.atomic import atomic_path, write_json
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.manifest import read_manifest
 
 SPLITS = ("train", "val", "test")
@@ -437,4 +438,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -18,12 +18,11 @@ Writes ``<out-dir>/fusion_l<pct>.json`` per budget: a result record like the lin
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from geocontrast.cli import add_evaluation_rows_arguments, json_object
+from geocontrast.cli import add_evaluation_rows_arguments, exit_without_teardown, json_object
 from geocontrast.evaluate.settings import LinearSettings
 from geocontrast.registry import FUSION, FUSION_SEPARATOR
 
@@ -98,4 +97,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.evaluate import PROBE_RANKS, RANKS
 from geocontrast.evaluate.settings import ClusteringSettings, GenusPairsSettings, LinearSettings, MislabelSettings
 
@@ -291,6 +292,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.geo._common import encode_ids, manifest_coordinates, table_parser, write_table
 from geocontrast.geo.coords import chord_to_km, km_to_chord, unit_vectors
 
@@ -226,4 +227,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.report.examples import UNIDENTIFIED, rank_names, split_of_rows
 from geocontrast.report.style import plt, save_figure
 
@@ -163,4 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

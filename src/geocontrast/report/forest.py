@@ -11,13 +11,12 @@ CLI (called by ``workflow/rules/report.smk``; writes ``comparisons.png`` and ``c
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from geocontrast.cli import json_object
+from geocontrast.cli import exit_without_teardown, json_object
 from geocontrast.report.panels import (
     at_label_fraction,
     finish_figure,
@@ -128,4 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

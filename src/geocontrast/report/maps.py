@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS, Geod, Transformer
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.geo.coords import unit_vectors
 from geocontrast.report.examples import coordinates, seeded_anchors, split_of_rows
 from geocontrast.report.ranges import (
@@ -365,4 +366,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -12,13 +12,13 @@ another photo's: :mod:`geocontrast.strategies.diagnostics`)::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.real_pairs import REAL_RANGES
 from geocontrast.report.style import plt, save_figure
 from geocontrast.results.table import read_pair_records
@@ -161,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

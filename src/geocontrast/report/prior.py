@@ -16,11 +16,11 @@ CLI (the workflow's report_prior rule)::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.prior.scores import LEARNED, MOST_COMMON, TOP_K, prior_table
 from geocontrast.report.style import STRATEGY_COLOURS, note_figure, plt, save_figure
 from geocontrast.results.table import read_priors
@@ -120,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.real_pairs import REAL_RANGES, range_text
 from geocontrast.report.panels import finish_figure, panel_grid, protocol_order, protocol_title
 from geocontrast.report.style import plt, save_figure, strategy_colour
@@ -394,4 +395,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from geocontrast.cli import exit_without_teardown
 from geocontrast.report.style import save_figure
 from geocontrast.report.sweep import crossovers, read_sweep_table, sweep_figure
 from geocontrast.results.table import context_purity, read_pair_records
@@ -40,4 +41,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from geocontrast.cli import json_object
+from geocontrast.cli import exit_without_teardown, json_object
 from geocontrast.evaluate import TASKS
 from geocontrast.report.panels import (
     at_label_fraction,
@@ -162,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from geocontrast.atomic import atomic_path, write_text
-from geocontrast.cli import json_object
+from geocontrast.cli import exit_without_teardown, json_object
 from geocontrast.data.manifest import read_manifest
 from geocontrast.results.compare import (
     CompareSettings,
@@ -76,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

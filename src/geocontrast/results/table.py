@@ -19,6 +19,7 @@ from geocontrast.atomic import atomic_path, write_text
 from geocontrast.data.real_pairs import range_text
 from geocontrast.evaluate import METRIC_COLUMNS, RESULT_COLUMNS
 from geocontrast.prior.scores import LEARNED, TOP_K, prior_table
+from geocontrast.cli import exit_without_teardown
 
 GROUP_COLUMNS = ("strategy", "protocol", "label_fraction")
 
@@ -346,4 +347,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ...atomic import atomic_path, write_json
+from ...cli import exit_without_teardown
 from ..manifest import MANIFEST_COLUMNS
 from .world import generate_world, render_photos, write_truth
 
@@ -56,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

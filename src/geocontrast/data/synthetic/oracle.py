@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from geocontrast.atomic import atomic_path
+from geocontrast.cli import exit_without_teardown
 from geocontrast.data.manifest import read_manifest, species_classes
 from geocontrast.data.synthetic.truth import ORACLE_BLOCK_ELEMENTS, Truth, oracle_probabilities
 from geocontrast.metrics import ranked_classes
@@ -109,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

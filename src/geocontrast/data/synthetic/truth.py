@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ...atomic import atomic_path
+from ...cli import exit_without_teardown
 from .landscape import Landscape
 from .observations import (
     AGGREGATION_STREAM,
@@ -166,4 +167,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())
