@@ -30,9 +30,10 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-# The workflow runs `make test` leaves out (marker `extended`, ~4 min on 2 cores): runs killed inside a stage and
+# The runs `make test` leaves out (marker `extended`, ~4-5 min on 2 cores): workflow runs killed inside a stage and
 # resumed, the module deployment, the cluster executor with a two-process pretraining, an iNaturalist export and a
-# DwC-A archive, the no-coordinate collection to the report. CI runs them after `make test`.
+# DwC-A archive, the no-coordinate collection to the report; training on two gloo processes against one. CI runs
+# them after `make test`.
 test-extended: $(STAMP)
 	$(BIN)/python -m pytest -m extended -n 2 --dist loadfile
 

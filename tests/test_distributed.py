@@ -87,6 +87,8 @@ def gathered_loss_worker(rank: int, out: Path) -> None:
     torch.save({"loss": loss, "grads": grads}, out / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
+@pytest.mark.extended
 def test_gathered_ntxent_loss_and_gradients_equal_one_process_on_the_global_batch(tmp_path):
     run_processes(gathered_loss_worker, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
@@ -118,6 +120,8 @@ def gathered_location_loss_worker(rank: int, out: Path) -> None:
     torch.save({"loss": loss, "grads": grads}, out / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
+@pytest.mark.extended
 def test_gathered_location_loss_and_gradients_equal_one_process_with_unequal_located_shares(tmp_path):
     run_processes(gathered_location_loss_worker, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
@@ -179,6 +183,8 @@ def training_step_worker(rank: int, out: Path) -> None:
     torch.save({"loss": loss, "state": state}, out / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
+@pytest.mark.extended
 def test_two_process_training_step_equals_one_process_step_on_the_global_batch(tmp_path):
     run_processes(training_step_worker, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
@@ -223,6 +229,8 @@ def train_worker(
         assert path == folder / "encoder.pt"
 
 
+@pytest.mark.slow
+@pytest.mark.extended
 def test_two_process_run_writes_the_single_process_outputs_once(tmp_path):
     inputs = build_tiny_inputs(tmp_path / "world")
     params = {
@@ -246,6 +254,8 @@ def test_two_process_run_writes_the_single_process_outputs_once(tmp_path):
     assert (out_dir / "last.pt").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.extended
 def test_every_family_trains_under_two_processes(tmp_path):
     """DDP needs a gradient for every trained parameter each step, and BYOL's target copy must stay out of it."""
     inputs = build_tiny_inputs(tmp_path / "world")
