@@ -71,8 +71,6 @@ def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
     the exact one; where the process log has them, the summed age of the jobs' processes (from their start to their
     exit record: the job's wall less starting the shell and the interpreter's exit) and the seconds they waited for
     a core; longest stages first."""
-    if "process_seconds" not in jobs:
-        jobs = jobs.assign(process_seconds=float("nan"), waiting_seconds=float("nan"))
     stages = (
         jobs.groupby("stage")
         .agg(
